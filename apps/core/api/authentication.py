@@ -1,0 +1,56 @@
+"""API-key authentication: `Authorization: Bearer <key>` or `Authorization: Api-Key <key>`."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from apps.core.models import ApiKey
+
+KEYWORDS = ("bearer", "api-key")
+# Writing last_used_at on every request would turn reads into writes; once a minute is enough.
+_LAST_USED_RESOLUTION_S = 60
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        keyword, _, key = header.partition(" ")
+        if keyword.lower() not in KEYWORDS:
+            return None
+        key = key.strip()
+        if not key or " " in key:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
+        try:
+            api_key = ApiKey.objects.select_related("owner").get_from_key(key)
+        except ApiKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("Unknown API key.") from None
+        if api_key.revoked:
+            raise exceptions.AuthenticationFailed("This API key was revoked.")
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        if not api_key.owner.is_active:
+            raise exceptions.AuthenticationFailed("The owner of this API key is inactive.")
+        now = timezone.now()
+        if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_S:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return api_key.owner, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.core.api.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from 'My API keys', sent as `Authorization: Bearer <key>`.",
+        }

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "apps.core"
+    label = "core"
+    verbose_name = "Core"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from apps.core import audit, roles, workers  # noqa: F401  (connects signal receivers)
+
+        post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="moc-sync-roles")

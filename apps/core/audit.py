@@ -1,0 +1,213 @@
+"""The audit log: every write made through the API, the pages or the admin is recorded.
+
+Plain create/update/delete of rows is caught by model signals while a request is being
+served (so no write path can forget it); commands that are not a row change (cancel a
+job, revoke a key, log in) call `record()` themselves. Writes made by workers and beat
+carry no request and are not audited: they are MOC acting, not a person.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+from django.contrib.auth import user_logged_in, user_logged_out
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from apps.core import events
+
+_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar("moc_audit_request", default=None)
+
+# Tables whose writes are bookkeeping, not operator actions.
+_SKIP_MODELS = {
+    "core.auditevent",
+    "core.taskdelivery",
+    "sessions.session",
+    "admin.logentry",
+    "contenttypes.contenttype",
+    "auth.permission",
+    "axes.accessattempt",
+    "axes.accesslog",
+    "axes.accessfailurelog",
+    "django_celery_beat.periodictasks",
+}
+# Saves that touch only these fields are side effects of reading (logins, key use).
+_SILENT_FIELDS = {"last_login", "last_used_at"}
+_MASKED_FIELDS = {"password", "hashed_key"}
+
+
+def bind_request(request: HttpRequest) -> contextvars.Token:
+    return _request.set(request)
+
+
+def unbind_request(token: contextvars.Token) -> None:
+    _request.reset(token)
+
+
+def current_request() -> HttpRequest | None:
+    return _request.get()
+
+
+def _source(request: HttpRequest) -> str:
+    from apps.core.models import AuditEvent
+
+    path = request.path
+    if path.startswith("/api/"):
+        return AuditEvent.Source.API
+    if path.startswith("/admin/"):
+        return AuditEvent.Source.ADMIN
+    return AuditEvent.Source.PAGE
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address. X-Forwarded-For is trusted only from the local reverse proxy."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded and remote in {"127.0.0.1", "::1"} | _trusted_proxies():
+        return forwarded.split(",")[-1].strip() or remote
+    return remote
+
+
+def _trusted_proxies() -> set[str]:
+    from django.conf import settings
+
+    return set(getattr(settings, "MOC_TRUSTED_PROXIES", []))
+
+
+def record(
+    action: str,
+    obj: models.Model | None = None,
+    *,
+    changes: dict[str, Any] | None = None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Record one audited action by the current request's user (on commit)."""
+    from apps.core.models import AuditEvent
+
+    request = request or current_request()
+    if request is None:
+        return
+    user = getattr(request, "user", None)
+    key = getattr(request, "auth", None)
+    prefix = getattr(key, "prefix", "") if key is not None and hasattr(key, "hashed_key") else ""
+    actor = user if user is not None and user.is_authenticated else None
+    label = actor.get_username() if actor else "anonymous"
+    if prefix:
+        label = f"{label} (key {prefix})"
+    event = AuditEvent(
+        actor=actor,
+        actor_label=label[:200],
+        api_key_prefix=prefix,
+        action=action,
+        source=_source(request),
+        content_type=ContentType.objects.get_for_model(obj) if obj is not None else None,
+        object_id=str(obj.pk) if obj is not None and obj.pk is not None else "",
+        object_repr=str(obj)[:200] if obj is not None else "",
+        changes=changes or {},
+        remote_addr=client_ip(request),
+        request_path=request.path[:300],
+    )
+
+    def save() -> None:
+        event.save()
+        events.publish(events.ACTIVITY_GROUP, "activity.event", _brief(event))
+
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(save)
+    else:
+        save()
+
+
+def _brief(event: Any) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "at": event.created_at.isoformat() if event.created_at else None,
+        "actor": event.actor_label,
+        "action": event.action,
+        "object": event.object_repr,
+        "source": event.source,
+    }
+
+
+def _label(instance: models.Model) -> str:
+    return instance._meta.label_lower
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return f"<{len(value)} bytes>"
+    return value
+
+
+def _field_values(instance: models.Model) -> dict[str, Any]:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    changes = {}
+    for name, new in after.items():
+        old = before.get(name)
+        if old != new:
+            masked = name in _MASKED_FIELDS
+            changes[name] = ["***", "***"] if masked else [_jsonable(old), _jsonable(new)]
+    return changes
+
+
+def _audited(instance: models.Model, update_fields: Any) -> bool:
+    if current_request() is None or _label(instance) in _SKIP_MODELS:
+        return False
+    return not (update_fields and set(update_fields) <= _SILENT_FIELDS)
+
+
+@receiver(pre_save, dispatch_uid="moc-audit-pre-save")
+def _remember_before(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    if not _audited(instance, kwargs.get("update_fields")) or instance.pk is None:
+        return
+    row = sender._default_manager.filter(pk=instance.pk).first()
+    instance._audit_before = _field_values(row) if row is not None else None
+
+
+@receiver(post_save, dispatch_uid="moc-audit-post-save")
+def _record_save(sender: type[models.Model], instance: models.Model, created: bool, **kwargs: Any) -> None:
+    if not _audited(instance, kwargs.get("update_fields")):
+        return
+    before = getattr(instance, "_audit_before", None)
+    after = _field_values(instance)
+    if created or before is None:
+        record("create", instance, changes=_diff({}, after))
+        return
+    changes = _diff(before, after)
+    changes.pop("updated_at", None)
+    if changes:
+        record("update", instance, changes=changes)
+
+
+@receiver(post_delete, dispatch_uid="moc-audit-post-delete")
+def _record_delete(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    if _audited(instance, None):
+        record("delete", instance)
+
+
+@receiver(user_logged_in, dispatch_uid="moc-audit-login")
+def _record_login(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+    if request is not None:
+        request.user = user
+        record("login", user, request=request)
+
+
+@receiver(user_logged_out, dispatch_uid="moc-audit-logout")
+def _record_logout(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+    if request is not None and user is not None:
+        request.user = user
+        record("logout", user, request=request)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from apps.core import roles
+
+NAV = [
+    ("overview", "Overview", "core:overview"),
+    ("gpus", "GPUs", "fleet:devices"),
+    ("models", "Models", "models:list"),
+    ("deployments", "Deployments", "deployments:list"),
+    ("jobs", "Jobs", "jobs:list"),
+    ("goals", "Goals", "goals:list"),
+    ("alerts", "Alerts", "alerts:list"),
+    ("audit", "Audit", "core:audit"),
+]
+
+
+def moc(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    role = roles.role_of(user) if user is not None else None
+    return {
+        "nav": [(key, label, reverse(name)) for key, label, name in NAV],
+        "user_role": role.value if role else None,
+    }

@@ -1,0 +1,22 @@
+"""The three role groups. Their permissions are (re)assigned after every migrate by
+apps.core.roles.sync_roles, so tables added by later migrations are covered too."""
+
+from django.db import migrations
+
+ROLES = ("viewer", "operator", "admin")
+
+
+def create_groups(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+def remove_groups(apps, schema_editor):
+    apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [("core", "0001_initial"), ("auth", "0012_alter_user_first_name_max_length")]
+
+    operations = [migrations.RunPython(create_groups, remove_groups)]

@@ -1,0 +1,38 @@
+"""Building blocks for the dashboard's pages, shared by every app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.views.generic import ListView
+
+
+class FilteredListView(ListView):
+    """A paginated list filtered by the same FilterSet the API uses (NetBox's habit).
+
+    Subclasses set `filterset_class`, `queryset` and `template_name`; the template extends
+    core/list_base.html and gets `filter` (the bound FilterSet) and `filtered` (whether
+    any filter is active, to word the empty state).
+    """
+
+    filterset_class: Any = None
+    paginate_by = 50
+    section = ""
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        self.filterset = self.filterset_class(self.request.GET or None, queryset=queryset, request=self.request)
+        return self.filterset.qs if self.filterset.is_bound and self.filterset.is_valid() else queryset
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        params = self.request.GET.copy()
+        params.pop("page", None)
+        context.update(
+            filter=self.filterset,
+            filtered=any(v for k, v in self.request.GET.items() if k != "page"),
+            querystring=params.urlencode(),
+            section=self.section,
+        )
+        return context

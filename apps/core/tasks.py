@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+from django.utils import timezone
+
+from apps.core.delivery import DurableTask
+from apps.core.domain.states import DELIVERY
+from apps.core.models import TaskDelivery
+
+# Finished delivery rows are kept this long for inspection, then pruned.
+_KEEP = dt.timedelta(days=7)
+
+
+@shared_task(base=DurableTask)
+def task_deliveries_prune() -> int:
+    cutoff = timezone.now() - _KEEP
+    deleted, _ = TaskDelivery.objects.filter(state__in=DELIVERY.terminal, finished_at__lt=cutoff).delete()
+    return deleted
+
+
+@shared_task(base=DurableTask)
+def ping(note: str = "") -> dict:
+    """A round trip through the broker and a worker, for health probes and tests."""
+    from apps.core import selectors
+
+    selectors.database_ok()
+    return {"pong": True, "note": note, "at": timezone.now().isoformat()}

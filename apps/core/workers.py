@@ -1,0 +1,72 @@
+"""Worker liveness: each Celery worker keeps a key with a TTL in Redis while it runs.
+
+/readyz and the fleet pages count the live keys; a worker that dies simply lets its key
+expire. Redis rather than the database because this is a short-lived fact, written often.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "moc:worker:"
+_stop = threading.Event()
+
+
+def redis_client(timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def _key(hostname: str) -> str:
+    return f"{KEY_PREFIX}{hostname}"
+
+
+def beat(client: redis.Redis, hostname: str, queues: list[str], started: float) -> None:
+    ttl = settings.MOC_WORKER_HEARTBEAT_S * 3
+    info = {"hostname": hostname, "queues": queues, "pid": os.getpid(), "started": started, "seen": time.time()}
+    client.set(_key(hostname), json.dumps(info), ex=ttl)
+
+
+def live_workers(client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    client = client or redis_client()
+    keys = sorted(client.scan_iter(match=f"{KEY_PREFIX}*", count=500))
+    values = client.mget(keys) if keys else []
+    return [json.loads(v) for v in values if v]
+
+
+def _loop(hostname: str, queues: list[str]) -> None:
+    client = redis_client()
+    started = time.time()
+    while not _stop.is_set():
+        try:
+            beat(client, hostname, queues, started)
+        except redis.RedisError as exc:
+            log.warning("worker heartbeat to Redis failed: %s", exc)
+        _stop.wait(settings.MOC_WORKER_HEARTBEAT_S)
+
+
+@worker_ready.connect(dispatch_uid="moc-worker-heartbeat-start")
+def _start_heartbeat(sender: Any, **kwargs: Any) -> None:
+    hostname = sender.hostname
+    queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+    _stop.clear()
+    threading.Thread(target=_loop, args=(hostname, queues), name="moc-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect(dispatch_uid="moc-worker-heartbeat-stop")
+def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
+    _stop.set()
+    try:
+        redis_client().delete(_key(sender.hostname))
+    except redis.RedisError:
+        pass

@@ -1,0 +1,28 @@
+"""The Celery app, its queues and its periodic tasks (all of them, here, in one place)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "moc_site.settings")
+
+app = Celery("moc_site")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Every entry has `expires`, so a beat that was down does not fire a backlog on return.
+app.conf.beat_schedule = {
+    "jobs-redispatch-stale": {
+        "task": "apps.jobs.tasks.jobs_redispatch_stale",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 50},
+    },
+    "core-prune-task-deliveries": {
+        "task": "apps.core.tasks.task_deliveries_prune",
+        "schedule": crontab(minute=17, hour="*"),
+        "options": {"expires": 3000},
+    },
+}

@@ -1,0 +1,5 @@
+"""Websocket routes of every app, gathered under /ws/."""
+
+from apps.core.routing import websocket_urlpatterns as core_ws
+
+websocket_urlpatterns = [*core_ws]

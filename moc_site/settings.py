@@ -1,0 +1,308 @@
+"""MOC settings: one module, every value from the environment with a working default.
+
+No environment at all gives a local install: SQLite under var/, Redis on 127.0.0.1:6379,
+DEBUG off, a secret key generated once into var/. MOC_PRODUCTION=true demands real secrets
+and turns on the HTTPS hardening that `manage.py check --deploy` asks for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from apps.core.env import env_bool, env_int, env_list, env_secret, env_str, local_secret_key
+from apps.core.redis_layout import caches_for, channel_layers_for
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("MOC_VAR_DIR", str(BASE_DIR / "var")))
+
+PRODUCTION = env_bool("MOC_PRODUCTION", False)
+DEBUG = env_bool("DEBUG", False)
+
+_secret = env_secret("SECRET_KEY")
+if _secret is None:
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when MOC_PRODUCTION=true")
+    _secret = local_secret_key(VAR_DIR / "secret_key")
+SECRET_KEY = _secret
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# The public base URL printed by the run command and used in notifications.
+MOC_PUBLIC_URL = env_str("MOC_PUBLIC_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "django_celery_beat",
+    "axes",
+    "channels",
+    "apps.core",
+    "apps.fleet",
+    "apps.models",
+    "apps.jobs",
+    "apps.deployments",
+    "apps.goals",
+    "apps.alerts",
+]
+
+MIDDLEWARE = [
+    "apps.core.middleware.RequestSizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "apps.core.middleware.MetricsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "apps.core.middleware.AuditContextMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "moc_site.urls"
+WSGI_APPLICATION = "moc_site.wsgi.application"
+ASGI_APPLICATION = "moc_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.core.context_processors.moc",
+            ],
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("MOC_SQLITE_PATH", str(VAR_DIR / "moc.sqlite3")),
+            "OPTIONS": {
+                # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue
+                # instead of failing with "database is locked" halfway through.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # A file, not :memory:, so Celery workers started by the tests see the same data;
+            # one per test run, so concurrent runs do not share it.
+            "TEST": {"NAME": str(VAR_DIR / f"test_moc_{os.getpid()}.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: broker, results, cache, channel layer -----------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = caches_for(REDIS_URL)
+CHANNEL_LAYERS = channel_layers_for(REDIS_URL, env_int("MOC_CHANNEL_MAX_CONNECTIONS", 1000))
+
+# --- celery ---------------------------------------------------------------------------
+# The longest task MOC runs (a fine-tuning job) is bounded by this hard limit; the
+# broker's visibility timeout must be longer, or Redis hands a running task to a second
+# worker while the first is still on it.
+MOC_TASK_TIME_LIMIT = env_int("MOC_TASK_TIME_LIMIT", 6 * 3600)
+MOC_VISIBILITY_TIMEOUT = MOC_TASK_TIME_LIMIT + 3600
+# A message delivered this many times without finishing is poisoned, not run again:
+# a task that kills its worker must not loop forever.
+MOC_TASK_MAX_DELIVERIES = env_int("MOC_TASK_MAX_DELIVERIES", 3)
+# The device queues this node's GPU workers consume; `default` is the CPU worker's.
+MOC_DEVICE_QUEUES = env_list("MOC_DEVICE_QUEUES", ["gpu.local.0"])
+
+_transport_options = {"visibility_timeout": MOC_VISIBILITY_TIMEOUT}
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# Celery reads the visibility timeout in three places: the broker transport, the result
+# backend transport, and the visibility_timeout used by redis-based locks for beat/ETA.
+CELERY_BROKER_TRANSPORT_OPTIONS = _transport_options
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _transport_options
+CELERY_VISIBILITY_TIMEOUT = MOC_VISIBILITY_TIMEOUT
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_TIME_LIMIT = MOC_TASK_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = MOC_TASK_TIME_LIMIT - 60
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(env_int("MOC_WORKER_SOFT_SHUTDOWN_S", 30))
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = [Queue("default", Exchange("default"), routing_key="default")] + [
+    Queue(name, Exchange(name), routing_key=name) for name in MOC_DEVICE_QUEUES
+]
+CELERY_TASK_ROUTES = {"apps.*": {"queue": "default"}}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+# Worker liveness kept in Redis with a TTL; /readyz counts the live keys.
+MOC_WORKER_HEARTBEAT_S = env_int("MOC_WORKER_HEARTBEAT_S", 10)
+# Jobs queued this long without a worker picking them up are sent again.
+MOC_REDISPATCH_AFTER_S = env_int("MOC_REDISPATCH_AFTER_S", 300)
+# A running job whose worker's heartbeat is gone this long is retried or failed.
+MOC_RUNNING_LEASE_S = env_int("MOC_RUNNING_LEASE_S", 120)
+
+# --- auth -----------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "core:overview"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AXES_FAILURE_LIMIT = env_int("MOC_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("MOC_LOGIN_COOLOFF_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "core/locked_out.html"
+AXES_ENABLED = env_bool("MOC_LOGIN_RATE_LIMIT", True)
+API_KEY_CUSTOM_HEADER = "HTTP_X_API_KEY"
+
+# --- API ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.core.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.core.api.permissions.RolePermission"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.core.api.throttling.AnonThrottle",
+        "apps.core.api.throttling.UserThrottle",
+        "apps.core.api.throttling.ApiKeyThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("MOC_THROTTLE_ANON", "60/min"),
+        "user": env_str("MOC_THROTTLE_USER", "2000/min"),
+        "api_key": env_str("MOC_THROTTLE_API_KEY", "6000/min"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MOC API",
+    "DESCRIPTION": "The ModelOps Coordinator's REST API: fleet, models, jobs, deployments, goals, alerts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKeyAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key from 'My API keys': `Authorization: Bearer <key>` "
+                "(or `Authorization: Api-Key <key>`).",
+            }
+        }
+    },
+    "ENUM_NAME_OVERRIDES": {},
+}
+# Bodies above this are refused with 413 before anything parses them.
+MOC_MAX_REQUEST_BYTES = env_int("MOC_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MOC_MAX_REQUEST_BYTES
+
+# --- static, i18n ---------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "apps.core.staticfinders.VendorFinder",
+]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Outside production the app serves assets straight from the finders, so no collectstatic is needed.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- security -------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("MOC_SESSION_AGE_S", 12 * 3600)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("MOC_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("MOC_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("MOC_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("MOC_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MOC_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("MOC_HSTS_PRELOAD", True)
+    # The reverse proxy terminates TLS and says so in this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# --- metrics --------------------------------------------------------------------------
+# Set by the run command and compose: several processes write their metrics here and
+# /metrics merges them.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"axes": {"level": "WARNING"}},
+}
+# When set, /metrics requires `Authorization: Bearer <token>` (Prometheus' `authorization` block).
+MOC_METRICS_TOKEN = env_secret("MOC_METRICS_TOKEN") or ""
+# Reverse proxies besides loopback whose X-Forwarded-For is believed for audit addresses.
+MOC_TRUSTED_PROXIES = env_list("MOC_TRUSTED_PROXIES", [])

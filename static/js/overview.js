@@ -1,0 +1,44 @@
+(function () {
+  "use strict";
+  var list = document.getElementById("events");
+  if (!list) return;
+  var MAX = 15;
+
+  function item(e) {
+    var li = document.createElement("li");
+    var t = document.createElement("time");
+    t.dateTime = e.at || "";
+    t.textContent = e.at ? new Date(e.at).toISOString().substring(11, 19) : "";
+    var who = document.createElement("b");
+    who.textContent = e.actor;
+    var action = document.createElement("span");
+    action.className = "tag";
+    action.textContent = e.action;
+    var via = document.createElement("span");
+    via.className = "muted";
+    via.textContent = "via " + e.source;
+    li.append(t, " ", who, " ", action, " " + (e.object || "") + " ", via);
+    return li;
+  }
+
+  function snapshot() {
+    fetch(list.dataset.snapshotUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        list.replaceChildren.apply(list, data.results.map(function (e) {
+          return item({ at: e.created_at, actor: e.actor_label, action: e.action, object: e.object_repr, source: e.source });
+        }));
+      });
+  }
+
+  new window.MOC.LiveSocket("/ws/activity/", {
+    snapshot: snapshot,
+    "activity.event": function (e) {
+      var empty = list.querySelector("[data-empty]");
+      if (empty) empty.remove();
+      list.prepend(item(e));
+      while (list.children.length > MAX) list.lastElementChild.remove();
+    },
+  });
+})();

@@ -1,0 +1,105 @@
+"""Fixtures for the whole suite.
+
+One real redis-server runs for the session; the cache, the channel layer and Celery point
+at it. Users of each role, API keys of each role and API clients come from fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.test.utils import override_settings
+from rest_framework.test import APIClient
+
+from apps.core import roles
+from apps.core.domain.roles import Role
+from apps.core.redis_layout import caches_for, channel_layers_for
+from tests.procs import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
+    server.start()
+    with override_settings(
+        REDIS_URL=server.url,
+        CACHES=caches_for(server.url),
+        CHANNEL_LAYERS=channel_layers_for(server.url, 200),
+        CELERY_BROKER_URL=server.url,
+        CELERY_RESULT_BACKEND=server.url,
+    ):
+        from moc_site.celery import app
+
+        app.conf.update(broker_url=server.url, result_backend=server.url)
+        yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis(redis_server: RedisServer) -> None:
+    """Every test starts with an empty Redis (throttle counters, heartbeats, queues)."""
+    redis_server.client().flushall()
+
+
+@pytest.fixture
+def make_user(django_user_model: type, db: None) -> Callable[..., object]:
+    def make(role: Role | None = Role.VIEWER, username: str | None = None, **fields: object) -> object:
+        name = username or f"{role.value if role else 'norole'}-{django_user_model.objects.count() + 1}"
+        user = django_user_model.objects.create_user(username=name, password="pw-for-tests-only", **fields)
+        if role is not None:
+            roles.set_role(user, role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def viewer(make_user: Callable[..., object]) -> object:
+    return make_user(Role.VIEWER, "viewer")
+
+
+@pytest.fixture
+def operator(make_user: Callable[..., object]) -> object:
+    return make_user(Role.OPERATOR, "operator")
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., object]) -> object:
+    return make_user(Role.ADMIN, "admin")
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_as(make_user: Callable[..., object]) -> Callable[[Role | None], APIClient]:
+    """An API client logged in (session) as a fresh user of the role; None = anonymous."""
+
+    def make(role: Role | None) -> APIClient:
+        client = APIClient()
+        if role is not None:
+            client.force_authenticate(user=None)
+            client.force_login(make_user(role))
+        return client
+
+    return make
+
+
+@pytest.fixture
+def key_client(make_user: Callable[..., object]) -> Callable[..., APIClient]:
+    """An API client that sends `Authorization: Bearer <key>` for a key of the role."""
+    from apps.core import services
+
+    def make(role: Role, owner_role: Role | None = None, scheme: str = "Bearer") -> APIClient:
+        owner = make_user(owner_role or role)
+        _, secret = services.api_key_create(owner=owner, name="test", role=role, acting_role=owner_role or role)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"{scheme} {secret}")
+        client.key_secret = secret
+        return client
+
+    return make
