@@ -21,7 +21,9 @@ NAV = [
 
 def moc(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
-    role = roles.role_of(user) if user is not None else None
+    if user is None or not user.is_authenticated:
+        return {"nav": [], "user_role": None}
+    role = roles.role_of(user)
     return {
         "nav": [(key, label, reverse(name)) for key, label, name in NAV],
         "user_role": role.value if role else None,

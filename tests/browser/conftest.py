@@ -1,0 +1,36 @@
+"""Browser tests: Debian's Chromium driven by Playwright against a real uvicorn process.
+
+Playwright's sync API runs an event loop in this thread, and Django refuses ORM calls
+from a thread with a running loop unless told otherwise; only these tests are told so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+
+from tests.integration.conftest import asgi_server  # noqa: E402,F401  (the same server fixture)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

@@ -1,0 +1,13 @@
+"""Tasks that exist only for integration tests; workers load them with `-I`."""
+
+import os
+
+from celery import shared_task
+
+from apps.core.delivery import DurableTask
+
+
+@shared_task(base=DurableTask, name="tests.kill_own_worker")
+def kill_own_worker() -> None:
+    """Dies the way a segfaulting CUDA kernel or an OOM kill would: without cleanup."""
+    os._exit(137)

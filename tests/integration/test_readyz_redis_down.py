@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.test.utils import override_settings
+
+from apps.core import workers
+from tests.procs import RedisServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+def test_readyz_turns_503_and_names_redis_when_redis_stops(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        with override_settings(REDIS_URL=server.url):
+            workers.beat(server.client(), "probe@host", ["default"], started=0.0)
+            assert Client().get("/readyz").status_code == 200
+
+            server.stop()
+            response = Client().get("/readyz")
+    finally:
+        server.stop()
+
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"]["ok"] is True
+    assert checks["redis"]["ok"] is False
+    assert "Connection" in checks["redis"]["detail"]
