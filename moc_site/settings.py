@@ -246,7 +246,17 @@ SPECTACULAR_SETTINGS = {
             }
         }
     },
-    "ENUM_NAME_OVERRIDES": {},
+    # Several tables have a `state`, `kind` or `format`; name each enum after its table.
+    "ENUM_NAME_OVERRIDES": {
+        "NodeStateEnum": "apps.fleet.domain.states.NODE.choices",
+        "DeviceHealthEnum": "apps.fleet.domain.states.DEVICE_HEALTH.choices",
+        "PlacementStateEnum": "apps.fleet.domain.states.PLACEMENT.choices",
+        "DeviceKindEnum": "apps.fleet.domain.kinds.DEVICE_KIND_CHOICES",
+        "NodeBackendEnum": "apps.fleet.domain.kinds.BACKEND_CHOICES",
+        "ModelFormatEnum": "apps.models.domain.formats.MODEL_FORMAT_CHOICES",
+        "ModelFileFormatEnum": "apps.models.domain.formats.FILE_FORMAT_CHOICES",
+        "ValidationStateEnum": "apps.models.domain.states.VALIDATION.choices",
+    },
 }
 # Bodies above this are refused with 413 before anything parses them.
 MOC_MAX_REQUEST_BYTES = env_int("MOC_MAX_REQUEST_BYTES", 2 * 1024 * 1024)

@@ -96,7 +96,9 @@ def key_client(make_user: Callable[..., object]) -> Callable[..., APIClient]:
 
     def make(role: Role, owner_role: Role | None = None, scheme: str = "Bearer") -> APIClient:
         owner = make_user(owner_role or role)
-        _, secret = services.api_key_create(owner=owner, name="test", role=role, acting_role=owner_role or role)
+        _, secret = services.api_key_create(
+            owner=owner, name="test", role=role, acting_role=owner_role or role
+        )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"{scheme} {secret}")
         client.key_secret = secret

@@ -45,7 +45,9 @@ class RedisServer:
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed (Debian package redis-server); scripts/test.sh installs it")
+            raise RuntimeError(
+                "redis-server is not installed (Debian package redis-server); scripts/test.sh installs it"
+            )
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -58,8 +60,20 @@ class RedisServer:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [self.binary, str(ROOT / "deploy" / "redis" / "redis.conf"), "--port", str(self.port),
-             "--dir", str(self.workdir), "--bind", "127.0.0.1", "--daemonize", "no", "--save", ""],
+            [
+                self.binary,
+                str(ROOT / "deploy" / "redis" / "redis.conf"),
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.workdir),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+                "--save",
+                "",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -86,7 +100,12 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def alive(self) -> bool:

@@ -28,7 +28,15 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor_label", "action", "content_type", "object_repr", "source", "remote_addr"]
+    list_display = [
+        "created_at",
+        "actor_label",
+        "action",
+        "content_type",
+        "object_repr",
+        "source",
+        "remote_addr",
+    ]
     list_filter = ["source", "action", "content_type"]
     search_fields = ["actor_label", "object_repr", "action", "api_key_prefix"]
     date_hierarchy = "created_at"

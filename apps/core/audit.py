@@ -23,7 +23,9 @@ from django.http import HttpRequest
 
 from apps.core import events
 
-_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar("moc_audit_request", default=None)
+_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
+    "moc_audit_request", default=None
+)
 
 # Tables whose writes are bookkeeping, not operator actions.
 _SKIP_MODELS = {

@@ -69,7 +69,9 @@ def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, arg
 
 def delivery_finish(*, task_id: str, state: DeliveryState, error: str = "") -> None:
     TaskDelivery.objects.filter(task_id=task_id, state=DeliveryState.RUNNING).update(
-        state=state, error=error[:4000], finished_at=timezone.now() if state != DeliveryState.RETRYING else None
+        state=state,
+        error=error[:4000],
+        finished_at=timezone.now() if state != DeliveryState.RETRYING else None,
     )
 
 
@@ -106,7 +108,9 @@ class DurableTask(Task):
             delivery_finish(task_id=request.id, state=DeliveryState.RETRYING)
             raise
         except Exception as exc:
-            delivery_finish(task_id=request.id, state=DeliveryState.FAILED, error=f"{type(exc).__name__}: {exc}")
+            delivery_finish(
+                task_id=request.id, state=DeliveryState.FAILED, error=f"{type(exc).__name__}: {exc}"
+            )
             raise
         delivery_finish(task_id=request.id, state=DeliveryState.SUCCEEDED)
         return result

@@ -11,7 +11,9 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 HTTP_REQUESTS = Counter(
-    "moc_http_requests_total", "HTTP requests served, by method, route and status.", ["method", "route", "status"]
+    "moc_http_requests_total",
+    "HTTP requests served, by method, route and status.",
+    ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
     "moc_http_request_duration_seconds",
@@ -35,7 +37,9 @@ class StateCollector(Collector):
         info = InfoMetricFamily("moc_build", "MOC version.")
         info.add_metric([], {"version": selectors.moc_version()})
         yield info
-        workers = GaugeMetricFamily("moc_workers_live", "Celery workers with a live heartbeat, by queue.", labels=["queue"])
+        workers = GaugeMetricFamily(
+            "moc_workers_live", "Celery workers with a live heartbeat, by queue.", labels=["queue"]
+        )
         for queue, count in selectors.live_worker_counts_by_queue().items():
             workers.add_metric([queue], count)
         yield workers
@@ -57,4 +61,3 @@ def render(multiproc_dir: str) -> bytes:
             registry.register(collector)
     registry.register(StateCollector())
     return generate_latest(registry)
-

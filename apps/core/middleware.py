@@ -21,7 +21,8 @@ class RequestSizeLimitMiddleware:
             length = int(raw)
         except ValueError:
             return JsonResponse(
-                {"error": "bad_request", "detail": "Content-Length is not a number.", "fields": {}}, status=400
+                {"error": "bad_request", "detail": "Content-Length is not a number.", "fields": {}},
+                status=400,
             )
         if length > settings.MOC_MAX_REQUEST_BYTES:
             return JsonResponse(
@@ -60,5 +61,7 @@ class MetricsMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         route = match.route if match is not None and match.route else "unmatched"
-        metrics.observe_request(request.method or "GET", route, response.status_code, time.perf_counter() - start)
+        metrics.observe_request(
+            request.method or "GET", route, response.status_code, time.perf_counter() - start
+        )
         return response

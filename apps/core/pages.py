@@ -22,7 +22,9 @@ class FilteredListView(ListView):
 
     def get_queryset(self) -> QuerySet:
         queryset = super().get_queryset()
-        self.filterset = self.filterset_class(self.request.GET or None, queryset=queryset, request=self.request)
+        self.filterset = self.filterset_class(
+            self.request.GET or None, queryset=queryset, request=self.request
+        )
         return self.filterset.qs if self.filterset.is_bound and self.filterset.is_valid() else queryset
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

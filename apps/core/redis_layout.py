@@ -10,7 +10,13 @@ from typing import Any
 
 
 def caches_for(url: str) -> dict[str, Any]:
-    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "moc"}}
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "moc",
+        }
+    }
 
 
 def channel_layers_for(url: str, max_connections: int) -> dict[str, Any]:

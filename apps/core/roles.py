@@ -65,9 +65,14 @@ def sync_roles() -> None:
                 wanted.add((label, codename))
         if role is Role.ADMIN:
             # Admins manage people and schedules too.
-            for label, model_name in [("auth", "user"), ("auth", "group"), ("django_celery_beat", "periodictask"),
-                                      ("django_celery_beat", "crontabschedule"),
-                                      ("django_celery_beat", "intervalschedule"), ("axes", "accessattempt")]:
+            for label, model_name in [
+                ("auth", "user"),
+                ("auth", "group"),
+                ("django_celery_beat", "periodictask"),
+                ("django_celery_beat", "crontabschedule"),
+                ("django_celery_beat", "intervalschedule"),
+                ("axes", "accessattempt"),
+            ]:
                 for verb in ("view", "add", "change", "delete"):
                     wanted.add((label, f"{verb}_{model_name}"))
         perms = [

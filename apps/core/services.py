@@ -32,7 +32,9 @@ def api_key_create(
     if acting_role is None or not acting_role.covers(role):
         have = acting_role.value if acting_role else "no role"
         raise ValidationError({"role": f"A key cannot have more rights than its creator ({have})."})
-    api_key, secret = ApiKey.objects.create_key(owner=owner, name=name, role=role.value, expiry_date=expiry_date)
+    api_key, secret = ApiKey.objects.create_key(
+        owner=owner, name=name, role=role.value, expiry_date=expiry_date
+    )
     return api_key, secret
 
 

@@ -42,7 +42,9 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         form = ApiKeyForm(max_role=roles.role_of(request.user))
     keys = selectors.api_key_list(owner_id=request.user.pk)
     return render(
-        request, "core/api_keys.html", {"section": "api_keys", "keys": keys, "form": form, "new_secret": new_secret}
+        request,
+        "core/api_keys.html",
+        {"section": "api_keys", "keys": keys, "form": form, "new_secret": new_secret},
     )
 
 
@@ -80,7 +82,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if token and request.headers.get("Authorization", "") != f"Bearer {token}":
         return HttpResponseForbidden("metrics need the bearer token set in MOC_METRICS_TOKEN\n")
     return HttpResponse(
-        metrics.render(settings.PROMETHEUS_MULTIPROC_DIR), content_type="text/plain; version=0.0.4; charset=utf-8"
+        metrics.render(settings.PROMETHEUS_MULTIPROC_DIR),
+        content_type="text/plain; version=0.0.4; charset=utf-8",
     )
 
 

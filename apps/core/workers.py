@@ -6,6 +6,7 @@ expire. Redis rather than the database because this is a short-lived fact, writt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,13 @@ def _key(hostname: str) -> str:
 
 def beat(client: redis.Redis, hostname: str, queues: list[str], started: float) -> None:
     ttl = settings.MOC_WORKER_HEARTBEAT_S * 3
-    info = {"hostname": hostname, "queues": queues, "pid": os.getpid(), "started": started, "seen": time.time()}
+    info = {
+        "hostname": hostname,
+        "queues": queues,
+        "pid": os.getpid(),
+        "started": started,
+        "seen": time.time(),
+    }
     client.set(_key(hostname), json.dumps(info), ex=ttl)
 
 
@@ -66,7 +73,5 @@ def _start_heartbeat(sender: Any, **kwargs: Any) -> None:
 @worker_shutdown.connect(dispatch_uid="moc-worker-heartbeat-stop")
 def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
     _stop.set()
-    try:
+    with contextlib.suppress(redis.RedisError):
         redis_client().delete(_key(sender.hostname))
-    except redis.RedisError:
-        pass

@@ -45,11 +45,30 @@ def start_worker(
 
     def start(queues: str = "default", pool: str = "prefork", name: str = "itest", **env: str) -> Process:
         args = [
-            python(), "-m", "celery", "-A", "moc_site", "worker", "-Q", queues, "-n", f"{name}@%h",
-            "-P", pool, "-c", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-            "-I", "tests.integration.crashing_tasks",
+            python(),
+            "-m",
+            "celery",
+            "-A",
+            "moc_site",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            f"{name}@%h",
+            "-P",
+            pool,
+            "-c",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "-I",
+            "tests.integration.crashing_tasks",
         ]
-        proc = Process(args, worker_env(redis_server, MOC_DEVICE_QUEUES=queues, **env), tmp_path / f"{name}.log")
+        proc = Process(
+            args, worker_env(redis_server, MOC_DEVICE_QUEUES=queues, **env), tmp_path / f"{name}.log"
+        )
         proc.start()
         started.append(proc)
 
@@ -73,11 +92,25 @@ def asgi_server(redis_server: RedisServer, transactional_db: None, tmp_path: Pat
     import httpx
 
     port = free_port()
-    args = [python(), "-m", "uvicorn", "moc_site.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--ws", "websockets", "--log-level", "warning"]
+    args = [
+        python(),
+        "-m",
+        "uvicorn",
+        "moc_site.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets",
+        "--log-level",
+        "warning",
+    ]
     proc = Process(args, worker_env(redis_server), tmp_path / "uvicorn.log")
     proc.start()
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 60, "uvicorn to serve /healthz")
+    wait_until(
+        lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 60, "uvicorn to serve /healthz"
+    )
     yield base
     proc.stop()

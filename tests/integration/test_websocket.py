@@ -33,7 +33,9 @@ def test_anonymous_users_cannot_open_the_activity_socket(asgi_server):
 
 def test_a_logged_in_user_receives_published_activity(asgi_server, viewer):
     headers = {"Cookie": _session_cookie(viewer)}
-    with connect(_ws_url(asgi_server), origin="http://127.0.0.1", additional_headers=headers, open_timeout=10) as ws:
+    with connect(
+        _ws_url(asgi_server), origin="http://127.0.0.1", additional_headers=headers, open_timeout=10
+    ) as ws:
         events.publish(events.ACTIVITY_GROUP, "activity.event", {"id": 1, "action": "create", "actor": "x"})
         message = json.loads(ws.recv(timeout=5))
 
@@ -43,6 +45,8 @@ def test_a_logged_in_user_receives_published_activity(asgi_server, viewer):
 def test_a_socket_from_a_foreign_origin_is_refused(asgi_server, viewer):
     headers = {"Cookie": _session_cookie(viewer)}
     with pytest.raises(InvalidStatus) as refused:
-        connect(_ws_url(asgi_server), origin="http://evil.example", additional_headers=headers, open_timeout=10)
+        connect(
+            _ws_url(asgi_server), origin="http://evil.example", additional_headers=headers, open_timeout=10
+        )
 
     assert refused.value.response.status_code == 403

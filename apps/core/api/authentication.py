@@ -26,7 +26,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not key or " " in key:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
         try:
-            api_key = ApiKey.objects.select_related("owner").get_from_key(key)
+            api_key = ApiKey.objects.get_from_key(key)
         except ApiKey.DoesNotExist:
             raise exceptions.AuthenticationFailed("Unknown API key.") from None
         if api_key.revoked:
@@ -36,7 +36,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not api_key.owner.is_active:
             raise exceptions.AuthenticationFailed("The owner of this API key is inactive.")
         now = timezone.now()
-        if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_S:
+        if (
+            api_key.last_used_at is None
+            or (now - api_key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_S
+        ):
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return api_key.owner, api_key
 

@@ -51,7 +51,17 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "role", "owner", "created", "expiry_date", "revoked", "last_used_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "role",
+            "owner",
+            "created",
+            "expiry_date",
+            "revoked",
+            "last_used_at",
+        ]
         read_only_fields = fields
 
 

@@ -85,7 +85,9 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         out["key"] = secret
         return Response(out, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=s.ApiKeySerializer, summary="Revoke a key (it stops working at once)")
+    @extend_schema(
+        request=None, responses=s.ApiKeySerializer, summary="Revoke a key (it stops working at once)"
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
         api_key = services.api_key_revoke(api_key=self.get_object())

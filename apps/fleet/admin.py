@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from apps.core.admin import ReadOnlyAdmin
+from apps.fleet.models import Device, Node, Placement, TelemetrySample
+
+
+class DeviceInline(admin.TabularInline):
+    model = Device
+    extra = 0
+    fields = ["index", "kind", "name", "uuid", "simulated", "memory_total_bytes", "capacity_bytes", "health"]
+    readonly_fields = ["health"]
+    show_change_link = True
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    """Workers register nodes; admins may repair one (labels, versions), but its state is the
+    heartbeat's to change."""
+
+    list_display = ["name", "hostname", "backend", "state", "cpu_count", "ram_bytes", "last_heartbeat_at"]
+    list_filter = ["state", "backend"]
+    search_fields = ["name", "hostname", "cpu_model"]
+    readonly_fields = ["state", "last_heartbeat_at", "created_at", "updated_at"]
+    inlines = [DeviceInline]
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "name", "kind", "simulated", "health", "memory_total_bytes", "capacity_bytes"]
+    list_filter = ["health", "kind", "simulated", "node"]
+    search_fields = ["name", "uuid", "node__name"]
+    list_select_related = ["node"]
+    readonly_fields = ["health", "created_at", "updated_at"]
+
+
+@admin.register(TelemetrySample)
+class TelemetrySampleAdmin(ReadOnlyAdmin):
+    list_display = [
+        "device",
+        "at",
+        "resolution_s",
+        "gpu_util",
+        "mem_util",
+        "mem_used_bytes",
+        "temperature_c",
+        "power_w",
+    ]
+    list_filter = ["resolution_s"]
+    search_fields = ["device__name", "device__uuid", "device__node__name"]
+    list_select_related = ["device__node"]
+    date_hierarchy = "at"
+    # Counting millions of samples on every page would be the slowest part of the page.
+    show_full_result_count = False
+
+
+@admin.register(Placement)
+class PlacementAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "state",
+        "reserved_bytes",
+        "measured_bytes",
+        "pinned",
+        "use_count",
+        "last_used_at",
+    ]
+    list_filter = ["state", "pinned"]
+    search_fields = ["version__model__name", "device__name", "device__uuid", "device__node__name"]
+    list_select_related = ["version__model", "device__node"]
+    raw_id_fields = ["version", "device"]
+    # The state moves only through the placement machine (apps.fleet.services.placement_move).
+    readonly_fields = ["state", "loaded_at", "ended_at", "created_at", "updated_at"]
+    date_hierarchy = "created_at"
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Placements are the history of what ran where; they end, they are not deleted.
+        return False

@@ -1,0 +1,10 @@
+from rest_framework.routers import DefaultRouter
+
+from apps.fleet.api import views
+
+
+def register(router: DefaultRouter) -> None:
+    router.register("nodes", views.NodeViewSet, basename="node")
+    router.register("devices", views.DeviceViewSet, basename="device")
+    router.register("telemetry-samples", views.TelemetrySampleViewSet, basename="telemetrysample")
+    router.register("placements", views.PlacementViewSet, basename="placement")

@@ -1,0 +1,133 @@
+"""Writes to the fleet: device health, node state, and the life of a placement.
+
+Every state change goes through the table's state machine with a conditional UPDATE
+(apps.core.transitions), so a retried or duplicated task never moves a row twice.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core import audit, events
+from apps.core.transitions import transition
+from apps.fleet import events as fleet_events
+from apps.fleet.domain.states import (
+    DEVICE_HEALTH,
+    NODE,
+    PLACEABLE_HEALTH,
+    PLACEMENT,
+    PLACEMENT_ACTIVE,
+    DeviceHealth,
+    NodeState,
+    PlacementState,
+)
+from apps.fleet.models import Device, Node, Placement
+from apps.models.domain.states import ValidationState
+from apps.models.models import ModelVersion
+
+DEFAULT_KEEP_ALIVE_S = 300
+
+
+@transaction.atomic
+def node_set_state(*, node: Node, state: NodeState) -> bool:
+    """Move a node (drain, back online, offline); False if another writer moved it first."""
+    old = node.state
+    if not transition(node, state, machine=NODE):
+        return False
+    audit.record("state", node, changes={"state": [old, state.value]})
+    _publish(node.pk, "node.updated", {"id": node.pk, "state": state.value})
+    return True
+
+
+@transaction.atomic
+def device_set_health(*, device: Device, health: DeviceHealth) -> bool:
+    """Record a device's new health; False if another writer moved it first."""
+    old = device.health
+    if not transition(device, health, machine=DEVICE_HEALTH, field="health"):
+        return False
+    audit.record("health", device, changes={"health": [old, health.value]})
+    _publish(device.node_id, "device.updated", {"id": device.pk, "health": health.value})
+    return True
+
+
+@transaction.atomic
+def placement_request(
+    *,
+    version: ModelVersion,
+    device: Device,
+    reserved_bytes: int,
+    pinned: bool = False,
+    keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
+) -> Placement:
+    """Ask for `version` to be loaded on `device`, holding `reserved_bytes` of its memory.
+
+    Refuses a version that failed validation or is archived, a device that cannot take
+    work, and a second active placement of the version on the same device. Choosing the
+    device and checking that the memory fits is the scheduler's job (a later issue).
+    """
+    if version.validation_state == ValidationState.INVALID:
+        raise ValidationError({"version": f"{version} failed validation and cannot be loaded."})
+    if version.archived:
+        raise ValidationError({"version": f"{version} is archived."})
+    if device.health not in PLACEABLE_HEALTH:
+        raise ValidationError({"device": f"{device} is {device.health} and takes no new placements."})
+    if reserved_bytes <= 0:
+        raise ValidationError({"reserved_bytes": "Must be more than 0."})
+    duplicate = ValidationError({"version": f"{version} already has an active placement on {device}."})
+    if Placement.objects.filter(version=version, device=device, state__in=PLACEMENT_ACTIVE).exists():
+        raise duplicate
+    try:
+        with transaction.atomic():
+            placement = Placement.objects.create(
+                version=version,
+                device=device,
+                reserved_bytes=reserved_bytes,
+                pinned=pinned,
+                keep_alive_s=keep_alive_s,
+            )
+    except IntegrityError as exc:  # a concurrent request won the race the check above lost
+        raise duplicate from exc
+    _publish(device.node_id, "placement.updated", _brief(placement))
+    return placement
+
+
+@transaction.atomic
+def placement_move(
+    *, placement: Placement, to: PlacementState, error: str = "", measured_bytes: int | None = None
+) -> bool:
+    """Move a placement along its life; False if another writer moved it first.
+
+    LOADED records when (and, if measured, how much memory it took); a final state
+    records when it ended and, for FAILED and LOST, why.
+    """
+    old = placement.state
+    now = timezone.now()
+    changes: dict[str, object] = {}
+    if to == PlacementState.LOADED:
+        changes["loaded_at"] = now
+        if measured_bytes is not None:
+            changes["measured_bytes"] = measured_bytes
+    if to.value in PLACEMENT.terminal:
+        changes["ended_at"] = now
+    if error:
+        changes["error"] = error
+    if not transition(placement, to, machine=PLACEMENT, **changes):
+        return False
+    audit.record("state", placement, changes={"state": [old, to.value]})
+    _publish(placement.device.node_id, "placement.updated", _brief(placement))
+    return True
+
+
+def _brief(placement: Placement) -> dict[str, object]:
+    return {
+        "id": placement.pk,
+        "version": placement.version_id,
+        "device": placement.device_id,
+        "state": placement.state,
+    }
+
+
+def _publish(node_id: int, event_type: str, payload: dict[str, object]) -> None:
+    events.publish_on_commit(fleet_events.node_group(node_id), event_type, payload)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.models import services
+from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
+
+
+class ModelFileInline(admin.TabularInline):
+    model = ModelFile
+    extra = 0
+    fields = ["path", "format", "size_bytes", "sha256", "mtime"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "archived", "created_at", "updated_at"]
+    list_filter = ["archived"]
+    search_fields = ["name", "description", "tags"]
+    readonly_fields = ["archived", "archived_at", "created_at", "updated_at"]
+    autocomplete_fields = ["owner"]
+    date_hierarchy = "created_at"
+    actions = ["archive", "restore"]
+
+    @admin.action(description="Archive selected models", permissions=["change"])
+    def archive(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> None:
+        for model in queryset:
+            services.model_archive(model=model)
+        self.message_user(request, f"Archived {queryset.count()} model(s).", messages.SUCCESS)
+
+    @admin.action(description="Restore selected models from the archive", permissions=["change"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> None:
+        for model in queryset:
+            services.model_restore(model=model)
+        self.message_user(request, f"Restored {queryset.count()} model(s).", messages.SUCCESS)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "format",
+        "validation_state",
+        "size_bytes",
+        "params_count",
+        "archived",
+        "created_at",
+    ]
+    list_filter = ["validation_state", "format", "archived"]
+    search_fields = ["model__name", "path", "sha256"]
+    list_select_related = ["model"]
+    # Validation is the validator's to change, through its state machine.
+    readonly_fields = ["validation_state", "validation_error", "validated_at", "created_at", "updated_at"]
+    raw_id_fields = ["model", "parent", "created_by"]
+    date_hierarchy = "created_at"
+    inlines = [ModelFileInline]
+
+
+@admin.register(ModelFile)
+class ModelFileAdmin(admin.ModelAdmin):
+    list_display = ["path", "version", "format", "size_bytes", "mtime"]
+    list_filter = ["format"]
+    search_fields = ["path", "sha256", "version__model__name"]
+    list_select_related = ["version__model"]
+    raw_id_fields = ["version"]
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "model", "name", "version", "updated_at"]
+    list_filter = ["name"]
+    search_fields = ["name", "model__name"]
+    list_select_related = ["model", "version__model"]
+    raw_id_fields = ["model", "version"]

@@ -1,0 +1,42 @@
+import pytest
+
+from apps.fleet import selectors
+from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
+from tests.fleet.factories import DeviceFactory, NodeFactory, PlacementFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _card(label: str) -> dict:
+    return next(card for card in selectors.overview_cards() if card["label"] == label)
+
+
+def test_gpus_card_counts_gpus_and_says_how_many_are_healthy_and_simulated() -> None:
+    DeviceFactory(simulated=True)
+    DeviceFactory(health=DeviceHealth.DEGRADED)
+
+    card = _card("GPUs")
+
+    assert card["value"] == 2
+    assert card["hint"] == "1 healthy · 1 simulated"
+
+
+def test_gpus_card_with_no_devices_says_no_worker_registered() -> None:
+    assert _card("GPUs")["hint"] == "no worker has registered yet"
+
+
+def test_nodes_card_counts_online_nodes() -> None:
+    NodeFactory()
+    NodeFactory(state=NodeState.OFFLINE)
+
+    assert (_card("Nodes")["value"], _card("Nodes")["hint"]) == (2, "1 online")
+
+
+def test_loaded_models_card_counts_loaded_placements_and_those_in_motion() -> None:
+    PlacementFactory(state=PlacementState.LOADED)
+    PlacementFactory(state=PlacementState.LOADING)
+    PlacementFactory(state=PlacementState.FAILED)
+
+    card = _card("Loaded models")
+
+    assert (card["value"], card["hint"]) == (1, "1 loading or unloading")
