@@ -53,6 +53,26 @@ python -m pytest "$@" || pytest_rc=$?
 # 5 is "no tests collected": a suite that ran nothing has not passed.
 ((pytest_rc == 0)) || failed+=("pytest (exit $pytest_rc)")
 
+# The races the database must settle run again on PostgreSQL, the production database.
+# Only for the whole suite: a run narrowed by arguments is someone iterating on a part.
+if (($# == 0)); then
+  # shellcheck source=scripts/postgres.sh
+  source scripts/postgres.sh
+  pg_dir=$(mktemp -d /tmp/moc-pg.XXXXXX)
+  trap 'stop_test_postgres "$pg_dir"' EXIT
+  if database_url=$(start_test_postgres "$pg_dir"); then
+    log "pytest -m postgres (on PostgreSQL)"
+    pg_rc=0
+    DATABASE_URL=$database_url python -m pytest -m postgres || pg_rc=$?
+    ((pg_rc == 0)) || failed+=("pytest -m postgres on PostgreSQL (exit $pg_rc)")
+    ((pytest_rc != 0)) || pytest_rc=$pg_rc
+  elif [[ ${CI:-} == true ]]; then
+    failed+=("PostgreSQL could not be started for the postgres-marked tests (see $pg_dir)")
+  else
+    warn "PostgreSQL is not available: the postgres-marked tests ran on SQLite only"
+  fi
+fi
+
 if ((${#failed[@]} == 0)); then
   log "all checks passed"
   exit 0

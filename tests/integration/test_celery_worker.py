@@ -11,7 +11,7 @@ from apps.core.models import TaskDelivery
 from tests.integration.crashing_tasks import kill_own_worker
 from tests.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_task_round_trips_through_a_real_worker(start_worker):
