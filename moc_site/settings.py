@@ -256,6 +256,10 @@ SPECTACULAR_SETTINGS = {
         "ModelFormatEnum": "apps.models.domain.formats.MODEL_FORMAT_CHOICES",
         "ModelFileFormatEnum": "apps.models.domain.formats.FILE_FORMAT_CHOICES",
         "ValidationStateEnum": "apps.models.domain.states.VALIDATION.choices",
+        "GoalStateEnum": "apps.goals.domain.states.GOAL.choices",
+        "GoalKindEnum": "apps.goals.domain.targets.KIND_CHOICES",
+        "AlertStateEnum": "apps.alerts.domain.states.ALERT.choices",
+        "ChannelKindEnum": "apps.alerts.models.CHANNEL_KIND_CHOICES",
     },
 }
 # Bodies above this are refused with 413 before anything parses them.

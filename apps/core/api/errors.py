@@ -11,6 +11,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from apps.core.domain.errors import Conflict
 from apps.core.domain.statemachine import InvalidTransition
 
 
@@ -46,6 +47,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, InvalidTransition):
         set_rollback()
         return Response(body("invalid_transition", str(exc)), status=status.HTTP_409_CONFLICT)
+    elif isinstance(exc, Conflict):
+        set_rollback()
+        return Response(body(exc.code, str(exc)), status=status.HTTP_409_CONFLICT)
     if not isinstance(exc, exceptions.APIException):
         return None
     headers = {}

@@ -1,0 +1,80 @@
+"""Notification channels: the kinds and what each one's config must say.
+
+- webhook: {"url": "http(s)://…", "max_alerts": <int ≥ 0, optional; 0 = all>}
+  receives Alertmanager's webhook payload (see webhook.py)
+- email: {"to": ["ops@example.com", …]}
+- log: {"level": "info" | "warning" | "error", optional}; writes to MOC's log
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ChannelKind(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    LOG = "log"
+
+
+LOG_LEVELS = ("info", "warning", "error")
+_KEYS = {
+    ChannelKind.WEBHOOK: ({"url"}, {"max_alerts"}),
+    ChannelKind.EMAIL: ({"to"}, set()),
+    ChannelKind.LOG: (set(), {"level"}),
+}
+# Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def config_errors(kind: str, config: Any) -> list[str]:
+    """Everything wrong with a channel's config for its kind; empty when it is valid."""
+    if not isinstance(config, dict):
+        return ["must be a JSON object"]
+    required, optional = _KEYS[ChannelKind(kind)]
+    errors = [f"{key}: is required for {kind} channels" for key in sorted(required - config.keys())]
+    errors += [
+        f"{key}: is not a setting of {kind} channels" for key in sorted(config.keys() - required - optional)
+    ]
+    if "url" in config and not _http_url(config["url"]):
+        errors.append(f"url: must be an http:// or https:// URL with a host, got {config['url']!r}")
+    if "max_alerts" in config and not _count(config["max_alerts"]):
+        errors.append("max_alerts: must be a whole number, 0 or more")
+    if "to" in config:
+        errors += _address_errors(config["to"])
+    if "level" in config and config["level"] not in LOG_LEVELS:
+        errors.append(f"level: must be one of {', '.join(LOG_LEVELS)}")
+    return errors
+
+
+def _http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _address_errors(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        return ["to: must be a non-empty list of email addresses"]
+    bad = [a for a in value if not isinstance(a, str) or not _EMAIL.fullmatch(a)]
+    return [f"to: {a!r} is not an email address" for a in bad]
+
+
+def redact_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as shown to people who may not change it: a webhook URL keeps only its
+    scheme and host, since paths and queries often carry tokens."""
+    if kind != ChannelKind.WEBHOOK or not _http_url(config.get("url")):
+        return config
+    parts = urlsplit(config["url"])
+    return {**config, "url": f"{parts.scheme}://{parts.hostname}/…"}

@@ -1,0 +1,31 @@
+"""The alert state machine (Prometheus' alert lifecycle).
+
+An alert is pending while its condition holds for less than the rule's `for` duration,
+firing once it has held that long, and resolved when the condition stops holding. A
+pending alert whose condition stops before the duration is resolved without ever firing.
+Resolved is final: the next time the condition holds is a new alert.
+"""
+
+from enum import StrEnum
+
+from apps.core.domain.statemachine import StateMachine
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+A = AlertState
+ALERT = StateMachine(
+    "alert",
+    AlertState,
+    initial=A.PENDING,
+    transitions={
+        A.PENDING: {A.FIRING, A.RESOLVED},
+        A.FIRING: {A.RESOLVED},
+    },
+)
+
+OPEN = frozenset({A.PENDING.value, A.FIRING.value})

@@ -1,0 +1,129 @@
+"""Reads of alerts, rules, silences and channels, and the Overview cards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.alerts.domain import matchers as m
+from apps.alerts.domain.rules import SEVERITY_RANK
+from apps.alerts.domain.states import OPEN, AlertState
+from apps.alerts.domain.webhook import NotifiedAlert, webhook_payload
+from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
+
+# Firing first, then pending, then resolved.
+_STATE_RANK = {AlertState.FIRING.value: 0, AlertState.PENDING.value: 1, AlertState.RESOLVED.value: 2}
+
+
+def _rank(field: str, ranks: dict[str, int]) -> Case:
+    return Case(
+        *[When(**{field: key}, then=Value(r)) for key, r in ranks.items()],
+        default=Value(len(ranks)),
+        output_field=IntegerField(),
+    )
+
+
+def alert_list() -> QuerySet[Alert]:
+    """Alerts that need attention first: firing, then pending, then resolved; critical first within each."""
+    return (
+        Alert.objects.select_related("rule", "acknowledged_by")
+        .annotate(
+            state_rank=_rank("state", _STATE_RANK), severity_rank=_rank("rule__severity", SEVERITY_RANK)
+        )
+        .order_by("state_rank", "severity_rank", "-started_at", "-id")
+    )
+
+
+def alert_rule_list() -> QuerySet[AlertRule]:
+    open_alerts = Count("alerts", filter=Q(alerts__state__in=OPEN))
+    # GROUP BY queries drop Meta.ordering, so it is repeated here.
+    return AlertRule.objects.annotate(open_alerts=open_alerts).order_by("name")
+
+
+def silence_list() -> QuerySet[Silence]:
+    """Silences still in force (active or pending) first, then expired ones, latest end first."""
+    expired = Case(
+        When(ends_at__lte=timezone.now(), then=Value(1)), default=Value(0), output_field=IntegerField()
+    )
+    return (
+        Silence.objects.select_related("created_by")
+        .annotate(expired=expired)
+        .order_by("expired", "-ends_at", "-id")
+    )
+
+
+def notification_channel_list() -> QuerySet[NotificationChannel]:
+    return NotificationChannel.objects.all()
+
+
+def silences_in_force(*, now: dt.datetime) -> list[m.Silence]:
+    """Silences active at `now`, as the domain's plain values."""
+    rows = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
+    return [m.Silence(m.to_matchers(s.matchers), s.starts_at, s.ends_at) for s in rows]
+
+
+def mark_silenced(alerts: Iterable[Alert], *, now: dt.datetime) -> None:
+    """Set `silenced` on each alert: whether it is open and a silence in force mutes it."""
+    silences = silences_in_force(now=now)
+    for alert in alerts:
+        alert.silenced = alert.is_open and m.is_silenced(alert.labels, silences, now)
+
+
+def _notified(alert: Alert, external_url: str) -> NotifiedAlert:
+    rule = alert.rule
+    summary = f"{rule.name}: {rule.condition}"
+    if alert.value is not None:
+        summary += f" (value {alert.value:g})"
+    annotations = {"summary": summary}
+    if rule.description:
+        annotations["description"] = rule.description
+    return NotifiedAlert(
+        status=alert.state,
+        labels=alert.labels,
+        annotations=annotations,
+        # Like Prometheus, an alert starts (for receivers) when it fires.
+        starts_at=alert.fired_at or alert.started_at,
+        ends_at=alert.resolved_at,
+        generator_url=external_url.rstrip("/") + alert.get_absolute_url(),
+        fingerprint=alert.fingerprint,
+    )
+
+
+def webhook_preview(*, channel: NotificationChannel, now: dt.datetime) -> dict[str, Any]:
+    """The Alertmanager-format payload `channel` would get for the firing alerts no silence mutes."""
+    firing = list(alert_list().filter(state=AlertState.FIRING))
+    silences = silences_in_force(now=now)
+    loud = [a for a in firing if not m.is_silenced(a.labels, silences, now)]
+    external_url = settings.MOC_PUBLIC_URL
+    return webhook_payload(
+        [_notified(a, external_url) for a in loud],
+        receiver=channel.name,
+        external_url=external_url,
+        max_alerts=channel.config.get("max_alerts", 0),
+    )
+
+
+def overview_cards() -> list[dict]:
+    counts = Alert.objects.aggregate(
+        firing=Count("pk", filter=Q(state=AlertState.FIRING)),
+        critical=Count("pk", filter=Q(state=AlertState.FIRING, rule__severity="critical")),
+        pending=Count("pk", filter=Q(state=AlertState.PENDING)),
+    )
+    now = timezone.now()
+    silenced = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now).count()
+    plural = "" if silenced == 1 else "s"
+    hint = f"{counts['critical']} critical · {counts['pending']} pending · {silenced} silence{plural} active"
+    return [
+        {
+            "label": "Alerts firing",
+            "value": str(counts["firing"]),
+            "url": reverse("alerts:list"),
+            "hint": hint,
+        }
+    ]

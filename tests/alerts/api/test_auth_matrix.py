@@ -1,0 +1,120 @@
+"""Who may do what on the alerting endpoints: viewers read; operators acknowledge and
+silence; only admins configure rules and channels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apps.core.domain.roles import Role
+from tests.alerts.factories import AlertFactory, AlertRuleFactory, NotificationChannelFactory, SilenceFactory
+
+pytestmark = pytest.mark.django_db
+
+Client = Callable[[Role | None], APIClient]
+
+RULE = {"name": "GpuHot", "metric": "gpu_temperature_celsius", "op": ">", "threshold": 85, "for_seconds": 60}
+CHANNEL = {"name": "ops", "kind": "webhook", "config": {"url": "https://hooks.example.com/x"}}
+
+
+def silence_body() -> dict:
+    ends = (timezone.now() + timezone.timedelta(hours=1)).isoformat()
+    return {"matchers": [{"label": "node", "op": "=", "value": "gpu-01"}], "ends_at": ends, "comment": "fans"}
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/alert-rules/", "/api/v1/alerts/", "/api/v1/silences/", "/api/v1/notification-channels/"]
+)
+def test_anonymous_callers_read_nothing(client_as: Client, url: str) -> None:
+    assert client_as(None).get(url).status_code in {401, 403}
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/alert-rules/", "/api/v1/alerts/", "/api/v1/silences/", "/api/v1/notification-channels/"]
+)
+def test_a_viewer_reads_every_alerting_list(client_as: Client, url: str) -> None:
+    assert client_as(Role.VIEWER).get(url).status_code == 200
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 201)])
+def test_only_admins_create_rules(client_as: Client, role: Role, status: int) -> None:
+    assert client_as(role).post("/api/v1/alert-rules/", RULE).status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 200)])
+def test_only_admins_change_rules(client_as: Client, role: Role, status: int) -> None:
+    rule = AlertRuleFactory()
+
+    assert client_as(role).patch(f"/api/v1/alert-rules/{rule.pk}/", {"threshold": 90}).status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 204)])
+def test_only_admins_delete_rules(client_as: Client, role: Role, status: int) -> None:
+    rule = AlertRuleFactory()
+
+    assert client_as(role).delete(f"/api/v1/alert-rules/{rule.pk}/").status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 201)])
+def test_only_admins_create_channels(client_as: Client, role: Role, status: int) -> None:
+    assert client_as(role).post("/api/v1/notification-channels/", CHANNEL).status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 200), (Role.ADMIN, 200)])
+def test_operators_and_admins_acknowledge_alerts(client_as: Client, role: Role, status: int) -> None:
+    alert = AlertFactory()
+
+    assert client_as(role).post(f"/api/v1/alerts/{alert.pk}/acknowledge/").status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 201), (Role.ADMIN, 201)])
+def test_operators_and_admins_create_silences(client_as: Client, role: Role, status: int) -> None:
+    assert client_as(role).post("/api/v1/silences/", silence_body()).status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 200)])
+def test_operators_expire_silences(client_as: Client, role: Role, status: int) -> None:
+    silence = SilenceFactory()
+
+    assert client_as(role).post(f"/api/v1/silences/{silence.pk}/expire/").status_code == status
+
+
+def test_nobody_deletes_a_silence_they_expire_it(client_as: Client) -> None:
+    silence = SilenceFactory()
+
+    assert client_as(Role.ADMIN).delete(f"/api/v1/silences/{silence.pk}/").status_code == 405
+
+
+def test_alerts_cannot_be_written_directly(client_as: Client) -> None:
+    alert = AlertFactory()
+
+    assert (
+        client_as(Role.ADMIN).patch(f"/api/v1/alerts/{alert.pk}/", {"state": "resolved"}).status_code == 405
+    )
+
+
+def test_a_viewer_cannot_replace_a_channel(client_as: Client) -> None:
+    channel = NotificationChannelFactory()
+
+    response = client_as(Role.VIEWER).put(f"/api/v1/notification-channels/{channel.pk}/", CHANNEL)
+
+    assert response.status_code == 403
+
+
+def test_an_operators_key_acknowledges_alerts(key_client: Callable[..., APIClient]) -> None:
+    alert = AlertFactory()
+
+    assert key_client(Role.OPERATOR).post(f"/api/v1/alerts/{alert.pk}/acknowledge/").status_code == 200
+
+
+def test_a_viewer_key_of_an_operator_cannot_silence(key_client: Callable[..., APIClient]) -> None:
+    client = key_client(Role.VIEWER, owner_role=Role.OPERATOR)
+
+    assert client.post("/api/v1/silences/", silence_body()).status_code == 403
+
+
+def test_an_admins_key_creates_a_channel(key_client: Callable[..., APIClient]) -> None:
+    assert key_client(Role.ADMIN).post("/api/v1/notification-channels/", CHANNEL).status_code == 201
