@@ -260,6 +260,14 @@ SPECTACULAR_SETTINGS = {
         "GoalKindEnum": "apps.goals.domain.targets.KIND_CHOICES",
         "AlertStateEnum": "apps.alerts.domain.states.ALERT.choices",
         "ChannelKindEnum": "apps.alerts.models.CHANNEL_KIND_CHOICES",
+        "JobStateEnum": "apps.jobs.domain.states.JOB.choices",
+        "JobKindEnum": "apps.jobs.domain.kinds.KIND_CHOICES",
+        "JobEventLevelEnum": "apps.jobs.domain.kinds.LEVEL_CHOICES",
+        "DeploymentStateEnum": "apps.deployments.domain.states.DEPLOYMENT.choices",
+        "ReleaseStateEnum": "apps.deployments.domain.states.RELEASE.choices",
+        "VerificationStateEnum": "apps.deployments.domain.states.VERIFICATION.choices",
+        "CheckNameEnum": "apps.deployments.domain.checks.CHECK_NAME_CHOICES",
+        "CheckStatusEnum": "apps.deployments.domain.checks.CHECK_STATUS_CHOICES",
     },
 }
 # Bodies above this are refused with 413 before anything parses them.

@@ -1,0 +1,7 @@
+from rest_framework.routers import DefaultRouter
+
+from apps.jobs.api import views
+
+
+def register(router: DefaultRouter) -> None:
+    router.register("jobs", views.JobViewSet, basename="job")

@@ -1,0 +1,84 @@
+"""What a job can be, how its failures are classified, and which parameters each kind takes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+
+class JobKind(StrEnum):
+    FINE_TUNE = "fine_tune"
+    EVALUATE = "evaluate"
+    BENCHMARK = "benchmark"
+    CONVERT = "convert"
+    SELFTEST = "selftest"  # housekeeping: a worker checks what it can reach and see
+
+
+KIND_CHOICES = [
+    (JobKind.FINE_TUNE.value, "Fine-tune"),
+    (JobKind.EVALUATE.value, "Evaluate"),
+    (JobKind.BENCHMARK.value, "Benchmark"),
+    (JobKind.CONVERT.value, "Convert"),
+    (JobKind.SELFTEST.value, "Self-test"),
+]
+
+
+class ErrorClass(StrEnum):
+    """Why a job failed, in words a retry policy and an operator can both act on."""
+
+    RUNNER_ERROR = "runner_error"  # the runner raised
+    CHECK_FAILED = "check_failed"  # the runner finished and found something wrong
+    TIMEOUT = "timeout"  # it ran past the task time limit
+    WORKER_LOST = "worker_lost"  # its worker died or vanished, too many times
+    POISONED = "poisoned"  # its task message kept killing workers
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LEVEL_CHOICES = [(level.value, level.value.capitalize()) for level in LogLevel]
+
+# The checks a self-test runs, in order.
+SELFTEST_CHECKS = ("database", "redis", "channel_layer", "device")
+
+PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 100, 50
+MAX_ATTEMPTS_LIMIT = 10
+# A queue name is a Celery queue: `default`, or a device's `gpu.<node>.<index>`.
+QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+def queue_problem(queue: str) -> str | None:
+    """Why `queue` cannot name a Celery queue, or None."""
+    if not QUEUE_RE.match(queue):
+        return (
+            "A queue name is 1-100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit "
+            "(e.g. 'default' or 'gpu.node1.0')."
+        )
+    return None
+
+
+def params_problems(kind: str, params: Any) -> dict[str, str]:
+    """Problems with a job's parameters, by parameter name ('' for the whole object)."""
+    if not isinstance(params, Mapping):
+        return {"": "Parameters must be a JSON object."}
+    if kind == JobKind.SELFTEST:
+        return _selftest_params_problems(params)
+    return {}
+
+
+def _selftest_params_problems(params: Mapping[str, Any]) -> dict[str, str]:
+    problems = {name: "The self-test takes no such parameter." for name in params if name != "checks"}
+    checks = params.get("checks")
+    if checks is None:
+        return problems
+    if not isinstance(checks, list) or not checks or not all(isinstance(c, str) for c in checks):
+        problems["checks"] = "A non-empty list of check names."
+    elif unknown := sorted(set(checks) - set(SELFTEST_CHECKS)):
+        problems["checks"] = f"Unknown checks {unknown}; choose from {list(SELFTEST_CHECKS)}."
+    return problems

@@ -1,0 +1,122 @@
+"""The reconciler's rules: which jobs were lost by the broker or by their worker, and what to do.
+
+The database is the source of truth for work; the broker may lose a message (a dispatch
+queued on commit by a process that died) and a worker may die mid-job. `decide()` looks at
+plain snapshots of the open jobs and the live workers and says, for each job that needs it,
+whether to send it again, put it back in its queue, fail it or finish its cancel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from apps.jobs.domain.states import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    id: int
+    state: str
+    queue: str
+    worker: str
+    attempts: int
+    max_attempts: int
+    dispatched_at: dt.datetime | None
+    started_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveWorker:
+    hostname: str
+    queues: frozenset[str]
+    started_at: dt.datetime | None = None
+
+
+class Action(StrEnum):
+    REDISPATCH = "redispatch"  # QUEUED, its message probably lost: send it again
+    REQUEUE = "requeue"  # RUNNING on a lost worker, attempts left: back to QUEUED and send
+    FAIL = "fail"  # RUNNING on a lost worker, no attempts left
+    CANCEL = "cancel"  # CANCELLING on a lost worker: nothing left to stop
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    job_id: int
+    action: Action
+    reason: str
+
+
+def decide(
+    jobs: Iterable[JobSnapshot],
+    workers: Sequence[LiveWorker],
+    *,
+    now: dt.datetime,
+    redispatch_after: dt.timedelta,
+    running_lease: dt.timedelta,
+) -> list[Decision]:
+    """What to do about each open job; jobs that are fine get no decision."""
+    live_hosts = {w.hostname: w for w in workers}
+    consumed = {q for w in workers for q in w.queues}
+    decisions = []
+    for job in jobs:
+        decision = (
+            _queued(job, consumed, now, redispatch_after)
+            if job.state == JobState.QUEUED
+            else _active(job, live_hosts, now, running_lease)
+        )
+        if decision is not None:
+            decisions.append(decision)
+    return decisions
+
+
+def _queued(job: JobSnapshot, consumed: set[str], now: dt.datetime, after: dt.timedelta) -> Decision | None:
+    if job.dispatched_at is not None and now - job.dispatched_at < after:
+        return None
+    # Nobody consumes the queue: the message is waiting there, not lost. Sending it again
+    # would only pile up copies for the worker that eventually comes.
+    if job.queue not in consumed:
+        return None
+    if job.dispatched_at is None:
+        return Decision(job.id, Action.REDISPATCH, "it was never sent to its queue")
+    waited = int((now - job.dispatched_at).total_seconds())
+    return Decision(
+        job.id, Action.REDISPATCH, f"no worker took it in {waited}s although '{job.queue}' is consumed"
+    )
+
+
+def _active(
+    job: JobSnapshot, live_hosts: dict[str, LiveWorker], now: dt.datetime, lease: dt.timedelta
+) -> Decision | None:
+    if job.state not in {JobState.RUNNING, JobState.CANCELLING}:
+        return None
+    if _still_running(job, live_hosts.get(job.worker)):
+        return None
+    # A fresh start gets the lease to show its first heartbeat.
+    if job.started_at is not None and now - job.started_at < lease:
+        return None
+    who = f"worker '{job.worker}'" if job.worker else "its worker"
+    if job.state == JobState.CANCELLING:
+        return Decision(job.id, Action.CANCEL, f"{who} was lost while stopping it")
+    if job.attempts < job.max_attempts:
+        return Decision(
+            job.id, Action.REQUEUE, f"{who} was lost during attempt {job.attempts} of {job.max_attempts}"
+        )
+    return Decision(
+        job.id,
+        Action.FAIL,
+        f"{who} was lost during attempt {job.attempts} of {job.max_attempts}; no attempts left",
+    )
+
+
+def _still_running(job: JobSnapshot, worker: LiveWorker | None) -> bool:
+    """Its worker is alive, and is the same process that started it.
+
+    A worker restarted under the same hostname (killed, then brought back by its
+    supervisor) sends heartbeats again, but the job it ran died with the old process.
+    """
+    if worker is None:
+        return False
+    return worker.started_at is None or job.started_at is None or worker.started_at <= job.started_at

@@ -1,0 +1,23 @@
+import django_filters
+
+from apps.fleet.models import Device
+from apps.jobs.domain.kinds import KIND_CHOICES
+from apps.jobs.domain.states import JOB
+from apps.jobs.models import Job
+from apps.models.models import ModelVersion
+
+
+class JobFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=JOB.choices)
+    kind = django_filters.ChoiceFilter(choices=KIND_CHOICES)
+    queue = django_filters.CharFilter()
+    # The related rows' labels need their model and node: fetched with them, not one by one.
+    model_version = django_filters.ModelChoiceFilter(queryset=ModelVersion.objects.select_related("model"))
+    device = django_filters.ModelChoiceFilter(queryset=Device.objects.select_related("node"))
+    since = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", label="Created since"
+    )
+
+    class Meta:
+        model = Job
+        fields = ["state", "kind", "queue", "model_version", "device", "error_class", "since"]

@@ -1,0 +1,56 @@
+"""Reads of jobs, for the API, the pages and the Overview."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.core import workers
+from apps.jobs.domain.states import JobState
+from apps.jobs.models import Job, JobEvent
+
+
+def job_list() -> QuerySet[Job]:
+    return Job.objects.select_related("created_by", "model_version__model", "device__node")
+
+
+def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
+    return JobEvent.objects.filter(job=job)
+
+
+def job_event_tail(*, job: Job, limit: int) -> tuple[list[JobEvent], int]:
+    """The job's last `limit` log lines, oldest first, and how many lines it has in all."""
+    events = job_event_list(job=job)
+    tail = list(events.order_by("-at", "-id")[:limit])
+    return tail[::-1], events.count()
+
+
+def queue_choices() -> list[str]:
+    """`default` first, then every queue a live worker consumes."""
+    try:
+        live = {q for w in workers.live_workers() for q in w.get("queues", [])}
+    except Exception:  # Redis down: offer the default queue; /readyz says what is wrong
+        live = set()
+    return ["default", *sorted(live - {"default"})]
+
+
+def overview_cards() -> list[dict]:
+    since = timezone.now() - dt.timedelta(hours=24)
+    counts = Job.objects.aggregate(
+        running=Count("pk", filter=Q(state__in=[JobState.RUNNING, JobState.CANCELLING])),
+        queued=Count("pk", filter=Q(state=JobState.QUEUED)),
+        failed=Count("pk", filter=Q(state=JobState.FAILED, finished_at__gte=since)),
+        succeeded=Count("pk", filter=Q(state=JobState.SUCCEEDED, finished_at__gte=since)),
+    )
+    hint = f"{counts['queued']} queued · in 24 h {counts['succeeded']} done, {counts['failed']} failed"
+    return [
+        {
+            "label": "Jobs running",
+            "value": counts["running"],
+            "url": reverse("jobs:list"),
+            "hint": hint,
+        }
+    ]

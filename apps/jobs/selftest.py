@@ -1,0 +1,149 @@
+"""The self-test job: from inside a worker, check what MOC needs and what the worker sees.
+
+Each check records a log line with its evidence and ends up in the job's result; a failed
+check fails the job (error class `check_failed`), with every other check still reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+
+from apps.core import workers
+from apps.jobs import events
+from apps.jobs.domain.kinds import SELFTEST_CHECKS, ErrorClass, LogLevel
+from apps.jobs.models import Job
+from apps.jobs.reporting import Outcome, Report
+
+# A check returns a one-line summary and its evidence, or raises to fail.
+Check = Callable[[Job], tuple[str, dict[str, Any]]]
+_ROUND_TRIP_TIMEOUT_S = 5.0
+_GIB = 1024**3
+
+
+def _database(job: Job) -> tuple[str, dict[str, Any]]:
+    if not Job.objects.filter(pk=job.pk).exists():
+        raise RuntimeError(f"job #{job.pk} is not in the database this worker uses")
+    vendor = connection.vendor
+    return f"{vendor} answers and holds job #{job.pk}", {"vendor": vendor}
+
+
+def _redis(job: Job) -> tuple[str, dict[str, Any]]:
+    client = workers.redis_client()
+    client.ping()
+    server = client.info("server")
+    kwargs = client.connection_pool.connection_kwargs
+    where = f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
+    version = server.get("redis_version", "?")
+    return f"Redis {version} at {where} answers PING", {"version": version, "address": where}
+
+
+def _channel_layer(job: Job) -> tuple[str, dict[str, Any]]:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    group = events.selftest_group(job.pk, uuid.uuid4().hex[:12])
+    token = uuid.uuid4().hex
+
+    async def round_trip() -> float:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            started = time.monotonic()
+            await layer.group_send(group, {"type": "selftest.ping", "token": token})
+            message = await asyncio.wait_for(layer.receive(channel), _ROUND_TRIP_TIMEOUT_S)
+            if message.get("token") != token:
+                raise RuntimeError(f"got an unexpected message back: {message!r}")
+            return (time.monotonic() - started) * 1000
+        finally:
+            await layer.group_discard(group, channel)
+
+    ms = async_to_sync(round_trip)()
+    backend = type(layer).__name__
+    return f"{backend}: group_send came back in {ms:.1f} ms", {
+        "backend": backend,
+        "round_trip_ms": round(ms, 2),
+    }
+
+
+def _nvidia() -> tuple[str, dict[str, Any]]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # no library, no driver, no device: each is a plain answer here
+        return f"no NVIDIA driver: {exc}", {"driver": None, "reason": str(exc)}
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        count = pynvml.nvmlDeviceGetCount()
+        names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
+    finally:
+        pynvml.nvmlShutdown()
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    return f"NVIDIA driver {driver} with {count} GPU(s)", {"driver": driver, "gpus": names}
+
+
+def _device(job: Job) -> tuple[str, dict[str, Any]]:
+    memory = psutil.virtual_memory()
+    cpus = os.cpu_count() or 0
+    nvidia_summary, nvidia = _nvidia()
+    evidence = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": cpus,
+        "ram_total_bytes": memory.total,
+        "ram_available_bytes": memory.available,
+        "nvidia": nvidia,
+    }
+    summary = f"{evidence['hostname']}: {cpus} CPUs, {memory.total / _GIB:.1f} GiB RAM; {nvidia_summary}"
+    return summary, evidence
+
+
+CHECKS: dict[str, Check] = {
+    "database": _database,
+    "redis": _redis,
+    "channel_layer": _channel_layer,
+    "device": _device,
+}
+
+
+def run(job: Job, report: Report) -> Outcome:
+    names = job.params.get("checks") or list(SELFTEST_CHECKS)
+    results = []
+    for done, name in enumerate(names):
+        report.progress(done / len(names), f"Checking {name.replace('_', ' ')}")
+        started = time.monotonic()
+        try:
+            summary, evidence = CHECKS[name](job)
+            ok = True
+        except Exception as exc:
+            summary, evidence, ok = f"{type(exc).__name__}: {exc}", {}, False
+        result = {
+            "name": name,
+            "ok": ok,
+            "summary": summary,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "evidence": evidence,
+        }
+        results.append(result)
+        report.log(f"{name}: {summary}", level=LogLevel.INFO if ok else LogLevel.ERROR, data=result)
+    report.progress(1.0, "All checks done")
+    failed = [r["name"] for r in results if not r["ok"]]
+    outcome = {"ok": not failed, "worker": socket.gethostname(), "checks": results}
+    if failed:
+        return Outcome(
+            result=outcome, error_class=ErrorClass.CHECK_FAILED, error=f"Failed checks: {', '.join(failed)}."
+        )
+    return Outcome(result=outcome)

@@ -1,0 +1,31 @@
+"""Writes for jobs. Every state change goes through `transition()` (a conditional UPDATE),
+so a task delivered twice, a late cancel or a reconciler racing a worker can never move a
+job twice."""
+
+from apps.jobs.services.lifecycle import (
+    job_cancel,
+    job_create,
+    job_dispatch,
+    job_fail,
+    job_finish,
+    job_log,
+    job_poisoned,
+    job_progress,
+    job_start,
+    job_stopped,
+)
+from apps.jobs.services.reconciler import jobs_redispatch_stale
+
+__all__ = [
+    "job_cancel",
+    "job_create",
+    "job_dispatch",
+    "job_fail",
+    "job_finish",
+    "job_log",
+    "job_poisoned",
+    "job_progress",
+    "job_start",
+    "job_stopped",
+    "jobs_redispatch_stale",
+]

@@ -1,0 +1,247 @@
+"""A job's life: create and dispatch, start, report progress, finish, cancel, poison.
+
+Every state change goes through `transition()` (a conditional UPDATE), so a task delivered
+twice, a late cancel or a reconciler racing a worker can never move a job twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.core import audit
+from apps.core.transitions import transition
+from apps.jobs import events, runners
+from apps.jobs.domain import kinds
+from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
+from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
+from apps.jobs.models import Job, JobEvent
+
+
+def job_log(
+    *, job_id: int, message: str, level: str = LogLevel.INFO, data: dict[str, Any] | None = None
+) -> JobEvent:
+    """Append one line to a job's log."""
+    return JobEvent.objects.create(job_id=job_id, level=level, message=message[:1000], data=data or {})
+
+
+def job_dispatch(*, job: Job) -> None:
+    """Send the job's task message to its queue once the transaction commits.
+
+    A dispatch lost here (the broker down at commit, the process killed between commit and
+    send) is found by the reconciler, which sends it again: `dispatched_at` is the proof.
+    """
+    from apps.jobs import tasks
+
+    task_id = str(uuid.uuid4())
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(dispatched_at=now, task_id=task_id)
+    job.dispatched_at, job.task_id = now, task_id
+    job_id, queue = job.pk, job.queue
+    transaction.on_commit(
+        lambda: tasks.job_run.apply_async(args=[job_id], queue=queue, task_id=task_id), robust=True
+    )
+
+
+@transaction.atomic
+def job_create(
+    *,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    queue: str = "default",
+    priority: int = kinds.PRIORITY_DEFAULT,
+    max_attempts: int = 3,
+    model_version: Any = None,
+    device: Any = None,
+    created_by: Any = None,
+) -> Job:
+    """Queue a job and dispatch it on commit. Refuses kinds no worker can run yet."""
+    params = {} if params is None else params
+    problems: dict[str, list[str]] = {}
+    if kind not in {k.value for k in JobKind}:
+        problems["kind"] = [f"Unknown kind '{kind}'; choose from {[k.value for k in JobKind]}."]
+    elif not runners.has_runner(kind):
+        problems["kind"] = [f"MOC has no runner for kind {kind} yet, so such a job could never run."]
+    if queue_problem := kinds.queue_problem(queue):
+        problems["queue"] = [queue_problem]
+    if params_problems := kinds.params_problems(kind, params):
+        problems["params"] = [f"{name}: {text}" if name else text for name, text in params_problems.items()]
+    if not kinds.PRIORITY_MIN <= priority <= kinds.PRIORITY_MAX:
+        problems["priority"] = [f"Between {kinds.PRIORITY_MIN} and {kinds.PRIORITY_MAX}; higher runs first."]
+    if not 1 <= max_attempts <= kinds.MAX_ATTEMPTS_LIMIT:
+        problems["max_attempts"] = [f"Between 1 and {kinds.MAX_ATTEMPTS_LIMIT}."]
+    if problems:
+        raise ValidationError(problems)
+    job = Job.objects.create(
+        kind=kind,
+        params=params,
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        model_version=model_version,
+        device=device,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+    )
+    job_dispatch(job=job)
+    events.publish_state(job, action="queue")
+    return job
+
+
+@transaction.atomic
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (it becomes CANCELLING)."""
+    current = Job.objects.select_for_update().get(pk=job.pk)
+    old = current.state
+    if old == JobState.CANCELLING:
+        return current
+    dst = JobState.CANCELLING if old == JobState.RUNNING else JobState.CANCELLED
+    changes = {"finished_at": timezone.now()} if dst == JobState.CANCELLED else {}
+    transition(current, dst, machine=JOB, **changes)
+    audit.record("cancel", current, changes={"state": [old, dst.value]})
+    events.publish_state(current, action="cancel")
+    return current
+
+
+def job_start(*, job_id: int, worker: str, task_id: str) -> bool:
+    """Take a queued job for this task; False when another task has it or it is over.
+
+    A RUNNING job whose task id is this task's is a message the broker delivered again
+    because the worker running it died: this delivery takes the job over, as a new attempt.
+    """
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    now = timezone.now()
+    if job.state == JobState.QUEUED:
+        moved = transition(
+            job,
+            JobState.RUNNING,
+            machine=JOB,
+            worker=worker,
+            task_id=task_id,
+            started_at=now,
+            attempts=F("attempts") + 1,
+            progress=0.0,
+            message="",
+        )
+        if moved:
+            job.refresh_from_db(fields=["attempts"])
+            job_log(
+                job_id=job.pk, message=f"Started on {worker} (attempt {job.attempts} of {job.max_attempts})."
+            )
+            events.publish_state(job, action="start")
+        return moved
+    if job.state == JobState.RUNNING and task_id and job.task_id == task_id:
+        return _take_over(job, worker=worker, now=now)
+    if job.state == JobState.CANCELLING and task_id and job.task_id == task_id:
+        # The run it was asked to stop died with its worker: the cancel is complete.
+        job_finish(job_id=job.pk, task_id=task_id, state=JobState.CANCELLED)
+    return False
+
+
+@transaction.atomic
+def _take_over(job: Job, *, worker: str, now: dt.datetime) -> bool:
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.state != JobState.RUNNING:
+        return False
+    lost = f"its worker {job.worker} died running it"
+    if job.attempts >= job.max_attempts:
+        job_fail(
+            job=job,
+            error_class=ErrorClass.WORKER_LOST,
+            error=f"Gave up: {lost} during attempt {job.attempts} of {job.max_attempts}.",
+        )
+        return False
+    Job.objects.filter(pk=job.pk).update(
+        worker=worker, started_at=now, attempts=F("attempts") + 1, progress=0.0, updated_at=now
+    )
+    job.refresh_from_db()
+    job_log(
+        job_id=job.pk,
+        level=LogLevel.WARNING,
+        message=f"Restarted on {worker} after {lost} (attempt {job.attempts} of {job.max_attempts}).",
+    )
+    events.publish_state(job, action="restart")
+    return True
+
+
+def job_progress(*, job_id: int, task_id: str, progress: float, message: str = "") -> bool:
+    """Record a runner's progress; False when the job is no longer running under this task."""
+    changes: dict[str, Any] = {"progress": progress, "updated_at": timezone.now()}
+    if message:
+        changes["message"] = message[:300]
+    return Job.objects.filter(pk=job_id, task_id=task_id, state=JobState.RUNNING).update(**changes) == 1
+
+
+def job_fail(*, job: Job, error_class: str, error: str, **changes: Any) -> bool:
+    """Move a running job to FAILED with its error class; False if it already moved on."""
+    changes.setdefault("finished_at", timezone.now())
+    moved = transition(
+        job,
+        JobState.FAILED,
+        machine=JOB,
+        error_class=error_class,
+        error=error,
+        message=error[:300],
+        **changes,
+    )
+    if moved:
+        job_log(job_id=job.pk, level=LogLevel.ERROR, message=f"Failed ({error_class}): {error}")
+        events.publish_state(job, action="fail")
+    return moved
+
+
+@transaction.atomic
+def job_finish(
+    *,
+    job_id: int,
+    task_id: str,
+    state: JobState,
+    result: dict[str, Any] | None = None,
+    error_class: str = "",
+    error: str = "",
+) -> bool:
+    """End a job the calling task runs; False when the job is no longer this task's."""
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.state not in JOB_ACTIVE or job.task_id != task_id:
+        return False
+    changes: dict[str, Any] = {"finished_at": timezone.now(), "result": result or {}}
+    if state == JobState.FAILED:
+        return job_fail(job=job, error_class=error_class or ErrorClass.RUNNER_ERROR, error=error, **changes)
+    if state == JobState.SUCCEEDED:
+        changes.update(progress=1.0, message="Succeeded.")
+    else:
+        changes["message"] = "Cancelled."
+    moved = transition(job, state, machine=JOB, **changes)
+    if moved:
+        job_log(job_id=job.pk, message=changes["message"])
+        events.publish_state(job, action=state.value)
+    return moved
+
+
+def job_stopped(*, job_id: int, task_id: str) -> bool:
+    """A runner stopped at a report: finish the cancel it was asked for, if this task still owns the job."""
+    return Job.objects.filter(pk=job_id, task_id=task_id, state=JobState.CANCELLING).exists() and job_finish(
+        job_id=job_id, task_id=task_id, state=JobState.CANCELLED
+    )
+
+
+@transaction.atomic
+def job_poisoned(*, job_id: int, task_id: str) -> bool:
+    """Fail the job whose task message kept killing its workers."""
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.state not in JOB_ACTIVE or job.task_id != task_id:
+        return False
+    return job_fail(
+        job=job,
+        error_class=ErrorClass.POISONED,
+        error=f"Its task message killed the worker {settings.MOC_TASK_MAX_DELIVERIES} times or more; "
+        "it is not run again. Check the worker's logs (out of memory? a crash in native code?).",
+    )

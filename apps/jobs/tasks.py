@@ -1,0 +1,35 @@
+"""Celery tasks of jobs: thin wrappers over execution and services.
+
+Database connections: Celery's Django fixup (on whenever DJANGO_SETTINGS_MODULE is set, as
+in moc_site/celery.py) closes unusable or expired connections before and after each task,
+in the thread that runs it, so a worker survives a database restart between jobs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+
+from apps.core.delivery import DurableTask
+from apps.jobs import execution, services
+
+
+class JobTask(DurableTask):
+    """A job's task: when its message is poisoned, the job it carries is failed, not left running."""
+
+    def on_poisoned(self, job_id: int, *args: Any, **kwargs: Any) -> None:
+        services.job_poisoned(job_id=job_id, task_id=self.request.id)
+
+
+@shared_task(base=JobTask, bind=True, name="apps.jobs.tasks.job_run")
+def job_run(self: JobTask, job_id: int) -> None:
+    """Run one job; a duplicate or late delivery finds the job taken or over and does nothing."""
+    execution.job_execute(job_id=job_id, worker=self.request.hostname or "", task_id=self.request.id or "")
+
+
+@shared_task(base=DurableTask, name="apps.jobs.tasks.jobs_redispatch_stale")
+def jobs_redispatch_stale() -> dict[str, int]:
+    """The reconciler, run by beat every minute (moc_site/celery.py)."""
+    return services.jobs_redispatch_stale(now=timezone.now())

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from apps.core import audit
+from apps.core.domain.statemachine import InvalidTransition
+from apps.core.models import AuditEvent
+from apps.deployments import services
+from apps.deployments.domain.states import DeploymentState, ReleaseState
+from apps.deployments.domain.strategy import Strategy
+from apps.models.domain.states import ValidationState
+from tests.deployments.factories import DeploymentFactory, ReleaseFactory, ValidVersionFactory
+from tests.models.factories import ModelVersionFactory, RegisteredModelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def problems(caught: pytest.ExceptionInfo[ValidationError]) -> dict[str, list[str]]:
+    return caught.value.message_dict
+
+
+def test_deployment_create_makes_a_draft() -> None:
+    deployment = services.deployment_create(name="chat-prod", description="  the chat endpoint ")
+
+    assert (deployment.state, deployment.description, deployment.replicas) == (
+        DeploymentState.DRAFT,
+        "the chat endpoint",
+        1,
+    )
+
+
+def test_deployment_create_refuses_a_name_that_is_not_url_safe() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_create(name="Chat Prod")
+
+    assert "lower-case" in problems(caught)["name"][0]
+
+
+def test_deployment_create_refuses_a_taken_name() -> None:
+    DeploymentFactory(name="chat")
+
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_create(name="chat")
+
+    assert problems(caught)["name"] == ["A deployment named 'chat' already exists."]
+
+
+def test_deployment_create_names_every_bad_field_at_once() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_create(name="-", replicas=1000, strategy="yolo")
+
+    assert set(problems(caught)) == {"name", "replicas", "strategy"}
+
+
+def test_deployment_update_changes_only_what_was_given() -> None:
+    deployment = DeploymentFactory(description="old", replicas=2)
+
+    services.deployment_update(deployment=deployment, replicas=4)
+
+    deployment.refresh_from_db()
+    assert (deployment.description, deployment.replicas) == ("old", 4)
+
+
+def test_deployment_update_refuses_a_retired_deployment() -> None:
+    with pytest.raises(ValidationError):
+        services.deployment_update(deployment=DeploymentFactory(state=DeploymentState.RETIRED), replicas=2)
+
+
+def test_deployment_update_refuses_to_change_the_model_under_a_live_release() -> None:
+    release = ReleaseFactory(state=ReleaseState.PROMOTED)
+    deployment = release.deployment
+    deployment.current_release = release
+    deployment.save()
+
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_update(deployment=deployment, registered_model=RegisteredModelFactory())
+
+    assert "registered_model" in problems(caught)
+
+
+def test_deployment_update_may_set_the_model_of_a_deployment_without_releases() -> None:
+    model = RegisteredModelFactory()
+
+    deployment = services.deployment_update(deployment=DeploymentFactory(), registered_model=model)
+
+    assert deployment.registered_model == model
+
+
+@pytest.mark.parametrize(
+    ("start", "service", "end"),
+    [
+        (DeploymentState.DRAFT, services.deployment_activate, DeploymentState.ACTIVE),
+        (DeploymentState.ACTIVE, services.deployment_pause, DeploymentState.PAUSED),
+        (DeploymentState.PAUSED, services.deployment_activate, DeploymentState.ACTIVE),
+        (DeploymentState.ACTIVE, services.deployment_retire, DeploymentState.RETIRED),
+    ],
+)
+def test_deployment_moves_through_its_states(start: str, service: Any, end: str) -> None:
+    deployment = service(deployment=DeploymentFactory(state=start))
+
+    deployment.refresh_from_db()
+    assert deployment.state == end
+
+
+def test_a_retired_deployment_cannot_come_back() -> None:
+    with pytest.raises(InvalidTransition):
+        services.deployment_activate(deployment=DeploymentFactory(state=DeploymentState.RETIRED))
+
+
+def test_retire_is_refused_while_a_release_rolls_out() -> None:
+    release = ReleaseFactory(state=ReleaseState.ROLLING_OUT, deployment__state=DeploymentState.ACTIVE)
+
+    with pytest.raises(ValidationError, match="rolling out"):
+        services.deployment_retire(deployment=release.deployment)
+
+
+def test_retire_cancels_pending_releases() -> None:
+    release = ReleaseFactory(deployment__state=DeploymentState.ACTIVE)
+
+    services.deployment_retire(deployment=release.deployment)
+
+    release.refresh_from_db()
+    assert (release.state, release.reason) == (ReleaseState.CANCELLED, "Its deployment was retired.")
+
+
+def test_state_changes_are_audited_during_a_request(
+    rf: Any, operator: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    request = rf.post("/api/v1/deployments/1/pause/")
+    request.user = operator
+    token = audit.bind_request(request)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.deployment_pause(deployment=DeploymentFactory(state=DeploymentState.ACTIVE))
+    finally:
+        audit.unbind_request(token)
+
+    assert AuditEvent.objects.get(action="pause").changes == {"state": ["active", "paused"]}
+
+
+def test_release_create_asks_for_a_pending_release() -> None:
+    version = ValidVersionFactory()
+
+    release = services.release_create(deployment=DeploymentFactory(), model_version=version)
+
+    assert (release.state, release.model_version, release.strategy) == (
+        ReleaseState.PENDING,
+        version,
+        Strategy.ALL_AT_ONCE,
+    )
+
+
+def test_release_create_sets_the_deployments_model_from_its_first_release() -> None:
+    version = ValidVersionFactory()
+    deployment = DeploymentFactory()
+
+    services.release_create(deployment=deployment, model_version=version)
+
+    deployment.refresh_from_db()
+    assert deployment.registered_model == version.model
+
+
+@pytest.mark.parametrize(
+    "state", [ValidationState.PENDING, ValidationState.VALIDATING, ValidationState.INVALID]
+)
+def test_release_create_refuses_a_version_that_is_not_valid(state: str) -> None:
+    version = ModelVersionFactory(validation_state=state, validation_error="header overruns the file")
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(deployment=DeploymentFactory(), model_version=version)
+
+    assert "Only versions that passed validation can be released" in problems(caught)["model_version"][0]
+
+
+def test_release_create_says_why_an_invalid_version_is_invalid() -> None:
+    version = ModelVersionFactory(validation_state=ValidationState.INVALID, validation_error="bad header")
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(deployment=DeploymentFactory(), model_version=version)
+
+    assert "invalid: bad header" in problems(caught)["model_version"][0]
+
+
+def test_release_create_refuses_a_version_of_another_model() -> None:
+    deployment = DeploymentFactory(registered_model=RegisteredModelFactory(name="llama"))
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(deployment=deployment, model_version=ValidVersionFactory())
+
+    assert "is not a version of 'llama'" in problems(caught)["model_version"][0]
+
+
+def test_release_create_refuses_a_second_release_in_progress() -> None:
+    first = ReleaseFactory(state=ReleaseState.VERIFYING)
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=first.deployment, model_version=ValidVersionFactory(model=first.model_version.model)
+        )
+
+    assert f"already has release #{first.pk} verifying" in problems(caught)["deployment"][0]
+
+
+def test_release_create_refuses_a_retired_deployment() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=DeploymentFactory(state=DeploymentState.RETIRED), model_version=ValidVersionFactory()
+        )
+
+    assert "retired" in problems(caught)["deployment"][0]
+
+
+def test_release_create_uses_the_deployments_strategy_by_default() -> None:
+    deployment = DeploymentFactory(strategy=Strategy.CANARY)
+
+    release = services.release_create(deployment=deployment, model_version=ValidVersionFactory())
+
+    assert (release.strategy, release.canary_percent) == (Strategy.CANARY, 10)
+
+
+def test_release_create_refuses_a_share_of_traffic_for_all_at_once() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=DeploymentFactory(), model_version=ValidVersionFactory(), canary_percent=30
+        )
+
+    assert "canary_percent" in problems(caught)
+
+
+def test_release_cancel_withdraws_a_pending_release() -> None:
+    release = services.release_cancel(release=ReleaseFactory())
+
+    assert (release.state, release.reason) == (ReleaseState.CANCELLED, "Cancelled before it started.")
+    assert release.finished_at is not None
+
+
+def test_release_cancel_of_a_release_in_progress_is_an_invalid_transition() -> None:
+    with pytest.raises(InvalidTransition):
+        services.release_cancel(release=ReleaseFactory(state=ReleaseState.ROLLING_OUT))

@@ -1,0 +1,140 @@
+"""The self-test runner, in-process, against the session's real Redis and channel layer."""
+
+from __future__ import annotations
+
+import pynvml
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.test import override_settings
+
+from apps.jobs import events, execution
+from apps.jobs.domain.kinds import SELFTEST_CHECKS, ErrorClass, JobKind
+from apps.jobs.domain.states import JobState
+from apps.jobs.models import Job
+from apps.jobs.selftest import CHECKS
+from tests.jobs.factories import JobFactory
+from tests.procs import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def run(job: Job) -> Job:
+    execution.job_execute(job_id=job.pk, worker="celery@test", task_id="t1")
+    job.refresh_from_db()
+    return job
+
+
+def checks_of(job: Job) -> dict[str, dict]:
+    return {check["name"]: check for check in job.result["checks"]}
+
+
+def test_selftest_has_a_function_for_every_check_it_offers() -> None:
+    assert set(CHECKS) == set(SELFTEST_CHECKS)
+
+
+def test_selftest_runs_every_check_in_order_and_all_pass() -> None:
+    job = run(JobFactory(kind=JobKind.SELFTEST))
+
+    assert [(c["name"], c["ok"]) for c in job.result["checks"]] == [(name, True) for name in SELFTEST_CHECKS]
+
+
+def test_selftest_logs_each_check_as_an_event_with_its_evidence() -> None:
+    job = run(JobFactory(kind=JobKind.SELFTEST))
+
+    logged = {e.data["name"]: e for e in job.events.exclude(data={})}
+    assert set(logged) == set(SELFTEST_CHECKS)
+    assert logged["redis"].message.startswith("redis: Redis ")
+    assert logged["redis"].data["evidence"]["version"]
+
+
+def test_selftest_sees_its_own_job_in_the_database() -> None:
+    job = run(JobFactory(kind=JobKind.SELFTEST))
+
+    assert checks_of(job)["database"]["summary"] == f"sqlite answers and holds job #{job.pk}"
+
+
+def test_selftest_round_trips_a_message_through_the_channel_layer() -> None:
+    job = run(JobFactory(kind=JobKind.SELFTEST))
+
+    evidence = checks_of(job)["channel_layer"]["evidence"]
+    assert evidence["backend"] == "RedisChannelLayer"
+    assert evidence["round_trip_ms"] > 0
+
+
+def test_selftest_reports_the_workers_cpus_and_ram() -> None:
+    evidence = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]["evidence"]
+
+    assert evidence["cpu_count"] >= 1
+    assert evidence["ram_total_bytes"] > 0
+
+
+def test_selftest_says_why_there_is_no_nvidia_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_library() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_library)
+
+    device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
+
+    assert device["ok"] is True
+    assert device["summary"].endswith("; no NVIDIA driver: NVML Shared Library Not Found")
+    assert device["evidence"]["nvidia"]["driver"] is None
+
+
+def test_selftest_lists_the_gpus_nvml_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "nvmlInit": lambda: None,
+        "nvmlShutdown": lambda: None,
+        "nvmlSystemGetDriverVersion": lambda: "550.54.15",
+        "nvmlDeviceGetCount": lambda: 2,
+        "nvmlDeviceGetHandleByIndex": lambda i: i,
+        "nvmlDeviceGetName": lambda handle: f"NVIDIA H100 #{handle}",
+    }.items():
+        monkeypatch.setattr(pynvml, name, value)
+
+    device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
+
+    assert device["summary"].endswith("; NVIDIA driver 550.54.15 with 2 GPU(s)")
+    assert device["evidence"]["nvidia"]["gpus"] == ["NVIDIA H100 #0", "NVIDIA H100 #1"]
+
+
+def test_selftest_fails_when_redis_cannot_be_reached_and_still_reports_the_rest() -> None:
+    job = JobFactory(kind=JobKind.SELFTEST)
+
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
+        job = run(job)
+
+    checks = checks_of(job)
+    assert (job.state, job.error_class, job.error) == (
+        JobState.FAILED,
+        ErrorClass.CHECK_FAILED,
+        "Failed checks: redis.",
+    )
+    assert checks["redis"]["summary"].startswith("ConnectionError")
+    assert checks["database"]["ok"] is True
+
+
+def test_selftest_runs_only_the_checks_asked_for() -> None:
+    job = run(JobFactory(kind=JobKind.SELFTEST, params={"checks": ["device", "database"]}))
+
+    assert [c["name"] for c in job.result["checks"]] == ["device", "database"]
+
+
+def test_selftest_streams_its_progress_to_the_jobs_group() -> None:
+    job = JobFactory(kind=JobKind.SELFTEST, params={"checks": ["database", "device"]})
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.job_group(job.pk), channel)
+
+    run(job)
+
+    async def receive_three() -> list[dict]:
+        return [await layer.receive(channel) for _ in range(3)]
+
+    received = async_to_sync(receive_three)()
+    assert [(m["type"], m["payload"]["progress"]) for m in received] == [
+        ("job.progress", 0.0),
+        ("job.progress", 0.5),
+        ("job.progress", 1.0),
+    ]
