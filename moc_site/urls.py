@@ -28,7 +28,11 @@ urlpatterns = [
     path("api/v1/", include("moc_site.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="swagger-ui"),
-    path("api/redoc/", login_required(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),
+    path(
+        "api/redoc/",
+        login_required(SpectacularRedocView.as_view(url_name="schema", template_name="core/redoc.html")),
+        name="redoc",
+    ),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics_view, name="metrics"),

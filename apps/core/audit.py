@@ -20,6 +20,7 @@ from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
+from rest_framework_api_key.models import AbstractAPIKey
 
 from apps.core import events
 
@@ -110,7 +111,7 @@ def record(
         action=action,
         source=_source(request),
         content_type=ContentType.objects.get_for_model(obj) if obj is not None else None,
-        object_id=str(obj.pk) if obj is not None and obj.pk is not None else "",
+        object_id=_object_id(obj),
         object_repr=str(obj)[:200] if obj is not None else "",
         changes=changes or {},
         remote_addr=client_ip(request),
@@ -125,6 +126,13 @@ def record(
         transaction.on_commit(save)
     else:
         save()
+
+
+def _object_id(obj: models.Model | None) -> str:
+    if obj is None or obj.pk is None:
+        return ""
+    # An API key's primary key is "<prefix>.<hash>"; the prefix names it without the hash.
+    return obj.prefix if isinstance(obj, AbstractAPIKey) else str(obj.pk)
 
 
 def _brief(event: Any) -> dict[str, Any]:
@@ -153,7 +161,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _field_values(instance: models.Model) -> dict[str, Any]:
-    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+    values = {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+    if isinstance(instance, AbstractAPIKey):
+        del values["id"]  # "<prefix>.<hash>"; the prefix field already names the key
+    return values
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:

@@ -52,11 +52,12 @@ def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, arg
         return False
     lost = row.state == DeliveryState.RUNNING
     row.deliveries += 1
+    row.lost_deliveries += int(lost)
     row.worker, row.queue, row.last_delivered_at = worker, queue, now
-    if lost and row.deliveries > settings.MOC_TASK_MAX_DELIVERIES:
+    if row.lost_deliveries >= settings.MOC_TASK_MAX_DELIVERIES:
         row.state = DeliveryState.POISONED
         row.error = (
-            f"poisoned: its worker died {row.deliveries - 1} times running it "
+            f"poisoned: its worker died {row.lost_deliveries} times running it "
             f"(limit {settings.MOC_TASK_MAX_DELIVERIES}); it is not run again"
         )
         row.finished_at = now
@@ -84,6 +85,24 @@ class DurableTask(Task):
     def on_poisoned(self, *args: Any, **kwargs: Any) -> None:
         """Called instead of the body when the message is poisoned; tasks that own work rows mark them."""
 
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        durable = bool(request.id) and not (request.called_directly or request.is_eager)
+        if durable:
+            # Recorded before the retry message exists: a worker that starts it at once must
+            # find a retry, not a lost delivery, and this attempt must not overwrite its state.
+            delivery_finish(task_id=request.id, state=DeliveryState.RETRYING)
+        try:
+            return super().retry(*args, **kwargs)
+        except Retry:
+            raise
+        except BaseException:
+            if durable:  # no retry was sent (max_retries reached): this attempt is still running
+                TaskDelivery.objects.filter(task_id=request.id, state=DeliveryState.RETRYING).update(
+                    state=DeliveryState.RUNNING
+                )
+            raise
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.called_directly or request.is_eager or not request.id:
@@ -104,8 +123,7 @@ class DurableTask(Task):
             return None
         try:
             result = self.run(*args, **kwargs)
-        except Retry:
-            delivery_finish(task_id=request.id, state=DeliveryState.RETRYING)
+        except Retry:  # retry() recorded it before sending the message
             raise
         except Exception as exc:
             delivery_finish(

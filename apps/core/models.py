@@ -86,6 +86,9 @@ class TaskDelivery(models.Model):
     kwargs = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=DELIVERY.choices, default=DELIVERY.initial, db_index=True)
     deliveries = models.PositiveIntegerField(default=0)
+    lost_deliveries = models.PositiveIntegerField(
+        default=0, help_text="Deliveries whose worker died mid-task; retries are not counted."
+    )
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     first_delivered_at = models.DateTimeField(auto_now_add=True)

@@ -25,10 +25,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = key.strip()
         if not key or " " in key:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
-        try:
-            api_key = ApiKey.objects.get_from_key(key)
-        except ApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Unknown API key.") from None
+        prefix, _, _ = key.partition(".")
+        api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+        if api_key is None or not api_key.is_valid(key):
+            raise exceptions.AuthenticationFailed("Unknown API key.")
         if api_key.revoked:
             raise exceptions.AuthenticationFailed("This API key was revoked.")
         if api_key.has_expired:

@@ -52,9 +52,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = [
-            "id",
-            "name",
             "prefix",
+            "name",
             "role",
             "owner",
             "created",

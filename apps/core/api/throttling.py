@@ -7,11 +7,16 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
+from apps.core import audit
 from apps.core.models import ApiKey
 
 
 class AnonThrottle(AnonRateThrottle):
     scope = "anon"
+
+    def get_ident(self, request: Request) -> str:
+        # DRF's default believes any X-Forwarded-For, so a caller could pick a fresh ident per request.
+        return audit.client_ip(request) or ""
 
 
 class UserThrottle(UserRateThrottle):

@@ -61,6 +61,8 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     search_fields = ["name", "prefix"]
     ordering_fields = ["created", "name"]
     queryset = ApiKey.objects.none()
+    # The primary key is "<prefix>.<hash>": a dot the router refuses, and a hash not to hand out.
+    lookup_field = "prefix"
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         if getattr(self, "swagger_fake_view", False):
@@ -89,6 +91,6 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         request=None, responses=s.ApiKeySerializer, summary="Revoke a key (it stops working at once)"
     )
     @action(detail=True, methods=["post"])
-    def revoke(self, request: Request, pk: str | None = None) -> Response:
+    def revoke(self, request: Request, prefix: str | None = None) -> Response:
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(s.ApiKeySerializer(api_key).data)

@@ -1,0 +1,117 @@
+"""Request throttles of the API and the lockout of repeated failed logins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from apps.core.api import throttling
+from apps.core.domain.roles import Role
+
+LIMIT = 3
+# Open to anonymous callers, so the anonymous throttle is what stops them.
+OPEN_URL = "/api/schema/?format=json"
+
+
+@pytest.fixture(autouse=True)
+def small_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DRF reads the rates into the class when it is defined, so they are patched there."""
+    rates = {"anon": f"{LIMIT}/min", "user": f"{LIMIT}/min", "api_key": f"{LIMIT}/min"}
+    for throttle in (throttling.AnonThrottle, throttling.UserThrottle, throttling.ApiKeyThrottle):
+        monkeypatch.setattr(throttle, "THROTTLE_RATES", rates)
+
+
+def _use_up(client: APIClient, path: str, **extra: str) -> None:
+    for _ in range(LIMIT):
+        assert client.get(path, **extra).status_code == 200
+
+
+@pytest.mark.django_db
+def test_anonymous_callers_are_throttled_with_retry_after() -> None:
+    client = APIClient()
+    _use_up(client, OPEN_URL)
+
+    response = client.get(OPEN_URL)
+
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert response.json()["error"] == "throttled"
+
+
+@pytest.mark.django_db
+def test_anonymous_callers_are_throttled_by_address() -> None:
+    _use_up(APIClient(), OPEN_URL, REMOTE_ADDR="203.0.113.1")
+
+    assert APIClient().get(OPEN_URL, REMOTE_ADDR="203.0.113.2").status_code == 200
+
+
+@pytest.mark.django_db
+def test_anonymous_callers_cannot_dodge_the_throttle_with_x_forwarded_for() -> None:
+    client = APIClient()
+    for n in range(LIMIT):
+        client.get(OPEN_URL, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+
+    response = client.get(OPEN_URL, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR="10.0.0.99")
+
+    assert response.status_code == 429
+
+
+@pytest.mark.django_db
+def test_users_are_throttled_separately(client_as: Callable[[Role | None], APIClient]) -> None:
+    first, second = client_as(Role.VIEWER), client_as(Role.VIEWER)
+    _use_up(first, "/api/v1/me/")
+
+    assert first.get("/api/v1/me/").status_code == 429
+    assert second.get("/api/v1/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_api_keys_are_throttled_separately(key_client: Callable[..., APIClient]) -> None:
+    first, second = key_client(Role.VIEWER), key_client(Role.VIEWER)
+    _use_up(first, "/api/v1/me/")
+
+    assert first.get("/api/v1/me/").status_code == 429
+    assert second.get("/api/v1/me/").status_code == 200
+
+
+def _log_in(client: Client, username: str, password: str) -> object:
+    return client.post("/accounts/login/", {"username": username, "password": password})
+
+
+@pytest.fixture
+def locked_out(make_user: Callable[..., object], settings: object) -> object:
+    """A user whose password was guessed wrong as often as the limit allows."""
+    user = make_user(Role.VIEWER)
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _log_in(Client(), user.username, "wrong")
+    return user
+
+
+@pytest.mark.django_db
+def test_wrong_passwords_below_the_limit_leave_the_login_open(
+    make_user: Callable[..., object], settings: object
+) -> None:
+    user = make_user(Role.VIEWER)
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert _log_in(Client(), user.username, "wrong").status_code == 200
+
+    assert _log_in(Client(), user.username, "pw-for-tests-only").status_code == 302
+
+
+@pytest.mark.django_db
+def test_after_the_limit_even_the_right_password_is_refused(locked_out: object) -> None:
+    response = _log_in(Client(), locked_out.username, "pw-for-tests-only")
+
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
+    assert "_auth_user_id" not in response.client.session
+
+
+@pytest.mark.django_db
+def test_a_lockout_leaves_other_usernames_alone(locked_out: object, make_user: Callable[..., object]) -> None:
+    other = make_user(Role.VIEWER)
+
+    assert _log_in(Client(), other.username, "pw-for-tests-only").status_code == 302
