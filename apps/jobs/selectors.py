@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncHour
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.core import workers
-from apps.jobs.domain.states import JobState
+from apps.jobs.domain.states import JOB, JobState
 from apps.jobs.models import Job, JobEvent
 
 
@@ -54,3 +55,21 @@ def overview_cards() -> list[dict]:
             "hint": hint,
         }
     ]
+
+
+def jobs_finished_per_hour(*, now: dt.datetime, hours: int = 24) -> dict[str, object]:
+    """Jobs finished in each of the last `hours` hours, by final state, for the Overview's chart."""
+    start = (now - dt.timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    slots = [start + dt.timedelta(hours=i) for i in range(hours)]
+    rows = (
+        Job.objects.filter(finished_at__gte=start, state__in=JOB.terminal)
+        .annotate(hour=TruncHour("finished_at"))
+        .values("hour", "state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    counts = {(row["hour"], row["state"]): row["n"] for row in rows}
+    return {
+        "hours": [slot.isoformat() for slot in slots],
+        "series": {state: [counts.get((slot, state), 0) for slot in slots] for state in sorted(JOB.terminal)},
+    }

@@ -42,3 +42,24 @@
     },
   });
 })();
+
+// Jobs finished per hour, stacked by outcome (drawn with Plotly, served from the plotly package).
+(function () {
+  "use strict";
+  var target = document.getElementById("job-activity");
+  var source = document.getElementById("job-activity-data");
+  if (!target || !source || !window.Plotly) return;
+  var data = JSON.parse(source.textContent);
+  var colours = { succeeded: "#1f8a4c", failed: "#c53030", cancelled: "#8a96aa" };
+  var traces = Object.keys(data.series).map(function (state) {
+    return { type: "bar", name: state, x: data.hours, y: data.series[state], marker: { color: colours[state] } };
+  });
+  window.Plotly.newPlot(target, traces, {
+    barmode: "stack",
+    height: 220,
+    margin: { l: 36, r: 12, t: 8, b: 32 },
+    legend: { orientation: "h", y: 1.15 },
+    xaxis: { type: "date" },
+    yaxis: { rangemode: "tozero", tickformat: "d" },
+  }, { displayModeBar: false, responsive: true });
+})();

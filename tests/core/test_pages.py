@@ -222,3 +222,16 @@ def test_ensure_admin_leaves_an_existing_admin_alone(admin_env: pytest.MonkeyPat
     assert "already exists" in output
     assert get_user_model().objects.filter(username="admin").count() == 1
     assert get_user_model().objects.get(username="admin").check_password("first-password-123")
+
+
+@pytest.mark.django_db
+def test_the_overview_draws_its_job_chart_with_plotly_served_from_the_plotly_package(client, viewer) -> None:
+    client.force_login(viewer)
+
+    page = client.get("/").content.decode()
+    script = client.get("/static/vendor/plotly.min.js")
+
+    assert 'id="job-activity-data"' in page
+    assert "/static/vendor/plotly.min.js" in page
+    assert script.status_code == 200
+    assert b"plotly" in b"".join(script.streaming_content)[:2000].lower()
