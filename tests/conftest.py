@@ -19,6 +19,12 @@ from apps.core.redis_layout import caches_for, channel_layers_for
 from tests.procs import RedisServer
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright keeps an event loop in the main thread for the rest of
+    the session, after which async_to_sync (channel-layer publishes) cannot run there."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
