@@ -51,6 +51,9 @@
   if (!target || !source || !window.Plotly) return;
   var data = JSON.parse(source.textContent);
   var colours = { succeeded: "#1f8a4c", failed: "#c53030", cancelled: "#8a96aa" };
+  var peak = Math.max.apply(null, data.hours.map(function (_, i) {
+    return Object.keys(data.series).reduce(function (sum, state) { return sum + data.series[state][i]; }, 0);
+  }));
   var traces = Object.keys(data.series).map(function (state) {
     return { type: "bar", name: state, x: data.hours, y: data.series[state], marker: { color: colours[state] } };
   });
@@ -60,6 +63,7 @@
     margin: { l: 36, r: 12, t: 8, b: 32 },
     legend: { orientation: "h", y: 1.15 },
     xaxis: { type: "date" },
-    yaxis: { rangemode: "tozero", tickformat: "d" },
+    // Whole jobs only: one tick per job while the counts are small.
+    yaxis: { rangemode: "tozero", tickformat: "d", dtick: peak <= 10 ? 1 : null },
   }, { displayModeBar: false, responsive: true });
 })();
