@@ -18,7 +18,8 @@ from apps.core.env import env_bool, env_int, env_list, env_secret, env_str, loca
 from apps.core.redis_layout import caches_for, channel_layers_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("MOC_VAR_DIR", str(BASE_DIR / "var")))
+# An empty value means the default too: state must never land in the current directory.
+VAR_DIR = Path(env_str("MOC_VAR_DIR") or BASE_DIR / "var")
 
 PRODUCTION = env_bool("MOC_PRODUCTION", False)
 DEBUG = env_bool("DEBUG", False)
@@ -36,7 +37,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 MOC_PUBLIC_URL = env_str("MOC_PUBLIC_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.core.apps.MocAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -76,6 +77,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "apps.core.middleware.AuditContextMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "apps.core.middleware.RoleRequiredMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -144,7 +146,13 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 # Celery reads the visibility timeout in three places: the broker transport, the result
 # backend transport, and the visibility_timeout used by redis-based locks for beat/ETA.
-CELERY_BROKER_TRANSPORT_OPTIONS = _transport_options
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **_transport_options,
+    # Ten priority lists per queue, so a job's priority orders the work (0 is served first).
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _transport_options
 CELERY_VISIBILITY_TIMEOUT = MOC_VISIBILITY_TIMEOUT
 CELERY_TASK_SERIALIZER = "json"
@@ -166,7 +174,13 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [Queue("default", Exchange("default"), routing_key="default")] + [
     Queue(name, Exchange(name), routing_key=name) for name in MOC_DEVICE_QUEUES
 ]
-CELERY_TASK_ROUTES = {"apps.*": {"queue": "default"}}
+# Every task by name. job_run has no fixed queue: each job is sent to its own queue
+# (`default` or a device's gpu.<node>.<index>) when it is dispatched.
+CELERY_TASK_ROUTES = {
+    "apps.jobs.tasks.jobs_redispatch_stale": {"queue": "default"},
+    "apps.core.tasks.task_deliveries_prune": {"queue": "default"},
+    "apps.core.tasks.ping": {"queue": "default"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Worker liveness kept in Redis with a TTL; /readyz counts the live keys.
@@ -196,7 +210,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "core/locked_out.html"
 AXES_ENABLED = env_bool("MOC_LOGIN_RATE_LIMIT", True)
-API_KEY_CUSTOM_HEADER = "HTTP_X_API_KEY"
+# Behind the proxy every REMOTE_ADDR is the proxy's: lock out by the caller's address instead.
+AXES_CLIENT_IP_CALLABLE = "apps.core.audit.client_ip"
 
 # --- API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -231,6 +246,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The ModelOps Coordinator's REST API: fleet, models, jobs, deployments, goals, alerts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["apps.core.api.permissions.RolePermission"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -326,5 +342,6 @@ LOGGING = {
 }
 # When set, /metrics requires `Authorization: Bearer <token>` (Prometheus' `authorization` block).
 MOC_METRICS_TOKEN = env_secret("MOC_METRICS_TOKEN") or ""
-# Reverse proxies besides loopback whose X-Forwarded-For is believed for audit addresses.
+# Reverse proxies besides loopback (addresses or networks, e.g. 172.28.0.0/16) whose
+# X-Forwarded-For is believed for audit addresses, throttles and login lock-outs.
 MOC_TRUSTED_PROXIES = env_list("MOC_TRUSTED_PROXIES", [])

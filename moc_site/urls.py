@@ -6,10 +6,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.core import views as core_views
 
-admin.site.site_header = "MOC administration"
-admin.site.site_title = "MOC admin"
-admin.site.index_title = "Configure MOC"
-
 urlpatterns = [
     path("", include("apps.core.urls")),
     path("fleet/", include("apps.fleet.urls")),

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
@@ -74,6 +75,15 @@ def operator(make_user: Callable[..., object]) -> object:
 @pytest.fixture
 def admin_user(make_user: Callable[..., object]) -> object:
     return make_user(Role.ADMIN, "admin")
+
+
+@pytest.fixture
+def admin_client_(make_user: Callable[..., object]) -> Client:
+    """A staff user with the admin role, logged in to the Django admin (`admin_user` is not staff,
+    so pytest-django's `admin_client`, which logs that user in, cannot open the admin)."""
+    client = Client()
+    client.force_login(make_user(Role.ADMIN, is_staff=True))
+    return client
 
 
 @pytest.fixture

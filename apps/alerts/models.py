@@ -167,6 +167,8 @@ class NotificationChannel(TimeStamped):
     """Where notifications about alerts go."""
 
     moc_write_role = Role.ADMIN
+    # Webhook URLs and addresses often carry tokens: never copied into the audit log.
+    moc_audit_redact = ("config",)
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=10, choices=CHANNEL_KIND_CHOICES, db_index=True)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
@@ -12,3 +13,10 @@ class CoreConfig(AppConfig):
         from apps.core import audit, roles, workers  # noqa: F401  (connects signal receivers)
 
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="moc-sync-roles")
+
+
+class MocAdminConfig(admin_apps.AdminConfig):
+    """Django's admin, with MOC's site: the admin role opens it (apps/core/admin_site.py)."""
+
+    default = False
+    default_site = "apps.core.admin_site.MocAdminSite"

@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import decimal
+import ipaddress
+import re
 import uuid
 from typing import Any
 
 from django.contrib.auth import user_logged_in, user_logged_out
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db import models
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from rest_framework_api_key.models import AbstractAPIKey
@@ -44,6 +46,8 @@ _SKIP_MODELS = {
 # Saves that touch only these fields are side effects of reading (logins, key use).
 _SILENT_FIELDS = {"last_login", "last_used_at"}
 _MASKED_FIELDS = {"password", "hashed_key"}
+# An API key's primary key, "<prefix>.sha512$$<hash>", shows up in admin URLs.
+_KEY_HASH = re.compile(r"([A-Za-z0-9]{8})\.[a-z0-9_]+\$\$[0-9a-f]+")
 
 
 def bind_request(request: HttpRequest) -> contextvars.Token:
@@ -69,19 +73,42 @@ def _source(request: HttpRequest) -> str:
     return AuditEvent.Source.PAGE
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    """The caller's address. X-Forwarded-For is trusted only from the local reverse proxy."""
-    remote = request.META.get("REMOTE_ADDR") or None
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded and remote in {"127.0.0.1", "::1"} | _trusted_proxies():
-        return forwarded.split(",")[-1].strip() or remote
-    return remote
+def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address((value or "").strip())
+    except ValueError:
+        return None
 
 
-def _trusted_proxies() -> set[str]:
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     from django.conf import settings
 
-    return set(getattr(settings, "MOC_TRUSTED_PROXIES", []))
+    if address.is_loopback:
+        return True
+    for network in getattr(settings, "MOC_TRUSTED_PROXIES", []):
+        try:
+            if address in ipaddress.ip_network(network, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address: the last X-Forwarded-For hop added by a trusted proxy, else the peer.
+
+    Only the local reverse proxy (loopback) or MOC_TRUSTED_PROXIES may speak for the
+    caller; a value that is not an address is ignored rather than stored.
+    """
+    remote = _ip(request.META.get("REMOTE_ADDR"))
+    if remote is None:
+        return None
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded and _trusted(remote):
+        hop = _ip(forwarded.split(",")[-1])
+        if hop is not None:
+            return str(hop)
+    return str(remote)
 
 
 def record(
@@ -91,7 +118,11 @@ def record(
     changes: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
 ) -> None:
-    """Record one audited action by the current request's user (on commit)."""
+    """Record one audited action by the current request's user.
+
+    The row is written in the same transaction as the change it describes, so neither
+    exists without the other; the live notice goes out once that transaction commits.
+    """
     from apps.core.models import AuditEvent
 
     request = request or current_request()
@@ -115,17 +146,10 @@ def record(
         object_repr=str(obj)[:200] if obj is not None else "",
         changes=changes or {},
         remote_addr=client_ip(request),
-        request_path=request.path[:300],
+        request_path=_KEY_HASH.sub(r"\1…", request.path)[:300],
     )
-
-    def save() -> None:
-        event.save()
-        events.publish(events.ACTIVITY_GROUP, "activity.event", _brief(event))
-
-    if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(save)
-    else:
-        save()
+    event.save()
+    events.publish_on_commit(events.ACTIVITY_GROUP, "activity.event", _brief(event))
 
 
 def _object_id(obj: models.Model | None) -> str:
@@ -167,14 +191,19 @@ def _field_values(instance: models.Model) -> dict[str, Any]:
     return values
 
 
-def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+def _diff(before: dict[str, Any], after: dict[str, Any], masked: set[str]) -> dict[str, list[Any]]:
     changes = {}
     for name, new in after.items():
         old = before.get(name)
         if old != new:
-            masked = name in _MASKED_FIELDS
-            changes[name] = ["***", "***"] if masked else [_jsonable(old), _jsonable(new)]
+            changes[name] = ["***", "***"] if name in masked else [_jsonable(old), _jsonable(new)]
     return changes
+
+
+def _masked(instance: models.Model) -> set[str]:
+    """Fields never written to the audit log: passwords, key hashes, and what a model declares
+    secret in `moc_audit_redact` (e.g. a notification channel's config with its tokens)."""
+    return _MASKED_FIELDS | set(getattr(instance, "moc_audit_redact", ()))
 
 
 def _audited(instance: models.Model, update_fields: Any) -> bool:
@@ -197,10 +226,11 @@ def _record_save(sender: type[models.Model], instance: models.Model, created: bo
         return
     before = getattr(instance, "_audit_before", None)
     after = _field_values(instance)
+    masked = _masked(instance)
     if created or before is None:
-        record("create", instance, changes=_diff({}, after))
+        record("create", instance, changes=_diff({}, after, masked))
         return
-    changes = _diff(before, after)
+    changes = _diff(before, after, masked)
     changes.pop("updated_at", None)
     if changes:
         record("update", instance, changes=changes)
@@ -212,15 +242,40 @@ def _record_delete(sender: type[models.Model], instance: models.Model, **kwargs:
         record("delete", instance)
 
 
+@receiver(m2m_changed, dispatch_uid="moc-audit-m2m")
+def _record_membership(
+    sender: Any,
+    instance: models.Model,
+    action: str,
+    model: type[models.Model],
+    pk_set: set | None,
+    **kwargs: Any,
+) -> None:
+    """Group memberships and permissions: role changes are the writes most worth auditing."""
+    if action not in {"post_add", "post_remove", "post_clear"} or not _audited(instance, None):
+        return
+    field = next(
+        (f.name for f in instance._meta.many_to_many if f.remote_field.through is sender), sender.__name__
+    )
+    names = sorted(str(o) for o in model._default_manager.filter(pk__in=pk_set or []))
+    verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]
+    record("update", instance, changes={field: {verb: names}})
+
+
+def _over_http(request: HttpRequest | None) -> bool:
+    """Logins made without an HTTP request (test clients' force_login, a shell) are not audited."""
+    return request is not None and bool(request.META.get("REMOTE_ADDR"))
+
+
 @receiver(user_logged_in, dispatch_uid="moc-audit-login")
 def _record_login(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    if request is not None:
+    if _over_http(request):
         request.user = user
         record("login", user, request=request)
 
 
 @receiver(user_logged_out, dispatch_uid="moc-audit-logout")
 def _record_logout(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    if request is not None and user is not None:
+    if _over_http(request) and user is not None:
         request.user = user
         record("logout", user, request=request)

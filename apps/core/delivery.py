@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.domain.states import DELIVERY, DeliveryState
+from apps.core.domain.states import DELIVERY, IN_HAND, DeliveryState
 from apps.core.models import TaskDelivery
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, arg
     row.lost_deliveries += int(lost)
     row.worker, row.queue, row.last_delivered_at = worker, queue, now
     if row.lost_deliveries >= settings.MOC_TASK_MAX_DELIVERIES:
+        DELIVERY.check(row.state, DeliveryState.POISONED)
         row.state = DeliveryState.POISONED
         row.error = (
             f"poisoned: its worker died {row.lost_deliveries} times running it "
@@ -63,13 +64,21 @@ def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, arg
         row.finished_at = now
         row.save()
         return False
+    DELIVERY.check(row.state, DeliveryState.RUNNING)
     row.state = DeliveryState.RUNNING
     row.save()
     return True
 
 
+def deliveries_interrupt(*, task_ids: list[str]) -> int:
+    """Mark tasks a shutting-down worker still holds, so their redelivery is not taken for a crash."""
+    return TaskDelivery.objects.filter(task_id__in=task_ids, state=DeliveryState.RUNNING).update(
+        state=DeliveryState.INTERRUPTED
+    )
+
+
 def delivery_finish(*, task_id: str, state: DeliveryState, error: str = "") -> None:
-    TaskDelivery.objects.filter(task_id=task_id, state=DeliveryState.RUNNING).update(
+    TaskDelivery.objects.filter(task_id=task_id, state__in=DELIVERY.sources(state) & IN_HAND).update(
         state=state,
         error=error[:4000],
         finished_at=timezone.now() if state != DeliveryState.RETRYING else None,

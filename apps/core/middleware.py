@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
-from apps.core import audit, metrics
+from apps.core import audit, metrics, roles
 
 
 class RequestSizeLimitMiddleware:
@@ -65,3 +67,27 @@ class MetricsMiddleware:
             request.method or "GET", route, response.status_code, time.perf_counter() - start
         )
         return response
+
+
+class RoleRequiredMiddleware:
+    """Pages need a role, not only a login: an account nobody has given a role sees nothing yet.
+
+    Views marked login_not_required (login, health, the API, which checks roles itself) and
+    the admin site (which checks its own) are left alone.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., HttpResponse], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        if not getattr(view_func, "login_required", True) or request.path.startswith("/admin/"):
+            return None
+        user = request.user
+        if user.is_authenticated and roles.role_of(user) is None:
+            return render(request, "core/no_role.html", {"section": ""}, status=403)
+        return None

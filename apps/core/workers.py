@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import redis
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -75,3 +75,18 @@ def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
     _stop.set()
     with contextlib.suppress(redis.RedisError):
         redis_client().delete(_key(sender.hostname))
+
+
+@worker_shutting_down.connect(dispatch_uid="moc-deliveries-interrupt")
+def _interrupt_active_tasks(sender: Any, **kwargs: Any) -> None:
+    """A warm shutdown hands unfinished tasks back to the broker: not a crash, so say so first."""
+    from celery.worker import state
+
+    from apps.core.delivery import deliveries_interrupt
+
+    task_ids = [request.id for request in list(state.active_requests)]
+    if task_ids:
+        try:
+            deliveries_interrupt(task_ids=task_ids)
+        except Exception as exc:  # the database is gone too: the redelivery will count as lost
+            log.warning("could not mark %d running tasks as interrupted: %s", len(task_ids), exc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from apps.core.admin import ReadOnlyInline
 from apps.deployments.models import CheckResult, Deployment, Release, VerificationRun
 
 
@@ -29,16 +30,10 @@ class DeploymentAdmin(admin.ModelAdmin):
         return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
 
 
-class VerificationRunInline(admin.TabularInline):
+class VerificationRunInline(ReadOnlyInline):
     model = VerificationRun
     fields = ["state", "created_at", "started_at", "finished_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Release)
@@ -53,15 +48,9 @@ class ReleaseAdmin(admin.ModelAdmin):
     inlines = [VerificationRunInline]
 
 
-class CheckResultInline(admin.TabularInline):
+class CheckResultInline(ReadOnlyInline):
     model = CheckResult
     fields = ["name", "status", "required", "duration_ms", "reason"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(VerificationRun)

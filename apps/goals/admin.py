@@ -1,17 +1,12 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyInline
 from apps.goals.models import Goal, GoalEvent
 
 
-class GoalEventInline(admin.TabularInline):
+class GoalEventInline(ReadOnlyInline):
     model = GoalEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "from_state", "to_state", "actor", "reason"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request: object, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Goal)

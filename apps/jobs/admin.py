@@ -3,19 +3,14 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from apps.core.admin import ReadOnlyInline
 from apps.jobs.models import Job, JobEvent
 
 
-class JobEventInline(admin.TabularInline):
+class JobEventInline(ReadOnlyInline):
     model = JobEvent
     fields = ["at", "level", "message"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ["at", "id"]
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Job)

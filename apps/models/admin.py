@@ -4,20 +4,15 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.admin import ReadOnlyInline
 from apps.models import services
 from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
 
 
-class ModelFileInline(admin.TabularInline):
+class ModelFileInline(ReadOnlyInline):
     model = ModelFile
-    extra = 0
     fields = ["path", "format", "size_bytes", "sha256", "mtime"]
-    readonly_fields = fields
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(RegisteredModel)

@@ -1,24 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from apps.alerts.domain.states import AlertState
 from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
-from apps.core.domain.roles import Role
 from tests.alerts.factories import AlertFactory, AlertRuleFactory, NotificationChannelFactory, SilenceFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_(make_user: Callable[..., object]) -> Client:
-    client = Client()
-    client.force_login(make_user(Role.ADMIN, is_staff=True))
-    return client
 
 
 @pytest.mark.parametrize("model", [AlertRule, Alert, Silence, NotificationChannel])

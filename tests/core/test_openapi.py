@@ -38,7 +38,8 @@ def test_schema_generates_valid_and_without_warnings(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def schema(client: Client) -> dict:
+def schema(client: Client, viewer: object) -> dict:
+    client.force_login(viewer)
     response = client.get("/api/schema/", {"format": "json"})
     assert response.status_code == 200
     return response.json()
@@ -94,3 +95,8 @@ def test_docs_send_anonymous_visitors_to_log_in(path: str) -> None:
 
     assert response.status_code == 302
     assert response["Location"] == f"/accounts/login/?next={path}"
+
+
+@pytest.mark.django_db
+def test_the_schema_is_not_served_to_anonymous_callers(client: Client) -> None:
+    assert client.get("/api/schema/").status_code == 401

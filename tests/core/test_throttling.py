@@ -12,8 +12,9 @@ from apps.core.api import throttling
 from apps.core.domain.roles import Role
 
 LIMIT = 3
-# Open to anonymous callers, so the anonymous throttle is what stops them.
-OPEN_URL = "/api/schema/?format=json"
+# Anonymous callers are refused (401) until the anonymous throttle stops them (429), so
+# nobody can guess API keys at full speed.
+ANON_URL = "/api/v1/audit-events/"
 
 
 @pytest.fixture(autouse=True)
@@ -24,17 +25,17 @@ def small_rates(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(throttle, "THROTTLE_RATES", rates)
 
 
-def _use_up(client: APIClient, path: str, **extra: str) -> None:
+def _use_up(client: APIClient, path: str, status: int = 200, **extra: str) -> None:
     for _ in range(LIMIT):
-        assert client.get(path, **extra).status_code == 200
+        assert client.get(path, **extra).status_code == status
 
 
 @pytest.mark.django_db
 def test_anonymous_callers_are_throttled_with_retry_after() -> None:
     client = APIClient()
-    _use_up(client, OPEN_URL)
+    _use_up(client, ANON_URL, 401)
 
-    response = client.get(OPEN_URL)
+    response = client.get(ANON_URL)
 
     assert response.status_code == 429
     assert 0 < int(response["Retry-After"]) <= 60
@@ -43,18 +44,18 @@ def test_anonymous_callers_are_throttled_with_retry_after() -> None:
 
 @pytest.mark.django_db
 def test_anonymous_callers_are_throttled_by_address() -> None:
-    _use_up(APIClient(), OPEN_URL, REMOTE_ADDR="203.0.113.1")
+    _use_up(APIClient(), ANON_URL, 401, REMOTE_ADDR="203.0.113.1")
 
-    assert APIClient().get(OPEN_URL, REMOTE_ADDR="203.0.113.2").status_code == 200
+    assert APIClient().get(ANON_URL, REMOTE_ADDR="203.0.113.2").status_code == 401
 
 
 @pytest.mark.django_db
 def test_anonymous_callers_cannot_dodge_the_throttle_with_x_forwarded_for() -> None:
     client = APIClient()
     for n in range(LIMIT):
-        client.get(OPEN_URL, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+        client.get(ANON_URL, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
 
-    response = client.get(OPEN_URL, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR="10.0.0.99")
+    response = client.get(ANON_URL, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR="10.0.0.99")
 
     assert response.status_code == 429
 

@@ -1,23 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.core.domain.roles import Role
 from apps.goals.domain.states import GoalState
 from tests.goals.factories import GoalEventFactory, GoalFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_(make_user: Callable[..., object]) -> Client:
-    client = Client()
-    client.force_login(make_user(Role.ADMIN, is_staff=True))
-    return client
 
 
 def test_the_goal_changelist_searches_titles(admin_client_: Client) -> None:

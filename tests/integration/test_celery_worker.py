@@ -8,7 +8,7 @@ from django.test import Client
 from apps.core import tasks
 from apps.core.domain.states import DeliveryState
 from apps.core.models import TaskDelivery
-from tests.integration.crashing_tasks import kill_own_worker
+from tests.integration.crashing_tasks import kill_own_worker, sleep
 from tests.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -61,3 +61,19 @@ def test_readyz_is_ok_once_a_worker_is_up(start_worker):
     body = response.json()
     assert body["checks"]["workers"]["ok"] is True
     assert "itest@" in body["checks"]["workers"]["detail"]
+
+
+def test_a_task_handed_back_by_a_worker_shutdown_is_not_counted_as_a_crash(start_worker):
+    first = start_worker(name="leaving", MOC_WORKER_SOFT_SHUTDOWN_S="1")
+    async_result = sleep.delay(8)
+    wait_until(lambda: TaskDelivery.objects.filter(task_id=async_result.id).exists(), 30, "the task to start")
+
+    first.stop()  # SIGTERM: warm shutdown, a 1 s soft window, then the task goes back to the broker
+    assert TaskDelivery.objects.get(task_id=async_result.id).state == DeliveryState.INTERRUPTED
+    start_worker(name="arriving")
+
+    assert async_result.get(timeout=60) == 8
+    row = TaskDelivery.objects.get(task_id=async_result.id)
+    assert row.state == DeliveryState.SUCCEEDED
+    assert row.deliveries == 2
+    assert row.lost_deliveries == 0

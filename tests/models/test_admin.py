@@ -1,21 +1,11 @@
-from collections.abc import Callable
-
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.core.domain.roles import Role
 from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
 from tests.models.factories import ModelAliasFactory, ModelFileFactory, RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_(make_user: Callable[..., object]) -> Client:
-    client = Client()
-    client.force_login(make_user(Role.ADMIN, is_staff=True))
-    return client
 
 
 @pytest.mark.parametrize("model", [RegisteredModel, ModelVersion, ModelFile, ModelAlias])

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,6 +12,8 @@ from rest_framework.response import Response
 from apps.alerts import selectors, services
 from apps.alerts.api import serializers as s
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
+from apps.alerts.models import Silence
+from apps.core.api.commands import ServiceWriteMixin
 
 
 class AlertRuleViewSet(viewsets.ModelViewSet):
@@ -41,33 +45,22 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(s.AlertSerializer(alert).data)
 
 
-class SilenceViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+class SilenceViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     """Silences mute notifications for matching alerts for a while. Expire one instead of deleting it."""
 
     queryset = selectors.silence_list()
     serializer_class = s.SilenceSerializer
+    create_input = update_input = s.SilenceInput
     filterset_class = SilenceFilter
     search_fields = ["comment"]
     ordering_fields = ["starts_at", "ends_at", "created_at"]
     action_verbs = {"expire": "change"}
 
-    @extend_schema(request=s.SilenceInput, responses={201: s.SilenceSerializer})
-    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
-        data = s.SilenceInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        silence = services.silence_create(created_by=request.user, **data.validated_data)
-        return Response(s.SilenceSerializer(silence).data, status=status.HTTP_201_CREATED)
+    def create_with(self, data: dict[str, Any]) -> Silence:
+        return services.silence_create(created_by=self.request.user, **data)
 
-    @extend_schema(request=s.SilenceInput, responses=s.SilenceSerializer)
-    def update(self, request: Request, *args: object, partial: bool = False, **kwargs: object) -> Response:
-        data = s.SilenceInput(data=request.data, partial=partial)
-        data.is_valid(raise_exception=True)
-        silence = services.silence_update(silence=self.get_object(), **data.validated_data)
-        return Response(s.SilenceSerializer(silence).data)
-
-    @extend_schema(request=s.SilenceInput, responses=s.SilenceSerializer)
-    def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        return self.update(request, *args, partial=True, **kwargs)
+    def update_with(self, obj: Silence, data: dict[str, Any]) -> Silence:
+        return services.silence_update(silence=obj, **data)
 
     @extend_schema(request=None, responses=s.SilenceSerializer, summary="End the silence now")
     @action(detail=True, methods=["post"])

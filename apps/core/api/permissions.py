@@ -56,21 +56,20 @@ class RolePermission(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
+            # Throttle before refusing: DRF checks permissions before throttles, so without
+            # this an anonymous caller could guess keys at full speed, one 401 at a time.
+            view.check_throttles(request)
             return False
         model = _model_of(view)
         if model is None:
-            return True
+            # Views without a table (the schema, "me") still need a role, not just a login.
+            return request_role(request) is not None
         verb = _verb(request, view)
         return request_has_perm(request, f"{model._meta.app_label}.{verb}_{model._meta.model_name}")
 
 
 def _model_of(view: Any) -> Any:
     queryset = getattr(view, "queryset", None)
-    if queryset is None and hasattr(view, "get_queryset"):
-        try:
-            queryset = view.get_queryset()
-        except Exception:
-            return None
     return getattr(queryset, "model", None)
 
 

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 from apps.core import audit
 from apps.core.models import ApiKey
 
+log = logging.getLogger(__name__)
 
-class AnonThrottle(AnonRateThrottle):
+
+class FailOpen:
+    """Counters live in Redis; while Redis is down the API serves unthrottled rather than 500.
+
+    /readyz reports the outage; refusing every caller would turn a lost counter into a lost API.
+    """
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)  # type: ignore[misc]
+        except redis.RedisError as exc:
+            log.warning("throttle counters unavailable, not throttling: %s", exc)
+            return True
+
+
+class AnonThrottle(FailOpen, AnonRateThrottle):
     scope = "anon"
 
     def get_ident(self, request: Request) -> str:
@@ -19,7 +37,7 @@ class AnonThrottle(AnonRateThrottle):
         return audit.client_ip(request) or ""
 
 
-class UserThrottle(UserRateThrottle):
+class UserThrottle(FailOpen, UserRateThrottle):
     """Session users; keyed clients are counted by ApiKeyThrottle instead."""
 
     scope = "user"
@@ -30,7 +48,7 @@ class UserThrottle(UserRateThrottle):
         return super().get_cache_key(request, view)
 
 
-class ApiKeyThrottle(SimpleRateThrottle):
+class ApiKeyThrottle(FailOpen, SimpleRateThrottle):
     scope = "api_key"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:

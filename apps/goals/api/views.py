@@ -1,47 +1,37 @@
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.api.commands import ServiceWriteMixin
 from apps.goals import selectors, services
 from apps.goals.api import serializers as s
 from apps.goals.filters import GoalFilter
+from apps.goals.models import Goal
 
 
-class GoalViewSet(
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.ReadOnlyModelViewSet,
-):
+class GoalViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     """Operators' objectives. Goals are never deleted: abandon one through `transition`."""
 
     queryset = selectors.goal_list()
     serializer_class = s.GoalSerializer
+    create_input = s.GoalCreateInput
+    update_input = s.GoalUpdateInput
     filterset_class = GoalFilter
     search_fields = ["title", "description"]
     ordering_fields = ["priority", "due_at", "created_at", "updated_at", "title"]
     action_verbs = {"transition": "change"}
 
-    @extend_schema(request=s.GoalCreateInput, responses={201: s.GoalSerializer})
-    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
-        data = s.GoalCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        goal = services.goal_create(owner=request.user, **data.validated_data)
-        return Response(s.GoalSerializer(goal).data, status=status.HTTP_201_CREATED)
+    def create_with(self, data: dict[str, Any]) -> Goal:
+        return services.goal_create(owner=self.request.user, **data)
 
-    @extend_schema(request=s.GoalUpdateInput, responses=s.GoalSerializer)
-    def update(self, request: Request, *args: object, partial: bool = False, **kwargs: object) -> Response:
-        data = s.GoalUpdateInput(data=request.data, partial=partial)
-        data.is_valid(raise_exception=True)
-        goal = services.goal_update(goal=self.get_object(), **data.validated_data)
-        return Response(s.GoalSerializer(goal).data)
-
-    @extend_schema(request=s.GoalUpdateInput, responses=s.GoalSerializer)
-    def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        return self.update(request, *args, partial=True, **kwargs)
+    def update_with(self, obj: Goal, data: dict[str, Any]) -> Goal:
+        return services.goal_update(goal=obj, **data)
 
     @extend_schema(
         request=s.GoalTransitionInput,

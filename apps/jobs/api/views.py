@@ -1,32 +1,34 @@
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.api.commands import ServiceCreateMixin
 from apps.jobs import selectors, services
 from apps.jobs.api.serializers import JobCreateInput, JobEventSerializer, JobSerializer
 from apps.jobs.filters import JobFilter
+from apps.jobs.models import Job
 
 
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class JobViewSet(ServiceCreateMixin, viewsets.ReadOnlyModelViewSet):
     """Jobs: work queued for the workers (self-tests today; fine-tunes, evaluations, benchmarks later)."""
 
     queryset = selectors.job_list()
     serializer_class = JobSerializer
+    create_input = JobCreateInput
+    create_summary = "Queue a job"
     filterset_class = JobFilter
     search_fields = ["message", "error", "worker", "queue", "task_id"]
     ordering_fields = ["created_at", "priority", "state", "started_at", "finished_at"]
     action_verbs = {"cancel": "change"}
 
-    @extend_schema(request=JobCreateInput, responses={201: JobSerializer}, summary="Queue a job")
-    def create(self, request: Request) -> Response:
-        data = JobCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        job = services.job_create(created_by=request.user, **data.validated_data)
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+    def create_with(self, data: dict[str, Any]) -> Job:
+        return services.job_create(created_by=self.request.user, **data)
 
     @extend_schema(
         request=None,

@@ -2,63 +2,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.api.commands import ServiceWriteMixin
 from apps.models import selectors, services
 from apps.models.api import serializers as s
 from apps.models.filters import ModelAliasFilter, ModelFileFilter, ModelVersionFilter, RegisteredModelFilter
 from apps.models.models import RegisteredModel
 
 
-@extend_schema_view(partial_update=extend_schema(request=s.RegisteredModelInput))
-class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+class RegisteredModelViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     """Registered models. Operators register, edit and archive them; nothing is deleted:
     DELETE answers 405 and points at `archive`."""
 
     queryset = selectors.registered_model_list()
     serializer_class = s.RegisteredModelSerializer
+    create_input = update_input = s.RegisteredModelInput
     filterset_class = RegisteredModelFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "updated_at"]
 
-    def _out(self, model: RegisteredModel, code: int = status.HTTP_200_OK) -> Response:
-        fresh = selectors.registered_model_list().get(pk=model.pk)
-        return Response(
-            s.RegisteredModelSerializer(fresh, context=self.get_serializer_context()).data, status=code
-        )
+    def create_with(self, data: dict[str, Any]) -> RegisteredModel:
+        return services.model_register(owner=self.request.user, **data)
 
-    @extend_schema(request=s.RegisteredModelInput, responses={201: s.RegisteredModelSerializer})
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = s.RegisteredModelInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        model = services.model_register(owner=request.user, **data.validated_data)
-        return self._out(model, status.HTTP_201_CREATED)
-
-    @extend_schema(request=s.RegisteredModelInput, responses=s.RegisteredModelSerializer)
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        model = self.get_object()
-        data = s.RegisteredModelInput(data=request.data, partial=kwargs.get("partial", False))
-        data.is_valid(raise_exception=True)
-        return self._out(services.model_update(model=model, **data.validated_data))
+    def update_with(self, obj: RegisteredModel, data: dict[str, Any]) -> RegisteredModel:
+        return services.model_update(model=obj, **data)
 
     @extend_schema(
         request=None, responses=s.RegisteredModelSerializer, summary="Archive a model (instead of deleting)"
     )
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str | None = None) -> Response:
-        return self._out(services.model_archive(model=self.get_object()))
+        return self.respond(services.model_archive(model=self.get_object()))
 
     @extend_schema(
         request=None, responses=s.RegisteredModelSerializer, summary="Bring an archived model back"
     )
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str | None = None) -> Response:
-        return self._out(services.model_restore(model=self.get_object()))
+        return self.respond(services.model_restore(model=self.get_object()))
 
     def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if request.method == "DELETE":
