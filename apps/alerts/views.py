@@ -9,13 +9,13 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.generic import DetailView
-from rest_framework.exceptions import APIException
 
 from apps.alerts import selectors, services
 from apps.alerts.domain.matchers import format_matchers
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
 from apps.alerts.forms import SilenceForm
 from apps.alerts.models import Alert, Silence
+from apps.core.domain.errors import Conflict
 from apps.core.pages import FilteredListView
 
 
@@ -61,8 +61,8 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(Alert, pk=pk)
     try:
         services.alert_acknowledge(alert=alert, user=request.user)
-    except APIException as exc:
-        messages.error(request, str(exc.detail))
+    except Conflict as exc:
+        messages.error(request, str(exc))
     else:
         messages.success(request, "Acknowledged: others can see you are on it.")
     return redirect(alert)
@@ -134,8 +134,8 @@ def silence_expire(request: HttpRequest, pk: int) -> HttpResponse:
     silence = get_object_or_404(Silence, pk=pk)
     try:
         services.silence_expire(silence=silence)
-    except APIException as exc:
-        messages.error(request, str(exc.detail))
+    except Conflict as exc:
+        messages.error(request, str(exc))
     else:
         messages.success(request, "Silence expired: matching alerts notify again.")
     return redirect("alerts:silences")

@@ -8,5 +8,5 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("audit/", views.AuditListView.as_view(), name="audit"),
     path("api-keys/", views.api_keys, name="api_keys"),
-    path("api-keys/<str:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("api-keys/<str:prefix>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

@@ -49,8 +49,9 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def api_key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
-    api_key = get_object_or_404(selectors.api_key_list(owner_id=request.user.pk), pk=key_id)
+def api_key_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
+    # By prefix: the primary key carries the hash, which must not appear in URLs or logs.
+    api_key = get_object_or_404(selectors.api_key_list(owner_id=request.user.pk), prefix=prefix)
     services.api_key_revoke(api_key=api_key)
     messages.success(request, f"Key “{api_key.name}” revoked.")
     return redirect("core:api_keys")
@@ -68,18 +69,28 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to do work: the database, Redis and at least one Celery worker answer."""
+    """Ready to do work: the database, Redis and at least one Celery worker answer.
+
+    Anyone (a load balancer) learns which check failed; why it failed (hosts, errors,
+    worker names) only a logged-in user or a holder of the metrics token.
+    """
     results = checks.readiness()
     ok = all(r["ok"] for r in results.values())
+    if not (request.user.is_authenticated or _has_metrics_token(request)):
+        results = {name: {"ok": r["ok"]} for name, r in results.items()}
     return JsonResponse({"status": "ok" if ok else "fail", "checks": results}, status=200 if ok else 503)
+
+
+def _has_metrics_token(request: HttpRequest) -> bool:
+    token = settings.MOC_METRICS_TOKEN
+    return bool(token) and request.headers.get("Authorization", "") == f"Bearer {token}"
 
 
 @login_not_required
 @require_GET
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    token = settings.MOC_METRICS_TOKEN
-    if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+    if settings.MOC_METRICS_TOKEN and not _has_metrics_token(request):
         return HttpResponseForbidden("metrics need the bearer token set in MOC_METRICS_TOKEN\n")
     return HttpResponse(
         metrics.render(settings.PROMETHEUS_MULTIPROC_DIR),

@@ -130,6 +130,8 @@ def deployment_pause(*, deployment: Deployment) -> Deployment:
 @transaction.atomic
 def deployment_retire(*, deployment: Deployment) -> Deployment:
     """Retire for good. Refused while a release is verifying or rolling out; pending ones are cancelled."""
+    # Lock first, so no release can be created between the check and the move.
+    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
     DEPLOYMENT.check(deployment.state, DeploymentState.RETIRED)
     busy = deployment.releases.filter(state__in=[ReleaseState.VERIFYING, ReleaseState.ROLLING_OUT]).first()
     if busy is not None:

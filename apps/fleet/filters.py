@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet
 
 from apps.fleet.domain.states import PLACEMENT_ACTIVE
 from apps.fleet.models import Device, Node, Placement, TelemetrySample
+from apps.models.models import ModelVersion
 
 
 class NodeFilter(django_filters.FilterSet):
@@ -43,6 +44,10 @@ class PlacementFilter(django_filters.FilterSet):
         field_name="device__node", queryset=Node.objects.all(), label="Node"
     )
     model = django_filters.NumberFilter(field_name="version__model", label="Registered model id")
+    # The choice lists print each device and version with its node or model: load those in
+    # the same query rather than one query per option.
+    device = django_filters.ModelChoiceFilter(queryset=Device.objects.select_related("node"))
+    version = django_filters.ModelChoiceFilter(queryset=ModelVersion.objects.select_related("model"))
 
     class Meta:
         model = Placement

@@ -161,6 +161,19 @@ def test_an_operator_expires_a_silence_from_the_page(page_as: Callable[[Role], C
     assert Silence.objects.get(pk=silence.pk).status == "expired"
 
 
+def test_expiring_an_expired_silence_from_the_page_says_why_instead_of_failing(
+    page_as: Callable[[Role], Client],
+) -> None:
+    silence = SilenceFactory()
+    client = page_as(Role.OPERATOR)
+    client.post(reverse("alerts:silence_expire", args=[silence.pk]))
+
+    response = client.post(reverse("alerts:silence_expire", args=[silence.pk]), follow=True)
+
+    assert response.status_code == 200
+    assert "already expired" in response.content.decode()
+
+
 def test_the_channels_page_shows_only_the_host_of_a_webhook(page_as: Callable[[Role], Client]) -> None:
     NotificationChannelFactory(config={"url": "https://hooks.example.com/T0/secret-token"})
 

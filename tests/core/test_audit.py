@@ -105,7 +105,7 @@ def test_an_update_records_only_the_changed_fields(
     client.force_login(user)
 
     with capture():
-        client.post(f"/api-keys/{api_key.pk}/revoke/")
+        client.post(f"/api-keys/{api_key.prefix}/revoke/")
 
     event = AuditEvent.objects.get()
     assert (event.action, event.source, event.changes) == ("update", "page", {"revoked": [False, True]})
@@ -162,7 +162,7 @@ def test_a_keyed_write_records_the_key_prefix(
     owner = ApiKey.objects.get(prefix=prefix).owner
 
     with capture():
-        response = client.post("/api/v1/api-keys/", {"name": "child", "role": "viewer"})
+        response = client.post("/api/v1/registered-models/", {"name": "child"})
 
     event = AuditEvent.objects.get(object_repr__startswith="child")
     assert response.status_code == 201

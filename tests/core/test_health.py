@@ -19,8 +19,9 @@ def test_healthz_answers_anonymous_callers() -> None:
 
 
 @pytest.mark.django_db
-def test_readyz_fails_without_a_worker_heartbeat() -> None:
-    response = Client().get("/readyz")
+def test_readyz_fails_without_a_worker_heartbeat(client: Client, viewer: object) -> None:
+    client.force_login(viewer)
+    response = client.get("/readyz")
 
     assert response.status_code == 503
     body = response.json()
@@ -32,15 +33,30 @@ def test_readyz_fails_without_a_worker_heartbeat() -> None:
 
 
 @pytest.mark.django_db
-def test_readyz_passes_once_a_worker_beats(redis_server: RedisServer) -> None:
+def test_readyz_passes_once_a_worker_beats(redis_server: RedisServer, client: Client, viewer: object) -> None:
     workers.beat(redis_server.client(), "celery@gpu-1", ["default", "gpu.local.0"], time.time())
+    client.force_login(viewer)
 
-    response = Client().get("/readyz")
+    response = client.get("/readyz")
 
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
     assert body["checks"]["workers"] == {"ok": True, "detail": "1 live: celery@gpu-1"}
+
+
+@pytest.mark.django_db
+def test_readyz_tells_anonymous_callers_which_check_failed_but_not_why(settings: object) -> None:
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+
+    response = Client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": {"ok": True},
+        "redis": {"ok": False},
+        "workers": {"ok": False},
+    }
 
 
 @pytest.mark.django_db
@@ -53,10 +69,11 @@ def test_a_heartbeat_expires_on_its_own(redis_server: RedisServer, settings: obj
 
 
 @pytest.mark.django_db
-def test_readyz_reports_redis_down(settings: object) -> None:
+def test_readyz_reports_redis_down(settings: object, client: Client, viewer: object) -> None:
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    client.force_login(viewer)
 
-    response = Client().get("/readyz")
+    response = client.get("/readyz")
 
     assert response.status_code == 503
     checks = response.json()["checks"]

@@ -118,7 +118,7 @@ def test_the_revoke_button_revokes_the_key(login_as: Callable) -> None:
     user, client = login_as(Role.VIEWER)
     api_key, _ = services.api_key_create(owner=user, name="laptop", role=Role.VIEWER, acting_role=Role.VIEWER)
 
-    response = client.post(f"/api-keys/{api_key.pk}/revoke/", follow=True)
+    response = client.post(f"/api-keys/{api_key.prefix}/revoke/", follow=True)
 
     assert response.redirect_chain == [("/api-keys/", 302)]
     assert ApiKey.objects.get(pk=api_key.pk).revoked is True
@@ -133,7 +133,7 @@ def test_revoking_someone_elses_key_on_the_page_is_not_found(
     )
     _, client = login_as(Role.ADMIN)
 
-    response = client.post(f"/api-keys/{theirs.pk}/revoke/")
+    response = client.post(f"/api-keys/{theirs.prefix}/revoke/")
 
     assert response.status_code == 404
     assert ApiKey.objects.get(pk=theirs.pk).revoked is False

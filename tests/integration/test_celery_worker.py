@@ -52,10 +52,12 @@ def test_a_task_that_kills_its_worker_is_poisoned_and_the_worker_lives_on(start_
     assert tasks.ping.delay("after").get(timeout=30)["note"] == "after"
 
 
-def test_readyz_is_ok_once_a_worker_is_up(start_worker):
+def test_readyz_is_ok_once_a_worker_is_up(start_worker, viewer):
     start_worker()
+    client = Client()
+    client.force_login(viewer)
 
-    response = Client().get("/readyz")
+    response = client.get("/readyz")
 
     assert response.status_code == 200, response.content
     body = response.json()

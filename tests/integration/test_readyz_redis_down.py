@@ -10,16 +10,18 @@ from tests.procs import RedisServer
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
-def test_readyz_turns_503_and_names_redis_when_redis_stops(tmp_path):
+def test_readyz_turns_503_and_names_redis_when_redis_stops(tmp_path, viewer):
     server = RedisServer(tmp_path / "redis")
     server.start()
+    client = Client()
+    client.force_login(viewer)
     try:
         with override_settings(REDIS_URL=server.url):
             workers.beat(server.client(), "probe@host", ["default"], started=0.0)
-            assert Client().get("/readyz").status_code == 200
+            assert client.get("/readyz").status_code == 200
 
             server.stop()
-            response = Client().get("/readyz")
+            response = client.get("/readyz")
     finally:
         server.stop()
 

@@ -81,3 +81,15 @@ def _verb(request: Request, view: Any) -> str:
     if action in {"list", "retrieve", "create", "update", "partial_update", "destroy", None}:
         return _VERBS.get(request.method or "GET", "change")
     return "view" if request.method in permissions.SAFE_METHODS else "change"
+
+
+class KeysManagedByPeople(permissions.BasePermission):
+    """API keys may be listed with a key, but made and revoked only in a person's session:
+    otherwise a leaked key could mint itself a successor and outlive its revocation."""
+
+    message = "API keys are created and revoked by people (a browser session), not by API keys."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        return request.method in permissions.SAFE_METHODS or not isinstance(request.auth, ApiKey)

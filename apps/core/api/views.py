@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from apps.core import selectors, services
 from apps.core.api import serializers as s
-from apps.core.api.permissions import request_role
+from apps.core.api.permissions import KeysManagedByPeople, request_role
 from apps.core.domain.roles import Role
 from apps.core.filters import AuditEventFilter, TaskDeliveryFilter
 from apps.core.models import ApiKey, TaskDelivery
@@ -56,7 +56,7 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """The caller's own API keys. Admins may pass ?all=1 to see everyone's."""
 
     serializer_class = s.ApiKeySerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [KeysManagedByPeople]
     filterset_fields = ["revoked", "role"]
     search_fields = ["name", "prefix"]
     ordering_fields = ["created", "name"]
