@@ -10,20 +10,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.alerts import events
 from apps.alerts.domain.matchers import SilenceStatus, matches_all, silence_status, to_matchers
 from apps.alerts.domain.rules import ThresholdRule, alert_labels, evaluate, fingerprint
 from apps.alerts.domain.states import ALERT, OPEN, AlertState
 from apps.alerts.models import Alert, AlertRule, Silence
 from apps.core import audit
 from apps.core.domain.errors import Conflict
-from apps.core.events import publish_on_commit
 from apps.core.transitions import transition
-
-
-def _publish(alert: Alert) -> None:
-    payload = {"id": alert.pk, "rule": alert.rule.name, "state": alert.state, "severity": alert.rule.severity}
-    publish_on_commit(events.alerts_group(), "alert.updated", payload)
 
 
 def _threshold_rule(rule: AlertRule) -> ThresholdRule:
@@ -58,7 +51,6 @@ def alert_observe(
     if decision.value != alert.state and ALERT.can(alert.state, decision):
         stamp = {AlertState.FIRING: "fired_at", AlertState.RESOLVED: "resolved_at"}[decision]
         transition(alert, decision, machine=ALERT, **{stamp: now})
-    _publish(alert)
     return alert
 
 
@@ -74,7 +66,6 @@ def alert_acknowledge(*, alert: Alert, user: AbstractBaseUser) -> Alert:
         raise Conflict(f"The alert is {alert.state}; only pending or firing alerts can be acknowledged.")
     if updated:
         audit.record("acknowledge", alert, changes={"acknowledged_by": [None, user.get_username()]})
-        _publish(alert)
     return alert
 
 

@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from apps.core import audit
 from apps.core.transitions import transition
-from apps.deployments import events
 from apps.deployments.domain import naming
 from apps.deployments.domain.states import DEPLOYMENT, RELEASE, RELEASE_OPEN, DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy, canary_percent_for
@@ -111,7 +110,6 @@ def _move(deployment: Deployment, dst: DeploymentState, action: str) -> Deployme
     old = current.state
     transition(current, dst, machine=DEPLOYMENT)
     audit.record(action, current, changes={"state": [old, dst.value]})
-    events.publish_deployment(current, action=action)
     return current
 
 
@@ -178,15 +176,13 @@ def release_create(
     if deployment.registered_model_id is None:
         deployment.registered_model_id = model_version.model_id
         deployment.save(update_fields=["registered_model", "updated_at"])
-    release = Release.objects.create(
+    return Release.objects.create(
         deployment=deployment,
         model_version=model_version,
         strategy=chosen,
         canary_percent=percent,
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
-    events.publish_release(release, action="release")
-    return release
 
 
 def _version_problem(deployment: Deployment, version: Any) -> str | None:
@@ -216,5 +212,4 @@ def release_cancel(*, release: Release, reason: str = "") -> Release:
         reason=(reason or "Cancelled before it started.")[:300],
     )
     audit.record("cancel", current, changes={"state": [old, ReleaseState.CANCELLED.value]})
-    events.publish_release(current, action="cancel")
     return current

@@ -10,9 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core import audit, events
+from apps.core import audit
 from apps.core.transitions import transition
-from apps.fleet import events as fleet_events
 from apps.fleet.domain.states import (
     DEVICE_HEALTH,
     NODE,
@@ -37,7 +36,6 @@ def node_set_state(*, node: Node, state: NodeState) -> bool:
     if not transition(node, state, machine=NODE):
         return False
     audit.record("state", node, changes={"state": [old, state.value]})
-    _publish(node.pk, "node.updated", {"id": node.pk, "state": state.value})
     return True
 
 
@@ -48,7 +46,6 @@ def device_set_health(*, device: Device, health: DeviceHealth) -> bool:
     if not transition(device, health, machine=DEVICE_HEALTH, field="health"):
         return False
     audit.record("health", device, changes={"health": [old, health.value]})
-    _publish(device.node_id, "device.updated", {"id": device.pk, "health": health.value})
     return True
 
 
@@ -89,7 +86,6 @@ def placement_request(
             )
     except IntegrityError as exc:  # a concurrent request won the race the check above lost
         raise duplicate from exc
-    _publish(device.node_id, "placement.updated", _brief(placement))
     return placement
 
 
@@ -116,18 +112,4 @@ def placement_move(
     if not transition(placement, to, machine=PLACEMENT, **changes):
         return False
     audit.record("state", placement, changes={"state": [old, to.value]})
-    _publish(placement.device.node_id, "placement.updated", _brief(placement))
     return True
-
-
-def _brief(placement: Placement) -> dict[str, object]:
-    return {
-        "id": placement.pk,
-        "version": placement.version_id,
-        "device": placement.device_id,
-        "state": placement.state,
-    }
-
-
-def _publish(node_id: int, event_type: str, payload: dict[str, object]) -> None:
-    events.publish_on_commit(fleet_events.node_group(node_id), event_type, payload)

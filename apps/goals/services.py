@@ -12,9 +12,7 @@ from django.utils import timezone
 
 from apps.core import audit
 from apps.core.domain.errors import Conflict
-from apps.core.events import publish_on_commit
 from apps.core.transitions import InvalidTransition, transition
-from apps.goals import events
 from apps.goals.domain.queue import PRIORITY_DEFAULT
 from apps.goals.domain.states import EDITABLE, GOAL, GoalState, verb
 from apps.goals.domain.targets import GoalKind, target_errors
@@ -112,5 +110,4 @@ def goal_transition(*, goal: Goal, to: str, reason: str = "", actor: AbstractBas
         raise InvalidTransition(GOAL.name, goal.state, to, GOAL.allowed(goal.state))
     _log(goal, src, to, reason, actor)
     audit.record(verb(src, to), goal, changes={"state": [src, to]})
-    publish_on_commit(events.goal_group(goal.pk), "goal.updated", {"id": goal.pk, "state": to})
     return goal

@@ -10,9 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core import audit, events
+from apps.core import audit
 from apps.core.transitions import transition
-from apps.models import events as registry_events
 from apps.models.domain import naming
 from apps.models.domain.states import VALIDATION, ValidationState
 from apps.models.models import ModelVersion, RegisteredModel
@@ -121,9 +120,4 @@ def _move(version: ModelVersion, dst: ValidationState, **changes: object) -> boo
     if not transition(version, dst, machine=VALIDATION, field="validation_state", **changes):
         return False
     audit.record("validation", version, changes={"validation_state": [old, dst.value]})
-    events.publish_on_commit(
-        registry_events.model_group(version.model_id),
-        "version.validation",
-        {"id": version.pk, "model": version.model_id, "validation_state": dst.value},
-    )
     return True

@@ -1,10 +1,8 @@
-from collections.abc import Callable
-
 import pytest
 from django.core.exceptions import ValidationError
 
 from apps.core.domain.statemachine import InvalidTransition
-from apps.fleet import events, services
+from apps.fleet import services
 from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
 from apps.fleet.models import Placement
 from apps.models.domain.states import ValidationState
@@ -119,32 +117,6 @@ def test_move_returns_false_when_another_writer_moved_it_first() -> None:
     assert services.placement_move(placement=stale, to=P.LOADED) is False
     placement.refresh_from_db()
     assert placement.state == P.LOST
-
-
-def test_move_publishes_the_new_state_to_the_nodes_group_on_commit(
-    django_capture_on_commit_callbacks: Callable, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sent: list[tuple[str, str, dict]] = []
-    monkeypatch.setattr(
-        "apps.core.events.publish", lambda group, kind, payload: sent.append((group, kind, payload))
-    )
-    placement = PlacementFactory(state=P.LOADING)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        services.placement_move(placement=placement, to=P.LOADED)
-
-    assert sent == [
-        (
-            events.node_group(placement.device.node_id),
-            "placement.updated",
-            {
-                "id": placement.pk,
-                "version": placement.version_id,
-                "device": placement.device_id,
-                "state": "loaded",
-            },
-        )
-    ]
 
 
 def test_device_set_health_records_the_new_health() -> None:
