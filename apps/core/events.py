@@ -16,7 +16,7 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 
-# The Overview's feed of recent activity (audit events, job and deployment changes).
+# The Overview's feed of recent activity: every audited write (apps/core/audit.py).
 ACTIVITY_GROUP = "activity"
 
 

@@ -56,8 +56,14 @@ class Job(TimeStamped):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    queued_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When it last went into its queue: created, sent again, or put back after a lost worker",
+    )
     dispatched_at = models.DateTimeField(
-        null=True, blank=True, help_text="When its task message was last sent"
+        null=True,
+        blank=True,
+        help_text="When the broker took its latest task message; empty until the send succeeds",
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

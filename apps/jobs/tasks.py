@@ -29,7 +29,11 @@ def job_run(self: JobTask, job_id: int) -> None:
     execution.job_execute(job_id=job_id, worker=self.request.hostname or "", task_id=self.request.id or "")
 
 
-@shared_task(base=DurableTask, name="apps.jobs.tasks.jobs_redispatch_stale")
+@shared_task(base=DurableTask, name="apps.jobs.tasks.jobs_redispatch_stale", ignore_result=True)
 def jobs_redispatch_stale() -> dict[str, int]:
-    """The reconciler, run by beat every minute (moc_site/celery.py)."""
+    """The reconciler, run by beat every minute (moc_site/celery.py).
+
+    Its counts go to the worker's log, not the result backend: 1,440 stored results a day
+    would be read by nobody.
+    """
     return services.jobs_redispatch_stale(now=timezone.now())

@@ -1,4 +1,4 @@
-"""Jobs through real worker processes: the self-test, and work a vanished worker left behind."""
+"""Jobs through real worker processes: the self-test, priorities, and work a vanished worker left behind."""
 
 from __future__ import annotations
 
@@ -48,6 +48,19 @@ def test_a_selftest_job_runs_on_a_device_queue_worker_with_a_thread_pool(start_w
     assert job.worker.startswith("gpu.itest.0@")
 
 
+def test_jobs_waiting_in_a_queue_start_highest_priority_first(start_worker):
+    # Queued before any worker runs: the worker, one job at a time, finds all three waiting.
+    jobs = [
+        services.job_create(kind="selftest", priority=priority, params={"checks": ["database"]})
+        for priority in (10, 95, 50)
+    ]
+    start_worker()
+
+    finished = [wait_for_state(job, JobState.SUCCEEDED, JobState.FAILED) for job in jobs]
+
+    assert [job.priority for job in sorted(finished, key=lambda job: job.started_at)] == [95, 50, 10]
+
+
 def test_a_job_left_running_by_a_vanished_worker_is_requeued_and_finished_by_a_live_one(
     start_worker, settings
 ):
@@ -63,11 +76,11 @@ def test_a_job_left_running_by_a_vanished_worker_is_requeued_and_finished_by_a_l
         task_id="lost-with-its-worker",
     )
 
-    outcome = tasks.jobs_redispatch_stale.delay().get(timeout=30)
+    tasks.jobs_redispatch_stale.delay()  # it stores no result: watch the job instead
 
-    assert outcome.get("requeue") == 1, outcome
     job = wait_for_state(job, JobState.SUCCEEDED, JobState.FAILED)
     assert job.state == JobState.SUCCEEDED, (job.error_class, job.error)
+    assert job.events.filter(message__startswith="Queued again: worker 'ghost@gone' was lost").exists()
     assert job.attempts == 2
     assert job.worker.startswith("itest@")
 
@@ -86,9 +99,9 @@ def test_a_job_whose_worker_vanished_on_its_last_attempt_is_failed_as_worker_los
         task_id="lost-for-good",
     )
 
-    tasks.jobs_redispatch_stale.delay().get(timeout=30)
+    tasks.jobs_redispatch_stale.delay()
 
-    job.refresh_from_db()
+    job = wait_for_state(job, JobState.FAILED, JobState.SUCCEEDED, JobState.QUEUED)
     assert job.state == JobState.FAILED
     assert job.error_class == "worker_lost"
     assert "ghost@gone" in job.error

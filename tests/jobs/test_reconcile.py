@@ -11,6 +11,7 @@ from apps.jobs.domain.states import JobState
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 AFTER = dt.timedelta(seconds=300)
+VISIBILITY = dt.timedelta(hours=7)
 LEASE = dt.timedelta(seconds=120)
 WORKER = LiveWorker(
     hostname="celery@gpu1",
@@ -27,6 +28,7 @@ def job(**fields: object) -> JobSnapshot:
         "worker": "",
         "attempts": 0,
         "max_attempts": 3,
+        "queued_at": NOW - dt.timedelta(seconds=10),
         "dispatched_at": NOW - dt.timedelta(seconds=10),
         "started_at": None,
     }
@@ -41,39 +43,84 @@ def ago(seconds: int) -> dt.datetime:
 def decide_one(
     snapshot: JobSnapshot, workers: tuple[LiveWorker, ...] = (WORKER,)
 ) -> tuple[Action, str] | None:
-    decisions = decide([snapshot], workers, now=NOW, redispatch_after=AFTER, running_lease=LEASE)
+    decisions = decide(
+        [snapshot],
+        workers,
+        now=NOW,
+        redispatch_after=AFTER,
+        visibility_timeout=VISIBILITY,
+        running_lease=LEASE,
+    )
     assert len(decisions) <= 1
     return (decisions[0].action, decisions[0].reason) if decisions else None
 
 
 @pytest.mark.parametrize(
-    ("dispatched_at", "expected"),
-    [
-        (ago(10), None),
-        (ago(299), None),
-        (ago(300), Action.REDISPATCH),
-        (ago(3600), Action.REDISPATCH),
-        (None, Action.REDISPATCH),
-    ],
+    ("queued_at", "expected"),
+    [(ago(10), None), (ago(299), None), (ago(300), Action.REDISPATCH), (ago(3600), Action.REDISPATCH)],
 )
-def test_queued_job_is_sent_again_once_its_dispatch_is_older_than_the_threshold(
-    dispatched_at: dt.datetime | None, expected: Action | None
+def test_queued_job_whose_message_never_reached_the_broker_is_sent_again_after_the_threshold(
+    queued_at: dt.datetime, expected: Action | None
 ) -> None:
-    decision = decide_one(job(dispatched_at=dispatched_at))
+    decision = decide_one(job(queued_at=queued_at, dispatched_at=None))
 
     assert (decision[0] if decision else None) == expected
 
 
-def test_never_dispatched_job_says_so() -> None:
-    assert decide_one(job(dispatched_at=None)) == (Action.REDISPATCH, "it was never sent to its queue")
+@pytest.mark.parametrize(
+    ("dispatched_at", "expected"),
+    [
+        (ago(300), None),
+        (ago(6 * 3600), None),
+        (ago(7 * 3600 - 1), None),
+        (ago(7 * 3600), Action.REDISPATCH),
+        (ago(24 * 3600), Action.REDISPATCH),
+    ],
+)
+def test_queued_job_the_broker_took_is_sent_again_only_past_the_visibility_timeout(
+    dispatched_at: dt.datetime, expected: Action | None
+) -> None:
+    decision = decide_one(job(queued_at=ago(24 * 3600), dispatched_at=dispatched_at))
+
+    assert (decision[0] if decision else None) == expected
+
+
+def test_queued_job_waiting_its_turn_on_a_busy_queue_is_not_sent_again() -> None:
+    busy = [job(id=n, queued_at=ago(3 * 3600), dispatched_at=ago(3 * 3600)) for n in range(1, 4)]
+
+    assert (
+        decide(
+            busy,
+            [WORKER],
+            now=NOW,
+            redispatch_after=AFTER,
+            visibility_timeout=VISIBILITY,
+            running_lease=LEASE,
+        )
+        == []
+    )
+
+
+def test_a_message_that_never_reached_the_broker_says_so() -> None:
+    assert decide_one(job(queued_at=ago(600), dispatched_at=None)) == (
+        Action.REDISPATCH,
+        "its message never reached the broker in 600s",
+    )
+
+
+def test_a_message_past_the_visibility_timeout_says_so() -> None:
+    assert decide_one(job(dispatched_at=ago(8 * 3600)))[1] == (
+        "no worker took it in 28800s, longer than the broker's visibility timeout, "
+        "although 'default' is consumed"
+    )
 
 
 def test_queued_job_on_a_queue_nobody_consumes_is_left_waiting() -> None:
-    assert decide_one(job(queue="gpu.gone.0", dispatched_at=ago(3600))) is None
+    assert decide_one(job(queue="gpu.gone.0", queued_at=ago(3600), dispatched_at=None)) is None
 
 
 def test_queued_job_waits_while_no_worker_is_live_at_all() -> None:
-    assert decide_one(job(dispatched_at=ago(3600)), workers=()) is None
+    assert decide_one(job(queued_at=ago(3600), dispatched_at=None), workers=()) is None
 
 
 @pytest.mark.parametrize(
@@ -136,11 +183,13 @@ def test_finished_jobs_get_no_decision(state: JobState) -> None:
 def test_decisions_cover_only_the_jobs_that_need_one() -> None:
     jobs = [
         job(id=1, dispatched_at=ago(10)),
-        job(id=2, dispatched_at=ago(900)),
+        job(id=2, queued_at=ago(900), dispatched_at=None),
         job(id=3, state=JobState.RUNNING, worker="celery@gpu1", attempts=1, started_at=ago(900)),
         job(id=4, state=JobState.RUNNING, worker="celery@dead", attempts=1, started_at=ago(900)),
     ]
 
-    decisions = decide(jobs, [WORKER], now=NOW, redispatch_after=AFTER, running_lease=LEASE)
+    decisions = decide(
+        jobs, [WORKER], now=NOW, redispatch_after=AFTER, visibility_timeout=VISIBILITY, running_lease=LEASE
+    )
 
     assert [(d.job_id, d.action) for d in decisions] == [(2, Action.REDISPATCH), (4, Action.REQUEUE)]

@@ -30,11 +30,11 @@ def ago(seconds: int) -> dt.datetime:
     return timezone.now() - dt.timedelta(seconds=seconds)
 
 
-def test_queued_job_whose_dispatch_is_stale_is_sent_again(
+def test_queued_job_whose_message_never_reached_the_broker_is_sent_again(
     django_capture_on_commit_callbacks: Any, broker: Broker
 ) -> None:
     heartbeat("celery@cpu", ["default"])
-    job = JobFactory(dispatched_at=ago(600), task_id="lost")
+    job = JobFactory(queued_at=ago(600), dispatched_at=None, task_id="lost")
 
     with django_capture_on_commit_callbacks(execute=True):
         counts = services.jobs_redispatch_stale(now=timezone.now())
@@ -46,9 +46,9 @@ def test_queued_job_whose_dispatch_is_stale_is_sent_again(
     assert job.dispatched_at > ago(5)
 
 
-def test_queued_job_sent_recently_is_left_alone(broker: Broker) -> None:
+def test_queued_job_whose_send_may_still_be_on_its_way_is_left_alone() -> None:
     heartbeat("celery@cpu", ["default"])
-    job = JobFactory(dispatched_at=ago(10), task_id="fresh")
+    job = JobFactory(queued_at=ago(10), dispatched_at=None, task_id="fresh")
 
     services.jobs_redispatch_stale(now=timezone.now())
 
@@ -56,13 +56,38 @@ def test_queued_job_sent_recently_is_left_alone(broker: Broker) -> None:
     assert job.task_id == "fresh"
 
 
+def test_queued_job_the_broker_holds_is_not_sent_again_while_it_waits_behind_a_long_job() -> None:
+    heartbeat("celery@cpu", ["default"])
+    job = JobFactory(queued_at=ago(6 * 3600), dispatched_at=ago(6 * 3600), task_id="waiting")
+
+    counts = services.jobs_redispatch_stale(now=timezone.now())
+
+    job.refresh_from_db()
+    assert (counts["redispatch"], job.task_id) == (0, "waiting")
+
+
+def test_queued_job_the_broker_took_longer_ago_than_its_visibility_timeout_is_sent_again(
+    settings: Any, django_capture_on_commit_callbacks: Any, broker: Broker
+) -> None:
+    heartbeat("celery@cpu", ["default"])
+    overdue = ago(settings.MOC_VISIBILITY_TIMEOUT + 60)
+    job = JobFactory(queued_at=overdue, dispatched_at=overdue, task_id="overdue")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = services.jobs_redispatch_stale(now=timezone.now())
+
+    job.refresh_from_db()
+    assert counts["redispatch"] == 1
+    assert [m["headers"]["id"] for m in broker("default")] == [job.task_id]
+
+
 def test_sending_again_is_logged_on_the_job() -> None:
     heartbeat("celery@cpu", ["default"])
-    job = JobFactory(dispatched_at=None)
+    job = JobFactory(queued_at=ago(600), dispatched_at=None)
 
     services.jobs_redispatch_stale(now=timezone.now())
 
-    assert job.events.get().message == "Sent again: it was never sent to its queue."
+    assert job.events.get().message.startswith("Sent again: its message never reached the broker in ")
 
 
 def test_running_job_of_a_lost_worker_goes_back_to_its_queue(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pynvml
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from apps.jobs import events, execution
+from apps.jobs import execution
 from apps.jobs.domain.kinds import SELFTEST_CHECKS, ErrorClass, JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
@@ -119,22 +117,3 @@ def test_selftest_runs_only_the_checks_asked_for() -> None:
     job = run(JobFactory(kind=JobKind.SELFTEST, params={"checks": ["device", "database"]}))
 
     assert [c["name"] for c in job.result["checks"]] == ["device", "database"]
-
-
-def test_selftest_streams_its_progress_to_the_jobs_group() -> None:
-    job = JobFactory(kind=JobKind.SELFTEST, params={"checks": ["database", "device"]})
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(events.job_group(job.pk), channel)
-
-    run(job)
-
-    async def receive_three() -> list[dict]:
-        return [await layer.receive(channel) for _ in range(3)]
-
-    received = async_to_sync(receive_three)()
-    assert [(m["type"], m["payload"]["progress"]) for m in received] == [
-        ("job.progress", 0.0),
-        ("job.progress", 0.5),
-        ("job.progress", 1.0),
-    ]

@@ -1,22 +1,29 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import override_settings
 
-from apps.core import audit
+from apps.core import audit, workers
 from apps.core.domain.statemachine import InvalidTransition
 from apps.core.models import AuditEvent
-from apps.jobs import services
+from apps.jobs import services, tasks
 from apps.jobs.domain.kinds import ErrorClass, JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
 from tests.jobs.factories import JobFactory
+from tests.procs import free_port
 
 pytestmark = pytest.mark.django_db
 Broker = Callable[[str], list[dict[str, Any]]]
+
+
+def heartbeat(hostname: str, queues: list[str]) -> None:
+    workers.beat(workers.redis_client(), hostname, queues, time.time())
 
 
 def test_job_create_queues_a_selftest() -> None:
@@ -28,6 +35,7 @@ def test_job_create_queues_a_selftest() -> None:
 def test_job_create_sends_the_task_to_the_jobs_queue_once_committed(
     django_capture_on_commit_callbacks: Any, broker: Broker
 ) -> None:
+    heartbeat("celery@node1", ["gpu.node1.0"])
     with django_capture_on_commit_callbacks(execute=True):
         job = services.job_create(kind=JobKind.SELFTEST, queue="gpu.node1.0")
 
@@ -45,12 +53,84 @@ def test_job_create_sends_nothing_before_the_transaction_commits(
     assert broker("default") == []
 
 
-def test_job_create_records_when_it_dispatched() -> None:
-    job = services.job_create(kind=JobKind.SELFTEST)
+def test_job_create_records_when_the_broker_took_its_message(django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.job_create(kind=JobKind.SELFTEST)
 
     job.refresh_from_db()
     assert job.dispatched_at is not None
+    assert job.dispatched_at >= job.queued_at
+
+
+def test_job_create_leaves_dispatched_at_empty_until_the_transaction_commits() -> None:
+    job = services.job_create(kind=JobKind.SELFTEST)
+
+    job.refresh_from_db()
+    assert job.dispatched_at is None
     assert job.task_id
+
+
+def test_a_send_the_broker_refused_leaves_dispatched_at_empty_for_the_reconciler(
+    django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("the broker is down")
+
+    monkeypatch.setattr(tasks.job_run, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.job_create(kind=JobKind.SELFTEST)
+
+    job.refresh_from_db()
+    assert job.dispatched_at is None
+
+
+@pytest.mark.parametrize(("priority", "broker_priority"), [(100, 0), (50, 4), (0, 9)])
+def test_job_create_sends_its_priority_as_celery_redis_priority(
+    django_capture_on_commit_callbacks: Any, broker: Broker, priority: int, broker_priority: int
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_create(kind=JobKind.SELFTEST, priority=priority)
+
+    [message] = broker("default")
+    assert message["properties"]["priority"] == broker_priority
+
+
+def test_jobs_waiting_in_a_queue_are_handed_out_highest_priority_first(
+    django_capture_on_commit_callbacks: Any, broker: Broker
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = {p: services.job_create(kind=JobKind.SELFTEST, priority=p) for p in (10, 95, 50)}
+
+    assert [m["headers"]["id"] for m in broker("default")] == [jobs[p].task_id for p in (95, 50, 10)]
+
+
+def test_job_create_refuses_a_queue_no_live_worker_consumes_naming_the_live_ones() -> None:
+    heartbeat("celery@gpu1", ["default", "gpu.gpu1.0"])
+
+    with pytest.raises(ValidationError) as caught:
+        services.job_create(kind=JobKind.SELFTEST, queue="nobody.listens")
+
+    [message] = caught.value.message_dict["queue"]
+    assert "'nobody.listens'" in message
+    assert "live queues: 'gpu.gpu1.0'" in message
+    assert not Job.objects.exists()
+
+
+def test_job_create_accepts_a_queue_a_live_worker_consumes() -> None:
+    heartbeat("celery@gpu1", ["gpu.gpu1.0"])
+
+    assert services.job_create(kind=JobKind.SELFTEST, queue="gpu.gpu1.0").queue == "gpu.gpu1.0"
+
+
+def test_job_create_accepts_the_default_queue_with_no_live_worker() -> None:
+    assert services.job_create(kind=JobKind.SELFTEST, queue="default").queue == "default"
+
+
+def test_job_create_accepts_any_queue_when_redis_cannot_say_who_consumes_it() -> None:
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
+        job = services.job_create(kind=JobKind.SELFTEST, queue="gpu.unknown.0")
+
+    assert job.queue == "gpu.unknown.0"
 
 
 @pytest.mark.parametrize("kind", [JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK, JobKind.CONVERT])
@@ -253,3 +333,33 @@ def test_job_poisoned_leaves_a_job_that_moved_on_to_another_task() -> None:
     job = JobFactory(state=JobState.RUNNING, task_id="t2")
 
     assert services.job_poisoned(job_id=job.pk, task_id="t1") is False
+
+
+def test_job_crashed_fails_the_job_its_task_and_worker_run_as_internal() -> None:
+    job = JobFactory(state=JobState.RUNNING, task_id="t1", worker="celery@w1")
+
+    assert services.job_crashed(
+        job_id=job.pk, task_id="t1", worker="celery@w1", error="OperationalError: gone"
+    )
+
+    job.refresh_from_db()
+    assert (job.state, job.error_class) == (JobState.FAILED, ErrorClass.INTERNAL)
+    assert job.error == "MOC failed while running it: OperationalError: gone"
+
+
+@pytest.mark.parametrize(
+    ("state", "task_id", "worker"),
+    [
+        (JobState.SUCCEEDED, "t1", "celery@w1"),
+        (JobState.RUNNING, "t2", "celery@w1"),
+        (JobState.RUNNING, "t1", "celery@dead"),
+    ],
+)
+def test_job_crashed_leaves_a_job_that_is_over_or_not_this_runs(
+    state: JobState, task_id: str, worker: str
+) -> None:
+    job = JobFactory(state=state, task_id=task_id, worker=worker)
+
+    assert services.job_crashed(job_id=job.pk, task_id="t1", worker="celery@w1", error="boom") is False
+    job.refresh_from_db()
+    assert job.state == state

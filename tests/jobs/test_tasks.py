@@ -15,6 +15,10 @@ def test_the_beat_schedule_names_the_reconciler_task() -> None:
     assert entry["task"] == tasks.jobs_redispatch_stale.name
 
 
+def test_the_reconciler_task_stores_no_result() -> None:
+    assert tasks.jobs_redispatch_stale.ignore_result is True
+
+
 def test_job_run_is_a_durable_task_acknowledged_late() -> None:
     assert tasks.job_run.acks_late is True
     assert tasks.job_run.reject_on_worker_lost is True

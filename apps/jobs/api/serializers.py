@@ -39,6 +39,7 @@ class JobSerializer(serializers.ModelSerializer):
             "created_by",
             "created_at",
             "updated_at",
+            "queued_at",
             "dispatched_at",
             "started_at",
             "finished_at",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -30,9 +30,10 @@ class ErrorClass(StrEnum):
 
     RUNNER_ERROR = "runner_error"  # the runner raised
     CHECK_FAILED = "check_failed"  # the runner finished and found something wrong
-    TIMEOUT = "timeout"  # it ran past the task time limit
+    TIMEOUT = "timeout"  # it ran past the task time limit (MOC_TASK_TIME_LIMIT)
     WORKER_LOST = "worker_lost"  # its worker died or vanished, too many times
     POISONED = "poisoned"  # its task message kept killing workers
+    INTERNAL = "internal"  # MOC's own code raised while running it (recording its outcome, say)
 
 
 class LogLevel(StrEnum):
@@ -48,9 +49,29 @@ LEVEL_CHOICES = [(level.value, level.value.capitalize()) for level in LogLevel]
 SELFTEST_CHECKS = ("database", "redis", "channel_layer", "device")
 
 PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 100, 50
+# Celery's Redis transport keeps one list per priority step, 0 to 9 (priority_steps in
+# CELERY_BROKER_TRANSPORT_OPTIONS), and a worker empties step 0 first.
+BROKER_PRIORITY_STEPS = 10
 MAX_ATTEMPTS_LIMIT = 10
 # A queue name is a Celery queue: `default`, or a device's `gpu.<node>.<index>`.
 QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+# The queue every worker setup consumes; a job may always be sent there.
+DEFAULT_QUEUE = "default"
+
+
+def broker_priority(priority: int) -> int:
+    """The Celery-Redis priority (0 is taken first, 9 last) of a MOC priority (0-100, higher first).
+
+    MOC's 101 values fall into 10 bands of about equal width: 90-100 is broker priority 0,
+    0-9 is broker priority 9.
+    """
+    clamped = min(max(priority, PRIORITY_MIN), PRIORITY_MAX)
+    return (PRIORITY_MAX - clamped) * BROKER_PRIORITY_STEPS // (PRIORITY_MAX - PRIORITY_MIN + 1)
+
+
+def time_limit_error(limit_s: int) -> str:
+    """What a job that ran past the task time limit says about it."""
+    return f"It ran past the task time limit of {limit_s} s (MOC_TASK_TIME_LIMIT)."
 
 
 def queue_problem(queue: str) -> str | None:
@@ -61,6 +82,20 @@ def queue_problem(queue: str) -> str | None:
             "(e.g. 'default' or 'gpu.node1.0')."
         )
     return None
+
+
+def queue_consumer_problem(queue: str, live_queues: Collection[str]) -> str | None:
+    """Why a job sent to `queue` would never run, given the queues live workers consume, or None.
+
+    Such a job would wait forever: the reconciler leaves jobs on queues nobody consumes alone.
+    """
+    if queue == DEFAULT_QUEUE or queue in live_queues:
+        return None
+    live = ", ".join(f"'{q}'" for q in sorted(set(live_queues) - {DEFAULT_QUEUE})) or "none right now"
+    return (
+        f"No live worker consumes the queue '{queue}', so the job would never run. "
+        f"Use '{DEFAULT_QUEUE}' or a queue a live worker consumes (live queues: {live})."
+    )
 
 
 def params_problems(kind: str, params: Any) -> dict[str, str]:

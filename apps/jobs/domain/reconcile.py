@@ -4,6 +4,11 @@ The database is the source of truth for work; the broker may lose a message (a d
 queued on commit by a process that died) and a worker may die mid-job. `decide()` looks at
 plain snapshots of the open jobs and the live workers and says, for each job that needs it,
 whether to send it again, put it back in its queue, fail it or finish its cancel.
+
+A queued job is sent again only when its message never reached the broker, or when its last
+send is older than the broker's visibility timeout. A message the broker holds is not lost
+because it waits: a job behind a six-hour job on a busy queue simply waits its turn, and
+re-sending it every few minutes would only pile up copies of it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ class JobSnapshot:
     worker: str
     attempts: int
     max_attempts: int
-    dispatched_at: dt.datetime | None
+    queued_at: dt.datetime  # when it last went into its queue (created, sent again, put back)
+    dispatched_at: dt.datetime | None  # when the broker took its latest message; None: not yet
     started_at: dt.datetime | None
 
 
@@ -36,7 +42,7 @@ class LiveWorker:
 
 
 class Action(StrEnum):
-    REDISPATCH = "redispatch"  # QUEUED, its message probably lost: send it again
+    REDISPATCH = "redispatch"  # QUEUED, its message never reached the broker or is long overdue
     REQUEUE = "requeue"  # RUNNING on a lost worker, attempts left: back to QUEUED and send
     FAIL = "fail"  # RUNNING on a lost worker, no attempts left
     CANCEL = "cancel"  # CANCELLING on a lost worker: nothing left to stop
@@ -55,15 +61,20 @@ def decide(
     *,
     now: dt.datetime,
     redispatch_after: dt.timedelta,
+    visibility_timeout: dt.timedelta,
     running_lease: dt.timedelta,
 ) -> list[Decision]:
-    """What to do about each open job; jobs that are fine get no decision."""
+    """What to do about each open job; jobs that are fine get no decision.
+
+    `redispatch_after` is how long a send may take to reach the broker (it runs on commit);
+    `visibility_timeout` is the broker's: by then it would have handed out a message again.
+    """
     live_hosts = {w.hostname: w for w in workers}
     consumed = {q for w in workers for q in w.queues}
     decisions = []
     for job in jobs:
         decision = (
-            _queued(job, consumed, now, redispatch_after)
+            _queued(job, consumed, now, redispatch_after, visibility_timeout)
             if job.state == JobState.QUEUED
             else _active(job, live_hosts, now, running_lease)
         )
@@ -72,18 +83,34 @@ def decide(
     return decisions
 
 
-def _queued(job: JobSnapshot, consumed: set[str], now: dt.datetime, after: dt.timedelta) -> Decision | None:
-    if job.dispatched_at is not None and now - job.dispatched_at < after:
-        return None
+def _queued(
+    job: JobSnapshot,
+    consumed: set[str],
+    now: dt.datetime,
+    redispatch_after: dt.timedelta,
+    visibility_timeout: dt.timedelta,
+) -> Decision | None:
     # Nobody consumes the queue: the message is waiting there, not lost. Sending it again
     # would only pile up copies for the worker that eventually comes.
     if job.queue not in consumed:
         return None
     if job.dispatched_at is None:
-        return Decision(job.id, Action.REDISPATCH, "it was never sent to its queue")
-    waited = int((now - job.dispatched_at).total_seconds())
+        waited = now - job.queued_at
+        if waited < redispatch_after:  # its send, on commit, may still be on its way
+            return None
+        return Decision(
+            job.id,
+            Action.REDISPATCH,
+            f"its message never reached the broker in {int(waited.total_seconds())}s",
+        )
+    waited = now - job.dispatched_at
+    if waited < visibility_timeout:  # the broker has it: it waits its turn
+        return None
     return Decision(
-        job.id, Action.REDISPATCH, f"no worker took it in {waited}s although '{job.queue}' is consumed"
+        job.id,
+        Action.REDISPATCH,
+        f"no worker took it in {int(waited.total_seconds())}s, longer than the broker's visibility "
+        f"timeout, although '{job.queue}' is consumed",
     )
 
 

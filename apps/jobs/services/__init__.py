@@ -4,6 +4,7 @@ job twice."""
 
 from apps.jobs.services.lifecycle import (
     job_cancel,
+    job_crashed,
     job_create,
     job_dispatch,
     job_fail,
@@ -19,6 +20,7 @@ from apps.jobs.services.reconciler import jobs_redispatch_stale
 __all__ = [
     "job_cancel",
     "job_create",
+    "job_crashed",
     "job_dispatch",
     "job_fail",
     "job_finish",

@@ -7,9 +7,11 @@ twice, a late cancel or a reconciler racing a worker can never move a job twice.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -17,12 +19,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core import audit
+from apps.core import workers as core_workers
 from apps.core.transitions import transition
-from apps.jobs import events, runners
+from apps.jobs import runners
 from apps.jobs.domain import kinds
 from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
 from apps.jobs.models import Job, JobEvent
+
+log = logging.getLogger(__name__)
 
 
 def job_log(
@@ -35,19 +40,41 @@ def job_log(
 def job_dispatch(*, job: Job) -> None:
     """Send the job's task message to its queue once the transaction commits.
 
-    A dispatch lost here (the broker down at commit, the process killed between commit and
-    send) is found by the reconciler, which sends it again: `dispatched_at` is the proof.
+    `dispatched_at` is set only once the broker took the message. A send lost here (the
+    broker down at commit, the process killed between commit and send) leaves it empty, and
+    the reconciler sends the job again.
     """
-    from apps.jobs import tasks
-
     task_id = str(uuid.uuid4())
     now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(dispatched_at=now, task_id=task_id)
-    job.dispatched_at, job.task_id = now, task_id
-    job_id, queue = job.pk, job.queue
-    transaction.on_commit(
-        lambda: tasks.job_run.apply_async(args=[job_id], queue=queue, task_id=task_id), robust=True
-    )
+    Job.objects.filter(pk=job.pk).update(queued_at=now, dispatched_at=None, task_id=task_id)
+    job.queued_at, job.dispatched_at, job.task_id = now, None, task_id
+    job_id, queue, priority = job.pk, job.queue, kinds.broker_priority(job.priority)
+
+    def send() -> None:
+        _send(job_id=job_id, queue=queue, task_id=task_id, priority=priority)
+
+    transaction.on_commit(send, robust=True)
+
+
+def _send(*, job_id: int, queue: str, task_id: str, priority: int) -> None:
+    from apps.jobs import tasks
+
+    tasks.job_run.apply_async(args=[job_id], queue=queue, task_id=task_id, priority=priority)
+    # Only this send's own task id: a later dispatch of the job has not reached the broker yet.
+    Job.objects.filter(pk=job_id, task_id=task_id).update(dispatched_at=timezone.now())
+
+
+def _unconsumed_queue_problem(queue: str) -> str | None:
+    """Why no worker would ever take a job sent to `queue`; None when Redis cannot tell."""
+    if queue == kinds.DEFAULT_QUEUE:
+        return None
+    try:
+        live = {q for w in core_workers.live_workers() for q in w.get("queues", [])}
+    except redis.RedisError as exc:
+        # A monitoring hiccup must not stop work from being queued: accept it unchecked.
+        log.warning("cannot read worker heartbeats, queue '%s' accepted unchecked: %s", queue, exc)
+        return None
+    return kinds.queue_consumer_problem(queue, live)
 
 
 @transaction.atomic
@@ -69,7 +96,7 @@ def job_create(
         problems["kind"] = [f"Unknown kind '{kind}'; choose from {[k.value for k in JobKind]}."]
     elif not runners.has_runner(kind):
         problems["kind"] = [f"MOC has no runner for kind {kind} yet, so such a job could never run."]
-    if queue_problem := kinds.queue_problem(queue):
+    if queue_problem := kinds.queue_problem(queue) or _unconsumed_queue_problem(queue):
         problems["queue"] = [queue_problem]
     if params_problems := kinds.params_problems(kind, params):
         problems["params"] = [f"{name}: {text}" if name else text for name, text in params_problems.items()]
@@ -90,7 +117,6 @@ def job_create(
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
     job_dispatch(job=job)
-    events.publish_state(job, action="queue")
     return job
 
 
@@ -105,7 +131,6 @@ def job_cancel(*, job: Job) -> Job:
     changes = {"finished_at": timezone.now()} if dst == JobState.CANCELLED else {}
     transition(current, dst, machine=JOB, **changes)
     audit.record("cancel", current, changes={"state": [old, dst.value]})
-    events.publish_state(current, action="cancel")
     return current
 
 
@@ -136,7 +161,6 @@ def job_start(*, job_id: int, worker: str, task_id: str) -> bool:
             job_log(
                 job_id=job.pk, message=f"Started on {worker} (attempt {job.attempts} of {job.max_attempts})."
             )
-            events.publish_state(job, action="start")
         return moved
     if job.state == JobState.RUNNING and task_id and job.task_id == task_id:
         return _take_over(job, worker=worker, now=now)
@@ -168,7 +192,6 @@ def _take_over(job: Job, *, worker: str, now: dt.datetime) -> bool:
         level=LogLevel.WARNING,
         message=f"Restarted on {worker} after {lost} (attempt {job.attempts} of {job.max_attempts}).",
     )
-    events.publish_state(job, action="restart")
     return True
 
 
@@ -194,7 +217,6 @@ def job_fail(*, job: Job, error_class: str, error: str, **changes: Any) -> bool:
     )
     if moved:
         job_log(job_id=job.pk, level=LogLevel.ERROR, message=f"Failed ({error_class}): {error}")
-        events.publish_state(job, action="fail")
     return moved
 
 
@@ -209,8 +231,8 @@ def job_finish(
     error: str = "",
 ) -> bool:
     """End a job the calling task runs; False when the job is no longer this task's."""
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
-    if job is None or job.state not in JOB_ACTIVE or job.task_id != task_id:
+    job = _own_active_job(job_id, task_id)
+    if job is None:
         return False
     changes: dict[str, Any] = {"finished_at": timezone.now(), "result": result or {}}
     if state == JobState.FAILED:
@@ -222,7 +244,6 @@ def job_finish(
     moved = transition(job, state, machine=JOB, **changes)
     if moved:
         job_log(job_id=job.pk, message=changes["message"])
-        events.publish_state(job, action=state.value)
     return moved
 
 
@@ -233,11 +254,19 @@ def job_stopped(*, job_id: int, task_id: str) -> bool:
     )
 
 
+def _own_active_job(job_id: int, task_id: str) -> Job | None:
+    """The job, locked, if it is still running (or cancelling) under this task."""
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.state not in JOB_ACTIVE or job.task_id != task_id:
+        return None
+    return job
+
+
 @transaction.atomic
 def job_poisoned(*, job_id: int, task_id: str) -> bool:
     """Fail the job whose task message kept killing its workers."""
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
-    if job is None or job.state not in JOB_ACTIVE or job.task_id != task_id:
+    job = _own_active_job(job_id, task_id)
+    if job is None:
         return False
     return job_fail(
         job=job,
@@ -245,3 +274,16 @@ def job_poisoned(*, job_id: int, task_id: str) -> bool:
         error=f"Its task message killed the worker {settings.MOC_TASK_MAX_DELIVERIES} times or more; "
         "it is not run again. Check the worker's logs (out of memory? a crash in native code?).",
     )
+
+
+@transaction.atomic
+def job_crashed(*, job_id: int, task_id: str, worker: str, error: str) -> bool:
+    """Fail the job this task and worker started when MOC's own code raised while running it.
+
+    The last resort of a job's task: a job left RUNNING on a live worker is never picked up
+    by the reconciler, so without this it would stay RUNNING forever.
+    """
+    job = _own_active_job(job_id, task_id)
+    if job is None or job.worker != worker:
+        return False
+    return job_fail(job=job, error_class=ErrorClass.INTERNAL, error=f"MOC failed while running it: {error}")

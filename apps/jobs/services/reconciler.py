@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from apps.core import workers as core_workers
 from apps.core.transitions import transition
-from apps.jobs import events
 from apps.jobs.domain import reconcile
 from apps.jobs.domain.kinds import ErrorClass, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
@@ -33,6 +32,7 @@ def _snapshot(job: Job) -> reconcile.JobSnapshot:
         worker=job.worker,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
+        queued_at=job.queued_at,
         dispatched_at=job.dispatched_at,
         started_at=job.started_at,
     )
@@ -56,9 +56,10 @@ def jobs_redispatch_stale(*, now: dt.datetime) -> dict[str, int]:
         log.warning("reconciler skipped: cannot read worker heartbeats from Redis: %s", exc)
         return {}
     redispatch_after = dt.timedelta(seconds=settings.MOC_REDISPATCH_AFTER_S)
+    visibility_timeout = dt.timedelta(seconds=settings.MOC_VISIBILITY_TIMEOUT)
     open_jobs = Job.objects.filter(
-        Q(state=JobState.QUEUED, dispatched_at__isnull=True)
-        | Q(state=JobState.QUEUED, dispatched_at__lte=now - redispatch_after)
+        Q(state=JobState.QUEUED, dispatched_at__isnull=True, queued_at__lte=now - redispatch_after)
+        | Q(state=JobState.QUEUED, dispatched_at__lte=now - visibility_timeout)
         | Q(state__in=JOB_ACTIVE)
     )
     snapshots = {job.pk: _snapshot(job) for job in open_jobs}
@@ -67,6 +68,7 @@ def jobs_redispatch_stale(*, now: dt.datetime) -> dict[str, int]:
         live,
         now=now,
         redispatch_after=redispatch_after,
+        visibility_timeout=visibility_timeout,
         running_lease=dt.timedelta(seconds=settings.MOC_RUNNING_LEASE_S),
     )
     counts = {action.value: 0 for action in reconcile.Action}
@@ -93,7 +95,6 @@ def _apply(decision: reconcile.Decision, seen: reconcile.JobSnapshot) -> bool:
         if moved:
             job_dispatch(job=job)
             job_log(job_id=job.pk, level=LogLevel.WARNING, message=f"Queued again: {decision.reason}.")
-            events.publish_state(job, action="requeue")
         return moved
     if decision.action == reconcile.Action.CANCEL:
         moved = transition(
@@ -101,6 +102,5 @@ def _apply(decision: reconcile.Decision, seen: reconcile.JobSnapshot) -> bool:
         )
         if moved:
             job_log(job_id=job.pk, level=LogLevel.WARNING, message=f"Cancelled: {decision.reason}.")
-            events.publish_state(job, action="cancelled")
         return moved
     return job_fail(job=job, error_class=ErrorClass.WORKER_LOST, error=f"Gave up: {decision.reason}.")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
+from apps.core import workers
 from apps.core.domain.roles import Role
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.domain.states import JobState
@@ -136,6 +138,29 @@ def test_create_names_the_bad_field(client_as: Client, payload: dict[str, Any], 
 
     assert response.status_code == 400
     assert field in response.json()["fields"]
+
+
+def test_create_on_a_queue_no_live_worker_consumes_is_a_400_naming_the_live_queues(client_as: Client) -> None:
+    workers.beat(workers.redis_client(), "celery@gpu1", ["default", "gpu.gpu1.0"], time.time())
+
+    response = client_as(Role.OPERATOR).post(
+        URL, {"kind": "selftest", "queue": "nobody.listens"}, format="json"
+    )
+
+    assert response.status_code == 400
+    [message] = response.json()["fields"]["queue"]
+    assert "'nobody.listens'" in message
+    assert "'gpu.gpu1.0'" in message
+    assert not Job.objects.exists()
+
+
+def test_create_on_a_queue_a_live_worker_consumes_is_a_201(client_as: Client) -> None:
+    workers.beat(workers.redis_client(), "celery@gpu1", ["gpu.gpu1.0"], time.time())
+
+    response = client_as(Role.OPERATOR).post(URL, {"kind": "selftest", "queue": "gpu.gpu1.0"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["queue"] == "gpu.gpu1.0"
 
 
 def test_create_with_malformed_json_is_a_400(client_as: Client) -> None:
