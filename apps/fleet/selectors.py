@@ -33,11 +33,9 @@ def device_list() -> QuerySet[Device]:
 
 
 def node_list() -> QuerySet[Node]:
-    return (
-        Node.objects.annotate(device_count=Count("devices"))
-        .prefetch_related(Prefetch("devices", queryset=device_list().order_by("kind", "index")))
-        .order_by("name")
-    )
+    return Node.objects.prefetch_related(
+        Prefetch("devices", queryset=device_list().order_by("kind", "index"))
+    ).order_by("name")
 
 
 def telemetry_sample_list() -> QuerySet[TelemetrySample]:
