@@ -20,6 +20,14 @@ from apps.core.redis_layout import caches_for, channel_layers_for
 from tests.procs import RedisServer
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # WhiteNoise warns about a missing STATIC_ROOT; run.sh collects into it, tests serve
+    # assets from the finders, so an empty folder is all a fresh clone needs.
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright keeps an event loop in the main thread for the rest of
     the session, after which async_to_sync (channel-layer publishes) cannot run there."""
