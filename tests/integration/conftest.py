@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from tests.procs import Process, RedisServer, free_port, project_env, python, wait_until
@@ -30,7 +31,7 @@ def worker_env(redis_server: RedisServer, **extra: str) -> dict[str, str]:
     return project_env(
         REDIS_URL=redis_server.url,
         MOC_WORKER_HEARTBEAT_S="1",
-        MOC_VAR_DIR=str(Path(str(connection.settings_dict["NAME"])).parent),
+        MOC_VAR_DIR=str(settings.VAR_DIR),
         **database_env(),
         **extra,
     )
