@@ -12,7 +12,7 @@ from django.urls import reverse
 from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
 from apps.deployments.domain import naming
-from apps.deployments.domain.checks import CHECK_NAME_CHOICES, CHECK_STATUS_CHOICES, CheckStatus
+from apps.deployments.domain.checks import CHECK_NAME_CHOICES, CHECK_STATUS_CHOICES
 from apps.deployments.domain.states import DEPLOYMENT, RELEASE, RELEASE_OPEN, VERIFICATION
 from apps.deployments.domain.strategy import STRATEGY_CHOICES, Strategy
 
@@ -164,8 +164,3 @@ class CheckResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.status}"
-
-    @property
-    def blocking(self) -> bool:
-        """It stops the rollout: a required check that failed."""
-        return self.required and self.status == CheckStatus.FAIL

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from apps.core.domain import tones as tone_table
+
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -23,10 +25,18 @@ class InvalidTransition(Exception):
 
 
 class StateMachine(Generic[S]):
-    def __init__(self, name: str, states: type[S], initial: S, transitions: Mapping[S, set[S]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        states: type[S],
+        initial: S,
+        transitions: Mapping[S, set[S]],
+        tones: Mapping[S, str] | None = None,
+    ) -> None:
         unknown = {s for src, dsts in transitions.items() for s in {src, *dsts}} - set(states)
         if unknown:
             raise ValueError(f"{name}: transitions name unknown states {sorted(unknown)}")
+        tone_table.declare(tones or {})
         self.name = name
         self.states = states
         self.initial = initial

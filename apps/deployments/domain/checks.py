@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from apps.core.domain import tones
+
 
 class CheckName(StrEnum):
     HEALTH = "health"  # the placement answers a probe inference
@@ -38,3 +40,4 @@ class CheckStatus(StrEnum):
 
 
 CHECK_STATUS_CHOICES = [(s.value, s.value.capitalize()) for s in CheckStatus]
+tones.declare({CheckStatus.PASS: "ok", CheckStatus.WARN: "warn", CheckStatus.FAIL: "bad"})

@@ -23,6 +23,7 @@ DEPLOYMENT = StateMachine(
         D.ACTIVE: {D.PAUSED, D.RETIRED},
         D.PAUSED: {D.ACTIVE, D.RETIRED},
     },
+    tones={D.ACTIVE: "ok", D.PAUSED: "warn"},
 )
 
 
@@ -45,6 +46,13 @@ RELEASE = StateMachine(
         R.PENDING: {R.VERIFYING, R.CANCELLED},
         R.VERIFYING: {R.ROLLING_OUT, R.FAILED, R.ROLLED_BACK},
         R.ROLLING_OUT: {R.PROMOTED, R.ROLLED_BACK, R.FAILED},
+    },
+    tones={
+        R.VERIFYING: "warn",
+        R.ROLLING_OUT: "warn",
+        R.PROMOTED: "ok",
+        R.ROLLED_BACK: "bad",
+        R.FAILED: "bad",
     },
 )
 
@@ -69,4 +77,5 @@ VERIFICATION = StateMachine(
         V.QUEUED: {V.RUNNING},
         V.RUNNING: {V.PASSED, V.FAILED, V.ERRORED},
     },
+    tones={V.RUNNING: "warn", V.PASSED: "ok", V.FAILED: "bad", V.ERRORED: "bad"},
 )

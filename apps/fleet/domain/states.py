@@ -23,6 +23,7 @@ NODE = StateMachine(
         N.DRAINING: {N.ONLINE, N.OFFLINE},
         N.OFFLINE: {N.ONLINE},
     },
+    tones={N.ONLINE: "ok", N.DRAINING: "warn", N.OFFLINE: "bad"},
 )
 
 
@@ -46,6 +47,7 @@ DEVICE_HEALTH = StateMachine(
         H.UNHEALTHY: {H.DEGRADED, H.UNAVAILABLE},
         H.UNAVAILABLE: {H.HEALTHY, H.DEGRADED, H.UNHEALTHY},
     },
+    tones={H.HEALTHY: "ok", H.DEGRADED: "warn", H.UNHEALTHY: "bad", H.UNAVAILABLE: "bad"},
 )
 
 # Devices in these states may be given new placements.
@@ -75,6 +77,14 @@ PLACEMENT = StateMachine(
         P.LOADING: {P.LOADED, P.FAILED, P.LOST},
         P.LOADED: {P.UNLOADING, P.FAILED, P.LOST},
         P.UNLOADING: {P.UNLOADED, P.FAILED, P.LOST},
+    },
+    tones={
+        P.REQUESTED: "warn",
+        P.LOADING: "warn",
+        P.LOADED: "ok",
+        P.UNLOADING: "warn",
+        P.FAILED: "bad",
+        P.LOST: "bad",
     },
 )
 

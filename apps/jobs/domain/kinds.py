@@ -7,6 +7,8 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
+from apps.core.domain import tones
+
 
 class JobKind(StrEnum):
     FINE_TUNE = "fine_tune"
@@ -44,6 +46,7 @@ class LogLevel(StrEnum):
 
 
 LEVEL_CHOICES = [(level.value, level.value.capitalize()) for level in LogLevel]
+tones.declare({LogLevel.WARNING: "warn", LogLevel.ERROR: "bad"})
 
 # The checks a self-test runs, in order.
 SELFTEST_CHECKS = ("database", "redis", "channel_layer", "device")

@@ -27,6 +27,7 @@ JOB = StateMachine(
         J.RUNNING: {J.SUCCEEDED, J.FAILED, J.CANCELLED, J.QUEUED, J.CANCELLING},
         J.CANCELLING: {J.CANCELLED, J.SUCCEEDED, J.FAILED},
     },
+    tones={J.RUNNING: "warn", J.CANCELLING: "warn", J.SUCCEEDED: "ok", J.FAILED: "bad"},
 )
 
 # A job in one of these holds (or is about to hold) a worker.

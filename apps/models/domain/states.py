@@ -25,4 +25,5 @@ VALIDATION = StateMachine(
         V.VALID: {V.VALIDATING},
         V.INVALID: {V.VALIDATING},
     },
+    tones={V.VALID: "ok", V.VALIDATING: "warn", V.INVALID: "bad"},
 )
