@@ -51,6 +51,11 @@ def live_workers(client: redis.Redis | None = None) -> list[dict[str, Any]]:
     return [json.loads(v) for v in values if v]
 
 
+def live_queues(client: redis.Redis | None = None) -> set[str]:
+    """Every queue at least one live worker consumes."""
+    return {queue for worker in live_workers(client) for queue in worker.get("queues", [])}
+
+
 def _loop(hostname: str, queues: list[str]) -> None:
     client = redis_client()
     started = time.time()

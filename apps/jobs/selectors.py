@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import redis
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.urls import reverse
@@ -32,8 +33,8 @@ def job_event_tail(*, job: Job, limit: int) -> tuple[list[JobEvent], int]:
 def queue_choices() -> list[str]:
     """`default` first, then every queue a live worker consumes."""
     try:
-        live = {q for w in workers.live_workers() for q in w.get("queues", [])}
-    except Exception:  # Redis down: offer the default queue; /readyz says what is wrong
+        live = workers.live_queues()
+    except redis.RedisError:  # Redis down: offer the default queue; /readyz says what is wrong
         live = set()
     return ["default", *sorted(live - {"default"})]
 

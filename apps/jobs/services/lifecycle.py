@@ -69,7 +69,7 @@ def _unconsumed_queue_problem(queue: str) -> str | None:
     if queue == kinds.DEFAULT_QUEUE:
         return None
     try:
-        live = {q for w in core_workers.live_workers() for q in w.get("queues", [])}
+        live = core_workers.live_queues()
     except redis.RedisError as exc:
         # A monitoring hiccup must not stop work from being queued: accept it unchecked.
         log.warning("cannot read worker heartbeats, queue '%s' accepted unchecked: %s", queue, exc)
