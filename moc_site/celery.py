@@ -20,6 +20,17 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 50},
     },
+    # Seconds, not a crontab: offline detection must not wait a whole extra minute.
+    "fleet-nodes-sweep": {
+        "task": "apps.fleet.tasks.fleet_nodes_sweep",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
+    "fleet-telemetry-compact": {
+        "task": "apps.fleet.tasks.fleet_telemetry_compact",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 500},
+    },
     "core-prune-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_prune",
         "schedule": crontab(minute=17, hour="*"),

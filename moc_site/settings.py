@@ -8,13 +8,15 @@ and turns on the HTTPS hardening that `manage.py check --deploy` asks for.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from apps.core.env import env_bool, env_int, env_list, env_secret, env_str, local_secret_key
+from apps.core.env import env_bool, env_float, env_int, env_list, env_secret, env_str, local_secret_key
 from apps.core.redis_layout import caches_for, channel_layers_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -138,8 +140,10 @@ MOC_VISIBILITY_TIMEOUT = MOC_TASK_TIME_LIMIT + 3600
 # A message delivered this many times without finishing is poisoned, not run again:
 # a task that kills its worker must not loop forever.
 MOC_TASK_MAX_DELIVERIES = env_int("MOC_TASK_MAX_DELIVERIES", 3)
-# The device queues this node's GPU workers consume; `default` is the CPU worker's.
-MOC_DEVICE_QUEUES = env_list("MOC_DEVICE_QUEUES", ["gpu.local.0"])
+# The device queues this node's device workers consume (`<kind>.<node>.<index>`, e.g.
+# gpu.node1.0); `default` is the CPU worker's. scripts/run.sh derives them from the devices
+# found when this is unset (manage.py fleet_devices --queues).
+MOC_DEVICE_QUEUES = env_list("MOC_DEVICE_QUEUES", [])
 
 _transport_options = {"visibility_timeout": MOC_VISIBILITY_TIMEOUT}
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -180,6 +184,8 @@ CELERY_TASK_ROUTES = {
     "apps.jobs.tasks.jobs_redispatch_stale": {"queue": "default"},
     "apps.core.tasks.task_deliveries_prune": {"queue": "default"},
     "apps.core.tasks.ping": {"queue": "default"},
+    "apps.fleet.tasks.fleet_nodes_sweep": {"queue": "default"},
+    "apps.fleet.tasks.fleet_telemetry_compact": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
@@ -189,6 +195,33 @@ MOC_WORKER_HEARTBEAT_S = env_int("MOC_WORKER_HEARTBEAT_S", 10)
 MOC_REDISPATCH_AFTER_S = env_int("MOC_REDISPATCH_AFTER_S", 300)
 # A running job whose worker's heartbeat is gone this long is retried or failed.
 MOC_RUNNING_LEASE_S = env_int("MOC_RUNNING_LEASE_S", 120)
+
+# --- fleet: this node's devices and their telemetry ------------------------------------
+# The node's name in MOC and in its queue names: letters, digits, '-' and '_'.
+MOC_NODE_NAME = env_str("MOC_NODE_NAME") or socket.gethostname().split(".")[0]
+if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", MOC_NODE_NAME):
+    raise ImproperlyConfigured(
+        f"MOC_NODE_NAME must be 1-100 letters, digits, '-' or '_', got {MOC_NODE_NAME!r}"
+        " (the default is the host name up to its first dot)"
+    )
+# auto: NVIDIA GPUs through NVML when a driver answers, else the CPU as one device;
+# or nvml, cpu, or simulated GPUs for demos and tests: sim:2x24GiB[,1x80GiB].
+MOC_DEVICES = env_str("MOC_DEVICES", "auto")
+MOC_CPU_CAPACITY_SHARE = env_float("MOC_CPU_CAPACITY_SHARE", 0.5)
+MOC_TELEMETRY_INTERVAL_S = env_float("MOC_TELEMETRY_INTERVAL_S", 1.0)
+# Stored samples: one mean per device per this many seconds, kept raw for MOC_TELEMETRY_RAW_HOURS,
+# then as one-minute rollups until MOC_TELEMETRY_RETENTION_DAYS.
+MOC_TELEMETRY_STORE_S = env_int("MOC_TELEMETRY_STORE_S", 10)
+MOC_TELEMETRY_RAW_HOURS = env_int("MOC_TELEMETRY_RAW_HOURS", 24)
+MOC_TELEMETRY_RETENTION_DAYS = env_int("MOC_TELEMETRY_RETENTION_DAYS", 7)
+MOC_NODE_HEARTBEAT_S = env_int("MOC_NODE_HEARTBEAT_S", 10)
+# A node silent this long is offline: its devices unavailable, its placements lost.
+MOC_NODE_OFFLINE_AFTER_S = env_int("MOC_NODE_OFFLINE_AFTER_S", 60)
+MOC_DEVICE_HOT_C = env_float("MOC_DEVICE_HOT_C", 85.0)
+if MOC_TELEMETRY_INTERVAL_S <= 0 or MOC_TELEMETRY_STORE_S < MOC_TELEMETRY_INTERVAL_S:
+    raise ImproperlyConfigured("MOC_TELEMETRY_INTERVAL_S must be > 0 and at most MOC_TELEMETRY_STORE_S")
+if MOC_NODE_OFFLINE_AFTER_S <= 2 * MOC_NODE_HEARTBEAT_S:
+    raise ImproperlyConfigured("MOC_NODE_OFFLINE_AFTER_S must be more than twice MOC_NODE_HEARTBEAT_S")
 
 # --- auth -----------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

@@ -52,6 +52,8 @@ class StateCollector(Collector):
 
 
 def render(multiproc_dir: str) -> bytes:
+    from apps.fleet.metrics import FleetCollector  # core imports no app at load time
+
     if multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
@@ -60,4 +62,5 @@ def render(multiproc_dir: str) -> bytes:
         for collector in (HTTP_REQUESTS, HTTP_LATENCY):
             registry.register(collector)
     registry.register(StateCollector())
+    registry.register(FleetCollector())
     return generate_latest(registry)

@@ -8,7 +8,13 @@ from django.urls import reverse
 
 from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
-from apps.fleet.domain.kinds import BACKEND_CHOICES, DEVICE_KIND_CHOICES, RESOLUTION_CHOICES, Resolution
+from apps.fleet.domain.kinds import (
+    BACKEND_CHOICES,
+    DEVICE_KIND_CHOICES,
+    RESOLUTION_CHOICES,
+    Resolution,
+    device_queue,
+)
 from apps.fleet.domain.states import DEVICE_HEALTH, NODE, PLACEMENT, PLACEMENT_ACTIVE
 
 
@@ -57,6 +63,9 @@ class Device(TimeStamped):
     health = models.CharField(
         max_length=16, choices=DEVICE_HEALTH.choices, default=DEVICE_HEALTH.initial, db_index=True
     )
+    health_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why it is not healthy, in the words of its last check"
+    )
 
     class Meta:
         ordering = ["node__name", "kind", "index"]
@@ -69,6 +78,11 @@ class Device(TimeStamped):
 
     def get_absolute_url(self) -> str:
         return reverse("fleet:device", args=[self.pk])
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of the worker that serves this device."""
+        return device_queue(self.kind, self.node.name, self.index)
 
 
 class TelemetrySample(models.Model):

@@ -40,10 +40,10 @@ def node_set_state(*, node: Node, state: NodeState) -> bool:
 
 
 @transaction.atomic
-def device_set_health(*, device: Device, health: DeviceHealth) -> bool:
-    """Record a device's new health; False if another writer moved it first."""
+def device_set_health(*, device: Device, health: DeviceHealth, reason: str = "") -> bool:
+    """Record a device's new health and why; False if another writer moved it first."""
     old = device.health
-    if not transition(device, health, machine=DEVICE_HEALTH, field="health"):
+    if not transition(device, health, machine=DEVICE_HEALTH, field="health", health_reason=reason[:300]):
         return False
     audit.record("health", device, changes={"health": [old, health.value]})
     return True

@@ -1,66 +1,21 @@
-"""The activity websocket, through the real ASGI application and the channels_redis layer.
-
-channels.testing imports daphne (for its live server), which MOC does not install, so the
-socket is driven with asgiref's ApplicationCommunicator, as channels' own communicator is.
-"""
+"""The activity websocket, through the real ASGI application and the channels_redis layer."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from asgiref.testing import ApplicationCommunicator
-from django.test import Client
 
 from apps.core import events
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
 from apps.core.domain.roles import Role
 from moc_site.asgi import application
+from tests.wsclient import LOCAL_ORIGIN, WebsocketCommunicator
+from tests.wsclient import session_cookie as _session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-LOCAL_ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-class WebsocketCommunicator(ApplicationCommunicator):
-    """A websocket client speaking ASGI to the application, like channels.testing's."""
-
-    def __init__(self, app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> None:
-        scope = {
-            "type": "websocket",
-            "path": path,
-            "query_string": b"",
-            "headers": headers,
-            "subprotocols": [],
-        }
-        super().__init__(app, scope)
-
-    async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
-        """(True, subprotocol) when accepted, (False, close code) when refused."""
-        await self.send_input({"type": "websocket.connect"})
-        response = await self.receive_output(timeout)
-        if response["type"] == "websocket.close":
-            return False, response.get("code", 1000)
-        assert response["type"] == "websocket.accept", response
-        return True, response.get("subprotocol")
-
-    async def receive_json_from(self, timeout: float = 1) -> Any:
-        response = await self.receive_output(timeout)
-        assert response["type"] == "websocket.send", response
-        return json.loads(response["text"])
-
-    async def disconnect(self, code: int = 1000, timeout: float = 1) -> None:
-        await self.send_input({"type": "websocket.disconnect", "code": code})
-        await self.wait(timeout)
-
-
-def _session_cookie(user: object) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)
-    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 
 def run(coro_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:

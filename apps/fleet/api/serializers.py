@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
+from apps.fleet.domain.history import RANGES_S, STORED_METRICS
 from apps.fleet.models import Device, Node, Placement, TelemetrySample
 from apps.models.api.serializers import RegisteredModelBriefSerializer
 from apps.models.models import ModelVersion
@@ -33,6 +39,7 @@ class DeviceSerializer(serializers.ModelSerializer):
     last_gpu_util = serializers.FloatField(read_only=True, allow_null=True)
     last_mem_used_bytes = serializers.IntegerField(read_only=True, allow_null=True)
     last_temperature_c = serializers.FloatField(read_only=True, allow_null=True)
+    queue = serializers.CharField(read_only=True, help_text="The Celery queue of the worker that serves it")
 
     class Meta:
         model = Device
@@ -48,6 +55,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "capacity_bytes",
             "reserved_bytes",
             "health",
+            "health_reason",
+            "queue",
             "active_placements",
             "last_sample_at",
             "last_gpu_util",
@@ -151,3 +160,65 @@ class PlacementSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class HistoryQuery(serializers.Serializer):
+    """A device's stored telemetry over a range: `range`, or `start` (and optionally `end`)."""
+
+    metrics = serializers.CharField(
+        required=False,
+        help_text=f"Comma-separated, from: {', '.join(STORED_METRICS)}. Default: all of them.",
+    )
+    range = serializers.ChoiceField(
+        choices=sorted(RANGES_S, key=RANGES_S.__getitem__),
+        required=False,
+        help_text="The last 15 minutes ... 7 days, ending now. Use this or start/end.",
+    )
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False, help_text="Default: now")
+
+    def validate_metrics(self, value: str) -> list[str]:
+        chosen = [m.strip() for m in value.split(",") if m.strip()]
+        unknown = sorted(set(chosen) - set(STORED_METRICS))
+        if unknown or not chosen:
+            named = ", ".join(unknown) or "(none given)"
+            raise serializers.ValidationError(
+                f"Unknown metric(s) {named}; choose from {', '.join(STORED_METRICS)}."
+            )
+        return list(dict.fromkeys(chosen))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("end") or timezone.now()
+        if "range" in attrs:
+            if "start" in attrs:
+                raise serializers.ValidationError({"range": "Give either range or start, not both."})
+            start = end - timedelta(seconds=RANGES_S[attrs["range"]])
+        elif "start" in attrs:
+            start = attrs["start"]
+        else:
+            raise serializers.ValidationError({"range": "Give a range (e.g. 1h) or a start time."})
+        if start >= end:
+            raise serializers.ValidationError({"start": "Must be before end."})
+        if end - start > timedelta(days=settings.MOC_TELEMETRY_RETENTION_DAYS + 1):
+            raise serializers.ValidationError(
+                {"start": f"At most {settings.MOC_TELEMETRY_RETENTION_DAYS} days are kept; ask for less."}
+            )
+        return {"metrics": attrs.get("metrics") or list(STORED_METRICS), "start": start, "end": end}
+
+
+class HistorySerializer(serializers.Serializer):
+    device = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    bucket_s = serializers.IntegerField(help_text="Seconds each point averages")
+    metrics = serializers.DictField(
+        child=serializers.ListField(child=serializers.ListField(min_length=2, max_length=2)),
+        help_text="Per metric, [time, mean] pairs in time order; buckets without readings are absent",
+    )
+
+
+class TelemetrySnapshotSerializer(serializers.Serializer):
+    nodes = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Each node's latest `telemetry` message, as the websocket sends it (docs/TELEMETRY.md)",
+    )

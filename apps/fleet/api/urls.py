@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from apps.fleet.api import views
@@ -8,3 +9,6 @@ def register(router: DefaultRouter) -> None:
     router.register("devices", views.DeviceViewSet, basename="device")
     router.register("telemetry-samples", views.TelemetrySampleViewSet, basename="telemetrysample")
     router.register("placements", views.PlacementViewSet, basename="placement")
+
+
+urlpatterns = [path("telemetry/latest/", views.TelemetrySnapshotView.as_view(), name="telemetry-latest")]

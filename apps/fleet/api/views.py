@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from rest_framework import viewsets
+import redis
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from apps.fleet import selectors
+from apps.core.workers import redis_client
+from apps.fleet import history, selectors, telemetry
 from apps.fleet.api import serializers as s
 from apps.fleet.filters import DeviceFilter, NodeFilter, PlacementFilter, TelemetrySampleFilter
 
@@ -27,6 +35,16 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     search_fields = ["name", "uuid", "node__name"]
     ordering_fields = ["node__name", "index", "memory_total_bytes", "health"]
 
+    @extend_schema(parameters=[s.HistoryQuery], responses=s.HistorySerializer)
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        """Stored readings of this device over a range, averaged into buckets that fit it
+        (10 s for the last hour, up to 30 min for a week; at most about 600 points)."""
+        query = s.HistoryQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = history.device_history(device=self.get_object(), **query.validated_data)
+        return Response(s.HistorySerializer(data).data)
+
 
 class TelemetrySampleViewSet(viewsets.ReadOnlyModelViewSet):
     """Device readings; filter by `device` and a time range (`since` inclusive, `until` exclusive)."""
@@ -45,3 +63,35 @@ class PlacementViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = PlacementFilter
     search_fields = ["version__model__name", "device__name", "device__node__name"]
     ordering_fields = ["created_at", "updated_at", "last_used_at", "reserved_bytes"]
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+
+
+class TelemetrySnapshotView(APIView):
+    """Every node's latest telemetry message: what /ws/telemetry/ clients read on connect
+    and after a gap in `seq`. Nodes that went offline are absent."""
+
+    @extend_schema(
+        responses=s.TelemetrySnapshotSerializer,
+        parameters=[OpenApiParameter("devices", str, description="Comma-separated device ids; default all")],
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            nodes = telemetry.latest(redis_client())
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Live telemetry is unavailable: Redis said {exc}") from exc
+        wanted = request.query_params.get("devices")
+        if wanted:
+            try:
+                ids = {int(part) for part in wanted.split(",") if part.strip()}
+            except ValueError:
+                raise ValidationError({"devices": "Comma-separated device ids, e.g. 3,7."}) from None
+            nodes = [
+                {**node, "devices": kept}
+                for node in nodes
+                if (kept := [d for d in node["devices"] if d.get("id") in ids])
+            ]
+        return Response(s.TelemetrySnapshotSerializer({"nodes": nodes}).data)

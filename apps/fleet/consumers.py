@@ -1,0 +1,83 @@
+"""The telemetry websocket: authenticated clients get their devices' live readings.
+
+Messages do not come through the channel layer but through the process's relay
+(apps/fleet/relay.py), which holds one Redis subscription for every client of the process.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from apps.core import roles
+from apps.core.consumers import CLOSE_UNAUTHENTICATED
+from apps.fleet.relay import Client, relay
+
+# Close code for a subscription the server cannot read.
+CLOSE_BAD_REQUEST = 4400
+
+
+def parse_devices(value: object) -> frozenset[int] | None:
+    """A subscription: "all" (or nothing) means every device, else a list of device ids."""
+    if value in (None, "", "all"):
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError("devices must be \"all\" or a list of device ids")
+    try:
+        return frozenset(int(item) for item in items)
+    except (TypeError, ValueError):
+        raise ValueError("devices must be \"all\" or a list of device ids") from None
+
+
+class TelemetryConsumer(AsyncWebsocketConsumer):
+    """`/ws/telemetry/[?devices=1,2]`: the schema is in docs/TELEMETRY.md."""
+
+    # Not on the channel layer at all: no per-client channel, no per-client Redis traffic.
+    channel_layer_alias = "moc-telemetry-uses-the-relay"
+
+    client: Client | None = None
+
+    async def connect(self) -> None:
+        if await database_sync_to_async(roles.role_of)(self.scope.get("user")) is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        try:
+            devices = parse_devices(query.get("devices", [None])[-1])
+        except ValueError:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        await self.accept()
+        self.client = Client(self.send_text, devices)
+        relay().add(self.client)
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        usage = 'send {"type": "subscribe", "devices": "all" | [device ids]}'
+        try:
+            request = json.loads(text_data or "")
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or request.get("type") != "subscribe":
+            await self.send(text_data=json.dumps({"type": "error", "detail": f"Not understood: {usage}"}))
+            return
+        try:
+            devices = parse_devices(request.get("devices", "all"))
+        except ValueError as exc:
+            await self.send(text_data=json.dumps({"type": "error", "detail": f"{exc}: {usage}"}))
+            return
+        if self.client is not None:
+            self.client.devices = devices
+            shown = "all" if devices is None else sorted(devices)
+            await self.send(text_data=json.dumps({"type": "subscribed", "devices": shown}))
+
+    async def disconnect(self, code: int) -> None:
+        if self.client is not None:
+            relay().remove(self.client)
+            self.client = None

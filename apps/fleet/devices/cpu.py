@@ -1,0 +1,120 @@
+"""A node with no GPU offers its CPU as one device, so MOC still runs (small models, demos, CI).
+
+Also home to the host facts (hostname, CPU model, RAM) that every backend reports for its node.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from pathlib import Path
+
+import psutil
+
+from apps.fleet.domain.kinds import Backend, DeviceKind
+
+from .base import DeviceInfo, DeviceReading, NodeInfo, made_up_uuid
+
+# Chips whose sensors measure the CPU package itself, in order of preference (Intel, AMD, ARM
+# boards); other sensors (NVMe, ACPI zones) would report a temperature that is not the CPU's.
+_CPU_SENSORS = ("coretemp", "k10temp", "zenpower", "cpu_thermal", "cpu-thermal")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, as the kernel reports it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def host_node_info(*, backend: str, driver_version: str = "", cuda_version: str = "") -> NodeInfo:
+    """This machine as a node; the backend adds what only it knows (driver, CUDA)."""
+    return NodeInfo(
+        hostname=socket.gethostname(),
+        cpu_model=cpu_model(),
+        cpu_count=psutil.cpu_count(logical=True) or 1,
+        ram_bytes=psutil.virtual_memory().total,
+        driver_version=driver_version,
+        cuda_version=cuda_version,
+        backend=backend,
+    )
+
+
+def _cpu_sensor() -> str | None:
+    """The name of the chip that reports the CPU's temperature here, if there is one."""
+    read = getattr(psutil, "sensors_temperatures", None)  # absent on some platforms
+    chips = read() if read else {}
+    return next((chip for chip in _CPU_SENSORS if chips.get(chip)), None)
+
+
+class CpuBackend:
+    name = Backend.CPU.value
+
+    def __init__(self, node_name: str, *, capacity_share: float = 0.5) -> None:
+        if not 0 < capacity_share <= 1:
+            raise ValueError(f"the CPU's capacity share must be above 0 and at most 1, not {capacity_share}")
+        total = psutil.virtual_memory().total
+        self._device = DeviceInfo(
+            index=0,
+            uuid=made_up_uuid("CPU", node_name),
+            name=cpu_model(),
+            kind=DeviceKind.CPU.value,
+            simulated=False,
+            memory_total_bytes=total,
+            # RAM is shared with the OS, the worker itself and everything else on the host,
+            # so MOC may only place models in the configured share of it.
+            capacity_bytes=int(total * capacity_share),
+        )
+        self._sensor = _cpu_sensor()  # looked up once: reading every hwmon chip each second is waste
+        psutil.cpu_percent(interval=None)  # the first call only primes psutil's counter
+
+    def node_info(self) -> NodeInfo:
+        return host_node_info(backend=self.name)
+
+    def devices(self) -> list[DeviceInfo]:
+        return [self._device]
+
+    def sample(self, now: float) -> list[DeviceReading]:
+        device = self._device
+        try:
+            memory = psutil.virtual_memory()
+            busy = psutil.cpu_percent(interval=None)
+            temperature = self._temperature()
+        except (OSError, psutil.Error) as exc:
+            return [DeviceReading.failed(0, device.uuid, device.memory_total_bytes, f"psutil: {exc}")]
+        return [
+            DeviceReading(
+                index=0,
+                uuid=device.uuid,
+                gpu_util=float(busy),
+                mem_util=None,
+                mem_total_bytes=memory.total,
+                mem_used_bytes=memory.total - memory.available,
+                mem_free_bytes=memory.available,
+                temperature_c=temperature,
+                power_w=None,
+                power_limit_w=None,
+                sm_clock_mhz=None,
+                mem_clock_mhz=None,
+                fan_pct=None,
+                pcie_tx_bytes_s=None,
+                pcie_rx_bytes_s=None,
+                ecc_corrected=None,
+                ecc_uncorrected=None,
+            )
+        ]
+
+    def close(self) -> None:
+        """Nothing to release: psutil holds no handles."""
+
+    def _temperature(self) -> float | None:
+        if self._sensor is None:
+            return None
+        entries = psutil.sensors_temperatures().get(self._sensor, [])
+        # Several entries (package, cores, dies): the hottest is the one that throttles.
+        return max((float(e.current) for e in entries), default=None)

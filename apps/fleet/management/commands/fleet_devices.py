@@ -1,0 +1,44 @@
+"""Show the devices this node offers under the current MOC_DEVICES, or their queue names.
+
+scripts/run.sh uses `--queues` to start one worker per device when MOC_DEVICE_QUEUES is unset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from apps.fleet.devices.select import open_backend
+from apps.fleet.domain.kinds import device_queue
+
+
+class Command(BaseCommand):
+    help = "List this node's devices as MOC_DEVICES finds them (or print their queue names)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--queues", action="store_true", help="Print the device queues, comma-separated")
+
+    def handle(self, *args: Any, queues: bool = False, **options: Any) -> None:
+        backend, reason = open_backend(
+            settings.MOC_DEVICES,
+            node_name=settings.MOC_NODE_NAME,
+            cpu_capacity_share=settings.MOC_CPU_CAPACITY_SHARE,
+        )
+        try:
+            devices = backend.devices()
+        finally:
+            backend.close()
+        names = [device_queue(d.kind, settings.MOC_NODE_NAME, d.index) for d in devices]
+        if queues:
+            self.stdout.write(",".join(names))
+            return
+        self.stdout.write(f"node {settings.MOC_NODE_NAME}: {reason}")
+        gib = 1024**3
+        for name, d in zip(names, devices, strict=True):
+            label = " (simulated)" if d.simulated else ""
+            self.stdout.write(
+                f"  {name:<24} {d.name}{label}  {d.memory_total_bytes / gib:.1f} GiB,"
+                f" MOC may use {d.capacity_bytes / gib:.1f} GiB  {d.uuid}"
+            )

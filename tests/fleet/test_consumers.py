@@ -1,0 +1,151 @@
+"""The telemetry websocket through the real ASGI application, the relay and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from apps.core.consumers import CLOSE_UNAUTHENTICATED
+from apps.core.domain.roles import Role
+from apps.core.workers import redis_client
+from apps.fleet import telemetry
+from apps.fleet.consumers import CLOSE_BAD_REQUEST
+from moc_site.asgi import application
+from tests.wsclient import LOCAL_ORIGIN, WebsocketCommunicator, session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def node_message(node: str, device_ids: list[int]) -> dict[str, Any]:
+    devices = [
+        {"id": i, "index": n, "simulated": True, "gpu_util": 10.0 * n} for n, i in enumerate(device_ids)
+    ]
+    return telemetry.telemetry_message(node=node, node_id=1, at=1.0, backend="sim", devices=devices)
+
+
+async def publish_until_received(
+    communicator: WebsocketCommunicator, messages: list[dict[str, Any]], timeout: float = 5
+) -> dict[str, Any]:
+    """Publish until the first message arrives: the relay subscribes to Redis just after the
+    socket opens, and pub/sub keeps nothing for late subscribers."""
+    client = redis_client()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for message in messages:
+            telemetry.publish(client, message)
+        received = await communicator.poll_json(0.2)
+        if received is not None:
+            return received
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("nothing arrived")
+
+
+async def open_socket(headers: list[tuple[bytes, bytes]], query: bytes = b"") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, "/ws/telemetry/", headers, query_string=query)
+    connected, detail = await communicator.connect(timeout=5)
+    assert connected, detail
+    return communicator
+
+
+def test_an_anonymous_client_is_refused() -> None:
+    async def go() -> Any:
+        return await WebsocketCommunicator(application, "/ws/telemetry/", [LOCAL_ORIGIN]).connect(timeout=5)
+
+    assert async_to_sync(go)() == (False, CLOSE_UNAUTHENTICATED)
+
+
+def test_a_subscription_that_is_not_device_ids_is_refused(make_user: Callable[..., object]) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> Any:
+        socket = WebsocketCommunicator(application, "/ws/telemetry/", headers, query_string=b"devices=gpu0")
+        return await socket.connect(timeout=5)
+
+    assert async_to_sync(go)() == (False, CLOSE_BAD_REQUEST)
+
+
+def test_a_viewer_receives_each_node_message_as_published(make_user: Callable[..., object]) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        socket = await open_socket(headers)
+        try:
+            first = await publish_until_received(socket, [node_message("n1", [1, 2])])
+            telemetry.publish(redis_client(), node_message("n1", [1, 2]))
+            while True:  # skip the extra copies sent while the relay was subscribing
+                following = await socket.receive_json_from(timeout=2)
+                if following["seq"] > first["seq"]:
+                    return first, following
+        finally:
+            await socket.disconnect()
+
+    first, following = async_to_sync(go)()
+
+    assert (first["type"], first["node"], first["simulated"]) == ("telemetry", "n1", True)
+    assert [d["id"] for d in first["devices"]] == [1, 2]
+    assert following["seq"] == first["seq"] + 1
+
+
+def test_a_client_subscribed_to_some_devices_gets_only_those(make_user: Callable[..., object]) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> dict[str, Any]:
+        socket = await open_socket(headers, query=b"devices=2,9")
+        try:
+            return await publish_until_received(
+                socket, [node_message("other", [5, 6]), node_message("n1", [1, 2])]
+            )
+        finally:
+            await socket.disconnect()
+
+    message = async_to_sync(go)()
+
+    assert message["node"] == "n1"
+    assert [d["id"] for d in message["devices"]] == [2]
+
+
+def test_a_subscribe_message_changes_what_the_client_gets(make_user: Callable[..., object]) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> tuple[Any, Any, dict[str, Any]]:
+        socket = await open_socket(headers, query=b"devices=1")
+        try:
+            await socket.send_input({"type": "websocket.receive", "text": "not json"})
+            refusal = await socket.receive_json_from(timeout=2)
+            await socket.send_input(
+                {"type": "websocket.receive", "text": '{"type": "subscribe", "devices": "all"}'}
+            )
+            confirmation = await socket.receive_json_from(timeout=2)
+            message = await publish_until_received(socket, [node_message("n1", [1, 2])])
+            return refusal, confirmation, message
+        finally:
+            await socket.disconnect()
+
+    refusal, confirmation, message = async_to_sync(go)()
+
+    assert refusal["type"] == "error"
+    assert "subscribe" in refusal["detail"]
+    assert confirmation == {"type": "subscribed", "devices": "all"}
+    assert [d["id"] for d in message["devices"]] == [1, 2]
+
+
+def test_node_state_messages_reach_clients_subscribed_to_some_devices(
+    make_user: Callable[..., object],
+) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+    offline = telemetry.node_state_message(node="n1", node_id=1, at=2.0, state="offline", reason="silent")
+
+    async def go() -> dict[str, Any]:
+        socket = await open_socket(headers, query=b"devices=1")
+        try:
+            return await publish_until_received(socket, [offline])
+        finally:
+            await socket.disconnect()
+
+    message = async_to_sync(go)()
+
+    assert (message["type"], message["state"]) == ("node.state", "offline")
