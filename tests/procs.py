@@ -124,6 +124,12 @@ class Process:
         self.log.close()
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a power cut would: no shutdown handlers run."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -10,8 +10,18 @@ from apps.fleet.models import Device, Node, Placement, TelemetrySample
 class DeviceInline(admin.TabularInline):
     model = Device
     extra = 0
-    fields = ["index", "kind", "name", "uuid", "simulated", "memory_total_bytes", "capacity_bytes", "health"]
-    readonly_fields = ["health"]
+    fields = [
+        "index",
+        "kind",
+        "name",
+        "uuid",
+        "simulated",
+        "memory_total_bytes",
+        "capacity_bytes",
+        "health",
+        "health_reason",
+    ]
+    readonly_fields = ["health", "health_reason"]
     show_change_link = True
 
 
@@ -29,11 +39,21 @@ class NodeAdmin(admin.ModelAdmin):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "name", "kind", "simulated", "health", "memory_total_bytes", "capacity_bytes"]
+    list_display = [
+        "__str__",
+        "name",
+        "kind",
+        "simulated",
+        "health",
+        "health_reason",
+        "memory_total_bytes",
+        "capacity_bytes",
+    ]
     list_filter = ["health", "kind", "simulated", "node"]
     search_fields = ["name", "uuid", "node__name"]
     list_select_related = ["node"]
-    readonly_fields = ["health", "created_at", "updated_at"]
+    # Health is the agent's to judge from readings, and the offline sweep's.
+    readonly_fields = ["health", "health_reason", "created_at", "updated_at"]
 
 
 @admin.register(TelemetrySample)
