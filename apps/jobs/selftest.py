@@ -18,9 +18,11 @@ from typing import Any
 import psutil
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 
 from apps.core import workers
+from apps.fleet.devices.select import open_backend
 from apps.jobs import events
 from apps.jobs.domain.kinds import SELFTEST_CHECKS, ErrorClass, LogLevel
 from apps.jobs.models import Job
@@ -77,27 +79,40 @@ def _channel_layer(job: Job) -> tuple[str, dict[str, Any]]:
     }
 
 
-def _nvidia() -> tuple[str, dict[str, Any]]:
+def _devices() -> tuple[str, dict[str, Any]]:
+    """What this node offers under MOC_DEVICES, found the way the fleet agent finds it
+    (so a missing NVIDIA driver is named here just as the agent's log names it)."""
+    backend, reason = open_backend(
+        settings.MOC_DEVICES,
+        node_name=settings.MOC_NODE_NAME,
+        cpu_capacity_share=settings.MOC_CPU_CAPACITY_SHARE,
+    )
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as exc:  # no library, no driver, no device: each is a plain answer here
-        return f"no NVIDIA driver: {exc}", {"driver": None, "reason": str(exc)}
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        count = pynvml.nvmlDeviceGetCount()
-        names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
+        info = backend.node_info()
+        devices = backend.devices()
     finally:
-        pynvml.nvmlShutdown()
-    names = [n.decode() if isinstance(n, bytes) else n for n in names]
-    return f"NVIDIA driver {driver} with {count} GPU(s)", {"driver": driver, "gpus": names}
+        backend.close()
+    return reason, {
+        "backend": backend.name,
+        "driver": info.driver_version or None,
+        "cuda": info.cuda_version or None,
+        "devices": [
+            {
+                "index": d.index,
+                "name": d.name,
+                "uuid": d.uuid,
+                "simulated": d.simulated,
+                "memory_total_bytes": d.memory_total_bytes,
+            }
+            for d in devices
+        ],
+    }
 
 
 def _device(job: Job) -> tuple[str, dict[str, Any]]:
     memory = psutil.virtual_memory()
     cpus = os.cpu_count() or 0
-    nvidia_summary, nvidia = _nvidia()
+    devices_summary, devices = _devices()
     evidence = {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -105,9 +120,9 @@ def _device(job: Job) -> tuple[str, dict[str, Any]]:
         "cpu_count": cpus,
         "ram_total_bytes": memory.total,
         "ram_available_bytes": memory.available,
-        "nvidia": nvidia,
+        "devices": devices,
     }
-    summary = f"{evidence['hostname']}: {cpus} CPUs, {memory.total / _GIB:.1f} GiB RAM; {nvidia_summary}"
+    summary = f"{evidence['hostname']}: {cpus} CPUs, {memory.total / _GIB:.1f} GiB RAM; {devices_summary}"
     return summary, evidence
 
 

@@ -73,28 +73,25 @@ def test_selftest_says_why_there_is_no_nvidia_driver(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(pynvml, "nvmlInit", no_library)
 
-    device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
+    with override_settings(MOC_DEVICES="auto"):
+        device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
 
     assert device["ok"] is True
-    assert device["summary"].endswith("; no NVIDIA driver: NVML Shared Library Not Found")
-    assert device["evidence"]["nvidia"]["driver"] is None
+    assert "NVML unavailable (NVML Shared Library Not Found); offering the CPU" in device["summary"]
+    assert device["evidence"]["devices"]["backend"] == "cpu"
+    assert device["evidence"]["devices"]["driver"] is None
 
 
-def test_selftest_lists_the_gpus_nvml_finds(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "nvmlInit": lambda: None,
-        "nvmlShutdown": lambda: None,
-        "nvmlSystemGetDriverVersion": lambda: "550.54.15",
-        "nvmlDeviceGetCount": lambda: 2,
-        "nvmlDeviceGetHandleByIndex": lambda i: i,
-        "nvmlDeviceGetName": lambda handle: f"NVIDIA H100 #{handle}",
-    }.items():
-        monkeypatch.setattr(pynvml, name, value)
+def test_selftest_lists_the_devices_the_node_offers_and_says_which_are_simulated() -> None:
+    with override_settings(MOC_DEVICES="sim:2x24GiB"):
+        device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
 
-    device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
-
-    assert device["summary"].endswith("; NVIDIA driver 550.54.15 with 2 GPU(s)")
-    assert device["evidence"]["nvidia"]["gpus"] == ["NVIDIA H100 #0", "NVIDIA H100 #1"]
+    assert device["summary"].endswith("; MOC_DEVICES=sim:2x24GiB: 2 simulated GPUs (2x24 GiB)")
+    listed = device["evidence"]["devices"]["devices"]
+    assert [(d["index"], d["simulated"], d["memory_total_bytes"]) for d in listed] == [
+        (0, True, 24 * 1024**3),
+        (1, True, 24 * 1024**3),
+    ]
 
 
 def test_selftest_fails_when_redis_cannot_be_reached_and_still_reports_the_rest() -> None:
