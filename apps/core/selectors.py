@@ -71,10 +71,12 @@ def overview_cards() -> list[dict]:
 def overview_counts() -> dict:
     from django.utils import timezone
 
+    from apps.fleet.selectors import fleet_totals
     from apps.jobs.selectors import jobs_finished_per_hour
 
     return {
         "cards": overview_cards(),
         "recent_events": list(audit_event_list()[:15]),
         "job_activity": jobs_finished_per_hour(now=timezone.now()),
+        "fleet_totals": fleet_totals(),
     }

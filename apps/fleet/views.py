@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.views.generic import DetailView
@@ -11,29 +12,54 @@ from apps.fleet.filters import NodeFilter, PlacementFilter
 from apps.fleet.models import Device, Node
 
 
-class DeviceListView(FilteredListView):
-    """The GPUs page: every node with its devices."""
+def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]:
+    """Give each device its memory bar and return what static/js/gpus.js redraws them from.
 
-    queryset = selectors.node_list()
+    `everything` says the page shows every device MOC knows, so the script subscribes to all
+    of them and a device it has never heard of means one registered since the page loaded.
+    """
+    data = []
+    for device in devices:
+        device.memory = selectors.memory_segments(device=device)
+        data.append(selectors.device_panel_data(device=device))
+    return {"all": everything, "devices": data}
+
+
+class DeviceListView(FilteredListView):
+    """The GPUs page: every node with its devices, live."""
+
+    queryset = selectors.node_panel_list()
     filterset_class = NodeFilter
     template_name = "fleet/devices.html"
     section = "gpus"
     paginate_by = 25
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        devices = [device for node in context["object_list"] for device in node.devices.all()]
+        everything = not context["filtered"] and not context["is_paginated"]
+        context["live_data"] = _live_data(devices, everything=everything)
+        return context
+
 
 class NodeDetailView(DetailView):
-    queryset = selectors.node_list()
+    queryset = selectors.node_panel_list()
     template_name = "fleet/node_detail.html"
     context_object_name = "node"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         node: Node = self.object
         placements = selectors.placement_list().filter(device__node=node, state__in=PLACEMENT_ACTIVE)
-        return super().get_context_data(section="gpus", placements=placements, **kwargs)
+        return super().get_context_data(
+            section="gpus",
+            placements=placements,
+            live_data=_live_data(node.devices.all(), everything=False),
+            **kwargs,
+        )
 
 
 class DeviceDetailView(DetailView):
-    queryset = selectors.device_list()
+    queryset = selectors.device_panel_list()
     template_name = "fleet/device_detail.html"
     context_object_name = "device"
 
@@ -42,7 +68,8 @@ class DeviceDetailView(DetailView):
         return super().get_context_data(
             section="gpus",
             placements=selectors.placement_list().filter(device=device)[:50],
-            samples=selectors.telemetry_sample_list().filter(device=device)[:20],
+            live_devices=[device],
+            live_data=_live_data([device], everything=False),
             **kwargs,
         )
 
