@@ -4,20 +4,11 @@
 (function () {
   "use strict";
   var block = document.getElementById("fleet-totals");
-  if (!block || !window.MOC || !window.MOC.LiveSocket) return;
-  var SNAPSHOT_URL = "/api/v1/telemetry/latest/";
+  if (!block || !window.MOC || !window.MOC.TelemetryStream) return;
 
   var nodes = {}; // node name → its latest telemetry message
-  var lastSeq = {};
 
-  // Django's filesizeformat, so the live figures read like the server-rendered ones.
-  function size(bytes) {
-    var units = ["KB", "MB", "GB", "TB", "PB"];
-    if (bytes < 1024) return bytes + "\u00a0bytes";
-    var value = bytes / 1024, unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-    return value.toFixed(1) + "\u00a0" + units[unit];
-  }
+  var size = window.MOC.filesize;
 
   function set(name, text, title) {
     var el = block.querySelector('[data-total="' + name + '"]');
@@ -51,51 +42,26 @@
       hottest ? hottest.device.name : "");
   }
 
-  var reading = false, readAgain = false;
-  function snapshot() {
-    if (reading) { readAgain = true; return; }
-    reading = true;
-    fetch(SNAPSHOT_URL, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (data) {
-        if (!data) return;
-        var fresh = {};
-        data.nodes.forEach(function (msg) {
-          // A message newer than the snapshot's may already have arrived: keep it.
-          var kept = nodes[msg.node];
-          fresh[msg.node] = kept && kept.seq > msg.seq ? kept : msg;
-          lastSeq[msg.node] = Math.max(lastSeq[msg.node] || 0, msg.seq);
-        });
-        nodes = fresh;
-        render();
-      })
-      .catch(function () {})
-      .then(function () {
-        reading = false;
-        if (readAgain) { readAgain = false; snapshot(); }
+  new window.MOC.TelemetryStream("", {
+    snapshot: function (fresh, all) {
+      // Nodes absent from the snapshot went offline; a message newer than the snapshot's
+      // may already have arrived: keep it.
+      var next = {};
+      all.forEach(function (msg) {
+        var kept = nodes[msg.node];
+        next[msg.node] = kept && kept.seq > msg.seq ? kept : msg;
       });
-  }
-
-  function inSequence(msg) {
-    var last = lastSeq[msg.node];
-    if (last !== undefined && msg.seq <= last) return false;
-    lastSeq[msg.node] = msg.seq;
-    if (last !== undefined && msg.seq > last + 1) snapshot();
-    return true;
-  }
-
-  new window.MOC.LiveSocket("/ws/telemetry/", {
-    snapshot: snapshot,
-    telemetry: function (_, msg) {
-      if (!inSequence(msg)) return;
+      nodes = next;
+      render();
+    },
+    telemetry: function (msg) {
       nodes[msg.node] = msg;
       render();
     },
-    "node.state": function (_, msg) {
-      if (!inSequence(msg) || msg.state !== "offline") return;
+    nodeState: function (msg) {
+      if (msg.state !== "offline") return;
       delete nodes[msg.node];
       render();
     },
-    resync: snapshot,
   });
 })();

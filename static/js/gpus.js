@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   var source = document.getElementById("gpus-data");
-  if (!source || !window.MOC || !window.MOC.LiveSocket) return;
+  if (!source || !window.MOC || !window.MOC.TelemetryStream) return;
   var page = JSON.parse(source.textContent);
   var Plotly = window.Plotly;
 
@@ -44,15 +44,7 @@
 
   function capitalise(s) { return s.charAt(0).toUpperCase() + s.slice(1); }
 
-  // Django's filesizeformat, so live figures read like the server-rendered ones.
-  function size(bytes) {
-    if (bytes == null) return "—";
-    var units = ["KB", "MB", "GB", "TB", "PB"];
-    if (bytes < 1024) return bytes + "\u00a0bytes";
-    var value = bytes / 1024, unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-    return value.toFixed(1) + "\u00a0" + units[unit];
-  }
+  var size = window.MOC.filesize;
 
   function round(value, unit) { return value == null ? "—" : Math.round(value) + unit; }
 
@@ -284,39 +276,6 @@
   // A page that shows some devices asks for those only, from the socket and the snapshot.
   var ids = Object.keys(devices);
   var only = page.all || !ids.length ? "" : "?devices=" + ids.join(",");
-  var snapshotUrl = "/api/v1/telemetry/latest/" + only;
-  var lastSeq = {}; // node name → the last seq shown
-  var reading = false, readAgain = false;
-
-  function snapshot() {
-    if (reading) { readAgain = true; return; }
-    reading = true;
-    fetch(snapshotUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (data) {
-        if (!data) return;
-        data.nodes.forEach(function (msg) {
-          if (lastSeq[msg.node] !== undefined && msg.seq < lastSeq[msg.node]) return;
-          lastSeq[msg.node] = msg.seq;
-          showMessage(msg);
-        });
-      })
-      .catch(function () {})
-      .then(function () {
-        reading = false;
-        if (readAgain) { readAgain = false; snapshot(); }
-      });
-  }
-
-  // False for a message already shown; a gap before this one means some were missed.
-  function inSequence(msg) {
-    var last = lastSeq[msg.node];
-    if (last !== undefined && msg.seq <= last) return false;
-    lastSeq[msg.node] = msg.seq;
-    if (last !== undefined && msg.seq > last + 1) snapshot();
-    return true;
-  }
-
   var charting = Boolean(Plotly && groups.length);
   if (charting) {
     document.querySelectorAll("[data-range]").forEach(function (b) {
@@ -325,16 +284,12 @@
     setRange("live");
   }
 
-  new window.MOC.LiveSocket("/ws/telemetry/" + only, {
-    snapshot: snapshot,
-    telemetry: function (_, msg) {
-      if (!inSequence(msg)) return;
+  new window.MOC.TelemetryStream(only, {
+    snapshot: function (fresh) { fresh.forEach(showMessage); },
+    telemetry: function (msg) {
       showMessage(msg);
       if (charting) appendToCharts(msg);
     },
-    "node.state": function (_, msg) {
-      if (inSequence(msg)) setNodeState(msg.node, msg.state, msg.reason);
-    },
-    resync: snapshot,
+    nodeState: function (msg) { setNodeState(msg.node, msg.state, msg.reason); },
   });
 })();

@@ -36,6 +36,68 @@
       self.delay = Math.min(self.delay * 2, 15000);
     };
   };
+
+  // The telemetry stream (docs/TELEMETRY.md) on top of a LiveSocket: reads the snapshot on
+  // every (re)connect, on `resync` and whenever a node's seq skips, one read at a time, and
+  // hands on only messages newer than what was shown. `query` (e.g. "?devices=3,7") goes to
+  // both the socket and the snapshot. Handlers: snapshot(fresh, all) with the snapshot's
+  // messages newer than those shown and all of them; telemetry(msg); nodeState(msg).
+  function TelemetryStream(query, handlers) {
+    var url = "/api/v1/telemetry/latest/" + query;
+    var lastSeq = {}; // node name -> the last seq handed on
+    var reading = false, readAgain = false;
+
+    function snapshot() {
+      if (reading) { readAgain = true; return; }
+      reading = true;
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (!data) return;
+          var fresh = data.nodes.filter(function (msg) {
+            var last = lastSeq[msg.node];
+            if (last !== undefined && msg.seq < last) return false;
+            lastSeq[msg.node] = msg.seq;
+            return true;
+          });
+          handlers.snapshot(fresh, data.nodes);
+        })
+        .catch(function () {})
+        .then(function () {
+          reading = false;
+          if (readAgain) { readAgain = false; snapshot(); }
+        });
+    }
+
+    // False for a message already handed on; a gap before this one means some were missed.
+    function inSequence(msg) {
+      var last = lastSeq[msg.node];
+      if (last !== undefined && msg.seq <= last) return false;
+      lastSeq[msg.node] = msg.seq;
+      if (last !== undefined && msg.seq > last + 1) snapshot();
+      return true;
+    }
+
+    new LiveSocket("/ws/telemetry/" + query, {
+      snapshot: snapshot,
+      telemetry: function (_, msg) { if (inSequence(msg)) handlers.telemetry(msg); },
+      "node.state": function (_, msg) { if (inSequence(msg)) handlers.nodeState(msg); },
+      resync: snapshot,
+    });
+  }
+
+  // Django's filesizeformat, so live figures read like the server-rendered ones.
+  function filesize(bytes) {
+    if (bytes == null) return "\u2014";
+    var units = ["KB", "MB", "GB", "TB", "PB"];
+    if (bytes < 1024) return bytes + "\u00a0bytes";
+    var value = bytes / 1024, unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return value.toFixed(1) + "\u00a0" + units[unit];
+  }
+
   window.MOC = window.MOC || {};
   window.MOC.LiveSocket = LiveSocket;
+  window.MOC.TelemetryStream = TelemetryStream;
+  window.MOC.filesize = filesize;
 })();
