@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +45,18 @@ _RENEW = _IF_OURS.format("'PEXPIRE', KEYS[1], ARGV[2]")
 _RELEASE = _IF_OURS.format("'DEL', KEYS[1]")
 
 
+def open_node_backend(
+    sim_load: Callable[[], Mapping[int, SimLoad]] | None = None,
+) -> tuple[DeviceBackend, str]:
+    """This node's device backend as the settings ask for it, and the reason for the log."""
+    return open_backend(
+        settings.MOC_DEVICES,
+        node_name=settings.MOC_NODE_NAME,
+        cpu_capacity_share=settings.MOC_CPU_CAPACITY_SHARE,
+        sim_load=sim_load,
+    )
+
+
 class Agent:
     """One node's registration, heartbeat and (when it holds the node's lock) sampling."""
 
@@ -66,12 +78,7 @@ class Agent:
         self._thread: threading.Thread | None = None
 
     def _open_backend(self) -> DeviceBackend:
-        backend, self.reason = open_backend(
-            settings.MOC_DEVICES,
-            node_name=self.node_name,
-            cpu_capacity_share=settings.MOC_CPU_CAPACITY_SHARE,
-            sim_load=self.sim_load,
-        )
+        backend, self.reason = open_node_backend(sim_load=self.sim_load)
         return backend
 
     # --- life -----------------------------------------------------------------------

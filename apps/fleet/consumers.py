@@ -26,11 +26,11 @@ def parse_devices(value: object) -> frozenset[int] | None:
         return None
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
-        raise ValueError("devices must be \"all\" or a list of device ids")
+        raise ValueError('devices must be "all" or a list of device ids')
     try:
         return frozenset(int(item) for item in items)
     except (TypeError, ValueError):
-        raise ValueError("devices must be \"all\" or a list of device ids") from None
+        raise ValueError('devices must be "all" or a list of device ids') from None
 
 
 class TelemetryConsumer(AsyncWebsocketConsumer):

@@ -18,11 +18,10 @@ from typing import Any
 import psutil
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import connection
 
 from apps.core import workers
-from apps.fleet.devices.select import open_backend
+from apps.fleet.agent import open_node_backend
 from apps.jobs import events
 from apps.jobs.domain.kinds import SELFTEST_CHECKS, ErrorClass, LogLevel
 from apps.jobs.models import Job
@@ -82,11 +81,7 @@ def _channel_layer(job: Job) -> tuple[str, dict[str, Any]]:
 def _devices() -> tuple[str, dict[str, Any]]:
     """What this node offers under MOC_DEVICES, found the way the fleet agent finds it
     (so a missing NVIDIA driver is named here just as the agent's log names it)."""
-    backend, reason = open_backend(
-        settings.MOC_DEVICES,
-        node_name=settings.MOC_NODE_NAME,
-        cpu_capacity_share=settings.MOC_CPU_CAPACITY_SHARE,
-    )
+    backend, reason = open_node_backend()
     try:
         info = backend.node_info()
         devices = backend.devices()

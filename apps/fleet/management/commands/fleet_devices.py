@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.fleet.devices.select import open_backend
+from apps.fleet.agent import open_node_backend
 from apps.fleet.domain.kinds import device_queue
 
 
@@ -21,11 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--queues", action="store_true", help="Print the device queues, comma-separated")
 
     def handle(self, *args: Any, queues: bool = False, **options: Any) -> None:
-        backend, reason = open_backend(
-            settings.MOC_DEVICES,
-            node_name=settings.MOC_NODE_NAME,
-            cpu_capacity_share=settings.MOC_CPU_CAPACITY_SHARE,
-        )
+        backend, reason = open_node_backend()
         try:
             devices = backend.devices()
         finally:
