@@ -1,6 +1,8 @@
 """ASGI entry point: websockets only. HTTP is served by gunicorn (WSGI); see docs/ARCHITECTURE.md."""
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -11,13 +13,23 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.fleet.consumers import SERVER_SEND_KEY  # noqa: E402
 from moc_site.routing import websocket_urlpatterns  # noqa: E402
+
+websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+
+
+async def websocket_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """The websocket stack, with the server's own send kept in the scope for the telemetry
+    relay (apps/fleet/consumers.py), which bypasses the session middleware's wrapper."""
+    await websockets(dict(scope, **{SERVER_SEND_KEY: send}), receive, send)
+
 
 application = ProtocolTypeRouter(
     {
         # Kept so a stray HTTP request to the ASGI port still gets an answer; the
         # reverse proxy sends only /ws/ here.
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": websocket_app,
     }
 )

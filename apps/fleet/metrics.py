@@ -160,7 +160,9 @@ WS_CLIENTS = Gauge(
     "moc_ws_clients", "Open websocket connections, by stream.", ["stream"], multiprocess_mode="livesum"
 )
 WS_MESSAGES_SENT = Counter(
-    "moc_ws_messages_sent", "Messages sent to websocket clients, by stream.", ["stream"]
+    "moc_ws_messages_sent",
+    "Messages handed to websocket clients' send queues, by stream (counted per broadcast, not per send).",
+    ["stream"],
 )
 WS_MESSAGES_DROPPED = Counter(
     "moc_ws_messages_dropped",

@@ -34,37 +34,50 @@ CLIENT_QUEUE = 64  # about a minute of one node's messages
 RECONNECT_MAX_S = 5.0
 
 
+_CLIENTS = metrics.WS_CLIENTS.labels(stream=STREAM)
+_SENT = metrics.WS_MESSAGES_SENT.labels(stream=STREAM)
+_DROPPED = metrics.WS_MESSAGES_DROPPED.labels(stream=STREAM)
+
+
 def resync_text(reason: str) -> str:
     return encode({"type": "resync", "reason": reason})
 
 
 class Client:
-    """One websocket connection's end of the relay."""
+    """One websocket connection's end of the relay.
 
-    def __init__(self, send: Callable[[str], Awaitable[None]], devices: frozenset[int] | None) -> None:
+    `send` is the ASGI server's own send callable: every message costs one call into the
+    server and nothing else (per-message metrics are counted per broadcast, in bulk).
+    """
+
+    def __init__(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]], devices: frozenset[int] | None
+    ) -> None:
         self.send = send
         self.devices = devices  # None: every device
         self.queue: asyncio.Queue[str] = asyncio.Queue(CLIENT_QUEUE)
         self.task = asyncio.get_running_loop().create_task(self._drain())
 
-    def offer(self, text: str) -> None:
+    def offer(self, text: str) -> bool:
+        """Queue `text`; False when the queue overflowed and was replaced by a resync."""
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
             dropped = self.queue.qsize()
             while not self.queue.empty():
                 self.queue.get_nowait()
-            metrics.WS_MESSAGES_DROPPED.labels(stream=STREAM).inc(dropped + 1)
+            _DROPPED.inc(dropped + 1)
             self.queue.put_nowait(resync_text("messages dropped: the client read too slowly"))
+            return False
+        return True
 
     async def _drain(self) -> None:
         while True:
             text = await self.queue.get()
             try:
-                await self.send(text)
+                await self.send({"type": "websocket.send", "text": text})
             except Exception:  # the socket is closing; the consumer's disconnect removes us
                 return
-            metrics.WS_MESSAGES_SENT.labels(stream=STREAM).inc()
 
     def close(self) -> None:
         self.task.cancel()
@@ -88,34 +101,37 @@ class Relay:
 
     def add(self, client: Client) -> None:
         self.clients.add(client)
-        metrics.WS_CLIENTS.labels(stream=STREAM).inc()
+        _CLIENTS.inc()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     def remove(self, client: Client) -> None:
         if client in self.clients:
             self.clients.discard(client)
-            metrics.WS_CLIENTS.labels(stream=STREAM).dec()
+            _CLIENTS.dec()
         client.close()
 
     def dispatch(self, text: str) -> None:
         """Hand one published message to every local client that wants it."""
         message: dict[str, Any] | None = None
         cuts: dict[frozenset[int], str | None] = {}
+        queued = 0
         for client in list(self.clients):
             if client.devices is None:
-                client.offer(text)
+                queued += client.offer(text)
                 continue
             if message is None:
                 message = json.loads(text)
             if message.get("type") != "telemetry":  # node.state, for everyone
-                client.offer(text)
+                queued += client.offer(text)
                 continue
             if client.devices not in cuts:
                 cuts[client.devices] = cut_to(message, client.devices)
             cut = cuts[client.devices]
             if cut is not None:
-                client.offer(cut)
+                queued += client.offer(cut)
+        if queued:
+            _SENT.inc(queued)
 
     def broadcast_resync(self, reason: str) -> None:
         text = resync_text(reason)
