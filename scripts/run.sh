@@ -139,8 +139,9 @@ procfile() {
   fi
   echo "web: gunicorn moc_site.wsgi:application --bind 127.0.0.1:$MOC_WEB_PORT --workers 2 --threads 4" \
     "--worker-class gthread --config deploy/gunicorn.conf.py"
+  # No per-message deflate on websockets: it compresses each telemetry message once per client.
   echo "ws: uvicorn moc_site.asgi:application --host 127.0.0.1 --port $MOC_WS_PORT --ws auto" \
-    "--lifespan off --proxy-headers --forwarded-allow-ips 127.0.0.1"
+    "--ws-per-message-deflate false --lifespan off --proxy-headers --forwarded-allow-ips 127.0.0.1"
   echo "proxy: nginx -e stderr -p $(abs_expr "$VAR_REL/nginx/") -c $(abs_expr "$VAR_REL/nginx/nginx.conf")"
   echo "worker_default: celery -A moc_site worker -Q default -n default@%h --concurrency 2 --loglevel INFO"
   for queue in "${device_queues[@]}"; do

@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.core import roles
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
-from apps.fleet.relay import Client, relay
+from apps.fleet.relay import SUBSCRIBE_WAIT_S, Client, relay
 
 # Close code for a subscription the server cannot read.
 CLOSE_BAD_REQUEST = 4400
@@ -53,11 +53,14 @@ class TelemetryConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        await self.accept()
         # The server's own send, not Channels' session-saving wrapper around it: the relay
         # sends tens of thousands of messages a second, and the wrapper cost ~7% of that CPU.
         self.client = Client(self.scope.get(SERVER_SEND_KEY, self.base_send), devices)
-        relay().add(self.client)
+        hub = relay()
+        hub.add(self.client)
+        await hub.wait_subscribed(SUBSCRIBE_WAIT_S)
+        await self.accept()
+        self.client.start()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         usage = 'send {"type": "subscribe", "devices": "all" | [device ids]}'

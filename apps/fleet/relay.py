@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 STREAM = "telemetry"
 CLIENT_QUEUE = 64  # about a minute of one node's messages
 RECONNECT_MAX_S = 5.0
+SUBSCRIBE_WAIT_S = 5.0
 
 
 _CLIENTS = metrics.WS_CLIENTS.labels(stream=STREAM)
@@ -56,6 +57,10 @@ class Client:
         self.send = send
         self.devices = devices  # None: every device
         self.queue: asyncio.Queue[str] = asyncio.Queue(CLIENT_QUEUE)
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin sending; what was queued before (while the socket was being accepted) goes first."""
         self.task = asyncio.get_running_loop().create_task(self._drain())
 
     def offer(self, text: str) -> bool:
@@ -80,7 +85,8 @@ class Client:
                 return
 
     def close(self) -> None:
-        self.task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 def cut_to(message: dict[str, Any], devices: frozenset[int]) -> str | None:
@@ -98,12 +104,23 @@ class Relay:
         self.url = url
         self.clients: set[Client] = set()
         self.task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
 
     def add(self, client: Client) -> None:
         self.clients.add(client)
         _CLIENTS.inc()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the subscription is live, so a client accepted now misses nothing
+        published after; False when Redis did not answer in time (the client then relies on
+        the snapshot and the gap in `seq`, as after any loss)."""
+        try:
+            await asyncio.wait_for(self.subscribed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def remove(self, client: Client) -> None:
         if client in self.clients:
@@ -146,6 +163,7 @@ class Relay:
             pubsub = conn.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
+                self.subscribed.set()
                 if not first:
                     # Whatever was published while we were away is gone: clients re-read.
                     self.broadcast_resync("relay reconnected to Redis")
@@ -157,6 +175,7 @@ class Relay:
                         data = item["data"]
                         self.dispatch(data.decode() if isinstance(data, bytes) else data)
             except (aioredis.RedisError, OSError) as exc:
+                self.subscribed.clear()
                 log.warning("telemetry relay lost Redis (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
@@ -164,6 +183,7 @@ class Relay:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                     await conn.aclose()
+        self.subscribed.clear()
 
 
 _relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()

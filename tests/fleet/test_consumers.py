@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -27,21 +26,18 @@ def node_message(node: str, device_ids: list[int]) -> dict[str, Any]:
     return telemetry.telemetry_message(node=node, node_id=1, at=1.0, backend="sim", devices=devices)
 
 
-async def publish_until_received(
+async def publish_and_receive(
     communicator: WebsocketCommunicator, messages: list[dict[str, Any]], timeout: float = 5
 ) -> dict[str, Any]:
-    """Publish until the first message arrives: the relay subscribes to Redis just after the
-    socket opens, and pub/sub keeps nothing for late subscribers."""
+    """Publish once, right after the socket was accepted, and return what arrives first: the
+    relay subscribes before it accepts, so nothing published after that is missed."""
     client = redis_client()
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        for message in messages:
-            telemetry.publish(client, message)
-        received = await communicator.poll_json(0.2)
-        if received is not None:
-            return received
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("nothing arrived")
+    for message in messages:
+        telemetry.publish(client, message)
+    received = await communicator.poll_json(timeout)
+    if received is None:
+        raise TimeoutError("nothing arrived")
+    return received
 
 
 async def open_socket(headers: list[tuple[bytes, bytes]], query: bytes = b"") -> WebsocketCommunicator:
@@ -74,12 +70,9 @@ def test_a_viewer_receives_each_node_message_as_published(make_user: Callable[..
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
         socket = await open_socket(headers)
         try:
-            first = await publish_until_received(socket, [node_message("n1", [1, 2])])
-            telemetry.publish(redis_client(), node_message("n1", [1, 2]))
-            while True:  # skip the extra copies sent while the relay was subscribing
-                following = await socket.receive_json_from(timeout=2)
-                if following["seq"] > first["seq"]:
-                    return first, following
+            first = await publish_and_receive(socket, [node_message("n1", [1, 2])])
+            following = await publish_and_receive(socket, [node_message("n1", [1, 2])])
+            return first, following
         finally:
             await socket.disconnect()
 
@@ -96,7 +89,7 @@ def test_a_client_subscribed_to_some_devices_gets_only_those(make_user: Callable
     async def go() -> dict[str, Any]:
         socket = await open_socket(headers, query=b"devices=2,9")
         try:
-            return await publish_until_received(
+            return await publish_and_receive(
                 socket, [node_message("other", [5, 6]), node_message("n1", [1, 2])]
             )
         finally:
@@ -120,7 +113,7 @@ def test_a_subscribe_message_changes_what_the_client_gets(make_user: Callable[..
                 {"type": "websocket.receive", "text": '{"type": "subscribe", "devices": "all"}'}
             )
             confirmation = await socket.receive_json_from(timeout=2)
-            message = await publish_until_received(socket, [node_message("n1", [1, 2])])
+            message = await publish_and_receive(socket, [node_message("n1", [1, 2])])
             return refusal, confirmation, message
         finally:
             await socket.disconnect()
@@ -142,7 +135,7 @@ def test_node_state_messages_reach_clients_subscribed_to_some_devices(
     async def go() -> dict[str, Any]:
         socket = await open_socket(headers, query=b"devices=1")
         try:
-            return await publish_until_received(socket, [offline])
+            return await publish_and_receive(socket, [offline])
         finally:
             await socket.disconnect()
 
