@@ -191,6 +191,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Worker liveness kept in Redis with a TTL; /readyz counts the live keys.
 MOC_WORKER_HEARTBEAT_S = env_int("MOC_WORKER_HEARTBEAT_S", 10)
+# A worker's own Prometheus endpoint (0: none). Off where every process shares one metrics
+# folder with web, whose /metrics then covers workers too (scripts/run.sh); on in compose.
+MOC_WORKER_METRICS_PORT = env_int("MOC_WORKER_METRICS_PORT", 0)
 # Jobs queued this long without a worker picking them up are sent again.
 MOC_REDISPATCH_AFTER_S = env_int("MOC_REDISPATCH_AFTER_S", 300)
 # A running job whose worker's heartbeat is gone this long is retried or failed.

@@ -6,7 +6,15 @@ writes its samples to files there and /metrics merges them.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -49,6 +57,22 @@ class StateCollector(Collector):
         for (table, state), count in selectors.state_counts().items():
             rows.add_metric([table, state], count)
         yield rows
+
+
+def process_registry(multiproc_dir: str) -> CollectorRegistry:
+    """What this machine's MOC processes recorded themselves (no database or Redis reads)."""
+    if multiproc_dir:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
+        return registry
+    return REGISTRY
+
+
+def serve_worker_metrics(port: int, multiproc_dir: str) -> None:
+    """A Celery worker's own /metrics on `port` (0: off), for deployments where workers do
+    not share a metrics folder with a web process (compose: one container each)."""
+    if port:
+        start_http_server(port, registry=process_registry(multiproc_dir))
 
 
 def render(multiproc_dir: str) -> bytes:

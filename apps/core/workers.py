@@ -18,6 +18,8 @@ import redis
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from django.conf import settings
 
+from apps.core import metrics
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "moc:worker:"
@@ -73,6 +75,10 @@ def _start_heartbeat(sender: Any, **kwargs: Any) -> None:
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     _stop.clear()
     threading.Thread(target=_loop, args=(hostname, queues), name="moc-heartbeat", daemon=True).start()
+    try:
+        metrics.serve_worker_metrics(settings.MOC_WORKER_METRICS_PORT, settings.PROMETHEUS_MULTIPROC_DIR)
+    except OSError as exc:  # a port taken by another worker of this machine: run without
+        log.warning("worker metrics not served on port %s: %s", settings.MOC_WORKER_METRICS_PORT, exc)
 
 
 @worker_shutdown.connect(dispatch_uid="moc-worker-heartbeat-stop")

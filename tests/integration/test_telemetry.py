@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from apps.fleet import registration
 from apps.fleet.domain.states import DeviceHealth, NodeState
 from apps.fleet.models import Device, Node
-from tests.procs import Process, wait_until
+from tests.procs import Process, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +32,7 @@ def session_cookie(user: object) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
-def start_device_worker(start_worker: Callable[..., Process]) -> Process:
+def start_device_worker(start_worker: Callable[..., Process], **env: str) -> Process:
     worker = start_worker(
         queues=f"gpu.{NODE}.0",
         pool="threads",
@@ -40,6 +41,7 @@ def start_device_worker(start_worker: Callable[..., Process]) -> Process:
         MOC_NODE_NAME=NODE,
         MOC_NODE_HEARTBEAT_S="1",
         MOC_NODE_OFFLINE_AFTER_S="3",
+        **env,
     )
     wait_until(lambda: Device.objects.filter(node__name=NODE).count() == 2, 30, "the worker to register")
     return worker
@@ -101,3 +103,23 @@ def test_a_killed_worker_leaves_its_node_to_go_offline_with_its_devices(
         DeviceHealth.UNAVAILABLE
     }
     assert (notice["node"], notice["state"]) == (NODE, "offline")
+
+
+def test_a_device_worker_serves_its_own_sampling_metrics_when_given_a_port(
+    start_worker: Callable[..., Process], tmp_path: Path
+) -> None:
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    start_device_worker(
+        start_worker, MOC_WORKER_METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+    )
+
+    def sampled() -> bool:
+        text = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+        return any(
+            line.startswith("moc_telemetry_samples_total") and not line.endswith(" 0.0")
+            for line in text.splitlines()
+        )
+
+    wait_until(sampled, 20, "the worker's metrics to count samples")
