@@ -226,6 +226,16 @@ if MOC_TELEMETRY_INTERVAL_S <= 0 or MOC_TELEMETRY_STORE_S < MOC_TELEMETRY_INTERV
 if MOC_NODE_OFFLINE_AFTER_S <= 2 * MOC_NODE_HEARTBEAT_S:
     raise ImproperlyConfigured("MOC_NODE_OFFLINE_AFTER_S must be more than twice MOC_NODE_HEARTBEAT_S")
 
+# --- model registry ---------------------------------------------------------------------
+# Folders discovery walks for model files; every path MOC reads must stay inside one.
+MOC_MODEL_ROOTS = [str(Path(p).resolve()) for p in env_list("MOC_MODEL_ROOTS", [str(VAR_DIR / "models")])]
+# The VRAM estimate's assumptions: KV cache for this context and batch, plus a runtime overhead
+# (CUDA context, activations, allocator slack) of this share of the weights, at least the floor.
+MOC_VRAM_CONTEXT = env_int("MOC_VRAM_CONTEXT", 4096)
+MOC_VRAM_BATCH = env_int("MOC_VRAM_BATCH", 1)
+MOC_VRAM_OVERHEAD_SHARE = env_float("MOC_VRAM_OVERHEAD_SHARE", 0.1)
+MOC_VRAM_OVERHEAD_MIN_BYTES = env_int("MOC_VRAM_OVERHEAD_MIN_BYTES", 512 * 1024 * 1024)
+
 # --- auth -----------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -308,6 +318,7 @@ SPECTACULAR_SETTINGS = {
         "ModelFormatEnum": "apps.models.domain.formats.MODEL_FORMAT_CHOICES",
         "ModelFileFormatEnum": "apps.models.domain.formats.FILE_FORMAT_CHOICES",
         "ValidationStateEnum": "apps.models.domain.states.VALIDATION.choices",
+        "ScanStateEnum": "apps.models.domain.states.SCAN.choices",
         "GoalStateEnum": "apps.goals.domain.states.GOAL.choices",
         "GoalKindEnum": "apps.goals.domain.targets.KIND_CHOICES",
         "AlertStateEnum": "apps.alerts.domain.states.ALERT.choices",

@@ -16,7 +16,7 @@ from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
 from apps.models.domain import formats, naming
 from apps.models.domain.formats import FileFormat
-from apps.models.domain.states import VALIDATION
+from apps.models.domain.states import SCAN, VALIDATION
 
 
 class RegisteredModel(TimeStamped):
@@ -74,7 +74,22 @@ class ModelVersion(TimeStamped):
     )
     validation_error = models.TextField(blank=True, help_text="Why the version is invalid")
     validated_at = models.DateTimeField(null=True, blank=True)
-    estimated_vram_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    estimated_vram_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Weights + runtime overhead + KV cache (see vram_estimate)"
+    )
+    vram_estimate = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The estimate's parts: weights, overhead and KV-cache bytes, and the context and batch",
+    )
+    validation_report = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='One line per check: {"check", "status": pass|warn|fail, "detail", "file"}',
+    )
+    kind = models.CharField(
+        max_length=32, blank=True, db_index=True, help_text="causal-lm, embedding, adapter, onnx-graph, ..."
+    )
     parent = models.ForeignKey(
         "self",
         null=True,
@@ -118,6 +133,15 @@ class ModelFile(models.Model):
     mtime = models.DateTimeField(null=True, blank=True)
     # With size and mtime, tells a re-scan that a file is unchanged without reading it.
     inode = models.PositiveBigIntegerField(null=True, blank=True)
+    mtime_ns = models.BigIntegerField(null=True, blank=True, help_text="mtime as the file system gives it")
+    checksummed = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The size:mtime_ns:inode the sha256 was computed for; another one means it is stale",
+    )
+    header = models.JSONField(
+        default=dict, blank=True, help_text="What reading the file's header found (dtypes, tensors, keys)"
+    )
 
     class Meta:
         ordering = ["version", "path"]
@@ -150,3 +174,35 @@ class ModelAlias(TimeStamped):
             raise ValidationError({"name": problem})
         if self.model_id and self.version_id and self.version.model_id != self.model_id:
             raise ValidationError({"version": "The version must belong to the alias's model."})
+
+
+class ScanRun(TimeStamped):
+    """One walk of the model roots: what it found, changed and could not read."""
+
+    moc_write_role = Role.OPERATOR
+
+    state = models.CharField(max_length=16, choices=SCAN.choices, default=SCAN.initial, db_index=True)
+    roots = models.JSONField(default=list, help_text="The model roots it walked")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.FloatField(default=0.0, help_text="0-1, files looked at of files found")
+    files_seen = models.PositiveIntegerField(default=0)
+    new = models.PositiveIntegerField(default=0, help_text="Files not seen before")
+    changed = models.PositiveIntegerField(default=0, help_text="Files whose size, mtime or inode moved")
+    unchanged = models.PositiveIntegerField(default=0, help_text="Files skipped without reading")
+    removed = models.PositiveIntegerField(default=0, help_text="Files gone since the last scan")
+    failed = models.PositiveIntegerField(default=0, help_text="Files that could not be read or were refused")
+    errors = models.JSONField(default=list, blank=True, help_text='[{"path", "error"}], at most 200')
+    task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"scan {self.pk} ({self.state})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("models:scan", args=[self.pk])

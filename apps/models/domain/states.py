@@ -27,3 +27,21 @@ VALIDATION = StateMachine(
     },
     tones={V.VALID: "ok", V.VALIDATING: "warn", V.INVALID: "bad"},
 )
+
+
+class ScanState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every root walked; single files may still have failed (counted)
+    FAILED = "failed"  # the scan itself could not finish (a root unreadable, the worker lost)
+
+
+S = ScanState
+SCAN = StateMachine(
+    "registry scan",
+    ScanState,
+    initial=S.QUEUED,
+    transitions={S.QUEUED: {S.RUNNING, S.FAILED}, S.RUNNING: {S.SUCCEEDED, S.FAILED}},
+    tones={S.QUEUED: "warn", S.RUNNING: "warn", S.SUCCEEDED: "ok", S.FAILED: "bad"},
+)
+SCAN_ACTIVE = frozenset({S.QUEUED.value, S.RUNNING.value})
