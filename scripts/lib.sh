@@ -82,10 +82,18 @@ ensure_venv() {
     rm -f .venv/.moc-installed*
   fi
 
-  # An install with the test extras also satisfies a plain one.
-  if [[ -z $extras && -f .venv/.moc-installed-test && ! pyproject.toml -nt .venv/.moc-installed-test ]]; then
-    return 0
-  fi
+  # An install with more extras satisfies one that asks for fewer (test,demo serves demo).
+  local other have wanted covered extra
+  for other in .venv/.moc-installed*; do
+    [[ -f $other && ! pyproject.toml -nt $other ]] || continue
+    have=,${other#.venv/.moc-installed}, && have=${have/,-/,},
+    covered=yes
+    IFS=, read -r -a wanted <<<"$extras"
+    for extra in "${wanted[@]}"; do
+      [[ $have == *",$extra,"* ]] || covered=no
+    done
+    [[ $covered == yes ]] && return 0
+  done
   if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     log "installing MOC into .venv (pip install -e '$spec')"
     .venv/bin/python -m pip install --disable-pip-version-check --quiet -e "$spec"

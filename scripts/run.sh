@@ -159,7 +159,7 @@ if [[ $mode == procfile ]]; then
 fi
 
 # --- set-up ----------------------------------------------------------------------------
-ensure_venv ""
+ensure_venv demo
 if [[ $redis_local == yes ]]; then
   ensure_debs required redis-server:redis-server nginx:nginx
 else

@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-ensure_venv test
+ensure_venv test,demo
 ensure_debs optional \
   redis-server:redis-server \
   chromium:chromium \

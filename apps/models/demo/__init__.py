@@ -1,0 +1,146 @@
+"""Small real models made on this machine, with nothing downloaded, so MOC has real files to work on.
+
+`make()` writes four artefacts into a folder (normally the first model root):
+
+    demo-gpt2/        a tiny GPT-2-style causal LM: safetensors weights, a byte-level BPE tokenizer
+                      trained on corpus.txt, a generation config; trained for a few seconds
+    demo-gpt2-lora/   a LoRA adapter for it (peft), naming the base by its absolute path
+    demo-gpt2-onnx/   its ONNX export (model.onnx)
+    demo-gpt2.gguf    the same weights in a GGUF file (architecture gpt2)
+
+torch, transformers and the rest come from the optional "demo" extra. Only the modules that use
+them import them, and only make() imports those modules, so MOC itself runs without the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE = "demo-gpt2"
+LORA = "demo-gpt2-lora"
+ONNX = "demo-gpt2-onnx"
+GGUF = "demo-gpt2.gguf"
+CORPUS = Path(__file__).with_name("corpus.txt")
+
+REQUIRED = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "peft",
+    "onnx",
+    "onnxscript",
+    "gguf",
+    "numpy",
+)
+PIP_HINT = (
+    "pip install -e '.[demo]'  (or: pip install torch==2.13.0 transformers tokenizers safetensors"
+    " peft onnx onnxscript gguf numpy)"
+)
+# Staged artefacts are renamed into place only when complete; a scan should skip dot-names.
+_PARTIAL = ".partial"
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """One artefact and what became of it in this run."""
+
+    name: str
+    path: Path
+    size_bytes: int
+    made: bool  # False: it existed and was kept
+    note: str = ""
+
+
+def missing_packages() -> list[str]:
+    """The demo extra's packages that cannot be imported here."""
+    gone = []
+    for name in REQUIRED:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            gone.append(name)
+    return gone
+
+
+def make(out: Path, *, seconds: float, force: bool, log: Callable[[str], None]) -> list[Made]:
+    """Write the four artefacts into `out`, keeping those that exist unless `force`.
+
+    The adapter, the ONNX export and the GGUF file are derived from the base LM, so they are
+    remade whenever the base is: an adapter trained on other weights would be stale.
+    """
+    # Read by huggingface_hub when it is first imported: nothing below may reach a hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from apps.models.demo import gguf_file, lm, lora, onnx_export
+
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / BASE
+    # (name, a folder?, how to build it at a given path)
+    steps: list[tuple[str, bool, Callable[[Path], str]]] = [
+        (BASE, True, lambda dest: lm.make(dest, seconds=seconds).summary()),
+        (LORA, True, lambda dest: lora.make(base.resolve(), dest, seconds=seconds / 2).summary()),
+        (ONNX, True, lambda dest: onnx_export.write(base, dest / "model.onnx")),
+        (GGUF, False, lambda dest: gguf_file.write(base, dest)),
+    ]
+    made: list[Made] = []
+    with lm.quiet():
+        for name, folder, build in steps:
+            dest = out / name
+            base_remade = bool(made) and made[0].made
+            if dest.exists() and not force and not base_remade:
+                made.append(Made(name, dest, _size(dest), made=False))
+                log(f"{name}: exists, kept ({_human(made[-1].size_bytes)}); --force remakes it")
+                continue
+            log(f"{name}: making ...")
+            with _staged(dest, folder=folder) as staging:
+                note = build(staging)
+            made.append(Made(name, dest, _size(dest), made=True, note=note))
+            log(f"{name}: wrote {dest} ({_human(made[-1].size_bytes)}){'; ' + note if note else ''}")
+    return made
+
+
+@contextmanager
+def _staged(dest: Path, *, folder: bool) -> Iterator[Path]:
+    """A sibling path to build into, renamed over `dest` only once the build finished."""
+    staging = dest.with_name(f".{dest.name}{_PARTIAL}")
+    _remove(staging)
+    if folder:
+        staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        _remove(staging)
+        raise
+    # safetensors writes 0600; workers running as another user must still read the model root.
+    for path in [staging, *staging.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    _remove(dest)
+    staging.replace(dest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
