@@ -31,6 +31,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*/10"),
         "options": {"expires": 500},
     },
+    "registry-scan": {
+        "task": "apps.models.tasks.registry_scan_periodic",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     "core-prune-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_prune",
         "schedule": crontab(minute=17, hour="*"),

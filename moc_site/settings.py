@@ -186,6 +186,10 @@ CELERY_TASK_ROUTES = {
     "apps.core.tasks.ping": {"queue": "default"},
     "apps.fleet.tasks.fleet_nodes_sweep": {"queue": "default"},
     "apps.fleet.tasks.fleet_telemetry_compact": {"queue": "default"},
+    "apps.models.tasks.registry_scan": {"queue": "default"},
+    "apps.models.tasks.registry_scan_periodic": {"queue": "default"},
+    "apps.models.tasks.registry_checksum": {"queue": "default"},
+    "apps.models.tasks.registry_validate": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
@@ -229,6 +233,8 @@ if MOC_NODE_OFFLINE_AFTER_S <= 2 * MOC_NODE_HEARTBEAT_S:
 # --- model registry ---------------------------------------------------------------------
 # Folders discovery walks for model files; every path MOC reads must stay inside one.
 MOC_MODEL_ROOTS = [str(Path(p).resolve()) for p in env_list("MOC_MODEL_ROOTS", [str(VAR_DIR / "models")])]
+# Scan the roots when the first `default` worker of a fresh install starts (then beat, every 15 min).
+MOC_REGISTRY_SCAN_ON_START = env_bool("MOC_REGISTRY_SCAN_ON_START", True)
 # The VRAM estimate's assumptions: KV cache for this context and batch, plus a runtime overhead
 # (CUDA context, activations, allocator slack) of this share of the weights, at least the floor.
 MOC_VRAM_CONTEXT = env_int("MOC_VRAM_CONTEXT", 4096)

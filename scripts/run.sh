@@ -23,6 +23,8 @@
 #                            one per device found (gpu.<node>.<index>, or cpu.<node>.0)
 #   MOC_DEVICE_WORKER_THREADS=1
 #   MOC_VAR_DIR=./var        SQLite database, secret key, Redis data, logs, generated configs
+#   MOC_MODEL_ROOTS          folders of model files (comma list); default var/models
+#   MOC_DEMO_MODELS=yes      make the demo models in the first model root (no to skip)
 #   MOC_ADMIN_USER, MOC_ADMIN_PASSWORD
 #                            the first admin; without a password one is generated and printed
 # plus everything moc_site/settings.py reads (DATABASE_URL, DEBUG, ALLOWED_HOSTS, ...).
@@ -199,6 +201,12 @@ python manage.py migrate --noinput
 log "collecting static files"
 python manage.py collectstatic --noinput
 python manage.py ensure_admin
+# Small real models made here from text the project ships (nothing is downloaded); the first
+# worker's scan registers them. Quick when they already exist.
+if [[ ${MOC_DEMO_MODELS:-yes} == yes ]]; then
+  log "making the demo models (skipped when they exist)"
+  python manage.py models_demo || warn "could not make the demo models; MOC runs without them"
+fi
 
 # Placeholders are @NAME@ rather than $NAME: nginx's own variables use the dollar sign.
 python - "$ROOT/deploy/nginx/local.conf.template" "$NGINX_DIR/nginx.conf" \

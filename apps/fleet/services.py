@@ -65,7 +65,8 @@ def placement_request(
     device and checking that the memory fits is the scheduler's job (a later issue).
     """
     if version.validation_state == ValidationState.INVALID:
-        raise ValidationError({"version": f"{version} failed validation and cannot be loaded."})
+        why = version.validation_error or "see its validation report"
+        raise ValidationError({"version": f"{version} failed validation and cannot be loaded: {why}"})
     if version.archived:
         raise ValidationError({"version": f"{version} is archived."})
     if device.health not in PLACEABLE_HEALTH:

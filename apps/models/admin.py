@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from apps.core.admin import ReadOnlyInline
 from apps.models import services
-from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
+from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel, ScanRun
 
 
 class ModelFileInline(ReadOnlyInline):
@@ -49,11 +49,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "archived",
         "created_at",
     ]
-    list_filter = ["validation_state", "format", "archived"]
+    list_filter = ["validation_state", "format", "kind", "archived"]
     search_fields = ["model__name", "path", "sha256"]
     list_select_related = ["model"]
-    # Validation is the validator's to change, through its state machine.
-    readonly_fields = ["validation_state", "validation_error", "validated_at", "created_at", "updated_at"]
+    # Validation is the validator's to change, through its state machine; what the scan
+    # derived from the files (report, VRAM estimate) is recomputed from them, never typed in.
+    readonly_fields = [
+        "validation_state",
+        "validation_error",
+        "validation_report",
+        "validated_at",
+        "vram_estimate",
+        "estimated_vram_bytes",
+        "created_at",
+        "updated_at",
+    ]
     raw_id_fields = ["model", "parent", "created_by"]
     date_hierarchy = "created_at"
     inlines = [ModelFileInline]
@@ -75,3 +85,19 @@ class ModelAliasAdmin(admin.ModelAdmin):
     search_fields = ["name", "model__name"]
     list_select_related = ["model", "version__model"]
     raw_id_fields = ["model", "version"]
+
+
+@admin.register(ScanRun)
+class ScanRunAdmin(admin.ModelAdmin):
+    """Scans are started from the API or the pages and written by the worker: read-only here."""
+
+    list_display = ["__str__", "state", "requested_by", "new", "changed", "unchanged", "removed", "failed"]
+    list_filter = ["state"]
+    list_select_related = ["requested_by"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ScanRun | None = None) -> bool:
+        return False

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.urls import reverse
 
-from apps.models.domain.states import ValidationState
-from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
+from apps.models.domain.states import SCAN_ACTIVE, ValidationState
+from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel, ScanRun
 
 
 def registered_model_list() -> QuerySet[RegisteredModel]:
@@ -18,6 +18,68 @@ def registered_model_list() -> QuerySet[RegisteredModel]:
         .annotate(version_count=Count("versions", distinct=True))
         .order_by("name")
     )
+
+
+def latest_versions() -> QuerySet[ModelVersion]:
+    """Versions newest first, archived ones left out: the first of a model's is its latest."""
+    return ModelVersion.objects.filter(archived=False).order_by("-number")
+
+
+def model_rows() -> QuerySet[RegisteredModel]:
+    """The models page's rows, each with `latest` (its latest version, in a list of at most
+    one) and its aliases, in a fixed number of queries however many versions there are."""
+    aliases = ModelAlias.objects.select_related("version").order_by("name")
+    return (
+        RegisteredModel.objects.select_related("owner")
+        .prefetch_related(
+            Prefetch("versions", queryset=latest_versions()[:1], to_attr="latest"),
+            Prefetch("aliases", queryset=aliases),
+        )
+        .annotate(version_count=Count("versions", distinct=True))
+        .order_by("name")
+    )
+
+
+def model_page() -> QuerySet[RegisteredModel]:
+    aliases = ModelAlias.objects.select_related("version").order_by("name")
+    return RegisteredModel.objects.select_related("owner").prefetch_related(
+        Prefetch("aliases", queryset=aliases)
+    )
+
+
+def model_lineage(*, model: RegisteredModel) -> dict[str, list[ModelVersion]]:
+    """Lineage that crosses to other models: the versions this model's versions were derived
+    from (`parents`), and other models' versions derived from this one's (`children`)."""
+    parents = (
+        ModelVersion.objects.filter(children__model=model)
+        .exclude(model=model)
+        .select_related("model")
+        .distinct()
+        .order_by("model__name", "number")
+    )
+    children = (
+        ModelVersion.objects.filter(parent__model=model)
+        .exclude(model=model)
+        .select_related("model", "parent")
+        .order_by("model__name", "number")
+    )
+    return {"parents": list(parents), "children": list(children)}
+
+
+def version_kinds() -> list[str]:
+    """The kinds (causal-lm, adapter, ...) that some version has, for the filters' choices."""
+    return list(
+        ModelVersion.objects.exclude(kind="").values_list("kind", flat=True).distinct().order_by("kind")
+    )
+
+
+def scan_list() -> QuerySet[ScanRun]:
+    return ScanRun.objects.select_related("requested_by").order_by("-created_at", "-id")
+
+
+def scan_active() -> ScanRun | None:
+    """The scan queued or running now, if any (at most one runs at a time)."""
+    return scan_list().filter(state__in=SCAN_ACTIVE).first()
 
 
 def model_version_list() -> QuerySet[ModelVersion]:

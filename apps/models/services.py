@@ -1,5 +1,5 @@
 """Writes to the model registry: register, edit, archive and restore models; move versions
-through validation."""
+through validation; set and clear aliases."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from apps.core import audit
 from apps.core.transitions import transition
 from apps.models.domain import naming
 from apps.models.domain.states import VALIDATION, ValidationState
-from apps.models.models import ModelVersion, RegisteredModel
+from apps.models.models import ModelAlias, ModelVersion, RegisteredModel
 
 
 def _check_name(name: str, *, exclude_pk: int | None = None) -> str:
@@ -109,10 +109,18 @@ def version_validation_start(*, version: ModelVersion) -> bool:
 
 
 @transaction.atomic
-def version_validation_finish(*, version: ModelVersion, problems: list[str]) -> bool:
-    """Record a check's verdict: VALID with no problems, else INVALID with every problem listed."""
+def version_validation_finish(
+    *, version: ModelVersion, problems: list[str], report: list[dict] | None = None
+) -> bool:
+    """Record a check's verdict: VALID with no problems, else INVALID with every problem listed.
+
+    `report` (one line per check) is stored with the verdict, so the two never disagree.
+    """
     dst = ValidationState.INVALID if problems else ValidationState.VALID
-    return _move(version, dst, validation_error="\n".join(problems), validated_at=timezone.now())
+    changes: dict[str, object] = {"validation_error": "\n".join(problems), "validated_at": timezone.now()}
+    if report is not None:
+        changes["validation_report"] = report
+    return _move(version, dst, **changes)
 
 
 def _move(version: ModelVersion, dst: ValidationState, **changes: object) -> bool:
@@ -121,3 +129,92 @@ def _move(version: ModelVersion, dst: ValidationState, **changes: object) -> boo
         return False
     audit.record("validation", version, changes={"validation_state": [old, dst.value]})
     return True
+
+
+@transaction.atomic
+def alias_set(*, model: RegisteredModel, name: str, version: ModelVersion) -> tuple[ModelAlias, bool]:
+    """Point the model's alias `name` at `version`, creating it or moving it in one step.
+
+    Returns the alias and whether it was created. Refuses another model's version, an archived
+    one, and an invalid one (an alias is what deployments load), saying why.
+    """
+    name = name.strip()
+    if problem := naming.alias_problem(name):
+        raise ValidationError({"name": problem})
+    if version.model_id != model.pk:
+        raise ValidationError({"version": f"Version {version.pk} belongs to another model."})
+    if version.archived:
+        raise ValidationError({"version": f"Version {version.number} is archived."})
+    if version.validation_state == ValidationState.INVALID:
+        why = version.validation_error or "see its validation report"
+        raise ValidationError({"version": f"Version {version.number} is invalid: {why}"})
+    # The row lock makes a concurrent move wait, so the alias ends on one version, never two.
+    alias = ModelAlias.objects.select_for_update().filter(model=model, name=name).first()
+    created = alias is None
+    if alias is None:
+        try:
+            with transaction.atomic():
+                alias = ModelAlias.objects.create(model=model, name=name, version=version)
+        except IntegrityError:
+            # Another request created it between the lookup and the insert: move that one.
+            alias = ModelAlias.objects.select_for_update().get(model=model, name=name)
+            created = False
+    if not created and alias.version_id != version.pk:
+        alias.version = version
+        alias.save(update_fields=["version", "updated_at"])
+    return alias, created
+
+
+@transaction.atomic
+def alias_clear(*, model: RegisteredModel, name: str) -> bool:
+    """Remove the model's alias `name`; False when it did not exist (clearing twice is harmless)."""
+    deleted, _ = ModelAlias.objects.filter(model=model, name=name).delete()
+    return deleted > 0
+
+
+@transaction.atomic
+def version_set_parent(*, version: ModelVersion, parent: ModelVersion | None) -> ModelVersion:
+    """Record what `version` was derived from (fine-tuned, quantised, converted); None clears it.
+
+    The parent may belong to another model (a fine-tune registered under its own name), but
+    lineage must stay a tree: a version can never descend from itself.
+    """
+    if parent is not None:
+        ancestor: ModelVersion | None = parent
+        seen: set[int] = set()
+        while ancestor is not None and ancestor.pk not in seen:
+            if ancestor.pk == version.pk:
+                raise ValidationError({"parent": f"{parent} descends from {version}: lineage cannot loop."})
+            seen.add(ancestor.pk)
+            ancestor = ancestor.parent
+    version.parent = parent
+    version.save(update_fields=["parent", "updated_at"])
+    return version
+
+
+@transaction.atomic
+def version_archive(*, version: ModelVersion) -> ModelVersion:
+    """Hide a version from everyday lists; its files, report and history stay. Refused while an
+    alias points at it (move the alias first), since deployments load versions by alias."""
+    if names := sorted(version.aliases.values_list("name", flat=True)):
+        raise ValidationError(
+            {"version": f"Aliases {', '.join(names)} point at {version}: move or clear them first."}
+        )
+    now = timezone.now()
+    if ModelVersion.objects.filter(pk=version.pk, archived=False).update(
+        archived=True, archived_at=now, updated_at=now
+    ):
+        audit.record("archive", version, changes={"archived": [False, True]})
+    version.refresh_from_db()
+    return version
+
+
+@transaction.atomic
+def version_restore(*, version: ModelVersion) -> ModelVersion:
+    """Undo a version's archive. Restoring one that is not archived is harmless."""
+    if ModelVersion.objects.filter(pk=version.pk, archived=True).update(
+        archived=False, archived_at=None, updated_at=timezone.now()
+    ):
+        audit.record("restore", version, changes={"archived": [True, False]})
+    version.refresh_from_db()
+    return version

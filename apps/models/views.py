@@ -1,31 +1,142 @@
+"""The registry's pages: models, one model, one version, scans; their buttons call services."""
+
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 from django.views.generic import DetailView
 
+from apps.core.domain.errors import Conflict
 from apps.core.pages import FilteredListView
-from apps.models import selectors
-from apps.models.filters import RegisteredModelFilter
+from apps.models import scanning, selectors, services
+from apps.models.domain import naming
+from apps.models.domain.states import SCAN_ACTIVE, ValidationState
+from apps.models.filters import RegisteredModelFilter, ScanRunFilter
 from apps.models.models import ModelVersion, RegisteredModel
+
+# A scan page re-reads its live part this often while the scan is queued or running.
+POLL_S = 2
+# Suggested alias names; any valid name is accepted.
+ALIAS_SUGGESTIONS = ("production", "staging", "canary", "latest")
+
+# The version page lists these first, each from the first metadata key present: Hugging Face
+# configs, GGUF headers and ONNX graphs name the same facts differently.
+FACTS = (
+    ("Architecture", ("architecture", "architectures", "model_type")),
+    ("Context length", ("context_length", "max_position_embeddings", "n_positions")),
+    ("Layers", ("num_hidden_layers", "block_count", "n_layer", "num_layers")),
+    ("Hidden size", ("hidden_size", "embedding_length", "n_embd")),
+    ("Attention heads", ("num_attention_heads", "head_count", "n_head")),
+    ("KV heads", ("num_key_value_heads", "head_count_kv")),
+    ("Vocabulary", ("vocab_size",)),
+    ("Dtypes", ("dtypes", "torch_dtype", "tensor_types")),
+    ("Quantisation", ("quantisation", "quantization", "file_type")),
+    ("Opset", ("opset", "opsets")),
+    ("Producer", ("producer",)),
+    ("Inputs", ("inputs",)),
+    ("Outputs", ("outputs",)),
+    ("Adapter", ("adapter",)),
+)
+
+
+def _show(value: Any) -> str:
+    """A metadata value in one line: lists joined, ONNX tensors as name: dtype[shape]."""
+    if isinstance(value, dict):
+        if "name" in value and "dtype" in value:
+            dims = value.get("shape")
+            shape = "" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+            return f"{value['name']}: {value['dtype'] or '?'}{shape}"
+        # ONNX names its default opset domain "".
+        return ", ".join(f"{k} {_show(v)}" if k else _show(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_show(v) for v in value)
+    return str(value)
+
+
+def _facts(metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    facts = []
+    for label, keys in FACTS:
+        key = next((k for k in keys if metadata.get(k) not in (None, "", [], {})), None)
+        if key is not None:
+            facts.append((label, _show(metadata[key])))
+    return facts
+
+
+def _problems(version: ModelVersion) -> list[str]:
+    """Why an invalid version is refused: the recorded verdict, else the report's fail lines."""
+    if version.validation_state != ValidationState.INVALID:
+        return []
+    lines = [line for line in version.validation_error.splitlines() if line.strip()]
+    return lines or [
+        f"{row.get('check')}: {row.get('detail')}"
+        for row in version.validation_report
+        if row.get("status") == "fail"
+    ]
+
+
+def _refused(request: HttpRequest, exc: ValidationError | Conflict) -> None:
+    text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    messages.error(request, text)
+
+
+class AliasForm(forms.Form):
+    """Point an alias of one model at one of its versions (moving it if it exists)."""
+
+    name = forms.CharField(
+        max_length=naming.ALIAS_MAX,
+        widget=forms.TextInput(attrs={"list": "alias-names", "placeholder": "production"}),
+    )
+    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), empty_label=None)
+
+    def __init__(self, *args: Any, model: RegisteredModel, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["version"]
+        field.queryset = model.versions.filter(archived=False).order_by("-number")
+        field.label_from_instance = lambda v: f"v{v.number} ({v.get_validation_state_display().lower()})"
 
 
 class ModelListView(FilteredListView):
-    queryset = selectors.registered_model_list()
+    queryset = selectors.model_rows()
     filterset_class = RegisteredModelFilter
     template_name = "models/model_list.html"
     section = "models"
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            can_scan=self.request.user.has_perm("registry.add_scanrun"),
+            last_scan=selectors.scan_list().first(),
+            roots=settings.MOC_MODEL_ROOTS,
+        )
+        return context
+
 
 class ModelDetailView(DetailView):
-    queryset = selectors.registered_model_list()
+    queryset = selectors.model_page()
     template_name = "models/model_detail.html"
     context_object_name = "model"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         model: RegisteredModel = self.object
-        versions = selectors.model_version_list().filter(model=model).order_by("-number")
-        return super().get_context_data(section="models", versions=versions, **kwargs)
+        user = self.request.user
+        can_alias = user.has_perm("registry.change_modelalias")
+        return super().get_context_data(
+            section="models",
+            versions=selectors.model_version_list().filter(model=model).order_by("-number"),
+            lineage=selectors.model_lineage(model=model),
+            can_archive=user.has_perm("registry.change_registeredmodel"),
+            can_alias=can_alias,
+            alias_form=AliasForm(model=model) if can_alias and not model.archived else None,
+            alias_suggestions=ALIAS_SUGGESTIONS,
+            **kwargs,
+        )
 
 
 class VersionDetailView(DetailView):
@@ -40,5 +151,129 @@ class VersionDetailView(DetailView):
             files=version.files.order_by("path"),
             aliases=version.aliases.order_by("name"),
             children=version.children.select_related("model").order_by("model__name", "number"),
+            facts=_facts(version.metadata),
+            problems=_problems(version),
+            can_validate=self.request.user.has_perm("registry.change_modelversion"),
             **kwargs,
         )
+
+
+class ScanListView(FilteredListView):
+    queryset = selectors.scan_list()
+    filterset_class = ScanRunFilter
+    template_name = "models/scan_list.html"
+    section = "models"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            can_scan=self.request.user.has_perm("registry.add_scanrun"), roots=settings.MOC_MODEL_ROOTS
+        )
+        return context
+
+
+def scan_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    scan = get_object_or_404(selectors.scan_list(), pk=pk)
+    context = {"section": "models", "scan": scan, "active": scan.state in SCAN_ACTIVE, "poll_s": POLL_S}
+    template = "models/scan_detail.html#live" if request.htmx else "models/scan_detail.html"
+    return render(request, template, context)
+
+
+@require_POST
+def scan_now(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("registry.add_scanrun"):
+        raise PermissionDenied
+    try:
+        scan = scanning.scan_request(user=request.user)
+    except Conflict as exc:
+        _refused(request, exc)
+        return redirect(selectors.scan_active() or "models:scans")
+    messages.success(request, f"Scan #{scan.pk} queued: this page follows it.")
+    return redirect(scan)
+
+
+@require_POST
+def model_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("registry.change_registeredmodel"):
+        raise PermissionDenied
+    model = services.model_archive(model=get_object_or_404(RegisteredModel, pk=pk))
+    messages.success(
+        request, f"{model.name} is archived: it is hidden from everyday lists, nothing is deleted."
+    )
+    return redirect(model)
+
+
+@require_POST
+def model_restore(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("registry.change_registeredmodel"):
+        raise PermissionDenied
+    model = services.model_restore(model=get_object_or_404(RegisteredModel, pk=pk))
+    messages.success(request, f"{model.name} is restored.")
+    return redirect(model)
+
+
+@require_POST
+def alias_set(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("registry.change_modelalias"):
+        raise PermissionDenied
+    model = get_object_or_404(RegisteredModel, pk=pk)
+    form = AliasForm(request.POST, model=model)
+    if not form.is_valid():
+        messages.error(request, " ".join(f"{f}: {' '.join(e)}" for f, e in form.errors.items()))
+        return redirect(model)
+    name, version = form.cleaned_data["name"].strip(), form.cleaned_data["version"]
+    try:
+        services.alias_set(model=model, name=name, version=version)
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"{model.name}@{name} now points at v{version.number}.")
+    return redirect(model)
+
+
+@require_POST
+def alias_clear(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    if not request.user.has_perm("registry.delete_modelalias"):
+        raise PermissionDenied
+    model = get_object_or_404(RegisteredModel, pk=pk)
+    if services.alias_clear(model=model, name=name):
+        messages.success(request, f"{model.name}@{name} is cleared.")
+    else:
+        messages.info(request, f"{model.name} has no alias {name}: nothing to clear.")
+    return redirect(model)
+
+
+@require_POST
+def version_validate(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("registry.change_modelversion"):
+        raise PermissionDenied
+    version = scanning.validation_request(
+        version=get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    )
+    messages.success(request, f"{version} is queued for validation; reload to see its new report.")
+    return redirect(version)
+
+
+@require_POST
+def version_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("registry.change_modelversion"):
+        raise PermissionDenied
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    try:
+        services.version_archive(version=version)
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"{version} is archived: hidden from everyday lists, nothing is deleted.")
+    return redirect(version)
+
+
+@require_POST
+def version_restore(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("registry.change_modelversion"):
+        raise PermissionDenied
+    version = services.version_restore(
+        version=get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    )
+    messages.success(request, f"{version} is restored.")
+    return redirect(version)

@@ -41,12 +41,14 @@ def test_request_may_place_again_after_the_last_placement_ended() -> None:
     assert again.pk != ended.pk
 
 
-def test_request_refuses_a_version_that_failed_validation() -> None:
-    version = ModelVersionFactory(validation_state=ValidationState.INVALID)
+def test_request_refuses_a_version_that_failed_validation_and_says_why() -> None:
+    version = ModelVersionFactory(
+        validation_state=ValidationState.INVALID, validation_error="offsets_contiguous: tensor b overlaps a"
+    )
 
     with pytest.raises(ValidationError) as err:
         services.placement_request(version=version, device=DeviceFactory(), reserved_bytes=GIB)
-    assert "version" in err.value.message_dict
+    assert "tensor b overlaps a" in err.value.message_dict["version"][0]
 
 
 def test_request_refuses_an_archived_version() -> None:

@@ -28,13 +28,14 @@ def database_env() -> dict[str, str]:
 
 
 def worker_env(redis_server: RedisServer, **extra: str) -> dict[str, str]:
-    return project_env(
-        REDIS_URL=redis_server.url,
-        MOC_WORKER_HEARTBEAT_S="1",
-        MOC_VAR_DIR=str(settings.VAR_DIR),
-        **database_env(),
-        **extra,
-    )
+    defaults = {
+        "REDIS_URL": redis_server.url,
+        "MOC_WORKER_HEARTBEAT_S": "1",
+        # Tests that want a scan ask for one; an unasked first scan would add tasks to theirs.
+        "MOC_REGISTRY_SCAN_ON_START": "false",
+        "MOC_VAR_DIR": str(settings.VAR_DIR),
+    }
+    return project_env(**{**defaults, **database_env(), **extra})
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
+from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel, ScanRun
 from tests.models.factories import ModelAliasFactory, ModelFileFactory, RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -16,6 +16,18 @@ def test_changelist_loads_for_an_admin_with_a_search(admin_client_: Client, mode
     response = admin_client_.get(url, {"q": "llama"})
 
     assert response.status_code == 200
+
+
+def test_scan_runs_are_listed_read_only_for_an_admin(admin_client_: Client) -> None:
+    scan = ScanRun.objects.create(roots=["/srv/models"], new=3)
+
+    listing = admin_client_.get(reverse("admin:registry_scanrun_changelist"))
+    change = admin_client_.get(reverse("admin:registry_scanrun_change", args=[scan.pk]))
+
+    assert listing.status_code == 200
+    assert [s.pk for s in listing.context["cl"].result_list] == [scan.pk]
+    assert change.status_code == 200
+    assert change.context["has_change_permission"] is False
 
 
 def test_registered_model_changelist_filters_archived(admin_client_: Client) -> None:

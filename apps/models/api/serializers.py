@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.api.serializers import UserBriefSerializer
 from apps.models.domain import naming
-from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
+from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel, ScanRun
 
 
 class RegisteredModelBriefSerializer(serializers.ModelSerializer):
@@ -67,11 +70,50 @@ class RegisteredModelInput(serializers.Serializer):
     )
 
 
+class ModelVersionInput(serializers.Serializer):
+    """What a client may change on a version: its lineage. Everything else comes from its files."""
+
+    parent = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.all(),
+        allow_null=True,
+        help_text="The version this one was derived from (fine-tuned, quantised, converted); null clears it",
+    )
+
+
+class ValidationLineSerializer(serializers.Serializer):
+    """One line of a validation report."""
+
+    check = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pass", "warn", "fail"])
+    detail = serializers.CharField()
+    file = serializers.CharField(allow_blank=True, help_text="The file it is about; empty for the version")
+
+
+class VramEstimateSerializer(serializers.Serializer):
+    weights = serializers.IntegerField(help_text="Bytes of weights, from the file headers")
+    overhead = serializers.IntegerField(help_text="Bytes of runtime overhead")
+    kv_cache = serializers.IntegerField(help_text="Bytes of KV cache at `context` tokens × `batch`")
+    total = serializers.IntegerField()
+    context = serializers.IntegerField()
+    batch = serializers.IntegerField()
+    basis = serializers.CharField(help_text="How the KV cache was counted, or why it was not")
+
+
+class ModelFileBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelFile
+        fields = ["id", "path", "format", "size_bytes", "sha256"]
+        read_only_fields = fields
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     model = RegisteredModelBriefSerializer(read_only=True)
     parent = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = UserBriefSerializer(read_only=True)
     file_count = serializers.IntegerField(read_only=True)
+    files = ModelFileBriefSerializer(many=True, read_only=True)
+    validation_report = ValidationLineSerializer(many=True, read_only=True)
+    vram_estimate = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -80,25 +122,33 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "model",
             "number",
             "format",
+            "kind",
             "root",
             "path",
             "size_bytes",
             "sha256",
             "params_count",
             "estimated_vram_bytes",
+            "vram_estimate",
             "metadata",
             "validation_state",
             "validation_error",
+            "validation_report",
             "validated_at",
             "parent",
             "created_by",
             "file_count",
+            "files",
             "archived",
             "archived_at",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(VramEstimateSerializer(allow_null=True))
+    def get_vram_estimate(self, version: ModelVersion) -> dict[str, Any] | None:
+        return version.vram_estimate or None
 
 
 class ModelFileSerializer(serializers.ModelSerializer):
@@ -115,4 +165,46 @@ class ModelAliasSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelAlias
         fields = ["id", "model", "name", "version", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class AliasSetInput(serializers.Serializer):
+    """Point an alias at a version of this model: creates the alias, or moves it."""
+
+    name = serializers.CharField(max_length=naming.ALIAS_MAX, help_text="e.g. production, staging")
+    version = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.all(), help_text="The version's id (not its number)"
+    )
+
+
+class ScanErrorSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    error = serializers.CharField()
+
+
+class ScanRunSerializer(serializers.ModelSerializer):
+    roots = serializers.ListField(child=serializers.CharField(), read_only=True)
+    requested_by = UserBriefSerializer(read_only=True)
+    errors = ScanErrorSerializer(many=True, read_only=True, help_text="At most 200")
+
+    class Meta:
+        model = ScanRun
+        fields = [
+            "id",
+            "state",
+            "roots",
+            "requested_by",
+            "progress",
+            "files_seen",
+            "new",
+            "changed",
+            "unchanged",
+            "removed",
+            "failed",
+            "errors",
+            "task_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields

@@ -8,3 +8,4 @@ def register(router: DefaultRouter) -> None:
     router.register("model-versions", views.ModelVersionViewSet, basename="modelversion")
     router.register("model-files", views.ModelFileViewSet, basename="modelfile")
     router.register("model-aliases", views.ModelAliasViewSet, basename="modelalias")
+    router.register("scans", views.ScanRunViewSet, basename="scanrun")

@@ -2,18 +2,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import MethodNotAllowed
+from rest_framework.exceptions import MethodNotAllowed, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.api.commands import ServiceWriteMixin
-from apps.models import selectors, services
+from apps.core.api.commands import ServiceUpdateMixin, ServiceWriteMixin
+from apps.models import scanning, selectors, services
 from apps.models.api import serializers as s
-from apps.models.filters import ModelAliasFilter, ModelFileFilter, ModelVersionFilter, RegisteredModelFilter
-from apps.models.models import RegisteredModel
+from apps.models.filters import (
+    ModelAliasFilter,
+    ModelFileFilter,
+    ModelVersionFilter,
+    RegisteredModelFilter,
+    ScanRunFilter,
+)
+from apps.models.models import ModelFile, ModelVersion, RegisteredModel
 
 
 class RegisteredModelViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
@@ -47,6 +54,25 @@ class RegisteredModelViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     def restore(self, request: Request, pk: str | None = None) -> Response:
         return self.respond(services.model_restore(model=self.get_object()))
 
+    @extend_schema(
+        request=s.AliasSetInput,
+        responses={200: s.ModelAliasSerializer, 201: s.ModelAliasSerializer},
+        summary="Set an alias (201) or move it to another version (200), in one step",
+    )
+    @action(detail=True, methods=["post"], url_path="aliases")
+    def alias_set(self, request: Request, pk: str | None = None) -> Response:
+        model = self.get_object()
+        alias, created = services.alias_set(model=model, **self.validated_input(s.AliasSetInput))
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(s.ModelAliasSerializer(alias).data, status=code)
+
+    @extend_schema(request=None, responses={204: None}, summary="Clear an alias")
+    @action(detail=True, methods=["delete"], url_path=r"aliases/(?P<alias>[^/]+)")
+    def alias_clear(self, request: Request, pk: str | None = None, alias: str = "") -> Response:
+        if not services.alias_clear(model=self.get_object(), name=alias):
+            raise NotFound(f"This model has no alias '{alias}'.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if request.method == "DELETE":
             raise MethodNotAllowed(
@@ -55,14 +81,47 @@ class RegisteredModelViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
         return super().http_method_not_allowed(request, *args, **kwargs)
 
 
-class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Versions of registered models, with their validation state."""
+class ModelVersionViewSet(ServiceUpdateMixin, viewsets.ReadOnlyModelViewSet):
+    """Versions of registered models, with their files, validation report and VRAM estimate.
+    Discovery creates them from files; operators set their lineage and archive them (never
+    delete: DELETE answers 405)."""
 
-    queryset = selectors.model_version_list()
+    update_input = s.ModelVersionInput
+
+    # Files without their headers: a version lists them, the model-files endpoint details them.
+    queryset = selectors.model_version_list().prefetch_related(
+        Prefetch(
+            "files",
+            queryset=ModelFile.objects.only("id", "version_id", "path", "format", "size_bytes", "sha256"),
+        )
+    )
     serializer_class = s.ModelVersionSerializer
     filterset_class = ModelVersionFilter
     search_fields = ["model__name", "path", "sha256"]
-    ordering_fields = ["created_at", "number", "size_bytes", "params_count"]
+    ordering_fields = ["created_at", "number", "size_bytes", "params_count", "estimated_vram_bytes"]
+
+    @extend_schema(
+        request=None,
+        responses={202: s.ModelVersionSerializer},
+        summary="Validate this version again (queued; its report changes when a worker is done)",
+    )
+    @action(detail=True, methods=["post"])
+    def validate(self, request: Request, pk: str | None = None) -> Response:
+        version = scanning.validation_request(version=self.get_object())
+        return Response(self.get_serializer(version).data, status=status.HTTP_202_ACCEPTED)
+
+    def update_with(self, obj: ModelVersion, data: dict[str, Any]) -> ModelVersion:
+        return services.version_set_parent(version=obj, parent=data.get("parent", obj.parent))
+
+    @extend_schema(request=None, responses=s.ModelVersionSerializer, summary="Archive a version")
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str | None = None) -> Response:
+        return self.respond(services.version_archive(version=self.get_object()))
+
+    @extend_schema(request=None, responses=s.ModelVersionSerializer, summary="Bring an archived version back")
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        return self.respond(services.version_restore(version=self.get_object()))
 
 
 class ModelFileViewSet(viewsets.ReadOnlyModelViewSet):
@@ -83,3 +142,21 @@ class ModelAliasViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = ModelAliasFilter
     search_fields = ["name", "model__name"]
     ordering_fields = ["name", "updated_at"]
+
+
+class ScanRunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Scans of the model roots: POST starts one (one at a time), GET follows its progress."""
+
+    queryset = selectors.scan_list()
+    serializer_class = s.ScanRunSerializer
+    filterset_class = ScanRunFilter
+    ordering_fields = ["created_at", "finished_at"]
+
+    @extend_schema(
+        request=None,
+        responses={202: s.ScanRunSerializer},
+        summary="Scan the model roots now (409 while another scan is queued or running)",
+    )
+    def create(self, request: Request) -> Response:
+        scan = scanning.scan_request(user=request.user)
+        return Response(self.get_serializer(scan).data, status=status.HTTP_202_ACCEPTED)

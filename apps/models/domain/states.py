@@ -42,6 +42,6 @@ SCAN = StateMachine(
     ScanState,
     initial=S.QUEUED,
     transitions={S.QUEUED: {S.RUNNING, S.FAILED}, S.RUNNING: {S.SUCCEEDED, S.FAILED}},
-    tones={S.QUEUED: "warn", S.RUNNING: "warn", S.SUCCEEDED: "ok", S.FAILED: "bad"},
+    tones={S.RUNNING: "warn", S.SUCCEEDED: "ok", S.FAILED: "bad"},
 )
 SCAN_ACTIVE = frozenset({S.QUEUED.value, S.RUNNING.value})

@@ -60,12 +60,12 @@ class GgufTensor:
 
 
 def tensor_nbytes(tensor: GgufTensor) -> int:
-    """Its data's size; broken tensors (unknown type, negative dims) get a plausible one to lie with."""
+    """Its data's size; broken tensors (unknown type, negative or huge dims) get one to lie with."""
     block, size = _BLOCKS.get(tensor.ggml_type, (1, 4))
     count = 1
     for dim in tensor.dims:
         count *= dim
-    return max(count, 0) // block * size
+    return 0 if not 0 <= count <= 1 << 24 else count // block * size
 
 
 def _pad(n: int, alignment: int) -> int:
@@ -81,7 +81,7 @@ def gguf_file(
     tensor_count: int | None = None,
     kv_count: int | None = None,
 ) -> bytes:
-    """A whole GGUF file; the counts may lie, and the tensor data is filled with a pattern."""
+    """A whole GGUF file; the counts and offsets may lie, and the tensor data is a pattern."""
     head = b"GGUF" + struct.pack(
         "<IQQ", version, _given(tensor_count, len(tensors)), _given(kv_count, len(kvs))
     )
@@ -93,7 +93,8 @@ def gguf_file(
             + struct.pack(f"<I{len(tensor.dims)}q", len(tensor.dims), *tensor.dims)
             + struct.pack("<IQ", tensor.ggml_type, offset)
         )
-        end = max(end, _pad(offset + tensor_nbytes(tensor), alignment))
+        # The data section is as long as the tensors packed in order, whatever offsets they claim.
+        end += _pad(tensor_nbytes(tensor), alignment)
     body = head + b"".join(kvs) + b"".join(infos)
     if not tensors:
         return body
@@ -182,7 +183,7 @@ def hostile_gguf() -> list[Hostile]:
         Hostile("counts beyond the file", gguf_file(tensor_count=900_000), "gguf_counts", "are left"),
         Hostile(
             "key of 2^63 bytes",
-            gguf_file(kv_count=1) + struct.pack("<Q", 2**63),
+            gguf_file(kv_count=1) + struct.pack("<Q", 2**63) + bytes(16),
             "gguf_metadata",
             "cap is 65,536",
         ),
@@ -254,10 +255,22 @@ def hostile_gguf() -> list[Hostile]:
             "not a multiple of the Q8_0 block of 32",
         ),
         Hostile(
+            "elements past 64 bits",
+            _one_tensor(GgufTensor("w", (1 << 40, 1 << 40))),
+            "tensor_shapes",
+            "more elements than fit in 64 bits",
+        ),
+        Hostile(
+            "a tensor of 2^64 bytes",
+            _one_tensor(GgufTensor("w", (1 << 31, 1 << 31))),
+            "offsets_inside_file",
+            "of data the file holds",
+        ),
+        Hostile(
             "offset past the end",
             _one_tensor(GgufTensor("w", (32, 2), GGML_F32, offset=1 << 40)),
             "offsets_inside_file",
-            "data section holds",
+            "of data the file holds",
         ),
         Hostile(
             "overlapping tensors",
@@ -283,7 +296,7 @@ def hostile_gguf() -> list[Hostile]:
             "gguf_tensor_infos",
             "file ends",
         ),
-        Hostile("truncated in the data", tiny[:-100], "offsets_inside_file", "data section holds"),
+        Hostile("truncated in the data", tiny[:-100], "offsets_inside_file", "of data the file holds"),
     ]
 
 
@@ -355,8 +368,8 @@ def with_external(location: str, *, offset: int = 0, length: int = 48) -> onnx.M
     """The tiny model with W claiming its data lives at `location` (which may point anywhere)."""
     model = tiny_onnx_model()
     weights = model.graph.initializer[0]
-    weights.ClearField("raw_data")
     external_data_helper.set_external_data(weights, location, offset=offset, length=length)
+    weights.ClearField("raw_data")
     return model
 
 
@@ -396,6 +409,21 @@ def _set_raw(model: onnx.ModelProto) -> None:
     model.graph.initializer[0].raw_data = b"\0" * 8
 
 
+def _no_data(model: onnx.ModelProto) -> None:
+    model.graph.initializer[0].ClearField("raw_data")
+
+
+def _constant_dims(*dims: int) -> Callable[[onnx.ModelProto], None]:
+    """The Constant node's one inline float, under dims that claim far more."""
+
+    def edit(model: onnx.ModelProto) -> None:
+        tensor = model.graph.node[0].attribute[0].t
+        del tensor.dims[:]
+        tensor.dims.extend(dims)
+
+    return edit
+
+
 def _negative_dim(model: onnx.ModelProto) -> None:
     model.graph.initializer[0].dims[0] = -4
 
@@ -415,7 +443,9 @@ def _no_opset(model: onnx.ModelProto) -> None:
 def _escaping_constant(model: onnx.ModelProto) -> None:
     tensor = model.graph.node[0].attribute[0].t
     tensor.ClearField("float_data")
+    tensor.raw_data = bytes(4)  # set_external_data insists on a raw_data field to replace
     external_data_helper.set_external_data(tensor, "../../../etc/passwd", offset=0, length=4)
+    tensor.ClearField("raw_data")
 
 
 def hostile_onnx() -> list[Hostile]:
@@ -440,6 +470,19 @@ def hostile_onnx() -> list[Hostile]:
         Hostile("no opset", _edited(_no_opset), "onnx_opset", "no opset_import"),
         Hostile("raw_data shorter than dims", _edited(_set_raw), "initializer_sizes", "stores 8 bytes"),
         Hostile("negative dimension", _edited(_negative_dim), "tensor_shapes", "negative dimension"),
+        Hostile("initializer without data", _edited(_no_data), "initializer_sizes", "stores none"),
+        Hostile(
+            "a billion values from one inline float",
+            _edited(_constant_dims(1 << 30)),
+            "initializer_sizes",
+            "claims 1,073,741,824 values but stores at most 4",
+        ),
+        Hostile(
+            "values past 64 bits",
+            _edited(_constant_dims(1 << 40, 1 << 40)),
+            "tensor_shapes",
+            "more elements than fit in 64 bits",
+        ),
         Hostile("unknown data type", _edited(_unknown_type), "dtype_known", "unknown data type 99"),
         Hostile(
             "duplicate initializer name", _edited(_duplicate_name), "tensor_names_unique", "appears twice"

@@ -1,0 +1,43 @@
+"""What the scan's modules share: the configured roots, the one-scan-at-a-time lock, failing a
+scan, and sending a task once the transaction commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis.lock import Lock
+
+from apps.core.transitions import transition
+from apps.models import discovery
+from apps.models.domain.states import SCAN, ScanState
+from apps.models.models import ScanRun
+
+LOCK_KEY = "moc:registry:scan"
+# The lock outlives a dead worker by at most this; a live scan renews it every batch.
+LOCK_TTL_S = 300
+ERRORS_MAX = 200
+# A queued scan or a pending version this old has probably lost its message; it is sent again.
+QUEUED_RESEND_AFTER = dt.timedelta(minutes=10)
+
+
+def configured_roots() -> list[str]:
+    return discovery.resolve_roots(settings.MOC_MODEL_ROOTS)
+
+
+def queue(task: Any, *args: Any) -> None:
+    """Send the task once the transaction commits; a broker hiccup then is logged, not raised
+    (the next scan queues what is still missing)."""
+    transaction.on_commit(lambda: task.delay(*args), robust=True)
+
+
+def scan_fail(scan: ScanRun, why: str) -> bool:
+    errors = [*scan.errors, {"path": "", "error": why}][-ERRORS_MAX:]
+    return transition(scan, ScanState.FAILED, machine=SCAN, finished_at=timezone.now(), errors=errors)
+
+
+def scan_lock(client: Any) -> Lock:
+    return client.lock(LOCK_KEY, timeout=LOCK_TTL_S, blocking=False)

@@ -1,0 +1,379 @@
+"""The scan itself (worker side): walk the roots under the lock, compare what was found with the
+tables in batches, read the headers of new and changed files, and queue checksums and
+validations when it commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from redis.lock import Lock
+
+from apps.core import workers
+from apps.core.transitions import transition
+from apps.models import discovery, formats, tasks
+from apps.models.discovery import Candidate, FoundFile
+from apps.models.domain import naming
+from apps.models.domain.formats import FileFormat, ModelFormat
+from apps.models.domain.states import SCAN, ScanState, ValidationState
+from apps.models.formats.base import FileHeader
+from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
+from apps.models.scanning.base import ERRORS_MAX, QUEUED_RESEND_AFTER, queue, scan_fail, scan_lock
+from apps.models.scanning.checksums import checksum_chunks
+from apps.models.scanning.describe import describe, header_json
+
+_BATCH_FILES = 500  # files per transaction, and between two progress saves
+
+
+def scan_run(*, scan: ScanRun) -> ScanRun:
+    """Run a queued scan. One scan walks at a time; a duplicate or late delivery does nothing."""
+    lock = scan_lock(workers.redis_client())
+    if not lock.acquire():
+        scan.refresh_from_db()
+        if scan.state == ScanState.QUEUED:
+            scan_fail(scan, "another scan was walking the roots")
+        return scan
+    try:
+        scan.refresh_from_db()
+        if scan.state == ScanState.QUEUED:
+            transition(scan, ScanState.RUNNING, machine=SCAN, started_at=timezone.now())
+        elif scan.state != ScanState.RUNNING:  # finished or failed already
+            return scan
+        # RUNNING here means the worker that had it died: the scan is simply run again.
+        try:
+            _Scanner(scan, lock).run()
+        except Exception as error:
+            scan_fail(scan, f"{type(error).__name__}: {error}")
+            raise
+    finally:
+        if lock.owned():
+            lock.release()
+    scan.refresh_from_db()
+    return scan
+
+
+@dataclass(slots=True)
+class _Row:
+    """A ModelFile row as the fingerprint query loads it."""
+
+    pk: int
+    path: str
+    fingerprint: str
+    checksummed: str
+    size: int
+
+
+class _Scanner:
+    """One scan's state: what the tables held, what was found, and the counts."""
+
+    def __init__(self, scan: ScanRun, lock: Lock) -> None:
+        self.scan, self.lock = scan, lock
+        self.roots = discovery.resolve_roots(scan.roots)
+        self.read_roots = [Path(root) for root in self.roots]
+        self.counts = {"new": 0, "changed": 0, "unchanged": 0, "removed": 0, "failed": 0}
+        self.errors: list[dict[str, str]] = []
+        self.seen = 0
+        self.total = 1
+        self.touched: set[int] = set()
+        self.to_hash: dict[int, int] = {}  # file id -> size
+
+    def run(self) -> None:
+        found = discovery.walk(self.scan.roots)
+        for root in found.missing_roots:
+            self._error(root, "the model root is missing or not a folder")
+        for refusal in (*found.refused, *found.unreadable):
+            self.counts["failed"] += 1
+            self._error(refusal.path, refusal.reason)
+        self.total = max(found.file_count, 1)
+        self._load(found.roots)
+        for batch in _batches(found.candidates):
+            with transaction.atomic():
+                self._apply(batch)
+            self._progress()
+            self.lock.reacquire()
+        skipped = [refusal.path for refusal in found.unreadable]
+        with transaction.atomic():
+            self._forget_vanished(skipped)
+            self._finish(failed=bool(found.missing_roots))
+
+    def _load(self, roots: Sequence[str]) -> None:
+        """Every known version and file under the walked roots, in two queries."""
+        self.versions = {
+            (root, path): pk
+            for pk, root, path in ModelVersion.objects.filter(root__in=roots).values_list(
+                "pk", "root", "path"
+            )
+        }
+        self.files: dict[int, dict[str, _Row]] = defaultdict(dict)
+        rows = ModelFile.objects.filter(version__root__in=roots).values_list(
+            "pk", "version_id", "path", "size_bytes", "mtime_ns", "inode", "checksummed"
+        )
+        for pk, version_id, path, size, mtime_ns, inode, checksummed in rows.iterator(chunk_size=5000):
+            fingerprint = discovery.fingerprint(size, mtime_ns or 0, inode or 0)
+            self.files[version_id][path] = _Row(pk, path, fingerprint, checksummed, size)
+        self.names = {name.lower() for name in RegisteredModel.objects.values_list("name", flat=True)}
+
+    def _apply(self, batch: list[Candidate]) -> None:
+        new: list[ModelFile] = []
+        changed: list[ModelFile] = []
+        gone: list[int] = []
+        created: list[tuple[Candidate, ModelVersion, list[ModelFile]]] = []
+        for candidate in batch:
+            version_id = self.versions.get((candidate.root, candidate.abspath))
+            known = self.files.pop(version_id, {}) if version_id is not None else {}
+            files = {f.path: f for f in candidate.files}
+            # Files the version reached through references last time stay while they exist.
+            data = {path for path in known if path not in files}
+            for path in data:
+                if (extra := self._stat(candidate.base, path)) is not None:
+                    files[path] = extra
+            removed = [row.pk for path, row in known.items() if path not in files]
+            first_new = len(new)
+            headers = self._compare(version_id, candidate.base, files, known, data, new, changed)
+            for ref in sorted(_references(headers) - files.keys()):
+                if (extra := self._reference(candidate.base, ref)) is not None:
+                    files[ref] = extra
+                    data.add(ref)
+                    self._compare(version_id, candidate.base, {ref: extra}, known, data, new, changed)
+            if version_id is None:
+                created.append((candidate, self._new_version(candidate, new[first_new:]), new[first_new:]))
+            elif removed:
+                self.touched.add(version_id)
+                gone += removed
+            self.seen += len(files)
+        self._create_versions(created)
+        if gone:
+            self.counts["removed"] += len(gone)
+            ModelFile.objects.filter(pk__in=gone).delete()
+        ModelFile.objects.bulk_create(new)
+        ModelFile.objects.bulk_update(
+            changed, ["size_bytes", "mtime", "mtime_ns", "inode", "format", "header", "sha256", "checksummed"]
+        )
+        for row in (*new, *changed):
+            self.to_hash[row.pk] = row.size_bytes
+            self.touched.add(row.version_id)
+        self._summarise(batch, exclude={version.pk for _, version, _ in created})
+
+    def _compare(
+        self,
+        version_id: int | None,
+        base: str,
+        files: dict[str, FoundFile],
+        known: dict[str, _Row],
+        data: set[str],
+        new: list[ModelFile],
+        changed: list[ModelFile],
+    ) -> dict[str, FileHeader]:
+        """Sort files into unchanged (not read) and new or changed (header read); the fresh headers."""
+        headers: dict[str, FileHeader] = {}
+        for path, found in files.items():
+            row = known.get(path)
+            if row is not None and row.fingerprint == found.fingerprint:
+                self.counts["unchanged"] += 1
+                if row.checksummed != found.fingerprint:
+                    self.to_hash[row.pk] = row.size
+                continue
+            header = None if path in data else self._read(base, found)
+            if header is not None:
+                headers[path] = header
+            fields = _file_fields(found, header)
+            if row is None:
+                self.counts["new"] += 1
+                new.append(ModelFile(version_id=version_id, path=path, **fields))
+            else:
+                self.counts["changed"] += 1
+                changed.append(ModelFile(pk=row.pk, version_id=version_id, path=path, **fields))
+        return headers
+
+    def _read(self, base: str, found: FoundFile) -> FileHeader | None:
+        if found.format == FileFormat.OTHER:
+            return None
+        header = formats.read_header(Path(base, found.path), roots=self.read_roots)
+        if header.failed:
+            self.counts["failed"] += 1
+            first = next(check for check in header.checks if check.status == "fail")
+            self._error(os.path.join(base, found.path), f"{first.check}: {first.detail}")
+        return header
+
+    def _stat(self, base: str, path: str) -> FoundFile | None:
+        full = os.path.normpath(os.path.join(base, path))
+        if not discovery.inside(full, self.roots):
+            return None
+        try:
+            info = os.stat(full)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return FoundFile(path, info.st_size, info.st_mtime_ns, info.st_ino, FileFormat.OTHER)
+
+    def _reference(self, base: str, ref: str) -> FoundFile | None:
+        full = os.path.normpath(os.path.join(base, ref))
+        if not discovery.inside(full, self.roots):
+            self.counts["failed"] += 1
+            self._error(full, "a file a header refers to lies outside the model roots; not followed")
+            return None
+        return self._stat(base, ref)  # a missing one is the reader's check to report
+
+    def _new_version(self, candidate: Candidate, files: list[ModelFile]) -> ModelVersion:
+        """A version for a new candidate, described from the headers just read (all its files are new)."""
+        version = ModelVersion(
+            number=1,
+            format=_first_format(candidate),
+            root=candidate.root,
+            path=candidate.abspath,
+            created_by=self.scan.requested_by,
+        )
+        folder = candidate.base if candidate.folder else None
+        describe(version, folder, [(f.path, f.size_bytes, f.header) for f in files])
+        return version
+
+    def _create_versions(self, created: list[tuple[Candidate, ModelVersion, list[ModelFile]]]) -> None:
+        """Insert new models and versions in bulk and point their files at them."""
+        if not created:
+            return
+        models = [RegisteredModel(name=self._unique_name(candidate.name)) for candidate, _, _ in created]
+        RegisteredModel.objects.bulk_create(models)
+        for model, (_, version, _) in zip(models, created, strict=True):
+            version.model = model
+        ModelVersion.objects.bulk_create([version for _, version, _ in created])
+        for candidate, version, files in created:
+            self.versions[(candidate.root, candidate.abspath)] = version.pk
+            for file in files:
+                file.version_id = version.pk
+
+    def _unique_name(self, name: str) -> str:
+        unique, n = name, 1
+        while unique.lower() in self.names:
+            n += 1
+            suffix = f"-{n}"
+            unique = name[: naming.NAME_MAX - len(suffix)] + suffix
+        self.names.add(unique.lower())
+        return unique
+
+    def _summarise(self, batch: list[Candidate], *, exclude: set[int]) -> None:
+        """Recompute this batch's touched versions (not the `exclude`d new ones) from all their files."""
+        by_id = {self.versions[(c.root, c.abspath)]: c for c in batch}
+        ids = [pk for pk in by_id if pk in self.touched and pk not in exclude]
+        if not ids:
+            return
+        rows: dict[int, list[tuple[str, int, dict]]] = defaultdict(list)
+        for version_id, path, size, header in ModelFile.objects.filter(version_id__in=ids).values_list(
+            "version_id", "path", "size_bytes", "header"
+        ):
+            rows[version_id].append((path, size, header))
+        versions = list(ModelVersion.objects.filter(pk__in=ids))
+        for version in versions:
+            candidate = by_id[version.pk]
+            describe(version, candidate.base if candidate.folder else None, rows[version.pk])
+        ModelVersion.objects.bulk_update(
+            versions,
+            [
+                "format",
+                "kind",
+                "size_bytes",
+                "params_count",
+                "metadata",
+                "vram_estimate",
+                "estimated_vram_bytes",
+            ],
+        )
+
+    def _forget_vanished(self, unreadable: Sequence[str]) -> None:
+        """Versions no candidate matched lost all their files (unless an unreadable folder hid them)."""
+        vanished = [
+            version_id
+            for (root, path), version_id in self.versions.items()
+            if version_id in self.files and not any(discovery.under(path, folder) for folder in unreadable)
+        ]
+        gone = [row.pk for version_id in vanished for row in self.files[version_id].values()]
+        if not gone:
+            return
+        self.counts["removed"] += len(gone)
+        ModelFile.objects.filter(pk__in=gone).delete()
+        ModelVersion.objects.filter(pk__in=vanished).update(
+            size_bytes=0, params_count=None, vram_estimate={}, estimated_vram_bytes=None
+        )
+        self.touched.update(vanished)
+
+    def _progress(self) -> None:
+        ScanRun.objects.filter(pk=self.scan.pk).update(
+            progress=min(self.seen / self.total, 0.99),
+            files_seen=self.seen,
+            errors=self.errors,
+            updated_at=timezone.now(),
+            **self.counts,
+        )
+
+    def _finish(self, *, failed: bool) -> None:
+        for chunk in checksum_chunks(self.to_hash):
+            queue(tasks.registry_checksum, chunk)
+        # Versions still pending long after they were found lost their validation message.
+        pending = ModelVersion.objects.filter(
+            root__in=self.roots,
+            validation_state=ValidationState.PENDING,
+            created_at__lt=timezone.now() - QUEUED_RESEND_AFTER,
+        ).values_list("pk", flat=True)
+        for version_id in sorted(self.touched.union(pending)):
+            queue(tasks.registry_validate, version_id)
+        dst = ScanState.FAILED if failed else ScanState.SUCCEEDED
+        transition(
+            self.scan,
+            dst,
+            machine=SCAN,
+            finished_at=timezone.now(),
+            progress=1.0,
+            files_seen=self.seen,
+            errors=self.errors,
+            **self.counts,
+        )
+
+    def _error(self, path: str, error: str) -> None:
+        if len(self.errors) < ERRORS_MAX:
+            self.errors.append({"path": path, "error": error})
+
+
+def _batches(candidates: Iterable[Candidate]) -> Iterator[list[Candidate]]:
+    batch: list[Candidate] = []
+    size = 0
+    for candidate in candidates:
+        batch.append(candidate)
+        size += len(candidate.files)
+        if size >= _BATCH_FILES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _references(headers: dict[str, FileHeader]) -> set[str]:
+    return {os.path.normpath(ref) for header in headers.values() for ref in header.references}
+
+
+def _first_format(candidate: Candidate) -> str:
+    """A placeholder until the headers are read: what the file names suggest."""
+    if candidate.folder and any(f.path == "config.json" for f in candidate.files):
+        return ModelFormat.HF
+    weights = [f.format for f in candidate.files if f.format not in (FileFormat.CONFIG, FileFormat.OTHER)]
+    return weights[0] if weights else ModelFormat.SAFETENSORS
+
+
+def _file_fields(found: FoundFile, header: FileHeader | None) -> dict[str, Any]:
+    return {
+        "size_bytes": found.size,
+        "mtime": dt.datetime.fromtimestamp(found.mtime_ns / 1e9, tz=dt.UTC),
+        "mtime_ns": found.mtime_ns,
+        "inode": found.inode,
+        "format": header.format if header is not None else found.format,
+        "header": header_json(header) if header is not None else {},
+        "sha256": "",
+        "checksummed": "",
+    }
