@@ -6,7 +6,8 @@
                       trained on corpus.txt, a generation config; trained for a few seconds
     demo-gpt2-lora/   a LoRA adapter for it (peft), naming the base by its absolute path
     demo-gpt2-onnx/   its ONNX export (model.onnx)
-    demo-gpt2.gguf    the same weights in a GGUF file (architecture gpt2)
+    demo-gpt2-f16.gguf  the same weights in a GGUF file (architecture gpt2; its own name, so
+                      discovery does not register it under the folder model's name)
 
 torch, transformers and the rest come from the optional "demo" extra. Only the modules that use
 them import them, and only make() imports those modules, so MOC itself runs without the extra.
@@ -25,7 +26,7 @@ from pathlib import Path
 BASE = "demo-gpt2"
 LORA = "demo-gpt2-lora"
 ONNX = "demo-gpt2-onnx"
-GGUF = "demo-gpt2.gguf"
+GGUF = "demo-gpt2-f16.gguf"
 CORPUS = Path(__file__).with_name("corpus.txt")
 
 REQUIRED = (
