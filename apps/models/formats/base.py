@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -111,3 +111,31 @@ def _resolved(roots: tuple[str, ...]) -> tuple[Path, ...]:
         except (OSError, RuntimeError):  # a root that is a symlink loop holds nothing
             continue
     return tuple(resolved)
+
+
+WINDOW_BYTES = 64 << 10
+
+
+class WindowedFile:
+    """A file read through one small window at a time: the binary readers (GGUF, ONNX) ask
+    for the bytes at `pos` and get an offset into `buf`, so no claimed length ever makes
+    them read, or hold, more than a window and the bytes actually asked for."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle = handle
+        self.size = size
+        self.pos = 0
+        self.buf = b""
+        self._start = 0
+
+    def window(self, n: int) -> int:
+        """Where the n bytes at `pos` lie in `buf`, reading them in if they are not there."""
+        offset = self.pos - self._start
+        if offset < 0 or offset + n > len(self.buf):
+            self.handle.seek(self.pos)
+            self.buf = self.handle.read(max(n, WINDOW_BYTES))
+            self._start = self.pos
+            offset = 0
+            if len(self.buf) < n:
+                raise FormatError(f"the file shrank while being read, at byte {self.pos:,}", "readable")
+        return offset

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import gguf as reference
@@ -13,7 +10,6 @@ import numpy as np
 import pytest
 
 from apps.models.formats import gguf
-from apps.models.formats.base import FileHeader
 from tests.models.formats.corpus_gguf_onnx import (
     ARRAY,
     CHAT_TEMPLATE,
@@ -29,24 +25,7 @@ from tests.models.formats.corpus_gguf_onnx import (
     tiny_gguf,
     tiny_gguf_kvs,
 )
-
-# A hostile file may cost a few windows of reading, never the sizes it claims.
-PEAK_BYTES = 1 << 20
-SECONDS = 1.0
-
-
-def _fails(header: FileHeader) -> dict[str, str]:
-    return {check.check: check.detail for check in header.checks if check.status == "fail"}
-
-
-def _measured(read: Callable[[], FileHeader]) -> tuple[FileHeader, float, int]:
-    tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        header = read()
-        return header, time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+from tests.models.formats.measure import PEAK_BYTES, SECONDS, fails, measured
 
 
 @pytest.fixture
@@ -59,7 +38,7 @@ def tiny_path(tmp_path: Path) -> Path:
 def test_tiny_file_passes_every_check(tiny_path: Path) -> None:
     header = gguf.read(tiny_path)
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert [c.status for c in header.checks if c.status != "pass"] == []
     assert header.format == "gguf"
 
@@ -137,7 +116,7 @@ def test_file_written_by_the_reference_writer_is_read_in_full(tmp_path: Path) ->
 
     header = gguf.read(path)
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert header.metadata["architecture"] == "qwen2"
     assert header.metadata["context_length"] == 32768
     assert header.metadata["quantization"] == "F16"
@@ -169,7 +148,7 @@ def test_version_2_files_are_read(tmp_path: Path) -> None:
 
     header = gguf.read(path)
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert header.metadata["gguf_version"] == 2
 
 
@@ -180,7 +159,7 @@ def test_custom_alignment_places_the_data_on_its_boundary(tmp_path: Path) -> Non
 
     header = gguf.read(path)
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert header.metadata["alignment"] == 64
 
 
@@ -235,10 +214,10 @@ def test_hostile_file_is_rejected_quickly_with_a_clear_reason(tmp_path: Path, ho
     path = tmp_path / "hostile.gguf"
     path.write_bytes(hostile.content)
 
-    header, seconds, peak = _measured(lambda: gguf.read(path))
+    header, seconds, peak = measured(lambda: gguf.read(path))
 
     assert header.failed
-    assert hostile.reason in _fails(header).get(hostile.check, ""), _fails(header)
+    assert hostile.reason in fails(header).get(hostile.check, ""), fails(header)
     assert seconds < SECONDS
     assert peak < PEAK_BYTES
     assert max(header.weights_bytes, header.params_count or 0) < 1 << 63  # fits a BigIntegerField
@@ -258,7 +237,7 @@ def test_a_large_vocabulary_is_walked_in_bounded_memory(tmp_path: Path) -> None:
     tokens = gguf_kv("tokenizer.ggml.tokens", ARRAY, (STRING, [f"token-{i:06d}" for i in range(300_000)]))
     path.write_bytes(gguf_file(kvs=[gguf_kv("general.architecture", STRING, "llama"), tokens]))
 
-    header, seconds, peak = _measured(lambda: gguf.read(path))
+    header, seconds, peak = measured(lambda: gguf.read(path))
 
     assert header.metadata["vocab_size"] == 300_000
     assert peak < PEAK_BYTES
@@ -268,4 +247,4 @@ def test_a_large_vocabulary_is_walked_in_bounded_memory(tmp_path: Path) -> None:
 def test_a_folder_is_reported_unreadable_not_raised(tmp_path: Path) -> None:
     header = gguf.read(tmp_path)
 
-    assert _fails(header).keys() == {"readable"}
+    assert fails(header).keys() == {"readable"}

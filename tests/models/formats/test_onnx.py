@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,6 @@ import pytest
 from onnx import helper, numpy_helper
 
 from apps.models.formats import onnx
-from apps.models.formats.base import FileHeader
 from tests.models.formats.corpus_gguf_onnx import (
     Hostile,
     hostile_onnx,
@@ -24,23 +20,7 @@ from tests.models.formats.corpus_gguf_onnx import (
     write_external_onnx,
     write_onnx,
 )
-
-PEAK_BYTES = 1 << 20
-SECONDS = 1.0
-
-
-def _fails(header: FileHeader) -> dict[str, str]:
-    return {check.check: check.detail for check in header.checks if check.status == "fail"}
-
-
-def _measured(read: Callable[[], FileHeader]) -> tuple[FileHeader, float, int]:
-    tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        header = read()
-        return header, time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+from tests.models.formats.measure import PEAK_BYTES, SECONDS, fails, measured
 
 
 @pytest.fixture
@@ -110,7 +90,7 @@ def test_external_data_inside_the_roots_is_referenced_and_sized(roots: list[Path
 
     header = onnx.read(path, roots=roots)
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert header.references == ("weights.bin",)
     assert header.metadata["external_data"] == ["weights.bin"]
     assert [t.name for t in header.tensors] == [i.name for i in model.graph.initializer]
@@ -123,9 +103,9 @@ def test_payloads_are_skipped_not_read(roots: list[Path]) -> None:
     model.graph.initializer.append(big)
     path = write_onnx(model, roots[0] / "big.onnx")
 
-    header, seconds, peak = _measured(lambda: onnx.read(path, roots=roots))
+    header, seconds, peak = measured(lambda: onnx.read(path, roots=roots))
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert header.weights_bytes == 12 * 4 + 3 * 2 + (8 << 20)
     assert peak < PEAK_BYTES  # the file is 8 MiB
     assert seconds < SECONDS
@@ -136,10 +116,10 @@ def test_hostile_file_is_rejected_quickly_with_a_clear_reason(roots: list[Path],
     path = roots[0] / "hostile.onnx"
     path.write_bytes(hostile.content)
 
-    header, seconds, peak = _measured(lambda: onnx.read(path, roots=roots))
+    header, seconds, peak = measured(lambda: onnx.read(path, roots=roots))
 
     assert header.failed
-    assert hostile.reason in _fails(header).get(hostile.check, ""), _fails(header)
+    assert hostile.reason in fails(header).get(hostile.check, ""), fails(header)
     assert seconds < SECONDS
     assert peak < PEAK_BYTES
     assert max(header.weights_bytes, header.params_count or 0) < 1 << 63  # fits a BigIntegerField
@@ -164,7 +144,7 @@ def test_external_data_that_escapes_or_is_missing_fails(
 
     header = onnx.read(path, roots=roots)
 
-    assert reason in _fails(header)["external_data_inside_roots"]
+    assert reason in fails(header)["external_data_inside_roots"]
     assert header.references == ()
 
 
@@ -179,7 +159,7 @@ def test_external_data_through_a_symlink_out_of_the_roots_fails(tmp_path: Path, 
 
     header = onnx.read(path, roots=roots)
 
-    assert "resolves outside the model roots" in _fails(header)["external_data_inside_roots"]
+    assert "resolves outside the model roots" in fails(header)["external_data_inside_roots"]
 
 
 def test_external_data_sibling_of_the_folder_inside_the_roots_is_accepted(roots: list[Path]) -> None:
@@ -190,7 +170,7 @@ def test_external_data_sibling_of_the_folder_inside_the_roots_is_accepted(roots:
 
     header = onnx.read(path, roots=roots)
 
-    assert _fails(header) == {}
+    assert fails(header) == {}
     assert header.references == ("shared/w.bin",)
 
 
@@ -208,7 +188,7 @@ def test_external_data_range_must_fit_its_file_and_the_tensor(
 
     header = onnx.read(path, roots=roots)
 
-    assert reason in _fails(header)["initializer_sizes"]
+    assert reason in fails(header)["initializer_sizes"]
 
 
 def test_every_truncation_is_read_without_raising(roots: list[Path]) -> None:
@@ -228,4 +208,4 @@ def test_every_truncation_is_read_without_raising(roots: list[Path]) -> None:
 def test_a_folder_is_reported_unreadable_not_raised(roots: list[Path]) -> None:
     header = onnx.read(roots[0], roots=roots)
 
-    assert _fails(header).keys() == {"readable"}
+    assert fails(header).keys() == {"readable"}

@@ -9,14 +9,13 @@ from __future__ import annotations
 import struct
 from typing import IO, Any
 
-from apps.models.formats.base import FormatError
+from apps.models.formats.base import FormatError, WindowedFile
 
 MAX_STRING = 1 << 20
 U64 = struct.Struct("<Q")
-_WINDOW = 64 << 10
 
 
-class Source:
+class Source(WindowedFile):
     """Reads a file forward through a small window; a skip moves the position without reading.
 
     Every read is checked against the bytes left first, so a claimed length can never make
@@ -24,12 +23,8 @@ class Source:
     """
 
     def __init__(self, handle: IO[bytes], size: int) -> None:
-        self.handle = handle
-        self.size = size
-        self.pos = 0
+        super().__init__(handle, size)
         self.stage = "gguf_header"
-        self._buf = b""
-        self._start = 0
 
     @property
     def left(self) -> int:
@@ -43,27 +38,19 @@ class Source:
             )
 
     def _fill(self, n: int, what: str) -> int:
-        """Where the n bytes at the position lie in the window, reading them in if needed."""
+        """Where the n bytes at the position lie in the window, once the file is known to hold them."""
         self.need(n, what)
-        offset = self.pos - self._start
-        if offset < 0 or offset + n > len(self._buf):
-            self.handle.seek(self.pos)
-            self._buf = self.handle.read(max(n, _WINDOW))
-            self._start = self.pos
-            offset = 0
-            if len(self._buf) < n:
-                raise FormatError(f"the file shrank while being read, at byte {self.pos:,}", "readable")
-        return offset
+        return self.window(n)
 
     def unpack(self, layout: struct.Struct, what: str) -> tuple[Any, ...]:
         offset = self._fill(layout.size, what)
         self.pos += layout.size
-        return layout.unpack_from(self._buf, offset)
+        return layout.unpack_from(self.buf, offset)
 
     def take(self, n: int, what: str) -> bytes:
         offset = self._fill(n, what)
         self.pos += n
-        return self._buf[offset : offset + n]
+        return self.buf[offset : offset + n]
 
     def skip(self, n: int, what: str) -> None:
         self.need(n, what)
@@ -93,9 +80,9 @@ class Source:
         unpack, size = U64.unpack_from, self.size
         for index in range(count):
             offset = self.pos - self._start
-            if offset < 0 or offset + 8 > len(self._buf):
+            if offset < 0 or offset + 8 > len(self.buf):
                 offset = self._fill(8, what)
-            (length,) = unpack(self._buf, offset)
+            (length,) = unpack(self.buf, offset)
             if length > MAX_STRING:
                 raise FormatError(
                     f"{what}[{index}] claims {length:,} bytes; the cap is {MAX_STRING:,}", self.stage

@@ -10,44 +10,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from apps.models.formats.base import FormatError
+from apps.models.formats.base import FormatError, WindowedFile
 
 MAX_DEPTH = 64
 MAX_STRING = 64 << 10
-_WINDOW = 64 << 10
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 
 
-class Source:
+class Source(WindowedFile):
     """Reads a file through a small window; a skip moves the position without reading."""
 
     def __init__(self, handle: IO[bytes], size: int) -> None:
-        self.handle = handle
-        self.size = size
-        self.pos = 0
+        super().__init__(handle, size)
         self.depth = 0
-        self._buf = b""
-        self._start = 0
-
-    def _window(self, n: int) -> int:
-        offset = self.pos - self._start
-        if offset < 0 or offset + n > len(self._buf):
-            self.handle.seek(self.pos)
-            self._buf = self.handle.read(max(n, _WINDOW))
-            self._start = self.pos
-            offset = 0
-            if len(self._buf) < n:
-                raise FormatError(f"the file shrank while being read, at byte {self.pos:,}", "readable")
-        return offset
 
     def varint(self, end: int, what: str) -> int:
         """A base-128 varint of at most 10 bytes, all before `end`."""
         available = min(10, end - self.pos)
-        offset = self._window(available)
+        offset = self.window(available)
         result = 0
         for index in range(available):
-            byte = self._buf[offset + index]
+            byte = self.buf[offset + index]
             result |= (byte & 0x7F) << (7 * index)
             if byte < 0x80:
                 if index == 9 and byte > 1:
@@ -63,9 +47,9 @@ class Source:
         raise FormatError(f"{what}: malformed varint at byte {self.pos:,}", "onnx_structure")
 
     def take(self, n: int) -> bytes:
-        offset = self._window(n)
+        offset = self.window(n)
         self.pos += n
-        return self._buf[offset : offset + n]
+        return self.buf[offset : offset + n]
 
     def fields(self, end: int, message: str) -> Iterator[tuple[int, int, int]]:
         """Each field of the message ending at `end`: (number, wire type, value or payload length).
