@@ -7,7 +7,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -180,9 +181,8 @@ def scan_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.add_scanrun", raise_exception=True)
 def scan_now(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("registry.add_scanrun"):
-        raise PermissionDenied
     try:
         scan = scanning.scan_request(user=request.user)
     except Conflict as exc:
@@ -193,9 +193,8 @@ def scan_now(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.change_registeredmodel", raise_exception=True)
 def model_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("registry.change_registeredmodel"):
-        raise PermissionDenied
     model = services.model_archive(model=get_object_or_404(RegisteredModel, pk=pk))
     messages.success(
         request, f"{model.name} is archived: it is hidden from everyday lists, nothing is deleted."
@@ -204,18 +203,16 @@ def model_archive(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.change_registeredmodel", raise_exception=True)
 def model_restore(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("registry.change_registeredmodel"):
-        raise PermissionDenied
     model = services.model_restore(model=get_object_or_404(RegisteredModel, pk=pk))
     messages.success(request, f"{model.name} is restored.")
     return redirect(model)
 
 
 @require_POST
+@permission_required("registry.change_modelalias", raise_exception=True)
 def alias_set(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("registry.change_modelalias"):
-        raise PermissionDenied
     model = get_object_or_404(RegisteredModel, pk=pk)
     form = AliasForm(request.POST, model=model)
     if not form.is_valid():
@@ -232,9 +229,8 @@ def alias_set(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.delete_modelalias", raise_exception=True)
 def alias_clear(request: HttpRequest, pk: int, name: str) -> HttpResponse:
-    if not request.user.has_perm("registry.delete_modelalias"):
-        raise PermissionDenied
     model = get_object_or_404(RegisteredModel, pk=pk)
     if services.alias_clear(model=model, name=name):
         messages.success(request, f"{model.name}@{name} is cleared.")
@@ -244,9 +240,8 @@ def alias_clear(request: HttpRequest, pk: int, name: str) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.change_modelversion", raise_exception=True)
 def version_validate(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("registry.change_modelversion"):
-        raise PermissionDenied
     version = scanning.validation_request(
         version=get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
     )
@@ -255,9 +250,8 @@ def version_validate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.change_modelversion", raise_exception=True)
 def version_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("registry.change_modelversion"):
-        raise PermissionDenied
     version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
     try:
         services.version_archive(version=version)
@@ -269,9 +263,8 @@ def version_archive(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("registry.change_modelversion", raise_exception=True)
 def version_restore(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("registry.change_modelversion"):
-        raise PermissionDenied
     version = services.version_restore(
         version=get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
     )
