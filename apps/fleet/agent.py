@@ -34,7 +34,7 @@ from apps.fleet.domain.history import SampleWindow
 from apps.fleet.domain.kinds import parse_device_queue
 from apps.fleet.domain.states import PLACEMENT_ACTIVE, NodeState
 from apps.fleet.models import Device, Node
-from apps.jobs.domain.states import JobState
+from apps.jobs.domain.states import JOB_ACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,7 @@ class Agent:
     def sim_load(self) -> Mapping[int, SimLoad]:
         """Per device index: bytes placed, jobs running and requests served per second."""
         rows = Device.objects.filter(node__name=self.node_name).annotate(
+            # Placement.held_bytes, summed in the query.
             placed=Coalesce(
                 Sum(
                     Coalesce("placements__measured_bytes", "placements__reserved_bytes"),
@@ -212,7 +213,8 @@ class Agent:
                 0,
             ),
             uses=Coalesce(Sum("placements__use_count", filter=Q(placements__state__in=PLACEMENT_ACTIVE)), 0),
-            running=Count("jobs", filter=Q(jobs__state=JobState.RUNNING), distinct=True),
+            # A job being cancelled still runs on its device until its worker stops it.
+            running=Count("jobs", filter=Q(jobs__state__in=JOB_ACTIVE), distinct=True),
         )
         now = time.monotonic()
         figures = {row.index: (row.placed, row.running, row.uses) for row in rows}

@@ -147,3 +147,9 @@ class Placement(TimeStamped):
     @property
     def active(self) -> bool:
         return self.state in PLACEMENT_ACTIVE
+
+    @property
+    def held_bytes(self) -> int:
+        """The device memory it holds: what loading really took once the worker measured it,
+        until then what was reserved (the agent's sim_load says the same in SQL)."""
+        return self.reserved_bytes if self.measured_bytes is None else self.measured_bytes

@@ -87,11 +87,6 @@ class MemorySegment:
     url: str = ""
 
 
-def _placed_bytes(placement: Placement) -> int:
-    # What loading really took once the worker measured it; until then what was reserved.
-    return placement.reserved_bytes if placement.measured_bytes is None else placement.measured_bytes
-
-
 def memory_segments(*, device: Device) -> list[MemorySegment]:
     """A device_panel_list() device's memory split by what occupies it, for the bar the pages draw
     (static/js/gpus.js redraws it alike from each reading).
@@ -100,7 +95,7 @@ def memory_segments(*, device: Device) -> list[MemorySegment]:
     jobs MOC did not place. When placements claim more than the device has, the bar is
     scaled to their sum so every stretch still shows.
     """
-    sizes = [(p, _placed_bytes(p)) for p in device.active_placement_list]
+    sizes = [(p, p.held_bytes) for p in device.active_placement_list]
     placed = sum(size for _, size in sizes)
     used = device.last_mem_used_bytes
     other = 0 if used is None else max(0, used - placed)
@@ -142,7 +137,7 @@ def device_panel_data(*, device: Device) -> dict[str, Any]:
         "simulated": device.simulated,
         "memory_total_bytes": device.memory_total_bytes,
         "placements": [
-            {"label": str(p.version), "bytes": _placed_bytes(p), "url": p.version.get_absolute_url()}
+            {"label": str(p.version), "bytes": p.held_bytes, "url": p.version.get_absolute_url()}
             for p in device.active_placement_list
         ],
         "jobs": [{"label": str(job), "url": job.get_absolute_url()} for job in device.running_job_list],

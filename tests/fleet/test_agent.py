@@ -13,7 +13,9 @@ from apps.fleet.agent import Agent, serves_this_node
 from apps.fleet.devices.sim import SimBackend
 from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
 from apps.fleet.models import Device, Node, TelemetrySample
+from apps.jobs.domain.states import JobState
 from tests.fleet.factories import PlacementFactory
+from tests.jobs.factories import JobFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,6 +103,19 @@ def test_simulated_memory_follows_what_moc_placed(agent: Agent) -> None:
     placed, idle = last_message()["devices"]
     assert 6 * GIB <= placed["mem_used_bytes"] < 7 * GIB
     assert idle["mem_used_bytes"] < GIB
+
+
+@pytest.mark.parametrize("state", [JobState.RUNNING, JobState.CANCELLING])
+def test_simulated_load_follows_a_job_still_running_on_the_device(agent: Agent, state: JobState) -> None:
+    device = Device.objects.get(node__name="simbox", index=1)
+    JobFactory(device=device, queue=device.queue, state=state)
+
+    for second in range(6):
+        agent.tick(T0 + second)
+
+    idle, busy = last_message()["devices"]
+    assert idle["gpu_util"] == 0
+    assert busy["gpu_util"] > 50
 
 
 def test_each_window_is_stored_as_one_row_per_device(agent: Agent) -> None:

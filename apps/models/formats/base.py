@@ -126,15 +126,15 @@ class WindowedFile:
         self.size = size
         self.pos = 0
         self.buf = b""
-        self._start = 0
+        self.start = 0  # the file position buf begins at
 
     def window(self, n: int) -> int:
         """Where the n bytes at `pos` lie in `buf`, reading them in if they are not there."""
-        offset = self.pos - self._start
+        offset = self.pos - self.start
         if offset < 0 or offset + n > len(self.buf):
             self.handle.seek(self.pos)
             self.buf = self.handle.read(max(n, WINDOW_BYTES))
-            self._start = self.pos
+            self.start = self.pos
             offset = 0
             if len(self.buf) < n:
                 raise FormatError(f"the file shrank while being read, at byte {self.pos:,}", "readable")

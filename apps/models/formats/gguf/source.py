@@ -79,7 +79,7 @@ class Source(WindowedFile):
         """
         unpack, size = U64.unpack_from, self.size
         for index in range(count):
-            offset = self.pos - self._start
+            offset = self.pos - self.start
             if offset < 0 or offset + 8 > len(self.buf):
                 offset = self._fill(8, what)
             (length,) = unpack(self.buf, offset)
