@@ -36,6 +36,28 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*/15"),
         "options": {"expires": 600},
     },
+    # Seconds: a keep-alive of a few minutes should not overrun by a whole extra minute.
+    "fleet-placements-expire-idle": {
+        "task": "apps.fleet.tasks.placements_expire_idle",
+        "schedule": 30.0,
+        "options": {"expires": 29},
+    },
+    "fleet-placements-reconcile": {
+        "task": "apps.fleet.tasks.placements_reconcile",
+        "schedule": 30.0,
+        "options": {"expires": 29},
+    },
+    # Does nothing unless MOC_PRELOAD_BY_DEMAND is on.
+    "fleet-placements-preload-by-demand": {
+        "task": "apps.fleet.tasks.placements_preload_by_demand",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 50},
+    },
+    "fleet-inference-records-prune": {
+        "task": "apps.fleet.tasks.inference_records_prune",
+        "schedule": crontab(minute=23, hour="*"),
+        "options": {"expires": 3000},
+    },
     "core-prune-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_prune",
         "schedule": crontab(minute=17, hour="*"),

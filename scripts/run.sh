@@ -21,7 +21,7 @@
 #   MOC_NODE_NAME=<host>     this node's name in MOC and in its queue names
 #   MOC_DEVICE_QUEUES        comma list; one Celery worker (thread pool) per queue; by default
 #                            one per device found (gpu.<node>.<index>, or cpu.<node>.0)
-#   MOC_DEVICE_WORKER_THREADS=1
+#   MOC_DEVICE_WORKER_THREADS=4
 #   MOC_VAR_DIR=./var        SQLite database, secret key, Redis data, logs, generated configs
 #   MOC_MODEL_ROOTS          folders of model files (comma list); default var/models
 #   MOC_DEMO_MODELS=yes      make the demo models in the first model root (no to skip)
@@ -64,7 +64,7 @@ export MOC_PORT=${MOC_PORT:-8000}
 MOC_LISTEN=${MOC_LISTEN:-127.0.0.1}
 MOC_WEB_PORT=${MOC_WEB_PORT:-8001}
 MOC_WS_PORT=${MOC_WS_PORT:-8002}
-MOC_DEVICE_WORKER_THREADS=${MOC_DEVICE_WORKER_THREADS:-1}
+MOC_DEVICE_WORKER_THREADS=${MOC_DEVICE_WORKER_THREADS:-4}
 MOC_DEVICE_QUEUES=${MOC_DEVICE_QUEUES:-}
 # Every process writes its metrics here and /metrics merges them; files left by a
 # previous run describe processes that no longer exist, so each start clears them.
@@ -146,8 +146,13 @@ procfile() {
     "--ws-per-message-deflate false --lifespan off --proxy-headers --forwarded-allow-ips 127.0.0.1"
   echo "proxy: nginx -e stderr -p $(abs_expr "$VAR_REL/nginx/") -c $(abs_expr "$VAR_REL/nginx/nginx.conf")"
   echo "worker_default: celery -A moc_site worker -Q default -n default@%h --concurrency 2 --loglevel INFO"
+  # A GPU's worker sees only its GPU (CUDA numbers it 0), in NVML's order (PCI bus id), so the
+  # models it loads land on its own device; NVML, which samples every GPU, ignores the mask.
+  local pin
   for queue in "${device_queues[@]}"; do
-    echo "worker_${queue//[.-]/_}: celery -A moc_site worker -Q $queue -n $queue@%h" \
+    pin=""
+    if [[ $queue == gpu.* ]]; then pin="env CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=${queue##*.} "; fi
+    echo "worker_${queue//[.-]/_}: ${pin}celery -A moc_site worker -Q $queue -n $queue@%h" \
       "--concurrency $MOC_DEVICE_WORKER_THREADS --pool threads --loglevel INFO"
   done
   echo "beat: celery -A moc_site beat --loglevel INFO" \

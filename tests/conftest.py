@@ -129,3 +129,17 @@ def key_client(make_user: Callable[..., object]) -> Callable[..., APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo artefacts (apps/models/demo), made once per session into a folder of their own;
+    skips where the demo extra is not installed. Tests must not change them."""
+    from apps.models import demo
+
+    missing = demo.missing_packages()
+    if missing:
+        pytest.skip(f"the demo extra is not installed (missing {', '.join(missing)})")
+    out = tmp_path_factory.mktemp("demo-roots") / "models"
+    demo.make(out, seconds=1, force=False, log=lambda _line: None)
+    return out

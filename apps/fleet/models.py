@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
@@ -66,6 +67,9 @@ class Device(TimeStamped):
     health_reason = models.CharField(
         max_length=300, blank=True, help_text="Why it is not healthy, in the words of its last check"
     )
+    eviction_clock = models.FloatField(
+        default=0.0, help_text="The eviction policy's clock: the highest priority it evicted here (GDSF)"
+    )
 
     class Meta:
         ordering = ["node__name", "kind", "index"]
@@ -128,6 +132,35 @@ class Placement(TimeStamped):
     loaded_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, help_text="When it reached a final state")
     error = models.TextField(blank=True)
+    error_class = models.CharField(
+        max_length=32, blank=True, db_index=True, help_text="Why it failed, as a class"
+    )
+    end_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why it was unloaded: keep-alive, evicted for another, asked"
+    )
+    load_seconds = models.FloatField(null=True, blank=True, help_text="What loading it took on the worker")
+    priority = models.FloatField(
+        default=0.0, help_text="Its eviction priority (GDSF): lowest goes first when room is needed"
+    )
+    displaced_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="displaced",
+        help_text="The placement it is being evicted for: that one loads only once this one is gone",
+    )
+    depends_on = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="dependents",
+        help_text="The placement it is built on (an adapter's base), loaded first on the same device",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -153,3 +186,79 @@ class Placement(TimeStamped):
         """The device memory it holds: what loading really took once the worker measured it,
         until then what was reserved (the agent's sim_load says the same in SQL)."""
         return self.reserved_bytes if self.measured_bytes is None else self.measured_bytes
+
+
+class ServingProfile(TimeStamped):
+    """How one model version is served: limits, resilience thresholds, keep-alive, preloading.
+
+    Optional: a version without one is served with the MOC_SERVING_* defaults.
+    """
+
+    moc_write_role = Role.OPERATOR
+
+    version = models.OneToOneField("registry.ModelVersion", on_delete=models.CASCADE, related_name="serving")
+    max_concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests served at once (bulkhead); empty: the default"
+    )
+    max_queue = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests that may wait for a slot; past it they get 429"
+    )
+    request_timeout_s = models.FloatField(null=True, blank=True, help_text="A request's time limit")
+    breaker_failures = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Failures in a row that open a placement's circuit breaker"
+    )
+    breaker_open_s = models.FloatField(
+        null=True, blank=True, help_text="How long an open breaker refuses before a probe"
+    )
+    keep_alive_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="New placements are unloaded after this long unused"
+    )
+    pinned = models.BooleanField(default=False, help_text="New placements are never evicted")
+    preload = models.BooleanField(default=False, help_text="Load it when a worker starts")
+    preload_node = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Preload only on this node's workers; empty: on the first that starts",
+    )
+    allow_pickle = models.BooleanField(
+        default=False,
+        help_text="Allow pickle weights (weights-only loader). Admins only: a pickle can carry code.",
+    )
+
+    class Meta:
+        ordering = ["version__model__name", "version__number"]
+
+    def __str__(self) -> str:
+        return f"serving of {self.version}"
+
+
+class InferenceRecord(models.Model):
+    """One inference request: where it ran, how it ended and what it cost.
+
+    Written in batches by the worker that served it (or by the web process that refused it),
+    never on the request's own path.
+    """
+
+    moc_write_role = None
+
+    at = models.DateTimeField(db_index=True)
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="inferences")
+    placement = models.ForeignKey(
+        Placement, null=True, blank=True, on_delete=models.SET_NULL, related_name="inferences"
+    )
+    task = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=16, db_index=True, help_text="ok, or why not")
+    error_class = models.CharField(max_length=32, blank=True)
+    queue_ms = models.FloatField(
+        null=True, blank=True, help_text="From the web process sending it to a worker thread starting it"
+    )
+    compute_ms = models.FloatField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["version", "at"], name="fleet_inference_version_at")]
+
+    def __str__(self) -> str:
+        return f"{self.task} on {self.version_id} {self.outcome} @ {self.at:%H:%M:%S}"

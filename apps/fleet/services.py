@@ -6,6 +6,8 @@ Every state change goes through the table's state machine with a conditional UPD
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -57,12 +59,14 @@ def placement_request(
     reserved_bytes: int,
     pinned: bool = False,
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
+    depends_on: Placement | None = None,
+    requested_by: Any = None,
 ) -> Placement:
-    """Ask for `version` to be loaded on `device`, holding `reserved_bytes` of its memory.
+    """Record a request for `version` on `device`, holding `reserved_bytes` of its memory.
 
     Refuses a version that failed validation or is archived, a device that cannot take
     work, and a second active placement of the version on the same device. Choosing the
-    device and checking that the memory fits is the scheduler's job (a later issue).
+    device and making room is apps.fleet.placing's job, which calls this once it has.
     """
     if version.validation_state == ValidationState.INVALID:
         why = version.validation_error or "see its validation report"
@@ -84,6 +88,8 @@ def placement_request(
                 reserved_bytes=reserved_bytes,
                 pinned=pinned,
                 keep_alive_s=keep_alive_s,
+                depends_on=depends_on,
+                requested_by=requested_by,
             )
     except IntegrityError as exc:  # a concurrent request won the race the check above lost
         raise duplicate from exc
@@ -92,12 +98,19 @@ def placement_request(
 
 @transaction.atomic
 def placement_move(
-    *, placement: Placement, to: PlacementState, error: str = "", measured_bytes: int | None = None
+    *,
+    placement: Placement,
+    to: PlacementState,
+    error: str = "",
+    error_class: str = "",
+    end_reason: str = "",
+    measured_bytes: int | None = None,
+    load_seconds: float | None = None,
 ) -> bool:
     """Move a placement along its life; False if another writer moved it first.
 
-    LOADED records when (and, if measured, how much memory it took); a final state
-    records when it ended and, for FAILED and LOST, why.
+    LOADED records when (and, if measured, how much memory it took and how long loading
+    took); a final state records when it ended and, for FAILED and LOST, why.
     """
     old = placement.state
     now = timezone.now()
@@ -106,10 +119,16 @@ def placement_move(
         changes["loaded_at"] = now
         if measured_bytes is not None:
             changes["measured_bytes"] = measured_bytes
+        if load_seconds is not None:
+            changes["load_seconds"] = load_seconds
     if to.value in PLACEMENT.terminal:
         changes["ended_at"] = now
     if error:
         changes["error"] = error
+    if error_class:
+        changes["error_class"] = error_class
+    if end_reason:
+        changes["end_reason"] = end_reason[:300]
     if not transition(placement, to, machine=PLACEMENT, **changes):
         return False
     audit.record("state", placement, changes={"state": [old, to.value]})

@@ -40,6 +40,9 @@ class Job(TimeStamped):
     device = models.ForeignKey(
         "fleet.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    reserved_bytes = models.PositiveBigIntegerField(
+        default=0, help_text="Device memory held for it while it runs; the scheduler counts it as taken"
+    )
     attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started it")
     max_attempts = models.PositiveSmallIntegerField(
         default=3,

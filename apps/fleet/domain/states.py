@@ -74,7 +74,8 @@ PLACEMENT = StateMachine(
     initial=P.REQUESTED,
     transitions={
         P.REQUESTED: {P.LOADING, P.UNLOADED, P.FAILED, P.LOST},
-        P.LOADING: {P.LOADED, P.FAILED, P.LOST},
+        # LOADING -> UNLOADING: unloaded while it loads; the worker frees it once the load ends.
+        P.LOADING: {P.LOADED, P.UNLOADING, P.FAILED, P.LOST},
         P.LOADED: {P.UNLOADING, P.FAILED, P.LOST},
         P.UNLOADING: {P.UNLOADED, P.FAILED, P.LOST},
     },
@@ -90,3 +91,5 @@ PLACEMENT = StateMachine(
 
 # A placement in one of these holds (or is about to hold) memory on its device.
 PLACEMENT_ACTIVE = frozenset({P.REQUESTED.value, P.LOADING.value, P.LOADED.value, P.UNLOADING.value})
+# A placement in one of these is in a worker's memory, or on its way in or out.
+PLACEMENT_ON_WORKER = frozenset({P.LOADING.value, P.LOADED.value, P.UNLOADING.value})

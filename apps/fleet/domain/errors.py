@@ -1,0 +1,141 @@
+"""Why loading or serving a model failed, and what MOC does about each kind of failure.
+
+Pure: the worker raises `ServingError` (or lets a library's exception through), `classify`
+names its class, and the class decides whether a retry can help and what recovery follows.
+Every failure is recorded and counted by its class, so an operator sees "3 out-of-memory
+loads on node-a gpu 1" rather than a wall of tracebacks.
+"""
+
+from __future__ import annotations
+
+import random
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    OUT_OF_MEMORY = "out_of_memory"  # the device could not hold it
+    CORRUPT_FILE = "corrupt_file"  # the files are damaged, missing or not what their header says
+    RUNTIME_MISSING = "runtime_missing"  # the worker lacks the library the format needs
+    TIMEOUT = "timeout"  # it took longer than it was allowed
+    DEVICE_LOST = "device_lost"  # the device stopped answering (XID error, driver reset)
+    BAD_INPUT = "bad_input"  # the caller's request does not fit the model
+    NOT_ALLOWED = "not_allowed"  # a policy refused it (pickle weights nobody allowed)
+    TRANSIENT = "transient"  # a hiccup that may pass: a file busy, the broker blinking
+    INTERNAL = "internal"  # anything else: MOC's own bug or an unknown library error
+
+
+class Recovery(StrEnum):
+    """What follows a failed load or request, by the failure's class."""
+
+    EVICT_AND_RETRY = "evict_and_retry"  # OOM at load: evict more, or try another device, once
+    REPLACE = "replace"  # device lost: mark the device unhealthy and place the version elsewhere
+    RETRY = "retry"  # transient: retried with backoff
+    NONE = "none"  # the caller or an operator must act: nothing automatic would help
+
+
+RECOVERY: dict[ErrorClass, Recovery] = {
+    ErrorClass.OUT_OF_MEMORY: Recovery.EVICT_AND_RETRY,
+    ErrorClass.DEVICE_LOST: Recovery.REPLACE,
+    ErrorClass.TRANSIENT: Recovery.RETRY,
+}
+
+# Failures that say nothing about the placement's health: a caller's bad request must not
+# open the breaker for everybody else.
+NOT_THE_PLACEMENTS_FAULT = frozenset({ErrorClass.BAD_INPUT})
+
+
+class ServingError(Exception):
+    """A failure MOC's serving code understood well enough to name its class."""
+
+    error_class = ErrorClass.INTERNAL
+
+    def __init__(self, message: str, error_class: ErrorClass | None = None) -> None:
+        super().__init__(message)
+        if error_class is not None:
+            self.error_class = error_class
+
+
+class OutOfMemory(ServingError):
+    error_class = ErrorClass.OUT_OF_MEMORY
+
+
+class CorruptFile(ServingError):
+    error_class = ErrorClass.CORRUPT_FILE
+
+
+class RuntimeMissing(ServingError):
+    error_class = ErrorClass.RUNTIME_MISSING
+
+
+class BadInput(ServingError):
+    error_class = ErrorClass.BAD_INPUT
+
+
+class NotAllowed(ServingError):
+    error_class = ErrorClass.NOT_ALLOWED
+
+
+class DeviceLost(ServingError):
+    error_class = ErrorClass.DEVICE_LOST
+
+
+class Transient(ServingError):
+    error_class = ErrorClass.TRANSIENT
+
+
+# Words the CUDA runtime and drivers use when the device itself is gone, as torch and
+# onnxruntime pass them on in their exception messages.
+_DEVICE_LOST_WORDS = (
+    "device-side assert",
+    "unspecified launch failure",
+    "illegal memory access",
+    "uncorrectable ecc",
+    "gpu is lost",
+    "fallen off the bus",
+    "no cuda gpus are available",
+    "cuda error: unknown error",
+)
+_OOM_WORDS = ("out of memory", "failed to allocate memory", "cudaerrormemoryallocation")
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """The class of any exception a load or a request raised, by its type first, then its words."""
+    if isinstance(exc, ServingError):
+        return exc.error_class
+    if isinstance(exc, MemoryError):
+        return ErrorClass.OUT_OF_MEMORY
+    if isinstance(exc, TimeoutError):
+        return ErrorClass.TIMEOUT
+    if isinstance(exc, ModuleNotFoundError):
+        return ErrorClass.RUNTIME_MISSING
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if "outofmemory" in text or any(word in text for word in _OOM_WORDS):
+        return ErrorClass.OUT_OF_MEMORY
+    if any(word in text for word in _DEVICE_LOST_WORDS):
+        return ErrorClass.DEVICE_LOST
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, UnicodeDecodeError)):
+        return ErrorClass.CORRUPT_FILE
+    if "safetensor" in text or "headertoolarge" in text or "invalid protobuf" in text:
+        return ErrorClass.CORRUPT_FILE
+    if isinstance(exc, (ConnectionError, BlockingIOError, InterruptedError)):
+        return ErrorClass.TRANSIENT
+    return ErrorClass.INTERNAL
+
+
+def recovery(error_class: ErrorClass) -> Recovery:
+    return RECOVERY.get(error_class, Recovery.NONE)
+
+
+def is_transient(error_class: ErrorClass) -> bool:
+    """Whether retrying the same thing on the same device can succeed."""
+    return error_class == ErrorClass.TRANSIENT
+
+
+def backoff_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Seconds before retry number `attempt` (1-based): exponential with full jitter.
+
+    Full jitter (a uniform draw between 0 and the exponential step) spreads retries of many
+    callers that failed together, so they do not come back together.
+    """
+    step = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    return (rng or random).uniform(0, step)

@@ -1,0 +1,205 @@
+"""Where a model version goes: the placement scheduler.
+
+Pure: the caller reads every device it may use (capacity, what MOC holds there, the latest reported free
+memory, what is resident) into DeviceView values under a lock, calls decide(), and applies the Decision
+atomically: reserve `need_bytes` on the chosen device and unload the victims. A Refusal carries one
+sentence an operator can act on.
+
+The choice, in order:
+1. Best fit without eviction: the device with the least free memory that still fits, so large free
+   blocks stay whole for large models.
+2. Otherwise the device where eviction loses least (see _loss).
+3. Otherwise refuse, saying how close the fleet came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .eviction import Policy, Resident, choose_victims, evictable
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    """One device as the scheduler sees it."""
+
+    id: int
+    label: str  # "node-a gpu 1": used in refusal messages
+    node: str
+    capacity_bytes: int  # what MOC may place there
+    # What MOC holds there: active placements + running jobs' reservations + unloads the worker has not
+    # confirmed yet.
+    placed_bytes: int
+    reported_free_bytes: int | None  # free memory from the device's latest telemetry, None if unknown
+    accepts: bool = True  # healthy/degraded device on an online node
+    why_not: str = ""  # why it does not accept ("unhealthy: uncorrectable ECC", "node offline")
+    residents: tuple[Resident, ...] = ()
+    clock: float = 0.0  # the device's GDSF clock
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    version_id: int
+    need_bytes: int
+    device_id: int | None = None  # only this device
+    node: str | None = None  # only devices of this node
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    device_id: int
+    evict: tuple[Resident, ...]  # victims, in eviction order
+    free_after: int  # free bytes left on the device once loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str  # a sentence for the operator
+
+
+def format_bytes(n: int) -> str:
+    """Binary units with one decimal ("14.2 GiB", "512.0 MiB"); plain bytes below 1 KiB."""
+    if abs(n) < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in _UNITS[:-1]:
+        # Move up rather than print 1024.0 of a unit.
+        if abs(round(value, 1)) < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} {_UNITS[-1]}"
+
+
+def _headroom(device: DeviceView) -> int:
+    """Bytes MOC may still place, not floored: negative when a device holds more than it should.
+
+    Eviction adds the victims' bytes to this figure, so the floor must come after that sum.
+    """
+    room = device.capacity_bytes - device.placed_bytes
+    if device.reported_free_bytes is not None:
+        room = min(room, device.reported_free_bytes)
+    return room
+
+
+def free_bytes(device: DeviceView) -> int:
+    """min(reported free, capacity - placed), floored at 0.
+
+    Reported memory lags: the device may not yet show what MOC just placed, or may still show memory an
+    unload has not returned, so trust whichever figure is smaller (Ollama's rule).
+    """
+    return max(0, _headroom(device))
+
+
+def _holds(device: DeviceView, version_id: int) -> bool:
+    return any(r.version_id == version_id for r in device.residents)
+
+
+def _loss(victims: Sequence[Resident], policy: Policy) -> float:
+    """What evicting `victims` costs, to compare devices; lower is better.
+
+    GDSF: the expected reload work, sum of uses * load_seconds (what serving them again would cost,
+    weighted by how much they were wanted). LRU: the newest last use among them, so the device giving up
+    the longest-idle models wins, as plain LRU across the fleet would have it.
+    """
+    if policy == Policy.GDSF:
+        return sum(v.uses * v.load_seconds for v in victims)
+    return max(v.last_used for v in victims)
+
+
+def _scope_refusal(request: Request, devices: Sequence[DeviceView], scoped: list[DeviceView]) -> Refusal:
+    """Why no device can even be considered: none matches, none accepts, or all hold the version."""
+    if not scoped:
+        if request.device_id is not None:
+            named = next((d for d in devices if d.id == request.device_id), None)
+            if named is None:
+                return Refusal(f"no device has id {request.device_id}")
+            return Refusal(f"{named.label} is not on node {request.node}")
+        if request.node is not None:
+            return Refusal(f"node {request.node} has no devices")
+        return Refusal("no devices are registered")
+    accepting = [d for d in scoped if d.accepts]
+    if not accepting:
+        if len(scoped) == 1:
+            device = scoped[0]
+            return Refusal(
+                f"{device.label} does not accept placements: {device.why_not or 'no reason given'}"
+            )
+        where = f" on node {request.node}" if request.node is not None else ""
+        reasons = ", ".join(f"{d.label} ({d.why_not or 'no reason given'})" for d in scoped)
+        return Refusal(f"no device{where} accepts placements: {reasons}")
+    labels = ", ".join(d.label for d in accepting)
+    return Refusal(f"version {request.version_id} is already loaded on {labels}")
+
+
+def decide(
+    request: Request,
+    devices: Sequence[DeviceView],
+    *,
+    now: float,
+    policy: Policy = Policy.GDSF,
+    min_residency_s: float = 60.0,
+) -> Decision | Refusal:
+    """The device to load `request` on and what to evict there, or why nowhere can take it.
+
+    Applying a Decision (add need_bytes to placed, remove the victims' bytes) keeps placed <= capacity.
+    """
+    need = request.need_bytes
+    scoped = [
+        d
+        for d in devices
+        if (request.device_id is None or d.id == request.device_id)
+        and (request.node is None or d.node == request.node)
+    ]
+    candidates = [d for d in scoped if d.accepts and not _holds(d, request.version_id)]
+    if not candidates:
+        return _scope_refusal(request, devices, scoped)
+
+    fits = [d for d in candidates if _headroom(d) >= need]
+    if fits:
+        best = min(fits, key=lambda d: (_headroom(d), d.id))
+        return Decision(device_id=best.id, evict=(), free_after=_headroom(best) - need)
+
+    best_loss: tuple[float, int, int] | None = None
+    chosen: Decision | None = None
+    for device in candidates:
+        room = _headroom(device)
+        victims = choose_victims(
+            device.residents, need - room, now=now, policy=policy, min_residency_s=min_residency_s
+        )
+        if victims is None:
+            continue
+        freed = sum(v.size_bytes for v in victims)
+        loss = (_loss(victims, policy), freed, device.id)
+        if best_loss is None or loss < best_loss:
+            best_loss = loss
+            chosen = Decision(device_id=device.id, evict=tuple(victims), free_after=room + freed - need)
+    if chosen is not None:
+        return chosen
+    return _capacity_refusal(need, candidates, now=now, min_residency_s=min_residency_s)
+
+
+def _capacity_refusal(
+    need: int, candidates: Sequence[DeviceView], *, now: float, min_residency_s: float
+) -> Refusal:
+    """The closest the candidates came: the largest device if none is big enough, else the most room."""
+    largest = min(candidates, key=lambda d: (-d.capacity_bytes, d.id))
+    if need > largest.capacity_bytes:
+        return Refusal(
+            f"needs {format_bytes(need)}; the largest device, {largest.label}, "
+            f"offers {format_bytes(largest.capacity_bytes)}"
+        )
+
+    def most_room(device: DeviceView) -> int:
+        evictable_bytes = sum(
+            r.size_bytes for r in device.residents if evictable(r, now=now, min_residency_s=min_residency_s)
+        )
+        return max(0, _headroom(device) + evictable_bytes)
+
+    room, device = min(((most_room(d), d) for d in candidates), key=lambda pair: (-pair[0], pair[1].id))
+    return Refusal(
+        f"needs {format_bytes(need)}; the most that eviction can free is {format_bytes(room)}, "
+        f"on {device.label}"
+    )

@@ -1,0 +1,242 @@
+"""An inference request, on the web side: choose a loaded placement, pass its circuit breaker and
+the version's bulkhead, hand the request to the device's worker, and wait for the answer.
+
+The answer comes back on a Redis list the web process BLPOPs (one round trip, no result
+backend polling), and nothing on this path writes to the database: the worker records the
+request's figures in batches (apps.fleet.serving.records). Refusals are fast and say why:
+not loaded (409), breaker open (503), bulkhead full (429), each with Retry-After where waiting
+helps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from apps.fleet import metrics, placing, services
+from apps.fleet.domain.breaker import BreakerConfig
+from apps.fleet.domain.errors import ErrorClass
+from apps.fleet.domain.states import PLACEABLE_HEALTH, PLACEMENT_ACTIVE, PlacementState
+from apps.fleet.models import Placement
+from apps.fleet.resilience import Breakers, Bulkhead, BulkheadFull
+from apps.models.models import ModelVersion
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    """A client per process whose reads may block as long as a request may wait (BLPOP)."""
+    url = settings.REDIS_URL
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=None)
+    return client
+
+
+@dataclass
+class Refused(Exception):
+    """A request MOC answered without a model's answer: the HTTP status, and why."""
+
+    status: int
+    reason: str
+    error_class: str = ""
+    retry_after_s: int | None = None
+    field: str = ""
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    concurrency: int
+    queue: int
+    timeout_s: float
+    breaker: BreakerConfig
+
+
+def limits_for(version: ModelVersion) -> Limits:
+    profile = placing.profile_for(version)
+
+    def pick(name: str, default: Any) -> Any:
+        value = getattr(profile, name, None) if profile else None
+        return default if value is None else value
+
+    return Limits(
+        concurrency=pick("max_concurrency", settings.MOC_SERVING_CONCURRENCY),
+        queue=pick("max_queue", settings.MOC_SERVING_QUEUE),
+        timeout_s=pick("request_timeout_s", settings.MOC_SERVING_TIMEOUT_S),
+        breaker=BreakerConfig(
+            failure_threshold=pick("breaker_failures", settings.MOC_BREAKER_FAILURES),
+            open_s=pick("breaker_open_s", settings.MOC_BREAKER_OPEN_S),
+        ),
+    )
+
+
+def infer(
+    *, version: ModelVersion, task: str, data: dict[str, Any], placement_id: int | None = None
+) -> dict[str, Any]:
+    """Answer one request with a loaded placement of `version`, or raise Refused."""
+    began = time.perf_counter()
+    outcome = "error"
+    try:
+        answer = _infer(version=version, task=task, data=data, placement_id=placement_id)
+        outcome = "ok"
+        answer["total_ms"] = (time.perf_counter() - began) * 1000
+        return answer
+    except Refused as refused:
+        outcome = refused.error_class or "refused"
+        raise
+    finally:
+        metrics.INFERENCE_SECONDS.labels(task=task, outcome=outcome).observe(time.perf_counter() - began)
+
+
+def _infer(
+    *, version: ModelVersion, task: str, data: dict[str, Any], placement_id: int | None
+) -> dict[str, Any]:
+    limits = limits_for(version)
+    client = _redis()
+    now = time.time()
+    candidates = _loaded(version, placement_id)
+    if not candidates:
+        raise _not_loaded(version, placement_id, now)
+    breakers = Breakers(client)
+    chosen, refusal = None, None
+    for placement in _in_breaker_order(candidates, breakers):
+        admission = breakers.admit(placement.pk, limits.breaker, now=now)
+        if admission.ok:
+            chosen = placement
+            break
+        refusal = refusal or admission
+    if chosen is None:
+        assert refusal is not None
+        metrics.INFERENCE_REFUSED.labels(reason="breaker_open").inc()
+        raise Refused(
+            503,
+            f"{version} is not answering: {refusal.reason}",
+            "breaker_open",
+            max(1, round(refusal.retry_after_s)),
+        )
+    bulkhead = Bulkhead(client, f"version:{version.pk}", concurrency=limits.concurrency, queue=limits.queue)
+    try:
+        with bulkhead.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
+            left = limits.timeout_s - waited_s
+            answer = _ask(client, chosen, version, task, data, timeout_s=left, waited_s=waited_s)
+    except BulkheadFull as full:
+        metrics.INFERENCE_REFUSED.labels(reason="bulkhead_full").inc()
+        raise Refused(429, f"{version} is busy: {full.reason}", "bulkhead_full", full.retry_after_s) from None
+    if answer is None:
+        breakers.record(
+            chosen.pk, limits.breaker, now=time.time(), error_class=ErrorClass.TIMEOUT, error="timeout"
+        )
+        raise Refused(504, f"{version} did not answer within {limits.timeout_s:g} s.", ErrorClass.TIMEOUT)
+    if answer.get("ok"):
+        breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None)
+        return {
+            "placement": chosen.pk,
+            "device": chosen.device_id,
+            "result": answer["result"],
+            "queue_ms": answer.get("queue_ms"),
+            "compute_ms": answer.get("compute_ms"),
+        }
+    error_class = ErrorClass(answer.get("error_class") or ErrorClass.INTERNAL)
+    error = str(answer.get("error") or "")
+    breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=error_class, error=error)
+    raise _failed(chosen, version, error_class, error, resident=answer.get("resident", True))
+
+
+def _loaded(version: ModelVersion, placement_id: int | None) -> list[Placement]:
+    rows = Placement.objects.select_related("device__node").filter(
+        version=version, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
+    )
+    if placement_id is not None:
+        rows = rows.filter(pk=placement_id)
+    return list(rows)
+
+
+def _in_breaker_order(candidates: list[Placement], breakers: Breakers) -> list[Placement]:
+    """Closed breakers first, spread at random among them; then the others, which may let a probe by."""
+    states = breakers.get(p.pk for p in candidates)
+    shuffled = random.sample(candidates, len(candidates))
+    return sorted(shuffled, key=lambda p: states[p.pk].state != "closed" if p.pk in states else False)
+
+
+def _not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> Refused:
+    metrics.INFERENCE_REFUSED.labels(reason="not_loaded").inc()
+    placing.demand_note(version_id=version.pk, now=now)
+    coming = Placement.objects.filter(version=version, state__in=PLACEMENT_ACTIVE).exclude(
+        state=PlacementState.UNLOADING
+    )
+    if placement_id is not None:
+        return Refused(
+            409, f"Placement {placement_id} of {version} is not loaded.", "not_loaded", field="placement"
+        )
+    if coming.exists():
+        return Refused(409, f"{version} is loading; try again shortly.", "not_loaded", retry_after_s=2)
+    return Refused(
+        409, f"{version} is not loaded: load it first (POST /api/v1/placements/ with its id).", "not_loaded"
+    )
+
+
+def _ask(
+    client: redis.Redis,
+    placement: Placement,
+    version: ModelVersion,
+    task: str,
+    data: dict[str, Any],
+    *,
+    timeout_s: float,
+    waited_s: float,
+) -> dict[str, Any] | None:
+    """Send the request to the placement's worker and wait for its answer; None past the timeout."""
+    from apps.fleet import tasks
+
+    if timeout_s <= 0:
+        return None
+    reply_key = f"moc:reply:{uuid.uuid4().hex}"
+    request = {
+        "task": task,
+        "input": data,
+        "version_id": version.pk,
+        "timeout_s": timeout_s,
+        "sent_at": time.time(),
+        "waited_ms": waited_s * 1000,
+    }
+    tasks.placement_infer.apply_async(
+        args=[placement.pk, request, reply_key], queue=placement.device.queue, expires=timeout_s
+    )
+    # BLPOP counts whole seconds on old servers; the worker's own deadline ends the work in time.
+    popped = client.blpop([reply_key], timeout=max(0.01, timeout_s))
+    if popped is None:
+        return None
+    return json.loads(popped[1])
+
+
+def _failed(
+    placement: Placement, version: ModelVersion, error_class: ErrorClass, error: str, *, resident: bool
+) -> Refused:
+    if error_class == ErrorClass.BAD_INPUT:
+        metrics.INFERENCE_REFUSED.labels(reason="bad_input").inc()
+        return Refused(400, error, error_class, field="input")
+    if not resident:
+        # The worker no longer holds it (it restarted): the placement is lost; load it again.
+        services.placement_move(
+            placement=placement, to=PlacementState.LOST, error_class=ErrorClass.DEVICE_LOST, error=error
+        )
+        # The 503 below says what matters; the version page shows why it could not load again.
+        with contextlib.suppress(placing.PlacementRefused, ValidationError):
+            placing.placement_load(version=version, device=placement.device)
+        return Refused(503, f"{version} was lost by its worker and is being loaded again.", error_class, 5)
+    status = {ErrorClass.TIMEOUT: 504, ErrorClass.OUT_OF_MEMORY: 503, ErrorClass.DEVICE_LOST: 503}.get(
+        error_class, 502
+    )
+    return Refused(status, f"{version} failed to answer: {error_class.value}: {error}", error_class)

@@ -1,0 +1,104 @@
+"""The models this worker process holds in memory, by placement id.
+
+One worker process serves one device (its own queue, a thread pool), so what is loaded lives
+here, in the process, and requests for it come to this process's queue. Requests count as
+in flight while they use a model; unloading stops new ones and waits for those in flight
+(drains) before the model is freed, so an unload never pulls weights from under a request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from apps.fleet.domain.errors import DeviceLost
+
+if TYPE_CHECKING:
+    from apps.fleet.runtimes import Loaded
+
+
+class NotResident(DeviceLost):
+    """The placement is not in this worker's memory: the worker restarted, or it is unloading."""
+
+
+@dataclass
+class _Entry:
+    loaded: Loaded
+    inflight: int = 0
+    closing: bool = False
+    idle: threading.Condition = field(default_factory=threading.Condition)
+
+
+class Residents:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, _Entry] = {}
+        self._loading: set[int] = set()
+
+    def add(self, placement_id: int, loaded: Loaded) -> None:
+        with self._lock:
+            self._entries[placement_id] = _Entry(loaded)
+            self._loading.discard(placement_id)
+
+    def get(self, placement_id: int) -> Loaded | None:
+        entry = self._entries.get(placement_id)
+        return None if entry is None or entry.closing else entry.loaded
+
+    def ids(self) -> list[int]:
+        return sorted(self._entries)
+
+    @contextmanager
+    def loading(self, placement_id: int) -> Iterator[None]:
+        """Marks a load in progress, so an unload arriving meanwhile knows the load will free it."""
+        with self._lock:
+            self._loading.add(placement_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loading.discard(placement_id)
+
+    def is_loading(self, placement_id: int) -> bool:
+        return placement_id in self._loading
+
+    @contextmanager
+    def use(self, placement_id: int) -> Iterator[Loaded]:
+        with self._lock:
+            entry = self._entries.get(placement_id)
+            if entry is None or entry.closing:
+                why = (
+                    "is being unloaded"
+                    if entry
+                    else "is not in this worker's memory (did the worker restart?)"
+                )
+                raise NotResident(f"placement {placement_id} {why}")
+            entry.inflight += 1
+        try:
+            yield entry.loaded
+        finally:
+            with entry.idle:
+                entry.inflight -= 1
+                entry.idle.notify_all()
+
+    def remove(self, placement_id: int, *, drain_s: float) -> tuple[Loaded | None, int]:
+        """Stop new requests, wait up to `drain_s` for those in flight, and hand the model over to be
+        closed: (the model or None if it was not here, requests still in flight when the wait ended)."""
+        with self._lock:
+            entry = self._entries.get(placement_id)
+            if entry is None:
+                return None, 0
+            entry.closing = True
+        deadline = time.monotonic() + drain_s
+        with entry.idle:
+            while entry.inflight and (left := deadline - time.monotonic()) > 0:
+                entry.idle.wait(left)
+        with self._lock:
+            self._entries.pop(placement_id, None)
+        return entry.loaded, entry.inflight
+
+
+RESIDENTS = Residents()

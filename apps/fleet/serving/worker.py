@@ -1,0 +1,363 @@
+"""What a device worker does with placements: load them, unload them, answer requests on them.
+
+Called by the thin tasks in apps.fleet.tasks, which arrive on the device's own queue. Every
+step is safe to run twice: a duplicate or late message finds the placement already moved on.
+Failures are classified (apps.fleet.domain.errors) and each class has its recovery: transient
+ones are retried with backoff, an out-of-memory load is re-placed on another device once, a
+lost device is marked unhealthy and what it held is placed elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections
+from django.utils import timezone
+
+from apps.core.workers import redis_client
+from apps.fleet import metrics, placing, services
+from apps.fleet.domain.errors import (
+    BadInput,
+    ErrorClass,
+    Recovery,
+    ServingError,
+    backoff_s,
+    classify,
+    recovery,
+)
+from apps.fleet.domain.eviction import gdsf_priority
+from apps.fleet.domain.kinds import Backend, DeviceKind, parse_device_queue
+from apps.fleet.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, DeviceHealth, PlacementState
+from apps.fleet.models import Device, Placement
+from apps.fleet.serving.records import RECORDER, Line
+from apps.fleet.serving.residents import RESIDENTS, NotResident
+
+log = logging.getLogger(__name__)
+P = PlacementState
+WAIT_S = 0.25  # how soon a load waiting for its base or for evictions looks again
+
+_device_id: int | None = None
+
+
+def this_device() -> Device | None:
+    """The device this worker process serves (set when it started), or None for other workers."""
+    return Device.objects.select_related("node").filter(pk=_device_id).first() if _device_id else None
+
+
+def torch_device(device: Device) -> str:
+    """Where this worker puts weights. A real GPU worker sees one GPU (CUDA_VISIBLE_DEVICES pins it,
+    as compose and scripts/run.sh do), else it addresses its GPU by NVML index. Simulated GPUs and
+    CPU devices hold weights in host memory: a simulated GPU has no memory of its own."""
+    if device.kind == DeviceKind.GPU and device.node.backend == Backend.NVML:
+        return "cuda:0" if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() else f"cuda:{device.index}"
+    return "cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOutcome:
+    retry_in: float | None = None  # look again after this many seconds (waiting, or a transient error)
+    note: str = ""
+
+
+def load(placement_id: int, *, attempt: int) -> LoadOutcome:
+    """Load a placement into this worker, unless it is waiting for room or for its base."""
+    from apps.fleet import runtimes
+
+    p = (
+        Placement.objects.select_related("version", "device__node", "depends_on")
+        .filter(pk=placement_id)
+        .first()
+    )
+    if p is None or p.state not in (P.REQUESTED, P.LOADING):
+        return LoadOutcome(note="not waiting to load")
+    if _device_id is None:  # the serving start (after the agent registers the device) has not run yet
+        return LoadOutcome(retry_in=WAIT_S, note="this worker is still starting")
+    if p.device_id != _device_id:
+        log.error(
+            "placement %s is for device %s but reached the worker of device %s", p.pk, p.device_id, _device_id
+        )
+        return LoadOutcome(note="wrong worker")
+    if Placement.objects.filter(displaced_by=p, state__in=PLACEMENT_ACTIVE).exists():
+        return LoadOutcome(retry_in=WAIT_S, note="waiting for the placements evicted for it to unload")
+    base = None
+    if p.depends_on is not None:
+        base_state = p.depends_on.state
+        if base_state not in PLACEMENT_ACTIVE:
+            services.placement_move(
+                placement=p,
+                to=P.FAILED,
+                error_class=ErrorClass.INTERNAL,
+                error=f"Its base placement {base_state}.",
+            )
+            return LoadOutcome(note="base gone")
+        base = RESIDENTS.get(p.depends_on_id)
+        if base is None:
+            return LoadOutcome(retry_in=WAIT_S, note="waiting for its base to load")
+    if p.state == P.REQUESTED and not services.placement_move(placement=p, to=P.LOADING):
+        return LoadOutcome(note="moved by another writer")
+    profile = placing.profile_for(p.version)
+    spec = runtimes.LoadSpec(
+        path=p.version.path,
+        format=p.version.format,
+        kind=p.version.kind,
+        device=torch_device(p.device),
+        allow_pickle=bool(profile and profile.allow_pickle),
+        base=base,
+    )
+    try:
+        with RESIDENTS.loading(p.pk):
+            loaded = runtimes.load(spec)
+    except Exception as exc:
+        return _load_failed(p, exc, attempt=attempt)
+    metrics.PLACEMENT_LOAD_SECONDS.observe(loaded.load_seconds)
+    RESIDENTS.add(p.pk, loaded)
+    moved = services.placement_move(
+        placement=p, to=P.LOADED, measured_bytes=loaded.measured_bytes, load_seconds=loaded.load_seconds
+    )
+    if not moved:  # unloaded (or reaped) while it loaded: free it now
+        unload(p.pk)
+        return LoadOutcome(note="unloaded as it loaded")
+    # Its first eviction priority: as if used once, so it does not start below the device's clock.
+    priority = gdsf_priority(
+        clock=p.device.eviction_clock,
+        uses=1,
+        load_seconds=loaded.load_seconds,
+        size_bytes=max(1, loaded.measured_bytes),
+    )
+    Placement.objects.filter(pk=p.pk).update(priority=priority)
+    return LoadOutcome(note="loaded")
+
+
+def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
+    error_class = classify(exc)
+    metrics.SERVING_ERRORS.labels(stage="load", error_class=error_class.value).inc()
+    if recovery(error_class) == Recovery.RETRY and attempt < settings.MOC_LOAD_RETRIES:
+        wait = backoff_s(attempt + 1, base_s=settings.MOC_LOAD_BACKOFF_S, cap_s=30.0)
+        log.warning("placement %s: transient load error (%s), retrying in %.1f s", p.pk, exc, wait)
+        return LoadOutcome(retry_in=wait, note="transient")
+    if not isinstance(exc, ServingError):
+        log.exception("placement %s failed to load", p.pk, exc_info=exc)
+    message = f"{error_class.value}: {exc}"[:4000]
+    lost = error_class == ErrorClass.DEVICE_LOST
+    services.placement_move(
+        placement=p, to=P.LOST if lost else P.FAILED, error_class=error_class, error=message
+    )
+    if lost:
+        device_lost(p.device, reason=str(exc))
+    elif error_class == ErrorClass.OUT_OF_MEMORY:
+        _replace_after_oom(p)
+    return LoadOutcome(note=message)
+
+
+def _replace_after_oom(p: Placement) -> None:
+    """An out-of-memory load tries another device once: a version that ran out of memory on two
+    devices in the last hour stays failed until someone looks at it."""
+    recent = Placement.objects.filter(
+        version=p.version,
+        error_class=ErrorClass.OUT_OF_MEMORY,
+        ended_at__gte=timezone.now() - timedelta(hours=1),
+    )
+    if p.depends_on_id is not None or recent.count() > 1:
+        return
+    try:
+        again = placing.placement_load(
+            version=p.version, exclude_devices=[p.device_id], requested_by=p.requested_by
+        )
+    except (placing.PlacementRefused, ValidationError) as exc:
+        log.warning("placement %s ran out of memory and no other device can take it: %s", p.pk, exc)
+        return
+    log.warning(
+        "placement %s ran out of memory on %s; placed again as %s on %s",
+        p.pk,
+        p.device,
+        again.pk,
+        again.device,
+    )
+
+
+def device_lost(device: Device, *, reason: str) -> None:
+    """The device stopped answering: it takes no more work, and what it held is placed elsewhere."""
+    device.refresh_from_db()
+    if device.health != DeviceHealth.UNHEALTHY:
+        services.device_set_health(
+            device=device, health=DeviceHealth.UNHEALTHY, reason=f"lost: {reason}"[:300]
+        )
+    for p in Placement.objects.filter(device=device, state__in=PLACEMENT_ACTIVE).select_related("version"):
+        RESIDENTS.remove(p.pk, drain_s=0)
+        if (
+            services.placement_move(
+                placement=p,
+                to=P.LOST,
+                error_class=ErrorClass.DEVICE_LOST,
+                error=f"Lost with its device: {reason}",
+            )
+            and p.depends_on_id is None
+        ):
+            try:
+                placing.placement_load(
+                    version=p.version, exclude_devices=[device.pk], requested_by=p.requested_by
+                )
+            except (placing.PlacementRefused, ValidationError) as exc:
+                log.warning("could not place %s elsewhere after its device was lost: %s", p.version, exc)
+
+
+def unload(placement_id: int) -> str:
+    """Free an UNLOADING placement once its requests drained; the memory counts as free only now."""
+    p = Placement.objects.select_related("device").filter(pk=placement_id).first()
+    if p is None or p.state != P.UNLOADING:
+        return "not unloading"
+    if RESIDENTS.is_loading(p.pk):
+        return "still loading: the load frees it when it ends"
+    drain_s = placing.profile_timeout_s(p.version)
+    loaded, still_running = RESIDENTS.remove(p.pk, drain_s=drain_s)
+    if loaded is None:
+        note = "it was not in this worker's memory"
+    else:
+        freed = loaded.close()
+        note = f"freed {freed.freed_bytes} bytes" + (
+            "" if freed.verified else f"; not verified: {freed.detail}"
+        )
+        if still_running:
+            note += f"; {still_running} requests were still running after {drain_s:.0f} s"
+    services.placement_move(placement=p, to=P.UNLOADED, end_reason=f"{p.end_reason} ({note})")
+    return note
+
+
+def infer(placement_id: int, request: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request with a resident model; failures come back as values with their class."""
+    started = time.time()
+    queue_ms = max(0.0, (started - float(request.get("sent_at") or started)) * 1000) + float(
+        request.get("waited_ms") or 0.0
+    )
+    task = str(request.get("task"))
+    deadline = time.monotonic() + float(request.get("timeout_s") or settings.MOC_SERVING_TIMEOUT_S)
+    version_id = int(request.get("version_id") or 0)
+    try:
+        with RESIDENTS.use(placement_id) as loaded:
+            if task not in loaded.tasks:
+                raise BadInput(f"this model answers {', '.join(sorted(loaded.tasks))} requests, not {task}")
+            began = time.perf_counter()
+            result = _run(loaded, task, request.get("input") or {}, deadline)
+            compute_ms = (time.perf_counter() - began) * 1000
+    except Exception as exc:
+        error_class = classify(exc)
+        metrics.SERVING_ERRORS.labels(stage="infer", error_class=error_class.value).inc()
+        if not isinstance(exc, ServingError):
+            log.exception("placement %s: request failed", placement_id)
+        RECORDER.add(Line(started, version_id, placement_id, task, "error", error_class.value, queue_ms))
+        if isinstance(exc, NotResident):
+            return {"ok": False, "error_class": error_class.value, "error": str(exc), "resident": False}
+        return {"ok": False, "error_class": error_class.value, "error": str(exc)[:2000]}
+    tokens_in, tokens_out = int(result.get("tokens_in") or 0), int(result.get("tokens_out") or 0)
+    RECORDER.add(
+        Line(started, version_id, placement_id, task, "ok", "", queue_ms, compute_ms, tokens_in, tokens_out)
+    )
+    return {"ok": True, "result": result, "queue_ms": queue_ms, "compute_ms": compute_ms}
+
+
+def _run(loaded: Any, task: str, data: dict[str, Any], deadline: float) -> dict[str, Any]:
+    if task == "generate":
+        return loaded.generate(
+            prompt=data["prompt"],
+            max_new_tokens=data["max_new_tokens"],
+            temperature=data["temperature"],
+            top_p=data["top_p"],
+            stop=data.get("stop") or [],
+            seed=data.get("seed"),
+            deadline=deadline,
+        )
+    if task == "embed":
+        return loaded.embed(texts=data["texts"], deadline=deadline)
+    return loaded.tensors(inputs=data["inputs"], deadline=deadline)
+
+
+def reply(key: str, answer: dict[str, Any], *, ttl_s: int) -> None:
+    """Hand the answer to the web process waiting on `key` (a list it BLPOPs)."""
+    try:
+        with redis_client().pipeline(transaction=False) as pipe:
+            pipe.rpush(key, json.dumps(answer, separators=(",", ":"), allow_nan=False))
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+    except (redis.RedisError, ValueError) as exc:
+        log.warning("could not hand an answer back on %s: %s", key, exc)
+
+
+# --- worker start and stop --------------------------------------------------------------
+
+
+def worker_started(queues: list[str]) -> None:
+    """A device worker starts: what its device held before is gone with the old process (LOST),
+    the recorder starts, and the versions marked for preloading are requested."""
+    global _device_id
+    if _device_id is not None:
+        return
+    mine = [
+        parsed for q in queues if (parsed := parse_device_queue(q)) and parsed[1] == settings.MOC_NODE_NAME
+    ]
+    if not mine:
+        return
+    kind, node, index = mine[0]
+    device = Device.objects.select_related("node").filter(node__name=node, kind=kind, index=index).first()
+    if device is None:
+        log.debug("device %s.%s.%s is not registered yet", kind, node, index)
+        return
+    _device_id = device.pk
+    for p in Placement.objects.filter(device=device, state__in=PLACEMENT_ON_WORKER):
+        services.placement_move(
+            placement=p,
+            to=P.LOST,
+            error_class=ErrorClass.DEVICE_LOST,
+            error="Lost: its worker restarted, and what the old process held went with it.",
+        )
+    RECORDER.start()
+    placing.preload(device=device)
+
+
+def worker_stopping() -> None:
+    RECORDER.stop()
+
+
+# Wired to Celery's worker signals (connected when the fleet app is ready). The agent registers
+# the device in its own thread as the worker starts, so serving waits for the row to exist.
+_REGISTRATION_WAIT_S = 120.0
+
+
+@worker_ready.connect(dispatch_uid="moc-serving-start")
+def _on_worker_ready(sender: Any, **kwargs: Any) -> None:
+    queues = [q.name for q in sender.app.amqp.queues.consume_from.values()]
+    if not any((parsed := parse_device_queue(q)) and parsed[1] == settings.MOC_NODE_NAME for q in queues):
+        return
+
+    def start() -> None:
+        deadline = time.monotonic() + _REGISTRATION_WAIT_S
+        while True:
+            try:
+                worker_started(queues)
+            except Exception:
+                log.exception("serving could not start; trying again")
+            else:
+                if _device_id is not None:
+                    return
+                if time.monotonic() > deadline:
+                    log.warning("this worker's device is still not registered: it serves no placements")
+                    return
+            time.sleep(0.5)
+            close_old_connections()
+
+    threading.Thread(target=start, name="moc-serving-start", daemon=True).start()
+
+
+@worker_shutdown.connect(dispatch_uid="moc-serving-stop")
+def _on_worker_shutdown(sender: Any, **kwargs: Any) -> None:
+    worker_stopping()
