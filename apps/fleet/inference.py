@@ -105,11 +105,31 @@ def _infer(
 ) -> dict[str, Any]:
     limits = limits_for(version)
     client = _redis()
-    now = time.time()
     candidates = _loaded(version, placement_id)
     if not candidates:
-        raise _not_loaded(version, placement_id, now)
+        raise _not_loaded(version, placement_id, time.time())
+    # The bulkhead first: a half-open breaker's probe, once admitted, always gets its outcome
+    # recorded, instead of being lost to a 429 between the two.
+    bulkhead = Bulkhead(client, f"version {version.pk}", concurrency=limits.concurrency, queue=limits.queue)
+    try:
+        with bulkhead.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
+            return _through_breaker(client, version, candidates, task, data, limits, waited_s)
+    except BulkheadFull as full:
+        metrics.INFERENCE_REFUSED.labels(reason="bulkhead_full").inc()
+        raise Refused(429, f"{version} is busy: {full.reason}", "bulkhead_full", full.retry_after_s) from None
+
+
+def _through_breaker(
+    client: redis.Redis,
+    version: ModelVersion,
+    candidates: list[Placement],
+    task: str,
+    data: dict[str, Any],
+    limits: Limits,
+    waited_s: float,
+) -> dict[str, Any]:
     breakers = Breakers(client)
+    now = time.time()
     chosen, refusal = None, None
     for placement in _in_breaker_order(candidates, breakers):
         admission = breakers.admit(placement.pk, limits.breaker, now=now)
@@ -120,24 +140,19 @@ def _infer(
     if chosen is None:
         assert refusal is not None
         metrics.INFERENCE_REFUSED.labels(reason="breaker_open").inc()
-        raise Refused(
-            503,
-            f"{version} is not answering: {refusal.reason}",
-            "breaker_open",
-            max(1, round(refusal.retry_after_s)),
-        )
-    bulkhead = Bulkhead(client, f"version:{version.pk}", concurrency=limits.concurrency, queue=limits.queue)
+        retry_after = max(1, round(refusal.retry_after_s))
+        raise Refused(503, f"{version} is not answering: {refusal.reason}", "breaker_open", retry_after)
+    answer = None
     try:
-        with bulkhead.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
-            left = limits.timeout_s - waited_s
-            answer = _ask(client, chosen, version, task, data, timeout_s=left, waited_s=waited_s)
-    except BulkheadFull as full:
-        metrics.INFERENCE_REFUSED.labels(reason="bulkhead_full").inc()
-        raise Refused(429, f"{version} is busy: {full.reason}", "bulkhead_full", full.retry_after_s) from None
-    if answer is None:
-        breakers.record(
-            chosen.pk, limits.breaker, now=time.time(), error_class=ErrorClass.TIMEOUT, error="timeout"
+        answer = _ask(
+            client, chosen, version, task, data, timeout_s=limits.timeout_s - waited_s, waited_s=waited_s
         )
+    finally:
+        if answer is None:  # no answer in time, or sending it failed: the placement's failure either way
+            breakers.record(
+                chosen.pk, limits.breaker, now=time.time(), error_class=ErrorClass.TIMEOUT, error="no answer"
+            )
+    if answer is None:
         raise Refused(504, f"{version} did not answer within {limits.timeout_s:g} s.", ErrorClass.TIMEOUT)
     if answer.get("ok"):
         breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None)

@@ -9,6 +9,7 @@ lost device is marked unhealthy and what it held is placed elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from apps.fleet.domain.eviction import gdsf_priority
 from apps.fleet.domain.kinds import Backend, DeviceKind, parse_device_queue
 from apps.fleet.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, DeviceHealth, PlacementState
 from apps.fleet.models import Device, Placement
+from apps.fleet.resilience import Breakers
 from apps.fleet.serving.records import RECORDER, Line
 from apps.fleet.serving.residents import RESIDENTS, NotResident
 
@@ -149,13 +151,11 @@ def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
     if not isinstance(exc, ServingError):
         log.exception("placement %s failed to load", p.pk, exc_info=exc)
     message = f"{error_class.value}: {exc}"[:4000]
-    lost = error_class == ErrorClass.DEVICE_LOST
-    services.placement_move(
-        placement=p, to=P.LOST if lost else P.FAILED, error_class=error_class, error=message
-    )
-    if lost:
+    if error_class == ErrorClass.DEVICE_LOST:  # this placement goes with the others it held
         device_lost(p.device, reason=str(exc))
-    elif error_class == ErrorClass.OUT_OF_MEMORY:
+        return LoadOutcome(note=message)
+    services.placement_move(placement=p, to=P.FAILED, error_class=error_class, error=message)
+    if error_class == ErrorClass.OUT_OF_MEMORY:
         _replace_after_oom(p)
     return LoadOutcome(note=message)
 
@@ -231,6 +231,8 @@ def unload(placement_id: int) -> str:
         if still_running:
             note += f"; {still_running} requests were still running after {drain_s:.0f} s"
     services.placement_move(placement=p, to=P.UNLOADED, end_reason=f"{p.end_reason} ({note})")
+    with contextlib.suppress(redis.RedisError):  # it would expire by itself within a day
+        Breakers(redis_client()).forget(p.pk)
     return note
 
 
@@ -258,6 +260,8 @@ def infer(placement_id: int, request: dict[str, Any]) -> dict[str, Any]:
         RECORDER.add(Line(started, version_id, placement_id, task, "error", error_class.value, queue_ms))
         if isinstance(exc, NotResident):
             return {"ok": False, "error_class": error_class.value, "error": str(exc), "resident": False}
+        if error_class == ErrorClass.DEVICE_LOST and (device := this_device()) is not None:
+            device_lost(device, reason=str(exc))
         return {"ok": False, "error_class": error_class.value, "error": str(exc)[:2000]}
     tokens_in, tokens_out = int(result.get("tokens_in") or 0), int(result.get("tokens_out") or 0)
     RECORDER.add(

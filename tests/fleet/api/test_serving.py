@@ -181,7 +181,7 @@ def test_inference_through_an_open_breaker_is_a_fast_503_with_the_reason(client_
 def test_inference_past_the_bulkhead_is_a_429_with_retry_after(client_as: Client, sent_tasks: list) -> None:
     placement = loaded()
     ServingProfile.objects.create(version=placement.version, max_concurrency=1, max_queue=0)
-    bulkhead = Bulkhead(redis_client(), f"version:{placement.version.pk}", concurrency=1, queue=0)
+    bulkhead = Bulkhead(redis_client(), f"version {placement.version.pk}", concurrency=1, queue=0)
 
     with bulkhead.slot(wait_s=1, lease_s=30):
         response = client_as(Role.OPERATOR).post(
