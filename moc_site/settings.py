@@ -273,6 +273,9 @@ MOC_BREAKER_OPEN_S = env_float("MOC_BREAKER_OPEN_S", 30.0)
 # Preload by demand: when a device sits idle, load the most requested versions that are not loaded.
 MOC_PRELOAD_BY_DEMAND = env_bool("MOC_PRELOAD_BY_DEMAND", False)
 MOC_INFERENCE_RETENTION_DAYS = env_int("MOC_INFERENCE_RETENTION_DAYS", 7)
+# CPU threads torch (and OpenMP) use per request in a device worker, whose own thread pool
+# already runs several requests at once.
+MOC_TORCH_THREADS = env_int("MOC_TORCH_THREADS", 1)
 
 # --- auth -----------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

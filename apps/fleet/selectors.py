@@ -214,3 +214,4 @@ def overview_cards() -> list[dict]:
             "hint": f"{placements['moving']} loading or unloading",
         },
     ]
+

@@ -39,6 +39,7 @@ PLACEMENT_MOVES = [
     (P.REQUESTED, P.FAILED),
     (P.REQUESTED, P.LOST),
     (P.LOADING, P.LOADED),
+    (P.LOADING, P.UNLOADING),  # unloaded while it loads: the worker frees it once the load ends
     (P.LOADING, P.FAILED),
     (P.LOADING, P.LOST),
     (P.LOADED, P.UNLOADING),
@@ -96,7 +97,7 @@ def test_placement_allows_nothing_else() -> None:
 
 @pytest.mark.parametrize(
     ("src", "dst"),
-    [(P.REQUESTED, P.LOADED), (P.LOADING, P.UNLOADING), (P.LOADED, P.LOADING), (P.LOADED, P.UNLOADED)],
+    [(P.REQUESTED, P.LOADED), (P.LOADING, P.UNLOADED), (P.LOADED, P.LOADING), (P.LOADED, P.UNLOADED)],
 )
 def test_placement_refuses_skipping_or_going_back(src: P, dst: P) -> None:
     with pytest.raises(InvalidTransition):

@@ -556,7 +556,7 @@ def test_version_page_reads_a_fixed_number_of_queries_however_many_files(
         ModelFileFactory(version=version)
     ModelAliasFactory(version=version)
 
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         _page(client, reverse("models:version", args=[version.pk]))
 
 
