@@ -122,6 +122,10 @@ else:
             # A file, not :memory:, so Celery workers started by the tests see the same data;
             # one per test run, so concurrent runs do not share it.
             "TEST": {"NAME": str(VAR_DIR / f"test_moc_{os.getpid()}.sqlite3")},
+            # Kept open between requests: a new SQLite connection parses the whole schema on its
+            # first query, which cost an API request about 9 ms here (bench/inference_serving.py).
+            "CONN_MAX_AGE": env_int("MOC_SQLITE_CONN_MAX_AGE", 600),
+            "CONN_HEALTH_CHECKS": True,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -30,6 +30,20 @@ def redis_client(timeout: float = 2.0) -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
+_shared: dict[str, redis.Redis] = {}
+
+
+def shared_redis() -> redis.Redis:
+    """One client (a thread-safe connection pool) per process, for paths where a new connection
+    per call would cost more than the call: inference requests and their answers. Reads may block
+    as long as the caller asks (BLPOP's own timeout bounds them)."""
+    url = settings.REDIS_URL
+    client = _shared.get(url)
+    if client is None:
+        client = _shared[url] = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=None)
+    return client
+
+
 def _key(hostname: str) -> str:
     return f"{KEY_PREFIX}{hostname}"
 

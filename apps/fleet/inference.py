@@ -22,24 +22,14 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from apps.core.workers import shared_redis
 from apps.fleet import metrics, placing, services
 from apps.fleet.domain.breaker import BreakerConfig
 from apps.fleet.domain.errors import ErrorClass
 from apps.fleet.domain.states import PLACEABLE_HEALTH, PLACEMENT_ACTIVE, PlacementState
-from apps.fleet.models import Placement
+from apps.fleet.models import Placement, ServingProfile
 from apps.fleet.resilience import Breakers, Bulkhead, BulkheadFull
 from apps.models.models import ModelVersion
-
-_clients: dict[str, redis.Redis] = {}
-
-
-def _redis() -> redis.Redis:
-    """A client per process whose reads may block as long as a request may wait (BLPOP)."""
-    url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=None)
-    return client
 
 
 @dataclass
@@ -65,7 +55,12 @@ class Limits:
 
 
 def limits_for(version: ModelVersion) -> Limits:
-    profile = placing.profile_for(version)
+    """The version's limits: its serving profile's (read with the version where the caller used
+    select_related("serving")), else the defaults."""
+    try:
+        profile = version.serving
+    except ServingProfile.DoesNotExist:
+        profile = None
 
     def pick(name: str, default: Any) -> Any:
         value = getattr(profile, name, None) if profile else None
@@ -104,7 +99,7 @@ def _infer(
     *, version: ModelVersion, task: str, data: dict[str, Any], placement_id: int | None
 ) -> dict[str, Any]:
     limits = limits_for(version)
-    client = _redis()
+    client = shared_redis()
     candidates = _loaded(version, placement_id)
     if not candidates:
         raise _not_loaded(version, placement_id, time.time())
@@ -180,6 +175,8 @@ def _loaded(version: ModelVersion, placement_id: int | None) -> list[Placement]:
 
 def _in_breaker_order(candidates: list[Placement], breakers: Breakers) -> list[Placement]:
     """Closed breakers first, spread at random among them; then the others, which may let a probe by."""
+    if len(candidates) == 1:
+        return candidates
     states = breakers.get(p.pk for p in candidates)
     shuffled = random.sample(candidates, len(candidates))
     return sorted(shuffled, key=lambda p: states[p.pk].state != "closed" if p.pk in states else False)

@@ -69,11 +69,15 @@ def placement_infer(placement_id: int, request: dict[str, Any], reply_key: str) 
     worker.reply(reply_key, answer, ttl_s=int(request.get("timeout_s") or 60) + 30)
 
 
-@shared_task(acks_late=False, ignore_result=True)
-def device_ping(reply_key: str) -> None:
-    """The cheapest round trip through a device's queue and worker: a probe of the worker, and
-    the floor bench/inference_overhead.py measures MOC's own cost against."""
-    worker.reply(reply_key, {"ok": True, "at": time.time()}, ttl_s=60)
+@shared_task(acks_late=False)
+def device_ping(reply_key: str = "") -> dict[str, Any]:
+    """The cheapest round trip through a device's queue and worker: a probe of the worker, and the
+    floor bench/inference_serving.py measures MOC's own cost against, answered both ways (the
+    result backend, and the reply list inference uses when `reply_key` is given)."""
+    answer = {"ok": True, "at": time.time()}
+    if reply_key:
+        worker.reply(reply_key, answer, ttl_s=60)
+    return answer
 
 
 @shared_task(base=DurableTask)

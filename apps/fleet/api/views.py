@@ -136,7 +136,7 @@ class InferenceView(APIView):
 
     @extend_schema(request=s.InferenceInput, responses=s.InferenceOutput)
     def post(self, request: Request, pk: int) -> Response:
-        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+        version = get_object_or_404(ModelVersion.objects.select_related("model", "serving"), pk=pk)
         data = s.InferenceInput(data=request.data)
         data.is_valid(raise_exception=True)
         task = data.validated_data["task"]

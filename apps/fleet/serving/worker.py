@@ -27,7 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 from django.utils import timezone
 
-from apps.core.workers import redis_client
+from apps.core.workers import redis_client, shared_redis
 from apps.fleet import metrics, placing, services
 from apps.fleet.domain.errors import (
     BadInput,
@@ -290,7 +290,7 @@ def _run(loaded: Any, task: str, data: dict[str, Any], deadline: float) -> dict[
 def reply(key: str, answer: dict[str, Any], *, ttl_s: int) -> None:
     """Hand the answer to the web process waiting on `key` (a list it BLPOPs)."""
     try:
-        with redis_client().pipeline(transaction=False) as pipe:
+        with shared_redis().pipeline(transaction=False) as pipe:
             pipe.rpush(key, json.dumps(answer, separators=(",", ":"), allow_nan=False))
             pipe.expire(key, ttl_s)
             pipe.execute()
