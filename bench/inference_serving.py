@@ -280,8 +280,8 @@ def main() -> None:
             d, celery, reply, m = (statistics.median(v) for v in results.values())
             added = m - d
             print(f"\nMOC added at p50: {added:.2f} ms (target: at most 1.5 x a no-op round trip), that is")
-            ratios = f"{added / celery:.2f} x the result-backend round trip, {added / reply:.2f} x the reply list's"
-            print(ratios)
+            print(f"{added / celery:.2f} x the result-backend round trip,", end=" ")
+            print(f"{added / reply:.2f} x the reply list's")
 
             scratch.profile(opts.concurrency, opts.queue)
             statuses, missing, seconds = burst(scratch, opts.burst)

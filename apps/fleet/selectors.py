@@ -214,4 +214,3 @@ def overview_cards() -> list[dict]:
             "hint": f"{placements['moving']} loading or unloading",
         },
     ]
-

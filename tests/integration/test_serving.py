@@ -33,10 +33,7 @@ def registered(demo_models: Path) -> Iterator[dict[str, ModelVersion]]:
     """The demo artefacts registered by a real scan, by artefact name."""
     with override_settings(MOC_MODEL_ROOTS=[str(demo_models)]):
         scanning.scan_run(scan=scanning.scan_request())
-        yield {
-            name: ModelVersion.objects.get(model__name=name)
-            for name in (demo.BASE, demo.LORA, demo.ONNX)
-        }
+        yield {name: ModelVersion.objects.get(model__name=name) for name in (demo.BASE, demo.LORA, demo.ONNX)}
 
 
 @pytest.fixture
