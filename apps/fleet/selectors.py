@@ -27,8 +27,13 @@ def device_list() -> QuerySet[Device]:
     return (
         Device.objects.select_related("node")
         .annotate(
+            # Placement.held_bytes, summed: what loading really took once measured, else what was reserved.
             reserved_bytes=Coalesce(
-                Sum("placements__reserved_bytes", filter=Q(placements__state__in=PLACEMENT_ACTIVE)), 0
+                Sum(
+                    Coalesce("placements__measured_bytes", "placements__reserved_bytes"),
+                    filter=Q(placements__state__in=PLACEMENT_ACTIVE),
+                ),
+                0,
             ),
             active_placements=Count("placements", filter=Q(placements__state__in=PLACEMENT_ACTIVE)),
             last_sample_at=Subquery(latest.values("at")[:1]),

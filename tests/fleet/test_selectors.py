@@ -40,3 +40,12 @@ def test_loaded_models_card_counts_loaded_placements_and_those_in_motion() -> No
     card = _card("Loaded models")
 
     assert (card["value"], card["hint"]) == (1, "1 loading or unloading")
+
+
+def test_a_devices_held_memory_counts_what_a_load_measured_rather_than_what_it_reserved() -> None:
+    device = DeviceFactory()
+    PlacementFactory(device=device, state=PlacementState.LOADED, reserved_bytes=512, measured_bytes=7)
+    PlacementFactory(device=device, state=PlacementState.REQUESTED, reserved_bytes=100)
+    PlacementFactory(device=device, state=PlacementState.UNLOADED, reserved_bytes=1000, measured_bytes=10)
+
+    assert selectors.device_list().get(pk=device.pk).reserved_bytes == 107
