@@ -240,7 +240,10 @@ def _failed(
         metrics.INFERENCE_REFUSED.labels(reason="bad_input").inc()
         return Refused(400, error, error_class, field="input")
     if not resident:
-        # The worker no longer holds it (it restarted): the placement is lost; load it again.
+        placement.refresh_from_db(fields=["state"])
+        if placement.state != PlacementState.LOADED:  # being unloaded: this request raced the unload
+            return Refused(503, f"{version} is being unloaded from {placement.device}.", error_class, 1)
+        # Still LOADED, yet its worker does not hold it (the worker restarted): lost; load it again.
         services.placement_move(
             placement=placement, to=PlacementState.LOST, error_class=ErrorClass.DEVICE_LOST, error=error
         )

@@ -3,6 +3,7 @@ by itself (refusals, limits, validation). Answers from a real worker: tests/inte
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -242,3 +243,91 @@ def test_serving_profile_limits_name_the_field(client_as: Client) -> None:
 
     assert response.status_code == 400
     assert "max_concurrency" in response.json()["fields"]
+
+
+@pytest.fixture
+def worker_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[dict[str, Any], Callable[[], None] | None], None]:
+    """Stands in for the device worker (no worker process runs in these tests): whatever is sent to
+    it is answered on its reply list with `answer`, after `meanwhile` ran."""
+
+    def set_answer(answer: dict[str, Any], meanwhile: Callable[[], None] | None = None) -> None:
+        def apply_async(args: list[Any], **_: Any) -> None:
+            if meanwhile is not None:
+                meanwhile()
+            redis_client().rpush(args[2], json.dumps(answer))
+
+        monkeypatch.setattr(tasks.placement_infer, "apply_async", apply_async)
+
+    return set_answer
+
+
+def test_an_answer_comes_back_with_its_figures(client_as: Client, worker_answers: Callable) -> None:
+    placement = loaded()
+    result = {"text": " there", "tokens_in": 4, "tokens_out": 1, "finish_reason": "length"}
+    worker_answers({"ok": True, "result": result, "queue_ms": 1.5, "compute_ms": 3.0})
+
+    response = client_as(Role.OPERATOR).post(
+        f"/api/v1/model-versions/{placement.version.pk}/infer/", ASK, format="json"
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["result"] == result
+    assert (body["placement"], body["queue_ms"], body["compute_ms"]) == (placement.pk, 1.5, 3.0)
+    assert body["total_ms"] > 0
+
+
+def test_a_placement_its_worker_no_longer_holds_is_lost_and_loaded_again(
+    client_as: Client, worker_answers: Callable
+) -> None:
+    placement = loaded()
+    DeviceFactory(capacity_bytes=24 * GIB)
+    worker_answers({"ok": False, "resident": False, "error_class": "device_lost", "error": "not in memory"})
+
+    response = client_as(Role.OPERATOR).post(
+        f"/api/v1/model-versions/{placement.version.pk}/infer/", ASK, format="json"
+    )
+
+    assert response.status_code == 503
+    placement.refresh_from_db()
+    assert placement.state == P.LOST
+    assert Placement.objects.filter(version=placement.version, state=P.REQUESTED).exists()
+
+
+def test_a_request_that_races_an_unload_is_refused_without_losing_the_placement(
+    client_as: Client, worker_answers: Callable
+) -> None:
+    placement = loaded()
+
+    def unload_meanwhile() -> None:
+        Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING)
+
+    answer = {"ok": False, "resident": False, "error_class": "device_lost", "error": "is being unloaded"}
+    worker_answers(answer, unload_meanwhile)
+
+    response = client_as(Role.OPERATOR).post(
+        f"/api/v1/model-versions/{placement.version.pk}/infer/", ASK, format="json"
+    )
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert Placement.objects.get(pk=placement.pk).state == P.UNLOADING
+    assert not Placement.objects.filter(version=placement.version, state=P.REQUESTED).exists()
+
+
+def test_bad_input_the_worker_finds_is_a_400_and_does_not_count_against_the_breaker(
+    client_as: Client, worker_answers: Callable
+) -> None:
+    placement = loaded()
+    worker_answers({"ok": False, "error_class": "bad_input", "error": "prompt is longer than the context"})
+
+    response = client_as(Role.OPERATOR).post(
+        f"/api/v1/model-versions/{placement.version.pk}/infer/", ASK, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "context" in response.json()["fields"]["input"][0]
+    breaker = Breakers(redis_client()).get([placement.pk]).get(placement.pk)
+    assert breaker is None or breaker.failures == 0
