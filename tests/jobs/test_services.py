@@ -363,3 +363,10 @@ def test_job_crashed_leaves_a_job_that_is_over_or_not_this_runs(
     assert services.job_crashed(job_id=job.pk, task_id="t1", worker="celery@w1", error="boom") is False
     job.refresh_from_db()
     assert job.state == state
+
+
+def test_a_job_reserving_memory_must_name_its_device() -> None:
+    with pytest.raises(ValidationError) as refused:
+        services.job_create(kind=JobKind.SELFTEST, reserved_bytes=1024)
+
+    assert "reserved_bytes" in refused.value.message_dict

@@ -29,6 +29,7 @@ class JobSerializer(serializers.ModelSerializer):
             "params",
             "model_version",
             "device",
+            "reserved_bytes",
             "attempts",
             "max_attempts",
             "progress",
@@ -64,6 +65,11 @@ class JobCreateInput(serializers.Serializer):
     )
     device = serializers.PrimaryKeyRelatedField(
         queryset=Device.objects.all(), required=False, allow_null=True, default=None
+    )
+    reserved_bytes = serializers.IntegerField(
+        min_value=0,
+        default=0,
+        help_text="Device memory it holds while it runs; models are not placed into it meanwhile",
     )
 
 

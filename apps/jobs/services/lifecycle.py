@@ -87,9 +87,13 @@ def job_create(
     max_attempts: int = 3,
     model_version: Any = None,
     device: Any = None,
+    reserved_bytes: int = 0,
     created_by: Any = None,
 ) -> Job:
-    """Queue a job and dispatch it on commit. Refuses kinds no worker can run yet."""
+    """Queue a job and dispatch it on commit. Refuses kinds no worker can run yet.
+
+    `reserved_bytes` of its device's memory count as taken while it runs: the placement
+    scheduler leaves them free."""
     params = {} if params is None else params
     problems: dict[str, list[str]] = {}
     if kind not in {k.value for k in JobKind}:
@@ -104,6 +108,10 @@ def job_create(
         problems["priority"] = [f"Between {kinds.PRIORITY_MIN} and {kinds.PRIORITY_MAX}; higher runs first."]
     if not 1 <= max_attempts <= kinds.MAX_ATTEMPTS_LIMIT:
         problems["max_attempts"] = [f"Between 1 and {kinds.MAX_ATTEMPTS_LIMIT}."]
+    if reserved_bytes < 0:
+        problems["reserved_bytes"] = ["Must be 0 or more."]
+    elif reserved_bytes and device is None:
+        problems["reserved_bytes"] = ["Memory is reserved on a device: give the device too."]
     if problems:
         raise ValidationError(problems)
     job = Job.objects.create(
@@ -114,6 +122,7 @@ def job_create(
         max_attempts=max_attempts,
         model_version=model_version,
         device=device,
+        reserved_bytes=reserved_bytes,
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
     job_dispatch(job=job)
