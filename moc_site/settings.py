@@ -265,6 +265,8 @@ MOC_PLACEMENT_IDLE_S = env_float("MOC_PLACEMENT_IDLE_S", 10.0)
 MOC_PLACEMENT_KEEP_ALIVE_S = env_int("MOC_PLACEMENT_KEEP_ALIVE_S", 300)
 # A request no worker took in this long fails, freeing what it reserved.
 MOC_PLACEMENT_REQUEST_TIMEOUT_S = env_int("MOC_PLACEMENT_REQUEST_TIMEOUT_S", 600)
+# A load still running after this long is failed (its worker frees the model if it ever ends).
+MOC_PLACEMENT_LOAD_TIMEOUT_S = env_int("MOC_PLACEMENT_LOAD_TIMEOUT_S", 1800)
 # Transient load errors only: retried this many times, backoff doubling from the base, with jitter.
 MOC_LOAD_RETRIES = env_int("MOC_LOAD_RETRIES", 3)
 MOC_LOAD_BACKOFF_S = env_float("MOC_LOAD_BACKOFF_S", 1.0)

@@ -35,12 +35,14 @@ _shared: dict[str, redis.Redis] = {}
 
 def shared_redis() -> redis.Redis:
     """One client (a thread-safe connection pool) per process, for paths where a new connection
-    per call would cost more than the call: inference requests and their answers. Reads may block
-    as long as the caller asks (BLPOP's own timeout bounds them)."""
+    per call would cost more than the call: inference requests and their answers. A reply stalls
+    for at most 10 s, so blocking reads (BLPOP) must wait less than that per call."""
     url = settings.REDIS_URL
     client = _shared.get(url)
     if client is None:
-        client = _shared[url] = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=None)
+        client = _shared[url] = redis.Redis.from_url(
+            url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=30
+        )
     return client
 
 

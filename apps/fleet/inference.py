@@ -31,6 +31,11 @@ from apps.fleet.models import Placement, ServingProfile
 from apps.fleet.resilience import Breakers, Bulkhead, BulkheadFull
 from apps.models.models import ModelVersion
 
+# A request left with less time than this after waiting for a slot is not sent at all.
+_MIN_LEFT_S = 0.05
+# BLPOP waits at most this long per call: well under shared_redis()'s socket timeout.
+_WAIT_SLICE_S = 5.0
+
 
 @dataclass
 class Refused(Exception):
@@ -123,6 +128,11 @@ def _through_breaker(
     limits: Limits,
     waited_s: float,
 ) -> dict[str, Any]:
+    if limits.timeout_s - waited_s < _MIN_LEFT_S:
+        # The wait for a slot used the time up: say so, without charging a healthy placement.
+        metrics.INFERENCE_REFUSED.labels(reason="bulkhead_full").inc()
+        why = f"{version} waited {waited_s:.1f} s for a free slot, all of its {limits.timeout_s:g} s."
+        raise Refused(504, why, ErrorClass.TIMEOUT)
     breakers = Breakers(client)
     now = time.time()
     chosen, refusal = None, None
@@ -226,11 +236,14 @@ def _ask(
     tasks.placement_infer.apply_async(
         args=[placement.pk, request, reply_key], queue=placement.device.queue, expires=timeout_s
     )
-    # BLPOP counts whole seconds on old servers; the worker's own deadline ends the work in time.
-    popped = client.blpop([reply_key], timeout=max(0.01, timeout_s))
-    if popped is None:
-        return None
-    return json.loads(popped[1])
+    # In slices shorter than the client's socket timeout, so a connection that stalls without
+    # closing fails the request instead of holding its thread; the worker's deadline ends the work.
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        popped = client.blpop([reply_key], timeout=max(0.01, min(left, _WAIT_SLICE_S)))
+        if popped is not None:
+            return json.loads(popped[1])
+    return None
 
 
 def _failed(

@@ -235,8 +235,8 @@ class ServingProfile(TimeStamped):
 class InferenceRecord(models.Model):
     """One inference request: where it ran, how it ended and what it cost.
 
-    Written in batches by the worker that served it (or by the web process that refused it),
-    never on the request's own path.
+    Written in batches by the worker that served it, never on the request's own path; requests
+    refused before reaching a worker are counted in /metrics (moc_inference_refused_total).
     """
 
     moc_write_role = None

@@ -23,7 +23,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from apps.core.domain.errors import Conflict
@@ -117,7 +117,7 @@ def placement_load(
     _check_loadable(version)
     now = time.time() if now is None else now
     profile = profile_for(version)
-    existing = _active(version, device=device, node=node).exclude(device_id__in=list(exclude_devices)).first()
+    existing = _active(version, device=device, node=node, exclude=exclude_devices)
     if existing is not None:
         return existing
     base_placement = None
@@ -135,10 +135,20 @@ def placement_load(
         )
         device = base_placement.device
     candidates = _lock_candidates(device=device, node=node, exclude=exclude_devices)
+    # Again under the lock: a concurrent request for the same version may have placed it meanwhile.
+    existing = _active(version, device=device, node=node, exclude=exclude_devices)
+    if existing is not None:
+        return existing
+    if device is not None and _active(version, device=device, node=None, exclude=(), unloading=True):
+        raise PlacementRefused(f"{version} is being unloaded from {device}; load it again once it is gone.")
     need = need_bytes(version)
-    views = device_views(candidates, now=now)
+    # An adapter's base is in use by the adapter about to load on it: never its victim.
+    protect = {base_placement.pk} if base_placement else set()
+    views = device_views(candidates, now=now, protect=protect)
     decision = scheduler.decide(
-        scheduler.Request(version_id=version.pk, need_bytes=need, device_id=device.pk if device else None),
+        scheduler.Request(
+            version_id=version.pk, need_bytes=need, device_id=device.pk if device else None, node=node or None
+        ),
         views,
         now=now,
         policy=eviction.Policy(settings.MOC_EVICTION_POLICY),
@@ -173,15 +183,23 @@ def placement_load(
     return placement
 
 
-def _active(version: ModelVersion, *, device: Device | None, node: str | None) -> QuerySet[Placement]:
-    found = Placement.objects.select_related("device__node").filter(
-        version=version, state__in=PLACEMENT_ACTIVE
-    )
+def _active(
+    version: ModelVersion,
+    *,
+    device: Device | None,
+    node: str | None,
+    exclude: Iterable[int],
+    unloading: bool = False,
+) -> Placement | None:
+    """The version's placement that is (or is about to be) loaded where asked; with `unloading`,
+    one on its way out instead (it still holds the device, but serves no more)."""
+    states = [P.UNLOADING] if unloading else [P.REQUESTED, P.LOADING, P.LOADED]
+    found = Placement.objects.select_related("device__node").filter(version=version, state__in=states)
     if device is not None:
         found = found.filter(device=device)
     if node:
         found = found.filter(device__node__name=node)
-    return found.order_by("pk")
+    return found.exclude(device_id__in=list(exclude)).order_by("pk").first()
 
 
 def _lock_candidates(*, device: Device | None, node: str | None, exclude: Iterable[int]) -> list[Device]:
@@ -195,9 +213,17 @@ def _lock_candidates(*, device: Device | None, node: str | None, exclude: Iterab
     return list(rows.exclude(pk__in=list(exclude)))
 
 
-def device_views(devices: Sequence[Device], *, now: float) -> list[scheduler.DeviceView]:
+def device_views(
+    devices: Sequence[Device], *, now: float, protect: Iterable[int] = ()
+) -> list[scheduler.DeviceView]:
     """The scheduler's picture of `devices`: capacity, what MOC holds there (placements, running
-    jobs' reservations), what the device itself reports free, and the placements on it."""
+    jobs' reservations), what the device itself reports free, and the placements on it
+    (those in `protect` counted busy, so never victims).
+
+    The device's own report cannot show placements that are still requested or loading, so
+    their bytes come off what it reports free; the scheduler then takes the lower of that and
+    capacity minus what MOC holds, and memory used outside MOC is respected too."""
+    protected = set(protect)
     ids = [d.pk for d in devices]
     placements = Placement.objects.filter(device_id__in=ids, state__in=PLACEMENT_ACTIVE)
     with_dependents = set(
@@ -215,11 +241,14 @@ def device_views(devices: Sequence[Device], *, now: float) -> list[scheduler.Dev
     idle_after = now - settings.MOC_PLACEMENT_IDLE_S
     residents: dict[int, list[eviction.Resident]] = {pk: [] for pk in ids}
     placed: dict[int, int] = dict.fromkeys(ids, 0)
+    unseen: dict[int, int] = dict.fromkeys(ids, 0)  # promised, not yet in the device's report
     for p in placements:
         placed[p.device_id] += p.held_bytes
+        if p.state in (P.REQUESTED, P.LOADING):
+            unseen[p.device_id] += p.held_bytes
         loaded_at = (p.loaded_at or p.created_at).timestamp()
         last_used = p.last_used_at.timestamp() if p.last_used_at else loaded_at
-        busy = p.state != P.LOADED or last_used > idle_after or p.pk in with_dependents
+        busy = p.state != P.LOADED or last_used > idle_after or p.pk in with_dependents or p.pk in protected
         residents[p.device_id].append(
             eviction.Resident(
                 placement_id=p.pk,
@@ -241,7 +270,7 @@ def device_views(devices: Sequence[Device], *, now: float) -> list[scheduler.Dev
             node=d.node.name,
             capacity_bytes=d.capacity_bytes,
             placed_bytes=placed[d.pk] + int(jobs.get(d.pk) or 0),
-            reported_free_bytes=reported.get(d.pk),
+            reported_free_bytes=None if d.pk not in reported else max(0, reported[d.pk] - unseen[d.pk]),
             accepts=d.health in PLACEABLE_HEALTH and d.node.state == NodeState.ONLINE,
             why_not=_why_not(d),
             residents=tuple(residents[d.pk]),
@@ -289,13 +318,15 @@ def placement_unload(
             placement_unload(placement=dependent, reason=f"its base was unloaded ({reason})")
     if placement.state == P.REQUESTED:
         return services.placement_move(placement=placement, to=P.UNLOADED, end_reason=reason)
-    if placement.state == P.UNLOADING:
-        return True
-    if not services.placement_move(placement=placement, to=P.UNLOADING, end_reason=reason):
+    # One already on its way out (keep-alive, a person) has had its unload sent; the placement
+    # it was chosen to make room for must still wait for it to be gone.
+    already = placement.state == P.UNLOADING
+    if not already and not services.placement_move(placement=placement, to=P.UNLOADING, end_reason=reason):
         return False
     if displaced_by is not None:
-        Placement.objects.filter(pk=placement.pk).update(displaced_by=displaced_by)
-    _send_on_commit("placement_unload", placement)
+        Placement.objects.filter(pk=placement.pk, displaced_by__isnull=True).update(displaced_by=displaced_by)
+    if not already:
+        _send_on_commit("placement_unload", placement)
     return True
 
 
@@ -344,46 +375,59 @@ def placements_expire_idle(*, now: float | None = None) -> int:
 
 
 def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
-    """The reaper: placements whose worker is gone are LOST, requests no worker took in time
-    FAILED, so nothing stays loading or requested forever and what they held is freed."""
+    """The reaper, so nothing stays requested, loading or unloading forever and what it held is
+    freed: placements whose worker is gone are LOST; requests no worker took in time, and loads
+    that never finished, FAILED; unloads that did not end are sent again."""
     moment = timezone.now() if now is None else datetime.fromtimestamp(now, tz=UTC)
     try:
         alive = live_queues()
     except redis.RedisError:
-        return {"lost": 0, "failed": 0}  # no way to tell a dead worker from a blind reaper
-    grace = timedelta(seconds=settings.MOC_WORKER_HEARTBEAT_S * 3)
-    lost = failed = 0
-    on_worker = Placement.objects.filter(state__in=PLACEMENT_ON_WORKER, updated_at__lt=moment - grace)
-    for p in on_worker.select_related("device__node"):
-        if p.device.queue not in alive and services.placement_move(
-            placement=p,
-            to=P.LOST,
-            error_class="device_lost",
-            error=f"Lost: no worker consumes {p.device.queue} any more (it stopped or died).",
-        ):
-            lost += 1
-    timeout = timedelta(seconds=settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S)
-    for p in Placement.objects.filter(state=P.REQUESTED, created_at__lt=moment - timeout):
-        if services.placement_move(
-            placement=p,
-            to=P.FAILED,
-            error_class="timeout",
-            error=f"No worker took it within {settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S} s.",
-        ):
-            failed += 1
-    return {"lost": lost, "failed": failed}
-
-
-def placements_reserved_ok(device: Device) -> bool:
-    """The invariant: what the device's placements hold, leaving out victims whose memory is
-    already promised to the placement they are evicted for, fits the device."""
-    held = sum(
-        p.held_bytes
-        for p in Placement.objects.filter(device=device, state__in=PLACEMENT_ACTIVE).filter(
-            Q(displaced_by__isnull=True) | ~Q(displaced_by__state__in=PLACEMENT_ACTIVE)
-        )
-    )
-    return held <= device.capacity_bytes
+        alive = set()
+    counts = {"lost": 0, "failed": 0, "unloads_resent": 0}
+    # The reaper runs on a `default` worker, which keeps a heartbeat too: without that one the
+    # heartbeats are not to be trusted (Redis restarted moments ago and they are coming back).
+    if settings.CELERY_TASK_DEFAULT_QUEUE in alive:
+        grace = timedelta(seconds=settings.MOC_WORKER_HEARTBEAT_S * 3)
+        on_worker = Placement.objects.filter(state__in=PLACEMENT_ON_WORKER, updated_at__lt=moment - grace)
+        for p in on_worker.select_related("device__node"):
+            if p.device.queue not in alive and services.placement_move(
+                placement=p,
+                to=P.LOST,
+                error_class="device_lost",
+                error=f"Lost: no worker consumes {p.device.queue} any more (it stopped or died).",
+            ):
+                counts["lost"] += 1
+    # Requests count from their creation; loads from their move to LOADING (their last update).
+    stale = [
+        (
+            P.REQUESTED,
+            "created_at",
+            settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S,
+            "No worker took it within {} s.",
+        ),
+        (
+            P.LOADING,
+            "updated_at",
+            settings.MOC_PLACEMENT_LOAD_TIMEOUT_S,
+            "Still loading after {} s; given up.",
+        ),
+    ]
+    for state, since, limit_s, error in stale:
+        cutoff = moment - timedelta(seconds=limit_s)
+        for p in Placement.objects.filter(state=state, **{f"{since}__lt": cutoff}):
+            if services.placement_move(
+                placement=p, to=P.FAILED, error_class="timeout", error=error.format(limit_s)
+            ):
+                counts["failed"] += 1
+    # An unload whose message was lost, or whose worker failed to record it, is asked again:
+    # unloading is safe to repeat.
+    resend_before = moment - timedelta(seconds=settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S)
+    for p in Placement.objects.filter(state=P.UNLOADING, updated_at__lt=resend_before).select_related(
+        "device__node"
+    ):
+        _send_on_commit("placement_unload", p)
+        counts["unloads_resent"] += 1
+    return counts
 
 
 def profile_timeout_s(version: ModelVersion) -> float:
@@ -439,8 +483,8 @@ def demand(*, now: float) -> dict[int, int]:
 
 
 def preload_by_demand(*, now: float | None = None) -> list[Placement]:
-    """When MOC_PRELOAD_BY_DEMAND is on: onto devices with nothing loading, load the most requested
-    versions of the last hour that are loaded nowhere, in free room only (never evicting)."""
+    """When MOC_PRELOAD_BY_DEMAND is on: load the five most requested versions of the last hour
+    that are loaded nowhere, wherever there is free room (never evicting anything for them)."""
     if not settings.MOC_PRELOAD_BY_DEMAND:
         return []
     now = time.time() if now is None else now

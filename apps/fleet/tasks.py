@@ -32,8 +32,8 @@ def fleet_telemetry_compact() -> dict[str, int]:
 
 
 class PlacementTask(DurableTask):
-    """A load whose message keeps killing its worker (a model that crashes the runtime) fails
-    its placement instead of looping."""
+    """A load or unload whose message keeps killing its worker (a model that crashes the runtime)
+    fails its placement instead of looping."""
 
     def on_poisoned(self, placement_id: int, *args: Any, **kwargs: Any) -> None:
         placement = Placement.objects.filter(pk=placement_id).first()
@@ -42,7 +42,7 @@ class PlacementTask(DurableTask):
                 placement=placement,
                 to=PlacementState.FAILED,
                 error_class=ErrorClass.INTERNAL,
-                error="Loading it killed its worker too many times; it is not tried again.",
+                error="Loading or unloading it killed its worker too many times; it is not tried again.",
             )
 
 

@@ -21,6 +21,7 @@ from apps.jobs.domain.states import JobState
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from tests.fleet.factories import GIB, DeviceFactory, NodeFactory, PlacementFactory
+from tests.fleet.invariants import reserved_within_capacity
 from tests.jobs.factories import JobFactory
 from tests.models.factories import ModelVersionFactory
 
@@ -123,7 +124,7 @@ def test_load_evicts_an_idle_placement_which_unloads_before_the_new_one_loads(
     assert victim.displaced_by == placement
     assert "evicted to make room" in victim.end_reason
     assert [name for name, _, _ in sent] == ["placement_unload", "placement_load"]
-    assert placing.placements_reserved_ok(gpu)
+    assert reserved_within_capacity(gpu)
 
 
 def test_load_never_evicts_a_placement_that_served_a_request_moments_ago(sent: list) -> None:
@@ -258,8 +259,9 @@ def test_the_reaper_marks_placements_lost_whose_worker_is_gone() -> None:
     alive = PlacementFactory(device=served, state=P.LOADING)
     Placement.objects.filter(pk=alive.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
     beat(redis_client(), "w@host", [served.queue], time.time())
+    beat(redis_client(), "default@host", ["default"], time.time())  # the reaper's own worker
 
-    assert placing.placements_reconcile() == {"lost": 1, "failed": 0}
+    assert placing.placements_reconcile() == {"lost": 1, "failed": 0, "unloads_resent": 0}
 
     orphan.refresh_from_db()
     assert orphan.state == P.LOST
@@ -320,3 +322,74 @@ def test_a_cpu_node_is_chosen_like_any_device(sent: list) -> None:
     cpu = device(8, node=NodeFactory(backend=Backend.CPU), kind="cpu")
 
     assert placing.placement_load(version=lm(1)).device == cpu
+
+
+def test_an_adapter_never_evicts_its_own_base_to_make_room(sent: list) -> None:
+    gpu = device(24)
+    base = lm(20)
+    resident(base, gpu)
+    adapter = ModelVersionFactory(
+        format=ModelFormat.HF, kind="adapter", parent=base, estimated_vram_bytes=6 * GIB
+    )
+
+    with pytest.raises(placing.PlacementRefused):
+        placing.placement_load(version=adapter)
+
+    assert Placement.objects.get(version=base).state == P.LOADED
+
+
+def test_a_version_being_unloaded_is_loaded_again_elsewhere_not_handed_back(sent: list) -> None:
+    version = lm(10)
+    leaving = resident(version, device(24))
+    Placement.objects.filter(pk=leaving.pk).update(state=P.UNLOADING)
+    other = device(24)
+
+    placement = placing.placement_load(version=version)
+
+    assert placement.pk != leaving.pk
+    assert (placement.state, placement.device) == (P.REQUESTED, other)
+
+
+def test_loading_a_version_where_it_is_being_unloaded_says_to_wait(sent: list) -> None:
+    version = lm(10)
+    gpu = device(24)
+    leaving = resident(version, gpu)
+    Placement.objects.filter(pk=leaving.pk).update(state=P.UNLOADING)
+
+    with pytest.raises(placing.PlacementRefused, match="being unloaded"):
+        placing.placement_load(version=version, device=gpu)
+
+
+def test_memory_used_outside_moc_and_loads_not_yet_reported_are_both_respected(sent: list) -> None:
+    from apps.fleet import telemetry
+
+    gpu = device(24)
+    PlacementFactory(device=gpu, state=P.REQUESTED, reserved_bytes=10 * GIB)
+    # 5 GiB used by something MOC did not place; the 10 GiB request is not loaded yet.
+    message = telemetry.telemetry_message(
+        node=gpu.node.name,
+        node_id=gpu.node.pk,
+        at=time.time(),
+        backend="nvml",
+        devices=[{"id": gpu.pk, "mem_free_bytes": 19 * GIB}],
+    )
+    telemetry.publish(redis_client(), message)
+
+    with pytest.raises(placing.PlacementRefused):
+        placing.placement_load(version=lm(12), device=gpu)
+
+
+def test_a_load_on_a_node_without_devices_names_the_node(sent: list) -> None:
+    device(24, node=NodeFactory(name="node-a"))
+
+    with pytest.raises(placing.PlacementRefused, match="node-b"):
+        placing.placement_load(version=lm(1), node="node-b")
+
+
+def test_the_reaper_trusts_no_heartbeats_while_its_own_worker_has_none() -> None:
+    orphan = PlacementFactory(state=P.LOADED)
+    Placement.objects.filter(pk=orphan.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    assert placing.placements_reconcile()["lost"] == 0  # Redis just restarted: heartbeats are coming back
+
+    assert Placement.objects.get(pk=orphan.pk).state == P.LOADED

@@ -299,3 +299,86 @@ def test_keep_alive_counts_from_the_last_use_the_records_wrote(gpu: Any) -> None
     recorder.flush()
 
     assert placing.placements_expire_idle() == 0
+
+
+def loading_then(monkeypatch: pytest.MonkeyPatch, outcome: Any, meanwhile: Any) -> None:
+    """A load during which `meanwhile` runs (another writer moving the placement), ending in `outcome`."""
+
+    def load(spec: runtimes.LoadSpec) -> Any:
+        meanwhile()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(runtimes, "load", load)
+
+
+def test_an_unload_asked_while_loading_frees_the_model_once_the_load_ends(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = Model()
+    placement = requested(gpu)
+
+    def unload_meanwhile() -> None:
+        Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
+        assert worker.unload(placement.pk).startswith("still loading")
+
+    loading_then(monkeypatch, model, unload_meanwhile)
+
+    worker.load(placement.pk, attempt=0)
+
+    placement.refresh_from_db()
+    assert placement.state == P.UNLOADED
+    assert model.closed
+    assert worker.RESIDENTS.get(placement.pk) is None
+
+
+def test_an_unload_asked_while_a_load_fails_transiently_ends_the_placement_instead_of_retrying(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = requested(gpu)
+
+    def unload_meanwhile() -> None:
+        Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
+
+    loading_then(monkeypatch, Transient("the file is busy"), unload_meanwhile)
+
+    outcome = worker.load(placement.pk, attempt=0)
+
+    assert outcome.retry_in is None
+    assert Placement.objects.get(pk=placement.pk).state == P.UNLOADED
+
+
+def test_a_placement_reaped_while_it_loaded_leaves_nothing_in_memory(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = Model()
+    placement = requested(gpu)
+
+    def reap_meanwhile() -> None:
+        Placement.objects.filter(pk=placement.pk).update(state=P.LOST)
+
+    loading_then(monkeypatch, model, reap_meanwhile)
+
+    worker.load(placement.pk, attempt=0)
+
+    assert model.closed
+    assert worker.RESIDENTS.get(placement.pk) is None
+    assert Placement.objects.get(pk=placement.pk).state == P.LOST
+
+
+def test_models_whose_placement_ended_behind_the_workers_back_are_freed(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept, orphan = Model(), Model()
+    for model in (kept, orphan):
+        loads_as(monkeypatch, model)
+        worker.load(requested(gpu).pk, attempt=0)
+    held = worker.RESIDENTS.ids()
+    Placement.objects.filter(pk=held[1]).update(state=P.FAILED)
+
+    assert worker.free_orphans() == [held[1]]
+
+    assert orphan.closed
+    assert not kept.closed
+    assert worker.RESIDENTS.ids() == [held[0]]

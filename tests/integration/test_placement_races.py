@@ -18,6 +18,7 @@ from apps.fleet.models import Placement
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from tests.fleet.factories import GIB, DeviceFactory, PlacementFactory
+from tests.fleet.invariants import reserved_within_capacity
 from tests.integration.test_concurrency import run_concurrently
 from tests.models.factories import ModelVersionFactory
 
@@ -78,6 +79,17 @@ def test_concurrent_loads_that_evict_never_take_the_same_room_twice() -> None:
     results = run_concurrently(lambda: attempt(next(wanted)), 6)
 
     assert results.count("placed") == 1
-    assert placing.placements_reserved_ok(device)
+    assert reserved_within_capacity(device)
     evicted = Placement.objects.filter(device=device, state=PlacementState.UNLOADING)
     assert evicted.count() == 1  # 4 GiB free + one 10 GiB victim make room for 12 GiB
+
+
+def test_concurrent_loads_of_one_version_place_it_once() -> None:
+    DeviceFactory(capacity_bytes=24 * GIB)
+    DeviceFactory(capacity_bytes=24 * GIB)
+    (version,) = versions(1, 10)
+
+    results = run_concurrently(lambda: placing.placement_load(version=version).pk, 6)
+
+    assert len(set(results)) == 1
+    assert Placement.objects.filter(version=version, state__in=PLACEMENT_ACTIVE).count() == 1

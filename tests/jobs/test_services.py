@@ -370,3 +370,14 @@ def test_a_job_reserving_memory_must_name_its_device() -> None:
         services.job_create(kind=JobKind.SELFTEST, reserved_bytes=1024)
 
     assert "reserved_bytes" in refused.value.message_dict
+
+
+def test_a_job_cannot_reserve_more_than_its_device_has_free() -> None:
+    from tests.fleet.factories import DeviceFactory
+
+    device = DeviceFactory(capacity_bytes=1000)
+
+    with pytest.raises(ValidationError) as refused:
+        services.job_create(kind=JobKind.SELFTEST, device=device, reserved_bytes=2000)
+
+    assert "1,000 bytes free" in refused.value.message_dict["reserved_bytes"][0]

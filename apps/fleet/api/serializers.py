@@ -213,6 +213,7 @@ class ServingProfileSerializer(serializers.ModelSerializer):
         ]
         # Pickles can carry code: allowing them is for admins, in the admin site.
         read_only_fields = ["id", "allow_pickle", "created_at", "updated_at"]
+
         extra_kwargs = {
             "max_concurrency": {"min_value": 1, "max_value": 10_000},
             "max_queue": {"min_value": 0, "max_value": 100_000},
@@ -221,6 +222,14 @@ class ServingProfileSerializer(serializers.ModelSerializer):
             "breaker_open_s": {"min_value": 0.1, "max_value": 86400},
             "keep_alive_s": {"min_value": 1, "max_value": 30 * 86400},
         }
+
+    def validate_version(self, value: ModelVersion) -> ModelVersion:
+        # A profile belongs to its version: moving it would carry an admin's pickle grant along.
+        if self.instance is not None and value != self.instance.version:
+            raise serializers.ValidationError(
+                "A profile stays with its version; make one for the other version."
+            )
+        return value
 
 
 class InferenceRecordSerializer(serializers.ModelSerializer):

@@ -27,7 +27,7 @@ class ErrorClass(StrEnum):
 class Recovery(StrEnum):
     """What follows a failed load or request, by the failure's class."""
 
-    EVICT_AND_RETRY = "evict_and_retry"  # OOM at load: evict more, or try another device, once
+    EVICT_AND_RETRY = "evict_and_retry"  # OOM at load: the version is placed on another device, once
     REPLACE = "replace"  # device lost: mark the device unhealthy and place the version elsewhere
     RETRY = "retry"  # transient: retried with backoff
     NONE = "none"  # the caller or an operator must act: nothing automatic would help
@@ -124,11 +124,6 @@ def classify(exc: BaseException) -> ErrorClass:
 
 def recovery(error_class: ErrorClass) -> Recovery:
     return RECOVERY.get(error_class, Recovery.NONE)
-
-
-def is_transient(error_class: ErrorClass) -> bool:
-    """Whether retrying the same thing on the same device can succeed."""
-    return error_class == ErrorClass.TRANSIENT
 
 
 def backoff_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from apps.fleet.domain.errors import DeviceLost
@@ -28,9 +28,9 @@ class NotResident(DeviceLost):
 @dataclass
 class _Entry:
     loaded: Loaded
+    idle: threading.Condition  # on the registry's lock: in-flight counts change only under it
     inflight: int = 0
     closing: bool = False
-    idle: threading.Condition = field(default_factory=threading.Condition)
 
 
 class Residents:
@@ -41,8 +41,7 @@ class Residents:
 
     def add(self, placement_id: int, loaded: Loaded) -> None:
         with self._lock:
-            self._entries[placement_id] = _Entry(loaded)
-            self._loading.discard(placement_id)
+            self._entries[placement_id] = _Entry(loaded, threading.Condition(self._lock))
 
     def get(self, placement_id: int) -> Loaded | None:
         entry = self._entries.get(placement_id)
@@ -80,25 +79,30 @@ class Residents:
         try:
             yield entry.loaded
         finally:
-            with entry.idle:
+            with self._lock:
                 entry.inflight -= 1
                 entry.idle.notify_all()
 
-    def remove(self, placement_id: int, *, drain_s: float) -> tuple[Loaded | None, int]:
-        """Stop new requests, wait up to `drain_s` for those in flight, and hand the model over to be
-        closed: (the model or None if it was not here, requests still in flight when the wait ended)."""
+    def drain(self, placement_id: int, *, drain_s: float) -> tuple[bool, int]:
+        """Stop new requests and wait up to `drain_s` for those in flight: (whether it was here,
+        requests still in flight when the wait ended)."""
+        deadline = time.monotonic() + drain_s
         with self._lock:
             entry = self._entries.get(placement_id)
             if entry is None:
-                return None, 0
+                return False, 0
             entry.closing = True
-        deadline = time.monotonic() + drain_s
-        with entry.idle:
             while entry.inflight and (left := deadline - time.monotonic()) > 0:
                 entry.idle.wait(left)
+            return True, entry.inflight
+
+    def remove(self, placement_id: int, *, drain_s: float) -> tuple[Loaded | None, int]:
+        """Drain, then hand the model over to be closed: (the model or None if it was not here,
+        requests still in flight when the wait ended)."""
+        _, still_running = self.drain(placement_id, drain_s=drain_s)
         with self._lock:
-            self._entries.pop(placement_id, None)
-        return entry.loaded, entry.inflight
+            entry = self._entries.pop(placement_id, None)
+        return (entry.loaded if entry else None), still_running
 
 
 RESIDENTS = Residents()

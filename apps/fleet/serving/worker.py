@@ -75,8 +75,6 @@ class LoadOutcome:
 
 def load(placement_id: int, *, attempt: int) -> LoadOutcome:
     """Load a placement into this worker, unless it is waiting for room or for its base."""
-    from apps.fleet import runtimes
-
     p = (
         Placement.objects.select_related("version", "device__node", "depends_on")
         .filter(pk=placement_id)
@@ -109,28 +107,23 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
             return LoadOutcome(retry_in=WAIT_S, note="waiting for its base to load")
     if p.state == P.REQUESTED and not services.placement_move(placement=p, to=P.LOADING):
         return LoadOutcome(note="moved by another writer")
-    profile = placing.profile_for(p.version)
-    spec = runtimes.LoadSpec(
-        path=p.version.path,
-        format=p.version.format,
-        kind=p.version.kind,
-        device=torch_device(p.device),
-        allow_pickle=bool(profile and profile.allow_pickle),
-        base=base,
-    )
     try:
         with RESIDENTS.loading(p.pk):
-            loaded = runtimes.load(spec)
+            loaded = _into_memory(p, base)
+            # Inside the loading mark: an unload arriving now finds the load running, never a gap.
+            RESIDENTS.add(p.pk, loaded)
     except Exception as exc:
         return _load_failed(p, exc, attempt=attempt)
     metrics.PLACEMENT_LOAD_SECONDS.observe(loaded.load_seconds)
-    RESIDENTS.add(p.pk, loaded)
-    moved = services.placement_move(
-        placement=p, to=P.LOADED, measured_bytes=loaded.measured_bytes, load_seconds=loaded.load_seconds
-    )
-    if not moved:  # unloaded (or reaped) while it loaded: free it now
-        unload(p.pk)
-        return LoadOutcome(note="unloaded as it loaded")
+    try:
+        moved = services.placement_move(
+            placement=p, to=P.LOADED, measured_bytes=loaded.measured_bytes, load_seconds=loaded.load_seconds
+        )
+    except Exception:
+        _drop(p.pk)  # recording it failed (the database): do not hold what nobody knows is here
+        raise
+    if not moved:
+        return LoadOutcome(note=_ended_while_loading(p, "it was unloaded while it loaded"))
     # Its first eviction priority: as if used once, so it does not start below the device's clock.
     priority = gdsf_priority(
         clock=p.device.eviction_clock,
@@ -142,9 +135,79 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
     return LoadOutcome(note="loaded")
 
 
+def _into_memory(p: Placement, base: Any) -> Any:
+    from apps.fleet import runtimes
+
+    profile = placing.profile_for(p.version)
+    spec = runtimes.LoadSpec(
+        path=p.version.path,
+        format=p.version.format,
+        kind=p.version.kind,
+        device=torch_device(p.device),
+        allow_pickle=bool(profile and profile.allow_pickle),
+        base=base,
+    )
+    return runtimes.load(spec)
+
+
+def _drop(placement_id: int) -> str:
+    """Free whatever this worker holds for the placement, now, without waiting for requests."""
+    loaded, _ = RESIDENTS.remove(placement_id, drain_s=0)
+    if loaded is None:
+        return "it was not in this worker's memory"
+    try:
+        freed = loaded.close()
+    except Exception as exc:  # the device may be gone; the weights go with the process's memory
+        log.exception("placement %s: closing its model failed", placement_id)
+        return f"closing it failed: {type(exc).__name__}: {exc}"
+    return f"freed {freed.freed_bytes} bytes" + ("" if freed.verified else f"; not verified: {freed.detail}")
+
+
+def free_orphans() -> list[int]:
+    """Free the models this worker holds whose placement ended behind its back (the reaper gave
+    up on it, its device was lost, an operator's move raced a load): the database already counts
+    their memory as free, so the worker must make it so."""
+    held = [pk for pk in RESIDENTS.ids() if not RESIDENTS.is_loading(pk)]
+    if not held:
+        return []
+    alive = set(
+        Placement.objects.filter(pk__in=held, state__in=PLACEMENT_ON_WORKER).values_list("pk", flat=True)
+    )
+    orphans = [pk for pk in held if pk not in alive]
+    for pk in orphans:
+        log.warning("placement %s ended while this worker held it: %s", pk, _drop(pk))
+    return orphans
+
+
+_ORPHAN_SWEEP_S = 30.0
+_sweeping = threading.Event()
+
+
+def _sweep_orphans() -> None:
+    while not _sweeping.wait(_ORPHAN_SWEEP_S):
+        try:
+            free_orphans()
+        except Exception:
+            log.exception("could not look for orphaned models; trying again")
+            close_old_connections()
+
+
+def _ended_while_loading(p: Placement, why: str) -> str:
+    """The placement left LOADING while its load ran (unloaded, reaped, lost with its device): free
+    the model, and finish an unload that waited for the load."""
+    note = _drop(p.pk)
+    p.refresh_from_db()
+    if p.state == P.UNLOADING:
+        services.placement_move(placement=p, to=P.UNLOADED, end_reason=f"{p.end_reason} ({why}; {note})")
+    return f"{why}: {note}"
+
+
 def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
     error_class = classify(exc)
     metrics.SERVING_ERRORS.labels(stage="load", error_class=error_class.value).inc()
+    p.refresh_from_db()
+    if p.state != P.LOADING:  # unloaded or lost meanwhile: no retry, no recovery, only the unload to end
+        return LoadOutcome(note=_ended_while_loading(p, f"its load failed ({error_class.value}: {exc})"))
     if recovery(error_class) == Recovery.RETRY and attempt < settings.MOC_LOAD_RETRIES:
         wait = backoff_s(attempt + 1, base_s=settings.MOC_LOAD_BACKOFF_S, cap_s=30.0)
         log.warning("placement %s: transient load error (%s), retrying in %.1f s", p.pk, exc, wait)
@@ -152,11 +215,12 @@ def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
     if not isinstance(exc, ServingError):
         log.exception("placement %s failed to load", p.pk, exc_info=exc)
     message = f"{error_class.value}: {exc}"[:4000]
-    if error_class == ErrorClass.DEVICE_LOST:  # this placement goes with the others it held
+    then = recovery(error_class)
+    if then == Recovery.REPLACE:  # this placement goes with the others its device held
         device_lost(p.device, reason=str(exc))
         return LoadOutcome(note=message)
     services.placement_move(placement=p, to=P.FAILED, error_class=error_class, error=message)
-    if error_class == ErrorClass.OUT_OF_MEMORY:
+    if then == Recovery.EVICT_AND_RETRY:
         _replace_after_oom(p)
     return LoadOutcome(note=message)
 
@@ -221,16 +285,11 @@ def unload(placement_id: int) -> str:
     if RESIDENTS.is_loading(p.pk):
         return "still loading: the load frees it when it ends"
     drain_s = placing.profile_timeout_s(p.version)
-    loaded, still_running = RESIDENTS.remove(p.pk, drain_s=drain_s)
-    if loaded is None:
-        note = "it was not in this worker's memory"
-    else:
-        freed = loaded.close()
-        note = f"freed {freed.freed_bytes} bytes" + (
-            "" if freed.verified else f"; not verified: {freed.detail}"
-        )
-        if still_running:
-            note += f"; {still_running} requests were still running after {drain_s:.0f} s"
+    # Requests drain first; then the model is freed whatever happens, and the placement ends.
+    _, still_running = RESIDENTS.drain(p.pk, drain_s=drain_s)
+    note = _drop(p.pk)
+    if still_running:
+        note += f"; {still_running} requests were still running after {drain_s:.0f} s"
     services.placement_move(placement=p, to=P.UNLOADED, end_reason=f"{p.end_reason} ({note})")
     with contextlib.suppress(redis.RedisError):  # it would expire by itself within a day
         Breakers(redis_client()).forget(p.pk)
@@ -317,7 +376,6 @@ def worker_started(queues: list[str]) -> None:
     if device is None:
         log.debug("device %s.%s.%s is not registered yet", kind, node, index)
         return
-    _device_id = device.pk
     _limit_cpu_threads()
     for p in Placement.objects.filter(device=device, state__in=PLACEMENT_ON_WORKER):
         services.placement_move(
@@ -327,6 +385,10 @@ def worker_started(queues: list[str]) -> None:
             error="Lost: its worker restarted, and what the old process held went with it.",
         )
     RECORDER.start()
+    _sweeping.clear()
+    threading.Thread(target=_sweep_orphans, name="moc-serving-orphans", daemon=True).start()
+    # Only now may loads run here: none of them can be taken for what the old process held.
+    _device_id = device.pk
     placing.preload(device=device)
 
 
@@ -343,6 +405,7 @@ def _limit_cpu_threads() -> None:
 
 
 def worker_stopping() -> None:
+    _sweeping.set()
     RECORDER.stop()
 
 

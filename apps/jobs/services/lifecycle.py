@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -78,6 +79,19 @@ def _unconsumed_queue_problem(queue: str) -> str | None:
 
 
 @transaction.atomic
+def _device_room(device: Any) -> int:
+    """What `device` has free for a reservation, with its row locked until the job is written, so
+    a load decided meanwhile counts it (the placement scheduler's own rule: apps.fleet.placing)."""
+    from apps.fleet import placing
+    from apps.fleet.domain import scheduler
+    from apps.fleet.models import Device
+
+    locked = Device.objects.select_for_update(of=("self",)).select_related("node").get(pk=device.pk)
+    (view,) = placing.device_views([locked], now=time.time())
+    return scheduler.free_bytes(view)
+
+
+@transaction.atomic
 def job_create(
     *,
     kind: str,
@@ -112,6 +126,8 @@ def job_create(
         problems["reserved_bytes"] = ["Must be 0 or more."]
     elif reserved_bytes and device is None:
         problems["reserved_bytes"] = ["Memory is reserved on a device: give the device too."]
+    elif reserved_bytes and (room := _device_room(device)) < reserved_bytes:
+        problems["reserved_bytes"] = [f"{device} has {room:,} bytes free for it now, not {reserved_bytes:,}."]
     if problems:
         raise ValidationError(problems)
     job = Job.objects.create(

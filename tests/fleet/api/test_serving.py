@@ -331,3 +331,15 @@ def test_bad_input_the_worker_finds_is_a_400_and_does_not_count_against_the_brea
     assert "context" in response.json()["fields"]["input"][0]
     breaker = Breakers(redis_client()).get([placement.pk]).get(placement.pk)
     assert breaker is None or breaker.failures == 0
+
+
+def test_a_serving_profile_cannot_be_moved_to_another_version(client_as: Client) -> None:
+    profile = ServingProfile.objects.create(version=lm(), allow_pickle=True)
+
+    response = client_as(Role.OPERATOR).patch(
+        f"/api/v1/serving-profiles/{profile.pk}/", {"version": lm().pk}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "version" in response.json()["fields"]
+    assert ServingProfile.objects.get(pk=profile.pk).version == profile.version
