@@ -304,6 +304,16 @@ class InferenceInput(serializers.Serializer):
         return attrs
 
 
+class ErrorBody(serializers.Serializer):
+    """MOC's one error body (apps.core.api.errors)."""
+
+    error = serializers.CharField(
+        help_text="A code: invalid, not_loaded, bulkhead_full, breaker_open, timeout, ..."
+    )
+    detail = serializers.CharField(help_text="A sentence saying why")
+    fields = serializers.DictField(help_text="Field -> messages, for input errors")
+
+
 class InferenceOutput(serializers.Serializer):
     placement = serializers.IntegerField()
     device = serializers.IntegerField()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import redis
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
@@ -134,7 +134,19 @@ class InferenceView(APIView):
 
     queryset = Placement.objects.all()  # a request uses placements: operators and admins may ask
 
-    @extend_schema(request=s.InferenceInput, responses=s.InferenceOutput)
+    @extend_schema(
+        request=s.InferenceInput,
+        responses={
+            200: s.InferenceOutput,
+            400: OpenApiResponse(
+                s.ErrorBody, description="Input the version does not take; `fields` names it"
+            ),
+            409: OpenApiResponse(s.ErrorBody, description="Not loaded (Retry-After while it loads)"),
+            429: OpenApiResponse(s.ErrorBody, description="The version's bulkhead is full; see Retry-After"),
+            503: OpenApiResponse(s.ErrorBody, description="Circuit breaker open, or the device failed"),
+            504: OpenApiResponse(s.ErrorBody, description="No answer within the request's time limit"),
+        },
+    )
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion.objects.select_related("model", "serving"), pk=pk)
         data = s.InferenceInput(data=request.data)
