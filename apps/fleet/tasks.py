@@ -17,7 +17,7 @@ from apps.fleet import placing, registration, retention, services
 from apps.fleet.domain.errors import ErrorClass
 from apps.fleet.domain.states import PlacementState
 from apps.fleet.models import InferenceRecord, Placement
-from apps.fleet.serving import worker
+from apps.fleet.serving import answering, loading
 
 
 @shared_task(base=DurableTask)
@@ -49,7 +49,7 @@ class PlacementTask(DurableTask):
 @shared_task(base=PlacementTask, bind=True, max_retries=None)
 def placement_load(self: PlacementTask, placement_id: int) -> str:
     """Load a placement on this device's worker; waits (retrying) for its base or for evictions."""
-    outcome = worker.load(placement_id, attempt=self.request.retries)
+    outcome = loading.load(placement_id, attempt=self.request.retries)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.note
@@ -57,7 +57,7 @@ def placement_load(self: PlacementTask, placement_id: int) -> str:
 
 @shared_task(base=PlacementTask)
 def placement_unload(placement_id: int) -> str:
-    return worker.unload(placement_id)
+    return loading.unload(placement_id)
 
 
 # Not durable, not acknowledged late: a request whose worker died is answered by its caller's
@@ -65,8 +65,8 @@ def placement_unload(placement_id: int) -> str:
 # unrun once nobody waits for the answer.
 @shared_task(acks_late=False, ignore_result=True)
 def placement_infer(placement_id: int, request: dict[str, Any], reply_key: str) -> None:
-    answer = worker.infer(placement_id, request)
-    worker.reply(reply_key, answer, ttl_s=int(request.get("timeout_s") or 60) + 30)
+    answer = answering.infer(placement_id, request)
+    answering.reply(reply_key, answer, ttl_s=int(request.get("timeout_s") or 60) + 30)
 
 
 @shared_task(acks_late=False)
@@ -76,7 +76,7 @@ def device_ping(reply_key: str = "") -> dict[str, Any]:
     result backend, and the reply list inference uses when `reply_key` is given)."""
     answer = {"ok": True, "at": time.time()}
     if reply_key:
-        worker.reply(reply_key, answer, ttl_s=60)
+        answering.reply(reply_key, answer, ttl_s=60)
     return answer
 
 

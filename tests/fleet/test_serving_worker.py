@@ -21,9 +21,10 @@ from apps.fleet import runtimes, tasks
 from apps.fleet.domain.errors import CorruptFile, DeviceLost, OutOfMemory, Transient
 from apps.fleet.domain.states import DeviceHealth, PlacementState
 from apps.fleet.models import InferenceRecord, Placement
-from apps.fleet.serving import worker
+from apps.fleet.serving import answering, loading
+from apps.fleet.serving import device as serving_device
 from apps.fleet.serving.records import Line, Recorder
-from apps.fleet.serving.residents import NotResident, Residents
+from apps.fleet.serving.residents import RESIDENTS, NotResident, Residents
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from tests.fleet.factories import GIB, DeviceFactory, PlacementFactory
@@ -58,12 +59,12 @@ class Model:
 def gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A device this process serves, as a device worker would after starting."""
     device = DeviceFactory(capacity_bytes=24 * GIB)
-    monkeypatch.setattr(worker, "_device_id", device.pk)
+    monkeypatch.setattr(serving_device, "_device_id", device.pk)
     for task in (tasks.placement_load, tasks.placement_unload):
         monkeypatch.setattr(task, "apply_async", lambda *a, **k: None)
     yield device
-    for pk in worker.RESIDENTS.ids():
-        worker.RESIDENTS.remove(pk, drain_s=0)
+    for pk in RESIDENTS.ids():
+        RESIDENTS.remove(pk, drain_s=0)
 
 
 def requested(device: Any, **fields: Any) -> Placement:
@@ -92,20 +93,20 @@ def test_a_load_records_what_it_measured_and_keeps_the_model(
     loads_as(monkeypatch, model)
     placement = requested(gpu)
 
-    assert worker.load(placement.pk, attempt=0).retry_in is None
+    assert loading.load(placement.pk, attempt=0).retry_in is None
 
     placement.refresh_from_db()
     assert placement.state == P.LOADED
     assert (placement.measured_bytes, placement.load_seconds) == (3 * GIB, 2.0)
     assert placement.priority > 0
-    assert worker.RESIDENTS.get(placement.pk) is model
+    assert RESIDENTS.get(placement.pk) is model
 
 
 def test_a_corrupt_file_fails_the_placement_with_its_class(gpu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     loads_as(monkeypatch, CorruptFile("model.safetensors: header runs past the end of the file"))
     placement = requested(gpu)
 
-    worker.load(placement.pk, attempt=0)
+    loading.load(placement.pk, attempt=0)
 
     placement.refresh_from_db()
     assert placement.state == P.FAILED
@@ -120,9 +121,9 @@ def test_a_transient_error_is_retried_with_backoff_until_the_retries_run_out(
     loads_as(monkeypatch, Transient("the file is busy"))
     placement = requested(gpu)
 
-    first = worker.load(placement.pk, attempt=0)
-    second = worker.load(placement.pk, attempt=1)
-    last = worker.load(placement.pk, attempt=2)
+    first = loading.load(placement.pk, attempt=0)
+    second = loading.load(placement.pk, attempt=1)
+    last = loading.load(placement.pk, attempt=2)
 
     assert first.retry_in is not None
     assert second.retry_in is not None
@@ -138,7 +139,7 @@ def test_out_of_memory_places_the_version_again_on_another_device_once(
     loads_as(monkeypatch, OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB"))
     placement = requested(gpu)
 
-    worker.load(placement.pk, attempt=0)
+    loading.load(placement.pk, attempt=0)
 
     placement.refresh_from_db()
     assert placement.error_class == "out_of_memory"
@@ -146,7 +147,7 @@ def test_out_of_memory_places_the_version_again_on_another_device_once(
     assert again.device == other
     Placement.objects.filter(pk=again.pk).update(device=gpu)
 
-    worker.load(again.pk, attempt=0)
+    loading.load(again.pk, attempt=0)
 
     assert Placement.objects.filter(version=placement.version, state=P.REQUESTED).count() == 0
 
@@ -160,7 +161,7 @@ def test_a_lost_device_turns_unhealthy_and_what_it_held_is_placed_elsewhere(
     loads_as(monkeypatch, DeviceLost("CUDA error: unspecified launch failure"))
     placement = requested(gpu)
 
-    worker.load(placement.pk, attempt=0)
+    loading.load(placement.pk, attempt=0)
 
     gpu.refresh_from_db()
     assert gpu.health == DeviceHealth.UNHEALTHY
@@ -177,10 +178,10 @@ def test_a_load_waits_until_the_placements_evicted_for_it_are_gone(
     placement = requested(gpu)
     victim = PlacementFactory(device=gpu, state=P.UNLOADING, displaced_by=placement)
 
-    assert worker.load(placement.pk, attempt=0).retry_in is not None
+    assert loading.load(placement.pk, attempt=0).retry_in is not None
     Placement.objects.filter(pk=victim.pk).update(state=P.UNLOADED)
 
-    assert worker.load(placement.pk, attempt=0).retry_in is None
+    assert loading.load(placement.pk, attempt=0).retry_in is None
 
 
 def test_an_adapter_waits_for_its_base_to_be_in_memory(gpu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,17 +189,17 @@ def test_an_adapter_waits_for_its_base_to_be_in_memory(gpu: Any, monkeypatch: py
     base = requested(gpu)
     adapter = requested(gpu, depends_on=base)
 
-    assert worker.load(adapter.pk, attempt=0).note == "waiting for its base to load"
-    worker.load(base.pk, attempt=0)
+    assert loading.load(adapter.pk, attempt=0).note == "waiting for its base to load"
+    loading.load(base.pk, attempt=0)
 
-    assert worker.load(adapter.pk, attempt=0).note == "loaded"
+    assert loading.load(adapter.pk, attempt=0).note == "loaded"
 
 
 def test_an_adapter_whose_base_failed_fails_too(gpu: Any) -> None:
     base = PlacementFactory(device=gpu, state=P.FAILED)
     adapter = requested(gpu, depends_on=base)
 
-    worker.load(adapter.pk, attempt=0)
+    loading.load(adapter.pk, attempt=0)
 
     assert Placement.objects.get(pk=adapter.pk).state == P.FAILED
 
@@ -206,10 +207,10 @@ def test_an_adapter_whose_base_failed_fails_too(gpu: Any) -> None:
 def test_a_worker_that_has_not_finished_starting_asks_to_be_tried_again(
     gpu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker, "_device_id", None)
+    monkeypatch.setattr(serving_device, "_device_id", None)
     placement = requested(gpu)
 
-    assert worker.load(placement.pk, attempt=0).retry_in is not None
+    assert loading.load(placement.pk, attempt=0).retry_in is not None
     assert Placement.objects.get(pk=placement.pk).state == P.REQUESTED
 
 
@@ -217,16 +218,16 @@ def test_unload_frees_the_model_and_says_so(gpu: Any, monkeypatch: pytest.Monkey
     model = Model()
     loads_as(monkeypatch, model)
     placement = requested(gpu)
-    worker.load(placement.pk, attempt=0)
+    loading.load(placement.pk, attempt=0)
     Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
 
-    worker.unload(placement.pk)
+    loading.unload(placement.pk)
 
     placement.refresh_from_db()
     assert placement.state == P.UNLOADED
     assert model.closed
     assert "freed 3221225472 bytes" in placement.end_reason
-    assert worker.RESIDENTS.get(placement.pk) is None
+    assert RESIDENTS.get(placement.pk) is None
 
 
 def test_unload_waits_for_the_requests_in_flight() -> None:
@@ -265,7 +266,7 @@ def test_a_model_being_unloaded_takes_no_new_requests() -> None:
 
 
 def test_an_answer_for_a_placement_this_worker_does_not_hold_says_so(gpu: Any) -> None:
-    answer = worker.infer(424242, {"task": "generate", "input": {"prompt": "0"}, "version_id": 1})
+    answer = answering.infer(424242, {"task": "generate", "input": {"prompt": "0"}, "version_id": 1})
 
     assert answer["ok"] is False
     assert answer["resident"] is False
@@ -321,16 +322,16 @@ def test_an_unload_asked_while_loading_frees_the_model_once_the_load_ends(
 
     def unload_meanwhile() -> None:
         Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
-        assert worker.unload(placement.pk).startswith("still loading")
+        assert loading.unload(placement.pk).startswith("still loading")
 
     loading_then(monkeypatch, model, unload_meanwhile)
 
-    worker.load(placement.pk, attempt=0)
+    loading.load(placement.pk, attempt=0)
 
     placement.refresh_from_db()
     assert placement.state == P.UNLOADED
     assert model.closed
-    assert worker.RESIDENTS.get(placement.pk) is None
+    assert RESIDENTS.get(placement.pk) is None
 
 
 def test_an_unload_asked_while_a_load_fails_transiently_ends_the_placement_instead_of_retrying(
@@ -343,7 +344,7 @@ def test_an_unload_asked_while_a_load_fails_transiently_ends_the_placement_inste
 
     loading_then(monkeypatch, Transient("the file is busy"), unload_meanwhile)
 
-    outcome = worker.load(placement.pk, attempt=0)
+    outcome = loading.load(placement.pk, attempt=0)
 
     assert outcome.retry_in is None
     assert Placement.objects.get(pk=placement.pk).state == P.UNLOADED
@@ -360,10 +361,10 @@ def test_a_placement_reaped_while_it_loaded_leaves_nothing_in_memory(
 
     loading_then(monkeypatch, model, reap_meanwhile)
 
-    worker.load(placement.pk, attempt=0)
+    loading.load(placement.pk, attempt=0)
 
     assert model.closed
-    assert worker.RESIDENTS.get(placement.pk) is None
+    assert RESIDENTS.get(placement.pk) is None
     assert Placement.objects.get(pk=placement.pk).state == P.LOST
 
 
@@ -373,12 +374,12 @@ def test_models_whose_placement_ended_behind_the_workers_back_are_freed(
     kept, orphan = Model(), Model()
     for model in (kept, orphan):
         loads_as(monkeypatch, model)
-        worker.load(requested(gpu).pk, attempt=0)
-    held = worker.RESIDENTS.ids()
+        loading.load(requested(gpu).pk, attempt=0)
+    held = RESIDENTS.ids()
     Placement.objects.filter(pk=held[1]).update(state=P.FAILED)
 
-    assert worker.free_orphans() == [held[1]]
+    assert loading.free_orphans() == [held[1]]
 
     assert orphan.closed
     assert not kept.closed
-    assert worker.RESIDENTS.ids() == [held[0]]
+    assert RESIDENTS.ids() == [held[0]]

@@ -1,0 +1,44 @@
+"""Putting model versions on devices and taking them off: the scheduler's decisions, made real.
+
+The rules live in apps.fleet.domain.scheduler and .eviction (pure); this package reads the rows
+they need, locks the candidate devices, writes the decision back and sends the work to the
+device's own worker queue once the transaction commits.
+
+Why it cannot over-commit a device: the candidate devices' rows are locked (SELECT ... FOR
+UPDATE on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers) before their
+placements are summed, so two requests for one device are decided one after the other, each
+seeing what the other reserved. Victims of an eviction still count as held until their worker
+says they are gone (UNLOADED), and the placement they made room for loads only then.
+"""
+
+from apps.fleet.placing.devices import device_views, reported_free_bytes
+from apps.fleet.placing.housekeeping import placements_expire_idle, placements_reconcile
+from apps.fleet.placing.load import (
+    PlacementRefused,
+    need_bytes,
+    placement_load,
+    profile_for,
+    profile_timeout_s,
+    version_base,
+)
+from apps.fleet.placing.preload import demand, demand_note, preload, preload_by_demand
+from apps.fleet.placing.unload import placement_pin, placement_unload
+
+__all__ = [
+    "PlacementRefused",
+    "demand",
+    "demand_note",
+    "device_views",
+    "need_bytes",
+    "placement_load",
+    "placement_pin",
+    "placement_unload",
+    "placements_expire_idle",
+    "placements_reconcile",
+    "preload",
+    "preload_by_demand",
+    "profile_for",
+    "profile_timeout_s",
+    "reported_free_bytes",
+    "version_base",
+]
