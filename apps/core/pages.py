@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.views.generic import ListView
+
+from apps.core.domain.errors import Conflict
+
+
+def message_refusal(request: HttpRequest, exc: ValidationError | Conflict) -> None:
+    """Show why a button's action was refused, as the next page's error message."""
+    text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    messages.error(request, text)
 
 
 class FilteredListView(ListView):

@@ -26,7 +26,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 
 from apps.core.workers import redis_client
-from apps.fleet import metrics, registration, retention, services, telemetry
+from apps.fleet import metrics, registration, retention, selectors, services, telemetry
 from apps.fleet.devices.base import DeviceBackend, DeviceReading, SimLoad
 from apps.fleet.devices.select import open_backend
 from apps.fleet.domain.health import assess, next_step
@@ -204,14 +204,7 @@ class Agent:
     def sim_load(self) -> Mapping[int, SimLoad]:
         """Per device index: bytes placed, jobs running and requests served per second."""
         rows = Device.objects.filter(node__name=self.node_name).annotate(
-            # Placement.held_bytes, summed in the query.
-            placed=Coalesce(
-                Sum(
-                    Coalesce("placements__measured_bytes", "placements__reserved_bytes"),
-                    filter=Q(placements__state__in=PLACEMENT_ACTIVE),
-                ),
-                0,
-            ),
+            placed=selectors.held_bytes_sum(),
             uses=Coalesce(Sum("placements__use_count", filter=Q(placements__state__in=PLACEMENT_ACTIVE)), 0),
             # A job being cancelled still runs on its device until its worker stops it.
             running=Count("jobs", filter=Q(jobs__state__in=JOB_ACTIVE), distinct=True),

@@ -21,20 +21,25 @@ def _latest_raw() -> QuerySet[TelemetrySample]:
     return TelemetrySample.objects.filter(device=OuterRef("pk"), resolution_s=Resolution.RAW).order_by("-at")
 
 
+def held_bytes_sum() -> Coalesce:
+    """Per device, Placement.held_bytes summed over its active placements in SQL: what loading
+    really took once measured, else what was reserved."""
+    return Coalesce(
+        Sum(
+            Coalesce("placements__measured_bytes", "placements__reserved_bytes"),
+            filter=Q(placements__state__in=PLACEMENT_ACTIVE),
+        ),
+        0,
+    )
+
+
 def device_list() -> QuerySet[Device]:
     """Devices with the memory their active placements reserve and their latest raw reading."""
     latest = _latest_raw()
     return (
         Device.objects.select_related("node")
         .annotate(
-            # Placement.held_bytes, summed: what loading really took once measured, else what was reserved.
-            reserved_bytes=Coalesce(
-                Sum(
-                    Coalesce("placements__measured_bytes", "placements__reserved_bytes"),
-                    filter=Q(placements__state__in=PLACEMENT_ACTIVE),
-                ),
-                0,
-            ),
+            reserved_bytes=held_bytes_sum(),
             active_placements=Count("placements", filter=Q(placements__state__in=PLACEMENT_ACTIVE)),
             last_sample_at=Subquery(latest.values("at")[:1]),
             last_gpu_util=Subquery(latest.values("gpu_util")[:1]),

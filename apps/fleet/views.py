@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import DetailView
 
 from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView
+from apps.core.pages import FilteredListView, message_refusal
 from apps.fleet import inference, placing, selectors
 from apps.fleet.api.serializers import TASK_INPUTS
 from apps.fleet.domain.states import PLACEMENT_ACTIVE, PlacementState
@@ -163,16 +163,11 @@ def _back(request: HttpRequest, fallback: str) -> HttpResponse:
     return redirect(target if safe and target else fallback)
 
 
-def _refused(request: HttpRequest, exc: ValidationError | Conflict) -> None:
-    text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-    messages.error(request, text)
-
-
 def _load(request: HttpRequest, *, version: ModelVersion, device: Device | None) -> None:
     try:
         placement = placing.placement_load(version=version, device=device, requested_by=request.user)
     except (Conflict, ValidationError) as exc:
-        _refused(request, exc)
+        message_refusal(request, exc)
         return
     state = placement.get_state_display().lower()
     if placement.state == PlacementState.LOADED:
@@ -228,7 +223,7 @@ def pin(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         placing.placement_pin(placement=placement, pinned=pinned)
     except ValidationError as exc:
-        _refused(request, exc)
+        message_refusal(request, exc)
     else:
         what = "pinned: never evicted to make room" if pinned else "unpinned: it may be evicted for room"
         messages.success(request, f"{placement.version} on {placement.device} is {what}.")

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from django.views.generic import DetailView
 
 from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView
+from apps.core.pages import FilteredListView, message_refusal
 from apps.fleet.serving import selectors as serving_selectors
 from apps.models import scanning, selectors, services
 from apps.models.domain import naming
@@ -82,11 +82,6 @@ def _problems(version: ModelVersion) -> list[str]:
         for row in version.validation_report
         if row.get("status") == "fail"
     ]
-
-
-def _refused(request: HttpRequest, exc: ValidationError | Conflict) -> None:
-    text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-    messages.error(request, text)
 
 
 class AliasForm(forms.Form):
@@ -189,7 +184,7 @@ def scan_now(request: HttpRequest) -> HttpResponse:
     try:
         scan = scanning.scan_request(user=request.user)
     except Conflict as exc:
-        _refused(request, exc)
+        message_refusal(request, exc)
         return redirect(selectors.scan_active() or "models:scans")
     messages.success(request, f"Scan #{scan.pk} queued: this page follows it.")
     return redirect(scan)
@@ -225,7 +220,7 @@ def alias_set(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.alias_set(model=model, name=name, version=version)
     except ValidationError as exc:
-        _refused(request, exc)
+        message_refusal(request, exc)
     else:
         messages.success(request, f"{model.name}@{name} now points at v{version.number}.")
     return redirect(model)
@@ -259,7 +254,7 @@ def version_archive(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.version_archive(version=version)
     except ValidationError as exc:
-        _refused(request, exc)
+        message_refusal(request, exc)
     else:
         messages.success(request, f"{version} is archived: hidden from everyday lists, nothing is deleted.")
     return redirect(version)

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apps.core.workers import beat, redis_client
-from apps.fleet import placing, tasks
+from apps.fleet import placing, tasks, telemetry
 from apps.fleet.domain.kinds import Backend
 from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
 from apps.fleet.models import Placement, ServingProfile
@@ -50,6 +50,18 @@ def lm(size_gib: float = 10, **fields: Any) -> Any:
 
 def device(capacity_gib: float = 24, **fields: Any) -> Any:
     return DeviceFactory(capacity_bytes=int(capacity_gib * GIB), **fields)
+
+
+def reports_free(gpu: Any, free_bytes: int) -> None:
+    """The device's latest telemetry, as its node's sampler would publish it."""
+    message = telemetry.telemetry_message(
+        node=gpu.node.name,
+        node_id=gpu.node.pk,
+        at=time.time(),
+        backend="nvml",
+        devices=[{"id": gpu.pk, "mem_free_bytes": free_bytes}],
+    )
+    telemetry.publish(redis_client(), message)
 
 
 def resident(version: Any, on: Any, *, idle_s: float = 3600, **fields: Any) -> Placement:
@@ -144,17 +156,8 @@ def test_load_counts_the_memory_running_jobs_reserved(sent: list) -> None:
 
 
 def test_load_believes_the_device_when_it_reports_less_free_than_moc_placed(sent: list) -> None:
-    from apps.fleet import telemetry
-
     gpu = device(24)
-    message = telemetry.telemetry_message(
-        node=gpu.node.name,
-        node_id=gpu.node.pk,
-        at=time.time(),
-        backend="nvml",
-        devices=[{"id": gpu.pk, "mem_free_bytes": 5 * GIB}],
-    )
-    telemetry.publish(redis_client(), message)
+    reports_free(gpu, 5 * GIB)
 
     with pytest.raises(placing.PlacementRefused):
         placing.placement_load(version=lm(10), device=gpu)
@@ -361,19 +364,10 @@ def test_loading_a_version_where_it_is_being_unloaded_says_to_wait(sent: list) -
 
 
 def test_memory_used_outside_moc_and_loads_not_yet_reported_are_both_respected(sent: list) -> None:
-    from apps.fleet import telemetry
-
     gpu = device(24)
     PlacementFactory(device=gpu, state=P.REQUESTED, reserved_bytes=10 * GIB)
     # 5 GiB used by something MOC did not place; the 10 GiB request is not loaded yet.
-    message = telemetry.telemetry_message(
-        node=gpu.node.name,
-        node_id=gpu.node.pk,
-        at=time.time(),
-        backend="nvml",
-        devices=[{"id": gpu.pk, "mem_free_bytes": 19 * GIB}],
-    )
-    telemetry.publish(redis_client(), message)
+    reports_free(gpu, 19 * GIB)
 
     with pytest.raises(placing.PlacementRefused):
         placing.placement_load(version=lm(12), device=gpu)

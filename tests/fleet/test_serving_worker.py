@@ -77,8 +77,13 @@ def requested(device: Any, **fields: Any) -> Placement:
     return PlacementFactory(version=version, device=device, state=P.REQUESTED, reserved_bytes=GIB, **fields)
 
 
-def loads_as(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> None:
+def loads_as(monkeypatch: pytest.MonkeyPatch, outcome: Any, meanwhile: Any = None) -> None:
+    """Loads end in `outcome` (a model, or an exception raised); `meanwhile` runs during the load
+    (another writer moving the placement)."""
+
     def load(spec: runtimes.LoadSpec) -> Any:
+        if meanwhile is not None:
+            meanwhile()
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -302,18 +307,6 @@ def test_keep_alive_counts_from_the_last_use_the_records_wrote(gpu: Any) -> None
     assert placing.placements_expire_idle() == 0
 
 
-def loading_then(monkeypatch: pytest.MonkeyPatch, outcome: Any, meanwhile: Any) -> None:
-    """A load during which `meanwhile` runs (another writer moving the placement), ending in `outcome`."""
-
-    def load(spec: runtimes.LoadSpec) -> Any:
-        meanwhile()
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    monkeypatch.setattr(runtimes, "load", load)
-
-
 def test_an_unload_asked_while_loading_frees_the_model_once_the_load_ends(
     gpu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -324,7 +317,7 @@ def test_an_unload_asked_while_loading_frees_the_model_once_the_load_ends(
         Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
         assert loading.unload(placement.pk).startswith("still loading")
 
-    loading_then(monkeypatch, model, unload_meanwhile)
+    loads_as(monkeypatch, model, unload_meanwhile)
 
     loading.load(placement.pk, attempt=0)
 
@@ -342,7 +335,7 @@ def test_an_unload_asked_while_a_load_fails_transiently_ends_the_placement_inste
     def unload_meanwhile() -> None:
         Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
 
-    loading_then(monkeypatch, Transient("the file is busy"), unload_meanwhile)
+    loads_as(monkeypatch, Transient("the file is busy"), unload_meanwhile)
 
     outcome = loading.load(placement.pk, attempt=0)
 
@@ -359,7 +352,7 @@ def test_a_placement_reaped_while_it_loaded_leaves_nothing_in_memory(
     def reap_meanwhile() -> None:
         Placement.objects.filter(pk=placement.pk).update(state=P.LOST)
 
-    loading_then(monkeypatch, model, reap_meanwhile)
+    loads_as(monkeypatch, model, reap_meanwhile)
 
     loading.load(placement.pk, attempt=0)
 

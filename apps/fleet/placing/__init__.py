@@ -11,25 +11,16 @@ seeing what the other reserved. Victims of an eviction still count as held until
 says they are gone (UNLOADED), and the placement they made room for loads only then.
 """
 
-from apps.fleet.placing.devices import device_views, reported_free_bytes
+from apps.fleet.placing.devices import device_views
 from apps.fleet.placing.housekeeping import placements_expire_idle, placements_reconcile
-from apps.fleet.placing.load import (
-    PlacementRefused,
-    need_bytes,
-    placement_load,
-    profile_for,
-    profile_timeout_s,
-    version_base,
-)
-from apps.fleet.placing.preload import demand, demand_note, preload, preload_by_demand
+from apps.fleet.placing.load import PlacementRefused, placement_load, profile_for, profile_timeout_s
+from apps.fleet.placing.preload import demand_note, preload, preload_by_demand
 from apps.fleet.placing.unload import placement_pin, placement_unload
 
 __all__ = [
     "PlacementRefused",
-    "demand",
     "demand_note",
     "device_views",
-    "need_bytes",
     "placement_load",
     "placement_pin",
     "placement_unload",
@@ -39,6 +30,4 @@ __all__ = [
     "preload_by_demand",
     "profile_for",
     "profile_timeout_s",
-    "reported_free_bytes",
-    "version_base",
 ]

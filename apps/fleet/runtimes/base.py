@@ -117,10 +117,51 @@ class Loaded:
         seed: int | None,
         deadline: float | None,
     ) -> dict[str, Any]:
-        raise self._not_served(GENERATE)
+        """Check the request the same way for every runtime, then generate with the runtime's own
+        `_generate`; a model that does not generate says so."""
+        if GENERATE not in self.tasks:
+            raise self._not_served(GENERATE)
+        stops = check_generate(
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )
+        return self._generate(
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stops=stops,
+            seed=seed,
+            deadline=deadline,
+        )
+
+    def _generate(
+        self,
+        *,
+        prompt: str,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        stops: list[str],
+        seed: int | None,
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        """The runtime's generation, for a request generate() has checked."""
+        raise NotImplementedError
 
     def embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
-        raise self._not_served(EMBED)
+        """Check the texts the same way for every runtime, then embed with the runtime's `_embed`."""
+        if EMBED not in self.tasks:
+            raise self._not_served(EMBED)
+        return self._embed(texts=check_texts(texts), deadline=deadline)
+
+    def _embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
+        """The runtime's embedding, for texts embed() has checked."""
+        raise NotImplementedError
 
     def tensors(self, *, inputs: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         raise self._not_served(TENSORS)

@@ -27,8 +27,6 @@ from apps.fleet.runtimes.base import (
     Loaded,
     LoadSpec,
     check_deadline,
-    check_generate,
-    check_texts,
     first_stop,
     serving_error,
 )
@@ -49,27 +47,17 @@ class LlamaLoaded(Loaded):
         self._lock = threading.Lock()
         self._facts = {"file": file, "n_ctx": llama.n_ctx(), **facts}
 
-    def generate(
+    def _generate(
         self,
         *,
         prompt: str,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
-        stop: list[str],
+        stops: list[str],
         seed: int | None,
         deadline: float | None,
     ) -> dict[str, Any]:
-        if GENERATE not in self.tasks:
-            raise self._not_served(GENERATE)
-        stops = check_generate(
-            prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-        )
         llama = self._live()
         seed = secrets.randbits(32) if seed is None else seed
         with self._lock:
@@ -119,10 +107,7 @@ class LlamaLoaded(Loaded):
             "seed": seed,
         }
 
-    def embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
-        if EMBED not in self.tasks:
-            raise self._not_served(EMBED)
-        texts = check_texts(texts)
+    def _embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
         llama = self._live()
         check_deadline(deadline, "before the texts were read")
         with self._lock:

@@ -17,7 +17,7 @@ import torch
 
 from apps.fleet.domain.errors import BadInput
 from apps.fleet.runtimes import decode
-from apps.fleet.runtimes.base import EMBED, GENERATE, Loaded, check_deadline, check_generate, check_texts
+from apps.fleet.runtimes.base import Loaded, check_deadline
 
 EMBED_BATCH = 32
 # Beyond this a tokenizer's model_max_length is transformers' "no limit" placeholder.
@@ -64,27 +64,17 @@ class TransformersLoaded(Loaded):
             "vocab_size": len(tokenizer),
         }
 
-    def generate(
+    def _generate(
         self,
         *,
         prompt: str,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
-        stop: list[str],
+        stops: list[str],
         seed: int | None,
         deadline: float | None,
     ) -> dict[str, Any]:
-        if GENERATE not in self.tasks:
-            raise self._not_served(GENERATE)
-        stops = check_generate(
-            prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-        )
         model, _ = self._live()
         ids = self._encode(prompt)
         if not ids:
@@ -126,11 +116,8 @@ class TransformersLoaded(Loaded):
             "seed": seed,
         }
 
-    def embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
+    def _embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
         """Mean of the last hidden state over each text's tokens, L2-normalised."""
-        if EMBED not in self.tasks:
-            raise self._not_served(EMBED)
-        texts = check_texts(texts)
         _, backbone = self._live()
         encoded = [self._encode(text) for text in texts]
         for i, ids in enumerate(encoded):

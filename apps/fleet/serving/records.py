@@ -110,19 +110,22 @@ def _write(lines: list[Line]) -> None:
         if line.placement_id is not None:
             count, last = uses[line.placement_id]
             uses[line.placement_id] = (count + 1, max(last, line.at))
-    for placement_id, (count, last) in uses.items():
-        Placement.objects.filter(pk=placement_id).update(
-            use_count=F("use_count") + count, last_used_at=datetime.fromtimestamp(last, tz=UTC)
-        )
-    # The eviction priority follows the new counts: GDSF's H = the device's clock + uses x reload cost / size.
+    # One UPDATE per placement: its uses, its last use, and its eviction priority from the new
+    # count (GDSF's H = the device's clock + uses x reload cost / size). Only this worker
+    # serves these placements, so the count read here plus this batch is the new count.
     for p in Placement.objects.filter(pk__in=list(uses)).select_related("device"):
+        count, last = uses[p.pk]
         priority = gdsf_priority(
             clock=p.device.eviction_clock,
-            uses=p.use_count,
+            uses=p.use_count + count,
             load_seconds=p.load_seconds or 1.0,
             size_bytes=max(1, p.held_bytes),
         )
-        Placement.objects.filter(pk=p.pk).update(priority=priority)
+        Placement.objects.filter(pk=p.pk).update(
+            use_count=F("use_count") + count,
+            last_used_at=datetime.fromtimestamp(last, tz=UTC),
+            priority=priority,
+        )
 
 
 RECORDER = Recorder()
