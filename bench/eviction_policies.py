@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apps.fleet.domain.eviction import (  # noqa: E402
+from apps.serving.domain.eviction import (  # noqa: E402
     GiB,
     Policy,
     Resident,

@@ -170,7 +170,7 @@ class Scratch:
 
 def direct(path: str, count: int) -> list[float]:
     """The same model, loaded by the same runtime code, called in this process."""
-    from apps.fleet import runtimes
+    from apps.serving import runtimes
 
     loaded = runtimes.load(runtimes.LoadSpec(path=path, format="hf", kind="causal-lm", device="cpu"))
     times = []

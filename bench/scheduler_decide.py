@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apps.fleet.domain.eviction import GiB, Policy, Resident, clock_after, gdsf_priority  # noqa: E402
-from apps.fleet.domain.scheduler import Decision, DeviceView, Request, decide  # noqa: E402
+from apps.serving.domain.eviction import GiB, Policy, Resident, clock_after, gdsf_priority  # noqa: E402
+from apps.serving.domain.scheduler import Decision, DeviceView, Request, decide  # noqa: E402
 from bench._traces import FIXED_LOAD_S, LOAD_GIB_PER_S, catalogue  # noqa: E402
 
 TARGET_P99_MS = 5.0

@@ -3,13 +3,12 @@ and may add plain views in that module's `urlpatterns`."""
 
 from importlib import import_module
 
+from django.conf import settings
 from rest_framework.routers import DefaultRouter
-
-APPS = ["core", "fleet", "models", "jobs", "deployments", "goals", "alerts"]
 
 router = DefaultRouter()
 urlpatterns = []
-for _app in APPS:
+for _app in settings.MOC_APPS:
     _module = import_module(f"apps.{_app}.api.urls")
     _module.register(router)
     urlpatterns += getattr(_module, "urlpatterns", [])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+
+from apps.serving.messages import LEGACY_NAMES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "moc_site.settings")
 
@@ -37,24 +40,24 @@ app.conf.beat_schedule = {
         "options": {"expires": 600},
     },
     # Seconds: a keep-alive of a few minutes should not overrun by a whole extra minute.
-    "fleet-placements-expire-idle": {
-        "task": "apps.fleet.tasks.placements_expire_idle",
+    "serving-placements-expire-idle": {
+        "task": "apps.serving.tasks.placements_expire_idle",
         "schedule": 30.0,
         "options": {"expires": 29},
     },
-    "fleet-placements-reconcile": {
-        "task": "apps.fleet.tasks.placements_reconcile",
+    "serving-placements-reconcile": {
+        "task": "apps.serving.tasks.placements_reconcile",
         "schedule": 30.0,
         "options": {"expires": 29},
     },
     # Does nothing unless MOC_PRELOAD_BY_DEMAND is on.
-    "fleet-placements-preload-by-demand": {
-        "task": "apps.fleet.tasks.placements_preload_by_demand",
+    "serving-placements-preload-by-demand": {
+        "task": "apps.serving.tasks.placements_preload_by_demand",
         "schedule": crontab(minute="*"),
         "options": {"expires": 50},
     },
-    "fleet-inference-records-prune": {
-        "task": "apps.fleet.tasks.inference_records_prune",
+    "serving-inference-records-prune": {
+        "task": "apps.serving.tasks.inference_records_prune",
         "schedule": crontab(minute=23, hour="*"),
         "options": {"expires": 3000},
     },
@@ -64,3 +67,12 @@ app.conf.beat_schedule = {
         "options": {"expires": 3000},
     },
 }
+
+
+@app.on_after_finalize.connect
+def _legacy_names(sender: Celery, **kwargs: Any) -> None:
+    """Messages queued under a task's old name (before an app move) run as that task: a worker
+    looks a message's task up by name in this registry, so each old name points at the task."""
+    for old, new in LEGACY_NAMES.items():
+        if new in sender.tasks:
+            sender.tasks[old] = sender.tasks[new]

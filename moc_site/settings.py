@@ -38,6 +38,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The public base URL printed by the run command and used in notifications.
 MOC_PUBLIC_URL = env_str("MOC_PUBLIC_URL", "http://127.0.0.1:8000")
 
+# MOC's own apps, the ground floor first (imports run one way: docs/ARCHITECTURE.md). This one list
+# feeds INSTALLED_APPS, the API router (moc_site/api.py), the roles (apps.core.roles) and the
+# Overview (moc_site/views.py).
+MOC_APPS = ["core", "fleet", "models", "serving", "jobs", "deployments", "goals", "alerts"]
+
 INSTALLED_APPS = [
     "apps.core.apps.MocAdminConfig",
     "django.contrib.auth",
@@ -56,13 +61,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "channels",
-    "apps.core",
-    "apps.fleet",
-    "apps.models",
-    "apps.jobs",
-    "apps.deployments",
-    "apps.goals",
-    "apps.alerts",
+    *(f"apps.{app}" for app in MOC_APPS),
 ]
 
 MIDDLEWARE = [
@@ -191,10 +190,10 @@ CELERY_TASK_ROUTES = {
     "apps.core.tasks.ping": {"queue": "default"},
     "apps.fleet.tasks.fleet_nodes_sweep": {"queue": "default"},
     "apps.fleet.tasks.fleet_telemetry_compact": {"queue": "default"},
-    "apps.fleet.tasks.placements_expire_idle": {"queue": "default"},
-    "apps.fleet.tasks.placements_reconcile": {"queue": "default"},
-    "apps.fleet.tasks.placements_preload_by_demand": {"queue": "default"},
-    "apps.fleet.tasks.inference_records_prune": {"queue": "default"},
+    "apps.serving.tasks.placements_expire_idle": {"queue": "default"},
+    "apps.serving.tasks.placements_reconcile": {"queue": "default"},
+    "apps.serving.tasks.placements_preload_by_demand": {"queue": "default"},
+    "apps.serving.tasks.inference_records_prune": {"queue": "default"},
     "apps.models.tasks.registry_scan": {"queue": "default"},
     "apps.models.tasks.registry_scan_periodic": {"queue": "default"},
     "apps.models.tasks.registry_checksum": {"queue": "default"},
@@ -289,7 +288,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "core:overview"
+LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -359,7 +358,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "NodeStateEnum": "apps.fleet.domain.states.NODE.choices",
         "DeviceHealthEnum": "apps.fleet.domain.states.DEVICE_HEALTH.choices",
-        "PlacementStateEnum": "apps.fleet.domain.states.PLACEMENT.choices",
+        "PlacementStateEnum": "apps.serving.domain.states.PLACEMENT.choices",
         "DeviceKindEnum": "apps.fleet.domain.kinds.DEVICE_KIND_CHOICES",
         "NodeBackendEnum": "apps.fleet.domain.kinds.BACKEND_CHOICES",
         "ModelFormatEnum": "apps.models.domain.formats.MODEL_FORMAT_CHOICES",

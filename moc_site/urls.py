@@ -5,10 +5,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.core import views as core_views
+from moc_site import views as site_views
 
 urlpatterns = [
+    path("", site_views.overview, name="overview"),
     path("", include("apps.core.urls")),
     path("fleet/", include("apps.fleet.urls")),
+    path("serving/", include("apps.serving.urls")),
     path("models/", include("apps.models.urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("deployments/", include("apps.deployments.urls")),
@@ -31,7 +34,7 @@ urlpatterns = [
     ),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
-    path("metrics", core_views.metrics_view, name="metrics"),
+    path("metrics", site_views.metrics_view, name="metrics"),
 ]
 
 handler404 = "apps.core.views.not_found"

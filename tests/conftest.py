@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client
 from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
-from apps.core import roles
+from apps.core import dispatch, roles
 from apps.core.domain.roles import Role
 from apps.core.redis_layout import caches_for, channel_layers_for
 from tests.procs import RedisServer
@@ -143,3 +144,16 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo-roots") / "models"
     demo.make(out, seconds=1, force=False, log=lambda _line: None)
     return out
+
+
+@pytest.fixture
+def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    """(task name, args, options) of every task message MOC sent through apps.core.dispatch,
+    recorded instead of reaching a broker, for tests where no worker runs."""
+    sent: list[tuple[str, list[Any], dict[str, Any]]] = []
+
+    def record(name: str, *, args: Any = (), **options: Any) -> None:
+        sent.append((name, list(args), options))
+
+    monkeypatch.setattr(dispatch, "send", record)
+    return sent

@@ -8,8 +8,9 @@ from django.urls import reverse
 from apps.core import roles
 
 NAV = [
-    ("overview", "Overview", "core:overview"),
+    ("overview", "Overview", "overview"),
     ("gpus", "GPUs", "fleet:devices"),
+    ("serving", "Serving", "serving:placements"),
     ("models", "Models", "models:list"),
     ("deployments", "Deployments", "deployments:list"),
     ("jobs", "Jobs", "jobs:list"),

@@ -6,6 +6,8 @@ writes its samples to files there and /metrics merges them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -75,9 +77,9 @@ def serve_worker_metrics(port: int, multiproc_dir: str) -> None:
         start_http_server(port, registry=process_registry(multiproc_dir))
 
 
-def render(multiproc_dir: str) -> bytes:
-    from apps.fleet.metrics import FleetCollector  # core imports no app at load time
-
+def render(multiproc_dir: str, collectors: Iterable[Collector] = ()) -> bytes:
+    """The exposition of this machine's processes (or this process), core's state gauges and the
+    `collectors` the site adds (moc_site.views: each app's scrape-time figures)."""
     if multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
@@ -86,5 +88,6 @@ def render(multiproc_dir: str) -> bytes:
         for collector in (HTTP_REQUESTS, HTTP_LATENCY):
             registry.register(collector)
     registry.register(StateCollector())
-    registry.register(FleetCollector())
+    for collector in collectors:
+        registry.register(collector)
     return generate_latest(registry)

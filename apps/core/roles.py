@@ -11,11 +11,11 @@ import time
 from typing import Any
 
 from django.apps import apps as global_apps
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 
 from apps.core.domain.roles import Role, highest, permission_codenames
 
-MOC_APP_LABELS = ("core", "fleet", "registry", "jobs", "deployments", "goals", "alerts")
 _UNSET = object()
 
 
@@ -40,9 +40,15 @@ def set_role(user: AbstractBaseUser, role: Role | None) -> None:
     user.__dict__.pop("_moc_role", None)
 
 
+def moc_app_labels() -> list[str]:
+    """The app labels of MOC's own apps (settings.MOC_APPS), whose tables roles and metrics cover."""
+    names = {f"apps.{app}" for app in settings.MOC_APPS}
+    return [config.label for config in global_apps.get_app_configs() if config.name in names]
+
+
 def _moc_models() -> list[tuple[str, str, Role | None]]:
     rows = []
-    for label in MOC_APP_LABELS:
+    for label in moc_app_labels():
         for model in global_apps.get_app_config(label).get_models():
             write_role = getattr(model, "moc_write_role", Role.ADMIN)
             rows.append((label, model._meta.model_name, write_role))

@@ -11,7 +11,7 @@ from django.db.models import Count, QuerySet
 
 from apps.core import workers
 from apps.core.models import ApiKey, AuditEvent
-from apps.core.roles import MOC_APP_LABELS
+from apps.core.roles import moc_app_labels
 
 
 def moc_version() -> str:
@@ -34,7 +34,7 @@ def live_worker_counts_by_queue() -> dict[str, int]:
 def state_counts() -> dict[tuple[str, str], int]:
     """Row counts by state for every MOC table that has a `state` column."""
     counts: dict[tuple[str, str], int] = {}
-    for label in MOC_APP_LABELS:
+    for label in moc_app_labels():
         for model in apps.get_app_config(label).get_models():
             if "state" not in {f.name for f in model._meta.concrete_fields}:
                 continue
@@ -56,27 +56,3 @@ def audit_event_list() -> QuerySet[AuditEvent]:
 def api_key_list(*, owner_id: int | None = None) -> QuerySet[ApiKey]:
     keys = ApiKey.objects.select_related("owner")
     return keys if owner_id is None else keys.filter(owner_id=owner_id)
-
-
-def overview_cards() -> list[dict]:
-    """One card per app for the Overview: each app's selectors.overview_cards() supplies its own."""
-    from importlib import import_module
-
-    cards: list[dict] = []
-    for app in ("fleet", "models", "jobs", "deployments", "goals", "alerts"):
-        cards += import_module(f"apps.{app}.selectors").overview_cards()
-    return cards
-
-
-def overview_counts() -> dict:
-    from django.utils import timezone
-
-    from apps.fleet.selectors import fleet_totals
-    from apps.jobs.selectors import jobs_finished_per_hour
-
-    return {
-        "cards": overview_cards(),
-        "recent_events": list(audit_event_list()[:15]),
-        "job_activity": jobs_finished_per_hour(now=timezone.now()),
-        "fleet_totals": fleet_totals(),
-    }

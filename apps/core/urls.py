@@ -5,7 +5,6 @@ from apps.core import views
 app_name = "core"
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
     path("audit/", views.AuditListView.as_view(), name="audit"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<str:prefix>/revoke/", views.api_key_revoke, name="api_key_revoke"),

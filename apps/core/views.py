@@ -3,21 +3,17 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.core import checks, metrics, roles, selectors, services
+from apps.core import checks, roles, selectors, services
 from apps.core.api import errors
 from apps.core.domain.roles import Role
 from apps.core.filters import AuditEventFilter
 from apps.core.forms import ApiKeyForm
 from apps.core.pages import FilteredListView
-
-
-def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/overview.html", {"section": "overview", **selectors.overview_counts()})
 
 
 class AuditListView(FilteredListView):
@@ -76,26 +72,15 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """
     results = checks.readiness()
     ok = all(r["ok"] for r in results.values())
-    if not (request.user.is_authenticated or _has_metrics_token(request)):
+    if not (request.user.is_authenticated or has_metrics_token(request)):
         results = {name: {"ok": r["ok"]} for name, r in results.items()}
     return JsonResponse({"status": "ok" if ok else "fail", "checks": results}, status=200 if ok else 503)
 
 
-def _has_metrics_token(request: HttpRequest) -> bool:
+def has_metrics_token(request: HttpRequest) -> bool:
+    """Whether the request carries MOC_METRICS_TOKEN (Prometheus, and /readyz's details)."""
     token = settings.MOC_METRICS_TOKEN
     return bool(token) and request.headers.get("Authorization", "") == f"Bearer {token}"
-
-
-@login_not_required
-@require_GET
-@never_cache
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    if settings.MOC_METRICS_TOKEN and not _has_metrics_token(request):
-        return HttpResponseForbidden("metrics need the bearer token set in MOC_METRICS_TOKEN\n")
-    return HttpResponse(
-        metrics.render(settings.PROMETHEUS_MULTIPROC_DIR),
-        content_type="text/plain; version=0.0.4; charset=utf-8",
-    )
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -94,7 +94,10 @@ class Release(TimeStamped):
     state = models.CharField(max_length=16, choices=RELEASE.choices, default=RELEASE.initial, db_index=True)
     reason = models.CharField(max_length=300, blank=True, help_text="Why it ended as it did")
     placements = models.ManyToManyField(
-        "fleet.Placement", blank=True, related_name="releases", help_text="The replicas serving this release"
+        "serving.Placement",
+        blank=True,
+        related_name="releases",
+        help_text="The replicas serving this release",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -22,19 +22,16 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import Coalesce
 
 from apps.core.workers import redis_client
-from apps.fleet import metrics, registration, retention, selectors, services, telemetry
+from apps.fleet import holdings, metrics, registration, retention, services, telemetry
 from apps.fleet.devices.base import DeviceBackend, DeviceReading, SimLoad
 from apps.fleet.devices.select import open_backend
 from apps.fleet.domain.health import assess, next_step
 from apps.fleet.domain.history import SampleWindow
 from apps.fleet.domain.kinds import parse_device_queue
-from apps.fleet.domain.states import PLACEMENT_ACTIVE, NodeState
+from apps.fleet.domain.states import NodeState
 from apps.fleet.models import Device, Node
-from apps.jobs.domain.states import JOB_ACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -202,23 +199,22 @@ class Agent:
 
     # --- simulated devices follow what MOC put on them ----------------------------------
     def sim_load(self) -> Mapping[int, SimLoad]:
-        """Per device index: bytes placed, jobs running and requests served per second."""
-        rows = Device.objects.filter(node__name=self.node_name).annotate(
-            placed=selectors.held_bytes_sum(),
-            uses=Coalesce(Sum("placements__use_count", filter=Q(placements__state__in=PLACEMENT_ACTIVE)), 0),
-            # A job being cancelled still runs on its device until its worker stops it.
-            running=Count("jobs", filter=Q(jobs__state__in=JOB_ACTIVE), distinct=True),
-        )
+        """Per device index: bytes held, jobs running and requests served per second, as the apps
+        above fleet report them (apps.fleet.holdings)."""
+        by_pk = dict(Device.objects.filter(node__name=self.node_name).values_list("pk", "index"))
+        activity = holdings.provider().activity(list(by_pk))
         now = time.monotonic()
-        figures = {row.index: (row.placed, row.running, row.uses) for row in rows}
+        figures = {by_pk[pk]: a for pk, a in activity.items()}
         previous = self._placed_uses
-        self._placed_uses = (now, {index: uses for index, (_, _, uses) in figures.items()})
+        self._placed_uses = (now, {index: a.uses for index, a in figures.items()})
         loads = {}
-        for index, (placed, running, uses) in figures.items():
+        for index, a in figures.items():
             rate = 0.0
             if previous is not None and now > previous[0]:
-                rate = max(0, uses - previous[1].get(index, uses)) / (now - previous[0])
-            loads[index] = SimLoad(placed_bytes=placed, running_jobs=running, requests_per_s=rate)
+                rate = max(0, a.uses - previous[1].get(index, a.uses)) / (now - previous[0])
+            loads[index] = SimLoad(
+                placed_bytes=a.held_bytes, running_jobs=a.running_jobs, requests_per_s=rate
+            )
         return loads
 
 

@@ -6,5 +6,4 @@ class FleetConfig(AppConfig):
     label = "fleet"
 
     def ready(self) -> None:
-        from apps.fleet import agent  # noqa: F401  (connects the worker start/stop receivers)
-        from apps.fleet.serving import worker  # noqa: F401  (likewise)
+        from apps.fleet import agent  # noqa: F401  (connects the worker start/stop receivers; imports models)

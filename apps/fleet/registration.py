@@ -1,5 +1,6 @@
 """Nodes coming and going: registration by a starting worker, heartbeats, and the sweep that
-marks silent nodes offline (their devices unavailable, their placements lost)."""
+marks silent nodes offline (their devices unavailable; apps.fleet.signals.node_offline tells
+the apps above, and serving marks what the node held lost)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.workers import redis_client
-from apps.fleet import services, telemetry
+from apps.fleet import services, signals, telemetry
 from apps.fleet.devices.base import DeviceInfo, NodeInfo
-from apps.fleet.domain.states import PLACEMENT_ACTIVE, DeviceHealth, NodeState, PlacementState
-from apps.fleet.models import Device, Node, Placement
+from apps.fleet.domain.states import DeviceHealth, NodeState
+from apps.fleet.models import Device, Node
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,8 @@ def _mark_offline(pk: int, cutoff: datetime) -> str | None:
     reason = f"no heartbeat from node {node.name} since {seen}"
     for device in node.devices.exclude(health=DeviceHealth.UNAVAILABLE):
         services.device_set_health(device=device, health=DeviceHealth.UNAVAILABLE, reason=reason)
-    lost = Placement.objects.filter(device__node=node, state__in=PLACEMENT_ACTIVE)
-    for placement in lost:
-        services.placement_move(placement=placement, to=PlacementState.LOST, error=f"Lost: {reason}.")
-    log.warning("node %s is offline: %s; %d placements lost", node.name, reason, len(lost))
+    signals.node_offline.send(sender=Node, node=node, reason=reason)
+    log.warning("node %s is offline: %s", node.name, reason)
     _announce(node, NodeState.OFFLINE, reason)
     return node.name
 

@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
+from apps.fleet import holdings
 from apps.fleet.domain.kinds import Resolution
-from apps.fleet.domain.states import PLACEMENT_ACTIVE, DeviceHealth, NodeState, PlacementState
-from apps.fleet.models import Device, Node, Placement, TelemetrySample
-from apps.jobs.domain.states import JOB_ACTIVE
-from apps.jobs.models import Job
+from apps.fleet.domain.states import DeviceHealth, NodeState
+from apps.fleet.models import Device, Node, TelemetrySample
 
 
 def _latest_raw() -> QuerySet[TelemetrySample]:
     return TelemetrySample.objects.filter(device=OuterRef("pk"), resolution_s=Resolution.RAW).order_by("-at")
 
 
-def held_bytes_sum() -> Coalesce:
-    """Per device, Placement.held_bytes summed over its active placements in SQL: what loading
-    really took once measured, else what was reserved."""
-    return Coalesce(
-        Sum(
-            Coalesce("placements__measured_bytes", "placements__reserved_bytes"),
-            filter=Q(placements__state__in=PLACEMENT_ACTIVE),
-        ),
-        0,
-    )
-
-
 def device_list() -> QuerySet[Device]:
-    """Devices with the memory their active placements reserve and their latest raw reading."""
+    """Devices with the memory MOC holds there (`reserved_bytes`, and `active_placements`, from
+    apps.fleet.holdings) and their latest raw reading."""
     latest = _latest_raw()
     return (
-        Device.objects.select_related("node")
+        holdings.provider()
+        .annotate(Device.objects.select_related("node"))
         .annotate(
-            reserved_bytes=held_bytes_sum(),
-            active_placements=Count("placements", filter=Q(placements__state__in=PLACEMENT_ACTIVE)),
             last_sample_at=Subquery(latest.values("at")[:1]),
             last_gpu_util=Subquery(latest.values("gpu_util")[:1]),
             last_mem_used_bytes=Subquery(latest.values("mem_used_bytes")[:1]),
@@ -57,26 +44,18 @@ def node_list() -> QuerySet[Node]:
 
 
 def device_panel_list() -> QuerySet[Device]:
-    """device_list() with the rest of what a GPUs page draws for a device: its power, what holds
-    its memory (active placements) and what a worker runs on it (active jobs)."""
-    return (
-        device_list()
-        .annotate(last_power_w=Subquery(_latest_raw().values("power_w")[:1]))
-        .prefetch_related(
-            Prefetch(
-                "placements",
-                queryset=Placement.objects.select_related("version__model")
-                .filter(state__in=PLACEMENT_ACTIVE)
-                .order_by("created_at", "pk"),
-                to_attr="active_placement_list",
-            ),
-            Prefetch(
-                "jobs",
-                queryset=Job.objects.filter(state__in=JOB_ACTIVE).order_by("pk"),
-                to_attr="running_job_list",
-            ),
-        )
-    )
+    """device_list() with the rest of what a GPUs page draws for a device: its power. What it holds
+    comes from with_holdings()."""
+    return device_list().annotate(last_power_w=Subquery(_latest_raw().values("power_w")[:1]))
+
+
+def with_holdings(devices: Iterable[Device]) -> list[Device]:
+    """`devices`, each given `holding_list`: what is on it (apps.fleet.holdings), in one ask."""
+    devices = list(devices)
+    held = holdings.provider().holdings([d.pk for d in devices])
+    for device in devices:
+        device.holding_list = held.get(device.pk, [])
+    return devices
 
 
 def node_panel_list() -> QuerySet[Node]:
@@ -98,15 +77,15 @@ class MemorySegment:
 
 
 def memory_segments(*, device: Device) -> list[MemorySegment]:
-    """A device_panel_list() device's memory split by what occupies it, for the bar the pages draw
+    """A with_holdings() device's memory split by what occupies it, for the bar the pages draw
     (static/js/gpus.js redraws it alike from each reading).
 
     "other" is the latest reading's used memory beyond what placements hold: processes and
     jobs MOC did not place. When placements claim more than the device has, the bar is
     scaled to their sum so every stretch still shows.
     """
-    sizes = [(p, p.held_bytes) for p in device.active_placement_list]
-    placed = sum(size for _, size in sizes)
+    placements = [h for h in device.holding_list if h.kind == "placement"]
+    placed = sum(h.held_bytes for h in placements)
     used = device.last_mem_used_bytes
     other = 0 if used is None else max(0, used - placed)
     total = device.memory_total_bytes
@@ -116,16 +95,16 @@ def memory_segments(*, device: Device) -> list[MemorySegment]:
     def width(size: int) -> str:
         return f"{100 * size / whole:.2f}"
 
-    running = ", ".join(str(job) for job in device.running_job_list) or "no MOC job"
+    running = ", ".join(h.label for h in device.holding_list if h.kind == "job") or "no MOC job"
     return [
         *(
             MemorySegment(
                 kind="placement",
-                width=width(size),
-                title=f"{p.version} ({p.get_state_display().lower()}): {filesizeformat(size)}",
-                url=p.version.get_absolute_url(),
+                width=width(h.held_bytes),
+                title=f"{h.label} ({h.state}): {filesizeformat(h.held_bytes)}",
+                url=h.url,
             )
-            for p, size in sizes
+            for h in placements
         ),
         MemorySegment(
             kind="other",
@@ -137,7 +116,7 @@ def memory_segments(*, device: Device) -> list[MemorySegment]:
 
 
 def device_panel_data(*, device: Device) -> dict[str, Any]:
-    """What static/js/gpus.js needs of a device_panel_list() device to redraw it from telemetry."""
+    """What static/js/gpus.js needs of a with_holdings() device to redraw it from telemetry."""
     return {
         "id": device.pk,
         "node": device.node.name,
@@ -147,10 +126,11 @@ def device_panel_data(*, device: Device) -> dict[str, Any]:
         "simulated": device.simulated,
         "memory_total_bytes": device.memory_total_bytes,
         "placements": [
-            {"label": str(p.version), "bytes": p.held_bytes, "url": p.version.get_absolute_url()}
-            for p in device.active_placement_list
+            {"label": h.label, "bytes": h.held_bytes, "url": h.url}
+            for h in device.holding_list
+            if h.kind == "placement"
         ],
-        "jobs": [{"label": str(job), "url": job.get_absolute_url()} for job in device.running_job_list],
+        "jobs": [{"label": h.label, "url": h.url} for h in device.holding_list if h.kind == "job"],
     }
 
 
@@ -183,10 +163,6 @@ def telemetry_sample_list() -> QuerySet[TelemetrySample]:
     return TelemetrySample.objects.all()
 
 
-def placement_list() -> QuerySet[Placement]:
-    return Placement.objects.select_related("version__model", "device__node")
-
-
 def overview_cards() -> list[dict]:
     devices = Device.objects.aggregate(
         total=Count("pk"),
@@ -195,10 +171,6 @@ def overview_cards() -> list[dict]:
         simulated=Count("pk", filter=Q(simulated=True)),
     )
     nodes = Node.objects.aggregate(total=Count("pk"), online=Count("pk", filter=Q(state=NodeState.ONLINE)))
-    placements = Placement.objects.aggregate(
-        loaded=Count("pk", filter=Q(state=PlacementState.LOADED)),
-        moving=Count("pk", filter=Q(state__in=PLACEMENT_ACTIVE - {PlacementState.LOADED.value})),
-    )
     device_hint = f"{devices['healthy']} healthy"
     if devices["simulated"]:
         device_hint += f" · {devices['simulated']} simulated"
@@ -216,11 +188,5 @@ def overview_cards() -> list[dict]:
             "value": nodes["total"],
             "url": reverse("fleet:devices"),
             "hint": f"{nodes['online']} online",
-        },
-        {
-            "label": "Loaded models",
-            "value": placements["loaded"],
-            "url": reverse("fleet:placements"),
-            "hint": f"{placements['moving']} loading or unloading",
         },
     ]

@@ -1,42 +1,18 @@
-"""The fleet's pages: GPUs, nodes, devices and placements; their buttons load, unload and pin
-model versions and try a loaded one, each through one service call."""
+"""The fleet's pages: GPUs, nodes and devices, live. What devices hold and the buttons that load,
+unload and pin are serving's sections on these pages (apps.core.sections: "fleet.devices",
+"fleet.device", "fleet.node")."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
 
-import redis
-from django import forms
-from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import DetailView
 
-from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView, message_refusal
-from apps.fleet import inference, placing, selectors
-from apps.fleet.api.serializers import TASK_INPUTS
-from apps.fleet.domain.states import PLACEMENT_ACTIVE, PlacementState
-from apps.fleet.filters import NodeFilter, PlacementFilter
-from apps.fleet.models import Device, Node, Placement
-from apps.fleet.runtimes import tasks_for
-from apps.fleet.serving import selectors as serving_selectors
-from apps.models.models import ModelVersion
-
-# The live placement lists re-read themselves this often.
-POLL_S = 3
-# A poll names at most this many devices (a GPUs page shows 25 nodes).
-POLL_DEVICES_MAX = 500
-# Try it shows this many leading values of an embedding.
-EMBED_SHOWN = 8
+from apps.core.pages import FilteredListView
+from apps.fleet import selectors
+from apps.fleet.filters import NodeFilter
+from apps.fleet.models import Device
 
 
 def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]:
@@ -46,23 +22,10 @@ def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]
     of them and a device it has never heard of means one registered since the page loaded.
     """
     data = []
-    for device in devices:
+    for device in selectors.with_holdings(devices):
         device.memory = selectors.memory_segments(device=device)
         data.append(selectors.device_panel_data(device=device))
     return {"all": everything, "devices": data}
-
-
-def _serving(request: HttpRequest, devices: list[Device]) -> dict[str, Any]:
-    """Give each device its live placement list; the Load forms' choices for those who may load."""
-    live = serving_selectors.device_placements_live(device_ids=[d.pk for d in devices], now=timezone.now())
-    for device in devices:
-        device.live_placements = live[device.pk]
-    may_load = request.user.has_perm("fleet.add_placement")
-    return {
-        "load_choices": serving_selectors.version_load_choices() if may_load and devices else None,
-        "poll_query": urlencode({"device": [d.pk for d in devices]}, doseq=True),
-        "poll_s": POLL_S,
-    }
 
 
 class DeviceListView(FilteredListView):
@@ -79,7 +42,6 @@ class DeviceListView(FilteredListView):
         devices = [device for node in context["object_list"] for device in node.devices.all()]
         everything = not context["filtered"] and not context["is_paginated"]
         context["live_data"] = _live_data(devices, everything=everything)
-        context.update(_serving(self.request, devices))
         return context
 
 
@@ -89,13 +51,8 @@ class NodeDetailView(DetailView):
     context_object_name = "node"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        node: Node = self.object
-        placements = selectors.placement_list().filter(device__node=node, state__in=PLACEMENT_ACTIVE)
         return super().get_context_data(
-            section="gpus",
-            placements=placements,
-            live_data=_live_data(node.devices.all(), everything=False),
-            **kwargs,
+            section="gpus", live_data=_live_data(self.object.devices.all(), everything=False), **kwargs
         )
 
 
@@ -108,183 +65,7 @@ class DeviceDetailView(DetailView):
         device: Device = self.object
         return super().get_context_data(
             section="gpus",
-            placements=selectors.placement_list().filter(device=device)[:50],
             live_devices=[device],
             live_data=_live_data([device], everything=False),
-            **_serving(self.request, [device]),
             **kwargs,
         )
-
-
-class PlacementListView(FilteredListView):
-    queryset = selectors.placement_list()
-    filterset_class = PlacementFilter
-    template_name = "fleet/placement_list.html"
-    section = "gpus"
-
-
-def _ids(values: list[str]) -> list[int]:
-    return [int(v) for v in values[:POLL_DEVICES_MAX] if v.isdigit()]
-
-
-@require_GET
-def placements_live(request: HttpRequest) -> HttpResponse:
-    """The live placement lists a page polls, each swapped into the page by its id (htmx
-    out-of-band): `?device=1&device=2` for devices' lists, `?version=7` for a version's."""
-    now = timezone.now()
-    back = request.htmx.current_url_abs_path if request.htmx else None
-    blocks: list[dict[str, Any]] = []
-    version_id = request.GET.get("version", "")
-    if version_id.isdigit():
-        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=int(version_id))
-        serving = serving_selectors.version_serving(version=version, now=now)
-        blocks.append(
-            {
-                "scope": "version",
-                "owner": version.pk,
-                "placements": serving.placements,
-                "figures": serving.figures,
-            }
-        )
-        back = back or version.get_absolute_url()
-    live = serving_selectors.device_placements_live(device_ids=_ids(request.GET.getlist("device")), now=now)
-    blocks += [{"scope": "device", "owner": pk, "placements": rows} for pk, rows in live.items()]
-    return render(
-        request, "fleet/_placements_live.html", {"blocks": blocks, "back": back or reverse("fleet:devices")}
-    )
-
-
-def _back(request: HttpRequest, fallback: str) -> HttpResponse:
-    """Back to the page the button was on (its `next`) when that is a page of this site."""
-    target = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return redirect(target if safe and target else fallback)
-
-
-def _load(request: HttpRequest, *, version: ModelVersion, device: Device | None) -> None:
-    try:
-        placement = placing.placement_load(version=version, device=device, requested_by=request.user)
-    except (Conflict, ValidationError) as exc:
-        message_refusal(request, exc)
-        return
-    state = placement.get_state_display().lower()
-    if placement.state == PlacementState.LOADED:
-        messages.info(request, f"{version} is already loaded on {placement.device}.")
-    else:
-        messages.success(request, f"{version} is {state} on {placement.device}; its list follows it.")
-
-
-class LoadForm(forms.Form):
-    version = forms.ModelChoiceField(queryset=ModelVersion.objects.select_related("model"))
-
-
-@require_POST
-@permission_required("fleet.add_placement", raise_exception=True)
-def device_load(request: HttpRequest, pk: int) -> HttpResponse:
-    device = get_object_or_404(Device.objects.select_related("node"), pk=pk)
-    form = LoadForm(request.POST)
-    if form.is_valid():
-        _load(request, version=form.cleaned_data["version"], device=device)
-    else:
-        messages.error(request, "Choose a version to load.")
-    return _back(request, device.get_absolute_url())
-
-
-@require_POST
-@permission_required("fleet.add_placement", raise_exception=True)
-def version_load(request: HttpRequest, pk: int) -> HttpResponse:
-    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
-    _load(request, version=version, device=None)
-    return _back(request, version.get_absolute_url())
-
-
-@require_POST
-@permission_required("fleet.change_placement", raise_exception=True)
-def unload(request: HttpRequest, pk: int) -> HttpResponse:
-    placement: Placement = get_object_or_404(selectors.placement_list(), pk=pk)
-    who = request.user.get_username()
-    if placing.placement_unload(placement=placement, reason=f"unloaded by {who}"):
-        placement.refresh_from_db(fields=["state"])
-        state = placement.get_state_display().lower()
-        messages.success(request, f"{placement.version} on {placement.device} is {state}.")
-    else:
-        state = placement.get_state_display().lower()
-        messages.info(request, f"{placement.version} on {placement.device} was already {state}.")
-    return _back(request, placement.device.get_absolute_url())
-
-
-@require_POST
-@permission_required("fleet.change_placement", raise_exception=True)
-def pin(request: HttpRequest, pk: int) -> HttpResponse:
-    placement: Placement = get_object_or_404(selectors.placement_list(), pk=pk)
-    pinned = request.POST.get("pinned") == "1"
-    try:
-        placing.placement_pin(placement=placement, pinned=pinned)
-    except ValidationError as exc:
-        message_refusal(request, exc)
-    else:
-        what = "pinned: never evicted to make room" if pinned else "unpinned: it may be evicted for room"
-        messages.success(request, f"{placement.version} on {placement.device} is {what}.")
-    return _back(request, placement.device.get_absolute_url())
-
-
-class TryForm(forms.Form):
-    """Try it on the version page: one prompt (or one text to embed)."""
-
-    task = forms.ChoiceField(choices=[(t, t) for t in serving_selectors.TRY_TASKS])
-    prompt = forms.CharField(max_length=20_000, strip=False)
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, required=False)
-    temperature = forms.FloatField(min_value=0.0, max_value=5.0, required=False)
-
-    def request_input(self) -> dict[str, Any]:
-        """The request as the API would send it, with the API's defaults filled in."""
-        data = self.cleaned_data
-        if data["task"] == "embed":
-            raw: dict[str, Any] = {"texts": [data["prompt"]]}
-        else:
-            raw = {"prompt": data["prompt"]}
-            raw.update({k: data[k] for k in ("max_new_tokens", "temperature") if data[k] is not None})
-        checked = TASK_INPUTS[data["task"]](data=raw)
-        if not checked.is_valid():
-            raise ValidationError(
-                "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in checked.errors.items())
-            )
-        return dict(checked.validated_data)
-
-
-def _answer(task: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """What Try it shows of an answer: the text, or an embedding's size and first values."""
-    result = answer.get("result") or {}
-    shown = {**answer, "task": task}
-    if task == "embed":
-        vectors = result.get("embeddings") or [[]]
-        shown["first_values"] = ", ".join(f"{x:.4f}" for x in vectors[0][:EMBED_SHOWN])
-    return shown
-
-
-@require_POST
-@permission_required("fleet.add_placement", raise_exception=True)
-def version_try(request: HttpRequest, pk: int) -> HttpResponse:
-    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
-    form = TryForm(request.POST)
-    context: dict[str, Any] = {"version": version, "section": "models"}
-    if not form.is_valid():
-        context["problem"] = " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
-    elif form.cleaned_data["task"] not in tasks_for(version.kind, version.format):
-        context["problem"] = f"{version} ({version.kind or 'unknown kind'}) does not answer this request."
-    else:
-        task = form.cleaned_data["task"]
-        try:
-            answer = inference.infer(version=version, task=task, data=form.request_input())
-        except ValidationError as exc:
-            context["problem"] = " ".join(exc.messages)
-        except inference.Refused as refused:
-            context["refusal"] = refused
-        except redis.RedisError as exc:
-            context["problem"] = f"Requests reach the workers through Redis, which did not answer: {exc}"
-        else:
-            context["answer"] = _answer(task, answer)
-    template = "fleet/_try_result.html" if request.htmx else "fleet/try_result.html"
-    return render(request, template, context)

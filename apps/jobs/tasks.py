@@ -13,7 +13,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from apps.core.delivery import DurableTask
-from apps.jobs import execution, services
+from apps.jobs import execution, messages, services
 
 
 class JobTask(DurableTask):
@@ -23,7 +23,7 @@ class JobTask(DurableTask):
         services.job_poisoned(job_id=job_id, task_id=self.request.id)
 
 
-@shared_task(base=JobTask, bind=True, name="apps.jobs.tasks.job_run")
+@shared_task(base=JobTask, bind=True, name=messages.JOB_RUN)
 def job_run(self: JobTask, job_id: int) -> None:
     """Run one job; a duplicate or late delivery finds the job taken or over and does nothing."""
     execution.job_execute(job_id=job_id, worker=self.request.hostname or "", task_id=self.request.id or "")

@@ -9,6 +9,17 @@ from apps.models.domain.states import SCAN_ACTIVE, ValidationState
 from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel, ScanRun
 
 
+def version_unusable(version: ModelVersion) -> str | None:
+    """Why `version` cannot be loaded or rolled out (failed validation, archived), or None: the one
+    wording every app that serves versions refuses with."""
+    if version.validation_state == ValidationState.INVALID:
+        why = version.validation_error or "see its validation report"
+        return f"{version} failed validation and cannot be loaded: {why}"
+    if version.archived:
+        return f"{version} is archived."
+    return None
+
+
 def registered_model_list() -> QuerySet[RegisteredModel]:
     versions = ModelVersion.objects.order_by("-number")
     aliases = ModelAlias.objects.select_related("version").order_by("name")

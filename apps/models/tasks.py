@@ -16,7 +16,7 @@ from django.conf import settings
 
 from apps.core.delivery import DurableTask
 from apps.core.domain.errors import Conflict
-from apps.models import scanning
+from apps.models import messages, scanning
 from apps.models.models import ModelVersion, ScanRun
 
 log = logging.getLogger(__name__)
@@ -29,25 +29,25 @@ class ScanTask(DurableTask):
         scanning.scan_poisoned(scan_id=scan_id)
 
 
-@shared_task(base=ScanTask, name="apps.models.tasks.registry_scan")
+@shared_task(base=ScanTask, name=messages.REGISTRY_SCAN)
 def registry_scan(scan_id: int) -> dict[str, int]:
     scan = scanning.scan_run(scan=ScanRun.objects.get(pk=scan_id))
     return {"new": scan.new, "changed": scan.changed, "unchanged": scan.unchanged, "removed": scan.removed}
 
 
-@shared_task(base=DurableTask, name="apps.models.tasks.registry_checksum")
+@shared_task(base=DurableTask, name=messages.REGISTRY_CHECKSUM)
 def registry_checksum(file_ids: list[int]) -> int:
     """Hash a chunk of files; the number whose sha256 was recorded."""
     return scanning.files_checksum(file_ids=file_ids)
 
 
-@shared_task(base=DurableTask, name="apps.models.tasks.registry_validate")
+@shared_task(base=DurableTask, name=messages.REGISTRY_VALIDATE)
 def registry_validate(version_id: int) -> str | None:
     version = ModelVersion.objects.filter(pk=version_id).first()
     return scanning.version_validate(version=version) if version is not None else None
 
 
-@shared_task(base=DurableTask, name="apps.models.tasks.registry_scan_periodic", ignore_result=True)
+@shared_task(base=DurableTask, name=messages.REGISTRY_SCAN_PERIODIC, ignore_result=True)
 def registry_scan_periodic() -> int | None:
     """Beat's scan (moc_site/celery.py): fails scans whose worker vanished, then starts one."""
     scanning.scans_fail_stale()

@@ -11,13 +11,11 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.generic import DetailView
 
 from apps.core.domain.errors import Conflict
 from apps.core.pages import FilteredListView, message_refusal
-from apps.fleet.serving import selectors as serving_selectors
 from apps.models import scanning, selectors, services
 from apps.models.domain import naming
 from apps.models.domain.states import SCAN_ACTIVE, ValidationState
@@ -152,7 +150,6 @@ class VersionDetailView(DetailView):
             facts=_facts(version.metadata),
             problems=_problems(version),
             can_validate=self.request.user.has_perm("registry.change_modelversion"),
-            serving=serving_selectors.version_serving(version=version, now=timezone.now()),
             **kwargs,
         )
 

@@ -10,9 +10,10 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from apps.fleet.domain.kinds import Backend
-from apps.fleet.domain.states import PlacementState
-from apps.fleet.models import Placement
-from tests.fleet.factories import DeviceFactory, NodeFactory, PlacementFactory
+from apps.serving.domain.states import PlacementState
+from apps.serving.models import Placement
+from tests.fleet.factories import DeviceFactory, NodeFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -65,7 +65,7 @@ def _group_perms(role: Role) -> set[str]:
 
 
 def _moc_models() -> list[type]:
-    return [model for label in roles.MOC_APP_LABELS for model in apps.get_app_config(label).get_models()]
+    return [model for label in roles.moc_app_labels() for model in apps.get_app_config(label).get_models()]
 
 
 @pytest.mark.django_db

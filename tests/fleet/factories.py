@@ -6,8 +6,7 @@ import factory
 from django.utils import timezone
 
 from apps.fleet.domain.kinds import Backend, DeviceKind
-from apps.fleet.models import Device, Node, Placement, TelemetrySample
-from tests.models.factories import ModelVersionFactory
+from apps.fleet.models import Device, Node, TelemetrySample
 
 GIB = 1024**3
 
@@ -47,12 +46,3 @@ class TelemetrySampleFactory(factory.django.DjangoModelFactory):
     gpu_util = 50.0
     mem_used_bytes = 10 * GIB
     temperature_c = 60.0
-
-
-class PlacementFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Placement
-
-    version = factory.SubFactory(ModelVersionFactory)
-    device = factory.SubFactory(DeviceFactory)
-    reserved_bytes = 20 * GIB

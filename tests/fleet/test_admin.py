@@ -2,8 +2,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.fleet.models import Device, Node, Placement, TelemetrySample
-from tests.fleet.factories import PlacementFactory, TelemetrySampleFactory
+from apps.fleet.models import Device, Node, TelemetrySample
+from apps.serving.models import Placement
+from tests.fleet.factories import TelemetrySampleFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +16,7 @@ def test_changelist_loads_for_an_admin_with_a_search(admin_client_: Client, mode
     TelemetrySampleFactory(device=placement.device)
 
     response = admin_client_.get(
-        reverse(f"admin:fleet_{model._meta.model_name}_changelist"), {"q": "gpu-box"}
+        reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"), {"q": "gpu-box"}
     )
 
     assert response.status_code == 200
@@ -25,7 +27,7 @@ def test_placement_changelist_filters_by_state(admin_client_: Client) -> None:
     PlacementFactory(state="loaded")
     PlacementFactory(state="failed")
 
-    response = admin_client_.get(reverse("admin:fleet_placement_changelist"), {"state__exact": "failed"})
+    response = admin_client_.get(reverse("admin:serving_placement_changelist"), {"state__exact": "failed"})
 
     assert [p.state for p in response.context["cl"].result_list] == ["failed"]
 

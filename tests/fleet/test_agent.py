@@ -11,11 +11,12 @@ from apps.core.workers import redis_client
 from apps.fleet import registration, telemetry
 from apps.fleet.agent import Agent, serves_this_node
 from apps.fleet.devices.sim import SimBackend
-from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
+from apps.fleet.domain.states import DeviceHealth, NodeState
 from apps.fleet.models import Device, Node, TelemetrySample
 from apps.jobs.domain.states import JobState
-from tests.fleet.factories import PlacementFactory
+from apps.serving.domain.states import PlacementState
 from tests.jobs.factories import JobFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -2,8 +2,9 @@ import pytest
 from django.db import IntegrityError
 
 from apps.fleet.domain.kinds import DeviceKind
-from apps.fleet.domain.states import PlacementState
-from tests.fleet.factories import DeviceFactory, PlacementFactory
+from apps.serving.domain.states import PlacementState
+from tests.fleet.factories import DeviceFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,15 +8,17 @@ from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
 from apps.fleet.domain.kinds import Backend
-from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
+from apps.fleet.domain.states import DeviceHealth, NodeState
 from apps.jobs.domain.states import JobState
-from tests.fleet.factories import GIB, DeviceFactory, NodeFactory, PlacementFactory, TelemetrySampleFactory
+from apps.serving.domain.states import PlacementState
+from tests.fleet.factories import GIB, DeviceFactory, NodeFactory, TelemetrySampleFactory
 from tests.jobs.factories import JobFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 
 Client = Callable[[Role | None], APIClient]
-PAGES = ["fleet:devices", "fleet:placements"]
+PAGES = ["fleet:devices", "serving:placements"]
 
 
 @pytest.mark.parametrize("url_name", PAGES)
@@ -129,13 +131,13 @@ def test_device_page_labels_a_simulated_device_and_shows_readings(client_as: Cli
 def test_placements_page_shows_a_failed_placements_error(client_as: Client) -> None:
     PlacementFactory(state=PlacementState.FAILED, error="CUDA out of memory")
 
-    page = client_as(Role.VIEWER).get(reverse("fleet:placements")).content.decode()
+    page = client_as(Role.VIEWER).get(reverse("serving:placements")).content.decode()
 
     assert "CUDA out of memory" in page
 
 
 def test_placements_page_when_empty_says_what_makes_a_placement(client_as: Client) -> None:
-    page = client_as(Role.VIEWER).get(reverse("fleet:placements")).content.decode()
+    page = client_as(Role.VIEWER).get(reverse("serving:placements")).content.decode()
 
     assert "No model has been placed on a device yet" in page
 
@@ -359,7 +361,7 @@ def test_overview_fleet_block_totals_devices_memory_utilisation_and_the_hottest(
     gone = DeviceFactory(node=NodeFactory(state=NodeState.OFFLINE), memory_total_bytes=80 * GIB)
     TelemetrySampleFactory(device=gone, temperature_c=99.0)
 
-    page = client_as(Role.VIEWER).get(reverse("core:overview")).content.decode()
+    page = client_as(Role.VIEWER).get(reverse("overview")).content.decode()
 
     block = re.search(r'<section id="fleet-totals".*?</section>', page, re.S).group(0)
     assert 'data-total="devices">2<' in block

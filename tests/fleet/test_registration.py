@@ -13,9 +13,11 @@ from django.utils import timezone
 from apps.core.workers import redis_client
 from apps.fleet import registration, telemetry
 from apps.fleet.devices.base import DeviceInfo, NodeInfo
-from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
+from apps.fleet.domain.states import DeviceHealth, NodeState
 from apps.fleet.models import Device, Node
-from tests.fleet.factories import DeviceFactory, NodeFactory, PlacementFactory
+from apps.serving.domain.states import PlacementState
+from tests.fleet.factories import DeviceFactory, NodeFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

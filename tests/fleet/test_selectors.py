@@ -1,8 +1,10 @@
 import pytest
 
 from apps.fleet import selectors
-from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
-from tests.fleet.factories import DeviceFactory, NodeFactory, PlacementFactory
+from apps.fleet.domain.states import DeviceHealth, NodeState
+from apps.serving.domain.states import PlacementState
+from tests.fleet.factories import DeviceFactory, NodeFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +32,6 @@ def test_nodes_card_counts_online_nodes() -> None:
     NodeFactory(state=NodeState.OFFLINE)
 
     assert (_card("Nodes")["value"], _card("Nodes")["hint"]) == (2, "1 online")
-
-
-def test_loaded_models_card_counts_loaded_placements_and_those_in_motion() -> None:
-    PlacementFactory(state=PlacementState.LOADED)
-    PlacementFactory(state=PlacementState.LOADING)
-    PlacementFactory(state=PlacementState.FAILED)
-
-    card = _card("Loaded models")
-
-    assert (card["value"], card["hint"]) == (1, "1 loading or unloading")
 
 
 def test_a_devices_held_memory_counts_what_a_load_measured_rather_than_what_it_reserved() -> None:

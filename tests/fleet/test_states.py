@@ -1,15 +1,8 @@
 import pytest
 
 from apps.core.domain.statemachine import InvalidTransition
-from apps.fleet.domain.states import (
-    DEVICE_HEALTH,
-    NODE,
-    PLACEMENT,
-    PLACEMENT_ACTIVE,
-    DeviceHealth,
-    NodeState,
-    PlacementState,
-)
+from apps.fleet.domain.states import DEVICE_HEALTH, NODE, DeviceHealth, NodeState
+from apps.serving.domain.states import PLACEMENT, PLACEMENT_ACTIVE, PlacementState
 
 N, H, P = NodeState, DeviceHealth, PlacementState
 

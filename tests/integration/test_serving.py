@@ -16,11 +16,12 @@ from rest_framework.test import APIClient
 from apps.core import workers
 from apps.core.domain.roles import Role
 from apps.core.workers import redis_client
-from apps.fleet import placing
-from apps.fleet.domain.states import PlacementState
-from apps.fleet.models import Device, InferenceRecord, Placement
+from apps.fleet.models import Device
 from apps.models import demo, scanning
 from apps.models.models import ModelVersion
+from apps.serving import placing
+from apps.serving.domain.states import PlacementState
+from apps.serving.models import InferenceRecord, Placement
 from tests.procs import Process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -8,10 +8,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
-from apps.core import audit, workers
+from apps.core import audit, dispatch, workers
 from apps.core.domain.statemachine import InvalidTransition
 from apps.core.models import AuditEvent
-from apps.jobs import services, tasks
+from apps.jobs import services
 from apps.jobs.domain.kinds import ErrorClass, JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
@@ -76,7 +76,7 @@ def test_a_send_the_broker_refused_leaves_dispatched_at_empty_for_the_reconciler
     def broker_down(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("the broker is down")
 
-    monkeypatch.setattr(tasks.job_run, "apply_async", broker_down)
+    monkeypatch.setattr(dispatch, "send", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         job = services.job_create(kind=JobKind.SELFTEST)
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from apps.core import workers
+from apps.core import dispatch, workers
 from apps.core.domain.errors import Conflict
 from apps.models import formats, scanning, tasks
 from apps.models.domain.formats import FileFormat, ModelFormat
 from apps.models.domain.states import ScanState, ValidationState
+from apps.models.messages import REGISTRY_CHECKSUM, REGISTRY_SCAN, REGISTRY_VALIDATE
 from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
 from tests.models.factories import RegisteredModelFactory
 from tests.models.formats import corpus
@@ -55,9 +56,13 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """What the services sent to the broker, by task, without sending it."""
     messages: dict[str, list[Any]] = {"scan": [], "checksum": [], "validate": []}
-    monkeypatch.setattr(tasks.registry_scan, "apply_async", lambda args, **_: messages["scan"].append(args))
-    monkeypatch.setattr(tasks.registry_checksum, "delay", messages["checksum"].append)
-    monkeypatch.setattr(tasks.registry_validate, "delay", messages["validate"].append)
+    keys = {REGISTRY_SCAN: "scan", REGISTRY_CHECKSUM: "checksum", REGISTRY_VALIDATE: "validate"}
+
+    def send(name: str, *, args: Any = (), **options: Any) -> None:
+        args = list(args)
+        messages[keys[name]].append(args if keys[name] == "scan" else args[0])
+
+    monkeypatch.setattr(dispatch, "send", send)
     return messages
 
 

@@ -8,14 +8,18 @@ table), so a value declared with two different tones is refused at import.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
+
+# Any str subclass: state machines declare with their own StrEnum members as keys.
+K = TypeVar("K", bound=str)
 
 TONES = frozenset({"ok", "warn", "bad"})
 _by_value: dict[str, str] = {}
 
 
-def declare(tones: Mapping[str, str]) -> None:
-    for value, tone in tones.items():
-        value = str(value)
+def declare(tones: Mapping[K, str]) -> None:
+    for key, tone in tones.items():
+        value = str(key)
         if tone not in TONES:
             raise ValueError(f"tone of '{value}' must be one of {sorted(TONES)}, not '{tone}'")
         known = _by_value.setdefault(value, tone)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import template
 
+from apps.core import sections as page_sections
 from apps.core.domain import tones
 
 register = template.Library()
@@ -32,3 +33,9 @@ def percent_of(part: int | None, whole: int | None) -> str:
     if part is None or not whole:
         return ""
     return f"{round(100 * part / whole)}%"
+
+
+@register.inclusion_tag("core/_sections.html")
+def sections(slot: str, obj: Any) -> dict[str, Any]:
+    """The sections other apps show in `slot` for `obj` (apps.core.sections), each loaded by htmx."""
+    return {"found": page_sections.for_slot(slot, obj), "slot": slot}

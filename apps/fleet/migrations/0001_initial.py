@@ -147,7 +147,7 @@ class Migration(migrations.Migration):
                             ("lost", "Lost"),
                         ],
                         db_index=True,
-                        default=apps.fleet.domain.states.PlacementState["REQUESTED"],
+                        default="requested",  # PlacementState.REQUESTED, which moved to apps.serving (serving.0001)
                         max_length=16,
                     ),
                 ),

@@ -41,7 +41,7 @@ class QueuedGoal:
     created_at: dt.datetime
 
 
-def queue_key(goal: QueuedGoal) -> tuple:
+def queue_key(goal: QueuedGoal) -> tuple[int, bool, float, float, int]:
     no_due = goal.due_at is None
     due = goal.due_at.timestamp() if goal.due_at is not None else 0.0
     return (-goal.priority, no_due, due, goal.created_at.timestamp(), goal.id)

@@ -19,14 +19,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.core import audit
+from apps.core import audit, dispatch
 from apps.core import workers as core_workers
 from apps.core.transitions import transition
-from apps.jobs import runners
+from apps.jobs import messages, runners
 from apps.jobs.domain import kinds
 from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
 from apps.jobs.models import Job, JobEvent
+from apps.serving import placing
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +52,13 @@ def job_dispatch(*, job: Job) -> None:
     job.queued_at, job.dispatched_at, job.task_id = now, None, task_id
     job_id, queue, priority = job.pk, job.queue, kinds.broker_priority(job.priority)
 
-    def send() -> None:
-        _send(job_id=job_id, queue=queue, task_id=task_id, priority=priority)
+    def sent() -> None:
+        # Only this send's own task id: a later dispatch of the job has not reached the broker yet.
+        Job.objects.filter(pk=job_id, task_id=task_id).update(dispatched_at=timezone.now())
 
-    transaction.on_commit(send, robust=True)
-
-
-def _send(*, job_id: int, queue: str, task_id: str, priority: int) -> None:
-    from apps.jobs import tasks
-
-    tasks.job_run.apply_async(args=[job_id], queue=queue, task_id=task_id, priority=priority)
-    # Only this send's own task id: a later dispatch of the job has not reached the broker yet.
-    Job.objects.filter(pk=job_id, task_id=task_id).update(dispatched_at=timezone.now())
+    dispatch.send_on_commit(
+        messages.JOB_RUN, args=[job_id], queue=queue, task_id=task_id, priority=priority, after=sent
+    )
 
 
 def _unconsumed_queue_problem(queue: str) -> str | None:
@@ -76,19 +72,6 @@ def _unconsumed_queue_problem(queue: str) -> str | None:
         log.warning("cannot read worker heartbeats, queue '%s' accepted unchecked: %s", queue, exc)
         return None
     return kinds.queue_consumer_problem(queue, live)
-
-
-@transaction.atomic
-def _device_room(device: Any) -> int:
-    """What `device` has free for a reservation, with its row locked until the job is written, so
-    a load decided meanwhile counts it (the placement scheduler's own rule: apps.fleet.placing)."""
-    from apps.fleet import placing
-    from apps.fleet.domain import scheduler
-    from apps.fleet.models import Device
-
-    locked = Device.objects.select_for_update(of=("self",)).select_related("node").get(pk=device.pk)
-    (view,) = placing.device_views([locked], now=time.time())
-    return scheduler.free_bytes(view)
 
 
 @transaction.atomic
@@ -126,7 +109,7 @@ def job_create(
         problems["reserved_bytes"] = ["Must be 0 or more."]
     elif reserved_bytes and device is None:
         problems["reserved_bytes"] = ["Memory is reserved on a device: give the device too."]
-    elif reserved_bytes and (room := _device_room(device)) < reserved_bytes:
+    elif reserved_bytes and (room := placing.device_room(device.pk, now=time.time())) < reserved_bytes:
         problems["reserved_bytes"] = [f"{device} has {room:,} bytes free for it now, not {reserved_bytes:,}."]
     if problems:
         raise ValidationError(problems)

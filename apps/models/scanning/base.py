@@ -1,5 +1,5 @@
 """What the scan's modules share: the configured roots, the one-scan-at-a-time lock, failing a
-scan, and sending a task once the transaction commits."""
+scan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import datetime as dt
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from redis.lock import Lock
 
@@ -26,12 +25,6 @@ QUEUED_RESEND_AFTER = dt.timedelta(minutes=10)
 
 def configured_roots() -> list[str]:
     return discovery.resolve_roots(settings.MOC_MODEL_ROOTS)
-
-
-def queue(task: Any, *args: Any) -> None:
-    """Send the task once the transaction commits; a broker hiccup then is logged, not raised
-    (the next scan queues what is still missing)."""
-    transaction.on_commit(lambda: task.delay(*args), robust=True)
 
 
 def scan_fail(scan: ScanRun, why: str) -> bool:

@@ -8,9 +8,10 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 
-from apps.models import discovery, tasks
+from apps.core import dispatch
+from apps.models import discovery, messages
 from apps.models.models import ModelFile, ModelVersion
-from apps.models.scanning.base import configured_roots, queue
+from apps.models.scanning.base import configured_roots
 
 _CHECKSUM_CHUNK_FILES = 64
 _CHECKSUM_CHUNK_BYTES = 2 << 30  # one task hashes about this much at most (one big file alone)
@@ -64,7 +65,7 @@ def files_checksum(*, file_ids: Sequence[int]) -> int:
         if checksummed != discovery.fingerprint(size, mtime_ns or 0, inode or 0)
     }
     for version_id in sorted(versions - stale):
-        queue(tasks.registry_validate, version_id)
+        dispatch.send_on_commit(messages.REGISTRY_VALIDATE, args=[version_id])
     return hashed
 
 

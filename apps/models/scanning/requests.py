@@ -11,12 +11,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core import workers
+from apps.core import dispatch, workers
 from apps.core.domain.errors import Conflict
-from apps.models import tasks
+from apps.models import messages
 from apps.models.domain.states import SCAN_ACTIVE, ScanState
 from apps.models.models import ModelVersion, ScanRun
-from apps.models.scanning.base import LOCK_TTL_S, QUEUED_RESEND_AFTER, queue, scan_fail, scan_lock
+from apps.models.scanning.base import LOCK_TTL_S, QUEUED_RESEND_AFTER, scan_fail, scan_lock
 
 
 @transaction.atomic
@@ -35,14 +35,12 @@ def scan_request(*, user: Any = None) -> ScanRun:
 
 def _send_scan(scan: ScanRun) -> None:
     scan_id, task_id = scan.pk, scan.task_id
-    transaction.on_commit(
-        lambda: tasks.registry_scan.apply_async(args=[scan_id], task_id=task_id), robust=True
-    )
+    dispatch.send_on_commit(messages.REGISTRY_SCAN, args=[scan_id], task_id=task_id)
 
 
 def validation_request(*, version: ModelVersion) -> ModelVersion:
     """Queue a validation of the version (sent when the transaction commits)."""
-    queue(tasks.registry_validate, version.pk)
+    dispatch.send_on_commit(messages.REGISTRY_VALIDATE, args=[version.pk])
     return version
 
 

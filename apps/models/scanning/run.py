@@ -17,16 +17,16 @@ from django.db import transaction
 from django.utils import timezone
 from redis.lock import Lock
 
-from apps.core import workers
+from apps.core import dispatch, workers
 from apps.core.transitions import transition
-from apps.models import discovery, formats, tasks
+from apps.models import discovery, formats, messages
 from apps.models.discovery import Candidate, FoundFile
 from apps.models.domain import naming
 from apps.models.domain.formats import FileFormat, ModelFormat
 from apps.models.domain.states import SCAN, ScanState, ValidationState
 from apps.models.formats.base import FileHeader
 from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
-from apps.models.scanning.base import ERRORS_MAX, QUEUED_RESEND_AFTER, queue, scan_fail, scan_lock
+from apps.models.scanning.base import ERRORS_MAX, QUEUED_RESEND_AFTER, scan_fail, scan_lock
 from apps.models.scanning.checksums import checksum_chunks
 from apps.models.scanning.describe import describe, header_json
 
@@ -315,7 +315,7 @@ class _Scanner:
 
     def _finish(self, *, failed: bool) -> None:
         for chunk in checksum_chunks(self.to_hash):
-            queue(tasks.registry_checksum, chunk)
+            dispatch.send_on_commit(messages.REGISTRY_CHECKSUM, args=[chunk])
         # Versions still pending long after they were found lost their validation message.
         pending = ModelVersion.objects.filter(
             root__in=self.roots,
@@ -323,7 +323,7 @@ class _Scanner:
             created_at__lt=timezone.now() - QUEUED_RESEND_AFTER,
         ).values_list("pk", flat=True)
         for version_id in sorted(self.touched.union(pending)):
-            queue(tasks.registry_validate, version_id)
+            dispatch.send_on_commit(messages.REGISTRY_VALIDATE, args=[version_id])
         dst = ScanState.FAILED if failed else ScanState.SUCCEEDED
         transition(
             self.scan,

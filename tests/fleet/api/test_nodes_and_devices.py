@@ -5,8 +5,10 @@ from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
 from apps.fleet.domain.kinds import Backend, DeviceKind
-from apps.fleet.domain.states import DeviceHealth, NodeState, PlacementState
-from tests.fleet.factories import GIB, DeviceFactory, NodeFactory, PlacementFactory, TelemetrySampleFactory
+from apps.fleet.domain.states import DeviceHealth, NodeState
+from apps.serving.domain.states import PlacementState
+from tests.fleet.factories import GIB, DeviceFactory, NodeFactory, TelemetrySampleFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
-from tests.fleet.factories import DeviceFactory, PlacementFactory, TelemetrySampleFactory
+from tests.fleet.factories import DeviceFactory, TelemetrySampleFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
-from apps.fleet.domain.states import PlacementState
-from tests.fleet.factories import DeviceFactory, PlacementFactory, TelemetrySampleFactory
+from apps.serving.domain.states import PlacementState
+from tests.fleet.factories import DeviceFactory, TelemetrySampleFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from apps.core import dispatch
 from apps.core.domain.roles import Role
-from apps.models import tasks
 from apps.models.domain.states import ScanState
+from apps.models.messages import REGISTRY_CHECKSUM, REGISTRY_SCAN, REGISTRY_VALIDATE
 from apps.models.models import ScanRun
 from tests.models.factories import ModelFileFactory, ModelVersionFactory
 
@@ -23,8 +24,13 @@ SCANS = "/api/v1/scans/"
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     messages: dict[str, list[Any]] = {"scan": [], "validate": []}
-    monkeypatch.setattr(tasks.registry_scan, "apply_async", lambda args, **_: messages["scan"].append(args))
-    monkeypatch.setattr(tasks.registry_validate, "delay", messages["validate"].append)
+    keys = {REGISTRY_SCAN: "scan", REGISTRY_CHECKSUM: "checksum", REGISTRY_VALIDATE: "validate"}
+
+    def send(name: str, *, args: Any = (), **options: Any) -> None:
+        args = list(args)
+        messages[keys[name]].append(args if keys[name] == "scan" else args[0])
+
+    monkeypatch.setattr(dispatch, "send", send)
     return messages
 
 

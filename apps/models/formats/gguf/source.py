@@ -58,6 +58,7 @@ class Source(WindowedFile):
 
     def length(self, cap: int, what: str) -> int:
         """A string's u64 length prefix, refused past `cap`."""
+        length: int
         (length,) = self.unpack(U64, f"the length of {what}")
         if length > cap:
             raise FormatError(f"{what} claims {length:,} bytes; the cap is {cap:,}", self.stage)

@@ -195,7 +195,8 @@ class Walker:
         if self.tensor_total > MAX_TENSORS:
             raise FormatError(f"more than {MAX_TENSORS:,} tensors", "onnx_structure")
         # An absent data_type reads as 0, UNDEFINED, which dtype_known refuses.
-        name, dims, code = "", [], 0
+        name, code = "", 0
+        dims: list[int] = []
         raw: int | None = None
         inline: int | None = None
         external: dict[str, str] = {}

@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+
+
+class ServingConfig(AppConfig):
+    name = "apps.serving"
+    label = "serving"
+    verbose_name = "Serving"
+
+    def ready(self) -> None:
+        # Imported here because they import models, which are ready only now.
+        from apps.fleet import holdings, signals
+        from apps.serving import ledger, receivers, sections
+        from apps.serving.worker import worker  # noqa: F401  (connects the worker start/stop receivers)
+
+        holdings.register(ledger.LedgerHoldings())
+        sections.register_all()
+        signals.node_offline.connect(receivers.node_offline, dispatch_uid="moc-serving-node-offline")

@@ -1,0 +1,141 @@
+"""The memory ledger: what MOC holds on each device, the one place that adds it up.
+
+A device's memory is held by its active placements (what loading measured, else what was
+reserved) and by other holders that register here: a running job's reservation (apps.jobs
+registers its holder, since serving may not import jobs). The scheduler (apps.serving.placing)
+reads the sum under the devices' row locks to decide what fits; fleet's pages and simulated
+devices read the same figures through apps.fleet.holdings, for which this module is the provider.
+
+Why holders instead of a table of holdings: a job's row already says whether it holds memory
+(its state) and how much; a second table would have to follow every job transition and could
+disagree with it. Each holder answers from its own rows, in a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+from django.db.models import Count, Expression, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from apps.fleet.holdings import Activity, Holding
+from apps.fleet.models import Device
+from apps.serving.domain.states import PLACEMENT_ACTIVE
+from apps.serving.models import Placement
+
+
+class Holder(Protocol):
+    """Something other than placements that holds device memory."""
+
+    def held_bytes(self) -> Expression:
+        """Per Device row (as OuterRef("pk")), the bytes it holds there: an SQL expression."""
+        ...
+
+    def holdings(self, device_ids: Collection[int]) -> dict[int, list[Holding]]:
+        """What it has on these devices (only the devices where it has something)."""
+        ...
+
+
+_holders: list[Holder] = []
+
+
+def register(holder: Holder) -> None:
+    """Count `holder` in the ledger (called from the holding app's AppConfig.ready)."""
+    if holder not in _holders:
+        _holders.append(holder)
+
+
+def _int(expression: Expression | Subquery) -> Coalesce:
+    return Coalesce(expression, Value(0), output_field=IntegerField())
+
+
+def placements_held_bytes() -> Coalesce:
+    """Per Device row, what its active placements hold (Placement.held_bytes, summed in SQL)."""
+    rows = (
+        Placement.objects.filter(device=OuterRef("pk"), state__in=PLACEMENT_ACTIVE)
+        .order_by()
+        .values("device")
+        .annotate(total=Sum(Coalesce("measured_bytes", "reserved_bytes")))
+        .values("total")
+    )
+    return _int(Subquery(rows))
+
+
+def others_held_bytes() -> Expression | Value:
+    """Per Device row, what the registered holders (running jobs) hold."""
+    expressions = [_int(holder.held_bytes()) for holder in _holders]
+    total: Expression | Value = Value(0, output_field=IntegerField())
+    for expression in expressions:
+        total = total + expression
+    return total
+
+
+def others_held(device_ids: Collection[int]) -> dict[int, int]:
+    """Per device id, what holders other than placements hold there (one query)."""
+    rows = Device.objects.filter(pk__in=list(device_ids)).annotate(held=others_held_bytes())
+    return dict(rows.values_list("pk", "held"))
+
+
+class LedgerHoldings:
+    """The ledger as fleet asks for it (apps.fleet.holdings.Provider)."""
+
+    def annotate(self, devices: QuerySet[Device]) -> QuerySet[Device]:
+        count = (
+            Placement.objects.filter(device=OuterRef("pk"), state__in=PLACEMENT_ACTIVE)
+            .order_by()
+            .values("device")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return devices.annotate(
+            reserved_bytes=placements_held_bytes() + others_held_bytes(),
+            active_placements=_int(Subquery(count)),
+        )
+
+    def holdings(self, device_ids: Collection[int]) -> dict[int, list[Holding]]:
+        found: dict[int, list[Holding]] = {pk: [] for pk in device_ids}
+        placements = (
+            Placement.objects.filter(device_id__in=list(device_ids), state__in=PLACEMENT_ACTIVE)
+            .select_related("version__model")
+            .order_by("created_at", "pk")
+        )
+        for p in placements:
+            found[p.device_id].append(
+                Holding(
+                    kind="placement",
+                    label=str(p.version),
+                    held_bytes=p.held_bytes,
+                    url=p.version.get_absolute_url(),
+                    state=p.get_state_display().lower(),
+                )
+            )
+        for holder in _holders:
+            for pk, held in holder.holdings(device_ids).items():
+                found.setdefault(pk, []).extend(held)
+        return found
+
+    def activity(self, device_ids: Collection[int]) -> dict[int, Activity]:
+        ids = list(device_ids)
+        uses = dict(
+            Placement.objects.filter(device_id__in=ids, state__in=PLACEMENT_ACTIVE)
+            .order_by()
+            .values("device_id")
+            .annotate(uses=Sum("use_count"))
+            .values_list("device_id", "uses")
+        )
+        held = dict(
+            Device.objects.filter(pk__in=ids)
+            .annotate(held=placements_held_bytes() + others_held_bytes())
+            .values_list("pk", "held")
+        )
+        running: dict[int, int] = dict.fromkeys(ids, 0)
+        for holder in _holders:
+            for pk, things in holder.holdings(ids).items():
+                running[pk] = running.get(pk, 0) + sum(1 for h in things if h.kind == "job")
+        return {
+            pk: Activity(
+                held_bytes=int(held.get(pk) or 0), running_jobs=running[pk], uses=int(uses.get(pk) or 0)
+            )
+            for pk in ids
+        }

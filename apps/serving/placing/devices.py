@@ -1,0 +1,115 @@
+"""The scheduler's picture of devices: capacity, what MOC holds there, what they report free, and the
+placements on them as eviction candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from apps.core.workers import redis_client
+from apps.fleet import telemetry
+from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
+from apps.fleet.models import Device
+from apps.serving import ledger
+from apps.serving.domain import eviction, scheduler
+from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
+from apps.serving.models import Placement
+
+P = PlacementState
+
+
+def device_views(
+    devices: Sequence[Device], *, now: float, protect: Iterable[int] = ()
+) -> list[scheduler.DeviceView]:
+    """The scheduler's picture of `devices`: capacity, what MOC holds there (the memory ledger:
+    placements, and what other holders such as running jobs reserved), what the device itself
+    reports free, and the placements on it (those in `protect` counted busy, so never victims).
+
+    The device's own report cannot show placements that are still requested or loading, so
+    their bytes come off what it reports free; the scheduler then takes the lower of that and
+    capacity minus what MOC holds, and memory used outside MOC is respected too."""
+    protected = set(protect)
+    ids = [d.pk for d in devices]
+    placements = Placement.objects.filter(device_id__in=ids, state__in=PLACEMENT_ACTIVE)
+    with_dependents = set(
+        Placement.objects.filter(depends_on__device_id__in=ids, state__in=PLACEMENT_ACTIVE).values_list(
+            "depends_on_id", flat=True
+        )
+    )
+    others = ledger.others_held(ids)
+    reported = reported_free_bytes()
+    idle_after = now - settings.MOC_PLACEMENT_IDLE_S
+    residents: dict[int, list[eviction.Resident]] = {pk: [] for pk in ids}
+    placed: dict[int, int] = dict.fromkeys(ids, 0)
+    unseen: dict[int, int] = dict.fromkeys(ids, 0)  # promised, not yet in the device's report
+    for p in placements:
+        placed[p.device_id] += p.held_bytes
+        if p.state in (P.REQUESTED, P.LOADING):
+            unseen[p.device_id] += p.held_bytes
+        loaded_at = (p.loaded_at or p.created_at).timestamp()
+        last_used = p.last_used_at.timestamp() if p.last_used_at else loaded_at
+        busy = p.state != P.LOADED or last_used > idle_after or p.pk in with_dependents or p.pk in protected
+        residents[p.device_id].append(
+            eviction.Resident(
+                placement_id=p.pk,
+                version_id=p.version_id,
+                size_bytes=p.held_bytes,
+                loaded_at=loaded_at,
+                last_used=last_used,
+                uses=p.use_count,
+                load_seconds=p.load_seconds or 1.0,
+                pinned=p.pinned,
+                busy=busy,
+                priority=p.priority,
+            )
+        )
+    return [
+        scheduler.DeviceView(
+            id=d.pk,
+            label=f"{d.node.name} {d.kind} {d.index}",
+            node=d.node.name,
+            capacity_bytes=d.capacity_bytes,
+            placed_bytes=placed[d.pk] + int(others.get(d.pk) or 0),
+            reported_free_bytes=None if d.pk not in reported else max(0, reported[d.pk] - unseen[d.pk]),
+            accepts=d.health in PLACEABLE_HEALTH and d.node.state == NodeState.ONLINE,
+            why_not=_why_not(d),
+            residents=tuple(residents[d.pk]),
+            clock=d.eviction_clock,
+        )
+        for d in devices
+    ]
+
+
+@transaction.atomic
+def device_room(device_id: int, *, now: float) -> int:
+    """What the device has free for a new holding now, with its row locked until the caller's
+    transaction ends, so a load decided meanwhile counts what the caller then writes."""
+    locked = Device.objects.select_for_update(of=("self",)).select_related("node").get(pk=device_id)
+    (view,) = device_views([locked], now=now)
+    return scheduler.free_bytes(view)
+
+
+def _why_not(device: Device) -> str:
+    if device.node.state != NodeState.ONLINE:
+        return f"its node is {device.node.state}"
+    if device.health not in PLACEABLE_HEALTH:
+        return f"it is {device.health}" + (f" ({device.health_reason})" if device.health_reason else "")
+    return ""
+
+
+def reported_free_bytes() -> dict[int, int]:
+    """Free memory per device id as the devices last reported it; empty when Redis is away
+    (the scheduler then goes by what MOC placed alone)."""
+    try:
+        nodes = telemetry.latest(redis_client())
+    except redis.RedisError:
+        return {}
+    return {
+        d["id"]: int(d["mem_free_bytes"])
+        for node in nodes
+        for d in node.get("devices", [])
+        if isinstance(d.get("id"), int) and isinstance(d.get("mem_free_bytes"), int)
+    }

@@ -1,0 +1,92 @@
+"""Periodic placement housekeeping (beat): keep-alive and the reaper."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from apps.core.workers import live_queues
+from apps.serving import messages, services
+from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, PlacementState
+from apps.serving.models import Placement
+from apps.serving.placing.unload import placement_unload, send_on_commit
+
+P = PlacementState
+
+
+def placements_expire_idle(*, now: float | None = None) -> int:
+    """Unload placements unused past their keep-alive (pinned ones and bases of live adapters stay)."""
+    moment = timezone.now() if now is None else datetime.fromtimestamp(now, tz=UTC)
+    count = 0
+    loaded = Placement.objects.filter(state=P.LOADED, pinned=False).exclude(
+        pk__in=Placement.objects.filter(state__in=PLACEMENT_ACTIVE, depends_on__isnull=False).values(
+            "depends_on_id"
+        )
+    )
+    for p in loaded.select_related("device__node", "version__model"):
+        last = p.last_used_at or p.loaded_at or p.created_at
+        idle_s = (moment - last).total_seconds()
+        if idle_s >= p.keep_alive_s and placement_unload(
+            placement=p, reason=f"unused for {int(idle_s)} s (keep-alive {p.keep_alive_s} s)"
+        ):
+            count += 1
+    return count
+
+
+def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
+    """The reaper, so nothing stays requested, loading or unloading forever and what it held is
+    freed: placements whose worker is gone are LOST; requests no worker took in time, and loads
+    that never finished, FAILED; unloads that did not end are sent again."""
+    moment = timezone.now() if now is None else datetime.fromtimestamp(now, tz=UTC)
+    try:
+        alive = live_queues()
+    except redis.RedisError:
+        alive = set()
+    counts = {"lost": 0, "failed": 0, "unloads_resent": 0}
+    # The reaper runs on a `default` worker, which keeps a heartbeat too: without that one the
+    # heartbeats are not to be trusted (Redis restarted moments ago and they are coming back).
+    if settings.CELERY_TASK_DEFAULT_QUEUE in alive:
+        grace = timedelta(seconds=settings.MOC_WORKER_HEARTBEAT_S * 3)
+        on_worker = Placement.objects.filter(state__in=PLACEMENT_ON_WORKER, updated_at__lt=moment - grace)
+        for p in on_worker.select_related("device__node"):
+            if p.device.queue not in alive and services.placement_move(
+                placement=p,
+                to=P.LOST,
+                error_class="device_lost",
+                error=f"Lost: no worker consumes {p.device.queue} any more (it stopped or died).",
+            ):
+                counts["lost"] += 1
+    # Requests count from their creation; loads from their move to LOADING (their last update).
+    stale = [
+        (
+            P.REQUESTED,
+            "created_at",
+            settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S,
+            "No worker took it within {} s.",
+        ),
+        (
+            P.LOADING,
+            "updated_at",
+            settings.MOC_PLACEMENT_LOAD_TIMEOUT_S,
+            "Still loading after {} s; given up.",
+        ),
+    ]
+    for state, since, limit_s, error in stale:
+        cutoff = moment - timedelta(seconds=limit_s)
+        for p in Placement.objects.filter(state=state, **{f"{since}__lt": cutoff}):
+            if services.placement_move(
+                placement=p, to=P.FAILED, error_class="timeout", error=error.format(limit_s)
+            ):
+                counts["failed"] += 1
+    # An unload whose message was lost, or whose worker failed to record it, is asked again:
+    # unloading is safe to repeat.
+    resend_before = moment - timedelta(seconds=settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S)
+    for p in Placement.objects.filter(state=P.UNLOADING, updated_at__lt=resend_before).select_related(
+        "device__node"
+    ):
+        send_on_commit(messages.PLACEMENT_UNLOAD, p)
+        counts["unloads_resent"] += 1
+    return counts

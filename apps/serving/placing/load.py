@@ -1,0 +1,193 @@
+"""Loading a version: checks, the scheduler's decision under the candidate devices' locks, the
+reservation and its victims, and adapters bringing their base."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from apps.core.domain.errors import Conflict
+from apps.fleet.models import Device
+from apps.models.models import ModelVersion
+from apps.models.selectors import version_unusable
+from apps.serving import messages, services
+from apps.serving.domain import eviction, scheduler
+from apps.serving.domain.states import PlacementState
+from apps.serving.domain.tasks import tasks_for
+from apps.serving.models import Placement, ServingProfile
+from apps.serving.placing.devices import device_views
+from apps.serving.placing.unload import placement_unload, send_on_commit
+
+P = PlacementState
+
+
+class PlacementRefused(Conflict):
+    """No device can take the version now; the message says why, in the scheduler's words."""
+
+    code = "placement_refused"
+
+
+def profile_for(version: ModelVersion) -> ServingProfile | None:
+    return ServingProfile.objects.filter(version=version).first()
+
+
+def need_bytes(version: ModelVersion) -> int:
+    """What a new placement of `version` reserves: what its latest measured load took, else the
+    registry's estimate, else its files' size (the estimator corrected by what loads really took)."""
+    measured = (
+        Placement.objects.filter(version=version, measured_bytes__isnull=False)
+        .order_by("-loaded_at", "-pk")
+        .values_list("measured_bytes", flat=True)
+        .first()
+    )
+    return int(measured or version.estimated_vram_bytes or version.size_bytes or 1)
+
+
+def version_base(version: ModelVersion) -> ModelVersion | None:
+    """The version an adapter is built on: its lineage parent, else the registered version at the
+    path its adapter_config names. None for versions that stand alone."""
+    if version.kind != "adapter":
+        return None
+    if version.parent_id is not None:
+        return version.parent
+    named = ((version.metadata or {}).get("adapter") or {}).get("base_model_name_or_path")
+    if not isinstance(named, str) or not named:
+        return None
+    return ModelVersion.objects.filter(path=named.rstrip("/"), archived=False).order_by("-number").first()
+
+
+def _check_loadable(version: ModelVersion) -> None:
+    if (why := version_unusable(version)) is not None:
+        raise ValidationError({"version": why})
+    if version.kind != "adapter" and not tasks_for(version.kind, version.format):
+        raise ValidationError(
+            {"version": f"{version} is a {version.kind or 'model of unknown kind'}, which MOC cannot serve."}
+        )
+
+
+@transaction.atomic
+def placement_load(
+    *,
+    version: ModelVersion,
+    device: Device | None = None,
+    node: str | None = None,
+    pinned: bool | None = None,
+    keep_alive_s: int | None = None,
+    requested_by: Any = None,
+    exclude_devices: Iterable[int] = (),
+    evict: bool = True,
+    now: float | None = None,
+) -> Placement:
+    """Load `version` somewhere it fits (or on `device` / `node`), evicting idle placements by
+    the policy where room is needed. An active placement that already matches is returned as it
+    is. An adapter brings its base first, onto the same device. With `evict` False only free
+    room will do. Raises PlacementRefused with the scheduler's reason, or ValidationError for a
+    version that cannot be served at all."""
+    _check_loadable(version)
+    now = time.time() if now is None else now
+    profile = profile_for(version)
+    existing = _active(version, device=device, node=node, exclude=exclude_devices)
+    if existing is not None:
+        return existing
+    base_placement = None
+    base = version_base(version)
+    if version.kind == "adapter":
+        if base is None:
+            raise ValidationError({"version": f"{version} is an adapter whose base model is not registered."})
+        base_placement = placement_load(
+            version=base,
+            device=device,
+            node=node,
+            requested_by=requested_by,
+            exclude_devices=exclude_devices,
+            evict=evict,
+        )
+        device = base_placement.device
+    candidates = _lock_candidates(device=device, node=node, exclude=exclude_devices)
+    # Again under the lock: a concurrent request for the same version may have placed it meanwhile.
+    existing = _active(version, device=device, node=node, exclude=exclude_devices)
+    if existing is not None:
+        return existing
+    if device is not None and _active(version, device=device, node=None, exclude=(), unloading=True):
+        raise PlacementRefused(f"{version} is being unloaded from {device}; load it again once it is gone.")
+    need = need_bytes(version)
+    # An adapter's base is in use by the adapter about to load on it: never its victim.
+    protect = {base_placement.pk} if base_placement else set()
+    views = device_views(candidates, now=now, protect=protect)
+    decision = scheduler.decide(
+        scheduler.Request(
+            version_id=version.pk, need_bytes=need, device_id=device.pk if device else None, node=node or None
+        ),
+        views,
+        now=now,
+        policy=eviction.Policy(settings.MOC_EVICTION_POLICY),
+        min_residency_s=settings.MOC_PLACEMENT_MIN_RESIDENCY_S,
+    )
+    if isinstance(decision, scheduler.Refusal):
+        raise PlacementRefused(f"{version} cannot be placed: {decision.reason}.")
+    if decision.evict and not evict:
+        raise PlacementRefused(f"{version} cannot be placed without evicting, which was not allowed.")
+    chosen = next(d for d in candidates if d.pk == decision.device_id)
+    placement = services.placement_request(
+        version=version,
+        device=chosen,
+        reserved_bytes=need,
+        pinned=profile.pinned if pinned is None and profile else bool(pinned),
+        keep_alive_s=keep_alive_s
+        or (profile and profile.keep_alive_s)
+        or settings.MOC_PLACEMENT_KEEP_ALIVE_S,
+        depends_on=base_placement,
+        requested_by=requested_by,
+    )
+    if decision.evict:
+        view = next(v for v in views if v.id == chosen.pk)
+        Device.objects.filter(pk=chosen.pk).update(
+            eviction_clock=eviction.clock_after(view.clock, decision.evict)
+        )
+        for victim in Placement.objects.filter(pk__in=[r.placement_id for r in decision.evict]):
+            placement_unload(
+                placement=victim, reason=f"evicted to make room for {version}", displaced_by=placement
+            )
+    send_on_commit(messages.PLACEMENT_LOAD, placement)
+    return placement
+
+
+def _active(
+    version: ModelVersion,
+    *,
+    device: Device | None,
+    node: str | None,
+    exclude: Iterable[int],
+    unloading: bool = False,
+) -> Placement | None:
+    """The version's placement that is (or is about to be) loaded where asked; with `unloading`,
+    one on its way out instead (it still holds the device, but serves no more)."""
+    states = [P.UNLOADING] if unloading else [P.REQUESTED, P.LOADING, P.LOADED]
+    found = Placement.objects.select_related("device__node").filter(version=version, state__in=states)
+    if device is not None:
+        found = found.filter(device=device)
+    if node:
+        found = found.filter(device__node__name=node)
+    return found.exclude(device_id__in=list(exclude)).order_by("pk").first()
+
+
+def _lock_candidates(*, device: Device | None, node: str | None, exclude: Iterable[int]) -> list[Device]:
+    """The devices the decision may choose among, locked in id order (no deadlocks between
+    requests locking overlapping sets)."""
+    rows = Device.objects.select_for_update(of=("self",)).select_related("node").order_by("pk")
+    if device is not None:
+        rows = rows.filter(pk=device.pk)
+    if node:
+        rows = rows.filter(node__name=node)
+    return list(rows.exclude(pk__in=list(exclude)))
+
+
+def profile_timeout_s(version: ModelVersion) -> float:
+    """A request's time limit for `version`: its serving profile's, else the default."""
+    profile = profile_for(version)
+    return (profile and profile.request_timeout_s) or settings.MOC_SERVING_TIMEOUT_S

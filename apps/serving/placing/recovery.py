@@ -1,0 +1,50 @@
+"""A placement whose model is gone from its worker (the worker restarted, the device or node was
+lost): marked LOST, and its version loaded again where that can help. Written once for every path
+that finds one: the web side of a request, the device worker, the node sweep."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+from django.core.exceptions import ValidationError
+
+from apps.serving import services
+from apps.serving.domain.errors import ErrorClass
+from apps.serving.domain.states import PlacementState
+from apps.serving.models import Placement
+from apps.serving.placing.load import PlacementRefused, placement_load
+
+log = logging.getLogger(__name__)
+
+
+class Reload(Enum):
+    NO = "no"  # nothing to load it on: the node is gone, or the worker will preload what it should
+    SAME_DEVICE = "same"  # the device is fine, its worker lost the model (a restart)
+    ELSEWHERE = "elsewhere"  # the device is lost: any other device
+
+
+def placement_lost(
+    placement: Placement, *, error: str, reload: Reload, error_class: str = ErrorClass.DEVICE_LOST
+) -> Placement | None:
+    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again (an
+    adapter follows its base rather than reloading alone). The new placement, or None when it was
+    already moved on, was not reloaded, or no device could take it (logged)."""
+    if not services.placement_move(
+        placement=placement, to=PlacementState.LOST, error_class=error_class, error=error
+    ):
+        return None
+    if reload == Reload.NO or placement.depends_on_id is not None:
+        return None
+    where = (
+        {"device": placement.device}
+        if reload == Reload.SAME_DEVICE
+        else {"exclude_devices": [placement.device_id]}
+    )
+    try:
+        return placement_load(version=placement.version, requested_by=placement.requested_by, **where)
+    except (PlacementRefused, ValidationError) as exc:
+        log.warning(
+            "could not load %s again after placement %s was lost: %s", placement.version, placement.pk, exc
+        )
+        return None

@@ -1,0 +1,352 @@
+"""Circuit breakers per placement and bulkheads per served version, kept in Redis.
+
+Redis rather than process memory because a placement is served by every web process at
+once: one process's view of its failures, or of how many requests are in flight, would let
+the fleet as a whole hammer a broken placement or overload a healthy one.
+
+Breakers: the rules live once, in apps/fleet/domain/breaker.py. A read (HGETALL) decides
+most calls alone: a closed breaker admits, and an early outcome is accounted for, without a
+write. A change is compare-and-set on the hash's version in one small Lua script; a writer
+that lost a race gets the fresh state in the same reply and applies the rules again.
+
+Bulkheads: slots are leases in a sorted set scored by their expiry, so a process that dies
+mid-request frees its slot when the lease runs out instead of leaking it. Times inside the
+scripts come from the Redis server's clock, the one clock every web process shares.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+import redis
+
+from apps.serving.domain import breaker as rules
+from apps.serving.domain.breaker import Breaker, BreakerConfig, BreakerState
+from apps.serving.domain.errors import NOT_THE_PLACEMENTS_FAULT, ErrorClass
+
+BREAKER_PREFIX = "moc:breaker:"
+BULKHEAD_PREFIX = "moc:bulkhead:"
+# State of a placement nobody forgot (its process died before unloading it) goes away on its
+# own a day after its last change; a day-old run of failures says nothing about now.
+BREAKER_TTL_S = 86_400
+
+# Set the hash only if its version is still the one the caller read; otherwise hand back the
+# hash as it is now. An absent hash is version 0 (a closed breaker with no history).
+_COMPARE_AND_SET = """
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then
+  return {0, redis.call('HGETALL', KEYS[1])}
+end
+redis.call('HSET', KEYS[1], 'v', v + 1, unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {1}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    ok: bool
+    state: BreakerState
+    reason: str  # why it was refused; "" when let through
+    retry_after_s: float  # for the 503's Retry-After; 0 when let through
+
+
+class Breakers:
+    """Every placement's breaker, shared through Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
+
+    def admit(self, placement_id: int, cfg: BreakerConfig, *, now: float) -> Admission:
+        """Whether a request may go to the placement now; a closed breaker costs one read."""
+        allowed, after, reason = self._change(placement_id, lambda b: rules.admit(b, cfg, now))
+        wait = 0.0 if allowed else rules.retry_after_s(after, cfg, now)
+        return Admission(ok=allowed, state=after.state, reason=reason, retry_after_s=wait)
+
+    def record(
+        self,
+        placement_id: int,
+        cfg: BreakerConfig,
+        *,
+        now: float,
+        error_class: ErrorClass | None,
+        error: str = "",
+    ) -> Breaker:
+        """Count a request's outcome (error_class None = success) and return the breaker after it.
+
+        A caller's bad request says nothing about the placement, so it counts as a success.
+        """
+        if error_class is None or error_class in NOT_THE_PLACEMENTS_FAULT:
+            return self._change(placement_id, lambda b: (True, rules.on_success(b, cfg, now), ""))[1]
+        text = f"{error_class.value}: {error}" if error else error_class.value
+        return self._change(placement_id, lambda b: (True, rules.on_failure(b, cfg, now, text), ""))[1]
+
+    def get(self, placement_ids: Iterable[int]) -> dict[int, Breaker]:
+        """Each placement's breaker (closed when it has no state), in one round trip."""
+        ids = list(placement_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for placement_id in ids:
+            pipe.hgetall(_breaker_key(placement_id))
+        return {pid: _decode(raw)[0] for pid, raw in zip(ids, pipe.execute(), strict=True)}
+
+    def forget(self, placement_id: int) -> None:
+        """Drop a placement's breaker (it was unloaded)."""
+        self.client.delete(_breaker_key(placement_id))
+
+    def _change(
+        self, placement_id: int, step: Callable[[Breaker], tuple[bool, Breaker, str]]
+    ) -> tuple[bool, Breaker, str]:
+        """Apply `step` (a rule of the domain module) to the shared breaker; writes only on a change.
+
+        Each lost race means another writer's change landed, so the loop always ends.
+        """
+        key = _breaker_key(placement_id)
+        current, version = _decode(self.client.hgetall(key))
+        while True:
+            outcome = step(current)
+            if outcome[1] == current:
+                return outcome
+            reply = self._compare_and_set(keys=[key], args=[version, BREAKER_TTL_S, *_encode(outcome[1])])
+            if reply[0] == 1:
+                return outcome
+            current, version = _decode(_pairs(reply[1]))
+
+
+def _breaker_key(placement_id: int) -> str:
+    return f"{BREAKER_PREFIX}{placement_id}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _encode(b: Breaker) -> list[str]:
+    """The hash's field/value pairs (str() of a float reads back as the same float)."""
+    out: list[str] = []
+    for field in fields(Breaker):
+        value = getattr(b, field.name)
+        out += [field.name, "" if value is None else str(value)]
+    return out
+
+
+def _decode(raw: dict) -> tuple[Breaker, int]:
+    """A breaker and its version from the hash (closed, version 0, when there is none)."""
+    values = {_text(k): _text(v) for k, v in raw.items()}
+    if not values:
+        return Breaker(), 0
+    opened_at = values.get("opened_at", "")
+    breaker = Breaker(
+        state=BreakerState(values.get("state", BreakerState.CLOSED)),
+        failures=int(values.get("failures", 0)),
+        opened_at=float(opened_at) if opened_at else None,
+        probes=int(values.get("probes", 0)),
+        last_error=values.get("last_error", ""),
+        opened_count=int(values.get("opened_count", 0)),
+    )
+    return breaker, int(values.get("v", 0))
+
+
+# Shared by the bulkhead scripts: the server's clock, and leases and waiting places that ran
+# out dropped, so a dead process's slot or place is never counted.
+_DROP_EXPIRED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[2], unpack(gone))
+  redis.call('ZREM', KEYS[3], unpack(gone))
+end
+"""
+
+# KEYS: running (token -> lease expiry), waiting (token -> arrival), place expiry (token ->
+# when a vanished waiter's place lapses), wake list, mean hold time.
+# ARGV: token, concurrency, queue, lease_s, place_s, hops of the wake token that woke it.
+# Replies {code, running, waiting, mean hold}: code 1 = slot taken, 0 = waiting, -1 = full.
+# FIFO: a waiter takes a free slot only when fewer waiters are ahead of it than slots free,
+# and a newcomer counts as behind every waiter. A waiter woken out of turn passes its wake
+# token on (fewer hops each time, so a dead waiter at the head cannot start an endless relay).
+_ACQUIRE = (
+    _DROP_EXPIRED
+    + """
+local token, concurrency, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local running = redis.call('ZCARD', KEYS[1])
+local waiting = redis.call('ZCARD', KEYS[2])
+local free = concurrency - running
+local mean = redis.call('GET', KEYS[5])
+local rank = redis.call('ZRANK', KEYS[2], token)
+if not rank then
+  if waiting < free then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), token)
+    return {1, running + 1, waiting, mean}
+  end
+  if waiting < queue then
+    redis.call('ZADD', KEYS[2], now, token)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), token)
+    return {0, running, waiting + 1, mean}
+  end
+  return {-1, running, waiting, mean}
+end
+if rank < free then
+  redis.call('ZREM', KEYS[2], token)
+  redis.call('ZREM', KEYS[3], token)
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), token)
+  return {1, running + 1, waiting - 1, mean}
+end
+local hops = tonumber(ARGV[6])
+if free > 0 and hops > 1 then
+  redis.call('LPUSH', KEYS[4], hops - 1)
+end
+return {0, running, waiting, mean}
+"""
+)
+
+# KEYS as _ACQUIRE. ARGV: token, concurrency, seconds it held the slot ('' if it never did).
+# Gives up whatever the token has (a slot, or a place in the queue); when that lets a waiter
+# in, wakes one with as many hops as there are waiters. Replies {running, waiting, mean hold}.
+_RELEASE = (
+    _DROP_EXPIRED
+    + """
+local token, concurrency = ARGV[1], tonumber(ARGV[2])
+redis.call('ZREM', KEYS[1], token)
+redis.call('ZREM', KEYS[2], token)
+redis.call('ZREM', KEYS[3], token)
+local mean = tonumber(redis.call('GET', KEYS[5]))
+if ARGV[3] ~= '' then
+  local held = tonumber(ARGV[3])
+  if mean then mean = mean + 0.2 * (held - mean) else mean = held end
+  redis.call('SET', KEYS[5], tostring(mean), 'EX', 86400)
+end
+local running = redis.call('ZCARD', KEYS[1])
+local waiting = redis.call('ZCARD', KEYS[2])
+if waiting > 0 and running < concurrency then
+  redis.call('LPUSH', KEYS[4], waiting)
+  redis.call('LTRIM', KEYS[4], 0, concurrency - 1)
+  redis.call('EXPIRE', KEYS[4], 60)
+end
+return {running, waiting, mean and tostring(mean) or false}
+"""
+)
+
+_OCCUPANCY = (
+    _DROP_EXPIRED
+    + """
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+"""
+)
+
+# How long a waiter blocks on the wake list before it looks again by itself (a lease that
+# expired frees a slot without anybody waking the queue).
+POLL_S = 0.1
+# A waiting place outlives its waiter's wait_s by this much before it is presumed abandoned.
+PLACE_GRACE_S = 5.0
+# The hold time assumed for Retry-After before any slot was released.
+DEFAULT_HOLD_S = 1.0
+
+
+class BulkheadFull(Exception):
+    """No slot now and no room to wait (or the wait ran out): the caller answers 429."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class Bulkhead:
+    """At most `concurrency` requests in flight for one served version and `queue` waiting.
+
+    `name` keys the state in Redis and names the bulkhead in refusals ("version 12").
+    """
+
+    def __init__(self, client: redis.Redis, name: str, *, concurrency: int, queue: int) -> None:
+        if concurrency < 1 or queue < 0:
+            raise ValueError(f"impossible bulkhead: concurrency {concurrency}, queue {queue}")
+        self.client = client
+        self.name = name
+        self.concurrency = concurrency
+        self.queue = queue
+        prefix = f"{BULKHEAD_PREFIX}{name}:"
+        self._wake = prefix + "wake"
+        self._keys = [prefix + "running", prefix + "waiting", prefix + "place", self._wake, prefix + "hold"]
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._occupancy = client.register_script(_OCCUPANCY)
+
+    @contextmanager
+    def slot(self, *, wait_s: float, lease_s: float) -> Iterator[float]:
+        """Hold a slot for the block; yields the seconds spent waiting for it.
+
+        `lease_s` must outlast the request: past it the slot counts as free again.
+        Raises BulkheadFull when there is no room to wait, or no slot came within `wait_s`.
+        """
+        token = uuid.uuid4().hex
+        started = time.monotonic()
+        try:
+            waited = self._wait_for_slot(token, wait_s=wait_s, lease_s=lease_s, started=started)
+        except BulkheadFull:  # it holds nothing to give back
+            raise
+        except BaseException:  # interrupted while waiting, perhaps just after it got the slot
+            self._give_back(token, held_s=None)
+            raise
+        if waited is None:
+            running, waiting, mean = self._give_back(token, held_s=None)
+            reason = f"waited {wait_s:g} s for a slot; {self._occupancy_text(running, waiting)}"
+            raise BulkheadFull(reason, self._retry_after_s(waiting, mean))
+        holding_since = time.monotonic()
+        try:
+            yield waited
+        finally:
+            self._give_back(token, held_s=time.monotonic() - holding_since)
+
+    def occupancy(self) -> tuple[int, int]:
+        """(running, waiting) now; leases and places that ran out are not counted."""
+        running, waiting = self._occupancy(keys=self._keys)
+        return int(running), int(waiting)
+
+    def _wait_for_slot(self, token: str, *, wait_s: float, lease_s: float, started: float) -> float | None:
+        """Seconds it waited for the slot it now holds; None when `wait_s` ran out first."""
+        # Someone who may not wait takes no place in the queue.
+        queue = self.queue if wait_s > 0 else 0
+        hops = 0
+        while True:
+            code, running, waiting, mean = self._acquire(
+                keys=self._keys,
+                args=[token, self.concurrency, queue, lease_s, wait_s + PLACE_GRACE_S, hops],
+            )
+            if code == 1:
+                return time.monotonic() - started
+            if code == -1:
+                reason = self._occupancy_text(int(running), int(waiting))
+                raise BulkheadFull(reason, self._retry_after_s(int(waiting), mean))
+            remaining = wait_s - (time.monotonic() - started)
+            if remaining <= 0:
+                return None
+            popped = self.client.blpop([self._wake], timeout=min(POLL_S, remaining))
+            hops = int(popped[1]) if popped else 0
+
+    def _give_back(self, token: str, *, held_s: float | None) -> tuple[int, int, bytes | None]:
+        running, waiting, mean = self._release(
+            keys=self._keys, args=[token, self.concurrency, "" if held_s is None else repr(held_s)]
+        )
+        return int(running), int(waiting), mean
+
+    def _retry_after_s(self, waiting: int, mean: bytes | str | None) -> int:
+        """When a slot is likely free for a newcomer: the queue ahead of it and itself, served
+        `concurrency` at a time at the recent mean hold time; at least 1 s."""
+        hold_s = float(mean) if mean else DEFAULT_HOLD_S
+        return max(1, math.ceil(hold_s * (waiting + 1) / self.concurrency))
+
+    def _occupancy_text(self, running: int, waiting: int) -> str:
+        requests = "request" if running == 1 else "requests"
+        return f"{self.name} has {running} {requests} running and {waiting} waiting"

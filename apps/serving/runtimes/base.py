@@ -1,0 +1,311 @@
+"""What every runtime shares: the load spec, the loaded model's contract, unloading, request checks.
+
+Nothing here imports torch or any other runtime library, so the Django side can name these types
+(and `tasks_for`) on a machine without the demo extra.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from apps.serving.domain.errors import (
+    BadInput,
+    CorruptFile,
+    DeviceLost,
+    ErrorClass,
+    NotAllowed,
+    OutOfMemory,
+    RuntimeMissing,
+    ServingError,
+    Transient,
+    classify,
+)
+from apps.serving.domain.tasks import EMBED, GENERATE, TENSORS
+from apps.serving.runtimes import memory
+
+# Far beyond any context in characters; bounds the tokenizer's work on a hostile request.
+MAX_PROMPT_CHARS = 2_000_000
+MAX_STOPS = 16
+MAX_STOP_CHARS = 200
+MAX_TEXTS = 256
+MAX_TEXT_CHARS = 100_000
+# A runtime freed what it should when the device's figure fell by at least this share of the load's.
+FREED_SHARE = 0.9
+
+
+class DeadlineExceeded(ServingError, TimeoutError):
+    """The request's deadline passed while it ran; what was computed so far is dropped."""
+
+    error_class = ErrorClass.TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    path: str  # absolute path of the version's folder or single file
+    format: str  # a ModelFormat value
+    kind: str  # causal-lm, embedding, adapter, onnx-graph, ...
+    device: str  # torch device string: "cpu" or "cuda:N", the worker's own device
+    allow_pickle: bool = False  # an admin allowed pickle weights (still read weights-only)
+    base: Loaded | None = None  # for an adapter: its base, already loaded by this worker
+
+
+@dataclass(frozen=True, slots=True)
+class Unloaded:
+    freed_bytes: int  # the measured drop; on cpu best effort and often 0 (allocators keep pages)
+    verified: bool  # the objects are gone and, on cuda, the memory came back
+    detail: str
+
+
+class Loaded:
+    """One model held in this worker's memory, answering the requests in `tasks`.
+
+    Several threads of the worker's pool may call the request methods at once; each runtime keeps
+    per-request state (caches, random generators) out of shared objects. `close()` may run while
+    a request is still in flight (the caller drains first, but may give up): that request keeps
+    its references and finishes, and the unload then reports itself unverified.
+    """
+
+    runtime: str = ""
+
+    def __init__(
+        self,
+        *,
+        device: str,
+        tasks: frozenset[str],
+        measured_bytes: int,
+        load_seconds: float,
+        weights_bytes: int,
+        meter: str,
+    ) -> None:
+        self.device = device
+        self.tasks = tasks
+        self.measured_bytes = measured_bytes
+        self.load_seconds = load_seconds
+        # The bytes of the tensors (or file) this load added: the floor under measured_bytes.
+        self.weights_bytes = weights_bytes
+        self._meter = meter
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def generate(
+        self,
+        *,
+        prompt: str,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop: list[str],
+        seed: int | None,
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        """Check the request the same way for every runtime, then generate with the runtime's own
+        `_generate`; a model that does not generate says so."""
+        if GENERATE not in self.tasks:
+            raise self._not_served(GENERATE)
+        stops = check_generate(
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )
+        return self._generate(
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stops=stops,
+            seed=seed,
+            deadline=deadline,
+        )
+
+    def _generate(
+        self,
+        *,
+        prompt: str,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        stops: list[str],
+        seed: int | None,
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        """The runtime's generation, for a request generate() has checked."""
+        raise NotImplementedError
+
+    def embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
+        """Check the texts the same way for every runtime, then embed with the runtime's `_embed`."""
+        if EMBED not in self.tasks:
+            raise self._not_served(EMBED)
+        return self._embed(texts=check_texts(texts), deadline=deadline)
+
+    def _embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
+        """The runtime's embedding, for texts embed() has checked."""
+        raise NotImplementedError
+
+    def tensors(self, *, inputs: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+        raise self._not_served(TENSORS)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "device": self.device,
+            "tasks": sorted(self.tasks),
+            "measured_bytes": self.measured_bytes,
+            "weights_bytes": self.weights_bytes,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+    def close(self) -> Unloaded:
+        """Drop this worker's references, collect, and check that the model really went away."""
+        with self._close_lock:
+            if self._closed:
+                return Unloaded(0, True, "already unloaded")
+            self._closed = True
+            before = memory.snapshot(self.device, self._meter)
+            refs, holders = self._drop()
+            gc.collect()
+            memory.release_cached(self.device)
+            after = memory.snapshot(self.device, self._meter)
+        freed = memory.freed(before, after)
+        alive = sum(ref() is not None for ref in refs)
+        problems = [holders] if holders else []
+        if alive:
+            problems.append(f"{alive} of its objects are still referenced (a request still running?)")
+        if self._meter != memory.RSS and freed is not None and freed < FREED_SHARE * self.measured_bytes:
+            problems.append(
+                f"the device got back {freed:,} of the {self.measured_bytes:,} bytes the load took"
+            )
+        freed_bytes = freed or 0
+        if problems:
+            return Unloaded(freed_bytes, False, "; ".join(problems))
+        how = memory.METER_WORDS[self._meter] if freed is not None else "no reading on this worker"
+        return Unloaded(freed_bytes, True, f"objects gone; {freed_bytes:,} bytes freed by {how}")
+
+    def _drop(self) -> tuple[list[weakref.ref[Any]], str]:
+        """Forget the runtime's objects: weak references to them, and why they may outlive the unload."""
+        raise NotImplementedError
+
+    def _open(self) -> None:
+        if self._closed:
+            raise Transient("the model was unloaded from this worker while the request waited for it")
+
+    def _not_served(self, task: str) -> BadInput:
+        served = ", ".join(sorted(self.tasks)) or "no"
+        return BadInput(f"this {self.runtime} model answers {served} requests, not {task}")
+
+
+def check_deadline(deadline: float | None, doing: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded(f"the request's deadline passed {doing}")
+
+
+def check_generate(
+    *, prompt: object, max_new_tokens: object, temperature: object, top_p: object, stop: object, seed: object
+) -> list[str]:
+    """Refuse malformed generation parameters with the parameter's name; returns the stop strings kept."""
+    if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
+        raise BadInput(f"prompt must be a string of at most {MAX_PROMPT_CHARS:,} characters")
+    if not _is_int(max_new_tokens) or max_new_tokens < 1:
+        raise BadInput("max_new_tokens must be a whole number of at least 1")
+    if not _is_number(temperature) or not 0 <= temperature <= 100:
+        raise BadInput("temperature must be a number from 0 (greedy) to 100")
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        raise BadInput("top_p must be a number above 0 and at most 1")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
+        raise BadInput("seed must be a whole number from 0 to 2**63 - 1, or null")
+    if not isinstance(stop, list) or len(stop) > MAX_STOPS:
+        raise BadInput(f"stop must be a list of at most {MAX_STOPS} strings")
+    if any(not isinstance(s, str) or len(s) > MAX_STOP_CHARS for s in stop):
+        raise BadInput(f"each stop must be a string of at most {MAX_STOP_CHARS} characters")
+    return [s for s in stop if s]
+
+
+def first_stop(text: str, stops: list[str]) -> int | None:
+    """Where the earliest stop string begins in `text`, or None."""
+    found = [at for at in (text.find(s) for s in stops) if at >= 0]
+    return min(found) if found else None
+
+
+def check_texts(texts: object) -> list[str]:
+    if not isinstance(texts, list) or not texts or len(texts) > MAX_TEXTS:
+        raise BadInput(f"texts must be a list of 1 to {MAX_TEXTS} strings")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text or len(text) > MAX_TEXT_CHARS:
+            raise BadInput(f"texts[{i}] must be a non-empty string of at most {MAX_TEXT_CHARS:,} characters")
+    return texts
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# What a library's message says when a file is damaged, in the words torch, transformers,
+# safetensors, protobuf and llama.cpp use.
+_CORRUPT_WORDS = (
+    "safetensor",
+    "headertoolarge",
+    "invalid_protobuf",
+    "protobuf parsing failed",
+    "pytorchstreamreader",
+    "central directory",
+    "invalid load key",
+    "unexpected eof",
+    "truncated",
+    "not a valid json",
+    "expecting value",
+    "failed to load model",
+    "incomplete metadata",
+    "does not appear to have",
+    "no file named",
+)
+
+
+# What torch says when its weights-only unpickler meets a global it will not import.
+_PICKLE_WORDS = ("unpickling", "weights only load", "weightsunpickler")
+_SUBCLASSES: dict[ErrorClass, type[ServingError]] = {
+    ErrorClass.OUT_OF_MEMORY: OutOfMemory,
+    ErrorClass.CORRUPT_FILE: CorruptFile,
+    ErrorClass.RUNTIME_MISSING: RuntimeMissing,
+    ErrorClass.NOT_ALLOWED: NotAllowed,
+    ErrorClass.DEVICE_LOST: DeviceLost,
+    ErrorClass.TRANSIENT: Transient,
+    ErrorClass.TIMEOUT: DeadlineExceeded,
+}
+_SAYS = {
+    ErrorClass.OUT_OF_MEMORY: "ran out of memory",
+    ErrorClass.CORRUPT_FILE: "met a damaged file, or one that is not what it claims",
+    ErrorClass.RUNTIME_MISSING: "needs a library this worker lacks",
+    ErrorClass.NOT_ALLOWED: "was refused by the weights-only loader",
+    ErrorClass.DEVICE_LOST: "lost the device",
+}
+
+
+def serving_error(exc: BaseException, *, subject: str) -> ServingError:
+    """`exc` as the ServingError subclass MOC acts on; `subject` says what was being done ("loading x")."""
+    if isinstance(exc, ServingError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if isinstance(exc, ImportError):
+        error_class = ErrorClass.RUNTIME_MISSING
+    elif any(word in lowered for word in _PICKLE_WORDS):
+        error_class = ErrorClass.NOT_ALLOWED
+    else:
+        error_class = classify(exc)
+        if error_class == ErrorClass.INTERNAL and any(word in lowered for word in _CORRUPT_WORDS):
+            error_class = ErrorClass.CORRUPT_FILE
+    message = f"{subject} {_SAYS.get(error_class, 'failed')}: {text}"[:2000]
+    subclass = _SUBCLASSES.get(error_class)
+    return subclass(message) if subclass else ServingError(message, error_class)

@@ -1,0 +1,69 @@
+"""Serving in /metrics: each active placement's circuit breaker, read at scrape time."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apps.core.workers import redis_client
+from apps.serving.domain.breaker import BreakerConfig
+from apps.serving.domain.errors import ErrorClass
+from apps.serving.domain.states import PlacementState
+from apps.serving.resilience import Breakers
+from tests.fleet.test_metrics import samples, value
+from tests.serving.factories import PlacementFactory
+
+pytestmark = pytest.mark.django_db
+PROMTOOL = shutil.which("promtool")
+TOKEN = "serving-metrics-token"
+
+
+@pytest.fixture
+def scrape(settings: Any) -> Callable[[], str]:
+    settings.MOC_METRICS_TOKEN = TOKEN
+
+    def get() -> str:
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        assert response.status_code == 200
+        return response.content.decode()
+
+    return get
+
+
+def test_an_open_breaker_shows_as_open_on_its_placements_series(scrape: Callable[[], str]) -> None:
+    failing = PlacementFactory(state=PlacementState.LOADED)
+    healthy = PlacementFactory(state=PlacementState.LOADED)
+    config = BreakerConfig(failure_threshold=1, open_s=60)
+    Breakers(redis_client()).record(
+        failing.pk, config, now=time.time(), error_class=ErrorClass.TIMEOUT, error="timeout"
+    )
+
+    text = scrape()
+
+    assert value(text, "moc_placement_breaker_state", placement=str(failing.pk), state="open") == 1.0
+    assert value(text, "moc_placement_breaker_state", placement=str(failing.pk), state="closed") == 0.0
+    assert value(text, "moc_placement_breaker_state", placement=str(healthy.pk), state="closed") == 1.0
+    assert value(text, "moc_placement_breaker_opened", placement=str(failing.pk)) == 1.0
+
+
+def test_placements_that_ended_leave_the_breaker_series(scrape: Callable[[], str]) -> None:
+    ended = PlacementFactory(state=PlacementState.UNLOADED)
+
+    assert samples(scrape(), "moc_placement_breaker_state", placement=str(ended.pk)) == []
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)")
+def test_promtool_accepts_the_breaker_series(scrape: Callable[[], str]) -> None:
+    PlacementFactory(state=PlacementState.LOADED)
+
+    result = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=scrape(), capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
