@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from apps.core import metrics
+from apps.core.collectors import StateCollector
 from apps.core.selectors import audit_event_list
 from apps.core.views import has_metrics_token
 from apps.fleet.metrics import FleetCollector
@@ -60,6 +61,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if settings.MOC_METRICS_TOKEN and not has_metrics_token(request):
         return HttpResponseForbidden("metrics need the bearer token set in MOC_METRICS_TOKEN\n")
     return HttpResponse(
-        metrics.render(settings.PROMETHEUS_MULTIPROC_DIR, [FleetCollector(), BreakerCollector()]),
+        metrics.render(
+            settings.PROMETHEUS_MULTIPROC_DIR, [StateCollector(), FleetCollector(), BreakerCollector()]
+        ),
         content_type="text/plain; version=0.0.4; charset=utf-8",
     )

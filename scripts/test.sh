@@ -46,6 +46,7 @@ check() {
 check "ruff check" ruff check .
 check "ruff format --check" ruff format --check .
 check "mypy (strict: domain packages, model formats)" mypy
+check "lint-imports (imports run one way: pyproject.toml [tool.importlinter])" lint-imports
 check "manage.py check" python manage.py check
 check "manage.py makemigrations --check" python manage.py makemigrations --check --dry-run
 

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
+from django.db.models.signals import post_migrate
 
 
 class CoreConfig(AppConfig):
@@ -8,8 +9,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
+        # Imported here, not at the top: they import models, which Django readies only now.
         from apps.core import audit, roles, workers  # noqa: F401  (connects signal receivers)
 
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="moc-sync-roles")

@@ -16,6 +16,7 @@ import re
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import user_logged_in, user_logged_out
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -25,6 +26,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.models import AbstractAPIKey
 
 from apps.core import events
+from apps.core.models import AuditEvent
 
 _request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
     "moc_audit_request", default=None
@@ -63,8 +65,6 @@ def current_request() -> HttpRequest | None:
 
 
 def _source(request: HttpRequest) -> str:
-    from apps.core.models import AuditEvent
-
     path = request.path
     if path.startswith("/api/"):
         return AuditEvent.Source.API
@@ -81,7 +81,6 @@ def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    from django.conf import settings
 
     if address.is_loopback:
         return True
@@ -123,8 +122,6 @@ def record(
     The row is written in the same transaction as the change it describes, so neither
     exists without the other; the live notice goes out once that transaction commits.
     """
-    from apps.core.models import AuditEvent
-
     request = request or current_request()
     if request is None:
         return

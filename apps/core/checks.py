@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.core import selectors, workers
+from apps.core import redis_clients, selectors, workers
 
 
 def _check(fn: Any) -> dict[str, Any]:
@@ -21,12 +21,12 @@ def _database() -> str:
 
 
 def _redis() -> str:
-    workers.redis_client(timeout=1.0).ping()
+    redis_clients.redis_client(timeout=1.0).ping()
     return "ok"
 
 
 def _workers() -> str:
-    live = workers.live_workers(workers.redis_client(timeout=1.0))
+    live = workers.live_workers(redis_clients.redis_client(timeout=1.0))
     if not live:
         raise RuntimeError("no Celery worker has sent a heartbeat recently")
     return f"{len(live)} live: " + ", ".join(w["hostname"] for w in live)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -74,8 +75,6 @@ def env_secret(name: str) -> str | None:
 
 def local_secret_key(path: Path) -> str:
     """A secret key generated once and kept in var/, for machines that are not production."""
-    from django.core.management.utils import get_random_secret_key
-
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

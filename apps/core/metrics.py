@@ -17,7 +17,6 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 HTTP_REQUESTS = Counter(
@@ -38,29 +37,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_LATENCY.labels(route=route).observe(seconds)
 
 
-class StateCollector(Collector):
-    """Gauges read from the database and Redis at scrape time: the truth, not a process's memory."""
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        from apps.core import selectors
-
-        info = InfoMetricFamily("moc_build", "MOC version.")
-        info.add_metric([], {"version": selectors.moc_version()})
-        yield info
-        workers = GaugeMetricFamily(
-            "moc_workers_live", "Celery workers with a live heartbeat, by queue.", labels=["queue"]
-        )
-        for queue, count in selectors.live_worker_counts_by_queue().items():
-            workers.add_metric([queue], count)
-        yield workers
-        rows = GaugeMetricFamily(
-            "moc_objects", "Rows in MOC's stateful tables, by table and state.", labels=["table", "state"]
-        )
-        for (table, state), count in selectors.state_counts().items():
-            rows.add_metric([table, state], count)
-        yield rows
-
-
 def process_registry(multiproc_dir: str) -> CollectorRegistry:
     """What this machine's MOC processes recorded themselves (no database or Redis reads)."""
     if multiproc_dir:
@@ -78,8 +54,8 @@ def serve_worker_metrics(port: int, multiproc_dir: str) -> None:
 
 
 def render(multiproc_dir: str, collectors: Iterable[Collector] = ()) -> bytes:
-    """The exposition of this machine's processes (or this process), core's state gauges and the
-    `collectors` the site adds (moc_site.views: each app's scrape-time figures)."""
+    """The exposition of this machine's processes (or this process) and of the scrape-time
+    `collectors` the site adds (moc_site.views: core's state gauges, each app's figures)."""
     if multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
@@ -87,7 +63,6 @@ def render(multiproc_dir: str, collectors: Iterable[Collector] = ()) -> bytes:
         registry = CollectorRegistry()
         for collector in (HTTP_REQUESTS, HTTP_LATENCY):
             registry.register(collector)
-    registry.register(StateCollector())
     for collector in collectors:
         registry.register(collector)
     return generate_latest(registry)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.apps import apps as global_apps
 from django.conf import settings
+from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 
 from apps.core.domain.roles import Role, highest, permission_codenames
@@ -57,8 +58,6 @@ def _moc_models() -> list[tuple[str, str, Role | None]]:
 
 def sync_roles() -> None:
     """Create the role groups if needed and give each exactly its permissions over MOC's tables."""
-    from django.contrib.auth.management import create_permissions
-
     for config in global_apps.get_app_configs():
         create_permissions(config, verbosity=0)
     models = _moc_models()

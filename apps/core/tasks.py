@@ -5,6 +5,7 @@ import datetime as dt
 from celery import shared_task
 from django.utils import timezone
 
+from apps.core import selectors
 from apps.core.delivery import DurableTask
 from apps.core.domain.states import DELIVERY
 from apps.core.models import TaskDelivery
@@ -23,7 +24,5 @@ def task_deliveries_prune() -> int:
 @shared_task(base=DurableTask)
 def ping(note: str = "") -> dict:
     """A round trip through the broker and a worker, for health probes and tests."""
-    from apps.core import selectors
-
     selectors.database_ok()
     return {"pong": True, "note": note, "at": timezone.now().isoformat()}

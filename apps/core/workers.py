@@ -16,34 +16,17 @@ from typing import Any
 
 import redis
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.worker import state
 from django.conf import settings
 
 from apps.core import metrics
+from apps.core.delivery import deliveries_interrupt
+from apps.core.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "moc:worker:"
 _stop = threading.Event()
-
-
-def redis_client(timeout: float = 2.0) -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-
-_shared: dict[str, redis.Redis] = {}
-
-
-def shared_redis() -> redis.Redis:
-    """One client (a thread-safe connection pool) per process, for paths where a new connection
-    per call would cost more than the call: inference requests and their answers. A reply stalls
-    for at most 10 s, so blocking reads (BLPOP) must wait less than that per call."""
-    url = settings.REDIS_URL
-    client = _shared.get(url)
-    if client is None:
-        client = _shared[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=30
-        )
-    return client
 
 
 def _key(hostname: str) -> str:
@@ -107,10 +90,6 @@ def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
 @worker_shutting_down.connect(dispatch_uid="moc-deliveries-interrupt")
 def _interrupt_active_tasks(sender: Any, **kwargs: Any) -> None:
     """A warm shutdown hands unfinished tasks back to the broker: not a crash, so say so first."""
-    from celery.worker import state
-
-    from apps.core.delivery import deliveries_interrupt
-
     task_ids = [request.id for request in list(state.active_requests)]
     if task_ids:
         try:

@@ -23,7 +23,7 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import holdings, metrics, registration, retention, services, telemetry
 from apps.fleet.devices.base import DeviceBackend, DeviceReading, SimLoad
 from apps.fleet.devices.select import open_backend

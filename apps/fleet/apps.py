@@ -6,4 +6,5 @@ class FleetConfig(AppConfig):
     label = "fleet"
 
     def ready(self) -> None:
-        from apps.fleet import agent  # noqa: F401  (connects the worker start/stop receivers; imports models)
+        # Imported here, not at the top: it imports models, which Django readies only now.
+        from apps.fleet import agent  # noqa: F401  (connects the worker start/stop receivers)

@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from apps.core import workers
+from apps.core import redis_clients
 from apps.fleet import telemetry
 from apps.fleet.domain.states import DeviceHealth
 
@@ -133,7 +133,7 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with workers.redis_client(timeout=1.0) as client:
+            with redis_clients.redis_client(timeout=1.0) as client:
                 messages = telemetry.latest(client)
         except redis.RedisError:
             # /readyz reports Redis; /metrics still answers with everything it can.

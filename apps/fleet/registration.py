@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import services, signals, telemetry
 from apps.fleet.devices.base import DeviceInfo, NodeInfo
 from apps.fleet.domain.states import DeviceHealth, NodeState

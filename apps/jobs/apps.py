@@ -6,7 +6,8 @@ class JobsConfig(AppConfig):
     label = "jobs"
 
     def ready(self) -> None:
-        from apps.jobs.holdings import JOBS  # models are ready only now
+        # Imported here, not at the top: they import models, which Django readies only now.
+        from apps.jobs.holdings import JOBS
         from apps.serving import ledger
 
         ledger.register(JOBS)

@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 
-from apps.core import workers
+from apps.core import redis_clients
 from apps.fleet.agent import open_node_backend
 from apps.jobs import events
 from apps.jobs.domain.kinds import SELFTEST_CHECKS, ErrorClass, LogLevel
@@ -41,7 +41,7 @@ def _database(job: Job) -> tuple[str, dict[str, Any]]:
 
 
 def _redis(job: Job) -> tuple[str, dict[str, Any]]:
-    client = workers.redis_client()
+    client = redis_clients.redis_client()
     client.ping()
     server = client.info("server")
     kwargs = client.connection_pool.connection_kwargs

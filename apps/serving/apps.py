@@ -7,7 +7,7 @@ class ServingConfig(AppConfig):
     verbose_name = "Serving"
 
     def ready(self) -> None:
-        # Imported here because they import models, which are ready only now.
+        # Imported here, not at the top: they import models, which Django readies only now.
         from apps.fleet import holdings, signals
         from apps.serving import ledger, receivers, sections
         from apps.serving.worker import worker  # noqa: F401  (connects the worker start/stop receivers)

@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 
 from apps.core import dispatch
-from apps.core.workers import shared_redis
+from apps.core.redis_clients import shared_redis
 from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.models.models import ModelVersion
 from apps.serving import messages, metrics, placing
@@ -29,7 +29,7 @@ from apps.serving.domain.breaker import BreakerConfig
 from apps.serving.domain.errors import ErrorClass
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
 from apps.serving.models import Placement, ServingProfile
-from apps.serving.resilience import Breakers, Bulkhead, BulkheadFull
+from apps.serving.resilience import Breakers, Bulkhead, BulkheadFull, Seen
 
 # A request left with less time than this after waiting for a slot is not sent at all.
 _MIN_LEFT_S = 0.05
@@ -135,11 +135,12 @@ def _through_breaker(
         raise Refused(504, why, ErrorClass.TIMEOUT)
     breakers = Breakers(client)
     now = time.time()
-    chosen, refusal = None, None
-    for placement in _in_breaker_order(candidates, breakers):
-        admission = breakers.admit(placement.pk, limits.breaker, now=now)
+    seen = breakers.read(p.pk for p in candidates)  # each breaker read once for this request
+    chosen, admitted, refusal = None, None, None
+    for placement in _in_breaker_order(candidates, seen):
+        admission = breakers.admit(placement.pk, limits.breaker, now=now, seen=seen[placement.pk])
         if admission.ok:
-            chosen = placement
+            chosen, admitted = placement, admission
             break
         refusal = refusal or admission
     if chosen is None:
@@ -155,12 +156,17 @@ def _through_breaker(
     finally:
         if answer is None:  # no answer in time, or sending it failed: the placement's failure either way
             breakers.record(
-                chosen.pk, limits.breaker, now=time.time(), error_class=ErrorClass.TIMEOUT, error="no answer"
+                chosen.pk,
+                limits.breaker,
+                now=time.time(),
+                error_class=ErrorClass.TIMEOUT,
+                error="no answer",
+                seen=admitted.seen,
             )
     if answer is None:
         raise Refused(504, f"{version} did not answer within {limits.timeout_s:g} s.", ErrorClass.TIMEOUT)
     if answer.get("ok"):
-        breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None)
+        breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None, seen=admitted.seen)
         return {
             "placement": chosen.pk,
             "device": chosen.device_id,
@@ -170,7 +176,9 @@ def _through_breaker(
         }
     error_class = ErrorClass(answer.get("error_class") or ErrorClass.INTERNAL)
     error = str(answer.get("error") or "")
-    breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=error_class, error=error)
+    breakers.record(
+        chosen.pk, limits.breaker, now=time.time(), error_class=error_class, error=error, seen=admitted.seen
+    )
     raise _failed(chosen, version, error_class, error, resident=answer.get("resident", True))
 
 
@@ -183,13 +191,12 @@ def _loaded(version: ModelVersion, placement_id: int | None) -> list[Placement]:
     return list(rows)
 
 
-def _in_breaker_order(candidates: list[Placement], breakers: Breakers) -> list[Placement]:
+def _in_breaker_order(candidates: list[Placement], seen: dict[int, Seen]) -> list[Placement]:
     """Closed breakers first, spread at random among them; then the others, which may let a probe by."""
     if len(candidates) == 1:
         return candidates
-    states = breakers.get(p.pk for p in candidates)
     shuffled = random.sample(candidates, len(candidates))
-    return sorted(shuffled, key=lambda p: states[p.pk].state != "closed" if p.pk in states else False)
+    return sorted(shuffled, key=lambda p: seen[p.pk][0].state != "closed")
 
 
 def _not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> Refused:

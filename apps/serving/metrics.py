@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from apps.core import workers
+from apps.core import redis_clients
 from apps.serving.domain.breaker import Breaker, BreakerState
 from apps.serving.domain.states import PLACEMENT_ACTIVE
 from apps.serving.models import Placement
@@ -35,7 +35,7 @@ def breaker_families() -> list[Metric]:
     if not placements:
         return []
     try:
-        with workers.redis_client(timeout=1.0) as client:
+        with redis_clients.redis_client(timeout=1.0) as client:
             breakers = Breakers(client).get(p.pk for p in placements)
     except redis.RedisError:
         return []

@@ -54,6 +54,11 @@ class Admission:
     state: BreakerState
     reason: str  # why it was refused; "" when let through
     retry_after_s: float  # for the 503's Retry-After; 0 when let through
+    seen: Seen  # the breaker as admission left it, with its version: record() needs no read
+
+
+# A breaker as read from Redis, with the version its compare-and-set checks.
+Seen = tuple[Breaker, int]
 
 
 class Breakers:
@@ -63,11 +68,16 @@ class Breakers:
         self.client = client
         self._compare_and_set = client.register_script(_COMPARE_AND_SET)
 
-    def admit(self, placement_id: int, cfg: BreakerConfig, *, now: float) -> Admission:
-        """Whether a request may go to the placement now; a closed breaker costs one read."""
-        allowed, after, reason = self._change(placement_id, lambda b: rules.admit(b, cfg, now))
+    def admit(
+        self, placement_id: int, cfg: BreakerConfig, *, now: float, seen: Seen | None = None
+    ) -> Admission:
+        """Whether a request may go to the placement now. A closed breaker costs one read, none
+        when the caller read it already (`seen`, from read()), and no write."""
+        (allowed, after, reason), now_seen = self._change(
+            placement_id, lambda b: rules.admit(b, cfg, now), seen
+        )
         wait = 0.0 if allowed else rules.retry_after_s(after, cfg, now)
-        return Admission(ok=allowed, state=after.state, reason=reason, retry_after_s=wait)
+        return Admission(ok=allowed, state=after.state, reason=reason, retry_after_s=wait, seen=now_seen)
 
     def record(
         self,
@@ -77,44 +87,58 @@ class Breakers:
         now: float,
         error_class: ErrorClass | None,
         error: str = "",
+        seen: Seen | None = None,
     ) -> Breaker:
         """Count a request's outcome (error_class None = success) and return the breaker after it.
+        From `seen` (its admission's) a success on a closed breaker reads and writes nothing; a
+        breaker that changed meanwhile is caught by the compare-and-set, which reads it again.
 
         A caller's bad request says nothing about the placement, so it counts as a success.
         """
         if error_class is None or error_class in NOT_THE_PLACEMENTS_FAULT:
-            return self._change(placement_id, lambda b: (True, rules.on_success(b, cfg, now), ""))[1]
+            return self._change(placement_id, lambda b: (True, rules.on_success(b, cfg, now), ""), seen)[0][1]
         text = f"{error_class.value}: {error}" if error else error_class.value
-        return self._change(placement_id, lambda b: (True, rules.on_failure(b, cfg, now, text), ""))[1]
+        return self._change(placement_id, lambda b: (True, rules.on_failure(b, cfg, now, text), ""), seen)[0][
+            1
+        ]
 
-    def get(self, placement_ids: Iterable[int]) -> dict[int, Breaker]:
-        """Each placement's breaker (closed when it has no state), in one round trip."""
+    def read(self, placement_ids: Iterable[int]) -> dict[int, Seen]:
+        """Each placement's breaker (closed when it has no state) and its version, in one round trip."""
         ids = list(placement_ids)
         pipe = self.client.pipeline(transaction=False)
         for placement_id in ids:
             pipe.hgetall(_breaker_key(placement_id))
-        return {pid: _decode(raw)[0] for pid, raw in zip(ids, pipe.execute(), strict=True)}
+        return {pid: _decode(raw) for pid, raw in zip(ids, pipe.execute(), strict=True)}
+
+    def get(self, placement_ids: Iterable[int]) -> dict[int, Breaker]:
+        """Each placement's breaker (closed when it has no state), in one round trip."""
+        return {pid: seen[0] for pid, seen in self.read(placement_ids).items()}
 
     def forget(self, placement_id: int) -> None:
         """Drop a placement's breaker (it was unloaded)."""
         self.client.delete(_breaker_key(placement_id))
 
     def _change(
-        self, placement_id: int, step: Callable[[Breaker], tuple[bool, Breaker, str]]
-    ) -> tuple[bool, Breaker, str]:
-        """Apply `step` (a rule of the domain module) to the shared breaker; writes only on a change.
+        self,
+        placement_id: int,
+        step: Callable[[Breaker], tuple[bool, Breaker, str]],
+        seen: Seen | None = None,
+    ) -> tuple[tuple[bool, Breaker, str], Seen]:
+        """Apply `step` (a rule of the domain module) to the shared breaker, starting from `seen`
+        when the caller read it, else reading it; writes only on a change. Returns the step's
+        outcome and the breaker with its version as this left it.
 
         Each lost race means another writer's change landed, so the loop always ends.
         """
         key = _breaker_key(placement_id)
-        current, version = _decode(self.client.hgetall(key))
+        current, version = seen if seen is not None else _decode(self.client.hgetall(key))
         while True:
             outcome = step(current)
             if outcome[1] == current:
-                return outcome
+                return outcome, (current, version)
             reply = self._compare_and_set(keys=[key], args=[version, BREAKER_TTL_S, *_encode(outcome[1])])
             if reply[0] == 1:
-                return outcome
+                return outcome, (outcome[1], version + 1)
             current, version = _decode(_pairs(reply[1]))
 
 

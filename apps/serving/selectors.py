@@ -12,7 +12,7 @@ import redis
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.models.domain.states import ValidationState
 from apps.models.models import ModelVersion
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from django.test.utils import override_settings
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import registration, telemetry
 from apps.fleet.agent import Agent, serves_this_node
 from apps.fleet.devices.sim import SimBackend

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
 from apps.core.domain.roles import Role
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import telemetry
 from apps.fleet.consumers import CLOSE_BAD_REQUEST
 from moc_site.asgi import application

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import registration, telemetry
 from apps.fleet.devices.base import DeviceInfo, NodeInfo
 from apps.fleet.domain.states import DeviceHealth, NodeState

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from apps.core import workers
 from apps.core.domain.roles import Role
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet.models import Device
 from apps.models import demo, scanning
 from apps.models.models import ModelVersion

@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.core import workers
+from apps.core import redis_clients, workers
 from apps.jobs import services
 from apps.jobs.domain.kinds import ErrorClass
 from apps.jobs.domain.states import JobState
@@ -23,7 +23,7 @@ Broker = Callable[[str], list[dict[str, Any]]]
 
 
 def heartbeat(hostname: str, queues: list[str], started_s_ago: float = 3600) -> None:
-    workers.beat(workers.redis_client(), hostname, queues, time.time() - started_s_ago)
+    workers.beat(redis_clients.redis_client(), hostname, queues, time.time() - started_s_ago)
 
 
 def ago(seconds: int) -> dt.datetime:

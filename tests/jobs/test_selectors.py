@@ -5,14 +5,16 @@ import time
 
 import pytest
 
-from apps.core import workers
+from apps.core import redis_clients, workers
 from apps.jobs import selectors
 from apps.jobs.domain.states import JobState
 from tests.jobs.factories import JobFactory
 
 
 def test_queue_choices_offer_default_then_the_queues_live_workers_consume() -> None:
-    workers.beat(workers.redis_client(), "celery@gpu1", ["gpu.gpu1.1", "gpu.gpu1.0", "default"], time.time())
+    workers.beat(
+        redis_clients.redis_client(), "celery@gpu1", ["gpu.gpu1.1", "gpu.gpu1.0", "default"], time.time()
+    )
 
     assert selectors.queue_choices() == ["default", "gpu.gpu1.0", "gpu.gpu1.1"]
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
-from apps.core import audit, dispatch, workers
+from apps.core import audit, dispatch, redis_clients, workers
 from apps.core.domain.statemachine import InvalidTransition
 from apps.core.models import AuditEvent
 from apps.jobs import services
@@ -23,7 +23,7 @@ Broker = Callable[[str], list[dict[str, Any]]]
 
 
 def heartbeat(hostname: str, queues: list[str]) -> None:
-    workers.beat(workers.redis_client(), hostname, queues, time.time())
+    workers.beat(redis_clients.redis_client(), hostname, queues, time.time())
 
 
 def test_job_create_queues_a_selftest() -> None:

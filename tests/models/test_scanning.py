@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from apps.core import dispatch, workers
+from apps.core import dispatch, redis_clients
 from apps.core.domain.errors import Conflict
 from apps.models import formats, scanning, tasks
 from apps.models.domain.formats import FileFormat, ModelFormat
@@ -228,7 +228,7 @@ def test_a_second_scan_request_while_one_is_active_is_a_conflict(root: Path) -> 
 
 def test_a_scan_that_finds_another_walking_the_roots_fails_and_says_why(root: Path) -> None:
     scan = scanning.scan_request(user=None)
-    other = workers.redis_client().lock(scanning.base.LOCK_KEY, timeout=60)
+    other = redis_clients.redis_client().lock(scanning.base.LOCK_KEY, timeout=60)
     assert other.acquire(blocking=False)
 
     scan = scanning.scan_run(scan=scan)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from apps.models.domain.headers import Check, FileHeader
 from apps.models.domain.validation import problems, summarise, version_report
 from apps.models.formats import hf, read_header
-from apps.models.formats.base import Check, FileHeader
 from tests.models.formats import corpus
 
 SHA = "0" * 64

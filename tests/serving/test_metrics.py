@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.serving.domain.breaker import BreakerConfig
 from apps.serving.domain.errors import ErrorClass
 from apps.serving.domain.states import PlacementState

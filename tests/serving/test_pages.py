@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet.domain.kinds import DeviceKind
 from apps.fleet.domain.states import NodeState
 from apps.models.domain.formats import ModelFormat

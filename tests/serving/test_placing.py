@@ -13,7 +13,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apps.core import dispatch
-from apps.core.workers import beat, redis_client
+from apps.core.redis_clients import redis_client
+from apps.core.workers import beat
 from apps.fleet import telemetry
 from apps.fleet.domain.kinds import Backend
 from apps.fleet.domain.states import DeviceHealth, NodeState

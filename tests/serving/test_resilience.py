@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.serving import resilience
 from apps.serving.domain.breaker import Breaker, BreakerConfig, BreakerState
 from apps.serving.domain.errors import ErrorClass

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import history, selectors, telemetry
 from apps.fleet.api import serializers as s
 from apps.fleet.filters import DeviceFilter, NodeFilter, TelemetrySampleFilter

@@ -6,17 +6,25 @@ allowed step toward what the reading says, so a GPU that failed earns trust back
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .states import DEVICE_HEALTH, DeviceHealth
-
-if TYPE_CHECKING:  # only the type: importing the device layer would load NVML's bindings
-    from apps.fleet.devices.base import DeviceReading
 
 H = DeviceHealth
 
 
-def assess(reading: DeviceReading, *, hot_c: float) -> tuple[DeviceHealth, str]:
+class Reading(Protocol):
+    """What assess() reads of a device's reading (apps.fleet.devices.base.DeviceReading)."""
+
+    @property
+    def error(self) -> str: ...
+    @property
+    def ecc_uncorrected(self) -> int | None: ...
+    @property
+    def temperature_c(self) -> float | None: ...
+
+
+def assess(reading: Reading, *, hot_c: float) -> tuple[DeviceHealth, str]:
     """The health this reading calls for, and the reason an operator sees ("" when healthy)."""
     if reading.error:
         return H.UNHEALTHY, reading.error

@@ -78,6 +78,7 @@ def make(out: Path, *, seconds: float, force: bool, log: Callable[[str], None]) 
     """
     # Read by huggingface_hub when it is first imported: nothing below may reach a hub.
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # Deferred: the builders import torch and transformers, which only making the demo models needs.
     from apps.models.demo import gguf_file, lm, lora, onnx_export
 
     out.mkdir(parents=True, exist_ok=True)

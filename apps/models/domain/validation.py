@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from apps.models.domain.formats import FileFormat, ModelFormat
-from apps.models.formats.base import Check, FileHeader
+from apps.models.domain.headers import Check, FileHeader
 
 # When a folder ships the same weights twice (safetensors beside pytorch_model.bin, as many
 # Hugging Face repositories do), the first format here is the one counted and served.

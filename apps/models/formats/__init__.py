@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from apps.models.domain.formats import FileFormat
+from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import gguf, onnx, pickles, safetensors
-from apps.models.formats.base import Check, FileHeader, FormatError, inside_roots
+from apps.models.formats.base import FormatError, inside_roots
 
 __all__ = ["detect", "read_header"]
 

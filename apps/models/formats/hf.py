@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apps.models.formats.base import Check, FormatError
+from apps.models.domain.headers import Check
+from apps.models.formats.base import FormatError
 
 MAX_JSON_BYTES = 10 * 1024 * 1024
 

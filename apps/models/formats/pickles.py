@@ -19,7 +19,7 @@ from typing import IO, Any
 from picklescan import scanner
 
 from apps.models.domain.formats import FileFormat
-from apps.models.formats.base import Check, FileHeader
+from apps.models.domain.headers import Check, FileHeader
 
 # Per pickle stream. torch.save writes about 125 bytes, 32 opcodes and 80 reads per tensor, so
 # these allow some 12,000 tensors in one file. pickletools reads at least once per opcode, so

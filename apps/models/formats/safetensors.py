@@ -16,8 +16,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from apps.models.domain.formats import FileFormat
+from apps.models.domain.headers import Check, FileHeader, TensorInfo
 from apps.models.formats import hf
-from apps.models.formats.base import Check, FileHeader, FormatError, TensorInfo, inside_roots
+from apps.models.formats.base import FormatError, inside_roots
 
 MAX_HEADER_BYTES = 100_000_000
 # Bits per element, as the library's Dtype::bitsize gives them (safetensors 0.8; F4 and F6 pack

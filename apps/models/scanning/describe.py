@@ -10,8 +10,8 @@ from django.conf import settings
 
 from apps.models.domain import validation, vram
 from apps.models.domain.formats import FileFormat, ModelFormat
+from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import hf
-from apps.models.formats.base import Check, FileHeader
 from apps.models.models import ModelVersion
 
 

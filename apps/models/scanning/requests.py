@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core import dispatch, workers
+from apps.core import dispatch, redis_clients
 from apps.core.domain.errors import Conflict
 from apps.models import messages
 from apps.models.domain.states import SCAN_ACTIVE, ScanState
@@ -46,7 +46,7 @@ def validation_request(*, version: ModelVersion) -> ModelVersion:
 
 def scans_fail_stale() -> int:
     """Fail running scans whose worker vanished (their lock expired) and resend long-queued ones."""
-    if scan_lock(workers.redis_client()).locked():
+    if scan_lock(redis_clients.redis_client()).locked():
         return 0
     old = timezone.now() - QUEUED_RESEND_AFTER
     with transaction.atomic():

@@ -17,14 +17,14 @@ from django.db import transaction
 from django.utils import timezone
 from redis.lock import Lock
 
-from apps.core import dispatch, workers
+from apps.core import dispatch, redis_clients
 from apps.core.transitions import transition
 from apps.models import discovery, formats, messages
 from apps.models.discovery import Candidate, FoundFile
 from apps.models.domain import naming
 from apps.models.domain.formats import FileFormat, ModelFormat
+from apps.models.domain.headers import FileHeader
 from apps.models.domain.states import SCAN, ScanState, ValidationState
-from apps.models.formats.base import FileHeader
 from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
 from apps.models.scanning.base import ERRORS_MAX, QUEUED_RESEND_AFTER, scan_fail, scan_lock
 from apps.models.scanning.checksums import checksum_chunks
@@ -35,7 +35,7 @@ _BATCH_FILES = 500  # files per transaction, and between two progress saves
 
 def scan_run(*, scan: ScanRun) -> ScanRun:
     """Run a queued scan. One scan walks at a time; a duplicate or late delivery does nothing."""
-    lock = scan_lock(workers.redis_client())
+    lock = scan_lock(redis_clients.redis_client())
     if not lock.acquire():
         scan.refresh_from_db()
         if scan.state == ScanState.QUEUED:

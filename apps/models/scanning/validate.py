@@ -9,9 +9,9 @@ from pathlib import Path
 
 from apps.models import discovery, services
 from apps.models.domain import validation
+from apps.models.domain.headers import Check
 from apps.models.domain.states import ValidationState
 from apps.models.formats import hf
-from apps.models.formats.base import Check
 from apps.models.models import ModelFile, ModelVersion
 from apps.models.scanning.base import configured_roots
 from apps.models.scanning.checksums import file_path

@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import telemetry
 from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
 from apps.fleet.models import Device

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet.models import Device
 from apps.models.models import ModelVersion
 from apps.serving.domain.states import PLACEMENT_ACTIVE

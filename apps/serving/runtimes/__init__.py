@@ -12,6 +12,7 @@ import importlib.util
 
 from apps.serving.domain.errors import BadInput, RuntimeMissing
 from apps.serving.domain.tasks import tasks_for
+from apps.serving.runtimes import gguf
 from apps.serving.runtimes.base import DeadlineExceeded, Loaded, LoadSpec, Unloaded, serving_error
 from apps.serving.runtimes.gguf import MISSING as GGUF_MISSING
 
@@ -56,7 +57,7 @@ def load(spec: LoadSpec) -> Loaded:
     """Load the version `spec` describes onto the worker's device, raising ServingError subclasses."""
     if spec.kind == "adapter":
         _require(*_ADAPTER_NEEDS)
-        from apps.serving.runtimes import hf
+        from apps.serving.runtimes import hf  # deferred: imports torch, transformers and peft
 
         return hf.load_adapter(spec)
     if not tasks_for(spec.kind, spec.format):
@@ -76,16 +77,14 @@ def load(spec: LoadSpec) -> Loaded:
 
 def _load(spec: LoadSpec) -> Loaded:
     if spec.format == "gguf":
-        from apps.serving.runtimes import gguf
-
         return gguf.load(spec)
     if spec.format == "onnx" or spec.kind == "onnx-graph":
         _require(*_NEEDS["onnx"])
-        from apps.serving.runtimes import onnx
+        from apps.serving.runtimes import onnx  # deferred: imports onnxruntime and numpy
 
         return onnx.load(spec)
     _require(*_NEEDS["hf"])
-    from apps.serving.runtimes import hf
+    from apps.serving.runtimes import hf  # deferred: imports torch and transformers
 
     return hf.load(spec)
 

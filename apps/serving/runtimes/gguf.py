@@ -19,6 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from apps.models.formats.gguf.reader import read
 from apps.serving.domain.errors import BadInput, CorruptFile, RuntimeMissing
 from apps.serving.runtimes import memory
 from apps.serving.runtimes.base import (
@@ -190,8 +191,6 @@ def _model_file(path: Path) -> Path:
 
 
 def _checked_header(path: Path) -> Any:
-    from apps.models.formats.gguf.reader import read
-
     header = read(path)
     failed = [check for check in header.checks if check.status == "fail"]
     if failed:

@@ -125,7 +125,7 @@ def load_adapter(spec: LoadSpec) -> TransformersLoaded:
     base_model = base._model
     base_storages = memory.storages(itertools.chain(base_model.parameters(), base_model.buffers()))
     try:
-        from peft import PeftConfig, PeftModel
+        from peft import PeftConfig, PeftModel  # deferred: heavy, needed by adapters only
 
         config = PeftConfig.from_pretrained(folder)
         before = memory.snapshot(spec.device, meter)
@@ -213,7 +213,7 @@ def _pickle_refused(folder: str, name: str) -> NotAllowed:
 
 def _check_safetensors(files: list[Path]) -> None:
     """Read each file's header and bounds, so a damaged file is named before transformers opens it."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # deferred with the rest of the weights libraries
 
     for path in files:
         try:

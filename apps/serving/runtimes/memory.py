@@ -52,7 +52,7 @@ def snapshot(device: str, meter: str) -> Snapshot:
     if meter == RSS:
         return Snapshot(meter, psutil.Process().memory_info().rss)
     try:
-        import torch
+        import torch  # deferred: heavy, and absent on a worker without the demo extra
     except ImportError:
         return Snapshot(meter, None)
     torch.cuda.synchronize(device)

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from apps.core.workers import shared_redis
+from apps.core.redis_clients import shared_redis
 from apps.serving import metrics
 from apps.serving.domain.errors import (
     BadInput,

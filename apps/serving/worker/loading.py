@@ -20,11 +20,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import services as fleet_services
 from apps.fleet.domain.states import DeviceHealth
 from apps.fleet.models import Device
-from apps.serving import metrics, placing, services
+from apps.serving import metrics, placing, runtimes, services
 from apps.serving.domain.errors import (
     ErrorClass,
     Recovery,
@@ -119,8 +119,6 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
 
 
 def _into_memory(p: Placement, base: Any) -> Any:
-    from apps.serving import runtimes
-
     profile = placing.profile_for(p.version)
     spec = runtimes.LoadSpec(
         path=p.version.path,

@@ -10,7 +10,7 @@ import time_machine
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.fleet import telemetry
 from tests.fleet.factories import DeviceFactory, TelemetrySampleFactory
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from apps.core import workers
+from apps.core import redis_clients, workers
 from apps.core.domain.roles import Role
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.domain.states import JobState
@@ -141,7 +141,7 @@ def test_create_names_the_bad_field(client_as: Client, payload: dict[str, Any], 
 
 
 def test_create_on_a_queue_no_live_worker_consumes_is_a_400_naming_the_live_queues(client_as: Client) -> None:
-    workers.beat(workers.redis_client(), "celery@gpu1", ["default", "gpu.gpu1.0"], time.time())
+    workers.beat(redis_clients.redis_client(), "celery@gpu1", ["default", "gpu.gpu1.0"], time.time())
 
     response = client_as(Role.OPERATOR).post(
         URL, {"kind": "selftest", "queue": "nobody.listens"}, format="json"
@@ -155,7 +155,7 @@ def test_create_on_a_queue_no_live_worker_consumes_is_a_400_naming_the_live_queu
 
 
 def test_create_on_a_queue_a_live_worker_consumes_is_a_201(client_as: Client) -> None:
-    workers.beat(workers.redis_client(), "celery@gpu1", ["gpu.gpu1.0"], time.time())
+    workers.beat(redis_clients.redis_client(), "celery@gpu1", ["gpu.gpu1.0"], time.time())
 
     response = client_as(Role.OPERATOR).post(URL, {"kind": "selftest", "queue": "gpu.gpu1.0"}, format="json")
 

@@ -6,7 +6,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from apps.models.formats.base import FileHeader
+from apps.models.domain.headers import FileHeader
 
 # A hostile file may cost a few windows of reading, never the sizes it claims.
 PEAK_BYTES = 1 << 20

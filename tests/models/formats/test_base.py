@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from apps.models.domain.formats import FileFormat
+from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import detect, read_header, safetensors
-from apps.models.formats.base import Check, FileHeader, FormatError, inside_roots
+from apps.models.formats.base import FormatError, inside_roots
 from tests.models.formats import corpus
 
 

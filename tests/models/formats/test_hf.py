@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from apps.models.domain.headers import Check
 from apps.models.formats import hf
-from apps.models.formats.base import Check, FormatError
+from apps.models.formats.base import FormatError
 from tests.models.formats import corpus
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.models.domain.headers import Check
 from apps.models.formats import pickles, read_header
-from apps.models.formats.base import Check
 from tests.models.formats import corpus
 
 Writer = Callable[[Path, Path], Path]

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apps.models.domain.headers import FileHeader, TensorInfo
 from apps.models.formats import read_header, safetensors
-from apps.models.formats.base import FileHeader, FormatError, TensorInfo
+from apps.models.formats.base import FormatError
 from tests.models.formats import corpus
 
 

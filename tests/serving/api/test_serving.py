@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from apps.core import dispatch
 from apps.core.domain.roles import Role
-from apps.core.workers import redis_client
+from apps.core.redis_clients import redis_client
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from apps.serving import messages

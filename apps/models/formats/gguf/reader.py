@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from apps.models.domain.formats import FileFormat
-from apps.models.formats.base import Check, FileHeader, FormatError
+from apps.models.domain.headers import Check, FileHeader
+from apps.models.formats.base import FormatError
 from apps.models.formats.gguf.source import MAX_STRING, U64, Source
 from apps.models.formats.gguf.summary import (
     CHAT_TEMPLATE,

@@ -10,7 +10,8 @@ import math
 from array import array
 from collections import Counter
 
-from apps.models.formats.base import Check, FormatError, Problems, TensorInfo
+from apps.models.domain.headers import Check, Problems, TensorInfo
+from apps.models.formats.base import FormatError
 from apps.models.formats.gguf.tables import GGML_TYPES
 from apps.models.formats.gguf.values import SHOWN_STRING
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from apps.models.domain.formats import FileFormat
-from apps.models.formats.base import Check, FileHeader, FormatError
+from apps.models.domain.headers import Check, FileHeader
+from apps.models.formats.base import FormatError
 from apps.models.formats.onnx.model import Walker
 from apps.models.formats.onnx.tensors import INT64_MAX
 from apps.models.formats.onnx.wire import Source

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from apps.models.formats.base import Check, Problems, TensorInfo, inside_roots
+from apps.models.domain.headers import Check, Problems, TensorInfo
+from apps.models.formats.base import inside_roots
 from apps.models.formats.onnx.wire import LEN
 
 # Tensor infos kept for tests and validation.

@@ -1,0 +1,77 @@
+"""What reading a file's header finds, and the lines of a validation report: plain values that the
+format readers (apps.models.formats) produce and the validation rules (apps.models.domain.validation)
+judge."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Status = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of a validation report: a named check, its outcome and why."""
+
+    check: str
+    status: Status
+    detail: str
+    file: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """The form ModelVersion.validation_report stores."""
+        return {"check": self.check, "status": self.status, "detail": self.detail, "file": self.file}
+
+
+class Problems:
+    """Counts a reader's problems per check, keeping the first of each to name in the report.
+
+    A hostile file can repeat one fault a million times (a duplicated name, a bad offset); the
+    report gets one line per check, the first problem plus how many more, not a million lines.
+    """
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def add(self, check: str, detail: str) -> None:
+        self.count[check] += 1
+        self.first.setdefault(check, detail)
+
+    def check(self, name: str, passed: str) -> Check:
+        """The check's line: a pass saying `passed`, or a fail naming the first problem."""
+        count = self.count[name]
+        if not count:
+            return Check(name, "pass", passed)
+        more = f" (and {count - 1:,} more)" if count > 1 else ""
+        return Check(name, "fail", self.first[name] + more)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileHeader:
+    """What reading one file's header found; `format` is a FileFormat value."""
+
+    format: str
+    metadata: dict[str, Any]
+    tensor_count: int
+    params_count: int | None
+    weights_bytes: int
+    dtypes: dict[str, int]
+    checks: tuple[Check, ...]
+    # Files this one points at (weight shards, ONNX external data), relative to its folder.
+    references: tuple[str, ...] = ()
+    tensors: tuple[TensorInfo, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return any(check.status == "fail" for check in self.checks)
