@@ -16,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from apps.core.domain.queues import Queue as MocQueue
 from apps.core.env import env_bool, env_float, env_int, env_list, env_secret, env_str, local_secret_key
 from apps.core.redis_layout import caches_for, channel_layers_for
 
@@ -177,27 +178,29 @@ CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(env_int("MOC_WORKER_SOFT_SHUTDOWN_S"
 CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = [Queue("default", Exchange("default"), routing_key="default")] + [
-    Queue(name, Exchange(name), routing_key=name) for name in MOC_DEVICE_QUEUES
-]
+CELERY_TASK_DEFAULT_QUEUE = MocQueue.DEFAULT.value
+CELERY_TASK_QUEUES = [
+    Queue(
+        CELERY_TASK_DEFAULT_QUEUE, Exchange(CELERY_TASK_DEFAULT_QUEUE), routing_key=CELERY_TASK_DEFAULT_QUEUE
+    )
+] + [Queue(name, Exchange(name), routing_key=name) for name in MOC_DEVICE_QUEUES]
 # Every task by name. job_run has no fixed queue: each job is sent to its own queue
 # (`default` or a device's gpu.<node>.<index>) when it is dispatched; so are the placement
 # tasks (placement_load, _unload, _infer, device_ping), to the device's queue.
 CELERY_TASK_ROUTES = {
-    "apps.jobs.tasks.jobs_redispatch_stale": {"queue": "default"},
-    "apps.core.tasks.task_deliveries_prune": {"queue": "default"},
-    "apps.core.tasks.ping": {"queue": "default"},
-    "apps.fleet.tasks.fleet_nodes_sweep": {"queue": "default"},
-    "apps.fleet.tasks.fleet_telemetry_compact": {"queue": "default"},
-    "apps.serving.tasks.placements_expire_idle": {"queue": "default"},
-    "apps.serving.tasks.placements_reconcile": {"queue": "default"},
-    "apps.serving.tasks.placements_preload_by_demand": {"queue": "default"},
-    "apps.serving.tasks.inference_records_prune": {"queue": "default"},
-    "apps.models.tasks.registry_scan": {"queue": "default"},
-    "apps.models.tasks.registry_scan_periodic": {"queue": "default"},
-    "apps.models.tasks.registry_checksum": {"queue": "default"},
-    "apps.models.tasks.registry_validate": {"queue": "default"},
+    "apps.jobs.tasks.jobs_redispatch_stale": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.core.tasks.task_deliveries_prune": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.core.tasks.ping": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.fleet.tasks.fleet_nodes_sweep": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.fleet.tasks.fleet_telemetry_compact": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.serving.tasks.placements_expire_idle": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.serving.tasks.placements_reconcile": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.serving.tasks.placements_preload_by_demand": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.serving.tasks.inference_records_prune": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.models.tasks.registry_scan": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.models.tasks.registry_scan_periodic": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.models.tasks.registry_checksum": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.models.tasks.registry_validate": {"queue": CELERY_TASK_DEFAULT_QUEUE},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

@@ -23,13 +23,13 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
+from apps.core.domain.queues import node_device_queues
 from apps.core.redis_clients import redis_client
 from apps.fleet import holdings, metrics, registration, retention, services, telemetry
 from apps.fleet.devices.base import DeviceBackend, DeviceReading, SimLoad
 from apps.fleet.devices.select import open_backend
 from apps.fleet.domain.health import assess, next_step
 from apps.fleet.domain.history import SampleWindow
-from apps.fleet.domain.kinds import parse_device_queue
 from apps.fleet.domain.states import NodeState
 from apps.fleet.models import Device, Node
 
@@ -224,7 +224,7 @@ _agent: Agent | None = None
 
 def serves_this_node(queues: list[str]) -> bool:
     """Whether a worker consuming `queues` is a device worker of this node."""
-    return any((parsed := parse_device_queue(q)) and parsed[1] == settings.MOC_NODE_NAME for q in queues)
+    return bool(node_device_queues(queues, settings.MOC_NODE_NAME))
 
 
 @worker_ready.connect(dispatch_uid="moc-fleet-agent-start")

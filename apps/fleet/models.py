@@ -6,13 +6,13 @@ from __future__ import annotations
 from django.db import models
 from django.urls import reverse
 
+from apps.core.domain.queues import device_queue
 from apps.core.models import TimeStamped
 from apps.fleet.domain.kinds import (
     BACKEND_CHOICES,
     DEVICE_KIND_CHOICES,
     RESOLUTION_CHOICES,
     Resolution,
-    device_queue,
 )
 from apps.fleet.domain.states import DEVICE_HEALTH, NODE
 

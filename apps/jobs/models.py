@@ -9,6 +9,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.core.domain.queues import Queue
 from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
 from apps.jobs.domain import kinds
@@ -29,7 +30,7 @@ class Job(TimeStamped):
     )
     queue = models.CharField(
         max_length=100,
-        default="default",
+        default=Queue.DEFAULT.value,
         db_index=True,
         help_text="`default`, or a device's gpu.<node>.<index>",
     )

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core import workers
+from apps.core.domain.queues import Queue
 from apps.jobs.domain.states import JOB, JobState
 from apps.jobs.models import Job, JobEvent
 
@@ -36,7 +37,7 @@ def queue_choices() -> list[str]:
         live = workers.live_queues()
     except redis.RedisError:  # Redis down: offer the default queue; /readyz says what is wrong
         live = set()
-    return ["default", *sorted(live - {"default"})]
+    return [Queue.DEFAULT, *sorted(live - {Queue.DEFAULT})]
 
 
 def overview_cards() -> list[dict]:

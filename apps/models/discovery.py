@@ -22,20 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.models.domain import naming
-from apps.models.domain.formats import FileFormat
+from apps.models.domain.formats import WEIGHT_FORMATS, FileFormat, format_by_name
 
-_WEIGHT_SUFFIXES = {
-    ".safetensors": FileFormat.SAFETENSORS,
-    ".gguf": FileFormat.GGUF,
-    ".onnx": FileFormat.ONNX,
-    ".bin": FileFormat.PYTORCH,
-    ".pt": FileFormat.PYTORCH,
-    ".pth": FileFormat.PYTORCH,
-    ".ckpt": FileFormat.PYTORCH,
-}
-_CONFIG_NAMES = frozenset(
-    {"tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "merges.txt"}
-)
 _FOLDER_MARKERS = frozenset({"config.json", "adapter_config.json"})
 # model-00001-of-00004.safetensors, llama-7b-00002-of-00003.gguf, pytorch_model-00001-of-00002.bin
 _SHARD = re.compile(r"(?P<set>.+)-\d{5}-of-(?P<total>\d{5})\.(?:safetensors|gguf|bin)", re.IGNORECASE)
@@ -103,17 +91,6 @@ class Walk:
 def fingerprint(size: int, mtime_ns: int, inode: int) -> str:
     """What tells a re-scan that a file is unchanged, and a checksum that it is current."""
     return f"{size}:{mtime_ns}:{inode}"
-
-
-def format_by_name(name: str) -> FileFormat:
-    """A file's format from its name alone (headers may correct it: some .bin files are GGUF)."""
-    lower = name.lower()
-    suffix = os.path.splitext(lower)[1]
-    if suffix in _WEIGHT_SUFFIXES:
-        return _WEIGHT_SUFFIXES[suffix]
-    if suffix == ".json" or lower in _CONFIG_NAMES:
-        return FileFormat.CONFIG
-    return FileFormat.OTHER
 
 
 def model_name(raw: str) -> str:
@@ -245,7 +222,7 @@ def _group(root: str, folder: str, files: dict[str, os.stat_result]) -> list[Can
     beside_onnx = any(format_by_name(name) == FileFormat.ONNX for name in files)
     for name, info in files.items():
         fmt = format_by_name(name)
-        if fmt not in _WEIGHT_SUFFIXES.values() or (beside_onnx and name.lower().endswith(".bin")):
+        if fmt not in WEIGHT_FORMATS or (beside_onnx and name.lower().endswith(".bin")):
             continue
         found = [_found(name, info)]
         if fmt == FileFormat.ONNX:

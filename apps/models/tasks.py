@@ -16,6 +16,7 @@ from django.conf import settings
 
 from apps.core.delivery import DurableTask
 from apps.core.domain.errors import Conflict
+from apps.core.domain.queues import Queue
 from apps.models import messages, scanning
 from apps.models.models import ModelVersion, ScanRun
 
@@ -62,7 +63,7 @@ def _first_scan(sender: Any, **kwargs: Any) -> None:
     """A fresh install scans its model roots when its first `default` worker starts, so the
     models scripts/run.sh made (manage.py models_demo) appear without waiting for beat."""
     queues = {q.name for q in sender.app.amqp.queues.consume_from.values()}
-    if not settings.MOC_REGISTRY_SCAN_ON_START or "default" not in queues:
+    if not settings.MOC_REGISTRY_SCAN_ON_START or Queue.DEFAULT not in queues:
         return
     try:
         if not ScanRun.objects.exists():

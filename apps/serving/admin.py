@@ -26,7 +26,7 @@ class PlacementAdmin(admin.ModelAdmin):
     search_fields = ["version__model__name", "device__name", "device__uuid", "device__node__name"]
     list_select_related = ["version__model", "device__node"]
     raw_id_fields = ["version", "device", "depends_on", "displaced_by", "requested_by"]
-    # The state moves only through the placement machine (apps.fleet.services.placement_move);
+    # The state moves only through the placement machine (apps.serving.services.placement_move);
     # the rest is what the scheduler and the worker recorded.
     readonly_fields = [
         "state",

@@ -14,7 +14,7 @@ DEVICE_PING = "serving.device_ping"
 
 # The names these tasks had while serving lived in the fleet app. Messages already queued under
 # them when MOC is upgraded still run: moc_site/celery.py registers each old name for its task.
-# Kept for one release (0.2); migration serving.0003 moves the periodic tasks' rows.
+# Kept for one release; migration serving.0002 moves the periodic tasks' rows.
 LEGACY_NAMES = {
     "apps.fleet.tasks.placement_load": PLACEMENT_LOAD,
     "apps.fleet.tasks.placement_unload": PLACEMENT_UNLOAD,

@@ -4,7 +4,7 @@ Redis rather than process memory because a placement is served by every web proc
 once: one process's view of its failures, or of how many requests are in flight, would let
 the fleet as a whole hammer a broken placement or overload a healthy one.
 
-Breakers: the rules live once, in apps/fleet/domain/breaker.py. A read (HGETALL) decides
+Breakers: the rules live once, in apps/serving/domain/breaker.py. A read (HGETALL) decides
 most calls alone: a closed breaker admits, and an early outcome is accounted for, without a
 write. A change is compare-and-set on the hash's version in one small Lua script; a writer
 that lost a race gets the fresh state in the same reply and applies the rules again.

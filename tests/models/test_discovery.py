@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from apps.models import discovery
-from apps.models.domain.formats import FileFormat
+from apps.models.domain.formats import FileFormat, format_by_name
 from tests.models.formats import corpus
 
 
@@ -212,7 +212,7 @@ def test_a_file_is_seen_by_its_size_mtime_and_inode(tmp_path: Path) -> None:
     ],
 )
 def test_format_by_name(name: str, expected: FileFormat) -> None:
-    assert discovery.format_by_name(name) == expected
+    assert format_by_name(name) == expected
 
 
 def test_ten_thousand_files_walk_in_well_under_a_second(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ class), waiting for room and for a base, draining before an unload, and the batc
 
 Loads that fail are made to fail by replacing `runtimes.load` with one that raises: a real
 out-of-memory or lost GPU cannot happen on a machine without a GPU. Real loads of the demo
-models run in tests/integration/test_serving.py and tests/fleet/runtimes/.
+models run in tests/integration/test_serving.py and tests/serving/runtimes/.
 """
 
 from __future__ import annotations

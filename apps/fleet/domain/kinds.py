@@ -24,16 +24,3 @@ class Resolution(IntEnum):
 BACKEND_CHOICES = [(Backend.NVML.value, "NVML"), (Backend.CPU.value, "CPU"), (Backend.SIM.value, "Simulated")]
 DEVICE_KIND_CHOICES = [(DeviceKind.GPU.value, "GPU"), (DeviceKind.CPU.value, "CPU")]
 RESOLUTION_CHOICES = [(Resolution.RAW.value, "Raw"), (Resolution.MINUTE.value, "1-minute rollup")]
-
-
-def device_queue(kind: str, node: str, index: int) -> str:
-    """A device's own Celery queue, e.g. gpu.node1.0: its worker consumes only that."""
-    return f"{kind}.{node}.{index}"
-
-
-def parse_device_queue(queue: str) -> tuple[str, str, int] | None:
-    """(kind, node, index) of a device queue, or None for any other queue (e.g. `default`)."""
-    parts = queue.split(".")
-    if len(parts) != 3 or parts[0] not in {k.value for k in DeviceKind} or not parts[2].isdigit():
-        return None
-    return parts[0], parts[1], int(parts[2])

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.core.api.serializers import UserBriefSerializer
+from apps.core.domain.queues import Queue
 from apps.fleet.api.serializers import DeviceBriefSerializer
 from apps.fleet.models import Device
 from apps.jobs.domain import kinds
@@ -53,7 +54,7 @@ class JobSerializer(serializers.ModelSerializer):
 class JobCreateInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=kinds.KIND_CHOICES)
     queue = serializers.CharField(
-        max_length=100, default="default", help_text="`default` or gpu.<node>.<index>"
+        max_length=100, default=Queue.DEFAULT.value, help_text="`default` or gpu.<node>.<index>"
     )
     params = serializers.JSONField(default=dict, help_text="Parameters of the kind, a JSON object")
     priority = serializers.IntegerField(

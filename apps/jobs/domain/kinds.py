@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from apps.core.domain import tones
+from apps.core.domain.queues import Queue
 
 
 class JobKind(StrEnum):
@@ -58,8 +59,6 @@ BROKER_PRIORITY_STEPS = 10
 MAX_ATTEMPTS_LIMIT = 10
 # A queue name is a Celery queue: `default`, or a device's `gpu.<node>.<index>`.
 QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
-# The queue every worker setup consumes; a job may always be sent there.
-DEFAULT_QUEUE = "default"
 
 
 def broker_priority(priority: int) -> int:
@@ -92,12 +91,12 @@ def queue_consumer_problem(queue: str, live_queues: Collection[str]) -> str | No
 
     Such a job would wait forever: the reconciler leaves jobs on queues nobody consumes alone.
     """
-    if queue == DEFAULT_QUEUE or queue in live_queues:
+    if queue == Queue.DEFAULT or queue in live_queues:
         return None
-    live = ", ".join(f"'{q}'" for q in sorted(set(live_queues) - {DEFAULT_QUEUE})) or "none right now"
+    live = ", ".join(f"'{q}'" for q in sorted(set(live_queues) - {Queue.DEFAULT})) or "none right now"
     return (
         f"No live worker consumes the queue '{queue}', so the job would never run. "
-        f"Use '{DEFAULT_QUEUE}' or a queue a live worker consumes (live queues: {live})."
+        f"Use '{Queue.DEFAULT}' or a queue a live worker consumes (live queues: {live})."
     )
 
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apps.core import audit, dispatch
 from apps.core import workers as core_workers
+from apps.core.domain.queues import Queue
 from apps.core.transitions import transition
 from apps.jobs import messages, runners
 from apps.jobs.domain import kinds
@@ -63,7 +64,7 @@ def job_dispatch(*, job: Job) -> None:
 
 def _unconsumed_queue_problem(queue: str) -> str | None:
     """Why no worker would ever take a job sent to `queue`; None when Redis cannot tell."""
-    if queue == kinds.DEFAULT_QUEUE:
+    if queue == Queue.DEFAULT:
         return None
     try:
         live = core_workers.live_queues()
@@ -79,7 +80,7 @@ def job_create(
     *,
     kind: str,
     params: dict[str, Any] | None = None,
-    queue: str = "default",
+    queue: str = Queue.DEFAULT,
     priority: int = kinds.PRIORITY_DEFAULT,
     max_attempts: int = 3,
     model_version: Any = None,

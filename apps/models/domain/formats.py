@@ -1,5 +1,6 @@
-"""The formats a model version or one of its files can have."""
+"""The formats a model version or one of its files can have, and what a file is by its name."""
 
+import posixpath
 from enum import StrEnum
 
 
@@ -22,6 +23,34 @@ class FileFormat(StrEnum):
     PYTORCH = "pytorch"
     CONFIG = "config"  # config.json, generation_config.json, tokenizer files
     OTHER = "other"
+
+
+# Pickle-based files: PyTorch checkpoints and their kin. Some tools write GGUF files under these
+# names too; the readers look at such a file's magic bytes (apps.models.formats.detect).
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
+# What a file is by its suffix: the one table discovery and the header readers share.
+SUFFIX_FORMATS = {
+    ".safetensors": FileFormat.SAFETENSORS,
+    ".gguf": FileFormat.GGUF,
+    ".onnx": FileFormat.ONNX,
+    **dict.fromkeys(sorted(PICKLE_SUFFIXES), FileFormat.PYTORCH),
+}
+WEIGHT_FORMATS = frozenset(SUFFIX_FORMATS.values())
+# Tokenizer and vocabulary files that are not JSON but belong with a folder's config.
+CONFIG_NAMES = frozenset(
+    {"tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "merges.txt"}
+)
+
+
+def format_by_name(name: str) -> FileFormat:
+    """A file's format from its name alone (its header may correct it: some .bin files are GGUF)."""
+    lower = posixpath.basename(name.lower())
+    suffix = posixpath.splitext(lower)[1]
+    if suffix in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffix]
+    if suffix == ".json" or lower in CONFIG_NAMES:
+        return FileFormat.CONFIG
+    return FileFormat.OTHER
 
 
 _LABELS = {"hf": "Hugging Face folder", "gguf": "GGUF", "onnx": "ONNX", "pytorch": "PyTorch"}

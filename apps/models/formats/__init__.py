@@ -11,18 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apps.models.domain.formats import FileFormat
+from apps.models.domain.formats import FileFormat, format_by_name
 from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import gguf, onnx, pickles, safetensors
 from apps.models.formats.base import FormatError, inside_roots
 
 __all__ = ["detect", "read_header"]
 
-_PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
-# Tokenizer and vocabulary files that are not JSON but belong with a folder's config.
-_CONFIG_NAMES = frozenset(
-    {"tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "merges.txt"}
-)
 _GGUF_MAGIC = b"GGUF"
 
 
@@ -34,27 +29,12 @@ def _magic(path: Path) -> bytes:
         return b""
 
 
-def _by_name(path: Path) -> FileFormat | None:
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        return FileFormat.SAFETENSORS
-    if suffix == ".gguf":
-        return FileFormat.GGUF
-    if suffix == ".onnx":
-        return FileFormat.ONNX
-    if suffix == ".json" or path.name.lower() in _CONFIG_NAMES:
-        return FileFormat.CONFIG
-    return None
-
-
 def detect(path: Path) -> FileFormat:
     """The file's format, from its name, and from its magic bytes where the name is ambiguous."""
     path = Path(path)
-    fmt = _by_name(path)
-    if fmt is not None:
+    fmt = format_by_name(path.name)
+    if fmt != FileFormat.PYTORCH:
         return fmt
-    if path.suffix.lower() not in _PICKLE_SUFFIXES:
-        return FileFormat.OTHER
     # Some tools write GGUF files as .bin; those go to the GGUF reader, not the pickle scan.
     # Only these ambiguous names cost a read, so a walk over other files stays stat-only.
     return FileFormat.GGUF if _magic(path) == _GGUF_MAGIC else FileFormat.PYTORCH
@@ -107,9 +87,9 @@ def read_header(path: Path, *, roots: Sequence[Path]) -> FileHeader:
     path = Path(path)
     if not inside_roots(path, roots):
         # Named from its path alone: not even its magic bytes are read.
-        pickled = path.suffix.lower() in _PICKLE_SUFFIXES
-        fmt = _by_name(path) or (FileFormat.PYTORCH if pickled else FileFormat.OTHER)
-        return _failed(fmt, "inside_roots", "the file resolves outside the model roots; not read")
+        return _failed(
+            format_by_name(path.name), "inside_roots", "the file resolves outside the model roots; not read"
+        )
     fmt = detect(path)
     try:
         return _dispatch(path, fmt, roots)

@@ -1,6 +1,6 @@
 """A circuit breaker for one placement (one loaded copy of a model on one device).
 
-Pure: the rules only; apps/fleet/resilience.py keeps the state in Redis so every web process
+Pure: the rules only; apps/serving/resilience.py keeps the state in Redis so every web process
 and worker shares one breaker per placement. A placement that keeps failing is refused at
 once for `open_s` (a fast 503 rather than a slow error), then one probe request tests it:
 a probe that succeeds closes the breaker, one that fails opens it again.

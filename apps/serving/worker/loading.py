@@ -1,6 +1,6 @@
 """Loading and unloading placements on a device worker, and what follows when that fails.
 
-Called by the thin tasks in apps.fleet.tasks, which arrive on the device's own queue. Every
+Called by the thin tasks in apps.serving.tasks, which arrive on the device's own queue. Every
 step is safe to run twice: a duplicate or late message finds the placement already moved on.
 Failures are classified (apps.serving.domain.errors) and each class has its recovery: transient
 ones are retried with backoff, an out-of-memory load is re-placed on another device once, a

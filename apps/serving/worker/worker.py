@@ -14,7 +14,7 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
-from apps.fleet.domain.kinds import parse_device_queue
+from apps.core.domain.queues import node_device_queues
 from apps.fleet.models import Device
 from apps.serving import placing
 from apps.serving.domain.states import PLACEMENT_ON_WORKER, PlacementState
@@ -47,9 +47,7 @@ def worker_started(queues: list[str]) -> None:
     the recorder starts, and the versions marked for preloading are requested."""
     if device_id() is not None:
         return
-    mine = [
-        parsed for q in queues if (parsed := parse_device_queue(q)) and parsed[1] == settings.MOC_NODE_NAME
-    ]
+    mine = node_device_queues(queues, settings.MOC_NODE_NAME)
     if not mine:
         return
     kind, node, index = mine[0]
@@ -90,7 +88,7 @@ def worker_stopping() -> None:
     RECORDER.stop()
 
 
-# Wired to Celery's worker signals (connected when the fleet app is ready). The agent registers
+# Wired to Celery's worker signals (connected when the serving app is ready). The agent registers
 # the device in its own thread as the worker starts, so serving waits for the row to exist.
 
 
@@ -100,7 +98,7 @@ _REGISTRATION_WAIT_S = 120.0
 @worker_ready.connect(dispatch_uid="moc-serving-start")
 def _on_worker_ready(sender: Any, **kwargs: Any) -> None:
     queues = [q.name for q in sender.app.amqp.queues.consume_from.values()]
-    if not any((parsed := parse_device_queue(q)) and parsed[1] == settings.MOC_NODE_NAME for q in queues):
+    if not node_device_queues(queues, settings.MOC_NODE_NAME):
         return
 
     def start() -> None:

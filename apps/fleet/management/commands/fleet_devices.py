@@ -10,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from apps.core.domain.queues import device_queue
 from apps.fleet.agent import open_node_backend
-from apps.fleet.domain.kinds import device_queue
 
 
 class Command(BaseCommand):
