@@ -59,6 +59,32 @@ def test_a_closed_breakers_admit_is_one_read_and_writes_nothing(client: redis.Re
     assert client.dbsize() == 0
 
 
+def test_a_request_through_a_closed_breaker_reads_it_once_and_writes_nothing(client: redis.Redis) -> None:
+    breakers = Breakers(client)
+    client.config_resetstat()
+
+    seen = breakers.read([PID, PID + 1])
+    admission = breakers.admit(PID, CFG, now=T0, seen=seen[PID])
+    breakers.record(PID, CFG, now=T0 + 1, error_class=None, seen=admission.seen)
+
+    assert admission.ok
+    assert _commands_run(client) == {"hgetall": 2}  # one pipeline: each candidate's breaker once
+    assert client.dbsize() == 0
+
+
+def test_a_failure_recorded_from_a_stale_read_still_counts_the_failures_others_recorded(
+    client: redis.Redis,
+) -> None:
+    breakers = Breakers(client)
+    stale = breakers.read([PID])[PID]
+    _fail(breakers, 2)  # another process's failures, after this one read the breaker
+
+    after = breakers.record(PID, CFG, now=T0, error_class=ErrorClass.TIMEOUT, error="no answer", seen=stale)
+
+    assert (after.state, after.failures) == (S.OPEN, 3)
+    assert breakers.get([PID])[PID] == after
+
+
 def test_a_success_with_nothing_to_clear_writes_nothing(client: redis.Redis) -> None:
     Breakers(client).record(PID, CFG, now=T0, error_class=None)
 
