@@ -25,6 +25,10 @@ def with_sections(client: Client, url: str, params: dict[str, Any] | None = None
             html.unescape(slot.group(1)), headers={"HX-Request": "true", "HX-Current-URL": here}
         )
         assert section.status_code == 200, (slot.group(1), section.status_code)
-        return section.content.decode()
+        content = section.content.decode()
+        # htmx would take an out-of-band element out of the section, to swap it into an element
+        # of the page with its id, which a section's own first content cannot have yet.
+        assert "hx-swap-oob" not in content, f"{slot.group(1)} answers out-of-band content"
+        return content
 
     return _SLOT.sub(fill, page)
