@@ -6,23 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Subquery, Sum
 
 from apps.fleet.holdings import Holding
 from apps.jobs.domain.states import JOB_ACTIVE
 from apps.jobs.models import Job
+from apps.serving import ledger
 
 
 class JobHolder:
     def held_bytes(self) -> Subquery:
-        rows = (
-            Job.objects.filter(device=OuterRef("pk"), state__in=JOB_ACTIVE)
-            .order_by()
-            .values("device")
-            .annotate(total=Sum("reserved_bytes"))
-            .values("total")
-        )
-        return Subquery(rows)
+        return ledger.per_device(Job.objects.filter(state__in=JOB_ACTIVE), Sum("reserved_bytes"))
 
     def holdings(self, device_ids: Collection[int]) -> dict[int, list[Holding]]:
         found: dict[int, list[Holding]] = {}

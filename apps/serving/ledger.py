@@ -16,7 +16,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Protocol
 
-from django.db.models import Count, Expression, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Aggregate,
+    Count,
+    Expression,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
 from apps.fleet.holdings import Activity, Holding
@@ -50,16 +60,20 @@ def _int(expression: Expression | Subquery) -> Coalesce:
     return Coalesce(expression, Value(0), output_field=IntegerField())
 
 
+def per_device(rows: QuerySet, total: Aggregate) -> Subquery:
+    """Per Device row (as OuterRef("pk")), the aggregate `total` over those of `rows` on that
+    device, as one SQL subquery: the shape every holder's figure takes."""
+    on_device = rows.filter(device=OuterRef("pk")).order_by().values("device")
+    return Subquery(on_device.annotate(total=total).values("total"))
+
+
+def _active() -> QuerySet[Placement]:
+    return Placement.objects.filter(state__in=PLACEMENT_ACTIVE)
+
+
 def placements_held_bytes() -> Coalesce:
     """Per Device row, what its active placements hold (Placement.held_bytes, summed in SQL)."""
-    rows = (
-        Placement.objects.filter(device=OuterRef("pk"), state__in=PLACEMENT_ACTIVE)
-        .order_by()
-        .values("device")
-        .annotate(total=Sum(Coalesce("measured_bytes", "reserved_bytes")))
-        .values("total")
-    )
-    return _int(Subquery(rows))
+    return _int(per_device(_active(), Sum(Coalesce("measured_bytes", "reserved_bytes"))))
 
 
 def others_held_bytes() -> Expression | Value:
@@ -81,16 +95,9 @@ class LedgerHoldings:
     """The ledger as fleet asks for it (apps.fleet.holdings.Provider)."""
 
     def annotate(self, devices: QuerySet[Device]) -> QuerySet[Device]:
-        count = (
-            Placement.objects.filter(device=OuterRef("pk"), state__in=PLACEMENT_ACTIVE)
-            .order_by()
-            .values("device")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
         return devices.annotate(
             reserved_bytes=placements_held_bytes() + others_held_bytes(),
-            active_placements=_int(Subquery(count)),
+            active_placements=_int(per_device(_active(), Count("pk"))),
         )
 
     def holdings(self, device_ids: Collection[int]) -> dict[int, list[Holding]]:
