@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.core import views as core_views
@@ -12,6 +13,11 @@ urlpatterns = [
     path("", include("apps.core.urls")),
     path("fleet/", include("apps.fleet.urls")),
     path("serving/", include("apps.serving.urls")),
+    # The placements page lived under /fleet/ before serving was its own app: old links still land.
+    path(
+        "fleet/placements/",
+        RedirectView.as_view(pattern_name="serving:placements", permanent=True, query_string=True),
+    ),
     path("models/", include("apps.models.urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("deployments/", include("apps.deployments.urls")),

@@ -794,3 +794,10 @@ def test_placements_page_shows_why_each_placement_ended(client_as: Client) -> No
 
     assert "<code>device_lost</code>" in page
     assert "evicted to make room for llama v2" in page
+
+
+def test_the_old_placements_address_redirects_to_serving_with_its_filters(client_as: Client) -> None:
+    response = client_as(Role.VIEWER).get("/fleet/placements/?state=loaded")
+
+    assert response.status_code == 301
+    assert response["Location"] == "/serving/placements/?state=loaded"
