@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import import_modules
 
 from apps.serving.messages import LEGACY_NAMES
 
@@ -69,10 +70,16 @@ app.conf.beat_schedule = {
 }
 
 
-@app.on_after_finalize.connect
 def _legacy_names(sender: Celery, **kwargs: Any) -> None:
     """Messages queued under a task's old name (before an app move) run as that task: a worker
-    looks a message's task up by name in this registry, so each old name points at the task."""
+    looks a message's task up by name in this registry, so each old name points at the task.
+
+    Twice, both idempotent: when the app is finalized, and when a worker has imported the task
+    modules (autodiscovery answers the same signal first), which may come after finalizing."""
     for old, new in LEGACY_NAMES.items():
         if new in sender.tasks:
             sender.tasks[old] = sender.tasks[new]
+
+
+app.on_after_finalize.connect(_legacy_names)
+import_modules.connect(_legacy_names, sender=app, weak=False)

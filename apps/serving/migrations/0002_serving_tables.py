@@ -27,13 +27,18 @@ ENTRIES = {
 
 def _move_content_types(apps, source, target):
     ContentType = apps.get_model("contenttypes", "ContentType")
+    AuditEvent = apps.get_model("core", "AuditEvent")
     for model in MOVED:
         moving = ContentType.objects.filter(app_label=source, model=model).first()
         if moving is None:
             continue
-        # A row for the target made before this ran (a half-done earlier migrate) has no history
-        # worth keeping: the moving row is the one permissions and audit entries point at.
-        ContentType.objects.filter(app_label=target, model=model).delete()
+        # A row for the target made before this ran (an interrupted upgrade: `migrate serving
+        # 0001`, then post_migrate) gives way to the moving one, which permissions and audit
+        # entries point at; audit entries written against it meanwhile follow. Its permissions
+        # go with it: roles are re-derived after migrate.
+        for early in ContentType.objects.filter(app_label=target, model=model):
+            AuditEvent.objects.filter(content_type=early).update(content_type=moving)
+            early.delete()
         moving.app_label = target
         moving.save(update_fields=["app_label"])
 
@@ -75,6 +80,7 @@ class Migration(migrations.Migration):
         ('serving', '0001_initial'),
         ('fleet', '0004_serving_moved_out'),
         ('contenttypes', '0002_remove_content_type_name'),
+        ('core', '0004_task_delivery_interrupted'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 
