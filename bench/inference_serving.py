@@ -41,6 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from apps.serving.messages import DEVICE_PING  # noqa: E402
 from tests.procs import Process, RedisServer, free_port, project_env, python, wait_until  # noqa: E402
 
 NODE = "bench"
@@ -53,7 +54,6 @@ from apps.core import roles, services
 from apps.core.domain.roles import Role
 from apps.models import demo, scanning
 from apps.models.models import ModelVersion
-from apps.serving import messages
 from django.contrib.auth import get_user_model
 from django.conf import settings
 from pathlib import Path
@@ -197,7 +197,7 @@ def celery_floor(scratch: Scratch, count: int) -> list[float]:
     times = []
     for _ in range(count):
         began = time.perf_counter()
-        app.send_task(messages.DEVICE_PING, queue=QUEUE).get(timeout=10)
+        app.send_task(DEVICE_PING, queue=QUEUE).get(timeout=10)
         times.append((time.perf_counter() - began) * 1000)
     return times
 
@@ -211,7 +211,7 @@ def floor(scratch: Scratch, count: int) -> list[float]:
     for _ in range(count):
         key = f"moc:reply:{uuid.uuid4().hex}"
         began = time.perf_counter()
-        app.send_task(messages.DEVICE_PING, args=[key], queue=QUEUE)
+        app.send_task(DEVICE_PING, args=[key], queue=QUEUE)
         if client.blpop([key], timeout=10) is None:
             raise RuntimeError("device_ping was not answered in 10 s")
         times.append((time.perf_counter() - began) * 1000)
