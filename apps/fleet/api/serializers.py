@@ -30,7 +30,8 @@ class DeviceBriefSerializer(serializers.ModelSerializer):
 class DeviceSerializer(serializers.ModelSerializer):
     node = NodeBriefSerializer(read_only=True)
     reserved_bytes = serializers.IntegerField(
-        read_only=True, help_text="Memory MOC holds there: its active placements and running jobs' reservations"
+        read_only=True,
+        help_text="Memory MOC holds there: its active placements and running jobs' reservations",
     )
     active_placements = serializers.IntegerField(read_only=True)
     last_sample_at = serializers.DateTimeField(read_only=True, allow_null=True)
