@@ -46,6 +46,14 @@ redis.call('HSET', KEYS[1], 'v', v + 1, unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {1}
 """
+# One round trip: the caller's read is still current ({1}), or here is the breaker now.
+_SAME_VERSION = """
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v == tonumber(ARGV[1]) then
+  return {1}
+end
+return {0, redis.call('HGETALL', KEYS[1])}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,7 @@ class Breakers:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._compare_and_set = client.register_script(_COMPARE_AND_SET)
+        self._same_version = client.register_script(_SAME_VERSION)
 
     def admit(
         self, placement_id: int, cfg: BreakerConfig, *, now: float, seen: Seen | None = None
@@ -90,17 +99,20 @@ class Breakers:
         seen: Seen | None = None,
     ) -> Breaker:
         """Count a request's outcome (error_class None = success) and return the breaker after it.
-        From `seen` (its admission's) a success on a closed breaker reads and writes nothing; a
-        breaker that changed meanwhile is caught by the compare-and-set, which reads it again.
+        From `seen` (its admission's) it costs one round trip whatever happened meanwhile: a
+        change is written by compare-and-set, and where the rule changes nothing the version is
+        checked, so failures another process recorded since are still cleared by a success.
 
         A caller's bad request says nothing about the placement, so it counts as a success.
         """
         if error_class is None or error_class in NOT_THE_PLACEMENTS_FAULT:
-            return self._change(placement_id, lambda b: (True, rules.on_success(b, cfg, now), ""), seen)[0][1]
+            return self._change(
+                placement_id, lambda b: (True, rules.on_success(b, cfg, now), ""), seen, verify=True
+            )[0][1]
         text = f"{error_class.value}: {error}" if error else error_class.value
-        return self._change(placement_id, lambda b: (True, rules.on_failure(b, cfg, now, text), ""), seen)[0][
-            1
-        ]
+        return self._change(
+            placement_id, lambda b: (True, rules.on_failure(b, cfg, now, text), ""), seen, verify=True
+        )[0][1]
 
     def read(self, placement_ids: Iterable[int]) -> dict[int, Seen]:
         """Each placement's breaker (closed when it has no state) and its version, in one round trip."""
@@ -123,22 +135,31 @@ class Breakers:
         placement_id: int,
         step: Callable[[Breaker], tuple[bool, Breaker, str]],
         seen: Seen | None = None,
+        *,
+        verify: bool = False,
     ) -> tuple[tuple[bool, Breaker, str], Seen]:
         """Apply `step` (a rule of the domain module) to the shared breaker, starting from `seen`
-        when the caller read it, else reading it; writes only on a change. Returns the step's
-        outcome and the breaker with its version as this left it.
+        when the caller read it, else reading it; writes only on a change. With `verify`, an
+        outcome that changes nothing is trusted only once the version is still `seen`'s. Returns
+        the step's outcome and the breaker with its version as this left it.
 
         Each lost race means another writer's change landed, so the loop always ends.
         """
         key = _breaker_key(placement_id)
+        checked = seen is None or not verify
         current, version = seen if seen is not None else _decode(self.client.hgetall(key))
         while True:
             outcome = step(current)
-            if outcome[1] == current:
+            unchanged = outcome[1] == current
+            if unchanged and checked:
                 return outcome, (current, version)
-            reply = self._compare_and_set(keys=[key], args=[version, BREAKER_TTL_S, *_encode(outcome[1])])
+            if unchanged:
+                reply = self._same_version(keys=[key], args=[version])
+                checked = True
+            else:
+                reply = self._compare_and_set(keys=[key], args=[version, BREAKER_TTL_S, *_encode(outcome[1])])
             if reply[0] == 1:
-                return outcome, (outcome[1], version + 1)
+                return outcome, (outcome[1], version if unchanged else version + 1)
             current, version = _decode(_pairs(reply[1]))
 
 

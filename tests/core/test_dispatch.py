@@ -53,3 +53,6 @@ def test_a_task_sent_by_name_reaches_the_broker_with_its_options(redis_server: A
     [raw] = client.lrange("moc-dispatch-test", 0, -1)
     assert b'"task": "apps.core.tasks.ping"' in raw
     assert b'"id": "t-1"' in raw
+    # Nobody waits on the result backend: no result is kept, and no result channel was subscribed.
+    assert b'"ignore_result": true' in raw
+    assert client.pubsub_numsub("celery-task-meta-t-1") == [(b"celery-task-meta-t-1", 0)]

@@ -228,3 +228,11 @@ def test_ten_thousand_files_walk_in_well_under_a_second(tmp_path: Path) -> None:
 
     assert walk.file_count == 10_000
     assert elapsed < 1.0
+
+
+def test_a_scan_registers_no_version_for_pickles_that_are_not_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "sklearn").mkdir()
+    (tmp_path / "sklearn" / "classifier.pkl").write_bytes(b"\x80\x04N.")
+    (tmp_path / "notes.pickle").write_bytes(b"\x80\x04N.")
+
+    assert discovery.walk([tmp_path]).candidates == ()

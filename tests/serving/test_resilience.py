@@ -61,6 +61,7 @@ def test_a_closed_breakers_admit_is_one_read_and_writes_nothing(client: redis.Re
 
 def test_a_request_through_a_closed_breaker_reads_it_once_and_writes_nothing(client: redis.Redis) -> None:
     breakers = Breakers(client)
+    breakers.record(PID, CFG, now=T0, error_class=None)  # loads the scripts, as a warm process has
     client.config_resetstat()
 
     seen = breakers.read([PID, PID + 1])
@@ -68,8 +69,23 @@ def test_a_request_through_a_closed_breaker_reads_it_once_and_writes_nothing(cli
     breakers.record(PID, CFG, now=T0 + 1, error_class=None, seen=admission.seen)
 
     assert admission.ok
-    assert _commands_run(client) == {"hgetall": 2}  # one pipeline: each candidate's breaker once
+    # One pipeline reads each candidate's breaker once; the success only checks the version.
+    assert _commands_run(client) == {"hgetall": 2, "evalsha": 1, "hget": 1}
     assert client.dbsize() == 0
+
+
+def test_a_success_recorded_from_a_stale_read_still_clears_failures_others_recorded(
+    client: redis.Redis,
+) -> None:
+    breakers = Breakers(client)
+    admission = breakers.admit(PID, CFG, now=T0, seen=breakers.read([PID])[PID])
+    _fail(breakers, 2)  # other processes' failures, after this request was admitted
+
+    after = breakers.record(PID, CFG, now=T0 + 1, error_class=None, seen=admission.seen)
+    _fail(breakers, 1)
+
+    assert after.failures == 0
+    assert breakers.get([PID])[PID].state == S.CLOSED  # 1 failure in a row, not 3
 
 
 def test_a_failure_recorded_from_a_stale_read_still_counts_the_failures_others_recorded(

@@ -25,16 +25,21 @@ class FileFormat(StrEnum):
     OTHER = "other"
 
 
-# Pickle-based files: PyTorch checkpoints and their kin. Some tools write GGUF files under these
-# names too; the readers look at such a file's magic bytes (apps.models.formats.detect).
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
-# What a file is by its suffix: the one table discovery and the header readers share.
+# What a file is by its suffix: the one table discovery and the header readers share. PyTorch
+# checkpoints are pickles; some tools write GGUF files under these names too, so the readers look
+# at such a file's magic bytes (apps.models.formats.detect).
 SUFFIX_FORMATS = {
     ".safetensors": FileFormat.SAFETENSORS,
     ".gguf": FileFormat.GGUF,
     ".onnx": FileFormat.ONNX,
-    **dict.fromkeys(sorted(PICKLE_SUFFIXES), FileFormat.PYTORCH),
+    ".bin": FileFormat.PYTORCH,
+    ".pt": FileFormat.PYTORCH,
+    ".pth": FileFormat.PYTORCH,
+    ".ckpt": FileFormat.PYTORCH,
 }
+# Pickles that are not weights a scan registers (a scikit-learn model, a cache), which the readers
+# still scan as pickles when asked to read one.
+OTHER_PICKLE_SUFFIXES = frozenset({".pkl", ".pickle"})
 WEIGHT_FORMATS = frozenset(SUFFIX_FORMATS.values())
 # Tokenizer and vocabulary files that are not JSON but belong with a folder's config.
 CONFIG_NAMES = frozenset(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apps.models.domain.formats import FileFormat, format_by_name
+from apps.models.domain.formats import OTHER_PICKLE_SUFFIXES, FileFormat, format_by_name
 from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import gguf, onnx, pickles, safetensors
 from apps.models.formats.base import FormatError, inside_roots
@@ -29,10 +29,18 @@ def _magic(path: Path) -> bytes:
         return b""
 
 
+def _named(path: Path) -> FileFormat:
+    """The file's format by its name, as the readers take it: other pickles are read as pickles."""
+    fmt = format_by_name(path.name)
+    if fmt == FileFormat.OTHER and path.suffix.lower() in OTHER_PICKLE_SUFFIXES:
+        return FileFormat.PYTORCH
+    return fmt
+
+
 def detect(path: Path) -> FileFormat:
     """The file's format, from its name, and from its magic bytes where the name is ambiguous."""
     path = Path(path)
-    fmt = format_by_name(path.name)
+    fmt = _named(path)
     if fmt != FileFormat.PYTORCH:
         return fmt
     # Some tools write GGUF files as .bin; those go to the GGUF reader, not the pickle scan.
@@ -87,9 +95,7 @@ def read_header(path: Path, *, roots: Sequence[Path]) -> FileHeader:
     path = Path(path)
     if not inside_roots(path, roots):
         # Named from its path alone: not even its magic bytes are read.
-        return _failed(
-            format_by_name(path.name), "inside_roots", "the file resolves outside the model roots; not read"
-        )
+        return _failed(_named(path), "inside_roots", "the file resolves outside the model roots; not read")
     fmt = detect(path)
     try:
         return _dispatch(path, fmt, roots)
