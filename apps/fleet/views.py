@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import QuerySet
 from django.views.generic import DetailView
 
 from apps.core.pages import FilteredListView
 from apps.fleet import selectors
 from apps.fleet.filters import NodeFilter
-from apps.fleet.models import Device
+from apps.fleet.models import Device, Node
 
 
 def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]:
@@ -31,24 +32,32 @@ def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]
 class DeviceListView(FilteredListView):
     """The GPUs page: every node with its devices, live."""
 
-    queryset = selectors.node_panel_list()
+    model = Node
     filterset_class = NodeFilter
     template_name = "fleet/devices.html"
     section = "gpus"
     paginate_by = 25
+
+    def get_queryset(self) -> QuerySet[Node]:
+        # Built per request: what devices hold comes from the provider registered at start-up.
+        self.queryset = selectors.node_panel_list()
+        return super().get_queryset()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         devices = [device for node in context["object_list"] for device in node.devices.all()]
         everything = not context["filtered"] and not context["is_paginated"]
         context["live_data"] = _live_data(devices, everything=everything)
+        context["page_devices"] = devices
         return context
 
 
 class NodeDetailView(DetailView):
-    queryset = selectors.node_panel_list()
     template_name = "fleet/node_detail.html"
     context_object_name = "node"
+
+    def get_queryset(self) -> QuerySet[Node]:
+        return selectors.node_panel_list()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(
@@ -57,9 +66,11 @@ class NodeDetailView(DetailView):
 
 
 class DeviceDetailView(DetailView):
-    queryset = selectors.device_panel_list()
     template_name = "fleet/device_detail.html"
     context_object_name = "device"
+
+    def get_queryset(self) -> QuerySet[Device]:
+        return selectors.device_panel_list()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         device: Device = self.object

@@ -10,8 +10,9 @@ from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredMo
 
 
 def version_unusable(version: ModelVersion) -> str | None:
-    """Why `version` cannot be loaded or rolled out (failed validation, archived), or None: the one
-    wording every app that serves versions refuses with."""
+    """Why `version` cannot be loaded (failed validation, archived), or None: the one wording
+    every load refuses with (the scheduler's checks and the placement service). Releases ask more
+    of a version, a passed validation (apps.deployments.services)."""
     if version.validation_state == ValidationState.INVALID:
         why = version.validation_error or "see its validation report"
         return f"{version} failed validation and cannot be loaded: {why}"

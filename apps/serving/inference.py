@@ -265,9 +265,13 @@ def _failed(
         if placement.state != PlacementState.LOADED:  # being unloaded: this request raced the unload
             return Refused(503, f"{version} is being unloaded from {placement.device}.", error_class, 1)
         # Still LOADED, yet its worker does not hold it (the worker restarted): lost; load it again.
-        # The 503 below says what matters; the version page shows why it could not load again.
-        placing.placement_lost(placement, error=error, reload=placing.Reload.SAME_DEVICE)
-        return Refused(503, f"{version} was lost by its worker and is being loaded again.", error_class, 5)
+        again = placing.placement_lost(placement, error=error, reload=placing.Reload.SAME_DEVICE)
+        if again is not None:
+            return Refused(
+                503, f"{version} was lost by its worker and is being loaded again.", error_class, 5
+            )
+        why = "load it again" if placement.depends_on_id is None else "load its base and it again"
+        return Refused(503, f"{version} was lost by its worker; {why}.", error_class)
     status = {ErrorClass.TIMEOUT: 504, ErrorClass.OUT_OF_MEMORY: 503, ErrorClass.DEVICE_LOST: 503}.get(
         error_class, 502
     )

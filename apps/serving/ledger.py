@@ -85,10 +85,15 @@ def others_held_bytes() -> Expression | Value:
     return total
 
 
-def others_held(device_ids: Collection[int]) -> dict[int, int]:
-    """Per device id, what holders other than placements hold there (one query)."""
-    rows = Device.objects.filter(pk__in=list(device_ids)).annotate(held=others_held_bytes())
-    return dict(rows.values_list("pk", "held"))
+def held_bytes() -> Expression:
+    """Per Device row, everything MOC holds there: placements and the other holders."""
+    return placements_held_bytes() + others_held_bytes()
+
+
+def held(device_ids: Collection[int]) -> dict[int, int]:
+    """Per device id, what MOC holds there (one query): the sum the scheduler decides by."""
+    rows = Device.objects.filter(pk__in=list(device_ids)).annotate(held=held_bytes())
+    return {pk: int(total) for pk, total in rows.values_list("pk", "held")}
 
 
 class LedgerHoldings:
@@ -96,7 +101,7 @@ class LedgerHoldings:
 
     def annotate(self, devices: QuerySet[Device]) -> QuerySet[Device]:
         return devices.annotate(
-            reserved_bytes=placements_held_bytes() + others_held_bytes(),
+            reserved_bytes=held_bytes(),
             active_placements=_int(per_device(_active(), Count("pk"))),
         )
 
@@ -118,8 +123,8 @@ class LedgerHoldings:
                 )
             )
         for holder in _holders:
-            for pk, held in holder.holdings(device_ids).items():
-                found.setdefault(pk, []).extend(held)
+            for pk, things in holder.holdings(device_ids).items():
+                found.setdefault(pk, []).extend(things)
         return found
 
     def activity(self, device_ids: Collection[int]) -> dict[int, Activity]:
@@ -131,18 +136,12 @@ class LedgerHoldings:
             .annotate(uses=Sum("use_count"))
             .values_list("device_id", "uses")
         )
-        held = dict(
-            Device.objects.filter(pk__in=ids)
-            .annotate(held=placements_held_bytes() + others_held_bytes())
-            .values_list("pk", "held")
-        )
+        held_by = held(ids)
         running: dict[int, int] = dict.fromkeys(ids, 0)
         for holder in _holders:
             for pk, things in holder.holdings(ids).items():
                 running[pk] = running.get(pk, 0) + sum(1 for h in things if h.kind == "job")
         return {
-            pk: Activity(
-                held_bytes=int(held.get(pk) or 0), running_jobs=running[pk], uses=int(uses.get(pk) or 0)
-            )
+            pk: Activity(held_bytes=held_by.get(pk, 0), running_jobs=running[pk], uses=int(uses.get(pk) or 0))
             for pk in ids
         }

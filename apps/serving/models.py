@@ -87,7 +87,7 @@ class Placement(TimeStamped):
     @property
     def held_bytes(self) -> int:
         """The device memory it holds: what loading really took once the worker measured it,
-        until then what was reserved (the agent's sim_load says the same in SQL)."""
+        until then what was reserved (apps.serving.ledger.placements_held_bytes says the same in SQL)."""
         return self.reserved_bytes if self.measured_bytes is None else self.measured_bytes
 
 

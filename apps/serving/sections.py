@@ -3,7 +3,7 @@ its own (apps.serving.views)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,13 +12,21 @@ from django.urls import reverse
 from apps.core import sections
 
 
-def _devices(devices: Iterable[Any]) -> str | None:
-    ids = [d.pk for d in devices]
-    return f"{reverse('serving:devices_section')}?{urlencode({'device': ids}, doseq=True)}" if ids else None
+def _for_devices(name: str) -> Callable[[Iterable[Any]], str | None]:
+    def url(devices: Iterable[Any]) -> str | None:
+        ids = [d.pk for d in devices]
+        return f"{reverse(name)}?{urlencode({'device': ids}, doseq=True)}" if ids else None
+
+    return url
 
 
 def register_all() -> None:
-    sections.register("fleet.devices", title="Models on these devices", url=_devices)
+    sections.register(
+        "fleet.devices", title="Models on these devices", url=_for_devices("serving:devices_section")
+    )
+    sections.register(
+        "fleet.devices.live", title="Live placement lists", url=_for_devices("serving:devices_poller")
+    )
     sections.register(
         "fleet.device",
         title="Models on this device",

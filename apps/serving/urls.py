@@ -10,6 +10,7 @@ urlpatterns = [
     path("placements/<int:pk>/unload/", views.unload, name="unload"),
     path("placements/<int:pk>/pin/", views.pin, name="pin"),
     path("devices/", views.devices_section, name="devices_section"),
+    path("devices/live/", views.devices_poller, name="devices_poller"),
     path("devices/<int:pk>/", views.device_section, name="device_section"),
     path("devices/<int:pk>/load/", views.device_load, name="device_load"),
     path("nodes/<int:pk>/", views.node_section, name="node_section"),

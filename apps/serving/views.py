@@ -74,6 +74,15 @@ def devices_section(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def devices_poller(request: HttpRequest) -> HttpResponse:
+    """The GPUs page's one poll of every live list it shows (`?device=1&device=2`): each node's
+    section draws its devices' lists, this keeps them all live in one request every POLL_S."""
+    ids = _ids(request.GET.getlist("device"))
+    query = urlencode({"device": ids}, doseq=True)
+    return render(request, "serving/_placements_poller.html", {"query": query, "poll_s": POLL_S})
+
+
+@require_GET
 def device_section(request: HttpRequest, pk: int) -> HttpResponse:
     """A device page's serving: what it holds now (live, with Load) and every placement it had."""
     device = get_object_or_404(Device.objects.select_related("node"), pk=pk)

@@ -1,6 +1,8 @@
 import pytest
 
+from apps.core.domain.queues import DEVICE_KINDS, device_queue, parse_device_queue
 from apps.core.domain.statemachine import InvalidTransition
+from apps.fleet.domain.kinds import DeviceKind
 from apps.fleet.domain.states import DEVICE_HEALTH, NODE, DeviceHealth, NodeState
 from apps.serving.domain.states import PLACEMENT, PLACEMENT_ACTIVE, PlacementState
 
@@ -109,3 +111,9 @@ def test_a_final_placement_goes_nowhere(src: P) -> None:
 
 def test_the_active_placement_states_are_exactly_the_non_final_ones() -> None:
     assert {s.value for s in P} - PLACEMENT.terminal == PLACEMENT_ACTIVE
+
+
+def test_every_kind_of_device_has_a_queue_name_that_parses() -> None:
+    assert {k.value for k in DeviceKind} == DEVICE_KINDS
+    for kind in DeviceKind:
+        assert parse_device_queue(device_queue(kind.value, "n1", 3)) == (kind.value, "n1", 3)

@@ -33,7 +33,7 @@ def test_a_devices_reserved_memory_is_its_placements_and_its_running_jobs_reserv
     row = selectors.device_list().get(pk=device.pk)
 
     assert (row.reserved_bytes, row.active_placements) == (3 * GIB, 1)
-    assert ledger.others_held([device.pk]) == {device.pk: 2 * GIB}
+    assert ledger.held([device.pk]) == {device.pk: 3 * GIB}
 
 
 def test_holdings_name_each_placement_and_each_running_job_of_a_device() -> None:

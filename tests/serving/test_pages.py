@@ -174,10 +174,12 @@ def test_held_memory_on_a_real_gpu_says_nothing_of_host_memory(client_as: Client
 def test_gpus_page_polls_its_device_lists_every_3_seconds_in_one_request(client_as: Client) -> None:
     node = NodeFactory()
     first, second = DeviceFactory.create_batch(2, node=node)
+    third = DeviceFactory(node=NodeFactory())  # a second node: still one poll for the whole page
 
     page = _gpus(client_as(Role.VIEWER))
 
-    poll = f'hx-get="{reverse("serving:placements_live")}?device={first.pk}&amp;device={second.pk}"'
+    ids = "&amp;".join(f"device={d.pk}" for d in (first, second, third))
+    poll = f'hx-get="{reverse("serving:placements_live")}?{ids}"'
     assert page.count("data-placements-poll") == 1
     assert poll in page
     assert 'hx-trigger="every 3s"' in page

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import redis
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -13,27 +14,35 @@ from apps.core.redis_clients import redis_client
 from apps.fleet import history, selectors, telemetry
 from apps.fleet.api import serializers as s
 from apps.fleet.filters import DeviceFilter, NodeFilter, TelemetrySampleFilter
+from apps.fleet.models import Device, Node
 
 
 class NodeViewSet(viewsets.ReadOnlyModelViewSet):
     """Machines running MOC workers, with their devices. Workers register them."""
 
-    queryset = selectors.node_list()
+    queryset = Node.objects.all()  # the model; get_queryset() reads it per request
     serializer_class = s.NodeSerializer
     filterset_class = NodeFilter
     search_fields = ["name", "hostname"]
     ordering_fields = ["name", "last_heartbeat_at", "created_at"]
+
+    def get_queryset(self) -> QuerySet[Node]:
+        return selectors.node_list()
 
 
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     """GPUs (or a node's CPU) with health, memory and their latest reading.
     `simulated` is true for devices with no real hardware behind them."""
 
-    queryset = selectors.device_list()
+    queryset = Device.objects.all()  # the model; get_queryset() reads it per request
     serializer_class = s.DeviceSerializer
     filterset_class = DeviceFilter
     search_fields = ["name", "uuid", "node__name"]
     ordering_fields = ["node__name", "index", "memory_total_bytes", "health"]
+
+    def get_queryset(self) -> QuerySet[Device]:
+        # Built per request: what devices hold comes from the provider registered at start-up.
+        return selectors.device_list()
 
     @extend_schema(parameters=[s.HistoryQuery], responses=s.HistorySerializer)
     @action(detail=True, methods=["get"])

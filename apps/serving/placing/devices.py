@@ -39,14 +39,12 @@ def device_views(
             "depends_on_id", flat=True
         )
     )
-    others = ledger.others_held(ids)
+    held = ledger.held(ids)
     reported = reported_free_bytes()
     idle_after = now - settings.MOC_PLACEMENT_IDLE_S
     residents: dict[int, list[eviction.Resident]] = {pk: [] for pk in ids}
-    placed: dict[int, int] = dict.fromkeys(ids, 0)
     unseen: dict[int, int] = dict.fromkeys(ids, 0)  # promised, not yet in the device's report
     for p in placements:
-        placed[p.device_id] += p.held_bytes
         if p.state in (P.REQUESTED, P.LOADING):
             unseen[p.device_id] += p.held_bytes
         loaded_at = (p.loaded_at or p.created_at).timestamp()
@@ -72,7 +70,7 @@ def device_views(
             label=f"{d.node.name} {d.kind} {d.index}",
             node=d.node.name,
             capacity_bytes=d.capacity_bytes,
-            placed_bytes=placed[d.pk] + int(others.get(d.pk) or 0),
+            placed_bytes=held.get(d.pk, 0),
             reported_free_bytes=None if d.pk not in reported else max(0, reported[d.pk] - unseen[d.pk]),
             accepts=d.health in PLACEABLE_HEALTH and d.node.state == NodeState.ONLINE,
             why_not=_why_not(d),

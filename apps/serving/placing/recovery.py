@@ -27,8 +27,9 @@ class Reload(Enum):
 def placement_lost(
     placement: Placement, *, error: str, reload: Reload, error_class: str = ErrorClass.DEVICE_LOST
 ) -> Placement | None:
-    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again (an
-    adapter follows its base rather than reloading alone). The new placement, or None when it was
+    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again. An
+    adapter is not loaded again on its own: its base was lost with it, and loading the adapter
+    brings its base along when someone asks for it. The new placement, or None when it was
     already moved on, was not reloaded, or no device could take it (logged)."""
     if not services.placement_move(
         placement=placement, to=PlacementState.LOST, error_class=error_class, error=error

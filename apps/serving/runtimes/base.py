@@ -1,7 +1,7 @@
 """What every runtime shares: the load spec, the loaded model's contract, unloading, request checks.
 
-Nothing here imports torch or any other runtime library, so the Django side can name these types
-(and `tasks_for`) on a machine without the demo extra.
+Nothing here imports torch or any other runtime library, so a device worker without the demo
+extra still starts; the runtime modules that need one are imported by `load` when a version does.
 """
 
 from __future__ import annotations
