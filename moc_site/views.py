@@ -6,6 +6,8 @@ scrape-time figures are a Prometheus collector listed below."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from importlib import import_module
 from importlib.util import find_spec
 
@@ -27,17 +29,22 @@ from apps.jobs.selectors import jobs_finished_per_hour
 from apps.serving.metrics import BreakerCollector
 
 
-def overview_cards() -> list[dict]:
-    """One or more cards per app, in settings.MOC_APPS order, from the apps that offer them."""
-    cards: list[dict] = []
+@cache
+def _card_offers() -> list[Callable[[], list[dict]]]:
+    """Each app's `selectors.overview_cards`, in settings.MOC_APPS order, found once per process."""
+    offers = []
     for app in settings.MOC_APPS:
         module = f"apps.{app}.selectors"
-        if find_spec(module) is None:
-            continue
-        offer = getattr(import_module(module), "overview_cards", None)
-        if offer is not None:
-            cards += offer()
-    return cards
+        if find_spec(module) is not None and (
+            offer := getattr(import_module(module), "overview_cards", None)
+        ):
+            offers.append(offer)
+    return offers
+
+
+def overview_cards() -> list[dict]:
+    """One or more cards per app, from the apps that offer them."""
+    return [card for offer in _card_offers() for card in offer()]
 
 
 def overview(request: HttpRequest) -> HttpResponse:

@@ -29,7 +29,7 @@ from apps.serving.domain.breaker import BreakerConfig
 from apps.serving.domain.errors import ErrorClass
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
 from apps.serving.models import Placement, ServingProfile
-from apps.serving.resilience import Breakers, Bulkhead, BulkheadFull, Seen
+from apps.serving.resilience import Admission, Breakers, Bulkhead, BulkheadFull, Seen
 
 # A request left with less time than this after waiting for a slot is not sent at all.
 _MIN_LEFT_S = 0.05
@@ -136,18 +136,20 @@ def _through_breaker(
     breakers = Breakers(client)
     now = time.time()
     seen = breakers.read(p.pk for p in candidates)  # each breaker read once for this request
-    chosen, admitted, refusal = None, None, None
+    admitted: tuple[Placement, Admission] | None = None
+    refusal = None
     for placement in _in_breaker_order(candidates, seen):
         admission = breakers.admit(placement.pk, limits.breaker, now=now, seen=seen[placement.pk])
         if admission.ok:
-            chosen, admitted = placement, admission
+            admitted = placement, admission
             break
         refusal = refusal or admission
-    if chosen is None:
+    if admitted is None:
         assert refusal is not None
         metrics.INFERENCE_REFUSED.labels(reason="breaker_open").inc()
         retry_after = max(1, round(refusal.retry_after_s))
         raise Refused(503, f"{version} is not answering: {refusal.reason}", "breaker_open", retry_after)
+    chosen, seen_after = admitted[0], admitted[1].seen
     answer = None
     try:
         answer = _ask(
@@ -161,12 +163,12 @@ def _through_breaker(
                 now=time.time(),
                 error_class=ErrorClass.TIMEOUT,
                 error="no answer",
-                seen=admitted.seen,
+                seen=seen_after,
             )
     if answer is None:
         raise Refused(504, f"{version} did not answer within {limits.timeout_s:g} s.", ErrorClass.TIMEOUT)
     if answer.get("ok"):
-        breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None, seen=admitted.seen)
+        breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None, seen=seen_after)
         return {
             "placement": chosen.pk,
             "device": chosen.device_id,
@@ -177,7 +179,7 @@ def _through_breaker(
     error_class = ErrorClass(answer.get("error_class") or ErrorClass.INTERNAL)
     error = str(answer.get("error") or "")
     breakers.record(
-        chosen.pk, limits.breaker, now=time.time(), error_class=error_class, error=error, seen=admitted.seen
+        chosen.pk, limits.breaker, now=time.time(), error_class=error_class, error=error, seen=seen_after
     )
     raise _failed(chosen, version, error_class, error, resident=answer.get("resident", True))
 

@@ -78,10 +78,9 @@ def placements_held_bytes() -> Coalesce:
 
 def others_held_bytes() -> Expression | Value:
     """Per Device row, what the registered holders (running jobs) hold."""
-    expressions = [_int(holder.held_bytes()) for holder in _holders]
     total: Expression | Value = Value(0, output_field=IntegerField())
-    for expression in expressions:
-        total = total + expression
+    for holder in _holders:
+        total = total + _int(holder.held_bytes())
     return total
 
 
@@ -129,19 +128,18 @@ class LedgerHoldings:
 
     def activity(self, device_ids: Collection[int]) -> dict[int, Activity]:
         ids = list(device_ids)
-        uses = dict(
-            Placement.objects.filter(device_id__in=ids, state__in=PLACEMENT_ACTIVE)
-            .order_by()
-            .values("device_id")
-            .annotate(uses=Sum("use_count"))
-            .values_list("device_id", "uses")
-        )
-        held_by = held(ids)
+        figures = {
+            pk: (bytes_held, uses)
+            for pk, bytes_held, uses in Device.objects.filter(pk__in=ids)
+            .annotate(held=held_bytes(), uses=_int(per_device(_active(), Sum("use_count"))))
+            .values_list("pk", "held", "uses")
+        }
         running: dict[int, int] = dict.fromkeys(ids, 0)
         for holder in _holders:
             for pk, things in holder.holdings(ids).items():
                 running[pk] = running.get(pk, 0) + sum(1 for h in things if h.kind == "job")
-        return {
-            pk: Activity(held_bytes=held_by.get(pk, 0), running_jobs=running[pk], uses=int(uses.get(pk) or 0))
-            for pk in ids
-        }
+        found = {}
+        for pk in ids:
+            bytes_held, uses = figures.get(pk, (0, 0))
+            found[pk] = Activity(held_bytes=bytes_held, running_jobs=running[pk], uses=uses)
+        return found

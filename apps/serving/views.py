@@ -48,7 +48,12 @@ def _page(request: HttpRequest, fallback: str) -> str:
     return (request.htmx.current_url_abs_path if request.htmx else None) or fallback
 
 
-def _device_blocks(request: HttpRequest, devices: list[Device], *, back: str) -> dict[str, Any]:
+def _poll(device_ids: list[int]) -> dict[str, Any]:
+    """What serving/_placements_poller.html needs to keep these devices' lists live."""
+    return {"query": urlencode({"device": device_ids}, doseq=True), "poll_s": POLL_S}
+
+
+def _device_blocks(request: HttpRequest, devices: list[Device], *, back: str, tag: str) -> dict[str, Any]:
     """Each device with its live placement list; the Load forms' choices for those who may load."""
     live = selectors.device_placements_live(device_ids=[d.pk for d in devices], now=timezone.now())
     for device in devices:
@@ -57,37 +62,33 @@ def _device_blocks(request: HttpRequest, devices: list[Device], *, back: str) ->
     return {
         "devices": devices,
         "back": back,
+        "tag": tag,
         "load_choices": selectors.version_load_choices() if may_load and devices else None,
-        "poll_query": urlencode({"device": [d.pk for d in devices]}, doseq=True),
-        "poll_s": POLL_S,
     }
 
 
 @require_GET
 def devices_section(request: HttpRequest) -> HttpResponse:
-    """What devices hold (`?device=1&device=2`), for the GPUs page: one block per device with its
-    live list and Load form, and the poll that keeps the lists live."""
+    """What devices hold (`?device=1&device=2`), for one node on the GPUs page: one block per
+    device with its list and Load form (the page's one poll keeps the lists live)."""
     devices = list(Device.objects.select_related("node").filter(pk__in=_ids(request.GET.getlist("device"))))
-    tag = "h2" if request.GET.get("tag") == "h2" else "h3"
-    context = _device_blocks(request, devices, back=_page(request, reverse("fleet:devices")))
-    return render(request, "serving/_devices_section.html", {**context, "tag": tag})
+    context = _device_blocks(request, devices, back=_page(request, reverse("fleet:devices")), tag="h3")
+    return render(request, "serving/_devices_section.html", context)
 
 
 @require_GET
 def devices_poller(request: HttpRequest) -> HttpResponse:
     """The GPUs page's one poll of every live list it shows (`?device=1&device=2`): each node's
     section draws its devices' lists, this keeps them all live in one request every POLL_S."""
-    ids = _ids(request.GET.getlist("device"))
-    query = urlencode({"device": ids}, doseq=True)
-    return render(request, "serving/_placements_poller.html", {"query": query, "poll_s": POLL_S})
+    return render(request, "serving/_placements_poller.html", _poll(_ids(request.GET.getlist("device"))))
 
 
 @require_GET
 def device_section(request: HttpRequest, pk: int) -> HttpResponse:
     """A device page's serving: what it holds now (live, with Load) and every placement it had."""
     device = get_object_or_404(Device.objects.select_related("node"), pk=pk)
-    context = _device_blocks(request, [device], back=_page(request, device.get_absolute_url()))
-    context.update(tag="h2", placements=selectors.placement_list().filter(device=device)[:50])
+    context = _device_blocks(request, [device], back=_page(request, device.get_absolute_url()), tag="h2")
+    context.update(_poll([device.pk]), placements=selectors.placement_list().filter(device=device)[:50])
     return render(request, "serving/_device_section.html", context)
 
 
@@ -124,7 +125,7 @@ def placements_live(request: HttpRequest) -> HttpResponse:
     """The live placement lists a page polls, each swapped into the page by its id (htmx
     out-of-band): `?device=1&device=2` for devices' lists, `?version=7` for a version's."""
     now = timezone.now()
-    back = request.htmx.current_url_abs_path if request.htmx else None
+    fallback = reverse("fleet:devices")
     blocks: list[dict[str, Any]] = []
     version_id = request.GET.get("version", "")
     if version_id.isdigit():
@@ -138,11 +139,11 @@ def placements_live(request: HttpRequest) -> HttpResponse:
                 "figures": serving.figures,
             }
         )
-        back = back or version.get_absolute_url()
+        fallback = version.get_absolute_url()
     live = selectors.device_placements_live(device_ids=_ids(request.GET.getlist("device")), now=now)
     blocks += [{"scope": "device", "owner": pk, "placements": rows} for pk, rows in live.items()]
     return render(
-        request, "serving/_placements_live.html", {"blocks": blocks, "back": back or reverse("fleet:devices")}
+        request, "serving/_placements_live.html", {"blocks": blocks, "back": _page(request, fallback)}
     )
 
 
