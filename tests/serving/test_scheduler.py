@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +14,6 @@ from apps.serving.domain.scheduler import (
     Refusal,
     Request,
     decide,
-    format_bytes,
     free_bytes,
 )
 
@@ -107,21 +105,6 @@ def test_free_bytes_ignores_a_report_that_still_shows_memory_moc_has_placed() ->
 
 def test_free_bytes_is_never_negative() -> None:
     assert free_bytes(_device(1, capacity_gib=40, placed_gib=48)) == 0
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [
-        (512, "512 B"),
-        (512 * MiB, "512.0 MiB"),
-        (int(14.2 * GiB), "14.2 GiB"),
-        (80 * GiB, "80.0 GiB"),
-        (GiB - 1, "1.0 GiB"),
-        (3 * 1024**4, "3.0 TiB"),
-    ],
-)
-def test_format_bytes_writes_binary_units_with_one_decimal(n: int, text: str) -> None:
-    assert format_bytes(n) == text
 
 
 # decide: fitting without eviction

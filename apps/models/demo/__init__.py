@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from apps.core.domain.units import format_bytes
+
 BASE = "demo-gpt2"
 LORA = "demo-gpt2-lora"
 ONNX = "demo-gpt2-onnx"
@@ -97,13 +99,13 @@ def make(out: Path, *, seconds: float, force: bool, log: Callable[[str], None]) 
             base_remade = bool(made) and made[0].made
             if dest.exists() and not force and not base_remade:
                 made.append(Made(name, dest, _size(dest), made=False))
-                log(f"{name}: exists, kept ({_human(made[-1].size_bytes)}); --force remakes it")
+                log(f"{name}: exists, kept ({format_bytes(made[-1].size_bytes)}); --force remakes it")
                 continue
             log(f"{name}: making ...")
             with _staged(dest, folder=folder) as staging:
                 note = build(staging)
             made.append(Made(name, dest, _size(dest), made=True, note=note))
-            log(f"{name}: wrote {dest} ({_human(made[-1].size_bytes)}){'; ' + note if note else ''}")
+            log(f"{name}: wrote {dest} ({format_bytes(made[-1].size_bytes)}){'; ' + note if note else ''}")
     return made
 
 
@@ -137,12 +139,3 @@ def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"

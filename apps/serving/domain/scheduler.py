@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .eviction import Policy, Resident, choose_victims, evictable
+from apps.core.domain.units import format_bytes
 
-_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+from .eviction import Policy, Resident, choose_victims, evictable
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,19 +58,6 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class Refusal:
     reason: str  # a sentence for the operator
-
-
-def format_bytes(n: int) -> str:
-    """Binary units with one decimal ("14.2 GiB", "512.0 MiB"); plain bytes below 1 KiB."""
-    if abs(n) < 1024:
-        return f"{n} B"
-    value = n / 1024
-    for unit in _UNITS[:-1]:
-        # Move up rather than print 1024.0 of a unit.
-        if abs(round(value, 1)) < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} {_UNITS[-1]}"
 
 
 def _headroom(device: DeviceView) -> int:
