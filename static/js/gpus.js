@@ -98,7 +98,7 @@
     setFig(row, "temp", round(r.temperature_c, " °C"));
     setFig(row, "power", r.power_w == null ? "—"
       : Math.round(r.power_w) + (r.power_limit_w == null ? "" : " / " + Math.round(r.power_limit_w)) + " W");
-    setFig(row, "at", "read at " + at.toLocaleTimeString());
+    setFig(row, "at", "read at " + window.MOC.clock(at));
     setHealth(row, r.health, r.error);
     drawBar(dev, r.mem_used_bytes, total);
   }
@@ -134,7 +134,7 @@
     if (sections.some(function (el) { return el.classList.contains("offline"); })) setNodeState(msg.node, "online", "");
     sections.forEach(function (section) {
       var seen = section.querySelector("[data-node-seen]");
-      if (seen) seen.textContent = "seen at " + at.toLocaleTimeString();
+      if (seen) seen.textContent = "seen at " + window.MOC.clock(at);
     });
     msg.devices.forEach(function (r) {
       var dev = devices[r.id];

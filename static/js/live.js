@@ -86,18 +86,26 @@
     });
   }
 
-  // Django's filesizeformat, so live figures read like the server-rendered ones.
+  // apps.core.domain.units.format_bytes, so live figures read like the server-rendered ones:
+  // binary units, labelled as such.
   function filesize(bytes) {
     if (bytes == null) return "\u2014";
-    var units = ["KB", "MB", "GB", "TB", "PB"];
-    if (bytes < 1024) return bytes + "\u00a0bytes";
+    var units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if (Math.abs(bytes) < 1024) return bytes + "\u00a0B";
     var value = bytes / 1024, unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    while (Math.abs(Math.round(value * 10) / 10) >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
     return value.toFixed(1) + "\u00a0" + units[unit];
+  }
+
+  // The pages' one time format (the `when` filter): 24-hour, whatever the browser's locale.
+  function clock(date) {
+    var two = function (n) { return (n < 10 ? "0" : "") + n; };
+    return two(date.getHours()) + ":" + two(date.getMinutes()) + ":" + two(date.getSeconds());
   }
 
   window.MOC = window.MOC || {};
   window.MOC.LiveSocket = LiveSocket;
   window.MOC.TelemetryStream = TelemetryStream;
   window.MOC.filesize = filesize;
+  window.MOC.clock = clock;
 })();

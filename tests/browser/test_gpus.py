@@ -156,5 +156,5 @@ def test_overview_fleet_totals_follow_telemetry(gpus_page: Page, asgi_server: st
     totals = gpus_page.locator("#fleet-totals")
     expect(totals.locator('[data-total="devices"]')).to_have_text("2")
     expect(totals.locator('[data-total="simulated"]')).to_have_text("2 simulated")
-    expect(totals.locator('[data-total="memory"]')).to_have_text("12.0\u00a0GB")
+    expect(totals.locator('[data-total="memory"]')).to_have_text("12.0\u00a0GiB")
     expect(totals.locator('[data-total="hottest"]')).to_have_text("50 °C")

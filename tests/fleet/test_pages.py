@@ -217,7 +217,7 @@ def test_gpus_page_shows_each_device_latest_figures(client_as: Client) -> None:
     page = _gpus_page(client_as)
 
     assert 'data-fig="util">37%<' in page
-    assert 'data-fig="mem">6.0\xa0GB / 24.0\xa0GB<' in page
+    assert 'data-fig="mem">6.0\xa0GiB / 24.0\xa0GiB<' in page
     assert 'data-fig="temp">52 °C<' in page
     assert 'data-fig="power">142 W<' in page
 
@@ -366,8 +366,8 @@ def test_overview_fleet_block_totals_devices_memory_utilisation_and_the_hottest(
     block = re.search(r'<section id="fleet-totals".*?</section>', page, re.S).group(0)
     assert 'data-total="devices">2<' in block
     assert 'data-total="simulated">1 simulated<' in block
-    assert 'data-total="memory">12.0\xa0GB<' in block
-    assert 'data-total="memory-of">of 48.0\xa0GB · 25%<' in block
+    assert 'data-total="memory">12.0\xa0GiB<' in block
+    assert 'data-total="memory-of">of 48.0\xa0GiB · 25%<' in block
     assert 'data-total="util">40%<' in block
     assert 'data-total="hottest">81 °C<' in block
     assert "gpu-box-1 · GPU 1" in block

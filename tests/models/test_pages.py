@@ -106,7 +106,7 @@ def test_models_list_shows_the_latest_versions_format_size_parameters_and_valida
     assert "v2" in page
     assert "GGUF" in page
     assert "causal-lm" in page
-    assert "3.9\xa0GB" in page
+    assert "3.9\xa0GiB" in page
     assert "7.0 billion" in page
     assert "Invalid" in page
     assert "ONNX" not in _rows(page)
@@ -224,7 +224,7 @@ def test_model_page_shows_versions_with_kind_vram_validation_and_creator(
     assert "v7" in page
     assert "staging" in page
     assert "causal-lm" in page
-    assert "16.0\xa0GB" in page
+    assert "16.0\xa0GiB" in page
     assert "8,030,261,248" in page
     assert "Valid" in page
     assert "operator" in page
@@ -441,10 +441,10 @@ def test_version_page_shows_the_vram_estimate_with_its_parts(client_as: Client) 
 
     page = _page(client_as(Role.VIEWER), reverse("models:version", args=[version.pk]))
 
-    assert "953.7\xa0MB" in page  # weights
-    assert "512.0\xa0MB" in page  # overhead
-    assert "256.0\xa0MB" in page  # KV cache
-    assert "1.7\xa0GB" in page  # total
+    assert "953.7\xa0MiB" in page  # weights
+    assert "512.0\xa0MiB" in page  # overhead
+    assert "256.0\xa0MiB" in page  # KV cache
+    assert "1.7\xa0GiB" in page  # total
     assert "at context 4,096 × batch 2" in page
 
 

@@ -135,7 +135,7 @@ def test_gpus_page_shows_measured_memory_once_the_worker_measured_it(client_as: 
 
     block = _block(_gpus(client_as(Role.VIEWER)), "device", placement.device_id)
 
-    assert '12.0\xa0GB <span class="muted">measured' in block
+    assert '12.0\xa0GiB <span class="muted">measured' in block
 
 
 def test_gpus_page_marks_a_pinned_placement(client_as: Client) -> None:
