@@ -58,7 +58,7 @@ from django.contrib.auth import get_user_model
 from django.conf import settings
 from pathlib import Path
 root = Path(settings.MOC_MODEL_ROOTS[0])
-demo.make(root, seconds=1, force=False, log=lambda line: None)
+demo.make(root, force=False, log=lambda line: None)
 scanning.scan_run(scan=scanning.scan_request())
 user = get_user_model().objects.create_user("bench", password="bench-pass-1")
 roles.set_role(user, Role.OPERATOR)

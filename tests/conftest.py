@@ -142,7 +142,7 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing:
         pytest.skip(f"the demo extra is not installed (missing {', '.join(missing)})")
     out = tmp_path_factory.mktemp("demo-roots") / "models"
-    demo.make(out, seconds=1, force=False, log=lambda _line: None)
+    demo.make(out, force=False, log=lambda _line: None)
     return out
 
 

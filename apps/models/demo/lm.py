@@ -1,8 +1,9 @@
 """The demo causal LM: a byte-level BPE tokenizer and a tiny GPT-2, both trained on corpus.txt.
 
-A few seconds of training take the model from guessing uniformly over the vocabulary to
-reciting fragments of the corpus, enough that generated text is visibly not noise. The training
-loop is shared with the LoRA adapter.
+A few hundred steps of training (a few seconds) take the model from guessing uniformly over the
+vocabulary to reciting the corpus in whole sentences, so that its greedy answers read as words.
+Training runs a fixed number of steps from fixed seeds, on one thread, so the same machine makes
+the same weights every time. The training loop is shared with the LoRA adapter.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ VOCAB = 1024
 END = "<|endoftext|>"
 CONTEXT = 128
 LAYERS, HIDDEN, HEADS = 2, 64, 2
-BATCH, WINDOW = 16, 64
-# A floor under the time budget, so a busy machine still trains enough for the loss to fall.
-MIN_STEPS = 30
+# Measured here: 8 windows a step reach a lower loss in half the tokens (and time) that 16 do.
+BATCH, WINDOW = 8, 64
+LR = 3e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +125,8 @@ def build(tokenizer: PreTrainedTokenizerFast) -> GPT2LMHeadModel:
     return model
 
 
-def train(model: torch.nn.Module, ids: torch.Tensor, *, seconds: float, lr: float, seed: int) -> Training:
-    """Train `model` on random windows of `ids` for `seconds` (at least MIN_STEPS steps)."""
+def train(model: torch.nn.Module, ids: torch.Tensor, *, steps: int, lr: float, seed: int) -> Training:
+    """Train `model` for `steps` steps, each on BATCH random WINDOW-long pieces of `ids`."""
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=lr)
@@ -136,15 +137,14 @@ def train(model: torch.nn.Module, ids: torch.Tensor, *, seconds: float, lr: floa
     try:
         before = corpus_loss(model, ids)
         model.train()
-        steps, started = 0, time.monotonic()
-        while steps < MIN_STEPS or time.monotonic() - started < seconds:
+        started = time.monotonic()
+        for _ in range(steps):
             starts = torch.randint(0, len(ids) - WINDOW, (BATCH,), generator=generator)
             batch = torch.stack([ids[s : s + WINDOW] for s in starts.tolist()])
             loss = model(input_ids=batch, labels=batch).loss
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            steps += 1
         elapsed = time.monotonic() - started
         after = corpus_loss(model, ids)
     finally:
@@ -164,14 +164,15 @@ def corpus_loss(model: torch.nn.Module, ids: torch.Tensor) -> float:
     return sum(losses) / len(losses) if losses else math.nan
 
 
-def make(folder: Path, *, seconds: float) -> Training:
-    """Train the tokenizer and the model and save both, with a generation config, into `folder`."""
+def make(folder: Path, *, steps: int) -> Training:
+    """Train the tokenizer and the model (`steps` steps) and save both, with a generation config,
+    into `folder`."""
     torch.manual_seed(SEED)
     text = CORPUS.read_text(encoding="utf-8")
     tokenizer = train_tokenizer(text)
     model = build(tokenizer)
     ids = torch.tensor(tokenizer(text)["input_ids"])
-    training = train(model, ids, seconds=seconds, lr=3e-3, seed=SEED)
+    training = train(model, ids, steps=steps, lr=LR, seed=SEED)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,33 @@ def base(demo_models: Path) -> Iterator[Loaded]:
     loaded.close()
 
 
-def test_the_adapter_predicts_text_in_capitals_better_than_its_base(base: Loaded, demo_models: Path) -> None:
-    shouted = demo.CORPUS.read_text(encoding="utf-8")[:400].upper()
+def words(text: str) -> set[str]:
+    return {word.lower() for word in re.findall(r"[A-Za-z]{2,}", text)}
+
+
+def test_the_adapter_predicts_its_status_reports_better_than_its_base(
+    base: Loaded, demo_models: Path
+) -> None:
+    reports = demo.STATUS.read_text(encoding="utf-8")
 
     adapter = load(adapter_spec(demo_models, base))
 
-    assert loss(adapter, shouted) < loss(base, shouted) - 0.5
-    assert adapter.generate(prompt=PROMPT, **GREEDY)["text"] != base.generate(prompt=PROMPT, **GREEDY)["text"]
+    assert loss(adapter, reports) < loss(base, reports) - 2.0
+    adapter.close()
+
+
+def test_at_temperature_0_base_and_adapter_answer_in_different_readable_words(
+    base: Loaded, demo_models: Path
+) -> None:
+    adapter = load(adapter_spec(demo_models, base))
+
+    plain = base.generate(prompt=PROMPT, **GREEDY)["text"]
+    adapted = adapter.generate(prompt=PROMPT, **GREEDY)["text"]
+
+    assert adapted != plain
+    # Words of the texts each learnt, several different ones: not one token and newlines.
+    assert len(words(plain) & words(demo.CORPUS.read_text(encoding="utf-8"))) >= 5, plain
+    assert len(words(adapted) & words(demo.STATUS.read_text(encoding="utf-8"))) >= 5, adapted
     adapter.close()
 
 
