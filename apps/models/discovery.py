@@ -8,7 +8,10 @@ resolves elsewhere is refused with a reason.
 Grouping: a folder holding config.json, adapter_config.json or a shard index (or the shards
 of one sharded set) is one version with every file at that level; anywhere else each weight
 file is its own version, an .onnx together with the external data files named after it
-(scanning/run.py adds the ones its header names otherwise).
+(scanning/run.py adds the ones its header names otherwise). A weight file beside an .onnx is
+its own candidate too: only the ONNX header can say it is that model's external data (exporters
+write it as .bin), so the scan drops the candidates an ONNX names (`onnx_to_read` says which
+ONNX files it must ask), and everything else is reported as itself.
 """
 
 from __future__ import annotations
@@ -165,11 +168,17 @@ def _scan_folder(
     for entry in entries:
         if entry.name.startswith("."):  # .git, .cache, editors' temporary files
             continue
+        if not _is_text(entry.name):
+            unreadable.append(
+                Refusal(_undecoded_escaped(entry.path), "the name is not UTF-8 text; rename it")
+            )
+            continue
         try:
             if entry.is_symlink():
                 target = os.path.realpath(entry.path)
                 if not any(under(target, root) for root in roots):
-                    refused.append(Refusal(entry.path, f"a symlink to {target}, outside the model roots"))
+                    reason = f"a symlink to {_undecoded_escaped(target)}, outside the model roots"
+                    refused.append(Refusal(entry.path, reason))
                     continue
                 info = os.stat(entry.path)
                 if stat.S_ISDIR(info.st_mode):
@@ -188,6 +197,21 @@ def _scan_folder(
             continue
         files[entry.name] = info
     return files
+
+
+def _is_text(name: str) -> bool:
+    """Whether the name is text: one that is not UTF-8 reaches Python with surrogates (PEP 383),
+    which no database column or JSON document can hold."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _undecoded_escaped(path: str) -> str:
+    """`path` with the bytes of its names that are not UTF-8 written as escapes (b"\\xff" as "\\xff")."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _found(name: str, info: os.stat_result) -> FoundFile:
@@ -217,12 +241,9 @@ def _group(root: str, folder: str, files: dict[str, os.stat_result]) -> list[Can
         found = tuple(_found(name, info) for name, info in files.items())
         return [Candidate(root, rel, True, _folder_name(folder), found)]
     candidates = []
-    # Exporters also write ONNX external data as .bin: next to an .onnx such a file is data,
-    # which scanning attaches to the model that references it.
-    beside_onnx = any(format_by_name(name) == FileFormat.ONNX for name in files)
     for name, info in files.items():
         fmt = format_by_name(name)
-        if fmt not in WEIGHT_FORMATS or (beside_onnx and name.lower().endswith(".bin")):
+        if fmt not in WEIGHT_FORMATS:
             continue
         found = [_found(name, info)]
         if fmt == FileFormat.ONNX:
@@ -234,6 +255,24 @@ def _group(root: str, folder: str, files: dict[str, os.stat_result]) -> list[Can
         path = os.path.join(rel, name) if rel else name
         candidates.append(Candidate(root, path, False, model_name(label), tuple(found)))
     return candidates
+
+
+def onnx_to_read(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The single-file ONNX candidates that may name another candidate's weight file as their
+    external data (one in their folder or below it); only their header can tell."""
+    holding: set[str] = set()  # folders with a non-ONNX weight file candidate in them or below
+    for candidate in candidates:
+        if candidate.folder or candidate.files[0].format == FileFormat.ONNX:
+            continue
+        folder = os.path.dirname(candidate.abspath)
+        while folder not in holding and under(folder, candidate.root):
+            holding.add(folder)
+            folder = os.path.dirname(folder)
+    return [
+        c
+        for c in candidates
+        if not c.folder and c.files[0].format == FileFormat.ONNX and os.path.dirname(c.abspath) in holding
+    ]
 
 
 def _onnx_data_names(name: str) -> tuple[str, ...]:

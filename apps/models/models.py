@@ -85,7 +85,7 @@ class ModelVersion(TimeStamped):
     validation_report = models.JSONField(
         default=list,
         blank=True,
-        help_text='One line per check: {"check", "status": pass|warn|fail, "detail", "file"}',
+        help_text='One line per check: {"check", "status": pass|warn|skip|fail, "detail", "file"}',
     )
     kind = models.CharField(
         max_length=32, blank=True, db_index=True, help_text="causal-lm, embedding, adapter, onnx-graph, ..."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.urls import reverse
 
@@ -19,6 +21,34 @@ def version_unusable(version: ModelVersion) -> str | None:
     if version.archived:
         return f"{version} is archived."
     return None
+
+
+def adapter_bases(adapters: Iterable[ModelVersion]) -> dict[int, ModelVersion]:
+    """The registered version each adapter's adapter_config.json names as its base, by adapter id.
+
+    peft records the base by the path it was loaded from (base_model_name_or_path), so the base is
+    the newest unarchived version at that path; an adapter naming a hub id or a path nothing is
+    registered at is left out. The one resolution of a named base: discovery records it as the
+    adapter's parent, and loading an adapter falls back on it while no parent is recorded.
+    """
+    named: dict[int, str] = {}
+    for adapter in adapters:
+        config = (adapter.metadata or {}).get("adapter")
+        path = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+        if isinstance(path, str) and path.rstrip("/"):
+            named[adapter.pk] = path.rstrip("/")
+    if not named:
+        return {}
+    newest: dict[str, ModelVersion] = {}
+    bases = ModelVersion.objects.filter(path__in=set(named.values()), archived=False).select_related("model")
+    for version in bases.order_by("path", "-number", "-pk"):
+        newest.setdefault(version.path, version)
+    return {pk: newest[path] for pk, path in named.items() if path in newest and newest[path].pk != pk}
+
+
+def adapter_base(adapter: ModelVersion) -> ModelVersion | None:
+    """The registered version `adapter` names as its base, or None (see adapter_bases)."""
+    return adapter_bases([adapter]).get(adapter.pk)
 
 
 def registered_model_list() -> QuerySet[RegisteredModel]:

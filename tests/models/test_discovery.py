@@ -76,12 +76,22 @@ def test_a_generic_file_name_takes_its_folders_name(tmp_path: Path) -> None:
 def test_an_onnx_file_takes_the_external_data_named_after_it(tmp_path: Path) -> None:
     corpus.write(tmp_path, "encoder.onnx", b"\x08\x07")
     corpus.write(tmp_path, "encoder.onnx.data", b"\0" * 64)
-    corpus.write(tmp_path, "weights.bin", b"\0" * 64)
 
     [candidate] = discovery.walk([tmp_path]).candidates
 
-    # weights.bin beside an .onnx is data, not a PyTorch model: scanning attaches it if referenced.
     assert _names(candidate) == ["encoder.onnx", "encoder.onnx.data"]
+
+
+def test_a_weight_file_beside_an_onnx_is_a_candidate_the_onnx_header_may_claim(tmp_path: Path) -> None:
+    corpus.write(tmp_path, "encoder.onnx", b"\x08\x07")
+    corpus.write(tmp_path / "sub", "weights.bin", b"\0" * 64)
+    corpus.write(tmp_path / "other", "lone.onnx", b"\x08\x07")
+
+    walk = discovery.walk([tmp_path])
+
+    # Only the header says whether the .bin is the ONNX model's external data: the scan asks it.
+    assert sorted(c.path for c in walk.candidates) == ["encoder.onnx", "other/lone.onnx", "sub/weights.bin"]
+    assert [c.path for c in discovery.onnx_to_read(walk.candidates)] == ["encoder.onnx"]
 
 
 def test_a_subfolder_of_a_version_folder_is_walked_on_its_own(tmp_path: Path) -> None:
@@ -162,6 +172,22 @@ def test_a_dangling_symlink_and_a_fifo_are_unreadable_not_fatal(tmp_path: Path) 
     reasons = {Path(r.path).name: r.reason for r in walk.unreadable}
     assert set(reasons) == {"gone.safetensors", "pipe.safetensors"}
     assert reasons["pipe.safetensors"] == "not a regular file"
+
+
+def test_a_name_that_is_not_utf8_is_refused_with_its_bytes_escaped(tmp_path: Path) -> None:
+    corpus.write_safetensors(tmp_path, "ok.safetensors")
+    corpus.write_safetensors(tmp_path / "folder", "x.safetensors")
+    os.rename(tmp_path / "folder", os.fsdecode(bytes(tmp_path) + b"/fold\xffer"))
+    with open(bytes(tmp_path) + b"/bad\xff.safetensors", "wb") as handle:
+        handle.write(corpus.safetensors_bytes(corpus.SMALL_TENSORS))
+
+    walk = discovery.walk([tmp_path])
+
+    assert [c.path for c in walk.candidates] == ["ok.safetensors"]
+    assert sorted((r.path, r.reason) for r in walk.unreadable) == [
+        (f"{tmp_path}/bad\\xff.safetensors", "the name is not UTF-8 text; rename it"),
+        (f"{tmp_path}/fold\\xffer", "the name is not UTF-8 text; rename it"),
+    ]
 
 
 def test_hidden_files_and_folders_are_skipped(tmp_path: Path) -> None:

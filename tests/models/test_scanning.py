@@ -24,18 +24,11 @@ from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
 from tests.models.factories import RegisteredModelFactory
 from tests.models.formats import corpus
 from tests.models.formats import corpus_gguf_onnx as gguf_onnx
+from tests.models.scans import scan_now, validated, version_at
 
 pytestmark = pytest.mark.django_db
 
 Commits = Callable[..., Any]
-
-
-@pytest.fixture
-def root(tmp_path: Path, settings: Any) -> Path:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    settings.MOC_MODEL_ROOTS = [str(folder)]
-    return folder
 
 
 @pytest.fixture
@@ -66,17 +59,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     return messages
 
 
-def scan_now() -> ScanRun:
-    scan = scanning.scan_request(user=None)
-    return scanning.scan_run(scan=scan)
-
-
 def counts(scan: ScanRun) -> dict[str, int]:
     return {k: getattr(scan, k) for k in ("new", "changed", "unchanged", "removed", "failed")}
-
-
-def version_at(path: Path) -> ModelVersion:
-    return ModelVersion.objects.select_related("model").get(path=str(path))
 
 
 def test_a_first_scan_registers_every_version_with_its_files_and_summary(root: Path) -> None:
@@ -91,7 +75,7 @@ def test_a_first_scan_registers_every_version_with_its_files_and_summary(root: P
     hf = version_at(root / "llama-tiny")
     assert (hf.model.name, hf.number, hf.format, hf.kind) == ("llama-tiny", 1, ModelFormat.HF, "causal-lm")
     assert sorted(hf.files.values_list("path", flat=True)) == names
-    assert hf.params_count == 2 * 16
+    assert hf.params_count == corpus.LLAMA_PARAMS
     assert hf.metadata["num_hidden_layers"] == 2
     assert hf.vram_estimate["kv_cache"] > 0
     assert hf.estimated_vram_bytes == hf.vram_estimate["total"]
@@ -407,12 +391,6 @@ def test_hashing_every_file_of_a_version_queues_its_validation(
     assert sent["validate"] == [ModelVersion.objects.get().pk]
 
 
-def _validated(version: ModelVersion) -> ModelVersion:
-    scanning.version_validate(version=version)
-    version.refresh_from_db()
-    return version
-
-
 def _lines(version: ModelVersion, status: str) -> dict[str, str]:
     return {line["check"]: line["detail"] for line in version.validation_report if line["status"] == status}
 
@@ -421,7 +399,7 @@ def test_a_sound_version_is_valid_with_a_report_and_its_sha256_once_hashed(root:
     file = _scanned_file(root)
     scanning.file_checksum(file=file)
 
-    version = _validated(file.version)
+    version = validated(file.version)
 
     assert version.validation_state == ValidationState.VALID
     assert {"header_size", "offsets_contiguous", "checksum"} <= set(_lines(version, "pass"))
@@ -430,7 +408,7 @@ def test_a_sound_version_is_valid_with_a_report_and_its_sha256_once_hashed(root:
 
 
 def test_a_version_not_hashed_yet_is_valid_with_a_checksum_warning(root: Path) -> None:
-    version = _validated(_scanned_file(root).version)
+    version = validated(_scanned_file(root).version)
 
     assert version.validation_state == ValidationState.VALID
     assert "not hashed yet" in _lines(version, "warn")["checksum"]
@@ -441,7 +419,7 @@ def test_a_broken_file_makes_its_version_invalid_and_says_why(root: Path) -> Non
     corpus.overlapping_offsets(root)
     scan_now()
 
-    version = _validated(ModelVersion.objects.get())
+    version = validated(ModelVersion.objects.get())
 
     assert version.validation_state == ValidationState.INVALID
     assert "offsets" in version.validation_error
@@ -453,7 +431,7 @@ def test_a_file_swapped_for_a_link_out_of_the_roots_fails_validation(root: Path,
     (root / "a.safetensors").unlink()
     (root / "a.safetensors").symlink_to(outside)
 
-    version = _validated(file.version)
+    version = validated(file.version)
 
     assert version.validation_state == ValidationState.INVALID
     assert "inside_roots" in _lines(version, "fail")
@@ -465,7 +443,7 @@ def test_a_version_with_no_files_left_is_invalid(root: Path) -> None:
     (root / "a.safetensors").unlink()
     scan_now()
 
-    version = _validated(version)
+    version = validated(version)
 
     assert version.validation_state == ValidationState.INVALID
     assert "files_present" in _lines(version, "fail")
@@ -475,7 +453,7 @@ def test_a_file_deleted_after_the_scan_fails_validation(root: Path) -> None:
     version = _scanned_file(root).version
     (root / "a.safetensors").unlink()
 
-    version = _validated(version)
+    version = validated(version)
 
     assert version.validation_state == ValidationState.INVALID
     assert "gone since the last scan: a.safetensors" in _lines(version, "fail")["files_present"]
@@ -485,7 +463,7 @@ def test_a_file_changed_after_the_scan_is_a_warning_until_scanned_again(root: Pa
     version = _scanned_file(root).version
     os.utime(root / "a.safetensors", ns=(1, 1))
 
-    version = _validated(version)
+    version = validated(version)
 
     assert "changed since the last scan" in _lines(version, "warn")["files_present"]
 

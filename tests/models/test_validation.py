@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from apps.models.domain.headers import Check, FileHeader
+import pytest
+
+from apps.models.domain.headers import Check, FileHeader, Layout
 from apps.models.domain.validation import problems, summarise, version_report
 from apps.models.formats import hf, read_header
 from tests.models.formats import corpus
+from tests.models.formats import corpus_gguf_onnx as gguf_onnx
 
 SHA = "0" * 64
 
@@ -22,16 +25,19 @@ def _header(
     dtypes: dict[str, int] | None = None,
     metadata: dict[str, Any] | None = None,
     references: tuple[str, ...] = (),
+    tensors: int | None = None,
+    layout: Layout | None = None,
 ) -> FileHeader:
     return FileHeader(
         format=fmt,
         metadata=metadata or {},
-        tensor_count=sum((dtypes or {}).values()),
+        tensor_count=sum((dtypes or {}).values()) or 1 if tensors is None else tensors,
         params_count=params,
         weights_bytes=weights,
         dtypes=dtypes or {},
         checks=checks,
         references=references,
+        layout=layout,
     )
 
 
@@ -171,6 +177,8 @@ def test_a_hugging_face_folder_counts_its_safetensors_and_not_a_duplicate_pickle
         "dtypes": {"BF16": 3, "F32": 1},
         "weights_files": 2,
         "arch": {},
+        "config_check": None,
+        "untrusted": "",
     }
 
 
@@ -216,3 +224,107 @@ def test_a_folders_config_wins_over_gguf_metadata() -> None:
     arch = summarise(files, config={"context_length": 4096, "architectures": ["LlamaForCausalLM"]})["arch"]
 
     assert arch == {"num_hidden_layers": 32, "context_length": 4096, "architectures": ["LlamaForCausalLM"]}
+
+
+# Weights that hold nothing, and configs that do not describe their weights
+
+
+def _zero_tensor_safetensors(folder: Path) -> Path:
+    return corpus.write(folder, "empty.safetensors", corpus.raw_safetensors("{}", data_bytes=0))
+
+
+def _zero_tensor_gguf(folder: Path) -> Path:
+    return corpus.write(folder, "empty.gguf", gguf_onnx.gguf_file(kvs=gguf_onnx.tiny_gguf_kvs()))
+
+
+@pytest.mark.parametrize("write", [_zero_tensor_safetensors, _zero_tensor_gguf], ids=["safetensors", "gguf"])
+def test_a_weights_file_holding_no_tensors_fails(tmp_path: Path, write: Any) -> None:
+    path = write(tmp_path)
+    header = read_header(path, roots=[tmp_path])
+    assert not header.failed  # a well-formed header: only that it lists nothing is wrong
+
+    report = version_report(files={path.name: header}, checksums={path.name: SHA})
+
+    assert f"{path.name}: tensors_present: the file holds no tensors: no weights to load" in problems(report)
+
+
+def test_a_weights_file_with_tensors_passes_saying_how_many() -> None:
+    report = version_report(files={"a.gguf": _header("gguf", tensors=11)}, checksums={"a.gguf": SHA})
+
+    assert {"check": "tensors_present", "status": "pass", "detail": "11 tensors", "file": "a.gguf"} in report
+
+
+def test_a_config_that_does_not_describe_the_folders_weights_fails_the_version(tmp_path: Path) -> None:
+    inflated = {**corpus.LLAMA_CONFIG, "num_hidden_layers": 96, "hidden_size": 16384}
+    names = corpus.write_hf_folder(tmp_path, config=inflated)
+    files = {name: read_header(tmp_path / name, roots=[tmp_path]) for name in names}
+    config, folder_checks, _ = hf.read_folder(tmp_path, names)
+
+    report = version_report(
+        files=files, folder_checks=folder_checks, checksums=dict.fromkeys(names, SHA), config=config
+    )
+
+    [failed] = problems(report)
+    assert failed.startswith("config_matches_weights: config.json implies ")
+    assert "(llama: 96 layers, hidden 16,384) but the weights hold 202,048 in 2 layers" in failed
+
+
+def test_the_config_line_passes_for_the_corpus_folder_and_is_absent_without_an_architecture() -> None:
+    layout = Layout(blocks=2, output_head=True, buffers=0)
+    weights = {"model.safetensors": _header("safetensors", params=corpus.LLAMA_PARAMS, layout=layout)}
+    config = hf._arch(corpus.LLAMA_CONFIG)
+
+    with_config = version_report(files=weights, checksums={}, config=config)
+    without = version_report(files=weights, checksums={})
+
+    assert [line["status"] for line in with_config if line["check"] == "config_matches_weights"] == ["pass"]
+    assert not [line for line in without if line["check"] == "config_matches_weights"]
+
+
+def test_an_unknown_family_is_a_skip_line_not_a_problem() -> None:
+    weights = {"model.safetensors": _header("safetensors", params=100)}
+
+    report = version_report(
+        files=weights, checksums={}, config={"model_type": "bert", "num_hidden_layers": 2}
+    )
+
+    [line] = [line for line in report if line["check"] == "config_matches_weights"]
+    assert line["status"] == "skip"
+    assert "parameters are not derived for 'bert' models" in line["detail"]
+    assert problems(report) == []
+
+
+def test_an_onnx_export_beside_a_config_is_not_compared_with_it() -> None:
+    files = {"config.json": _header("config"), "model.onnx": _header("onnx", params=3)}
+
+    check = summarise(files, config=hf._arch(corpus.LLAMA_CONFIG))["config_check"]
+
+    assert (check.status, check.detail) == (
+        "skip",
+        "not compared: an ONNX graph's initializers are what its exporter kept, not the checkpoint's",
+    )
+
+
+def test_a_summary_says_why_an_architecture_is_not_to_be_trusted() -> None:
+    weights = {"m.gguf": _header("gguf", params=10, metadata={"architecture": "gpt2", "block_count": 96,
+                                                              "embedding_length": 16384, "vocab_size": 1024,
+                                                              "context_length": 8192})}  # fmt: skip
+
+    summary = summarise(weights)
+
+    assert summary["config_check"].status == "fail"
+    assert summary["config_check"].detail.startswith("the GGUF metadata implies ")
+    assert (
+        summary["untrusted"]
+        == "the architecture does not describe the weights (config_matches_weights failed)"
+    )
+
+
+def test_report_details_show_control_characters_in_names_as_escapes() -> None:
+    index = _header("config", references=("shard\n1.safetensors",))
+    files = {"model.safetensors.index.json": index}
+
+    report = version_report(files=files, checksums={})
+
+    line = next(line for line in report if line["check"] == "references_present")
+    assert line["detail"] == "referenced but not in the version: shard\\n1.safetensors"

@@ -135,6 +135,17 @@ def test_an_unusable_architecture_counts_no_kv_cache_and_says_why(arch: Any, why
     assert len(got["basis"]) < 200
 
 
+def test_an_architecture_that_does_not_describe_the_weights_is_not_used_at_all() -> None:
+    # The repro: a config claiming 96 layers beside 700 KB of weights added GiBs of KV cache.
+    arch = {**LLAMA_3_8B, "max_position_embeddings": 128}
+
+    got = estimate(weights_bytes=695_296, arch=arch, untrusted="config_matches_weights failed", **SETTINGS)
+
+    assert (got["weights"], got["kv_cache"], got["total"]) == (695_296, 0, 695_296 + 512 * MiB)
+    assert got["basis"] == "no KV cache counted: config_matches_weights failed"
+    assert got["context"] == SETTINGS["context"]  # nor is the context capped at what it claims
+
+
 def test_the_largest_plausible_architecture_still_fits_a_64_bit_column() -> None:
     huge = {"num_hidden_layers": 4096, "num_attention_heads": 65536, "head_dim": 65536}
 

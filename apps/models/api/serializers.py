@@ -6,8 +6,29 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.api.serializers import UserBriefSerializer
+from apps.core.domain.text import printable
 from apps.models.domain import naming
 from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel, ScanRun
+
+
+class PrintableField(serializers.CharField):
+    """A name from disk as a person should read it: every control character written as a visible
+    escape (a newline as \\n, DEL as \\x7f, a C1 control as \\x9b), the way apps.core.domain.text.printable
+    and the pages show it. JSON escapes C0 controls but passes DEL and C1 through raw, and a client
+    that prints a decoded name acts on them; the raw field beside it stays exact, for matching."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return printable(str(value))
+
+
+def _display_of(field: str) -> PrintableField:
+    return PrintableField(
+        source=field,
+        help_text=f"`{field}` with control characters written as visible escapes (\\n, \\x7f), for people",
+    )
 
 
 class RegisteredModelBriefSerializer(serializers.ModelSerializer):
@@ -24,6 +45,17 @@ class ModelVersionBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ModelVersionRefSerializer(serializers.ModelSerializer):
+    """A version named the way people read it: its model and its number (for lineage)."""
+
+    model = RegisteredModelBriefSerializer(read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "model", "number"]
+        read_only_fields = fields
+
+
 class ModelAliasBriefSerializer(serializers.ModelSerializer):
     version_id = serializers.IntegerField(read_only=True)
     version_number = serializers.IntegerField(source="version.number", read_only=True)
@@ -35,7 +67,7 @@ class ModelAliasBriefSerializer(serializers.ModelSerializer):
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
-    owner = UserBriefSerializer(read_only=True)
+    owner = UserBriefSerializer(read_only=True, allow_null=True)
     version_count = serializers.IntegerField(read_only=True)
     versions = ModelVersionBriefSerializer(many=True, read_only=True)
     aliases = ModelAliasBriefSerializer(many=True, read_only=True)
@@ -84,9 +116,13 @@ class ValidationLineSerializer(serializers.Serializer):
     """One line of a validation report."""
 
     check = serializers.CharField()
-    status = serializers.ChoiceField(choices=["pass", "warn", "fail"])
-    detail = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pass", "warn", "fail", "skip"],
+        help_text="skip: the check could not be made (`detail`: why)",
+    )
+    detail = serializers.CharField(help_text="Why; the control characters of names in it are escaped")
     file = serializers.CharField(allow_blank=True, help_text="The file it is about; empty for the version")
+    file_display = _display_of("file")
 
 
 class VramEstimateSerializer(serializers.Serializer):
@@ -100,16 +136,26 @@ class VramEstimateSerializer(serializers.Serializer):
 
 
 class ModelFileBriefSerializer(serializers.ModelSerializer):
+    path_display = _display_of("path")
+
     class Meta:
         model = ModelFile
-        fields = ["id", "path", "format", "size_bytes", "sha256"]
+        fields = ["id", "path", "path_display", "format", "size_bytes", "sha256"]
         read_only_fields = fields
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    """A version. `path` (and each file's) is the name on disk exactly; `path_display` is the same
+    with control characters shown as escapes. `parent` is the id of the version it was derived
+    from (an adapter's base, found by discovery, or what an operator set); `parent_version` names it."""
+
     model = RegisteredModelBriefSerializer(read_only=True)
-    parent = serializers.PrimaryKeyRelatedField(read_only=True)
-    created_by = UserBriefSerializer(read_only=True)
+    path_display = _display_of("path")
+    parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    parent_version = ModelVersionRefSerializer(
+        source="parent", read_only=True, allow_null=True, help_text="The parent's model and number"
+    )
+    created_by = UserBriefSerializer(read_only=True, allow_null=True)
     file_count = serializers.IntegerField(read_only=True)
     files = ModelFileBriefSerializer(many=True, read_only=True)
     validation_report = ValidationLineSerializer(many=True, read_only=True)
@@ -125,6 +171,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "kind",
             "root",
             "path",
+            "path_display",
             "size_bytes",
             "sha256",
             "params_count",
@@ -136,6 +183,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "validation_report",
             "validated_at",
             "parent",
+            "parent_version",
             "created_by",
             "file_count",
             "files",
@@ -152,9 +200,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 class ModelFileSerializer(serializers.ModelSerializer):
+    path_display = _display_of("path")
+
     class Meta:
         model = ModelFile
-        fields = ["id", "version", "path", "size_bytes", "sha256", "format", "mtime", "inode"]
+        fields = ["id", "version", "path", "path_display", "size_bytes", "sha256", "format", "mtime", "inode"]
         read_only_fields = fields
 
 
@@ -178,13 +228,14 @@ class AliasSetInput(serializers.Serializer):
 
 
 class ScanErrorSerializer(serializers.Serializer):
-    path = serializers.CharField()
-    error = serializers.CharField()
+    path = serializers.CharField(help_text="As on disk (empty for the scan itself)")
+    path_display = _display_of("path")
+    error = serializers.CharField(help_text="Why; names in it have their control characters escaped")
 
 
 class ScanRunSerializer(serializers.ModelSerializer):
     roots = serializers.ListField(child=serializers.CharField(), read_only=True)
-    requested_by = UserBriefSerializer(read_only=True)
+    requested_by = UserBriefSerializer(read_only=True, allow_null=True)
     errors = ScanErrorSerializer(many=True, read_only=True, help_text="At most 200")
 
     class Meta:

@@ -8,7 +8,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Status = Literal["pass", "warn", "fail"]
+from apps.core.domain.text import printable
+
+# "skip": the check could not be made here, and its detail says why (not a problem).
+Status = Literal["pass", "warn", "fail", "skip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +24,11 @@ class Check:
     file: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        """The form ModelVersion.validation_report stores."""
-        return {"check": self.check, "status": self.status, "detail": self.detail, "file": self.file}
+        """The form ModelVersion.validation_report stores; the detail, a sentence that may quote
+        names from disk, with their control characters made visible. `file` stays the path as it is,
+        the key that matches the version's file rows."""
+        detail = printable(self.detail)
+        return {"check": self.check, "status": self.status, "detail": detail, "file": self.file}
 
 
 class Problems:
@@ -58,6 +64,19 @@ class TensorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Layout:
+    """What a weights file's tensor names say about the model, where they follow the usual schemes
+    (apps.models.domain.params.layout): the tensors' names are not stored, this is."""
+
+    blocks: int  # the highest block number in the names, plus one ("h.11.", "model.layers.31.", "blk.7.")
+    output_head: bool  # an output projection stored apart from the embedding ("lm_head.weight")
+    buffers: int  # elements of tensors that are buffers, not parameters (GPT-2's causal mask)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"blocks": self.blocks, "output_head": self.output_head, "buffers": self.buffers}
+
+
+@dataclass(frozen=True, slots=True)
 class FileHeader:
     """What reading one file's header found; `format` is a FileFormat value."""
 
@@ -71,6 +90,8 @@ class FileHeader:
     # Files this one points at (weight shards, ONNX external data), relative to its folder.
     references: tuple[str, ...] = ()
     tensors: tuple[TensorInfo, ...] = ()
+    # None where the names were not all seen (a header cut short, more tensors than are kept).
+    layout: Layout | None = None
 
     @property
     def failed(self) -> bool:

@@ -1,4 +1,5 @@
-"""A model version's validation: its files' checks, its folder's, checksums and path safety.
+"""A model version's validation: its files' checks, its folder's, checksums, path safety, and
+whether its config describes its weights (apps.models.domain.params).
 
 Pure: the scan reads the headers (apps.models.formats) and hashes the files, then passes what
 it found here. The report is what ModelVersion.validation_report stores, one line per check;
@@ -11,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+from apps.core.domain.text import printable
+from apps.models.domain import params
 from apps.models.domain.formats import FileFormat, ModelFormat
 from apps.models.domain.headers import Check, FileHeader
 
@@ -18,6 +21,8 @@ from apps.models.domain.headers import Check, FileHeader
 # Hugging Face repositories do), the first format here is the one counted and served.
 WEIGHT_FORMATS = (FileFormat.SAFETENSORS, FileFormat.GGUF, FileFormat.ONNX, FileFormat.PYTORCH)
 _HF_CONFIGS = frozenset({"config.json", "adapter_config.json"})
+# Formats whose header lists tensors; one that lists none holds no weights to load.
+_TENSOR_FORMATS = frozenset({FileFormat.SAFETENSORS, FileFormat.GGUF})
 _NAMED = 5
 
 # Architecture numbers under the names config.json uses, and what GGUF metadata (as the GGUF
@@ -33,6 +38,10 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "intermediate_size": ("intermediate_size", "feed_forward_length"),
     "context_length": ("context_length",),
     "vocab_size": ("vocab_size",),
+    # What params.implied needs beyond the sizes.
+    "num_local_experts": ("num_local_experts", "expert_count"),
+    "attention_bias": ("attention_bias",),
+    "mlp_bias": ("mlp_bias",),
 }
 
 
@@ -42,10 +51,21 @@ def version_report(
     folder_checks: Iterable[Check] = (),
     checksums: Mapping[str, str | None],
     escaped: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
 ) -> list[dict[str, str]]:
-    """Every check on the version, as report lines; `files` and `checksums` are keyed by relative path."""
+    """Every check on the version, as report lines; `files` and `checksums` are keyed by relative path.
+
+    `config` is what hf.read_folder found in the version's folder, checked against the weights.
+    """
     lines = [_located(check, rel).as_dict() for rel in sorted(files) for check in files[rel].checks]
+    lines += [
+        _tensors_present(header, rel).as_dict()
+        for rel, header in sorted(files.items())
+        if header.format in _TENSOR_FORMATS and not header.failed
+    ]
     lines += [check.as_dict() for check in folder_checks]
+    if (config_check := summarise(files, config=config)["config_check"]) is not None:
+        lines.append(config_check.as_dict())
     lines += [
         _references(rel, header, files).as_dict()
         for rel, header in sorted(files.items())
@@ -64,7 +84,7 @@ def version_report(
 def problems(report: Iterable[Mapping[str, str]]) -> list[str]:
     """The report's fail lines as sentences, for ModelVersion.validation_error."""
     return [
-        f"{line['file']}: {line['check']}: {line['detail']}"
+        f"{printable(line['file'])}: {line['check']}: {line['detail']}"
         if line.get("file")
         else f"{line['check']}: {line['detail']}"
         for line in report
@@ -78,23 +98,56 @@ def summarise(files: Mapping[str, FileHeader], *, config: Mapping[str, Any] | No
     Only the weights of the preferred format present are counted (see WEIGHT_FORMATS).
     `config` is what hf.read_folder found; its numbers win over a GGUF file's metadata.
     `format` is a ModelFormat value, or "" when the version holds no weights.
+    `config_check` says whether the architecture describes the weights (None when none is stated);
+    `untrusted`, when it does not, why none of it may be used ("" otherwise).
     """
+    config = config or {}
     weights_format = next((f for f in WEIGHT_FORMATS if any(h.format == f for h in files.values())), None)
     counted = [h for h in files.values() if weights_format is not None and h.format == weights_format]
-    params = [h.params_count for h in counted if h.params_count is not None]
+    counts = [h.params_count for h in counted if h.params_count is not None]
     dtypes: dict[str, int] = {}
     for header in counted:
         for dtype, count in header.dtypes.items():
             dtypes[dtype] = dtypes.get(dtype, 0) + count
+    arch = _arch([*(h.metadata for h in counted if h.format == FileFormat.GGUF), config])
+    check = _config_check(arch, config, counted, counts, weights_format) if counted and arch else None
+    untrusted = ""
+    if check is not None and check.status == "fail":
+        untrusted = f"the architecture does not describe the weights ({params.CHECK} failed)"
     return {
         "format": _model_format(weights_format, files),
-        "params_count": sum(params) if params else None,
+        "params_count": sum(counts) if counts else None,
         "weights_bytes": sum(h.weights_bytes for h in counted),
         "tensor_count": sum(h.tensor_count for h in counted),
         "dtypes": dtypes,
         "weights_files": len(counted),
-        "arch": _arch([*(h.metadata for h in counted if h.format == FileFormat.GGUF), config or {}]),
+        "arch": arch,
+        "config_check": check,
+        "untrusted": untrusted,
     }
+
+
+def _config_check(
+    arch: Mapping[str, Any],
+    config: Mapping[str, Any],
+    counted: Sequence[FileHeader],
+    counts: Sequence[int],
+    weights_format: FileFormat | None,
+) -> Check:
+    if weights_format == FileFormat.ONNX:
+        detail = "not compared: an ONNX graph's initializers are what its exporter kept, not the checkpoint's"
+        return Check(params.CHECK, "skip", detail)
+    # Every counted file must have a count: a part of the weights is not the weights.
+    held = sum(counts) if len(counts) == len(counted) else None
+    # GGUF counts elements before quantisation; quantised safetensors store packed ones.
+    packed = config.get("quantization") if weights_format != FileFormat.GGUF else None
+    return params.config_check(
+        arch,
+        source="config.json" if any(name in config for name in ARCH_KEYS) else "the GGUF metadata",
+        weights_params=held,
+        layout=params.combine([h.layout for h in counted]),
+        packed=packed if isinstance(packed, str) else "",
+    )
 
 
 def _located(check: Check, rel: str) -> Check:
@@ -110,6 +163,12 @@ def _references(rel: str, header: FileHeader, files: Mapping[str, FileHeader]) -
             "references_present", "fail", f"referenced but not in the version: {_names(missing)}", rel
         )
     return Check("references_present", "pass", f"{len(header.references)} referenced files present", rel)
+
+
+def _tensors_present(header: FileHeader, rel: str) -> Check:
+    if not header.tensor_count:
+        return Check("tensors_present", "fail", "the file holds no tensors: no weights to load", rel)
+    return Check("tensors_present", "pass", f"{header.tensor_count:,} tensors", rel)
 
 
 def _weights_present(files: Mapping[str, FileHeader]) -> Check:

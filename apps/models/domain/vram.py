@@ -8,7 +8,11 @@ attention (fewer KV heads than query heads) shrinks it, which is why kv_heads is
 
 The architecture comes from files nobody vetted, so every number is checked before it is
 multiplied: a missing or implausible one gives a KV cache of 0 and a `basis` saying why, never an
-exception or an estimate too large to store.
+exception or an estimate too large to store. A config that does not describe its weights (the
+parameter count it implies is not theirs: apps.models.domain.params) is not believed at all: the
+caller passes `untrusted`, and the estimate is the weights' bytes and the overhead, with no KV
+cache and a basis saying why. Such a version is invalid, so it is never loaded on that estimate;
+a layer count or KV width guessed from tensor names would only be another claim to vet.
 """
 
 from __future__ import annotations
@@ -59,16 +63,18 @@ def estimate(
     overhead_share: float,
     overhead_min: int,
     kv_bytes_per_value: int = 2,
+    untrusted: str = "",
 ) -> dict[str, Any]:
     """The estimate's parts in bytes, with the context and batch used and a `basis` line saying how.
 
     The context is capped at the model's own maximum when the architecture states one: a model
-    never holds more positions than it can attend to.
+    never holds more positions than it can attend to. `untrusted` says why `arch` must not be
+    used at all (then no KV cache is counted).
     """
     if weights_bytes < 0 or context < 1 or batch < 1 or overhead_share < 0 or overhead_min < 0:
         raise ValueError("weights_bytes and overhead must be >= 0, context and batch >= 1")
     overhead = max(overhead_min, round(weights_bytes * overhead_share))
-    shape, problem = attention_shape(arch)
+    shape, problem = (None, untrusted) if untrusted else attention_shape(arch)
     if shape is None:
         kv_cache, basis = 0, f"no KV cache counted: {problem}"
     else:

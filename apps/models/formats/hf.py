@@ -41,7 +41,12 @@ _ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "intermediate_size": ("intermediate_size", "n_inner", "d_ff", "ffn_dim"),
     "context_length": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx"),
     "vocab_size": ("vocab_size", "padded_vocab_size"),
+    # What the parameter count a config implies depends on (apps.models.domain.params).
+    "num_local_experts": ("num_local_experts",),
+    "attention_bias": ("attention_bias",),
+    "mlp_bias": ("mlp_bias",),
 }
+_PATH_MAX = 1024  # ModelVersion.path's length
 _INT_LIMIT = 1 << 40  # far above any real size; keeps hostile numbers out of later arithmetic
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "causal-lm": ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"),
@@ -206,6 +211,10 @@ def _required(metadata: dict[str, Any], config: dict[str, Any], kind: str) -> Ch
 
 def _adapter(adapter: dict[str, Any], present: set[str]) -> tuple[dict[str, Any], list[Check]]:
     info = _pick(adapter, ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "task_type"))
+    base = adapter.get("base_model_name_or_path")
+    if isinstance(base, str):
+        # Whole, up to the longest path a version can have: discovery finds the base by it.
+        info["base_model_name_or_path"] = base[:_PATH_MAX]
     modules = adapter.get("target_modules")
     if isinstance(modules, list):
         info["target_modules"] = [m[:60] for m in modules[:32] if isinstance(m, str)]

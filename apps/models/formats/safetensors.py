@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from apps.models.domain import params
 from apps.models.domain.formats import FileFormat
 from apps.models.domain.headers import Check, FileHeader, TensorInfo
 from apps.models.formats import hf
@@ -97,6 +98,8 @@ def read(path: Path) -> FileHeader:
         dtypes=dtypes,
         checks=tuple(checks),
         tensors=tuple(t.info for t in tensors[:_TENSORS_KEPT]),
+        # Over every tensor, not only those kept: the names are all in memory here.
+        layout=params.layout((t.name, t.shape) for t in tensors),
     )
 
 

@@ -10,8 +10,9 @@ Files a version reaches only through a reference (an ONNX model's external data,
 index names) are data: stat-ed and hashed, never parsed.
 
 Modules: requests (the web side: asking for scans and validations, the stale-scan reconciler),
-run (the scan itself), describe (a version's summary from its files' headers), checksums and
-validate (the tasks queued after a scan), base (what they share: roots, the lock, queueing).
+run (the scan itself), describe (a version's summary from its files' headers), lineage (an
+adapter's named base recorded as its parent), checksums and validate (the tasks queued after a
+scan), base (what they share: roots, the lock, queueing).
 """
 
 from apps.models.scanning.base import configured_roots

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.lock import Lock
 
+from apps.core.domain.text import printable
 from apps.core.transitions import transition
 from apps.models import discovery
 from apps.models.domain.states import SCAN, ScanState
@@ -28,7 +29,8 @@ def configured_roots() -> list[str]:
 
 
 def scan_fail(scan: ScanRun, why: str) -> bool:
-    errors = [*scan.errors, {"path": "", "error": why}][-ERRORS_MAX:]
+    # `why` may quote a path from an exception's message.
+    errors = [*scan.errors, {"path": "", "error": printable(why)}][-ERRORS_MAX:]
     return transition(scan, ScanState.FAILED, machine=SCAN, finished_at=timezone.now(), errors=errors)
 
 

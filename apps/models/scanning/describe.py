@@ -10,13 +10,14 @@ from django.conf import settings
 
 from apps.models.domain import validation, vram
 from apps.models.domain.formats import FileFormat, ModelFormat
-from apps.models.domain.headers import Check, FileHeader
+from apps.models.domain.headers import Check, FileHeader, Layout
 from apps.models.formats import hf
 from apps.models.models import ModelVersion
 
 
 def header_json(header: FileHeader) -> dict[str, Any]:
-    """What ModelFile.header stores of a header (its tensors, possibly thousands, are left out)."""
+    """What ModelFile.header stores of a header (its tensors, possibly thousands, are left out;
+    their layout, a few numbers, is kept)."""
     return {
         "format": header.format,
         "metadata": header.metadata,
@@ -26,10 +27,13 @@ def header_json(header: FileHeader) -> dict[str, Any]:
         "dtypes": header.dtypes,
         "checks": [check.as_dict() for check in header.checks],
         "references": list(header.references),
+        "layout": header.layout.as_dict() if header.layout is not None else None,
     }
 
 
 def header_from_json(data: dict[str, Any], fallback_format: str = FileFormat.OTHER) -> FileHeader:
+    # Headers stored before layouts were recorded have none: the checks then allow for either.
+    layout = data.get("layout")
     return FileHeader(
         format=data.get("format", fallback_format),
         metadata=data.get("metadata", {}),
@@ -39,6 +43,7 @@ def header_from_json(data: dict[str, Any], fallback_format: str = FileFormat.OTH
         dtypes=data.get("dtypes", {}),
         checks=tuple(Check(**check) for check in data.get("checks", [])),
         references=tuple(data.get("references", [])),
+        layout=Layout(**layout) if isinstance(layout, dict) else None,
     )
 
 
@@ -69,6 +74,7 @@ def describe(version: ModelVersion, folder: str | None, rows: list[tuple[str, in
         batch=settings.MOC_VRAM_BATCH,
         overhead_share=settings.MOC_VRAM_OVERHEAD_SHARE,
         overhead_min=settings.MOC_VRAM_OVERHEAD_MIN_BYTES,
+        untrusted=summary["untrusted"],
     )
     version.estimated_vram_bytes = version.vram_estimate["total"]
 

@@ -4,6 +4,7 @@ validations when it commits."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import stat
@@ -18,6 +19,7 @@ from django.utils import timezone
 from redis.lock import Lock
 
 from apps.core import dispatch, redis_clients
+from apps.core.domain.text import printable
 from apps.core.transitions import transition
 from apps.models import discovery, formats, messages
 from apps.models.discovery import Candidate, FoundFile
@@ -29,6 +31,7 @@ from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
 from apps.models.scanning.base import ERRORS_MAX, QUEUED_RESEND_AFTER, scan_fail, scan_lock
 from apps.models.scanning.checksums import checksum_chunks
 from apps.models.scanning.describe import describe, header_json
+from apps.models.scanning.lineage import adapters_link
 
 _BATCH_FILES = 500  # files per transaction, and between two progress saves
 
@@ -84,6 +87,7 @@ class _Scanner:
         self.total = 1
         self.touched: set[int] = set()
         self.to_hash: dict[int, int] = {}  # file id -> size
+        self.read_ahead: dict[str, FileHeader] = {}  # by absolute path: headers read before their batch
 
     def run(self) -> None:
         found = discovery.walk(self.scan.roots)
@@ -92,9 +96,10 @@ class _Scanner:
         for refusal in (*found.refused, *found.unreadable):
             self.counts["failed"] += 1
             self._error(refusal.path, refusal.reason)
-        self.total = max(found.file_count, 1)
         self._load(found.roots)
-        for batch in _batches(found.candidates):
+        candidates = self._without_onnx_data(found.candidates)
+        self.total = max(sum(len(candidate.files) for candidate in candidates), 1)
+        for batch in _batches(candidates):
             with transaction.atomic():
                 self._apply(batch)
             self._progress()
@@ -102,6 +107,7 @@ class _Scanner:
         skipped = [refusal.path for refusal in found.unreadable]
         with transaction.atomic():
             self._forget_vanished(skipped)
+            adapters_link(roots=self.roots)
             self._finish(failed=bool(found.missing_roots))
 
     def _load(self, roots: Sequence[str]) -> None:
@@ -193,9 +199,35 @@ class _Scanner:
                 changed.append(ModelFile(pk=row.pk, version_id=version_id, path=path, **fields))
         return headers
 
+    def _without_onnx_data(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates less the weight files an ONNX model names as its external data: those
+        join its version (as references do), they are not versions of their own."""
+        claimed: set[str] = set()
+        for onnx in discovery.onnx_to_read(candidates):
+            claimed.update(os.path.normpath(os.path.join(onnx.base, ref)) for ref in self._onnx_data(onnx))
+        return [c for c in candidates if c.folder or c.abspath not in claimed]
+
+    def _onnx_data(self, onnx: Candidate) -> Iterable[str]:
+        """The files an ONNX candidate's model keeps its data in: as the last scan attached them if it
+        is unchanged, else as its header says (read now, once: its batch takes it from read_ahead)."""
+        found = onnx.files[0]
+        version_id = self.versions.get((onnx.root, onnx.abspath))
+        known = self.files.get(version_id, {}) if version_id is not None else {}
+        row = known.get(found.path)
+        if row is not None and row.fingerprint == found.fingerprint:
+            return [path for path in known if path != found.path]
+        header = self._read_now(onnx.base, found)
+        # The tensors are not stored, and thousands of read-ahead headers must stay small.
+        self.read_ahead[onnx.abspath] = dataclasses.replace(header, tensors=())
+        return header.references
+
     def _read(self, base: str, found: FoundFile) -> FileHeader | None:
         if found.format == FileFormat.OTHER:
             return None
+        ahead = self.read_ahead.pop(os.path.join(base, found.path), None)
+        return ahead if ahead is not None else self._read_now(base, found)
+
+    def _read_now(self, base: str, found: FoundFile) -> FileHeader:
         header = formats.read_header(Path(base, found.path), roots=self.read_roots)
         if header.failed:
             self.counts["failed"] += 1
@@ -337,8 +369,10 @@ class _Scanner:
         )
 
     def _error(self, path: str, error: str) -> None:
+        # `path` stays as the disk has it (the API adds a printable copy); the sentence, which may
+        # quote a name (a symlink's target), has its control characters made visible.
         if len(self.errors) < ERRORS_MAX:
-            self.errors.append({"path": path, "error": error})
+            self.errors.append({"path": path, "error": printable(error)})
 
 
 def _batches(candidates: Iterable[Candidate]) -> Iterator[list[Candidate]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from apps.models import discovery, services
 from apps.models.domain import validation
@@ -32,11 +33,12 @@ def version_validate(*, version: ModelVersion) -> str:
     checksums = {
         f.path: f.sha256 if f.sha256 and f.checksummed == _fingerprint_of(f) else None for f in files
     }
+    config: dict[str, Any] = {}
     folder_checks: tuple[Check, ...] = ()
     if os.path.isdir(version.path):
-        folder_checks = hf.read_folder(Path(version.path), sorted(headers))[1]
+        config, folder_checks, _ = hf.read_folder(Path(version.path), sorted(headers))
     report = validation.version_report(
-        files=headers, folder_checks=folder_checks, checksums=checksums, escaped=escaped
+        files=headers, folder_checks=folder_checks, checksums=checksums, escaped=escaped, config=config
     )
     report.append(_on_disk(version, [f for f in files if f.path not in escaped]).as_dict())
     digest = _version_digest(version, files, checksums)

@@ -139,12 +139,18 @@ def test_a_version_shows_its_report_vram_parts_kind_parent_and_files(client_as: 
     body = client_as(Role.VIEWER).get(f"/api/v1/model-versions/{version.pk}/").json()
 
     assert (body["kind"], body["parent"], body["estimated_vram_bytes"]) == ("causal-lm", parent.pk, 115)
-    assert body["validation_report"] == report
+    assert body["parent_version"] == {
+        "id": parent.pk,
+        "model": {"id": parent.model_id, "name": parent.model.name, "archived": False},
+        "number": parent.number,
+    }
+    assert body["validation_report"] == [{**report[0], "file_display": "model.safetensors"}]
     assert body["vram_estimate"] == estimate
     assert body["files"] == [
         {
             "id": version.files.get().pk,
             "path": "model.safetensors",
+            "path_display": "model.safetensors",
             "format": "safetensors",
             "size_bytes": 4_000_000_000,
             "sha256": "ab" * 32,
@@ -157,7 +163,7 @@ def test_a_version_not_estimated_yet_shows_a_null_vram_estimate(client_as: Clien
 
     body = client_as(Role.VIEWER).get(f"/api/v1/model-versions/{version.pk}/").json()
 
-    assert (body["vram_estimate"], body["validation_report"]) == (None, [])
+    assert (body["vram_estimate"], body["validation_report"], body["parent_version"]) == (None, [], None)
 
 
 def test_the_scans_list_costs_the_same_queries_for_one_scan_or_many(

@@ -8,6 +8,7 @@ writers live in corpus_gguf_onnx.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import struct
@@ -286,6 +287,48 @@ def write_json(folder: Path, name: str, data: Any) -> Path:
     return write(folder, name, json.dumps(data))
 
 
+def llama_tensors(config: dict[str, Any], *, tied: bool = False) -> dict[str, tuple[str, list[int]]]:
+    """The tensors a Llama checkpoint of `config`'s sizes holds, under transformers' names."""
+    hidden, vocab, ffn = config["hidden_size"], config["vocab_size"], config["intermediate_size"]
+    head_dim = hidden // config["num_attention_heads"]
+    kv = config["num_key_value_heads"] * head_dim
+    tensors: dict[str, tuple[str, list[int]]] = {"model.embed_tokens.weight": ("F16", [vocab, hidden])}
+    for layer in range(config["num_hidden_layers"]):
+        at = f"model.layers.{layer}"
+        tensors |= {
+            f"{at}.input_layernorm.weight": ("F16", [hidden]),
+            f"{at}.self_attn.q_proj.weight": ("F16", [hidden, hidden]),
+            f"{at}.self_attn.k_proj.weight": ("F16", [kv, hidden]),
+            f"{at}.self_attn.v_proj.weight": ("F16", [kv, hidden]),
+            f"{at}.self_attn.o_proj.weight": ("F16", [hidden, hidden]),
+            f"{at}.post_attention_layernorm.weight": ("F16", [hidden]),
+            f"{at}.mlp.gate_proj.weight": ("F16", [ffn, hidden]),
+            f"{at}.mlp.up_proj.weight": ("F16", [ffn, hidden]),
+            f"{at}.mlp.down_proj.weight": ("F16", [hidden, ffn]),
+        }
+    tensors["model.norm.weight"] = ("F16", [hidden])
+    if not tied:
+        tensors["lm_head.weight"] = ("F16", [vocab, hidden])
+    return tensors
+
+
+LLAMA_PARAMS = sum(math.prod(shape) for _, shape in llama_tensors(LLAMA_CONFIG).values())
+
+
+def write_llama_shards(folder: Path, config: dict[str, Any] | None = None) -> list[Path]:
+    """`config`'s Llama weights (LLAMA_CONFIG's by default) in two shards, and their index."""
+    tensors = llama_tensors(config or LLAMA_CONFIG)
+    names = list(tensors)
+    halves = (names[: len(names) // 2], names[len(names) // 2 :])
+    weight_map: dict[str, str] = {}
+    paths = []
+    for number, half in enumerate(halves, start=1):
+        shard = f"model-{number:05d}-of-00002.safetensors"
+        paths.append(write_safetensors(folder, shard, {name: tensors[name] for name in half}))
+        weight_map |= dict.fromkeys(half, shard)
+    return [*paths, write_index(folder, weight_map)]
+
+
 def write_hf_folder(
     folder: Path,
     *,
@@ -293,7 +336,10 @@ def write_hf_folder(
     tokenizer: bool = True,
     chat_template: str | None = "{% for m in messages %}{{ m.content }}{% endfor %}",
 ) -> list[str]:
-    """A small causal-LM folder (config, tokenizer, generation config, sharded weights); its file names."""
+    """A small causal-LM folder (config, tokenizer, generation config, sharded weights); its file names.
+
+    The weights are LLAMA_CONFIG's whatever `config` says, so another config can be tried on them.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder, "config.json", LLAMA_CONFIG if config is None else config)
     write_json(folder, "generation_config.json", {"max_length": 2048, "eos_token_id": 2, "do_sample": True})
@@ -303,7 +349,7 @@ def write_hf_folder(
         if chat_template is not None:
             tokenizer_config["chat_template"] = chat_template
         write_json(folder, "tokenizer_config.json", tokenizer_config)
-    write_sharded(folder)
+    write_llama_shards(folder)
     return sorted(p.name for p in folder.iterdir())
 
 

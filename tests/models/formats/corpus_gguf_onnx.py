@@ -106,12 +106,23 @@ def _given(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
+# One whole Llama block of the sizes tiny_gguf_kvs states (dims innermost first, as GGUF stores
+# them), so the metadata describes the weights: 78,016 parameters, tied embeddings.
 TINY_TENSORS = (
     GgufTensor("token_embd.weight", (64, 256), GGML_F16),
+    GgufTensor("blk.0.attn_norm.weight", (64,), GGML_F32),
     GgufTensor("blk.0.attn_q.weight", (64, 64), GGML_Q8_0),
+    GgufTensor("blk.0.attn_k.weight", (64, 32), GGML_Q8_0),
+    GgufTensor("blk.0.attn_v.weight", (64, 32), GGML_Q8_0),
+    GgufTensor("blk.0.attn_output.weight", (64, 64), GGML_Q8_0),
+    GgufTensor("blk.0.ffn_norm.weight", (64,), GGML_F32),
+    GgufTensor("blk.0.ffn_gate.weight", (64, 256), GGML_Q8_0),
     GgufTensor("blk.0.ffn_up.weight", (256, 64), GGML_Q4_K),
+    GgufTensor("blk.0.ffn_down.weight", (256, 64), GGML_Q4_K),
     GgufTensor("output_norm.weight", (64,), GGML_F32),
 )
+TINY_PARAMS = 78_016
+TINY_TYPES = {"F16": 1, "F32": 3, "Q8_0": 5, "Q4_K": 2}
 
 
 def tiny_gguf_kvs(*, vocab: int = 256) -> list[bytes]:
@@ -139,7 +150,7 @@ def tiny_gguf_kvs(*, vocab: int = 256) -> list[bytes]:
 
 
 def tiny_gguf() -> bytes:
-    """A small, valid GGUF file: a llama-style header, a vocabulary and four tensors of four types."""
+    """A small, valid GGUF file: a llama-style header, a vocabulary and a block's tensors of four types."""
     return gguf_file(kvs=tiny_gguf_kvs(), tensors=TINY_TENSORS)
 
 

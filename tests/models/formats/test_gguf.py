@@ -15,6 +15,7 @@ from tests.models.formats.corpus_gguf_onnx import (
     CHAT_TEMPLATE,
     STRING,
     TINY_TENSORS,
+    TINY_TYPES,
     U16,
     U32,
     GgufTensor,
@@ -56,7 +57,7 @@ def test_tensor_infos_match_the_reference_reader(tiny_path: Path) -> None:
     assert ours == theirs
     assert header.weights_bytes == sum(int(t.n_bytes) for t in ref.tensors)
     assert header.params_count == sum(int(t.n_elements) for t in ref.tensors)
-    assert header.dtypes == {"F16": 1, "Q8_0": 1, "Q4_K": 1, "F32": 1}
+    assert header.dtypes == TINY_TYPES
 
 
 def test_metadata_names_the_model_like_the_reference_reader(tiny_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_metadata_names_the_model_like_the_reference_reader(tiny_path: Path) -> 
     assert meta["vocab_size"] == len(field("tokenizer.ggml.tokens")) == 256
     assert meta["tokenizer_model"] == "gpt2"
     assert (meta["file_type"], meta["quantization"]) == (7, "Q8_0")
-    assert meta["tensor_types"] == {"F16": 1, "Q8_0": 1, "Q4_K": 1, "F32": 1}
+    assert meta["tensor_types"] == TINY_TYPES
     assert meta["alignment"] == 32
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from apps.models.domain import params
 from apps.models.domain.formats import FileFormat
 from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats.base import FormatError
@@ -201,6 +202,7 @@ class _Parser:
             )
         complete = self.tensors_read == self.tensor_count
         tensors = self.tensors
+        every_name_kept = complete and len(tensors.kept) == self.tensor_count
         return FileHeader(
             format=FileFormat.GGUF.value,
             metadata=summarise(
@@ -220,4 +222,5 @@ class _Parser:
             checks=tuple(checks),
             references=split_siblings(self.name, self.values),
             tensors=tuple(tensors.kept),
+            layout=params.layout((t.name, t.shape) for t in tensors.kept) if every_name_kept else None,
         )
