@@ -272,6 +272,13 @@ MOC_PLACEMENT_LOAD_TIMEOUT_S = env_int("MOC_PLACEMENT_LOAD_TIMEOUT_S", 1800)
 # Transient load errors only: retried this many times, backoff doubling from the base, with jitter.
 MOC_LOAD_RETRIES = env_int("MOC_LOAD_RETRIES", 3)
 MOC_LOAD_BACKOFF_S = env_float("MOC_LOAD_BACKOFF_S", 1.0)
+
+# The load guard: a load that takes more than its reservation plus this share of it (and at least
+# 256 MiB more) is stopped as out_of_memory, and what it took is freed (apps.serving.runtimes.guard).
+MOC_LOAD_GUARD_MARGIN = env_float("MOC_LOAD_GUARD_MARGIN", 0.5)
+if MOC_LOAD_GUARD_MARGIN < 0:
+    raise ImproperlyConfigured(f"MOC_LOAD_GUARD_MARGIN must be 0 or more, got {MOC_LOAD_GUARD_MARGIN}")
+
 # Per served version unless its serving profile says otherwise.
 MOC_SERVING_CONCURRENCY = env_int("MOC_SERVING_CONCURRENCY", 8)
 MOC_SERVING_QUEUE = env_int("MOC_SERVING_QUEUE", 32)
@@ -315,6 +322,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.core.api.permissions.RolePermission"],
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

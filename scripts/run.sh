@@ -213,20 +213,8 @@ if [[ ${MOC_DEMO_MODELS:-yes} == yes ]]; then
   python manage.py models_demo || warn "could not make the demo models; MOC runs without them"
 fi
 
-# Placeholders are @NAME@ rather than $NAME: nginx's own variables use the dollar sign.
-python - "$ROOT/deploy/nginx/local.conf.template" "$NGINX_DIR/nginx.conf" \
-  "@NGINX_DIR@=$NGINX_DIR" "@LISTEN@=$MOC_LISTEN:$MOC_PORT" \
-  "@WEB_UPSTREAM@=127.0.0.1:$MOC_WEB_PORT" "@WS_UPSTREAM@=127.0.0.1:$MOC_WS_PORT" <<'EOF'
-import sys
-from pathlib import Path
-
-template, target, *pairs = sys.argv[1:]
-text = Path(template).read_text()
-for pair in pairs:
-    key, value = pair.split("=", 1)
-    text = text.replace(key, value)
-Path(target).write_text(text)
-EOF
+python manage.py nginx_conf "$NGINX_DIR" --listen "$MOC_LISTEN:$MOC_PORT" \
+  --web "127.0.0.1:$MOC_WEB_PORT" --ws "127.0.0.1:$MOC_WS_PORT"
 nginx -t -q -e stderr -p "$NGINX_DIR/" -c "$NGINX_DIR/nginx.conf" || die "nginx rejected $NGINX_DIR/nginx.conf"
 
 procfile >"$MOC_VAR_DIR/Procfile"

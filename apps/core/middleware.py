@@ -1,18 +1,28 @@
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.shortcuts import render
 
 from apps.core import audit, metrics, roles
 
 
 class RequestSizeLimitMiddleware:
-    """Refuse bodies over MOC_MAX_REQUEST_BYTES with a 413 before anything reads them."""
+    """Refuse bodies over MOC_MAX_REQUEST_BYTES with a 413 before anything parses them, and
+    answer only once the body has been read.
+
+    A WSGI server that answers while the client is still sending must drop the connection
+    with the rest unread (gunicorn reads at most 64 KiB of it to keep a connection alive),
+    and the client, or nginx in front, sees a reset instead of the answer: nginx turns it
+    into a 502. So whatever a view left of the body (an early 401 or 404, or the 413 here)
+    is read and discarded first, and the connection stays usable.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -27,6 +37,8 @@ class RequestSizeLimitMiddleware:
                 status=400,
             )
         if length > settings.MOC_MAX_REQUEST_BYTES:
+            if length <= DRAIN_MAX_BYTES:
+                _drain(request)
             return JsonResponse(
                 {
                     "error": "request_too_large",
@@ -35,7 +47,25 @@ class RequestSizeLimitMiddleware:
                 },
                 status=413,
             )
-        return self.get_response(request)
+        response = self.get_response(request)
+        _drain(request)
+        return response
+
+
+# Past this, reading a refused body only to throw it away costs more than the reset the
+# client gets instead (nginx refuses such bodies itself: deploy/nginx).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _drain(request: HttpRequest) -> None:
+    """Read and discard what is left of a WSGI request's body (under ASGI, Django has
+    read it all before the view runs)."""
+    if not isinstance(request, WSGIRequest):
+        return
+    # A client that went away mid-body has no connection left to keep.
+    with contextlib.suppress(UnreadablePostError):
+        while request.read(64 * 1024):
+            pass
 
 
 class AuditContextMiddleware:

@@ -9,11 +9,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
-
-from apps.core import roles
-from apps.core.consumers import CLOSE_UNAUTHENTICATED
+from apps.core.consumers import RoleGatedConsumer
 from apps.fleet.relay import SUBSCRIBE_WAIT_S, Client, relay
 
 # Close code for a subscription the server cannot read.
@@ -35,7 +31,7 @@ def parse_devices(value: object) -> frozenset[int] | None:
         raise ValueError('devices must be "all" or a list of device ids') from None
 
 
-class TelemetryConsumer(AsyncWebsocketConsumer):
+class TelemetryConsumer(RoleGatedConsumer):
     """`/ws/telemetry/[?devices=1,2]`: the schema is in docs/TELEMETRY.md."""
 
     # Not on the channel layer at all: no per-client channel, no per-client Redis traffic.
@@ -44,13 +40,13 @@ class TelemetryConsumer(AsyncWebsocketConsumer):
     client: Client | None = None
 
     async def connect(self) -> None:
-        if await database_sync_to_async(roles.role_of)(self.scope.get("user")) is None:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
         query = parse_qs(self.scope.get("query_string", b"").decode())
         try:
             devices = parse_devices(query.get("devices", [None])[-1])
         except ValueError:
+            # Accepted first: a close before the handshake reaches the client as an HTTP 403
+            # and the code is lost, while this one it can read and act on.
+            await self.accept()
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         # The server's own send, not Channels' session-saving wrapper around it: the relay
@@ -66,7 +62,7 @@ class TelemetryConsumer(AsyncWebsocketConsumer):
         usage = 'send {"type": "subscribe", "devices": "all" | [device ids]}'
         try:
             request = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
             request = None
         if not isinstance(request, dict) or request.get("type") != "subscribe":
             await self.send(text_data=json.dumps({"type": "error", "detail": f"Not understood: {usage}"}))

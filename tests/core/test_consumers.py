@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.test import override_settings
 
 from apps.core import events
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
 from apps.core.domain.roles import Role
+from apps.core.redis_layout import channel_layers_for
 from moc_site.asgi import application
+from tests.procs import free_port
 from tests.wsclient import LOCAL_ORIGIN, WebsocketCommunicator
 from tests.wsclient import session_cookie as _session_cookie
 
@@ -41,6 +44,19 @@ def test_a_user_without_a_role_is_refused(make_user: Callable[..., object]) -> N
     connected, code = run(_connect, [_session_cookie(make_user(None)), LOCAL_ORIGIN])
 
     assert (connected, code) == (False, CLOSE_UNAUTHENTICATED)
+
+
+def test_a_refused_handshake_never_touches_the_channel_layer(redis_server: object) -> None:
+    # A channel layer nobody listens on: the refusal must not need it, nor fail after it.
+    async def go() -> tuple[tuple[bool, Any], None]:
+        communicator = WebsocketCommunicator(application, "/ws/activity/", headers=[LOCAL_ORIGIN])
+        return await communicator.connect(timeout=5), await communicator.wait(timeout=2)
+
+    with override_settings(CHANNEL_LAYERS=channel_layers_for(f"redis://127.0.0.1:{free_port()}/0", 10)):
+        refused, ended = run(go)
+
+    assert refused == (False, CLOSE_UNAUTHENTICATED)
+    assert ended is None  # the application returned by itself, without an error
 
 
 def test_a_logged_in_user_is_accepted(make_user: Callable[..., object]) -> None:

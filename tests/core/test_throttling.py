@@ -78,6 +78,56 @@ def test_api_keys_are_throttled_separately(key_client: Callable[..., APIClient])
     assert second.get("/api/v1/me/").status_code == 200
 
 
+def _wrong_keys(key_client: Callable[..., APIClient]) -> list[str]:
+    """An unknown key, and a known key's prefix with a wrong secret."""
+    prefix = key_client(Role.VIEWER).key_secret.partition(".")[0]
+    return ["nosuch.secret", f"{prefix}.wrong-secret"]
+
+
+def _with_key(secret: str, address: str = "203.0.113.1") -> APIClient:
+    client = APIClient(REMOTE_ADDR=address)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("which", [0, 1], ids=["unknown key", "wrong secret"])
+def test_failed_api_keys_are_throttled_by_address(key_client: Callable[..., APIClient], which: int) -> None:
+    wrong = _wrong_keys(key_client)[which]
+    _use_up(_with_key(wrong), "/api/v1/me/", 401)
+
+    response = _with_key(wrong).get("/api/v1/me/")
+
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert _with_key(wrong, "203.0.113.2").get("/api/v1/me/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_an_address_out_of_attempts_gets_no_key_checked(key_client: Callable[..., APIClient]) -> None:
+    # Otherwise a guesser could still tell the right key from wrong ones at full speed.
+    right = key_client(Role.VIEWER).key_secret
+    _use_up(_with_key("nosuch.secret"), "/api/v1/me/", 401)
+
+    assert _with_key(right).get("/api/v1/me/").status_code == 429
+    assert _with_key(right, "203.0.113.2").get("/api/v1/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_failed_api_keys_share_the_budget_of_anonymous_calls() -> None:
+    _use_up(APIClient(REMOTE_ADDR="203.0.113.1"), ANON_URL, 401)
+
+    assert _with_key("nosuch.secret").get("/api/v1/me/").status_code == 429
+
+
+@pytest.mark.django_db
+def test_working_api_keys_leave_the_address_budget_alone(key_client: Callable[..., APIClient]) -> None:
+    for _ in range(LIMIT):
+        assert _with_key(key_client(Role.VIEWER).key_secret).get("/api/v1/me/").status_code == 200
+
+    assert _with_key("nosuch.secret").get("/api/v1/me/").status_code == 401
+
+
 def _log_in(client: Client, username: str, password: str) -> object:
     return client.post("/accounts/login/", {"username": username, "password": password})
 

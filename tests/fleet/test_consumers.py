@@ -54,14 +54,20 @@ def test_an_anonymous_client_is_refused() -> None:
     assert async_to_sync(go)() == (False, CLOSE_UNAUTHENTICATED)
 
 
-def test_a_subscription_that_is_not_device_ids_is_refused(make_user: Callable[..., object]) -> None:
+def test_a_subscription_that_is_not_device_ids_is_closed_with_a_code_the_client_can_read(
+    make_user: Callable[..., object],
+) -> None:
+    # A close before the handshake is accepted reaches a client as an HTTP 403, without the code.
     headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
 
-    async def go() -> Any:
+    async def go() -> tuple[Any, Any]:
         socket = WebsocketCommunicator(application, "/ws/telemetry/", headers, query_string=b"devices=gpu0")
-        return await socket.connect(timeout=5)
+        return await socket.connect(timeout=5), await socket.receive_output(timeout=5)
 
-    assert async_to_sync(go)() == (False, CLOSE_BAD_REQUEST)
+    accepted, closed = async_to_sync(go)()
+
+    assert accepted == (True, None)
+    assert closed == {"type": "websocket.close", "code": CLOSE_BAD_REQUEST}
 
 
 def test_a_viewer_receives_each_node_message_as_published(make_user: Callable[..., object]) -> None:
@@ -124,6 +130,25 @@ def test_a_subscribe_message_changes_what_the_client_gets(make_user: Callable[..
     assert "subscribe" in refusal["detail"]
     assert confirmation == {"type": "subscribed", "devices": "all"}
     assert [d["id"] for d in message["devices"]] == [1, 2]
+
+
+def test_a_subscribe_message_nested_too_deeply_to_decode_is_not_understood(
+    make_user: Callable[..., object],
+) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> dict[str, Any]:
+        socket = await open_socket(headers)
+        try:
+            await socket.send_input({"type": "websocket.receive", "text": "[" * 50_000 + "]" * 50_000})
+            return await socket.receive_json_from(timeout=2)
+        finally:
+            await socket.disconnect()
+
+    answer = async_to_sync(go)()
+
+    assert answer["type"] == "error"
+    assert answer["detail"].startswith("Not understood")
 
 
 def test_node_state_messages_reach_clients_subscribed_to_some_devices(

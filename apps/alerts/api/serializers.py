@@ -30,7 +30,10 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     matchers = serializers.JSONField(
         required=False, help_text='Series the rule watches: [{"label", "op", "value"}]; empty watches all'
     )
-    open_alerts = serializers.IntegerField(read_only=True, help_text="Pending or firing alerts of this rule")
+    # default: a rule just created, not read through the annotated queryset, has none yet.
+    open_alerts = serializers.IntegerField(
+        read_only=True, default=0, help_text="Pending or firing alerts of this rule"
+    )
 
     class Meta:
         model = AlertRule
@@ -64,7 +67,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 
 class AlertSerializer(serializers.ModelSerializer):
     rule = AlertRuleBriefSerializer(read_only=True)
-    acknowledged_by = UserBriefSerializer(read_only=True)
+    acknowledged_by = UserBriefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Alert
@@ -88,7 +91,7 @@ class AlertSerializer(serializers.ModelSerializer):
 
 class SilenceSerializer(serializers.ModelSerializer):
     matchers = MatcherSerializer(many=True, read_only=True)
-    created_by = UserBriefSerializer(read_only=True)
+    created_by = UserBriefSerializer(read_only=True, allow_null=True)
     status = serializers.CharField(read_only=True, help_text="pending, active or expired, as of now")
 
     class Meta:

@@ -7,6 +7,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.core.api.throttling import FailedKeyThrottle
 from apps.core.models import ApiKey
 
 KEYWORDS = ("bearer", "api-key")
@@ -22,7 +23,24 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         keyword, _, key = header.partition(" ")
         if keyword.lower() not in KEYWORDS:
             return None
-        key = key.strip()
+        throttle = FailedKeyThrottle()
+        if not throttle.allow_request(request, None):
+            raise exceptions.Throttled(throttle.wait())
+        try:
+            api_key = self._check(key.strip())
+        except exceptions.AuthenticationFailed:
+            throttle.record_failure()
+            raise
+        now = timezone.now()
+        if (
+            api_key.last_used_at is None
+            or (now - api_key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_S
+        ):
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return api_key.owner, api_key
+
+    @staticmethod
+    def _check(key: str) -> ApiKey:
         if not key or " " in key:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
         prefix, _, _ = key.partition(".")
@@ -35,13 +53,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("This API key has expired.")
         if not api_key.owner.is_active:
             raise exceptions.AuthenticationFailed("The owner of this API key is inactive.")
-        now = timezone.now()
-        if (
-            api_key.last_used_at is None
-            or (now - api_key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_S
-        ):
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        return api_key.owner, api_key
+        return api_key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from apps.core.domain.roles import ROLE_CHOICES
+from apps.core.forms import validate_expiry_date
 from apps.core.models import ApiKey, AuditEvent, TaskDelivery
 
 
@@ -67,7 +68,9 @@ class ApiKeySerializer(serializers.ModelSerializer):
 class ApiKeyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=50)
     role = serializers.ChoiceField(choices=ROLE_CHOICES)
-    expiry_date = serializers.DateTimeField(required=False, allow_null=True)
+    expiry_date = serializers.DateTimeField(
+        required=False, allow_null=True, validators=[validate_expiry_date]
+    )
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -37,6 +37,34 @@ class AnonThrottle(FailOpen, AnonRateThrottle):
         return audit.client_ip(request) or ""
 
 
+class FailedKeyThrottle(AnonThrottle):
+    """Failed API-key attempts count per address with anonymous calls, and an address that
+    has used up that rate gets no key checked at all (429): a guesser who could still tell a
+    right key from a wrong one at full speed would not be slowed down.
+
+    Used by ApiKeyAuthentication: `allow_request` before checking a key (it records nothing),
+    `record_failure` after a key failed.
+    """
+
+    checked = False
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        # Called while the request is authenticated: request.user is what is being decided.
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def throttle_success(self) -> bool:
+        self.checked = True
+        return True
+
+    def record_failure(self) -> None:
+        if not self.checked:  # the counters were unavailable: failing open
+            return
+        try:
+            super().throttle_success()
+        except redis.RedisError as exc:
+            log.warning("throttle counters unavailable, not counting a failed API key: %s", exc)
+
+
 class UserThrottle(FailOpen, UserRateThrottle):
     """Session users; keyed clients are counted by ApiKeyThrottle instead."""
 

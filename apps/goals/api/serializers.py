@@ -10,7 +10,7 @@ from apps.goals.models import Goal, GoalEvent
 
 
 class GoalSerializer(serializers.ModelSerializer):
-    owner = UserBriefSerializer(read_only=True)
+    owner = UserBriefSerializer(read_only=True, allow_null=True)
     allowed_transitions = serializers.SerializerMethodField(help_text="States the goal can move to next")
 
     class Meta:
@@ -40,7 +40,7 @@ class GoalSerializer(serializers.ModelSerializer):
 
 
 class GoalEventSerializer(serializers.ModelSerializer):
-    actor = UserBriefSerializer(read_only=True)
+    actor = UserBriefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = GoalEvent

@@ -1,0 +1,236 @@
+"""Request bodies through the run command's real nginx in front of a real gunicorn.
+
+nginx gets the configuration scripts/run.sh gives it (`manage.py nginx_conf`), gunicorn the
+project's deploy/gunicorn.conf.py and the run command's flags. Every size is tried many times
+over one keep-alive connection: a body answered before it was read fails only some of the time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.procs import ROOT, Process, RedisServer, free_port, project_env, python, wait_until
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+LIMIT = 1 * MiB
+TRIES = 10
+URL = "/api/v1/api-keys/"
+
+
+@dataclass(frozen=True)
+class Stack:
+    nginx: str
+    gunicorn: str
+    nginx_log: Path
+
+
+def nginx_binary() -> str:
+    # Debian keeps nginx in /usr/sbin, which is not on every PATH.
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if binary is None:
+        raise RuntimeError("nginx is not installed (Debian package nginx); scripts/test.sh installs it")
+    return binary
+
+
+def _serving(base: str) -> bool:
+    return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+
+
+def _listening(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+@pytest.fixture
+def start_stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Start gunicorn and nginx as run.sh does, with MOC_VAR_DIR in a folder of the given mode."""
+    started: list[Process] = []
+
+    def start(*, limit: int = LIMIT, nginx_limit: int | None = None, var_mode: int = 0o755) -> Stack:
+        var = tmp_path / "var"
+        var.mkdir(mode=var_mode)
+        var.chmod(var_mode)  # mkdir's mode is masked by the umask
+        env = project_env(REDIS_URL=redis_server.url, MOC_VAR_DIR=str(var), MOC_MAX_REQUEST_BYTES=str(limit))
+        web_port, nginx_port = free_port(), free_port()
+        gunicorn = Process(
+            [
+                python(),
+                "-m",
+                "gunicorn",
+                "moc_site.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{web_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--worker-class",
+                "gthread",
+                "--config",
+                "deploy/gunicorn.conf.py",
+            ],
+            env,
+            tmp_path / "gunicorn.log",
+        )
+        gunicorn.start()
+        started.append(gunicorn)
+
+        nginx_dir = var / "nginx"
+        render_env = {**env, "MOC_MAX_REQUEST_BYTES": str(nginx_limit or limit)}
+        subprocess.run(
+            [
+                python(),
+                "manage.py",
+                "nginx_conf",
+                str(nginx_dir),
+                "--listen",
+                f"127.0.0.1:{nginx_port}",
+                "--web",
+                f"127.0.0.1:{web_port}",
+                "--ws",
+                f"127.0.0.1:{free_port()}",
+            ],
+            cwd=ROOT,
+            env=render_env,
+            check=True,
+        )
+        nginx_log = tmp_path / "nginx.log"
+        nginx = Process(
+            [nginx_binary(), "-e", "stderr", "-p", f"{nginx_dir}/", "-c", str(nginx_dir / "nginx.conf")],
+            env,
+            nginx_log,
+        )
+        nginx.start()
+        started.append(nginx)
+
+        stack = Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{web_port}", nginx_log)
+        wait_until(lambda: _serving(stack.gunicorn), 60, "gunicorn to serve /healthz")
+        wait_until(lambda: _serving(stack.nginx), 20, "nginx to serve /healthz")
+        return stack
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()
+
+
+def post_many(base: str, size: int) -> list[httpx.Response]:
+    """POST a JSON-typed body of `size` bytes TRIES times over one keep-alive connection."""
+    body = b"x" * size
+    with httpx.Client(base_url=base, timeout=30) as client:
+        return [
+            client.post(URL, content=body, headers={"Content-Type": "application/json"}) for _ in range(TRIES)
+        ]
+
+
+def too_large(size: int, limit: int = LIMIT) -> dict[str, object]:
+    return {
+        "error": "request_too_large",
+        "detail": f"The body is {size} bytes; the limit is {limit}.",
+        "fields": {},
+    }
+
+
+def answers(responses: list[httpx.Response]) -> list[tuple[int, str, object]]:
+    return [
+        (
+            r.status_code,
+            r.headers.get("content-type", ""),
+            r.json() if "json" in r.headers.get("content-type", "") else r.text[:80],
+        )
+        for r in responses
+    ]
+
+
+SIZES_MB = [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("size_mb", SIZES_MB)
+def test_nginx_refuses_a_body_over_the_limit_with_moc_json_413_every_time(
+    start_stack: Callable[..., Stack], size_mb: int
+) -> None:
+    stack = start_stack()
+    size = size_mb * MiB
+
+    assert answers(post_many(stack.nginx, size)) == [(413, "application/json", too_large(size))] * TRIES
+
+
+@pytest.mark.parametrize("size_mb", SIZES_MB)
+def test_gunicorn_behind_a_laxer_nginx_answers_413_every_time(
+    start_stack: Callable[..., Stack], size_mb: int
+) -> None:
+    # An nginx whose cap is above MOC's (compose.conf is static; MOC_MAX_REQUEST_BYTES may be
+    # set lower): Django refuses, and must have read the body first, or nginx answers 502.
+    stack = start_stack(nginx_limit=8 * MiB)
+    size = size_mb * MiB
+
+    assert answers(post_many(stack.nginx, size)) == [(413, "application/json", too_large(size))] * TRIES
+
+
+def test_gunicorn_alone_answers_413_to_every_body_over_the_limit(start_stack: Callable[..., Stack]) -> None:
+    stack = start_stack()
+    size = 3 * MiB
+
+    assert answers(post_many(stack.gunicorn, size)) == [(413, "application/json", too_large(size))] * TRIES
+
+
+def test_a_body_under_the_limit_answered_before_it_is_read_gets_that_answer_every_time(
+    start_stack: Callable[..., Stack],
+) -> None:
+    # Anonymous: DRF answers 401 without reading the body.
+    stack = start_stack()
+
+    responses = post_many(stack.nginx, LIMIT // 2)
+
+    assert [(r.status_code, r.json()["error"]) for r in responses] == [(401, "not_authenticated")] * TRIES
+
+
+def test_bodies_nginx_buffers_to_disk_work_when_the_var_folder_is_owner_only(
+    start_stack: Callable[..., Stack],
+) -> None:
+    # Started as root, nginx's workers used to run as nobody, who cannot enter a 0700 folder.
+    stack = start_stack(var_mode=0o700)
+
+    responses = post_many(stack.nginx, 256 * 1024)
+
+    assert [(r.status_code, r.json()["error"]) for r in responses] == [(401, "not_authenticated")] * TRIES
+    assert "buffered to a temporary file" in stack.nginx_log.read_text()
+
+
+def test_compose_nginx_refuses_a_body_over_moc_default_limit_with_moc_json_413(tmp_path: Path) -> None:
+    # compose.conf is mounted into the nginx image's http {}; only its listen port changes here.
+    port = free_port()
+    site = (ROOT / "deploy" / "nginx" / "compose.conf").read_text()
+    (tmp_path / "site.conf").write_text(site.replace("listen 80 ", f"listen 127.0.0.1:{port} "))
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off; pid {tmp_path}/nginx.pid; error_log stderr warn; events {{}}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp_path}/body; include {tmp_path}/site.conf; }}\n"
+    )
+    nginx = Process(
+        [nginx_binary(), "-e", "stderr", "-p", f"{tmp_path}/", "-c", str(tmp_path / "nginx.conf")],
+        project_env(),
+        tmp_path / "nginx.log",
+    )
+    nginx.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        # Not a request: the proxied ones wait for Docker's DNS, which is not here.
+        wait_until(lambda: _listening(port), 20, "nginx to listen")
+        size = 3 * MiB
+
+        responses = post_many(base, size)
+    finally:
+        nginx.stop()
+
+    expected = (413, "application/json", too_large(size, settings.MOC_MAX_REQUEST_BYTES))
+    assert answers(responses) == [expected] * TRIES
