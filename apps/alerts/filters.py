@@ -14,9 +14,10 @@ from apps.alerts.models import (
     NotificationChannel,
     Silence,
 )
+from apps.core.filters import FilterSet
 
 
-class AlertFilter(django_filters.FilterSet):
+class AlertFilter(FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=ALERT.choices)
     severity = django_filters.ChoiceFilter(
         field_name="rule__severity", choices=SEVERITY_CHOICES, label="Severity"
@@ -34,13 +35,13 @@ class AlertFilter(django_filters.FilterSet):
         fields = ["state", "severity", "rule", "acknowledged", "fingerprint"]
 
 
-class AlertRuleFilter(django_filters.FilterSet):
+class AlertRuleFilter(FilterSet):
     class Meta:
         model = AlertRule
         fields = ["severity", "enabled", "metric"]
 
 
-class SilenceFilter(django_filters.FilterSet):
+class SilenceFilter(FilterSet):
     status = django_filters.ChoiceFilter(
         choices=[(s.value, s.value.capitalize()) for s in SilenceStatus],
         method="filter_status",
@@ -61,7 +62,7 @@ class SilenceFilter(django_filters.FilterSet):
         return queryset.filter(starts_at__lte=now, ends_at__gt=now)
 
 
-class NotificationChannelFilter(django_filters.FilterSet):
+class NotificationChannelFilter(FilterSet):
     kind = django_filters.ChoiceFilter(choices=CHANNEL_KIND_CHOICES)
 
     class Meta:

@@ -12,6 +12,16 @@ from django.views.generic import ListView
 
 from apps.core.domain.errors import Conflict
 
+# A page's poll names at most this many objects (a GPUs page shows 25 nodes of a few devices).
+POLL_IDS_MAX = 500
+
+
+def ids_param(request: HttpRequest, name: str) -> list[int]:
+    """The ids a poll names in its query (`?device=1&device=2`): whole numbers a database key can
+    hold, at most POLL_IDS_MAX of them; anything else ("x", "²", 30 digits) is left out."""
+    values = request.GET.getlist(name)[:POLL_IDS_MAX]
+    return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 18]
+
 
 def message_refusal(request: HttpRequest, exc: ValidationError | Conflict) -> None:
     """Show why a button's action was refused, as the next page's error message."""

@@ -1,12 +1,13 @@
 import django_filters
 
+from apps.core.filters import FilterSet
 from apps.deployments.domain.checks import CHECK_NAME_CHOICES, CHECK_STATUS_CHOICES
 from apps.deployments.domain.states import DEPLOYMENT, RELEASE, VERIFICATION
 from apps.deployments.domain.strategy import STRATEGY_CHOICES
 from apps.deployments.models import CheckResult, Deployment, Release, VerificationRun
 
 
-class DeploymentFilter(django_filters.FilterSet):
+class DeploymentFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=DEPLOYMENT.choices)
     strategy = django_filters.ChoiceFilter(choices=STRATEGY_CHOICES)
     name = django_filters.CharFilter(lookup_expr="icontains")
@@ -16,7 +17,7 @@ class DeploymentFilter(django_filters.FilterSet):
         fields = ["state", "strategy", "name", "registered_model"]
 
 
-class ReleaseFilter(django_filters.FilterSet):
+class ReleaseFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=RELEASE.choices)
     strategy = django_filters.ChoiceFilter(choices=STRATEGY_CHOICES)
     deployment_name = django_filters.CharFilter(field_name="deployment__name", label="Deployment name")
@@ -26,7 +27,7 @@ class ReleaseFilter(django_filters.FilterSet):
         fields = ["deployment", "deployment_name", "state", "strategy", "model_version"]
 
 
-class VerificationRunFilter(django_filters.FilterSet):
+class VerificationRunFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=VERIFICATION.choices)
     deployment = django_filters.NumberFilter(field_name="release__deployment")
 
@@ -35,7 +36,7 @@ class VerificationRunFilter(django_filters.FilterSet):
         fields = ["release", "deployment", "state"]
 
 
-class CheckResultFilter(django_filters.FilterSet):
+class CheckResultFilter(FilterSet):
     name = django_filters.ChoiceFilter(choices=CHECK_NAME_CHOICES)
     status = django_filters.ChoiceFilter(choices=CHECK_STATUS_CHOICES)
 

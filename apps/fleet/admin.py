@@ -19,8 +19,9 @@ class DeviceInline(admin.TabularInline):
         "capacity_bytes",
         "health",
         "health_reason",
+        "retired_at",
     ]
-    readonly_fields = ["health", "health_reason"]
+    readonly_fields = ["health", "health_reason", "retired_at"]
     show_change_link = True
 
 
@@ -47,12 +48,14 @@ class DeviceAdmin(admin.ModelAdmin):
         "health_reason",
         "memory_total_bytes",
         "capacity_bytes",
+        "retired_at",
     ]
-    list_filter = ["health", "kind", "simulated", "node"]
+    list_filter = ["health", "kind", "simulated", ("retired_at", admin.EmptyFieldListFilter), "node"]
     search_fields = ["name", "uuid", "node__name"]
     list_select_related = ["node"]
-    # Health is the agent's to judge from readings, and the offline sweep's.
-    readonly_fields = ["health", "health_reason", "created_at", "updated_at"]
+    # Health is the agent's to judge from readings, and the offline sweep's; retirement is the
+    # registering worker's (what its node offers).
+    readonly_fields = ["health", "health_reason", "retired_at", "created_at", "updated_at"]
 
 
 @admin.register(TelemetrySample)

@@ -201,7 +201,9 @@ class Agent:
     def sim_load(self) -> Mapping[int, SimLoad]:
         """Per device index: bytes held, jobs running and requests served per second, as the apps
         above fleet report them (apps.fleet.holdings)."""
-        by_pk = dict(Device.objects.filter(node__name=self.node_name).values_list("pk", "index"))
+        by_pk = dict(
+            Device.objects.filter(node__name=self.node_name, retired_at=None).values_list("pk", "index")
+        )
         activity = holdings.provider().activity(list(by_pk))
         now = time.monotonic()
         figures = {by_pk[pk]: a for pk, a in activity.items()}

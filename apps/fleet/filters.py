@@ -5,10 +5,11 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
+from apps.core.filters import FilterSet
 from apps.fleet.models import Device, Node, TelemetrySample
 
 
-class NodeFilter(django_filters.FilterSet):
+class NodeFilter(FilterSet):
     q = django_filters.CharFilter(method="filter_q", label="Name or host")
 
     class Meta:
@@ -19,15 +20,18 @@ class NodeFilter(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(hostname__icontains=value))
 
 
-class DeviceFilter(django_filters.FilterSet):
+class DeviceFilter(FilterSet):
     node_name = django_filters.CharFilter(field_name="node__name", label="Node name")
+    retired = django_filters.BooleanFilter(
+        field_name="retired_at", lookup_expr="isnull", exclude=True, label="Retired"
+    )
 
     class Meta:
         model = Device
-        fields = ["node", "node_name", "kind", "health", "simulated"]
+        fields = ["node", "node_name", "kind", "health", "simulated", "retired"]
 
 
-class TelemetrySampleFilter(django_filters.FilterSet):
+class TelemetrySampleFilter(FilterSet):
     since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", label="From (inclusive)")
     until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", label="Until (exclusive)")
 

@@ -68,6 +68,13 @@ class Device(TimeStamped):
     eviction_clock = models.FloatField(
         default=0.0, help_text="The eviction policy's clock: the highest priority it evicted here (GDSF)"
     )
+    retired_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Since when its node no longer offers it (its worker last started without it); "
+        "empty while offered",
+    )
 
     class Meta:
         ordering = ["node__name", "kind", "index"]
@@ -80,6 +87,11 @@ class Device(TimeStamped):
 
     def get_absolute_url(self) -> str:
         return reverse("fleet:device", args=[self.pk])
+
+    @property
+    def retired(self) -> bool:
+        """No longer offered by its node: kept for its history, never placed on, not counted."""
+        return self.retired_at is not None
 
     @property
     def queue(self) -> str:

@@ -82,6 +82,7 @@ def _register(*, name: str, info: NodeInfo, devices: Sequence[DeviceInfo]) -> tu
                 health=DeviceHealth.UNAVAILABLE,
                 reason="not found when the node's worker last started",
             )
+    services.node_devices_offered(node=node, offered=seen)
     return node, seen
 
 

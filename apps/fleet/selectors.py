@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
+from apps.core.domain.units import format_bytes
 from apps.fleet import holdings
 from apps.fleet.domain.kinds import Resolution
 from apps.fleet.domain.states import DeviceHealth, NodeState
@@ -59,10 +59,20 @@ def with_holdings(devices: Iterable[Device]) -> list[Device]:
 
 
 def node_panel_list() -> QuerySet[Node]:
-    """Nodes with their devices as device_panel_list() reads them: a fixed number of queries for any
-    number of nodes."""
+    """Nodes with the devices they offer as device_panel_list() reads them (`offered_devices`) and
+    those they no longer offer (`retired_devices`, newest retired first): a fixed number of queries
+    for any number of nodes."""
     return Node.objects.prefetch_related(
-        Prefetch("devices", queryset=device_panel_list().order_by("kind", "index"))
+        Prefetch(
+            "devices",
+            queryset=device_panel_list().filter(retired_at=None).order_by("kind", "index"),
+            to_attr="offered_devices",
+        ),
+        Prefetch(
+            "devices",
+            queryset=Device.objects.exclude(retired_at=None).order_by("-retired_at", "kind", "index"),
+            to_attr="retired_devices",
+        ),
     ).order_by("name")
 
 
@@ -101,7 +111,7 @@ def memory_segments(*, device: Device) -> list[MemorySegment]:
             MemorySegment(
                 kind="placement",
                 width=width(h.held_bytes),
-                title=f"{h.label} ({h.state}): {filesizeformat(h.held_bytes)}",
+                title=f"{h.label} ({h.state}): {format_bytes(h.held_bytes)}",
                 url=h.url,
             )
             for h in placements
@@ -109,14 +119,15 @@ def memory_segments(*, device: Device) -> list[MemorySegment]:
         MemorySegment(
             kind="other",
             width=width(other),
-            title=f"Not placed by MOC: {filesizeformat(other)}. Running here: {running}",
+            title=f"Not placed by MOC: {format_bytes(other)}. Running here: {running}",
         ),
-        MemorySegment(kind="free", width=width(free), title=f"Free: {filesizeformat(free)}"),
+        MemorySegment(kind="free", width=width(free), title=f"Free: {format_bytes(free)}"),
     ]
 
 
 def device_panel_data(*, device: Device) -> dict[str, Any]:
-    """What static/js/gpus.js needs of a with_holdings() device to redraw it from telemetry."""
+    """What static/js/gpus.js needs of a with_holdings() device_list() device to redraw it from
+    telemetry, and its poll of what MOC holds there (apps.fleet.views.devices_live)."""
     return {
         "id": device.pk,
         "node": device.node.name,
@@ -125,8 +136,10 @@ def device_panel_data(*, device: Device) -> dict[str, Any]:
         "name": device.name,
         "simulated": device.simulated,
         "memory_total_bytes": device.memory_total_bytes,
+        "reserved_bytes": device.reserved_bytes,
+        "mem_used_bytes": device.last_mem_used_bytes,
         "placements": [
-            {"label": h.label, "bytes": h.held_bytes, "url": h.url}
+            {"label": h.label, "state": h.state, "bytes": h.held_bytes, "url": h.url}
             for h in device.holding_list
             if h.kind == "placement"
         ],
@@ -135,9 +148,10 @@ def device_panel_data(*, device: Device) -> dict[str, Any]:
 
 
 def fleet_totals() -> dict[str, Any]:
-    """The Overview's fleet figures from the latest stored reading of every device on a node that
-    is not offline; static/js/fleet-totals.js recomputes them from live telemetry."""
-    devices = list(device_list().exclude(node__state=NodeState.OFFLINE))
+    """The Overview's fleet figures from the latest stored reading of every device offered by a node
+    that is not offline; static/js/fleet-totals.js recomputes them from live telemetry, which
+    carries only what nodes offer."""
+    devices = list(device_list().filter(retired_at=None).exclude(node__state=NodeState.OFFLINE))
     utils = [d.last_gpu_util for d in devices if d.last_gpu_util is not None]
     hot = max(
         (d for d in devices if d.last_temperature_c is not None),
@@ -164,7 +178,8 @@ def telemetry_sample_list() -> QuerySet[TelemetrySample]:
 
 
 def overview_cards() -> list[dict]:
-    devices = Device.objects.aggregate(
+    """GPUs and nodes; devices their nodes no longer offer (retired) are not counted."""
+    devices = Device.objects.filter(retired_at=None).aggregate(
         total=Count("pk"),
         gpus=Count("pk", filter=Q(kind="gpu")),
         healthy=Count("pk", filter=Q(health=DeviceHealth.HEALTHY)),

@@ -8,12 +8,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
 from django.views.generic import DetailView
 
-from apps.core.pages import FilteredListView
+from apps.core.pages import FilteredListView, ids_param
 from apps.fleet import selectors
 from apps.fleet.filters import NodeFilter
 from apps.fleet.models import Device, Node
+
+# The pages re-read what MOC holds on their devices this often (seconds): static/js/gpus.js.
+HOLDINGS_POLL_S = 3
 
 
 def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]:
@@ -26,7 +32,12 @@ def _live_data(devices: Iterable[Device], *, everything: bool) -> dict[str, Any]
     for device in selectors.with_holdings(devices):
         device.memory = selectors.memory_segments(device=device)
         data.append(selectors.device_panel_data(device=device))
-    return {"all": everything, "devices": data}
+    return {
+        "all": everything,
+        "devices": data,
+        "holdings_url": reverse("fleet:devices_live"),
+        "poll_s": HOLDINGS_POLL_S,
+    }
 
 
 class DeviceListView(FilteredListView):
@@ -45,7 +56,7 @@ class DeviceListView(FilteredListView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        devices = [device for node in context["object_list"] for device in node.devices.all()]
+        devices = [device for node in context["object_list"] for device in node.offered_devices]
         everything = not context["filtered"] and not context["is_paginated"]
         context["live_data"] = _live_data(devices, everything=everything)
         context["page_devices"] = devices
@@ -61,7 +72,7 @@ class NodeDetailView(DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(
-            section="gpus", live_data=_live_data(self.object.devices.all(), everything=False), **kwargs
+            section="gpus", live_data=_live_data(self.object.offered_devices, everything=False), **kwargs
         )
 
 
@@ -74,9 +85,20 @@ class DeviceDetailView(DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         device: Device = self.object
+        if device.retired:  # no live figures: nothing reads it any more
+            return super().get_context_data(section="gpus", **kwargs)
         return super().get_context_data(
             section="gpus",
             live_devices=[device],
             live_data=_live_data([device], everything=False),
             **kwargs,
         )
+
+
+@require_GET
+def devices_live(request: HttpRequest) -> JsonResponse:
+    """What MOC holds on the devices a page shows (`?device=1&device=2`), for static/js/gpus.js to
+    keep their reserved memory and bars current between reloads; retired devices are left out."""
+    ids = ids_param(request, "device")
+    devices = selectors.with_holdings(selectors.device_list().filter(pk__in=ids, retired_at=None))
+    return JsonResponse({"devices": [selectors.device_panel_data(device=d) for d in devices]})

@@ -1,11 +1,12 @@
 import django_filters
 
+from apps.core.filters import FilterSet
 from apps.goals.domain.states import GOAL
 from apps.goals.domain.targets import KIND_CHOICES
 from apps.goals.models import Goal
 
 
-class GoalFilter(django_filters.FilterSet):
+class GoalFilter(FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=GOAL.choices)
     kind = django_filters.ChoiceFilter(choices=KIND_CHOICES)
     owner = django_filters.CharFilter(field_name="owner__username", label="Owner")

@@ -1,5 +1,6 @@
 import django_filters
 
+from apps.core.filters import FilterSet
 from apps.fleet.models import Device
 from apps.jobs.domain.kinds import KIND_CHOICES
 from apps.jobs.domain.states import JOB
@@ -7,7 +8,7 @@ from apps.jobs.models import Job
 from apps.models.models import ModelVersion
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=JOB.choices)
     kind = django_filters.ChoiceFilter(choices=KIND_CHOICES)
     queue = django_filters.CharFilter()

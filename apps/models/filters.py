@@ -7,6 +7,7 @@ import json
 import django_filters
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
+from apps.core.filters import FilterSet
 from apps.models import selectors
 from apps.models.domain.formats import FILE_FORMAT_CHOICES, MODEL_FORMAT_CHOICES
 from apps.models.domain.states import SCAN, VALIDATION
@@ -18,7 +19,7 @@ def _kind_choices() -> list[tuple[str, str]]:
     return [(kind, kind) for kind in selectors.version_kinds()]
 
 
-class RegisteredModelFilter(django_filters.FilterSet):
+class RegisteredModelFilter(FilterSet):
     """Models by name, description or tag, and by what their latest version is.
 
     "Latest" is the highest-numbered version that is not archived: the one the list
@@ -60,7 +61,7 @@ class RegisteredModelFilter(django_filters.FilterSet):
 # `?format=` is DRF's renderer override, so the format filters carry their table's name.
 
 
-class ModelVersionFilter(django_filters.FilterSet):
+class ModelVersionFilter(FilterSet):
     model_name = django_filters.CharFilter(field_name="model__name", lookup_expr="iexact", label="Model name")
     model_format = django_filters.ChoiceFilter(
         field_name="format", choices=MODEL_FORMAT_CHOICES, label="Format"
@@ -71,7 +72,7 @@ class ModelVersionFilter(django_filters.FilterSet):
         fields = ["model", "model_name", "model_format", "validation_state", "kind", "archived", "parent"]
 
 
-class ModelFileFilter(django_filters.FilterSet):
+class ModelFileFilter(FilterSet):
     file_format = django_filters.ChoiceFilter(
         field_name="format", choices=FILE_FORMAT_CHOICES, label="Format"
     )
@@ -81,13 +82,13 @@ class ModelFileFilter(django_filters.FilterSet):
         fields = ["version", "file_format"]
 
 
-class ModelAliasFilter(django_filters.FilterSet):
+class ModelAliasFilter(FilterSet):
     class Meta:
         model = ModelAlias
         fields = ["model", "name", "version"]
 
 
-class ScanRunFilter(django_filters.FilterSet):
+class ScanRunFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=SCAN.choices)
 
     class Meta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django import forms
@@ -11,6 +12,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.generic import DetailView
 
@@ -22,8 +24,11 @@ from apps.models.domain.states import SCAN_ACTIVE, ValidationState
 from apps.models.filters import RegisteredModelFilter, ScanRunFilter
 from apps.models.models import ModelVersion, RegisteredModel
 
-# A scan page re-reads its live part this often while the scan is queued or running.
+# A scan page re-reads its live part this often while the scan is queued or running, and a
+# version page its validation report while a check it asked for is on its way.
 POLL_S = 2
+# A version page waits this long for the report it asked for, then says so and stops asking.
+VALIDATION_WAIT_S = 300
 # Suggested alias names; any valid name is accepted.
 ALIAS_SUGGESTIONS = ("production", "staging", "canary", "latest")
 
@@ -135,10 +140,34 @@ class ModelDetailView(DetailView):
         )
 
 
+def _validation_part(request: HttpRequest, version: ModelVersion, *, asked_at: float) -> HttpResponse:
+    """The version page's validation report (and, out of band, its verdict), re-read by the page
+    until a check that ended after `asked_at` (epoch seconds) has written its report."""
+    now = timezone.now().timestamp()
+    arrived = version.validated_at is not None and version.validated_at.timestamp() >= asked_at
+    waiting = not arrived and now - asked_at < VALIDATION_WAIT_S
+    context = {
+        "version": version,
+        "problems": _problems(version),
+        "awaiting": waiting,
+        "gave_up": not arrived and not waiting,
+        "after": f"{asked_at:.3f}",
+        "poll_s": POLL_S,
+    }
+    return render(request, "models/version_detail.html#validation", context)
+
+
 class VersionDetailView(DetailView):
     queryset = selectors.model_version_list()
     template_name = "models/version_detail.html"
     context_object_name = "version"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # The page's own poll for a report it asked for (?after=, from version_validate).
+        asked_at = _epoch(request.GET.get("after", ""))
+        if request.htmx and asked_at is not None:
+            return _validation_part(request, self.get_object(), asked_at=asked_at)
+        return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         version: ModelVersion = self.object
@@ -234,13 +263,24 @@ def alias_clear(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     return redirect(model)
 
 
+def _epoch(value: str) -> float | None:
+    try:
+        moment = float(value)
+    except ValueError:
+        return None
+    return moment if math.isfinite(moment) else None
+
+
 @require_POST
 @permission_required("registry.change_modelversion", raise_exception=True)
 def version_validate(request: HttpRequest, pk: int) -> HttpResponse:
+    asked_at = timezone.now().timestamp()
     version = scanning.validation_request(
         version=get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
     )
-    messages.success(request, f"{version} is queued for validation; reload to see its new report.")
+    if request.htmx:  # the page waits for the new report in place
+        return _validation_part(request, version, asked_at=asked_at)
+    messages.success(request, f"{version} is queued for validation: its report below changes once checked.")
     return redirect(version)
 
 

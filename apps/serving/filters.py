@@ -5,13 +5,14 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
+from apps.core.filters import FilterSet
 from apps.fleet.models import Device, Node
 from apps.models.models import ModelVersion
 from apps.serving.domain.states import PLACEMENT_ACTIVE
 from apps.serving.models import Placement
 
 
-class PlacementFilter(django_filters.FilterSet):
+class PlacementFilter(FilterSet):
     active = django_filters.BooleanFilter(method="filter_active", label="Active")
     node = django_filters.ModelChoiceFilter(
         field_name="device__node", queryset=Node.objects.all(), label="Node"

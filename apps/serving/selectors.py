@@ -3,10 +3,12 @@ version's recent request figures and what its Load and Try it offer."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import redis
 from django.db.models import Count, Q, QuerySet
@@ -16,7 +18,7 @@ from apps.core.redis_clients import redis_client
 from apps.models.domain.states import ValidationState
 from apps.models.models import ModelVersion
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
-from apps.serving.domain.tasks import tasks_for
+from apps.serving.domain.tasks import EMBED, GENERATE, TENSORS, tasks_for
 from apps.serving.models import InferenceRecord, Placement
 from apps.serving.resilience import Breakers
 
@@ -25,13 +27,17 @@ from apps.serving.resilience import Breakers
 RECENT_END_S = 900
 # Ended placements a live list shows, newest first.
 RECENT_END_SHOWN = 5
+# A device page's placement history: this many of the latest that ended, the rest one link away.
+HISTORY_SHOWN = 10
 # Versions a device's Load form offers; the version page loads any other.
 LOAD_CHOICES_MAX = 50
 # The inference records the version page reads for its median (the newest of the last hour).
 FIGURES_ROWS = 500
 FIGURES_WINDOW_S = 3600
-# What the version page's Try it asks, of the tasks a version answers, in this order.
-TRY_TASKS = ("generate", "embed")
+# What the version page's Try it offers, of the tasks a version answers, in this order.
+TRY_TASKS = (GENERATE, EMBED, TENSORS)
+# Try it fills an ONNX input with zeros up to this many values; past that the person types them.
+TENSOR_PREFILL_MAX = 256
 
 
 def placement_list() -> QuerySet[Placement]:
@@ -59,6 +65,13 @@ def device_placements_live(*, device_ids: Iterable[int], now: datetime) -> dict[
     for placement in _live_rows(now).filter(device_id__in=ids):
         by_device[placement.device_id].append(placement)
     return {pk: _live_order(rows) for pk, rows in by_device.items()}
+
+
+def device_placements_ended(*, device_id: int, limit: int = HISTORY_SHOWN) -> tuple[list[Placement], int]:
+    """The latest `limit` placements that ended on a device, newest first, and how many ended
+    there in all: a bounded history, however long the device has served."""
+    ended = placement_list().filter(device_id=device_id).exclude(state__in=PLACEMENT_ACTIVE)
+    return list(ended.order_by("-ended_at", "-pk")[:limit]), ended.count()
 
 
 def version_placements_live(*, version_id: int, now: datetime) -> list[Placement]:
@@ -148,14 +161,49 @@ def serving_figures(*, version_id: int, now: datetime) -> ServingFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class TensorInput:
+    """One input of an ONNX graph as Try it asks for it: the graph's declared shape, and a shape
+    and values to start from (symbolic or unknown dimensions taken as 1)."""
+
+    name: str
+    dtype: str
+    declared: str  # e.g. "[batch, 8]"
+    shape: str  # e.g. "1, 8"
+    values: str  # zeros, when there are few enough to type over
+
+
+def tensor_inputs(metadata: dict[str, Any]) -> list[TensorInput]:
+    """The graph inputs an ONNX version's metadata names (apps.models.formats.onnx), for Try it."""
+    inputs = []
+    for spec in metadata.get("inputs") or []:
+        if not isinstance(spec, dict) or not spec.get("name"):
+            continue
+        dims = spec.get("shape") if isinstance(spec.get("shape"), list) else []
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
+        count = math.prod(shape)
+        inputs.append(
+            TensorInput(
+                name=str(spec["name"]),
+                dtype=str(spec.get("dtype") or "?"),
+                declared="[" + ", ".join("?" if d is None else str(d) for d in dims) + "]",
+                shape=", ".join(map(str, shape)),
+                values=", ".join(["0"] * count) if count <= TENSOR_PREFILL_MAX else "",
+            )
+        )
+    return inputs
+
+
+@dataclass(frozen=True, slots=True)
 class VersionServing:
     """The version page's Serving section: where it is placed (each active placement given its
-    `.breaker`), its recent figures, and which request Try it makes ("" when it makes none)."""
+    `.breaker`), its recent figures, the requests Try it makes (of those the version answers) and,
+    for a graph, the inputs its tensors form asks for."""
 
     placements: list[Placement]
     figures: ServingFigures
     tasks: frozenset[str]
-    try_task: str
+    try_tasks: tuple[str, ...]
+    inputs: list[TensorInput]
     active: bool  # loaded or on its way: Try it is worth offering
 
 
@@ -169,7 +217,8 @@ def version_serving(*, version: ModelVersion, now: datetime) -> VersionServing:
         placements=placements,
         figures=serving_figures(version_id=version.pk, now=now),
         tasks=tasks,
-        try_task=next((t for t in TRY_TASKS if t in tasks), ""),
+        try_tasks=tuple(t for t in TRY_TASKS if t in tasks),
+        inputs=tensor_inputs(version.metadata) if TENSORS in tasks else [],
         active=any(p.active and p.state != PlacementState.UNLOADING for p in placements),
     )
 

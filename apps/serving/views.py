@@ -5,6 +5,8 @@ The sections are registered in ServingConfig.ready (apps.core.sections)."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,26 +23,21 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView, message_refusal
+from apps.core.pages import FilteredListView, ids_param, message_refusal
 from apps.fleet.models import Device, Node
 from apps.models.models import ModelVersion
 from apps.serving import inference, placing, selectors
 from apps.serving.api.serializers import TASK_INPUTS
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
-from apps.serving.domain.tasks import tasks_for
+from apps.serving.domain.tasks import EMBED, TENSORS, tasks_for
 from apps.serving.filters import PlacementFilter
 from apps.serving.models import Placement
 
 # The live lists are polled this often (seconds).
 POLL_S = 3
-# A poll names at most this many devices (a GPUs page shows 25 nodes).
-POLL_DEVICES_MAX = 500
-# Try it shows this many leading values of an embedding.
+# Try it shows this many leading values of an embedding, and of each output tensor.
 EMBED_SHOWN = 8
-
-
-def _ids(values: list[str]) -> list[int]:
-    return [int(v) for v in values[:POLL_DEVICES_MAX] if v.isdigit()]
+TENSOR_SHOWN = 16
 
 
 def _page(request: HttpRequest, fallback: str) -> str:
@@ -71,7 +68,7 @@ def _device_blocks(request: HttpRequest, devices: list[Device], *, back: str, ta
 def devices_section(request: HttpRequest) -> HttpResponse:
     """What devices hold (`?device=1&device=2`), for one node on the GPUs page: one block per
     device with its list and Load form (the page's one poll keeps the lists live)."""
-    devices = list(Device.objects.select_related("node").filter(pk__in=_ids(request.GET.getlist("device"))))
+    devices = list(Device.objects.select_related("node").filter(pk__in=ids_param(request, "device")))
     context = _device_blocks(request, devices, back=_page(request, reverse("fleet:devices")), tag="h3")
     return render(request, "serving/_devices_section.html", context)
 
@@ -80,15 +77,22 @@ def devices_section(request: HttpRequest) -> HttpResponse:
 def devices_poller(request: HttpRequest) -> HttpResponse:
     """The GPUs page's one poll of every live list it shows (`?device=1&device=2`): each node's
     section draws its devices' lists, this keeps them all live in one request every POLL_S."""
-    return render(request, "serving/_placements_poller.html", _poll(_ids(request.GET.getlist("device"))))
+    return render(request, "serving/_placements_poller.html", _poll(ids_param(request, "device")))
 
 
 @require_GET
 def device_section(request: HttpRequest, pk: int) -> HttpResponse:
-    """A device page's serving: what it holds now (live, with Load) and every placement it had."""
+    """A device page's serving: what it holds now (live, with Load) and the placements that ended
+    there lately, with a link to all of them."""
     device = get_object_or_404(Device.objects.select_related("node"), pk=pk)
     context = _device_blocks(request, [device], back=_page(request, device.get_absolute_url()), tag="h2")
-    context.update(_poll([device.pk]), placements=selectors.placement_list().filter(device=device)[:50])
+    ended, ended_count = selectors.device_placements_ended(device_id=device.pk)
+    context.update(
+        _poll([device.pk]),
+        ended=ended,
+        ended_count=ended_count,
+        all_url=f"{reverse('serving:placements')}?{urlencode({'device': device.pk})}",
+    )
     return render(request, "serving/_device_section.html", context)
 
 
@@ -140,7 +144,7 @@ def placements_live(request: HttpRequest) -> HttpResponse:
             }
         )
         fallback = version.get_absolute_url()
-    live = selectors.device_placements_live(device_ids=_ids(request.GET.getlist("device")), now=now)
+    live = selectors.device_placements_live(device_ids=ids_param(request, "device"), now=now)
     blocks += [{"scope": "device", "owner": pk, "placements": rows} for pk, rows in live.items()]
     return render(
         request, "serving/_placements_live.html", {"blocks": blocks, "back": _page(request, fallback)}
@@ -224,18 +228,24 @@ def pin(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 class TryForm(forms.Form):
-    """Try it on the version page: one prompt (or one text to embed)."""
+    """Try it on the version page: a prompt to continue or a text to embed, or, for a graph, each
+    input's shape and values (`shape-<i>`, `data-<i>`, for the i-th input the version's metadata
+    names: apps.serving.selectors.tensor_inputs)."""
 
     task = forms.ChoiceField(choices=[(t, t) for t in selectors.TRY_TASKS])
-    prompt = forms.CharField(max_length=20_000, strip=False)
+    prompt = forms.CharField(max_length=20_000, strip=False, required=False)
     max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, required=False)
     temperature = forms.FloatField(min_value=0.0, max_value=5.0, required=False)
 
-    def request_input(self) -> dict[str, Any]:
+    def request_input(self, *, inputs: list[selectors.TensorInput]) -> dict[str, Any]:
         """The request as the API would send it, with the API's defaults filled in."""
         data = self.cleaned_data
-        if data["task"] == "embed":
-            raw: dict[str, Any] = {"texts": [data["prompt"]]}
+        if data["task"] == TENSORS:
+            raw: dict[str, Any] = {"inputs": _tensors(self.data, inputs)}
+        elif not data["prompt"]:
+            raise ValidationError("prompt: This field is required.")
+        elif data["task"] == EMBED:
+            raw = {"texts": [data["prompt"]]}
         else:
             raw = {"prompt": data["prompt"]}
             raw.update({k: data[k] for k in ("max_new_tokens", "temperature") if data[k] is not None})
@@ -247,14 +257,61 @@ class TryForm(forms.Form):
         return dict(checked.validated_data)
 
 
+# The shape and values typed for a tensor: numbers between commas, spaces or brackets.
+_SEPARATORS = re.compile(r"[\s,\[\]]+")
+# At most this many characters of values per input (the runtime caps the values themselves).
+TENSOR_TEXT_MAX = 200_000
+
+
+def _tensors(posted: Any, inputs: list[selectors.TensorInput]) -> dict[str, Any]:
+    """Each graph input's shape and values as Try it's form sent them, as the tensors request
+    carries them; the graph's dtype is the runtime's to apply."""
+    if not inputs:
+        raise ValidationError("inputs: the version's metadata names no graph inputs; use the API.")
+    tensors = {}
+    for i, spec in enumerate(inputs):
+        shape_text = str(posted.get(f"shape-{i}", ""))
+        values_text = str(posted.get(f"data-{i}", ""))
+        if len(values_text) > TENSOR_TEXT_MAX:
+            raise ValidationError(f"{spec.name}: at most {TENSOR_TEXT_MAX:,} characters of values.")
+        try:
+            shape = [int(d) for d in _SEPARATORS.split(shape_text) if d]
+            values = [json.loads(v) for v in _SEPARATORS.split(values_text) if v]
+        except ValueError:
+            raise ValidationError(
+                f"{spec.name}: the shape takes whole numbers and the values numbers, "
+                "separated by commas or spaces."
+            ) from None
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            raise ValidationError(f"{spec.name}: the values must be numbers.")
+        tensors[spec.name] = {"shape": shape, "data": values}
+    return tensors
+
+
 def _answer(task: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """What Try it shows of an answer: the text, or an embedding's size and first values."""
+    """What Try it shows of an answer: the text, an embedding's size and first values, or each
+    output tensor's dtype, shape and first values."""
     result = answer.get("result") or {}
     shown = {**answer, "task": task}
-    if task == "embed":
+    if task == EMBED:
         vectors = result.get("embeddings") or [[]]
         shown["first_values"] = ", ".join(f"{x:.4f}" for x in vectors[0][:EMBED_SHOWN])
+    elif task == TENSORS:
+        shown["outputs"] = [
+            {
+                "name": name,
+                "dtype": tensor.get("dtype", ""),
+                "shape": tensor.get("shape", []),
+                "first_values": ", ".join(_number(x) for x in (tensor.get("data") or [])[:TENSOR_SHOWN]),
+                "more": len(tensor.get("data") or []) > TENSOR_SHOWN,
+            }
+            for name, tensor in (result.get("outputs") or {}).items()
+        ]
     return shown
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @require_POST
@@ -270,7 +327,8 @@ def version_try(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         task = form.cleaned_data["task"]
         try:
-            answer = inference.infer(version=version, task=task, data=form.request_input())
+            data = form.request_input(inputs=selectors.tensor_inputs(version.metadata))
+            answer = inference.infer(version=version, task=task, data=data)
         except ValidationError as exc:
             context["problem"] = " ".join(exc.messages)
         except inference.Refused as refused:

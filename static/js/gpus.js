@@ -1,5 +1,7 @@
 // The GPUs pages (every node, one node, one device) kept live from /ws/telemetry/: figures,
 // health and memory bars change with each message, and the Plotly charts grow in place.
+// What MOC holds on each device (reserved memory, the placements in its bar) is re-read every
+// few seconds from the page's holdings URL (apps.fleet.views.devices_live).
 // The server renders the page whole; this only keeps it current (schema: docs/TELEMETRY.md).
 (function () {
   "use strict";
@@ -27,6 +29,8 @@
   var devices = {};
   page.devices.forEach(function (d) {
     d.row = document.querySelector('tr[data-device="' + d.id + '"]');
+    d.used = d.mem_used_bytes;
+    d.total = d.memory_total_bytes;
     devices[d.id] = d;
   });
 
@@ -93,6 +97,8 @@
     var row = dev.row;
     if (!row) return;
     var total = r.mem_total_bytes == null ? dev.memory_total_bytes : r.mem_total_bytes;
+    dev.used = r.mem_used_bytes;
+    dev.total = total;
     setFig(row, "util", round(r.gpu_util, "%"));
     setFig(row, "mem", size(r.mem_used_bytes) + " / " + size(total));
     setFig(row, "temp", round(r.temperature_c, " °C"));
@@ -143,6 +149,52 @@
     });
     var hint = document.getElementById("new-devices");
     if (unknown && page.all && hint) hint.hidden = false;
+  }
+
+  // ---- what MOC holds ------------------------------------------------------------------------
+
+  function placementTitle(p) { return p.label + " (" + p.state + "): " + size(p.bytes); }
+
+  // The bar's placement stretches, made again when the placements changed (one came or went).
+  function setPlacements(dev, placements) {
+    var same = JSON.stringify(placements) === JSON.stringify(dev.placements);
+    dev.placements = placements;
+    var bar = dev.row && dev.row.querySelector("[data-membar]");
+    if (same || !bar) return;
+    bar.querySelectorAll('[data-seg="placement"]').forEach(function (seg) { seg.remove(); });
+    var after = bar.querySelector('[data-seg="other"]');
+    placements.forEach(function (p) {
+      var seg = document.createElement(p.url ? "a" : "span");
+      seg.className = "seg seg-placement";
+      seg.dataset.seg = "placement";
+      if (p.url) seg.href = p.url;
+      seg.title = placementTitle(p);
+      bar.insertBefore(seg, after);
+    });
+  }
+
+  function showHoldings(fresh) {
+    var dev = devices[fresh.id];
+    if (!dev) return;
+    dev.jobs = fresh.jobs;
+    setPlacements(dev, fresh.placements);
+    document.querySelectorAll('[data-reserved="' + fresh.id + '"]').forEach(function (el) {
+      var text = size(fresh.reserved_bytes);
+      if (el.textContent !== text) el.textContent = text;
+    });
+    if (dev.row) drawBar(dev, dev.used, dev.total);
+  }
+
+  var polling = false;
+  function pollHoldings() {
+    if (polling || document.hidden || !ids.length) return;
+    polling = true;
+    var query = ids.map(function (id) { return "device=" + id; }).join("&");
+    fetch(page.holdings_url + "?" + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) data.devices.forEach(showHoldings); })
+      .catch(function () {})
+      .then(function () { polling = false; });
   }
 
   // ---- charts ------------------------------------------------------------------------------
@@ -283,6 +335,8 @@
     });
     setRange("live");
   }
+
+  if (page.holdings_url && page.poll_s) setInterval(pollHoldings, page.poll_s * 1000);
 
   new window.MOC.TelemetryStream(only, {
     snapshot: function (fresh) { fresh.forEach(showMessage); },

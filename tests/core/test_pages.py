@@ -6,14 +6,20 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from importlib import import_module
+from importlib.util import find_spec
 
+import django_filters
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 
 from apps.core import roles, services
 from apps.core.domain.roles import Role
+from apps.core.filters import FilterSet
 from apps.core.models import ApiKey
 from tests.core.factories import AuditEventFactory
 
@@ -97,6 +103,21 @@ def test_creating_a_key_shows_its_secret_once(login_as: Callable) -> None:
     assert ApiKey.objects.key_generator.verify(secret, api_key.hashed_key)
     assert secret.partition(".")[2] not in reloaded
     assert api_key.prefix in reloaded
+
+
+def test_a_key_whose_expiry_has_passed_is_refused_on_the_page(login_as: Callable) -> None:
+    _, client = login_as(Role.OPERATOR)
+
+    response = client.post(
+        "/api-keys/", {"name": "laptop", "role": "viewer", "expiry_date": "2020-01-01T10:00"}
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "expiry_date": ["The expiry date has passed: choose a time in the future, or none."]
+    }
+    assert "choose a time in the future" in response.content.decode()
+    assert not ApiKey.objects.exists()
 
 
 def test_the_keys_page_lists_only_the_users_own_keys(
@@ -235,3 +256,45 @@ def test_the_overview_draws_its_job_chart_with_plotly_served_from_the_plotly_pac
     assert "/static/vendor/plotly.min.js" in page
     assert script.status_code == 200
     assert b"plotly" in b"".join(script.streaming_content)[:2000].lower()
+
+
+def _filtersets() -> list[type[FilterSet]]:
+    """Every app's FilterSets (each app's filters module imported, then the base's subclasses)."""
+    for app in settings.MOC_APPS:
+        if find_spec(f"apps.{app}.filters") is not None:
+            import_module(f"apps.{app}.filters")
+    return FilterSet.__subclasses__()
+
+
+def test_every_filterset_of_every_app_derives_from_cores() -> None:
+    for app in settings.MOC_APPS:
+        if find_spec(f"apps.{app}.filters") is None:
+            continue
+        module = import_module(f"apps.{app}.filters")
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, django_filters.FilterSet)
+                and value.__module__ == module.__name__
+            ):
+                assert issubclass(value, FilterSet), f"{module.__name__}.{name}"
+
+
+def test_no_filter_form_says_unknown_or_dashes_for_an_unset_choice() -> None:
+    for filterset in _filtersets():
+        form = filterset({}, queryset=filterset._meta.model.objects.none()).form
+
+        rendered = str(form)
+
+        assert "Unknown" not in rendered, filterset.__name__
+        assert "---------" not in rendered, filterset.__name__
+
+
+def test_a_list_page_filter_bar_says_any(login_as: Callable[..., tuple[object, Client]]) -> None:
+    _, client = login_as(Role.VIEWER)
+
+    page = client.get(reverse("serving:placements")).content.decode()
+
+    bar = page.split('<form method="get" class="filters">', 1)[1].split("</form>", 1)[0]
+    assert '<option value="unknown" selected>Any</option>' in bar  # active, pinned: yes, no or any
+    assert '<option value="" selected>Any</option>' in bar

@@ -4,15 +4,19 @@ from collections.abc import Callable
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
 from apps.fleet.domain.kinds import Backend
 from apps.fleet.domain.states import DeviceHealth, NodeState
 from apps.jobs.domain.states import JobState
+from apps.models.domain.states import ValidationState
 from apps.serving.domain.states import PlacementState
 from tests.fleet.factories import GIB, DeviceFactory, NodeFactory, TelemetrySampleFactory
 from tests.jobs.factories import JobFactory
+from tests.models.factories import ModelVersionFactory
+from tests.pages import with_sections
 from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
@@ -286,9 +290,12 @@ def test_gpus_page_hands_the_script_each_device_placements_and_running_jobs(clie
             "name": device.name,
             "simulated": True,
             "memory_total_bytes": 24 * GIB,
+            "reserved_bytes": 3 * GIB,
+            "mem_used_bytes": None,
             "placements": [
                 {
                     "label": str(placement.version),
+                    "state": "loaded",
                     "bytes": 3 * GIB,
                     "url": placement.version.get_absolute_url(),
                 }
@@ -371,3 +378,164 @@ def test_overview_fleet_block_totals_devices_memory_utilisation_and_the_hottest(
     assert 'data-total="util">40%<' in block
     assert 'data-total="hottest">81 °C<' in block
     assert "gpu-box-1 · GPU 1" in block
+
+
+# --- retired devices: a node that no longer offers a device (e.g. its CPU, once it runs simulated GPUs)
+
+
+def _retired_cpu(node: object) -> object:
+    return DeviceFactory(
+        node=node,
+        kind="cpu",
+        index=0,
+        name="AMD EPYC (host memory)",
+        memory_total_bytes=64 * GIB,
+        health=DeviceHealth.UNAVAILABLE,
+        retired_at=timezone.now(),
+    )
+
+
+def test_overview_counts_no_retired_device(client_as: Client) -> None:
+    node = NodeFactory(name="gpu-box-1", backend=Backend.SIM)
+    gpu = DeviceFactory(node=node, index=0, memory_total_bytes=24 * GIB, simulated=True)
+    TelemetrySampleFactory(device=gpu, mem_used_bytes=6 * GIB, temperature_c=50.0)
+    cpu = _retired_cpu(node)
+    TelemetrySampleFactory(device=cpu, mem_used_bytes=30 * GIB, temperature_c=90.0)
+
+    page = client_as(Role.VIEWER).get(reverse("overview")).content.decode()
+
+    block = re.search(r'<section id="fleet-totals".*?</section>', page, re.S).group(0)
+    assert 'data-total="devices">1<' in block
+    assert 'data-total="memory-of">of 24.0\xa0GiB · 25%<' in block
+    assert 'data-total="hottest">50 °C<' in block
+    cards = re.search(r'<section class="cards">.*?</section>', page, re.S).group(0)
+    assert "CPU" not in cards  # the card's hint counts CPU devices; the retired one is none
+
+
+def test_gpus_page_puts_a_retired_device_out_of_the_way_without_live_figures(client_as: Client) -> None:
+    node = NodeFactory(name="gpu-box-1", backend=Backend.SIM)
+    gpu = DeviceFactory(node=node, index=0, simulated=True)
+    cpu = _retired_cpu(node)
+    TelemetrySampleFactory(device=cpu, gpu_util=77.0)
+
+    page = _gpus_page(client_as)
+
+    assert f'<tr data-device="{gpu.pk}">' in page
+    assert f'<tr data-device="{cpu.pk}">' not in page  # no row of (stale) figures
+    assert [d["id"] for d in _live_data(page)["devices"]] == [gpu.pk]
+    assert f'data-chart-devices="{gpu.pk}"' in page
+    retired = re.search(r"<details class=\"retired-devices\".*?</details>", page, re.S)
+    assert retired, "no Retired devices part"
+    assert '<details class="retired-devices" data-retired-devices>' in page  # collapsed: no `open`
+    assert f'data-retired-device="{cpu.pk}"' in retired.group(0)
+    assert "77%" not in page
+
+
+def test_gpus_page_asks_serving_only_about_the_devices_a_node_offers(client_as: Client) -> None:
+    node = NodeFactory(name="gpu-box-1", backend=Backend.SIM)
+    gpu = DeviceFactory(node=node, index=0, simulated=True)
+    cpu = _retired_cpu(node)
+
+    page = _gpus_page(client_as)
+
+    slots = re.findall(r'hx-get="([^"]*)"', page)
+    device_slots = [s for s in slots if "device=" in s]
+    assert device_slots, "no serving section for the node's devices"
+    assert all(f"device={gpu.pk}" in s and f"device={cpu.pk}" not in s for s in device_slots)
+
+
+def test_node_page_lists_a_retired_device_apart(client_as: Client) -> None:
+    node = NodeFactory(name="gpu-box-1", backend=Backend.SIM)
+    gpu = DeviceFactory(node=node, index=0, simulated=True)
+    cpu = _retired_cpu(node)
+
+    page = _gpus_page(client_as, reverse("fleet:node", args=[node.pk]))
+
+    assert [d["id"] for d in _live_data(page)["devices"]] == [gpu.pk]
+    assert f'<tr data-device="{cpu.pk}">' not in page
+    assert f'data-retired-device="{cpu.pk}"' in page
+
+
+def test_device_page_of_a_retired_device_says_so_and_shows_no_live_figures(client_as: Client) -> None:
+    cpu = _retired_cpu(NodeFactory(name="gpu-box-1", backend=Backend.SIM))
+    TelemetrySampleFactory(device=cpu, gpu_util=77.0)
+
+    page = with_sections(client_as(Role.OPERATOR), reverse("fleet:device", args=[cpu.pk]))
+
+    assert ">retired</span>" in page
+    assert "gpus-data" not in page
+    assert "data-chart-devices" not in page
+    assert "77%" not in page
+    assert "Load a version" not in page
+    assert "nothing is placed here" in page
+
+
+def test_device_page_of_an_offered_device_offers_load(client_as: Client) -> None:
+    device = DeviceFactory(node=NodeFactory(backend=Backend.SIM), simulated=True)
+    ModelVersionFactory(validation_state=ValidationState.VALID, kind="causal-lm", format="hf")
+
+    page = with_sections(client_as(Role.OPERATOR), reverse("fleet:device", args=[device.pk]))
+
+    assert "Load a version" in page
+    assert ">retired</span>" not in page
+
+
+# --- live: what MOC holds on each device, re-read by static/js/gpus.js
+
+
+def test_devices_live_answers_each_device_reserved_memory_and_placements(client_as: Client) -> None:
+    device = DeviceFactory(memory_total_bytes=24 * GIB)
+    placement = PlacementFactory(device=device, state=PlacementState.LOADED, reserved_bytes=5 * GIB)
+    retired = _retired_cpu(device.node)
+
+    response = client_as(Role.VIEWER).get(
+        reverse("fleet:devices_live"), {"device": [device.pk, retired.pk, "x", "²", "9" * 30]}
+    )
+
+    assert response.status_code == 200
+    (row,) = response.json()["devices"]
+    assert (row["id"], row["reserved_bytes"]) == (device.pk, 5 * GIB)
+    assert row["placements"] == [
+        {
+            "label": str(placement.version),
+            "state": "loaded",
+            "bytes": 5 * GIB,
+            "url": placement.version.get_absolute_url(),
+        }
+    ]
+
+
+def test_devices_live_needs_a_login(client_as: Client) -> None:
+    response = client_as(None).get(reverse("fleet:devices_live"), {"device": 1})
+
+    assert response.status_code == 302
+
+
+def test_gpus_page_tells_the_script_where_to_reread_holdings_and_marks_reserved_memory(
+    client_as: Client,
+) -> None:
+    device = DeviceFactory()
+
+    page = _gpus_page(client_as)
+
+    data = _live_data(page)
+    assert data["holdings_url"] == reverse("fleet:devices_live")
+    assert data["poll_s"] > 0
+    assert f'<span data-reserved="{device.pk}">' in page
+
+
+# --- small screens and the browser tab
+
+
+def test_favicon_ico_is_answered_without_a_login(client_as: Client) -> None:
+    response = client_as(None).get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("favicon.svg")
+    assert client_as(None).get(response["Location"]).status_code == 200
+
+
+def test_pages_link_the_favicon(client_as: Client) -> None:
+    page = _gpus_page(client_as)
+
+    assert 'rel="icon" href="/static/favicon.svg"' in page

@@ -87,6 +87,53 @@ def test_a_device_no_longer_found_becomes_unavailable_with_the_reason() -> None:
     assert "not found" in gone.health_reason
 
 
+def cpu() -> DeviceInfo:
+    return DeviceInfo(
+        index=0,
+        uuid="CPU-box-1",
+        name="AMD EPYC (host memory)",
+        kind="cpu",
+        simulated=False,
+        memory_total_bytes=64 * GIB,
+        capacity_bytes=32 * GIB,
+    )
+
+
+def test_the_cpu_device_is_retired_when_the_node_restarts_with_simulated_gpus() -> None:
+    registration.node_register(name="box-1", info=INFO, devices=[cpu()])
+
+    _, offered = registration.node_register(name="box-1", info=INFO, devices=[gpu(0), gpu(1)])
+
+    retired = Device.objects.get(kind="cpu")
+    assert retired.retired
+    assert retired.retired_at is not None
+    assert [d.retired for d in offered] == [False, False]
+    assert list(Device.objects.filter(retired_at=None).values_list("kind", flat=True)) == ["gpu", "gpu"]
+
+
+def test_a_retired_device_offered_again_is_no_longer_retired() -> None:
+    registration.node_register(name="box-1", info=INFO, devices=[cpu()])
+    registration.node_register(name="box-1", info=INFO, devices=[gpu(0)])
+
+    _, (back,) = registration.node_register(name="box-1", info=INFO, devices=[cpu()])
+
+    assert back.kind == "cpu"
+    assert back.retired_at is None
+    back.refresh_from_db()
+    assert back.retired_at is None
+    assert Device.objects.get(kind="gpu").retired
+
+
+def test_registering_again_keeps_a_device_retirement_time() -> None:
+    registration.node_register(name="box-1", info=INFO, devices=[cpu()])
+    registration.node_register(name="box-1", info=INFO, devices=[gpu(0)])
+    first = Device.objects.get(kind="cpu").retired_at
+
+    registration.node_register(name="box-1", info=INFO, devices=[gpu(0)])
+
+    assert Device.objects.get(kind="cpu").retired_at == first
+
+
 def test_a_gpu_moved_from_another_node_takes_its_uuid_along() -> None:
     old = DeviceFactory(uuid="SIM-0")
 

@@ -120,8 +120,29 @@ def test_job_detail_polled_by_htmx_returns_only_the_live_part(client_as: Client)
     response = client_as(Role.VIEWER).get(job.get_absolute_url(), headers={"HX-Request": "true"})
 
     html = response.content.decode()
-    assert html.lstrip().startswith('<div id="job-live"')
+    assert '<div id="job-live"' in html
     assert "<html" not in html
+
+
+def test_job_detail_poll_of_a_finished_job_takes_its_cancel_button_away(client_as: Client) -> None:
+    job = JobFactory(state=JobState.SUCCEEDED)
+
+    response = client_as(Role.OPERATOR).get(job.get_absolute_url(), headers={"HX-Request": "true"})
+
+    html = response.content.decode()
+    # The page's actions are swapped out of band, by id, with the live part.
+    assert 'id="job-actions" hx-swap-oob="true"' in html
+    assert ">Cancel</button>" not in html
+
+
+def test_job_detail_poll_of_a_running_job_keeps_its_cancel_button(client_as: Client) -> None:
+    job = JobFactory(state=JobState.RUNNING)
+
+    response = client_as(Role.OPERATOR).get(job.get_absolute_url(), headers={"HX-Request": "true"})
+
+    html = response.content.decode()
+    assert 'id="job-actions" hx-swap-oob="true"' in html
+    assert ">Cancel</button>" in html
 
 
 def test_job_detail_of_an_unknown_job_is_404(client_as: Client) -> None:

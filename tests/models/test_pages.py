@@ -1,7 +1,10 @@
+import re
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
@@ -512,6 +515,133 @@ def test_validate_again_queues_a_validation_and_says_so(
 
     assert len(queued) == 1
     assert "queued for validation" in response.content.decode()
+
+
+def test_validate_again_from_the_page_waits_in_place_for_the_new_report(
+    client_as: Client, django_capture_on_commit_callbacks: Callable
+) -> None:
+    version = ModelVersionFactory(validation_state=ValidationState.INVALID, validated_at=timezone.now())
+    url = reverse("models:validate", args=[version.pk])
+    page = _page(client_as(Role.OPERATOR), reverse("models:version", args=[version.pk]))
+    assert f'hx-post="{url}" hx-target="#validation-live"' in page
+
+    with django_capture_on_commit_callbacks() as queued:
+        response = client_as(Role.OPERATOR).post(url, headers={"HX-Request": "true"})
+
+    part = response.content.decode()
+    assert len(queued) == 1
+    assert "<html" not in part
+    assert part.count('<section id="validation-live"') == 1
+    poll = re.search(r'hx-get="([^"]*\?after=[\d.]+)" hx-trigger="every \d+s"', part)
+    assert poll, "the report does not ask again"
+    assert "Queued for validation" in part
+
+
+def test_the_validation_poll_shows_the_new_report_and_verdict_then_stops(client_as: Client) -> None:
+    asked = timezone.now()
+    version = ModelVersionFactory(
+        validation_state=ValidationState.VALID,
+        validated_at=asked + timedelta(seconds=2),
+        validation_report=[{"check": "header_size", "status": "pass", "detail": "fine", "file": ""}],
+    )
+
+    response = client_as(Role.VIEWER).get(
+        reverse("models:version", args=[version.pk]),
+        {"after": f"{asked.timestamp():.3f}"},
+        headers={"HX-Request": "true"},
+    )
+
+    part = response.content.decode()
+    assert "header_size" in part
+    assert "hx-trigger" not in part  # it stops asking
+    # The verdict at the top of the page follows, swapped in by id.
+    assert '<span id="validation-badge" class="badge ok" hx-swap-oob="true">Valid</span>' in part
+    assert 'id="validation-problems" hx-swap-oob="true"' in part
+    assert 'id="validation-state" hx-swap-oob="true"' in part
+
+
+def test_the_validation_poll_keeps_asking_while_only_an_older_report_exists(client_as: Client) -> None:
+    version = ModelVersionFactory(validated_at=timezone.now() - timedelta(minutes=1))
+
+    response = client_as(Role.VIEWER).get(
+        reverse("models:version", args=[version.pk]),
+        {"after": f"{timezone.now().timestamp():.3f}"},
+        headers={"HX-Request": "true"},
+    )
+
+    assert 'hx-trigger="every 2s"' in response.content.decode()
+
+
+def test_the_validation_poll_gives_up_after_a_while_and_says_so(client_as: Client) -> None:
+    version = ModelVersionFactory()
+
+    response = client_as(Role.VIEWER).get(
+        reverse("models:version", args=[version.pk]),
+        {"after": f"{(timezone.now() - timedelta(hours=1)).timestamp():.3f}"},
+        headers={"HX-Request": "true"},
+    )
+
+    part = response.content.decode()
+    assert "hx-trigger" not in part
+    assert "stopped waiting" in part
+
+
+def test_version_page_ignores_an_after_that_is_not_a_time(client_as: Client) -> None:
+    version = ModelVersionFactory()
+
+    page = _page(client_as(Role.VIEWER), reverse("models:version", args=[version.pk]), {"after": "nan"})
+
+    assert "<html" in page
+
+
+def test_version_page_shows_an_adapters_base_as_derived_from(client_as: Client) -> None:
+    base = ModelVersionFactory(model=RegisteredModelFactory(name="demo-lm"), number=1)
+    adapter = ModelVersionFactory(
+        model=RegisteredModelFactory(name="demo-lora"), number=1, kind="adapter", parent=base
+    )
+
+    page = _page(client_as(Role.VIEWER), reverse("models:version", args=[adapter.pk]))
+
+    assert f'<dt>Derived from</dt><dd><a href="{base.get_absolute_url()}">demo-lm v1</a></dd>' in page
+
+
+def test_version_page_shows_control_characters_in_names_from_disk_escaped(client_as: Client) -> None:
+    version = ModelVersionFactory(
+        path="/srv/models/evil\nname",
+        validation_report=[
+            {"check": "header_size", "status": "fail", "detail": "bad\x1b[31m", "file": "a\nb.bin"}
+        ],
+    )
+    ModelFileFactory(version=version, path="w\neights.safetensors")
+
+    page = _page(client_as(Role.VIEWER), reverse("models:version", args=[version.pk]))
+
+    assert "/srv/models/evil\\nname" in page
+    assert "w\\neights.safetensors" in page
+    assert "a\\nb.bin" in page
+    assert "bad\\x1b[31m" in page
+    assert "\x1b" not in page
+
+
+def test_scan_page_shows_control_characters_in_failed_paths_escaped(client_as: Client) -> None:
+    scan = ScanRun.objects.create(
+        state=ScanState.SUCCEEDED, failed=1, errors=[{"path": "/srv/m/a\nb.gguf", "error": "bad \x07 file"}]
+    )
+
+    page = _page(client_as(Role.VIEWER), reverse("models:scan", args=[scan.pk]))
+
+    assert "/srv/m/a\\nb.gguf" in page
+    assert "bad \\x07 file" in page
+
+
+def test_list_filters_say_any_where_nothing_is_chosen(client_as: Client) -> None:
+    page = _page(client_as(Role.VIEWER), reverse("models:list"))
+
+    form = page.split('<form method="get" class="filters">', 1)[1].split("</form>", 1)[0]
+    assert '<option value="" selected>Any</option>' in form
+    assert '<option value="unknown" selected>Any</option>' in form  # archived: yes, no or any
+    assert "Unknown" not in form
+    assert "---------" not in form
 
 
 def test_an_operator_archives_a_version_from_its_page_and_restores_it(client_as: Client) -> None:

@@ -235,6 +235,65 @@ def test_device_page_shows_its_live_list_and_polls_it(client_as: Client) -> None
     assert f'?device={placement.device_id}" hx-trigger="every 3s"' in page
 
 
+def test_device_page_shows_a_bounded_recent_history_with_a_link_to_all(client_as: Client) -> None:
+    device = DeviceFactory()
+    now = timezone.now()
+    ended = [
+        PlacementFactory(device=device, state=P.UNLOADED, ended_at=now - timedelta(hours=i + 1))
+        for i in range(15)
+    ]
+
+    page = _page(client_as(Role.VIEWER), reverse("fleet:device", args=[device.pk]))
+
+    history = page[page.index("<h2>Recent placements</h2>") :]
+    shown = [int(pk) for pk in re.findall(r'<tr data-placement="(\d+)">', history)]
+    assert shown == [p.pk for p in ended[:10]]  # the newest ten, newest first
+    assert "The latest 10 of 15." in history
+    assert f'href="{reverse("serving:placements")}?device={device.pk}"' in history
+
+
+def test_device_page_history_never_calls_an_ended_placement_pinned(client_as: Client) -> None:
+    device = DeviceFactory()
+    PlacementFactory(device=device, state=P.UNLOADED, pinned=True, ended_at=timezone.now())
+
+    page = _page(client_as(Role.VIEWER), reverse("fleet:device", args=[device.pk]))
+
+    assert "pinned" not in page
+
+
+def test_live_list_never_calls_a_placement_that_ended_lately_pinned(client_as: Client) -> None:
+    placement = PlacementFactory(state=P.LOST, pinned=True, ended_at=timezone.now())
+
+    block = _block(_gpus(client_as(Role.VIEWER)), "device", placement.device_id)
+
+    assert f'data-placement="{placement.pk}"' in block
+    assert "pinned" not in block
+
+
+def test_placements_page_calls_only_active_placements_pinned(client_as: Client) -> None:
+    PlacementFactory(state=P.UNLOADED, pinned=True, ended_at=timezone.now(), version__model__name="gone")
+
+    page = _page(client_as(Role.VIEWER), reverse("serving:placements"))
+
+    assert "gone" in page
+    assert "<td>pinned</td>" not in page
+
+
+def test_device_load_on_a_retired_device_is_refused_saying_so(client_as: Client) -> None:
+    device = DeviceFactory(retired_at=timezone.now())
+    version = _servable()
+
+    response = _press(
+        client_as(Role.OPERATOR),
+        reverse("serving:device_load", args=[device.pk]),
+        {"version": version.pk},
+        follow=True,
+    )
+
+    assert "retired" in _messages(response)
+    assert not Placement.objects.exists()
+
+
 # Who sees the buttons
 
 
@@ -637,6 +696,97 @@ def test_version_page_offers_no_try_it_while_nothing_is_loaded(client_as: Client
 
     assert reverse("serving:version_try", args=[version.pk]) not in page
     assert "Load it first" in page
+
+
+def test_version_page_offers_a_language_model_both_generate_and_embed(client_as: Client) -> None:
+    placement = PlacementFactory(state=P.LOADED, version=_servable())
+
+    page = _page(client_as(Role.OPERATOR), placement.version.get_absolute_url())
+
+    assert 'name="task" value="generate"' in page
+    assert 'name="task" value="embed"' in page
+    assert 'name="task" value="tensors"' not in page
+
+
+ONNX_METADATA = {
+    "inputs": [
+        {"name": "input_ids", "dtype": "I64", "shape": ["batch", 4]},
+        {"name": "mask", "dtype": "F32", "shape": [None, 2]},
+    ]
+}
+
+
+def _graph(**fields: Any) -> ModelVersion:
+    return _servable(kind="onnx-graph", format=ModelFormat.ONNX, metadata=ONNX_METADATA, **fields)
+
+
+def test_version_page_offers_a_graph_a_form_built_from_its_inputs(client_as: Client) -> None:
+    placement = PlacementFactory(state=P.LOADED, version=_graph())
+
+    page = _page(client_as(Role.OPERATOR), placement.version.get_absolute_url())
+
+    form = re.search(r'<form[^>]*data-try="tensors".*?</form>', page, re.S)
+    assert form, "no form for the graph's tensors"
+    form = form.group(0)
+    assert 'name="task" value="tensors"' in form
+    assert '<code>input_ids</code> <span class="muted">I64 [batch, 4]</span>' in form
+    assert 'name="shape-0" value="1, 4"' in form
+    assert ">0, 0, 0, 0</textarea>" in form
+    assert '<code>mask</code> <span class="muted">F32 [?, 2]</span>' in form
+    assert 'name="shape-1" value="1, 2"' in form
+    assert 'name="task" value="generate"' not in page
+
+
+def test_try_it_on_a_graph_sends_each_inputs_shape_and_values_and_shows_the_outputs(
+    client_as: Client, monkeypatch: Any
+) -> None:
+    version = _graph()
+    asked: dict[str, Any] = {}
+
+    def infer(**kwargs: Any) -> dict[str, Any]:
+        asked.update(kwargs)
+        logits = {"dtype": "float32", "shape": [1, 4, 3], "data": [0.5] * 12}
+        return {
+            "placement": 7,
+            "device": 1,
+            "result": {"outputs": {"logits": logits}},
+            "queue_ms": 1.0,
+            "compute_ms": 2.0,
+            "total_ms": 3.0,
+        }
+
+    monkeypatch.setattr(inference, "infer", infer)
+
+    answer = _try(
+        client_as(Role.OPERATOR),
+        version,
+        task="tensors",
+        **{"shape-0": "1, 4", "data-0": "[[1, 2, 3, 4]]", "shape-1": "1 2", "data-1": "0.5, 1"},
+    )
+
+    assert asked["task"] == "tensors"
+    assert asked["data"] == {
+        "inputs": {
+            "input_ids": {"shape": [1, 4], "data": [1, 2, 3, 4]},
+            "mask": {"shape": [1, 2], "data": [0.5, 1]},
+        }
+    }
+    assert "<code>logits</code>" in answer
+    assert "[1, 4, 3]" in answer
+    assert "<code>0.5000, 0.5000" in answer
+
+
+def test_try_it_on_a_graph_names_the_input_whose_values_are_not_numbers(client_as: Client) -> None:
+    version = _graph()
+
+    answer = _try(
+        client_as(Role.OPERATOR),
+        version,
+        task="tensors",
+        **{"shape-0": "1, 4", "data-0": "1, two, 3, 4", "shape-1": "1, 2", "data-1": "0, 0"},
+    )
+
+    assert "input_ids: the shape takes whole numbers and the values numbers" in answer
 
 
 def test_version_page_offers_an_embedding_model_a_text_to_embed(client_as: Client) -> None:

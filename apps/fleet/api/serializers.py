@@ -18,12 +18,16 @@ class NodeBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+RETIRED_HELP = "Its node no longer offers it: kept for its history, never placed on, not counted"
+
+
 class DeviceBriefSerializer(serializers.ModelSerializer):
     node = NodeBriefSerializer(read_only=True)
+    retired = serializers.BooleanField(read_only=True, help_text=RETIRED_HELP)
 
     class Meta:
         model = Device
-        fields = ["id", "node", "index", "name", "kind", "simulated", "health"]
+        fields = ["id", "node", "index", "name", "kind", "simulated", "health", "retired"]
         read_only_fields = fields
 
 
@@ -39,6 +43,7 @@ class DeviceSerializer(serializers.ModelSerializer):
     last_mem_used_bytes = serializers.IntegerField(read_only=True, allow_null=True)
     last_temperature_c = serializers.FloatField(read_only=True, allow_null=True)
     queue = serializers.CharField(read_only=True, help_text="The Celery queue of the worker that serves it")
+    retired = serializers.BooleanField(read_only=True, help_text=RETIRED_HELP)
 
     class Meta:
         model = Device
@@ -55,6 +60,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "reserved_bytes",
             "health",
             "health_reason",
+            "retired",
+            "retired_at",
             "queue",
             "active_placements",
             "last_sample_at",
@@ -68,6 +75,8 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 
 class NodeDeviceSerializer(serializers.ModelSerializer):
+    retired = serializers.BooleanField(read_only=True, help_text=RETIRED_HELP)
+
     class Meta:
         model = Device
         fields = [
@@ -80,6 +89,8 @@ class NodeDeviceSerializer(serializers.ModelSerializer):
             "memory_total_bytes",
             "capacity_bytes",
             "health",
+            "retired",
+            "retired_at",
         ]
         read_only_fields = fields
 
