@@ -86,7 +86,8 @@ def test_selftest_lists_the_devices_the_node_offers_and_says_which_are_simulated
     with override_settings(MOC_DEVICES="sim:2x24GiB"):
         device = checks_of(run(JobFactory(kind=JobKind.SELFTEST)))["device"]
 
-    assert device["summary"].endswith("; MOC_DEVICES=sim:2x24GiB: 2 simulated GPUs (2x24 GiB)")
+    # What follows says whether the host's memory caps them, which depends on the machine.
+    assert "; MOC_DEVICES=sim:2x24GiB: 2 simulated GPUs (2x24 GiB)" in device["summary"]
     listed = device["evidence"]["devices"]["devices"]
     assert [(d["index"], d["simulated"], d["memory_total_bytes"]) for d in listed] == [
         (0, True, 24 * 1024**3),

@@ -60,16 +60,22 @@ def device(capacity_gib: float = 24, **fields: Any) -> Any:
     return DeviceFactory(capacity_bytes=int(capacity_gib * GIB), **fields)
 
 
-def reports_free(gpu: Any, free_bytes: int) -> None:
+def reports_free(gpu: Any, free_bytes: int, *, host_free_bytes: int | None = None) -> None:
     """The device's latest telemetry, as its node's sampler would publish it."""
     message = telemetry.telemetry_message(
         node=gpu.node.name,
         node_id=gpu.node.pk,
         at=time.time(),
-        backend="nvml",
-        devices=[{"id": gpu.pk, "mem_free_bytes": free_bytes}],
+        backend=gpu.node.backend,
+        devices=[{"id": gpu.pk, "mem_free_bytes": free_bytes, "host_free_bytes": host_free_bytes}],
     )
     telemetry.publish(redis_client(), message)
+
+
+def simulated(capacity_gib: float = 11.75, **fields: Any) -> Any:
+    """A simulated GPU: its models live in its host's RAM."""
+    node = fields.pop("node", None) or NodeFactory(backend=Backend.SIM)
+    return device(capacity_gib, node=node, simulated=True, name="Simulated GPU 80 GiB", **fields)
 
 
 def resident(version: Any, on: Any, *, idle_s: float = 3600, **fields: Any) -> Placement:
@@ -395,3 +401,34 @@ def test_the_reaper_trusts_no_heartbeats_while_its_own_worker_has_none() -> None
     assert placing.placements_reconcile()["lost"] == 0  # Redis just restarted: heartbeats are coming back
 
     assert Placement.objects.get(pk=orphan.pk).state == P.LOADED
+
+
+def test_a_simulated_gpu_is_refused_a_load_its_hosts_available_memory_cannot_take(sent: list) -> None:
+    sim = simulated()
+    reports_free(sim, 80 * GIB, host_free_bytes=5 * GIB)
+
+    with pytest.raises(placing.PlacementRefused) as refused:
+        placing.placement_load(version=lm(8), device=sim)
+
+    assert str(refused.value).endswith(
+        f"cannot be placed: needs 8.0 GiB; {sim.node.name} gpu {sim.index} keeps its weights in host memory,"
+        " and its host has 5.0 GiB available."
+    )
+
+
+def test_loads_not_yet_in_the_hosts_report_count_against_it_across_the_nodes_devices(sent: list) -> None:
+    node = NodeFactory(backend=Backend.SIM)
+    first, second = simulated(node=node), simulated(node=node)
+    PlacementFactory(device=first, state=P.LOADING, reserved_bytes=6 * GIB)
+    for sim in (first, second):
+        reports_free(sim, 80 * GIB, host_free_bytes=10 * GIB)
+
+    with pytest.raises(placing.PlacementRefused, match="its host has 4.0 GiB available"):
+        placing.placement_load(version=lm(5), device=second)
+
+
+def test_a_real_gpu_is_not_bound_by_its_hosts_memory(sent: list) -> None:
+    gpu = device(24)
+    reports_free(gpu, 24 * GIB, host_free_bytes=GIB)
+
+    assert placing.placement_load(version=lm(8)).device == gpu

@@ -31,8 +31,10 @@ def _device(
     accepts: bool = True,
     why_not: str = "",
     residents: tuple[Resident, ...] = (),
+    host_free_gib: float | None = None,
 ) -> DeviceView:
-    """A device holding its residents (placed defaults to their sum) and reporting no telemetry yet."""
+    """A device holding its residents (placed defaults to their sum) and reporting no telemetry yet;
+    with `host_free_gib`, one that keeps weights in host memory (a CPU, a simulated GPU)."""
     placed = sum(r.size_bytes for r in residents) if placed_gib is None else int(placed_gib * GiB)
     return DeviceView(
         id=device_id,
@@ -44,6 +46,7 @@ def _device(
         accepts=accepts,
         why_not=why_not,
         residents=residents,
+        host_free_bytes=None if host_free_gib is None else int(host_free_gib * GiB),
     )
 
 
@@ -107,6 +110,10 @@ def test_free_bytes_is_never_negative() -> None:
     assert free_bytes(_device(1, capacity_gib=40, placed_gib=48)) == 0
 
 
+def test_free_bytes_of_a_host_memory_device_is_bounded_by_its_hosts_available_memory() -> None:
+    assert free_bytes(_device(1, capacity_gib=11.75, placed_gib=1, host_free_gib=6)) == 6 * GiB
+
+
 # decide: fitting without eviction
 
 
@@ -132,6 +139,24 @@ def test_decide_judges_fit_by_the_lower_of_reported_and_booked_free_memory() -> 
 
     assert isinstance(decision, Decision)
     assert decision.device_id == 2
+
+
+def test_decide_puts_nothing_on_a_host_memory_device_whose_host_lacks_the_room() -> None:
+    devices = [_device(1, capacity_gib=11.75, host_free_gib=5), _device(2, capacity_gib=24, placed_gib=10)]
+
+    decision = _decide(_need(8), devices)
+
+    assert isinstance(decision, Decision)
+    assert decision.device_id == 2
+
+
+def test_decide_evicts_on_a_host_memory_device_when_that_frees_enough_of_the_host() -> None:
+    device = _device(1, capacity_gib=11.75, residents=(_resident(1, size_gib=4),), host_free_gib=5)
+
+    decision = _decide(_need(8), [device])
+
+    assert isinstance(decision, Decision)
+    assert [v.placement_id for v in decision.evict] == [1]
 
 
 def test_decide_skips_devices_that_do_not_accept_placements() -> None:
@@ -307,6 +332,36 @@ def test_decide_refuses_a_model_larger_than_every_device_naming_the_largest() ->
     refusal = _decide(_need(60), devices)
 
     assert refusal == Refusal("needs 60.0 GiB; the largest device, node-a gpu 2, offers 48.0 GiB")
+
+
+def test_decide_refuses_a_model_larger_than_a_host_capped_simulated_gpu_saying_what_it_offers() -> None:
+    # The issue's host: 23.5 GiB of RAM, so an 80 GiB simulated GPU offers half of that.
+    device = _device(1, capacity_gib=11.75, host_free_gib=20)
+
+    refusal = _decide(_need(24.5), [device])
+
+    assert refusal == Refusal("needs 24.5 GiB; the largest device, node-a gpu 1, offers 11.8 GiB")
+
+
+def test_decide_refuses_naming_the_host_when_its_available_memory_is_what_binds() -> None:
+    device = _device(1, capacity_gib=11.75, host_free_gib=5)
+
+    refusal = _decide(_need(8), [device])
+
+    assert refusal == Refusal(
+        "needs 8.0 GiB; node-a gpu 1 keeps its weights in host memory, and its host has 5.0 GiB available"
+    )
+
+
+def test_decide_refusing_for_the_host_counts_what_eviction_could_free() -> None:
+    device = _device(1, capacity_gib=11.75, residents=(_resident(1, size_gib=2),), host_free_gib=5)
+
+    refusal = _decide(_need(8), [device])
+
+    assert refusal == Refusal(
+        "needs 8.0 GiB; node-a gpu 1 keeps its weights in host memory, and its host has 5.0 GiB available"
+        " (7.0 GiB with what eviction could free)"
+    )
 
 
 def test_decide_refuses_a_device_that_does_not_accept_and_says_why() -> None:

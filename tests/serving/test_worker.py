@@ -12,18 +12,24 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from django.utils import timezone
 
+from apps.core.domain.units import format_bytes
+from apps.fleet.domain.kinds import Backend
 from apps.fleet.domain.states import DeviceHealth
+from apps.models import demo
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from apps.serving import runtimes
 from apps.serving.domain.errors import CorruptFile, DeviceLost, OutOfMemory, Transient
 from apps.serving.domain.states import PlacementState
 from apps.serving.models import InferenceRecord, Placement
+from apps.serving.runtimes.guard import OverReservation
 from apps.serving.worker import answering, loading
 from apps.serving.worker import device as serving_device
 from apps.serving.worker.records import Line, Recorder
@@ -232,7 +238,7 @@ def test_unload_frees_the_model_and_says_so(gpu: Any, monkeypatch: pytest.Monkey
     placement.refresh_from_db()
     assert placement.state == P.UNLOADED
     assert model.closed
-    assert "freed 3221225472 bytes" in placement.end_reason
+    assert "freed 3.0 GiB" in placement.end_reason
     assert RESIDENTS.get(placement.pk) is None
 
 
@@ -308,7 +314,36 @@ def test_keep_alive_counts_from_the_last_use_the_records_wrote(gpu: Any) -> None
     assert placing.placements_expire_idle() == 0
 
 
-def test_an_unload_asked_while_loading_frees_the_model_once_the_load_ends(
+def test_an_unload_asked_while_loading_stops_the_load_and_ends_the_placement_saying_so(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = requested(gpu)
+    answers: list[str] = []
+
+    def slow_load(spec: runtimes.LoadSpec) -> Any:
+        """A load that goes on until its guard stops it, as a runtime's tensor operations would."""
+        Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
+        answers.append(loading.unload(placement.pk))
+        assert spec.guard is not None
+        for _ in range(100):
+            spec.guard.check()
+            time.sleep(0.01)
+        return Model()
+
+    monkeypatch.setattr(runtimes, "load", slow_load)
+
+    outcome = loading.load(placement.pk, attempt=0)
+
+    placement.refresh_from_db()
+    assert answers == ["stopping its load, which frees what it took and ends the placement"]
+    assert outcome.retry_in is None
+    assert placement.state == P.UNLOADED
+    assert placement.end_reason.startswith("asked (unloaded during load: stopped after 0.")
+    assert RESIDENTS.get(placement.pk) is None
+    assert not RESIDENTS.is_loading(placement.pk)
+
+
+def test_an_unload_that_finds_the_load_done_frees_the_model_once_the_load_ends(
     gpu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = Model()
@@ -316,7 +351,6 @@ def test_an_unload_asked_while_loading_frees_the_model_once_the_load_ends(
 
     def unload_meanwhile() -> None:
         Placement.objects.filter(pk=placement.pk).update(state=P.UNLOADING, end_reason="asked")
-        assert loading.unload(placement.pk).startswith("still loading")
 
     loads_as(monkeypatch, model, unload_meanwhile)
 
@@ -377,3 +411,78 @@ def test_models_whose_placement_ended_behind_the_workers_back_are_freed(
     assert orphan.closed
     assert not kept.closed
     assert RESIDENTS.ids() == [held[0]]
+
+
+def test_a_failed_load_records_its_class_beside_its_message_not_inside_it(
+    gpu: Any, demo_models: Path
+) -> None:
+    # llama-cpp-python is not installed here: the demo GGUF file is refused for want of it.
+    version = ModelVersionFactory(
+        format=ModelFormat.GGUF,
+        kind="causal-lm",
+        path=str(demo_models / demo.GGUF),
+        validation_state=ValidationState.VALID,
+    )
+    placement = PlacementFactory(version=version, device=gpu, state=P.REQUESTED, reserved_bytes=GIB)
+
+    loading.load(placement.pk, attempt=0)
+
+    placement.refresh_from_db()
+    assert placement.state == P.FAILED
+    assert placement.error_class == "runtime_missing"
+    assert placement.error == "GGUF needs llama-cpp-python, which is not installed on this worker"
+
+
+def test_a_load_that_outgrows_its_reservation_fails_as_out_of_memory_and_is_not_placed_again(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    DeviceFactory(capacity_bytes=24 * GIB)
+    loads_as(monkeypatch, OverReservation("took 3.1 GiB, over its 1.0 GiB reservation"))
+    placement = requested(gpu)
+
+    loading.load(placement.pk, attempt=0)
+
+    placement.refresh_from_db()
+    assert (placement.state, placement.error_class) == (P.FAILED, "out_of_memory")
+    assert placement.error == "took 3.1 GiB, over its 1.0 GiB reservation"
+    assert not Placement.objects.filter(version=placement.version, state=P.REQUESTED).exists()
+
+
+def test_a_load_gets_a_guard_with_its_reservation_and_the_margin_setting(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.MOC_LOAD_GUARD_MARGIN = 1.0
+    seen: list[runtimes.LoadSpec] = []
+
+    def load(spec: runtimes.LoadSpec) -> Model:
+        seen.append(spec)
+        return Model()
+
+    monkeypatch.setattr(runtimes, "load", load)
+
+    loading.load(requested(gpu).pk, attempt=0)
+
+    (spec,) = seen
+    assert spec.guard is not None
+    assert (spec.guard.reserved_bytes, spec.guard.limit_bytes) == (GIB, 2 * GIB)
+
+
+def test_a_load_onto_host_memory_the_host_cannot_spare_is_refused_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, dispatched: list
+) -> None:
+    simulated = DeviceFactory(node__backend=Backend.SIM, simulated=True, capacity_bytes=2**50)
+    monkeypatch.setattr(serving_device, "_device_id", simulated.pk)
+    model = Model()
+    loads_as(monkeypatch, model)
+    placement = requested(simulated)
+    beyond = psutil.virtual_memory().total * 2
+    Placement.objects.filter(pk=placement.pk).update(reserved_bytes=beyond)
+
+    loading.load(placement.pk, attempt=0)
+
+    placement.refresh_from_db()
+    assert (placement.state, placement.error_class) == (P.FAILED, "out_of_memory")
+    assert placement.error.startswith("the host has ")
+    assert f"this load reserves {format_bytes(beyond)}" in placement.error
+    assert not model.closed
+    assert RESIDENTS.get(placement.pk) is None

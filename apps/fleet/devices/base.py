@@ -34,6 +34,21 @@ def gpu_capacity(total_bytes: int) -> int:
     return max(0, total_bytes - max(int(total_bytes * RESERVE_SHARE), RESERVE_MIN_BYTES))
 
 
+def host_capacity(host_ram_bytes: int, share: float) -> int:
+    """The most a device that keeps weights in host memory (the CPU, a simulated GPU) may offer:
+    `share` of the host's RAM (MOC_CPU_CAPACITY_SHARE), which it shares with the OS, the workers
+    themselves and everything else on the host."""
+    if not 0 < share <= 1:
+        raise ValueError(f"the CPU's capacity share must be above 0 and at most 1, not {share}")
+    return int(host_ram_bytes * share)
+
+
+def capped_by_host(*, simulated: bool, memory_total_bytes: int, capacity_bytes: int) -> bool:
+    """Whether a simulated GPU offers less than the card it simulates would, because its models
+    live in host memory (see host_capacity): what pages say beside its capacity."""
+    return simulated and capacity_bytes < gpu_capacity(memory_total_bytes)
+
+
 class BackendUnavailable(Exception):
     """The backend cannot run on this node (no driver, no device); the message says why."""
 
@@ -90,6 +105,9 @@ class DeviceReading:
     ecc_uncorrected: int | None
     processes: tuple[ProcessUse, ...] = ()
     error: str = ""  # non-empty: the device could not be read at all
+    # The host's available memory, for a device that keeps weights there (the CPU, a simulated GPU):
+    # what a load onto it can really take, whatever the device's own figures say. None elsewhere.
+    host_free_bytes: int | None = None
 
     @classmethod
     def failed(cls, index: int, uuid: str, mem_total_bytes: int, error: str) -> DeviceReading:
@@ -111,6 +129,7 @@ class DeviceReading:
             "mem_total_bytes": self.mem_total_bytes,
             "mem_used_bytes": self.mem_used_bytes,
             "mem_free_bytes": self.mem_free_bytes,
+            "host_free_bytes": self.host_free_bytes,
             "temperature_c": self.temperature_c,
             "power_w": self.power_w,
             "power_limit_w": self.power_limit_w,

@@ -13,7 +13,7 @@ import psutil
 
 from apps.fleet.domain.kinds import Backend, DeviceKind
 
-from .base import DeviceInfo, DeviceReading, NodeInfo, made_up_uuid
+from .base import DeviceInfo, DeviceReading, NodeInfo, host_capacity, made_up_uuid
 
 # Chips whose sensors measure the CPU package itself, in order of preference (Intel, AMD, ARM
 # boards); other sensors (NVMe, ACPI zones) would report a temperature that is not the CPU's.
@@ -56,8 +56,6 @@ class CpuBackend:
     name = Backend.CPU.value
 
     def __init__(self, node_name: str, *, capacity_share: float = 0.5) -> None:
-        if not 0 < capacity_share <= 1:
-            raise ValueError(f"the CPU's capacity share must be above 0 and at most 1, not {capacity_share}")
         total = psutil.virtual_memory().total
         self._device = DeviceInfo(
             index=0,
@@ -66,9 +64,7 @@ class CpuBackend:
             kind=DeviceKind.CPU.value,
             simulated=False,
             memory_total_bytes=total,
-            # RAM is shared with the OS, the worker itself and everything else on the host,
-            # so MOC may only place models in the configured share of it.
-            capacity_bytes=int(total * capacity_share),
+            capacity_bytes=host_capacity(total, capacity_share),
         )
         self._sensor = _cpu_sensor()  # looked up once: reading every hwmon chip each second is waste
         psutil.cpu_percent(interval=None)  # the first call only primes psutil's counter
@@ -96,6 +92,7 @@ class CpuBackend:
                 mem_total_bytes=memory.total,
                 mem_used_bytes=memory.total - memory.available,
                 mem_free_bytes=memory.available,
+                host_free_bytes=memory.available,
                 temperature_c=temperature,
                 power_w=None,
                 power_limit_w=None,

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+from apps.core.domain.units import format_bytes
+
 from .base import BackendUnavailable, DeviceBackend, SimLoad
 from .cpu import CpuBackend
 from .nvml import NvmlBackend
@@ -63,9 +65,16 @@ def open_backend(
     kind, groups = parse_spec(spec)
     said = f"MOC_DEVICES={spec.strip()}"
     if kind == "sim":
-        backend = SimBackend(node_name, groups, load=sim_load)
+        backend = SimBackend(node_name, groups, load=sim_load, host_share=cpu_capacity_share)
         described = ", ".join(f"{count}x{size / 1024**3:g} GiB" for count, size in groups)
-        return backend, f"{said}: {_count(len(backend.devices()), 'simulated GPU')} ({described})"
+        reason = f"{said}: {_count(len(backend.devices()), 'simulated GPU')} ({described})"
+        if backend.capped():
+            cap = format_bytes(backend.host_cap_bytes)
+            reason += (
+                f"; their models live in host memory, so each offers at most {cap}"
+                f" ({cpu_capacity_share:.0%} of the host's RAM)"
+            )
+        return backend, reason
     cpu_note = f"offering the CPU as one device ({cpu_capacity_share:.0%} of RAM as capacity)"
     if kind == "cpu":
         return CpuBackend(node_name, capacity_share=cpu_capacity_share), f"{said}: {cpu_note}"

@@ -4,6 +4,10 @@ No randomness: given the loads and the sampling times, the figures are always th
 a test can say what a device shows after a model is placed or a job runs. Memory answers at
 once; utilisation settles in a few seconds and temperature in about a minute, as on real cards,
 so charts show a job starting and ending rather than a square wave.
+
+A simulated GPU has no memory of its own: the models MOC loads onto it live in the host's RAM.
+So it offers no more than a CPU device would (a share of the host's RAM), however large the card
+it simulates, and each reading carries the host's available memory beside the simulated figures.
 """
 
 from __future__ import annotations
@@ -13,9 +17,22 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import psutil
+
 from apps.fleet.domain.kinds import Backend, DeviceKind
 
-from .base import DeviceInfo, DeviceReading, GiB, MiB, NodeInfo, SimLoad, gpu_capacity, made_up_uuid
+from .base import (
+    DeviceInfo,
+    DeviceReading,
+    GiB,
+    MiB,
+    NodeInfo,
+    SimLoad,
+    capped_by_host,
+    gpu_capacity,
+    host_capacity,
+    made_up_uuid,
+)
 from .cpu import host_node_info
 
 log = logging.getLogger(__name__)
@@ -37,6 +54,10 @@ MEM_CLOCK_MHZ = (405, 2619)
 PCIE_RX_PER_REQUEST = 64 * 1024  # the request's input, host to device
 PCIE_TX_PER_REQUEST = 16 * 1024  # its output, device to host
 IDLE = SimLoad()
+
+
+def _host_available() -> int:
+    return int(psutil.virtual_memory().available)
 
 
 def power_limit_w(total_bytes: int) -> float:
@@ -64,10 +85,17 @@ class SimBackend:
         specs: list[tuple[int, int]],
         *,
         load: Callable[[], Mapping[int, SimLoad]] | None = None,
+        host_share: float = 0.5,
+        host_ram_bytes: int | None = None,
+        host_available: Callable[[], int] | None = None,
     ) -> None:
         sizes = [size for count, size in specs for _ in range(count)]
         if not sizes or min(sizes) <= 0:
             raise ValueError(f"simulated GPUs need at least one device of a positive size, not {specs}")
+        ram = psutil.virtual_memory().total if host_ram_bytes is None else host_ram_bytes
+        # The most one simulated GPU offers: what a CPU device on this host would.
+        self.host_cap_bytes = host_capacity(ram, host_share)
+        self._host_available = host_available or _host_available
         self._devices = [
             DeviceInfo(
                 index=index,
@@ -76,7 +104,7 @@ class SimBackend:
                 kind=DeviceKind.GPU.value,
                 simulated=True,
                 memory_total_bytes=size,
-                capacity_bytes=gpu_capacity(size),
+                capacity_bytes=min(gpu_capacity(size), self.host_cap_bytes),
             )
             for index, size in enumerate(sizes)
         ]
@@ -108,15 +136,33 @@ class SimBackend:
                 log.exception("simulated GPUs: reading what MOC placed failed; keeping the last loads")
         dt = 0.0 if self._last is None else max(0.0, now - self._last)
         self._last = now
+        try:
+            host_free: int | None = self._host_available()
+        except (OSError, psutil.Error):
+            host_free = None
         return [
-            self._step(device, state, self._loads.get(device.index, IDLE), dt)
+            self._step(device, state, self._loads.get(device.index, IDLE), dt, host_free)
             for device, state in zip(self._devices, self._states, strict=True)
+        ]
+
+    def capped(self) -> list[DeviceInfo]:
+        """The devices that offer less than the card they simulate would, for want of host memory."""
+        return [
+            d
+            for d in self._devices
+            if capped_by_host(
+                simulated=d.simulated,
+                memory_total_bytes=d.memory_total_bytes,
+                capacity_bytes=d.capacity_bytes,
+            )
         ]
 
     def close(self) -> None:
         """Nothing to release."""
 
-    def _step(self, device: DeviceInfo, state: _State, load: SimLoad, dt: float) -> DeviceReading:
+    def _step(
+        self, device: DeviceInfo, state: _State, load: SimLoad, dt: float, host_free: int | None
+    ) -> DeviceReading:
         target = min(100.0, load.running_jobs * UTIL_PER_JOB + load.requests_per_s * UTIL_PER_REQUEST_S)
         state.util = _settle(state.util, target, dt, UTIL_TAU_S)
         state.temperature = _settle(
@@ -148,4 +194,5 @@ class SimBackend:
             pcie_rx_bytes_s=int(load.requests_per_s * PCIE_RX_PER_REQUEST),
             ecc_corrected=0,
             ecc_uncorrected=0,
+            host_free_bytes=host_free,
         )

@@ -1,9 +1,9 @@
 """Where a model version goes: the placement scheduler.
 
 Pure: the caller reads every device it may use (capacity, what MOC holds there, the latest reported free
-memory, what is resident) into DeviceView values under a lock, calls decide(), and applies the Decision
-atomically: reserve `need_bytes` on the chosen device and unload the victims. A Refusal carries one
-sentence an operator can act on.
+memory, the host's too for devices that keep weights in host memory, what is resident) into DeviceView
+values under a lock, calls decide(), and applies the Decision atomically: reserve `need_bytes` on the
+chosen device and unload the victims. A Refusal carries one sentence an operator can act on.
 
 The choice, in order:
 1. Best fit without eviction: the device with the least free memory that still fits, so large free
@@ -38,6 +38,10 @@ class DeviceView:
     why_not: str = ""  # why it does not accept ("unhealthy: uncorrectable ECC", "node offline")
     residents: tuple[Resident, ...] = ()
     clock: float = 0.0  # the device's GDSF clock
+    # For a device that keeps weights in host memory (a CPU, a simulated GPU): the host's available
+    # memory as its node last reported it, less what loads not yet in that report will take. None
+    # for a device with memory of its own, or when the node has not reported.
+    host_free_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +72,13 @@ def _headroom(device: DeviceView) -> int:
     room = device.capacity_bytes - device.placed_bytes
     if device.reported_free_bytes is not None:
         room = min(room, device.reported_free_bytes)
+    if device.host_free_bytes is not None:
+        room = min(room, device.host_free_bytes)
     return room
 
 
 def free_bytes(device: DeviceView) -> int:
-    """min(reported free, capacity - placed), floored at 0.
+    """min(reported free, capacity - placed, host free where weights live there), floored at 0.
 
     Reported memory lags: the device may not yet show what MOC just placed, or may still show memory an
     unload has not returned, so trust whichever figure is smaller (Ollama's rule).
@@ -186,7 +192,25 @@ def _capacity_refusal(
         return max(0, _headroom(device) + evictable_bytes)
 
     room, device = min(((most_room(d), d) for d in candidates), key=lambda pair: (-pair[0], pair[1].id))
+    host = _binding_host_free(device)
+    if host is not None:
+        evicted = f" ({format_bytes(room)} with what eviction could free)" if room > host else ""
+        return Refusal(
+            f"needs {format_bytes(need)}; {device.label} keeps its weights in host memory, and its host "
+            f"has {format_bytes(max(0, host))} available{evicted}"
+        )
     return Refusal(
         f"needs {format_bytes(need)}; the most that eviction can free is {format_bytes(room)}, "
         f"on {device.label}"
     )
+
+
+def _binding_host_free(device: DeviceView) -> int | None:
+    """The host's available memory when it, not the device's own room, limits what fits there."""
+    host = device.host_free_bytes
+    if host is None:
+        return None
+    own = device.capacity_bytes - device.placed_bytes
+    if device.reported_free_bytes is not None:
+        own = min(own, device.reported_free_bytes)
+    return host if host < own else None

@@ -25,7 +25,7 @@ PLACEMENT = StateMachine(
     initial=P.REQUESTED,
     transitions={
         P.REQUESTED: {P.LOADING, P.UNLOADED, P.FAILED, P.LOST},
-        # LOADING -> UNLOADING: unloaded while it loads; the worker frees it once the load ends.
+        # LOADING -> UNLOADING: unloaded while it loads; the worker stops the load and frees what it took.
         P.LOADING: {P.LOADED, P.UNLOADING, P.FAILED, P.LOST},
         P.LOADED: {P.UNLOADING, P.FAILED, P.LOST},
         P.UNLOADING: {P.UNLOADED, P.FAILED, P.LOST},

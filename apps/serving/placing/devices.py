@@ -1,5 +1,12 @@
 """The scheduler's picture of devices: capacity, what MOC holds there, what they report free, and the
-placements on them as eviction candidates."""
+placements on them as eviction candidates.
+
+A device that keeps weights in host memory (the CPU, a simulated GPU) is also bounded by its host's
+available memory, as the node's own telemetry last reported it: the web process may run on another
+machine, so its own psutil would read the wrong host. That figure is up to a sample old and cannot see
+loads that have not started, so the device worker checks the host again, on the node, as each load
+starts (apps.serving.worker.loading), and that check is the one that holds.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from django.db import transaction
 
 from apps.core.redis_clients import redis_client
 from apps.fleet import telemetry
+from apps.fleet.domain.kinds import Backend, DeviceKind
 from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
 from apps.fleet.models import Device
 from apps.serving import ledger
@@ -40,7 +48,8 @@ def device_views(
         )
     )
     held = ledger.held(ids)
-    reported = reported_free_bytes()
+    reported, host_reported = reported_free_bytes()
+    host_unseen = _host_unseen({d.node.name for d in devices if in_host_memory(d)})
     idle_after = now - settings.MOC_PLACEMENT_IDLE_S
     residents: dict[int, list[eviction.Resident]] = {pk: [] for pk in ids}
     unseen: dict[int, int] = dict.fromkeys(ids, 0)  # promised, not yet in the device's report
@@ -72,7 +81,12 @@ def device_views(
             capacity_bytes=d.capacity_bytes,
             placed_bytes=held.get(d.pk, 0),
             reported_free_bytes=None if d.pk not in reported else max(0, reported[d.pk] - unseen[d.pk]),
-            accepts=d.health in PLACEABLE_HEALTH and d.node.state == NodeState.ONLINE,
+            host_free_bytes=(
+                max(0, host_reported[d.pk] - host_unseen.get(d.node.name, 0))
+                if d.pk in host_reported and in_host_memory(d)
+                else None
+            ),
+            accepts=d.health in PLACEABLE_HEALTH and d.node.state == NodeState.ONLINE and not d.retired,
             why_not=_why_not(d),
             residents=tuple(residents[d.pk]),
             clock=d.eviction_clock,
@@ -91,6 +105,8 @@ def device_room(device_id: int, *, now: float) -> int:
 
 
 def _why_not(device: Device) -> str:
+    if device.retired:
+        return "it is retired: its node no longer offers it"
     if device.node.state != NodeState.ONLINE:
         return f"its node is {device.node.state}"
     if device.health not in PLACEABLE_HEALTH:
@@ -98,16 +114,37 @@ def _why_not(device: Device) -> str:
     return ""
 
 
-def reported_free_bytes() -> dict[int, int]:
-    """Free memory per device id as the devices last reported it; empty when Redis is away
-    (the scheduler then goes by what MOC placed alone)."""
+def in_host_memory(device: Device) -> bool:
+    """Whether the models loaded onto `device` live in its host's RAM: a CPU device's do, and so do a
+    simulated GPU's, which has no memory of its own; only a real GPU's are in the GPU's memory."""
+    return not (device.kind == DeviceKind.GPU and device.node.backend == Backend.NVML)
+
+
+def _host_unseen(nodes: set[str]) -> dict[str, int]:
+    """Per node, what the loads not yet finished on its host-memory devices will take from the host:
+    the host's report shows at most part of it."""
+    if not nodes:
+        return {}
+    starting = Placement.objects.filter(
+        device__node__name__in=nodes, state__in=[P.REQUESTED, P.LOADING]
+    ).select_related("device__node")
+    unseen: dict[str, int] = {}
+    for p in starting:
+        if in_host_memory(p.device):
+            unseen[p.device.node.name] = unseen.get(p.device.node.name, 0) + p.held_bytes
+    return unseen
+
+
+def reported_free_bytes() -> tuple[dict[int, int], dict[int, int]]:
+    """Free memory per device id as the devices last reported it, and their host's available memory
+    for devices that report it; both empty when Redis is away (the scheduler then goes by what MOC
+    placed alone, and the worker's own check at load start)."""
     try:
         nodes = telemetry.latest(redis_client())
     except redis.RedisError:
-        return {}
-    return {
-        d["id"]: int(d["mem_free_bytes"])
-        for node in nodes
-        for d in node.get("devices", [])
-        if isinstance(d.get("id"), int) and isinstance(d.get("mem_free_bytes"), int)
-    }
+        return {}, {}
+    devices = [d for node in nodes for d in node.get("devices", []) if isinstance(d.get("id"), int)]
+    return (
+        {d["id"]: int(d["mem_free_bytes"]) for d in devices if isinstance(d.get("mem_free_bytes"), int)},
+        {d["id"]: int(d["host_free_bytes"]) for d in devices if isinstance(d.get("host_free_bytes"), int)},
+    )

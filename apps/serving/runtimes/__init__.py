@@ -54,7 +54,10 @@ def runtime_available(format: str) -> tuple[bool, str]:
 
 
 def load(spec: LoadSpec) -> Loaded:
-    """Load the version `spec` describes onto the worker's device, raising ServingError subclasses."""
+    """Load the version `spec` describes onto the worker's device, raising ServingError subclasses
+    (its guard's LoadCancelled or OverReservation when it was stopped)."""
+    if spec.guard is not None:
+        spec.guard.check()  # stopped while it waited or while the worker imported the runtime
     if spec.kind == "adapter":
         _require(*_ADAPTER_NEEDS)
         from apps.serving.runtimes import hf  # deferred: imports torch, transformers and peft

@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from apps.core.domain.units import format_bytes
 from apps.serving.domain.errors import (
     BadInput,
     CorruptFile,
@@ -28,6 +29,7 @@ from apps.serving.domain.errors import (
 )
 from apps.serving.domain.tasks import EMBED, GENERATE, TENSORS
 from apps.serving.runtimes import memory
+from apps.serving.runtimes.guard import Guard
 
 # Far beyond any context in characters; bounds the tokenizer's work on a hostile request.
 MAX_PROMPT_CHARS = 2_000_000
@@ -53,6 +55,7 @@ class LoadSpec:
     device: str  # torch device string: "cpu" or "cuda:N", the worker's own device
     allow_pickle: bool = False  # an admin allowed pickle weights (still read weights-only)
     base: Loaded | None = None  # for an adapter: its base, already loaded by this worker
+    guard: Guard | None = None  # stops the load past its reservation or once its placement ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +184,14 @@ class Loaded:
             problems.append(f"{alive} of its objects are still referenced (a request still running?)")
         if self._meter != memory.RSS and freed is not None and freed < FREED_SHARE * self.measured_bytes:
             problems.append(
-                f"the device got back {freed:,} of the {self.measured_bytes:,} bytes the load took"
+                f"the device got back {format_bytes(freed)} of the {format_bytes(self.measured_bytes)}"
+                " the load took"
             )
         freed_bytes = freed or 0
         if problems:
             return Unloaded(freed_bytes, False, "; ".join(problems))
         how = memory.METER_WORDS[self._meter] if freed is not None else "no reading on this worker"
-        return Unloaded(freed_bytes, True, f"objects gone; {freed_bytes:,} bytes freed by {how}")
+        return Unloaded(freed_bytes, True, f"objects gone; {format_bytes(freed_bytes)} freed by {how}")
 
     def _drop(self) -> tuple[list[weakref.ref[Any]], str]:
         """Forget the runtime's objects: weak references to them, and why they may outlive the unload."""

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from apps.models.formats.gguf.reader import read
-from apps.serving.domain.errors import BadInput, CorruptFile, RuntimeMissing
-from apps.serving.runtimes import memory
+from apps.serving.domain.errors import BadInput, CorruptFile, RuntimeMissing, ServingError
+from apps.serving.runtimes import guard, memory
 from apps.serving.runtimes.base import (
     EMBED,
     GENERATE,
@@ -160,11 +160,14 @@ def load(spec: LoadSpec) -> LlamaLoaded:
     try:
         before = memory.snapshot(spec.device, meter)
         started = time.perf_counter()
-        llama = llama_cpp.Llama(
-            model_path=str(path), embedding=spec.kind == "embedding", verbose=False, **options
-        )
+        with guard.watching(spec.guard, spec.device, meter):
+            llama = llama_cpp.Llama(
+                model_path=str(path), embedding=spec.kind == "embedding", verbose=False, **options
+            )
         seconds = time.perf_counter() - started
         after = memory.snapshot(spec.device, meter)
+    except ServingError:
+        raise  # the load guard stopped it, and said why
     except Exception as exc:
         raise serving_error(exc, subject=f"loading {path.name}") from exc
     tasks = frozenset({EMBED}) if spec.kind == "embedding" else frozenset({GENERATE})

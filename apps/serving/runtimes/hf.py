@@ -24,8 +24,15 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING, AutoConfig, AutoTokenizer  # noqa: E402
 
-from apps.serving.domain.errors import BadInput, CorruptFile, DeviceLost, NotAllowed, RuntimeMissing  # noqa: E402
-from apps.serving.runtimes import memory  # noqa: E402
+from apps.serving.domain.errors import (  # noqa: E402
+    BadInput,
+    CorruptFile,
+    DeviceLost,
+    NotAllowed,
+    RuntimeMissing,
+    ServingError,
+)
+from apps.serving.runtimes import guard, memory  # noqa: E402
 from apps.serving.runtimes.base import (  # noqa: E402
     EMBED,
     GENERATE,
@@ -61,19 +68,22 @@ def load(spec: LoadSpec) -> TransformersLoaded:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
         before = memory.snapshot(spec.device, meter)
         started = time.perf_counter()
-        model, info = model_class.from_pretrained(
-            folder,
-            config=config,
-            local_files_only=True,
-            trust_remote_code=False,
-            use_safetensors=use_safetensors,
-            weights_only=True,
-            dtype="auto",
-            device_map=spec.device,
-            output_loading_info=True,
-        )
+        with guard.watching(spec.guard, spec.device, meter):
+            model, info = model_class.from_pretrained(
+                folder,
+                config=config,
+                local_files_only=True,
+                trust_remote_code=False,
+                use_safetensors=use_safetensors,
+                weights_only=True,
+                dtype="auto",
+                device_map=spec.device,
+                output_loading_info=True,
+            )
         seconds = time.perf_counter() - started
         after = memory.snapshot(spec.device, meter)
+    except ServingError:
+        raise  # already in MOC's words: the load guard's verdict, or a check above
     except Exception as exc:
         raise _failed(exc, folder.name, spec.device) from exc
     if info["missing_keys"]:
@@ -131,18 +141,21 @@ def load_adapter(spec: LoadSpec) -> TransformersLoaded:
         before = memory.snapshot(spec.device, meter)
         started = time.perf_counter()
         shared = {id(t): t for t in itertools.chain(base_model.parameters(), base_model.buffers())}
-        model = PeftModel.from_pretrained(
-            copy.deepcopy(base_model, memo=shared),
-            folder,
-            config=config,
-            is_trainable=False,
-            low_cpu_mem_usage=True,
-            torch_device=spec.device,
-        )
+        with guard.watching(spec.guard, spec.device, meter):
+            model = PeftModel.from_pretrained(
+                copy.deepcopy(base_model, memo=shared),
+                folder,
+                config=config,
+                is_trainable=False,
+                low_cpu_mem_usage=True,
+                torch_device=spec.device,
+            )
         # The memo holds the copy too; it must not outlive the load.
         del shared
         seconds = time.perf_counter() - started
         after = memory.snapshot(spec.device, meter)
+    except ServingError:
+        raise  # already in MOC's words: the load guard's verdict, or a check above
     except Exception as exc:
         if any(words in str(exc) for words in _MISFIT_WORDS):
             raise BadInput(f"{folder.name} does not fit the base it was given: {exc}"[:2000]) from exc

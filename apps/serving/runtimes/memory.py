@@ -49,17 +49,32 @@ def meter_for(device: str, *, torch_allocator: bool) -> str:
 
 
 def snapshot(device: str, meter: str) -> Snapshot:
+    """The meter's reading once the device has finished what was queued on it."""
+    if meter != RSS and (torch := _torch()) is not None:
+        torch.cuda.synchronize(device)
+    return Snapshot(meter, reading(device, meter))
+
+
+def reading(device: str, meter: str) -> int | None:
+    """The meter's reading now, without waiting for the device: what the load guard samples from its
+    own thread while the load's thread runs (torch counts allocations as they are made)."""
     if meter == RSS:
-        return Snapshot(meter, psutil.Process().memory_info().rss)
+        return int(psutil.Process().memory_info().rss)
+    torch = _torch()
+    if torch is None:
+        return None
+    if meter == TORCH:
+        return int(torch.cuda.memory_allocated(device))
+    free, total = torch.cuda.mem_get_info(device)
+    return int(total - free)
+
+
+def _torch() -> Any:
     try:
         import torch  # deferred: heavy, and absent on a worker without the demo extra
     except ImportError:
-        return Snapshot(meter, None)
-    torch.cuda.synchronize(device)
-    if meter == TORCH:
-        return Snapshot(meter, torch.cuda.memory_allocated(device))
-    free, total = torch.cuda.mem_get_info(device)
-    return Snapshot(meter, total - free)
+        return None
+    return torch
 
 
 def load_cost(before: Snapshot, after: Snapshot, *, floor: int) -> int:

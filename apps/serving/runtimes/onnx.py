@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from apps.serving.domain.errors import BadInput, CorruptFile
-from apps.serving.runtimes import memory
+from apps.serving.domain.errors import BadInput, CorruptFile, ServingError
+from apps.serving.runtimes import guard, memory
 from apps.serving.runtimes.base import (
     TENSORS,
     DeadlineExceeded,
@@ -152,9 +152,12 @@ def load(spec: LoadSpec) -> OnnxLoaded:
     try:
         before = memory.snapshot(spec.device, meter)
         started = time.perf_counter()
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        with guard.watching(spec.guard, spec.device, meter):
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         seconds = time.perf_counter() - started
         after = memory.snapshot(spec.device, meter)
+    except ServingError:
+        raise  # the load guard stopped it, and said why
     except Exception as exc:
         raise serving_error(exc, subject=f"loading {path.name}") from exc
     return OnnxLoaded(

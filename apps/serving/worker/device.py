@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from apps.fleet.domain.kinds import Backend, DeviceKind
 from apps.fleet.models import Device
+from apps.serving.placing.devices import in_host_memory
 
 _device_id: int | None = None
 
@@ -27,7 +27,7 @@ def this_device() -> Device | None:
 def torch_device(device: Device) -> str:
     """Where this worker puts weights. A real GPU worker sees one GPU (CUDA_VISIBLE_DEVICES pins it,
     as compose and scripts/run.sh do), else it addresses its GPU by NVML index. Simulated GPUs and
-    CPU devices hold weights in host memory: a simulated GPU has no memory of its own."""
-    if device.kind == DeviceKind.GPU and device.node.backend == Backend.NVML:
-        return "cuda:0" if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() else f"cuda:{device.index}"
-    return "cpu"
+    CPU devices hold weights in host memory (apps.serving.placing.devices.in_host_memory)."""
+    if in_host_memory(device):
+        return "cpu"
+    return "cuda:0" if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() else f"cuda:{device.index}"

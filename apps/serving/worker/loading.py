@@ -5,28 +5,42 @@ step is safe to run twice: a duplicate or late message finds the placement alrea
 Failures are classified (apps.serving.domain.errors) and each class has its recovery: transient
 ones are retried with backoff, an out-of-memory load is re-placed on another device once, a
 lost device is marked unhealthy and what it held is placed elsewhere.
+
+Every load is guarded (apps.serving.runtimes.guard): on a device that keeps weights in host memory
+it starts only if the host's available memory can take its reservation; while it runs it is stopped
+once it takes more than its reservation allows (MOC_LOAD_GUARD_MARGIN), and once its placement ends
+(unloaded, reaped, lost). The unload message may wait behind the load in this worker's pool, so a
+thread beside the load also asks the database every WATCH_S whether the placement is still loading.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import psutil
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
+from apps.core.domain.units import format_bytes
 from apps.core.redis_clients import redis_client
 from apps.fleet import services as fleet_services
 from apps.fleet.domain.states import DeviceHealth
 from apps.fleet.models import Device
 from apps.serving import metrics, placing, runtimes, services
+from apps.serving.domain import load_guard
 from apps.serving.domain.errors import (
     ErrorClass,
+    OutOfMemory,
     Recovery,
     ServingError,
     backoff_s,
@@ -36,7 +50,9 @@ from apps.serving.domain.errors import (
 from apps.serving.domain.eviction import gdsf_priority
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, PlacementState
 from apps.serving.models import Placement
+from apps.serving.placing.devices import in_host_memory
 from apps.serving.resilience import Breakers
+from apps.serving.runtimes.guard import Guard, LoadCancelled, OverReservation, free_failed_load
 from apps.serving.worker.device import device_id, torch_device
 from apps.serving.worker.residents import RESIDENTS
 
@@ -45,6 +61,7 @@ P = PlacementState
 
 
 WAIT_S = 0.25  # how soon a load waiting for its base or for evictions looks again
+WATCH_S = 0.5  # how often a running load's placement is looked at, to stop the load once it ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +107,23 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
             return LoadOutcome(retry_in=WAIT_S, note="waiting for its base to load")
     if p.state == P.REQUESTED and not services.placement_move(placement=p, to=P.LOADING):
         return LoadOutcome(note="moved by another writer")
+    guard = Guard(
+        reserved_bytes=p.reserved_bytes,
+        limit_bytes=load_guard.limit_bytes(p.reserved_bytes, margin=settings.MOC_LOAD_GUARD_MARGIN),
+    )
+    started = time.monotonic()
     try:
-        with RESIDENTS.loading(p.pk):
-            loaded = _into_memory(p, base)
+        with RESIDENTS.loading(p.pk, guard), _stopped_once_ended(p.pk, guard):
+            _check_host_memory(p)
+            loaded = _into_memory(p, base, guard)
             # Inside the loading mark: an unload arriving now finds the load running, never a gap.
             RESIDENTS.add(p.pk, loaded)
     except Exception as exc:
+        free_failed_load(exc, torch_device(p.device))
+        if isinstance(exc, LoadCancelled):
+            return LoadOutcome(
+                note=_ended_while_loading(p, f"{exc}: stopped after {time.monotonic() - started:.1f} s")
+            )
         return _load_failed(p, exc, attempt=attempt)
     metrics.PLACEMENT_LOAD_SECONDS.observe(loaded.load_seconds)
     try:
@@ -118,7 +146,7 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
     return LoadOutcome(note="loaded")
 
 
-def _into_memory(p: Placement, base: Any) -> Any:
+def _into_memory(p: Placement, base: Any, guard: Guard) -> Any:
     profile = placing.profile_for(p.version)
     spec = runtimes.LoadSpec(
         path=p.version.path,
@@ -127,8 +155,49 @@ def _into_memory(p: Placement, base: Any) -> Any:
         device=torch_device(p.device),
         allow_pickle=bool(profile and profile.allow_pickle),
         base=base,
+        guard=guard,
     )
     return runtimes.load(spec)
+
+
+def _check_host_memory(p: Placement) -> None:
+    """On a device that keeps weights in host memory, refuse a load the host cannot take now: the
+    scheduler went by the node's last report, this is the host itself at the moment it starts."""
+    if not in_host_memory(p.device):
+        return
+    why = load_guard.host_shortfall(psutil.virtual_memory().available, reserved_bytes=p.reserved_bytes)
+    if why is not None:
+        raise OutOfMemory(why)
+
+
+@contextlib.contextmanager
+def _stopped_once_ended(placement_id: int, guard: Guard) -> Iterator[None]:
+    """Stop the load once its placement leaves LOADING, as a thread beside it finds in the database."""
+    done = threading.Event()
+
+    def watch() -> None:
+        try:
+            while not done.wait(WATCH_S):
+                try:
+                    state = Placement.objects.filter(pk=placement_id).values_list("state", flat=True).first()
+                except Exception as exc:  # the load goes on; the next look may get through
+                    log.warning("placement %s: could not look at it while it loads: %s", placement_id, exc)
+                    continue
+                # None: not visible from here (yet); a deleted placement ends the load as it finishes.
+                if state is not None and state != P.LOADING:
+                    why = "unloaded during load" if state == P.UNLOADING else f"it became {state} during load"
+                    guard.stop(why)
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    watcher = threading.Thread(target=watch, name=f"moc-load-watch-{placement_id}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 def _drop(placement_id: int) -> str:
@@ -141,7 +210,9 @@ def _drop(placement_id: int) -> str:
     except Exception as exc:  # the device may be gone; the weights go with the process's memory
         log.exception("placement %s: closing its model failed", placement_id)
         return f"closing it failed: {type(exc).__name__}: {exc}"
-    return f"freed {freed.freed_bytes} bytes" + ("" if freed.verified else f"; not verified: {freed.detail}")
+    return f"freed {format_bytes(freed.freed_bytes)}" + (
+        "" if freed.verified else f"; not verified: {freed.detail}"
+    )
 
 
 def free_orphans() -> list[int]:
@@ -162,12 +233,13 @@ def free_orphans() -> list[int]:
 
 def _ended_while_loading(p: Placement, why: str) -> str:
     """The placement left LOADING while its load ran (unloaded, reaped, lost with its device): free
-    the model, and finish an unload that waited for the load."""
-    note = _drop(p.pk)
+    the model, if the load got as far as holding one, and finish an unload that waited for the load."""
+    if p.pk in RESIDENTS.ids():
+        why = f"{why}; {_drop(p.pk)}"
     p.refresh_from_db()
     if p.state == P.UNLOADING:
-        services.placement_move(placement=p, to=P.UNLOADED, end_reason=f"{p.end_reason} ({why}; {note})")
-    return f"{why}: {note}"
+        services.placement_move(placement=p, to=P.UNLOADED, end_reason=f"{p.end_reason} ({why})")
+    return why
 
 
 def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
@@ -182,15 +254,16 @@ def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
         return LoadOutcome(retry_in=wait, note="transient")
     if not isinstance(exc, ServingError):
         log.exception("placement %s failed to load", p.pk, exc_info=exc)
-    message = f"{error_class.value}: {exc}"[:4000]
+    message = str(exc)[:4000]  # its class is recorded beside it, and shown beside it
     then = recovery(error_class)
     if then == Recovery.REPLACE:  # this placement goes with the others its device held
         device_lost(p.device, reason=str(exc))
-        return LoadOutcome(note=message)
+        return LoadOutcome(note=f"{error_class.value}: {message}")
     services.placement_move(placement=p, to=P.FAILED, error_class=error_class, error=message)
-    if then == Recovery.EVICT_AND_RETRY:
+    # A load that outgrew its reservation would outgrow it on any device: it is not tried again.
+    if then == Recovery.EVICT_AND_RETRY and not isinstance(exc, OverReservation):
         _replace_after_oom(p)
-    return LoadOutcome(note=message)
+    return LoadOutcome(note=f"{error_class.value}: {message}")
 
 
 def _replace_after_oom(p: Placement) -> None:
@@ -236,8 +309,8 @@ def unload(placement_id: int) -> str:
     p = Placement.objects.select_related("device").filter(pk=placement_id).first()
     if p is None or p.state != P.UNLOADING:
         return "not unloading"
-    if RESIDENTS.is_loading(p.pk):
-        return "still loading: the load frees it when it ends"
+    if RESIDENTS.stop_loading(p.pk, "unloaded during load"):
+        return "stopping its load, which frees what it took and ends the placement"
     drain_s = placing.profile_timeout_s(p.version)
     # Requests drain first; then the model is freed whatever happens, and the placement ends.
     _, still_running = RESIDENTS.drain(p.pk, drain_s=drain_s)

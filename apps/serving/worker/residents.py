@@ -19,6 +19,7 @@ from apps.serving.domain.errors import DeviceLost
 
 if TYPE_CHECKING:
     from apps.serving.runtimes import Loaded
+    from apps.serving.runtimes.guard import Guard
 
 
 class NotResident(DeviceLost):
@@ -37,7 +38,7 @@ class Residents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry] = {}
-        self._loading: set[int] = set()
+        self._loading: dict[int, Guard] = {}
 
     def add(self, placement_id: int, loaded: Loaded) -> None:
         with self._lock:
@@ -51,18 +52,27 @@ class Residents:
         return sorted(self._entries)
 
     @contextmanager
-    def loading(self, placement_id: int) -> Iterator[None]:
-        """Marks a load in progress, so an unload arriving meanwhile knows the load will free it."""
+    def loading(self, placement_id: int, guard: Guard) -> Iterator[None]:
+        """Marks a load in progress, so an unload arriving meanwhile can stop it through its guard."""
         with self._lock:
-            self._loading.add(placement_id)
+            self._loading[placement_id] = guard
         try:
             yield
         finally:
             with self._lock:
-                self._loading.discard(placement_id)
+                self._loading.pop(placement_id, None)
 
     def is_loading(self, placement_id: int) -> bool:
         return placement_id in self._loading
+
+    def stop_loading(self, placement_id: int, why: str) -> bool:
+        """Stop the placement's load, if one runs here: it ends within a tensor operation (see
+        apps.serving.runtimes.guard) and frees what it took. False when none runs."""
+        guard = self._loading.get(placement_id)
+        if guard is None:
+            return False
+        guard.stop(why)
+        return True
 
     @contextmanager
     def use(self, placement_id: int) -> Iterator[Loaded]:

@@ -57,6 +57,7 @@ def test_cpu_reading_has_utilisation_and_memory_in_range(backend: CpuBackend) ->
     assert reading.mem_total_bytes == psutil.virtual_memory().total
     assert 0 < reading.mem_used_bytes < reading.mem_total_bytes
     assert reading.mem_used_bytes + reading.mem_free_bytes == reading.mem_total_bytes
+    assert reading.host_free_bytes == reading.mem_free_bytes  # the CPU's memory is the host's
 
 
 def test_cpu_reading_reports_temperature_only_where_a_cpu_sensor_exists(backend: CpuBackend) -> None:

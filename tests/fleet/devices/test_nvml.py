@@ -293,8 +293,10 @@ def test_a_reading_becomes_the_device_fields_of_a_telemetry_message(
 
     assert list(message) == [
         "index", "uuid", "error", "gpu_util", "mem_util", "mem_total_bytes", "mem_used_bytes",
-        "mem_free_bytes", "temperature_c", "power_w", "power_limit_w", "sm_clock_mhz", "mem_clock_mhz",
-        "fan_pct", "pcie_tx_bytes_s", "pcie_rx_bytes_s", "ecc_corrected", "ecc_uncorrected", "processes",
+        "mem_free_bytes", "host_free_bytes", "temperature_c", "power_w", "power_limit_w", "sm_clock_mhz",
+        "mem_clock_mhz", "fan_pct", "pcie_tx_bytes_s", "pcie_rx_bytes_s", "ecc_corrected", "ecc_uncorrected",
+        "processes",
     ]  # fmt: skip
+    assert message["host_free_bytes"] is None  # a real GPU's weights are in its own memory
     assert message["processes"] == [{"pid": hidden, "used_bytes": GiB, "name": ""}]
     assert json.loads(json.dumps(message)) == message

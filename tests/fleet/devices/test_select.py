@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import psutil
 import pynvml
 import pytest
 
+from apps.core.domain.units import format_bytes
 from apps.fleet.devices.base import SimLoad
 from apps.fleet.devices.cpu import CpuBackend
 from apps.fleet.devices.nvml import NvmlBackend
@@ -124,8 +126,20 @@ def test_sim_opens_simulated_gpus_that_follow_the_given_loads() -> None:
     )
 
     assert isinstance(backend, SimBackend)
-    assert reason == "MOC_DEVICES=sim:2x24GiB,1x80GiB: 3 simulated GPUs (2x24 GiB, 1x80 GiB)"
+    assert reason.startswith("MOC_DEVICES=sim:2x24GiB,1x80GiB: 3 simulated GPUs (2x24 GiB, 1x80 GiB)")
     assert backend.sample(0.0)[2].mem_used_bytes > GiB
+
+
+def test_sim_says_when_host_memory_caps_what_its_gpus_offer() -> None:
+    cap = int(psutil.virtual_memory().total * 0.01)
+
+    backend, reason = open_backend("sim:1x80GiB", node_name="box", cpu_capacity_share=0.01)
+
+    assert backend.devices()[0].capacity_bytes == cap
+    assert reason == (
+        "MOC_DEVICES=sim:1x80GiB: 1 simulated GPU (1x80 GiB); their models live in host memory,"
+        f" so each offers at most {format_bytes(cap)} (1% of the host's RAM)"
+    )
 
 
 def test_open_backend_refuses_a_bad_spec_rather_than_guessing() -> None:

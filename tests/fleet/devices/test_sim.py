@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
-from apps.fleet.devices.base import DeviceReading, SimLoad
+from apps.fleet.devices.base import DeviceReading, SimLoad, capped_by_host
 from apps.fleet.devices.sim import CONTEXT_BYTES, IDLE_C, SimBackend
 
 GiB = 1024**3
@@ -27,7 +28,10 @@ def loads() -> Loads:
 
 @pytest.fixture
 def sim(loads: Loads) -> SimBackend:
-    return SimBackend("sim-box-1", [(2, 24 * GiB), (1, 80 * GiB)], load=loads)
+    """Three simulated GPUs on a host with RAM to spare for all of them."""
+    return SimBackend(
+        "sim-box-1", [(2, 24 * GiB), (1, 80 * GiB)], load=loads, host_ram_bytes=1024 * GiB, host_share=0.5
+    )
 
 
 def _run(sim: SimBackend, start: float, seconds: int, index: int = 0) -> list[DeviceReading]:
@@ -48,6 +52,55 @@ def test_sim_devices_are_labelled_simulated_with_sizes_from_the_spec(sim: SimBac
     assert devices[2].memory_total_bytes == 80 * GiB
     assert devices[2].capacity_bytes == 76 * GiB
     assert len({d.uuid for d in devices}) == 3
+
+
+def test_a_sim_gpu_offers_no_more_than_its_hosts_share_of_ram_and_says_what_it_simulates() -> None:
+    host = int(23.5 * GiB)
+
+    sim = SimBackend("sim-box-1", [(1, 80 * GiB), (1, 8 * GiB)], host_ram_bytes=host, host_share=0.5)
+
+    big, small = sim.devices()
+    assert (big.name, big.simulated, big.memory_total_bytes) == ("Simulated GPU 80 GiB", True, 80 * GiB)
+    assert big.capacity_bytes == host // 2  # what a CPU device on this host would offer
+    assert small.capacity_bytes == 8 * GiB - 512 * 1024**2  # smaller than the cap: as the card would
+    assert sim.host_cap_bytes == host // 2
+    assert sim.capped() == [big]
+
+
+@pytest.mark.parametrize(
+    ("simulated", "capacity", "capped"),
+    [(True, int(11.75 * GiB), True), (True, 76 * GiB, False), (False, int(11.75 * GiB), False)],
+)
+def test_only_a_simulated_gpu_offering_less_than_its_card_reads_as_capped_by_host_memory(
+    simulated: bool, capacity: int, capped: bool
+) -> None:
+    assert capped_by_host(simulated=simulated, memory_total_bytes=80 * GiB, capacity_bytes=capacity) is capped
+
+
+def test_sim_gpus_are_capped_by_this_machines_own_ram_by_default() -> None:
+    total = psutil.virtual_memory().total
+
+    (device,) = SimBackend("sim-box-1", [(1, 64 * 1024 * GiB)], host_share=0.25).devices()
+
+    assert device.capacity_bytes == int(total * 0.25)
+
+
+@pytest.mark.parametrize("share", [0, 1.5])
+def test_sim_refuses_a_host_share_outside_zero_to_one(share: float) -> None:
+    with pytest.raises(ValueError, match="capacity share must be above 0 and at most 1"):
+        SimBackend("sim-box-1", [(1, GiB)], host_share=share)
+
+
+def test_every_sim_reading_carries_the_hosts_available_memory(loads: Loads) -> None:
+    available = iter([7 * GiB, 5 * GiB])
+    sim = SimBackend("sim-box-1", [(2, 24 * GiB)], load=loads, host_available=lambda: next(available))
+    loads.by_index[0] = SimLoad(placed_bytes=2 * GiB)
+
+    first, second = sim.sample(0.0), sim.sample(1.0)
+
+    assert [r.host_free_bytes for r in first] == [7 * GiB, 7 * GiB]
+    assert [r.host_free_bytes for r in second] == [5 * GiB, 5 * GiB]
+    assert first[0].mem_free_bytes == 24 * GiB - CONTEXT_BYTES - 2 * GiB  # the simulated figure stays
 
 
 def test_sim_uuids_are_stable_for_a_node_name() -> None:
@@ -135,7 +188,10 @@ def test_requests_drive_utilisation_and_pcie_traffic(sim: SimBackend, loads: Loa
 
 def test_sim_figures_are_the_same_for_the_same_loads_and_times(loads: Loads) -> None:
     loads.by_index[0] = SimLoad(placed_bytes=GiB, running_jobs=2, requests_per_s=3.5)
-    runs = [_run(SimBackend("sim-box-1", [(1, 24 * GiB)], load=loads), 50.0, 20) for _ in range(2)]
+    runs = [
+        _run(SimBackend("sim-box-1", [(1, 24 * GiB)], load=loads, host_available=lambda: GiB), 50.0, 20)
+        for _ in range(2)
+    ]
 
     assert runs[0] == runs[1]
 
