@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from apps.core.domain.queues import device_queue
 from apps.core.models import TimeStamped
+from apps.fleet.devices.base import capped_by_host
 from apps.fleet.domain.kinds import (
     BACKEND_CHOICES,
     DEVICE_KIND_CHOICES,
@@ -92,6 +93,15 @@ class Device(TimeStamped):
     def retired(self) -> bool:
         """No longer offered by its node: kept for its history, never placed on, not counted."""
         return self.retired_at is not None
+
+    @property
+    def capped_by_host(self) -> bool:
+        """A simulated GPU offering less than its card would, because the host's RAM holds its models."""
+        return capped_by_host(
+            simulated=self.simulated,
+            memory_total_bytes=self.memory_total_bytes,
+            capacity_bytes=self.capacity_bytes,
+        )
 
     @property
     def queue(self) -> str:

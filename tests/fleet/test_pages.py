@@ -132,6 +132,21 @@ def test_device_page_labels_a_simulated_device_and_shows_readings(client_as: Cli
     assert "71 °C" in page
 
 
+@pytest.mark.parametrize(("capacity_gib", "capped"), [(11.8, True), (76, False)])
+def test_a_simulated_gpu_capped_by_host_memory_says_so(
+    client_as: Client, capacity_gib: float, capped: bool
+) -> None:
+    device = DeviceFactory(
+        simulated=True, memory_total_bytes=80 * GIB, capacity_bytes=int(capacity_gib * GIB)
+    )
+
+    detail = client_as(Role.VIEWER).get(reverse("fleet:device", args=[device.pk])).content.decode()
+    table = _gpus_page(client_as)
+
+    assert ("capped by host memory" in detail) is capped
+    assert ("capped by host memory" in table) is capped
+
+
 def test_placements_page_shows_a_failed_placements_error(client_as: Client) -> None:
     PlacementFactory(state=PlacementState.FAILED, error="CUDA out of memory")
 

@@ -14,7 +14,7 @@ from django.db import transaction
 from apps.core.domain.errors import Conflict
 from apps.fleet.models import Device
 from apps.models.models import ModelVersion
-from apps.models.selectors import version_unusable
+from apps.models.selectors import adapter_base, version_unusable
 from apps.serving import messages, services
 from apps.serving.domain import eviction, scheduler
 from apps.serving.domain.states import PlacementState
@@ -55,10 +55,7 @@ def version_base(version: ModelVersion) -> ModelVersion | None:
         return None
     if version.parent_id is not None:
         return version.parent
-    named = ((version.metadata or {}).get("adapter") or {}).get("base_model_name_or_path")
-    if not isinstance(named, str) or not named:
-        return None
-    return ModelVersion.objects.filter(path=named.rstrip("/"), archived=False).order_by("-number").first()
+    return adapter_base(version)
 
 
 def _check_loadable(version: ModelVersion) -> None:
