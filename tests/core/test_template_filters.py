@@ -26,12 +26,13 @@ def test_bytes_writes_binary_units_labelled_as_such_on_one_line() -> None:
 
 def test_bytes_leaves_an_unknown_size_empty_so_default_can_fill_it() -> None:
     assert _render('{{ size|bytes|default:"—" }}', size=None) == "—"
+    assert _render('{{ size|bytes|default:"—" }}', size="n/a") == "—"
 
 
 def test_when_is_24_hour_in_the_current_time_zone() -> None:
     moment = dt.datetime(2026, 12, 7, 21, 5, 9, tzinfo=dt.UTC)
     with timezone.override("Europe/Berlin"):
-        assert when(moment) == "2026-12-07 22:05"
+        assert when(moment) == "2026-12-07 22:05:09"
     assert when(None) == ""
 
 
@@ -48,6 +49,16 @@ def test_printable_shows_control_characters_as_visible_escapes() -> None:
     assert printable("weights\n.bin") == "weights\\n.bin"
     assert printable("a\x1bb\x7fc\x85") == "a\\x1bb\\x7fc\\x85"
     assert printable("plain-name_ü.gguf") == "plain-name_ü.gguf"
+
+
+def test_printable_shows_characters_that_change_how_a_name_reads() -> None:
+    assert printable("evil\u202egguf.exe") == "evil\\u202egguf.exe"
+    assert printable("zero\u200bwidth\u2028line") == "zero\\u200bwidth\\u2028line"
+
+
+def test_printable_leaves_printable_text_as_it_is_so_showing_it_twice_changes_nothing() -> None:
+    once = printable("a\nb\u202e")
+    assert printable(once) == once
 
 
 def test_the_printable_filter_escapes_html_after_making_controls_visible() -> None:

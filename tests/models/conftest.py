@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from apps.models import formats
+
 
 @pytest.fixture
 def root(tmp_path: Path, settings: Any) -> Path:
@@ -15,3 +17,17 @@ def root(tmp_path: Path, settings: Any) -> Path:
     folder.mkdir()
     settings.MOC_MODEL_ROOTS = [str(folder)]
     return folder
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths whose headers a scan read (the readers' entry point, wrapped, not replaced)."""
+    seen: list[Path] = []
+    real = formats.read_header
+
+    def counting(path: Path, **kwargs: Any) -> Any:
+        seen.append(Path(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(formats, "read_header", counting)
+    return seen

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.core import dispatch, redis_clients
 from apps.core.domain.errors import Conflict
-from apps.models import formats, scanning, tasks
+from apps.models import scanning, tasks
 from apps.models.domain.formats import FileFormat, ModelFormat
 from apps.models.domain.states import ScanState, ValidationState
 from apps.models.messages import REGISTRY_CHECKSUM, REGISTRY_SCAN, REGISTRY_VALIDATE
@@ -29,20 +29,6 @@ from tests.models.scans import scan_now, validated, version_at
 pytestmark = pytest.mark.django_db
 
 Commits = Callable[..., Any]
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The paths whose headers a scan read (the readers' entry point, wrapped, not replaced)."""
-    seen: list[Path] = []
-    real = formats.read_header
-
-    def counting(path: Path, **kwargs: Any) -> Any:
-        seen.append(Path(path))
-        return real(path, **kwargs)
-
-    monkeypatch.setattr(formats, "read_header", counting)
-    return seen
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ only the files its header names are its external data; everything else is report
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from apps.models import formats
 from apps.models.domain.formats import ModelFormat
 from apps.models.models import ModelVersion
 from tests.models.formats import corpus
@@ -16,20 +14,6 @@ from tests.models.formats import corpus_gguf_onnx as gguf_onnx
 from tests.models.scans import scan_now, version_at
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The paths whose headers a scan read (the readers' entry point, wrapped, not replaced)."""
-    seen: list[Path] = []
-    real = formats.read_header
-
-    def counting(path: Path, **kwargs: Any) -> Any:
-        seen.append(Path(path))
-        return real(path, **kwargs)
-
-    monkeypatch.setattr(formats, "read_header", counting)
-    return seen
 
 
 def _files(version: ModelVersion) -> list[str]:

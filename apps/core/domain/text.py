@@ -1,23 +1,35 @@
 """Text from outside MOC (file and folder names, headers) made safe to show.
 
-A file name may hold a newline or another control character; printed raw it breaks a table row
-or a log line and hides what is really on disk. `printable` writes each one as a visible escape
-("\\n", "\\x1b"), the way Python's repr does, so the page shows what the disk holds.
+A file name may hold a newline, another control character, a right-to-left override or a
+zero-width character; printed raw it breaks a table row or a log line, or shows a name other
+than the one on disk. `printable` writes each such character as a visible escape ("\\n",
+"\\x1b", "\\u202e"), the way Python's repr does. A backslash is left as it is, so that text
+already made printable (a stored check detail, then shown on a page) comes out unchanged.
 """
 
 from __future__ import annotations
 
+import unicodedata
+
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Control characters, and the invisible formatting and separator characters (bidi overrides,
+# zero-width joiners, U+2028/2029) that change how the text around them reads.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-def is_control(char: str) -> bool:
-    """C0 and C1 control characters and DEL: the ones a terminal or a table would act on."""
+def _escaped(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
     code = ord(char)
-    return code < 0x20 or 0x7F <= code <= 0x9F
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _shown_as_is(char: str) -> bool:
+    return unicodedata.category(char) not in _HIDDEN
 
 
 def printable(text: str) -> str:
-    """`text` with every control character written as a visible escape; other text unchanged."""
-    if not any(is_control(char) for char in text):
+    """`text` with every hidden or control character written as a visible escape; idempotent."""
+    if all(_shown_as_is(char) for char in text):
         return text
-    return "".join(_NAMED.get(char, f"\\x{ord(char):02x}") if is_control(char) else char for char in text)
+    return "".join(char if _shown_as_is(char) else _escaped(char) for char in text)

@@ -44,13 +44,15 @@ def percent_of(part: int | None, whole: int | None) -> str:
 @register.filter(name="bytes")
 def bytes_filter(value: int | None) -> str:
     """A size in binary units labelled as such ("11.8 GiB"), kept on one line; empty when unknown."""
-    if value is None or value == "":
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
         return ""
-    return format_bytes(int(value)).replace(" ", "\xa0")
+    return format_bytes(size).replace(" ", "\xa0")
 
 
 # One time format on every page: 24-hour, date first (the live figures' clock in live.js agrees).
-WHEN_FORMAT = "Y-m-d H:i"
+WHEN_FORMAT = "Y-m-d H:i:s"
 
 
 @register.filter

@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.core import audit, dispatch
 from apps.core import workers as core_workers
 from apps.core.domain.queues import Queue
+from apps.core.domain.units import format_bytes
 from apps.core.transitions import transition
 from apps.jobs import messages, runners
 from apps.jobs.domain import kinds
@@ -111,7 +112,9 @@ def job_create(
     elif reserved_bytes and device is None:
         problems["reserved_bytes"] = ["Memory is reserved on a device: give the device too."]
     elif reserved_bytes and (room := placing.device_room(device.pk, now=time.time())) < reserved_bytes:
-        problems["reserved_bytes"] = [f"{device} has {room:,} bytes free for it now, not {reserved_bytes:,}."]
+        problems["reserved_bytes"] = [
+            f"{device} has {format_bytes(room)} free for it now, not {format_bytes(reserved_bytes)}."
+        ]
     if problems:
         raise ValidationError(problems)
     job = Job.objects.create(
