@@ -375,9 +375,9 @@ def test_a_job_reserving_memory_must_name_its_device() -> None:
 def test_a_job_cannot_reserve_more_than_its_device_has_free() -> None:
     from tests.fleet.factories import DeviceFactory
 
-    device = DeviceFactory(capacity_bytes=1000)
+    device = DeviceFactory(capacity_bytes=1024**3)
 
     with pytest.raises(ValidationError) as refused:
-        services.job_create(kind=JobKind.SELFTEST, device=device, reserved_bytes=2000)
+        services.job_create(kind=JobKind.SELFTEST, device=device, reserved_bytes=2 * 1024**3)
 
-    assert "1,000 bytes free" in refused.value.message_dict["reserved_bytes"][0]
+    assert "1.0 GiB free for it now, not 2.0 GiB" in refused.value.message_dict["reserved_bytes"][0]
