@@ -345,6 +345,8 @@ REST_FRAMEWORK = {
         "anon": env_str("MOC_THROTTLE_ANON", "60/min"),
         "user": env_str("MOC_THROTTLE_USER", "2000/min"),
         "api_key": env_str("MOC_THROTTLE_API_KEY", "6000/min"),
+        # Failed API-key attempts per address, apart from anonymous calls (past it, 429).
+        "api_key_failures": env_str("MOC_THROTTLE_KEY_FAILURES", "30/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

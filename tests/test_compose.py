@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
 import pytest
 import yaml
+from django.conf import settings
 
 from tests.procs import ROOT
 
@@ -48,3 +50,28 @@ def test_exactly_one_beat_runs_in_compose() -> None:
     beats = [name for name, s in services.items() if "beat" in str(s.get("command", ""))]
 
     assert beats == ["beat"]
+
+
+def test_the_proxy_refuses_bodies_at_the_limit_web_has() -> None:
+    # One variable for both, with the default MOC has, so raising it in .env raises both.
+    services = _compose()["services"]
+    limit = f"${{MOC_MAX_REQUEST_BYTES:-{settings.MOC_MAX_REQUEST_BYTES}}}"
+
+    assert services["web"]["environment"]["MOC_MAX_REQUEST_BYTES"] == limit
+    assert services["proxy"]["environment"]["MOC_MAX_REQUEST_BYTES"] == limit
+
+
+def test_the_proxy_template_is_filled_only_with_what_the_proxy_is_given() -> None:
+    # The nginx image replaces the ${NAME}s that NGINX_ENVSUBST_FILTER matches; nginx's own
+    # $variables must not match it, and each that does must be in the proxy's environment.
+    proxy = _compose()["services"]["proxy"]
+    template = ROOT / "deploy" / "nginx" / "compose.conf.template"
+    text = template.read_text()
+    matched = re.compile(proxy["environment"]["NGINX_ENVSUBST_FILTER"])
+
+    filled = {name for name in re.findall(r"\$\{?(\w+)", text) if matched.search(name)}
+
+    assert filled == {"MOC_MAX_REQUEST_BYTES"}
+    assert filled <= set(proxy["environment"])
+    assert "$MOC_" not in text  # the braced form only, as the integration test renders it
+    assert f"./{template.relative_to(ROOT)}:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]

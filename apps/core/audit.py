@@ -81,7 +81,6 @@ def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-
     if address.is_loopback:
         return True
     for network in getattr(settings, "MOC_TRUSTED_PROXIES", []):
@@ -94,20 +93,24 @@ def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The caller's address: the last X-Forwarded-For hop added by a trusted proxy, else the peer.
+    """The caller's address: walking back from the peer through X-Forwarded-For (right to
+    left), the first hop that is not a trusted proxy (loopback or MOC_TRUSTED_PROXIES).
 
-    Only the local reverse proxy (loopback) or MOC_TRUSTED_PROXIES may speak for the
-    caller; a value that is not an address is ignored rather than stored.
+    Each trusted proxy vouches for the hop it appended, so a chain load balancer → nginx →
+    gunicorn, with the load balancer in MOC_TRUSTED_PROXIES, gives the client; what an
+    untrusted hop (the client itself) wrote further left is never believed. A hop that is
+    not an address ends the walk rather than being stored.
     """
-    remote = _ip(request.META.get("REMOTE_ADDR"))
-    if remote is None:
+    address = _ip(request.META.get("REMOTE_ADDR"))
+    if address is None:
         return None
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded and _trusted(remote):
-        hop = _ip(forwarded.split(",")[-1])
-        if hop is not None:
-            return str(hop)
-    return str(remote)
+    hops = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    while _trusted(address) and hops:
+        hop = _ip(hops.pop())
+        if hop is None:
+            break
+        address = hop
+    return str(address)
 
 
 def record(

@@ -109,6 +109,13 @@ def test_an_api_keys_hash_in_a_url_is_cut_from_the_audit_log() -> None:
         ("172.18.0.5", "198.51.100.7", [], "172.18.0.5"),
         ("203.0.113.9", "198.51.100.7", ["172.16.0.0/12"], "203.0.113.9"),
         ("127.0.0.1", "not-an-address", [], "127.0.0.1"),
+        # A load balancer (10.0.0.5) → nginx (loopback) → gunicorn: the client is the LB's hop.
+        ("127.0.0.1", "198.51.100.7, 10.0.0.5", ["10.0.0.0/8"], "198.51.100.7"),
+        ("127.0.0.1", "198.51.100.7, 10.0.0.5", [], "10.0.0.5"),
+        # What the client wrote itself, left of the first untrusted hop, is never believed.
+        ("127.0.0.1", "203.0.113.66, 198.51.100.7, 10.0.0.5", ["10.0.0.0/8"], "198.51.100.7"),
+        ("127.0.0.1", "10.0.0.6, 10.0.0.5", ["10.0.0.0/8"], "10.0.0.6"),
+        ("127.0.0.1", "198.51.100.7, not-an-address, 10.0.0.5", ["10.0.0.0/8"], "10.0.0.5"),
     ],
 )
 def test_the_client_address_trusts_only_configured_proxies(remote, forwarded, trusted, expected) -> None:

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.api import throttling
 from apps.core.domain.roles import Role
+from apps.core.models import ApiKey
 
 LIMIT = 3
-# Anonymous callers are refused (401) until the anonymous throttle stops them (429), so
-# nobody can guess API keys at full speed.
+# Anonymous callers are refused (401) until the anonymous throttle stops them (429).
 ANON_URL = "/api/v1/audit-events/"
 
 
 @pytest.fixture(autouse=True)
 def small_rates(monkeypatch: pytest.MonkeyPatch) -> None:
     """DRF reads the rates into the class when it is defined, so they are patched there."""
-    rates = {"anon": f"{LIMIT}/min", "user": f"{LIMIT}/min", "api_key": f"{LIMIT}/min"}
-    for throttle in (throttling.AnonThrottle, throttling.UserThrottle, throttling.ApiKeyThrottle):
+    scopes = ("anon", "user", "api_key", "api_key_failures")
+    rates = {scope: f"{LIMIT}/min" for scope in scopes}
+    for throttle in (
+        throttling.AnonThrottle,
+        throttling.UserThrottle,
+        throttling.ApiKeyThrottle,
+        throttling.KeyFailureThrottle,
+    ):
         monkeypatch.setattr(throttle, "THROTTLE_RATES", rates)
 
 
@@ -78,46 +86,88 @@ def test_api_keys_are_throttled_separately(key_client: Callable[..., APIClient])
     assert second.get("/api/v1/me/").status_code == 200
 
 
-def _wrong_keys(key_client: Callable[..., APIClient]) -> list[str]:
-    """An unknown key, and a known key's prefix with a wrong secret."""
-    prefix = key_client(Role.VIEWER).key_secret.partition(".")[0]
-    return ["nosuch.secret", f"{prefix}.wrong-secret"]
+def _failing_keys(key_client: Callable[..., APIClient]) -> dict[str, str]:
+    """A secret for each way a key fails: each is refused with 401 until the address is out."""
+    known = key_client(Role.VIEWER).key_secret
+    expired = key_client(Role.VIEWER).key_secret
+    revoked = key_client(Role.VIEWER).key_secret
+    ApiKey.objects.filter(prefix=_prefix(expired)).update(expiry_date=timezone.now() - timedelta(days=1))
+    ApiKey.objects.filter(prefix=_prefix(revoked)).update(revoked=True)
+    return {
+        "unknown": "nosuch.secret",
+        "wrong secret": f"{_prefix(known)}.wrong-secret",
+        "expired": expired,
+        "revoked": revoked,
+        "malformed": "two words",
+    }
 
 
-def _with_key(secret: str, address: str = "203.0.113.1") -> APIClient:
-    client = APIClient(REMOTE_ADDR=address)
+def _prefix(secret: str) -> str:
+    return secret.partition(".")[0]
+
+
+def _with_key(secret: str, address: str = "203.0.113.1", **extra: str) -> APIClient:
+    client = APIClient(**{"REMOTE_ADDR": address, **extra})
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return client
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("which", [0, 1], ids=["unknown key", "wrong secret"])
-def test_failed_api_keys_are_throttled_by_address(key_client: Callable[..., APIClient], which: int) -> None:
-    wrong = _wrong_keys(key_client)[which]
-    _use_up(_with_key(wrong), "/api/v1/me/", 401)
+@pytest.mark.parametrize("how", ["unknown", "wrong secret", "expired", "revoked", "malformed"])
+def test_failed_api_keys_are_throttled_by_address(key_client: Callable[..., APIClient], how: str) -> None:
+    failing = _failing_keys(key_client)[how]
+    _use_up(_with_key(failing), "/api/v1/me/", 401)
 
-    response = _with_key(wrong).get("/api/v1/me/")
+    response = _with_key(failing).get("/api/v1/me/")
 
     assert response.status_code == 429
     assert 0 < int(response["Retry-After"]) <= 60
-    assert _with_key(wrong, "203.0.113.2").get("/api/v1/me/").status_code == 401
+    assert response.json()["error"] == "throttled"
+    assert _with_key(failing, "203.0.113.2").get("/api/v1/me/").status_code == 401
 
 
 @pytest.mark.django_db
-def test_an_address_out_of_attempts_gets_no_key_checked(key_client: Callable[..., APIClient]) -> None:
-    # Otherwise a guesser could still tell the right key from wrong ones at full speed.
+def test_a_valid_key_works_from_an_address_out_of_failed_attempts(
+    key_client: Callable[..., APIClient],
+) -> None:
+    # Behind one NAT or proxy, others' failures must not lock a key's holder out.
     right = key_client(Role.VIEWER).key_secret
     _use_up(_with_key("nosuch.secret"), "/api/v1/me/", 401)
+    assert _with_key("nosuch.secret").get("/api/v1/me/").status_code == 429
 
-    assert _with_key(right).get("/api/v1/me/").status_code == 429
-    assert _with_key(right, "203.0.113.2").get("/api/v1/me/").status_code == 200
+    assert _with_key(right).get("/api/v1/me/").status_code == 200
 
 
 @pytest.mark.django_db
-def test_failed_api_keys_share_the_budget_of_anonymous_calls() -> None:
-    _use_up(APIClient(REMOTE_ADDR="203.0.113.1"), ANON_URL, 401)
+def test_callers_behind_one_proxy_share_an_address_but_not_a_lockout(
+    key_client: Callable[..., APIClient], settings: object
+) -> None:
+    # A load balancer (trusted) in front of the local nginx: the client is the hop it appended.
+    settings.MOC_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    office = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "198.51.100.7, 10.0.0.5"}
+    elsewhere = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "198.51.100.8, 10.0.0.5"}
+    right = key_client(Role.VIEWER).key_secret
+    _use_up(_with_key("nosuch.secret", **office), "/api/v1/me/", 401)
 
+    assert _with_key("nosuch.secret", **office).get("/api/v1/me/").status_code == 429
+    assert _with_key("nosuch.secret", **elsewhere).get("/api/v1/me/").status_code == 401
+    assert _with_key(right, **office).get("/api/v1/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_anonymous_calls_leave_the_failed_key_budget_alone() -> None:
+    _use_up(APIClient(REMOTE_ADDR="203.0.113.1"), ANON_URL, 401)
+    assert APIClient(REMOTE_ADDR="203.0.113.1").get(ANON_URL).status_code == 429
+
+    assert _with_key("nosuch.secret").get("/api/v1/me/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_failed_keys_leave_the_anonymous_budget_alone() -> None:
+    _use_up(_with_key("nosuch.secret"), "/api/v1/me/", 401)
     assert _with_key("nosuch.secret").get("/api/v1/me/").status_code == 429
+
+    assert APIClient(REMOTE_ADDR="203.0.113.1").get(ANON_URL).status_code == 401
 
 
 @pytest.mark.django_db

@@ -7,16 +7,18 @@ over one keep-alive connection: a body answered before it was read fails only so
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
+import yaml
 
 from tests.procs import ROOT, Process, RedisServer, free_port, project_env, python, wait_until
 
@@ -33,6 +35,7 @@ class Stack:
     nginx: str
     gunicorn: str
     nginx_log: Path
+    nginx_pid: int
 
 
 def nginx_binary() -> str:
@@ -114,7 +117,10 @@ def start_stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[
         nginx.start()
         started.append(nginx)
 
-        stack = Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{web_port}", nginx_log)
+        assert nginx.proc is not None
+        stack = Stack(
+            f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{web_port}", nginx_log, nginx.proc.pid
+        )
         wait_until(lambda: _serving(stack.gunicorn), 60, "gunicorn to serve /healthz")
         wait_until(lambda: _serving(stack.nginx), 20, "nginx to serve /healthz")
         return stack
@@ -169,9 +175,10 @@ def test_nginx_refuses_a_body_over_the_limit_with_moc_json_413_every_time(
 def test_gunicorn_behind_a_laxer_nginx_answers_413_every_time(
     start_stack: Callable[..., Stack], size_mb: int
 ) -> None:
-    # An nginx whose cap is above MOC's (compose.conf is static; MOC_MAX_REQUEST_BYTES may be
-    # set lower): Django refuses, and must have read the body first, or nginx answers 502.
-    stack = start_stack(nginx_limit=8 * MiB)
+    # An nginx whose cap is above MOC's (a proxy set up by hand): Django refuses, and must
+    # have read the body first, or nginx answers 502. nginx holds these bodies in memory, so
+    # an owner-only var folder, which its workers cannot enter, makes no difference.
+    stack = start_stack(nginx_limit=8 * MiB, var_mode=0o700)
     size = size_mb * MiB
 
     assert answers(post_many(stack.nginx, size)) == [(413, "application/json", too_large(size))] * TRIES
@@ -195,22 +202,93 @@ def test_a_body_under_the_limit_answered_before_it_is_read_gets_that_answer_ever
     assert [(r.status_code, r.json()["error"]) for r in responses] == [(401, "not_authenticated")] * TRIES
 
 
-def test_bodies_nginx_buffers_to_disk_work_when_the_var_folder_is_owner_only(
-    start_stack: Callable[..., Stack],
-) -> None:
-    # Started as root, nginx's workers used to run as nobody, who cannot enter a 0700 folder.
+def worker_users(nginx_pid: int) -> list[str]:
+    ps = subprocess.run(
+        ["ps", "-o", "user=", "--ppid", str(nginx_pid)], capture_output=True, text=True, check=True
+    )
+    return ps.stdout.split()
+
+
+def test_nginx_needs_no_way_into_an_owner_only_var_folder(start_stack: Callable[..., Stack]) -> None:
+    # Started as root, nginx's workers run as nobody, who cannot enter a 0700 folder: bodies
+    # and responses must not be buffered to disk there.
     stack = start_stack(var_mode=0o700)
 
-    responses = post_many(stack.nginx, 256 * 1024)
+    responses = post_many(stack.nginx, LIMIT // 2)
 
     assert [(r.status_code, r.json()["error"]) for r in responses] == [(401, "not_authenticated")] * TRIES
-    assert "buffered to a temporary file" in stack.nginx_log.read_text()
+    assert "buffered to a temporary file" not in stack.nginx_log.read_text()
 
 
-def test_compose_nginx_refuses_a_body_over_moc_default_limit_with_moc_json_413(tmp_path: Path) -> None:
-    # compose.conf is mounted into the nginx image's http {}; only its listen port changes here.
+def slow_get(base: str, path: str) -> bytes:
+    """GET `path` as a slow client does: a small receive window, and a pause before reading,
+    so nginx has more of the response than its buffers hold (it used to spool the rest to disk)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        sock.settimeout(30)
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        time.sleep(1)
+        chunks = []
+        while chunk := sock.recv(64 * 1024):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_response_larger_than_nginx_buffers_reaches_a_slow_client_whole(
+    start_stack: Callable[..., Stack],
+) -> None:
+    # With an owner-only var folder nginx cannot spool a response to disk; it must stream it.
+    stack = start_stack(var_mode=0o700)
+    path = "/static/vendor/plotly.min.js"  # about 4.6 MB; nginx's proxy buffers hold 64 KiB
+    direct = httpx.get(f"{stack.gunicorn}{path}", timeout=30)
+    assert direct.status_code == 200
+    assert len(direct.content) > 1024 * 1024
+
+    head, _, body = slow_get(stack.nginx, path).partition(b"\r\n\r\n")
+
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert body == direct.content
+    assert "temporary file" not in stack.nginx_log.read_text()
+
+
+def test_nginx_workers_never_run_as_root(start_stack: Callable[..., Stack]) -> None:
+    # They parse what strangers send; started by root, nginx gives them its default user.
+    stack = start_stack(var_mode=0o700)
+
+    users = worker_users(stack.nginx_pid)
+
+    assert users
+    assert "root" not in users
+
+
+def compose_proxy_conf(limit: int | None = None) -> tuple[str, int]:
+    """deploy/nginx/compose.conf.template as the nginx image renders it at start, and the body
+    limit it was given: compose's default, or `limit` as if set in .env. Like the image's
+    entrypoint, it replaces each ${NAME} that NGINX_ENVSUBST_FILTER matches from the
+    proxy's environment in compose.yaml."""
+    environment = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["proxy"]["environment"]
+    values = {name: re.sub(r"^\$\{\w+:-(.*)\}$", r"\1", str(value)) for name, value in environment.items()}
+    if limit is not None:
+        values["MOC_MAX_REQUEST_BYTES"] = str(limit)
+    matched = re.compile(values["NGINX_ENVSUBST_FILTER"])
+    template = (ROOT / "deploy" / "nginx" / "compose.conf.template").read_text()
+    text = re.sub(
+        r"\$\{(\w+)\}",
+        lambda m: values[m[1]] if m[1] in values and matched.search(m[1]) else m[0],
+        template,
+    )
+    return text, int(values["MOC_MAX_REQUEST_BYTES"])
+
+
+@pytest.mark.parametrize("limit", [None, 1 * MiB], ids=["compose default", "set in .env"])
+def test_compose_nginx_refuses_a_body_over_moc_limit_with_moc_json_413(
+    tmp_path: Path, limit: int | None
+) -> None:
+    # The rendered template goes into the nginx image's http {}; only its listen port changes here.
     port = free_port()
-    site = (ROOT / "deploy" / "nginx" / "compose.conf").read_text()
+    site, limit = compose_proxy_conf(limit)
     (tmp_path / "site.conf").write_text(site.replace("listen 80 ", f"listen 127.0.0.1:{port} "))
     (tmp_path / "nginx.conf").write_text(
         f"daemon off; pid {tmp_path}/nginx.pid; error_log stderr warn; events {{}}\n"
@@ -232,5 +310,5 @@ def test_compose_nginx_refuses_a_body_over_moc_default_limit_with_moc_json_413(t
     finally:
         nginx.stop()
 
-    expected = (413, "application/json", too_large(size, settings.MOC_MAX_REQUEST_BYTES))
+    expected = (413, "application/json", too_large(size, limit))
     assert answers(responses) == [expected] * TRIES

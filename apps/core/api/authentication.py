@@ -7,7 +7,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from apps.core.api.throttling import FailedKeyThrottle
+from apps.core.api.throttling import KeyFailureThrottle
 from apps.core.models import ApiKey
 
 KEYWORDS = ("bearer", "api-key")
@@ -23,13 +23,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         keyword, _, key = header.partition(" ")
         if keyword.lower() not in KEYWORDS:
             return None
-        throttle = FailedKeyThrottle()
-        if not throttle.allow_request(request, None):
-            raise exceptions.Throttled(throttle.wait())
         try:
             api_key = self._check(key.strip())
         except exceptions.AuthenticationFailed:
-            throttle.record_failure()
+            # The key is checked first: a valid one is never refused for others' failures.
+            throttle = KeyFailureThrottle()
+            if not throttle.allow_request(request, None):
+                raise exceptions.Throttled(throttle.wait()) from None
             raise
         now = timezone.now()
         if (

@@ -57,7 +57,8 @@ class RolePermission(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             # Throttle before refusing: DRF checks permissions before throttles, so without
-            # this an anonymous caller could guess keys at full speed, one 401 at a time.
+            # this anonymous calls would never be throttled, only answered 401 at full speed.
+            # (Failed API keys never get here: KeyFailureThrottle counts them.)
             view.check_throttles(request)
             return False
         model = _model_of(view)

@@ -1,4 +1,5 @@
-"""Throttles: anonymous callers by address, people by user, programs by API key."""
+"""Throttles: anonymous callers by address, failed API keys by address (apart), people by user,
+programs by API key."""
 
 from __future__ import annotations
 
@@ -37,32 +38,22 @@ class AnonThrottle(FailOpen, AnonRateThrottle):
         return audit.client_ip(request) or ""
 
 
-class FailedKeyThrottle(AnonThrottle):
-    """Failed API-key attempts count per address with anonymous calls, and an address that
-    has used up that rate gets no key checked at all (429): a guesser who could still tell a
-    right key from a wrong one at full speed would not be slowed down.
+class KeyFailureThrottle(FailOpen, SimpleRateThrottle):
+    """Failed API-key attempts (unknown, wrong, expired, revoked or malformed keys), per address,
+    in their own scope: past the rate a failed attempt gets 429 instead of 401.
 
-    Used by ApiKeyAuthentication: `allow_request` before checking a key (it records nothing),
-    `record_failure` after a key failed.
+    Only failures count, and only after the key was checked: a valid key is never refused
+    here, so others' failures behind the same NAT or proxy cannot lock its holder out. Keys
+    are long random secrets, so answering a right key at any speed tells a guesser nothing.
+    Anonymous calls have their own budget (AnonThrottle).
+
+    ApiKeyAuthentication calls `allow_request` once a key has failed; it counts the failure.
     """
 
-    checked = False
+    scope = "api_key_failures"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        # Called while the request is authenticated: request.user is what is being decided.
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-    def throttle_success(self) -> bool:
-        self.checked = True
-        return True
-
-    def record_failure(self) -> None:
-        if not self.checked:  # the counters were unavailable: failing open
-            return
-        try:
-            super().throttle_success()
-        except redis.RedisError as exc:
-            log.warning("throttle counters unavailable, not counting a failed API key: %s", exc)
+        return self.cache_format % {"scope": self.scope, "ident": audit.client_ip(request) or ""}
 
 
 class UserThrottle(FailOpen, UserRateThrottle):

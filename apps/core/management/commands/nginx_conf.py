@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import grp
-import os
-import pwd
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +7,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 TEMPLATE = Path(settings.BASE_DIR) / "deploy" / "nginx" / "local.conf.template"
-
-
-def worker_user_directive() -> str:
-    """nginx's `user` line: the workers of a master started as root run as that user too."""
-    if os.geteuid() != 0:
-        return ""
-    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
 
 
 class Command(BaseCommand):
@@ -41,7 +31,6 @@ class Command(BaseCommand):
             "@WEB_UPSTREAM@": options["web"],
             "@WS_UPSTREAM@": options["ws"],
             "@MAX_BODY_BYTES@": str(settings.MOC_MAX_REQUEST_BYTES),
-            "@USER@": worker_user_directive(),
         }
         text = TEMPLATE.read_text()
         for key, value in values.items():
