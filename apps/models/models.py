@@ -98,6 +98,11 @@ class ModelVersion(TimeStamped):
         related_name="children",
         help_text="The version this one was derived from (fine-tuned from, quantised from)",
     )
+    linked_base = models.CharField(
+        max_length=1024,
+        blank=True,
+        help_text="The base path an adapter's adapter_config.json named when a scan set its parent",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

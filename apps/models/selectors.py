@@ -31,12 +31,7 @@ def adapter_bases(adapters: Iterable[ModelVersion]) -> dict[int, ModelVersion]:
     registered at is left out. The one resolution of a named base: discovery records it as the
     adapter's parent, and loading an adapter falls back on it while no parent is recorded.
     """
-    named: dict[int, str] = {}
-    for adapter in adapters:
-        config = (adapter.metadata or {}).get("adapter")
-        path = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-        if isinstance(path, str) and path.rstrip("/"):
-            named[adapter.pk] = path.rstrip("/")
+    named = {adapter.pk: path for adapter in adapters if (path := adapter_named_base(adapter))}
     if not named:
         return {}
     newest: dict[str, ModelVersion] = {}
@@ -44,6 +39,13 @@ def adapter_bases(adapters: Iterable[ModelVersion]) -> dict[int, ModelVersion]:
     for version in bases.order_by("path", "-number", "-pk"):
         newest.setdefault(version.path, version)
     return {pk: newest[path] for pk, path in named.items() if path in newest and newest[path].pk != pk}
+
+
+def adapter_named_base(adapter: ModelVersion) -> str:
+    """The base path (or hub id) `adapter`'s adapter_config.json names, less a trailing slash; "" if none."""
+    config = (adapter.metadata or {}).get("adapter")
+    path = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return path.rstrip("/") if isinstance(path, str) else ""
 
 
 def adapter_base(adapter: ModelVersion) -> ModelVersion | None:

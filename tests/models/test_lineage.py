@@ -3,6 +3,9 @@ that loading also uses, recorded by scans, shown by the API."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
-from apps.models import selectors
+from apps.models import selectors, services
 from apps.models.models import ModelVersion
 from tests.models.factories import ModelVersionFactory
 from tests.models.formats import corpus
@@ -67,6 +70,33 @@ def test_an_adapter_naming_a_hub_id_or_with_a_parent_already_keeps_what_it_has(r
 
     assert version_at(root / "hub-lora").parent is None
     assert version_at(root / "lora").parent == chosen
+
+
+def test_a_parent_an_operator_cleared_stays_cleared_through_later_scans(root: Path) -> None:
+    corpus.write_hf_folder(root / "base")
+    corpus.write_adapter_folder(root / "lora", _adapter_of((root / "base").resolve()))
+    scan_now()
+    services.version_set_parent(version=version_at(root / "lora"), parent=None)
+
+    scan_now()
+    scan_now()
+
+    assert version_at(root / "lora").parent is None
+
+
+def test_an_adapter_config_naming_another_base_links_the_adapter_to_it(root: Path) -> None:
+    corpus.write_hf_folder(root / "base")
+    corpus.write_hf_folder(root / "other-base")
+    corpus.write_adapter_folder(root / "lora", _adapter_of((root / "base").resolve()))
+    scan_now()
+    services.version_set_parent(version=version_at(root / "lora"), parent=None)
+
+    config = root / "lora" / "adapter_config.json"
+    config.write_text(json.dumps(_adapter_of((root / "other-base").resolve())))
+    os.utime(config, ns=(time.time_ns(), time.time_ns() + 10**9))  # seen as changed, however fast
+    scan_now()
+
+    assert version_at(root / "lora").parent == version_at(root / "other-base")
 
 
 def test_the_api_shows_the_parent_and_names_it(

@@ -115,3 +115,49 @@ def test_a_weights_file_holding_no_tensors_is_an_invalid_version(
     assert scan.failed == 0  # its header is well formed
     assert version.validation_state == ValidationState.INVALID
     assert f"{name}: tensors_present: the file holds no tensors" in version.validation_error
+
+
+# Ways around a family's count: each gave a skip that still trusted the config's sizes.
+DODGES = {
+    "unknown-family": {**INFLATED, "model_type": "opt"},
+    "no-model-type": {**INFLATED, "model_type": None},
+    "model-type-spelt-otherwise": {**INFLATED, "model_type": "GPT2 "},
+    "positions-deleted": {**INFLATED, "n_positions": None},
+}
+
+
+@pytest.mark.parametrize("change", DODGES.values(), ids=DODGES.keys())
+def test_the_inflated_demo_lm_is_invalid_however_its_config_hides_its_family(
+    root: Path, demo_models: Path, settings: Any, change: dict[str, Any]
+) -> None:
+    shutil.copytree(demo_models / "demo-gpt2", root / "demo-gpt2-big")
+    config_path = root / "demo-gpt2-big" / "config.json"
+    config = {**json.loads(config_path.read_text()), **change}
+    config_path.write_text(json.dumps({key: value for key, value in config.items() if value is not None}))
+
+    scan_now()
+    big = validated(version_at(root / "demo-gpt2-big"))
+
+    assert big.validation_state == ValidationState.INVALID
+    assert report_lines(big, "config_matches_weights")[0]["status"] == "fail"
+    _estimate_from_weights(big, settings)
+
+
+def test_a_config_its_weights_cannot_confirm_counts_no_kv_cache(root: Path) -> None:
+    # Neither numbered layers nor a token embedding: nothing in the names to hold the config to.
+    folder = root / "custom"
+    corpus.write_safetensors(folder, "model.safetensors", {"encoder.w1": ("F16", [64, 64])})
+    config = {"model_type": "custom", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4}
+    corpus.write_json(folder, "config.json", config)
+
+    scan_now()
+    version = validated(version_at(folder))
+
+    [line] = report_lines(version, "config_matches_weights")
+    assert line["status"] == "skip"
+    assert "the tensor names number no layers; no token embedding tensor is named" in line["detail"]
+    assert version.vram_estimate["kv_cache"] == 0
+    assert version.vram_estimate["basis"] == (
+        "no KV cache counted: the weights do not confirm the architecture's sizes"
+        " (config_matches_weights skipped)"
+    )

@@ -4,14 +4,16 @@ only the files its header names are its external data; everything else is report
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from apps.models.domain.formats import ModelFormat
+from apps.models.domain.states import ValidationState
 from apps.models.models import ModelVersion
 from tests.models.formats import corpus
 from tests.models.formats import corpus_gguf_onnx as gguf_onnx
-from tests.models.scans import scan_now, version_at
+from tests.models.scans import scan_now, validated, version_at
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +59,43 @@ def test_external_data_in_a_subfolder_is_not_registered_as_a_version(root: Path)
     scan_now()
 
     assert _files(ModelVersion.objects.get()) == ["data/weights.bin", "model.onnx"]
+
+
+def _legacy_pickle(folder: Path, name: str) -> Path:
+    return corpus.write(folder, name, corpus.torch_like_pickle())
+
+
+HIDDEN = {
+    "safetensors": lambda folder: corpus.write_safetensors(folder, "other.safetensors"),
+    "onnx": lambda folder: gguf_onnx.write_onnx(gguf_onnx.tiny_onnx_model(), folder / "other.onnx"),
+    "zip-pickle": lambda folder: corpus.torch_zip_file(folder, "other.bin", corpus.torch_like_pickle()),
+    "legacy-pickle": lambda folder: _legacy_pickle(folder, "other.bin"),
+}
+
+
+@pytest.mark.parametrize("write", HIDDEN.values(), ids=HIDDEN.keys())
+def test_an_onnx_naming_another_model_as_its_data_cannot_hide_it(root: Path, write: Any) -> None:
+    folder = root / "exports"
+    other = write(folder)
+    gguf_onnx.write_onnx(gguf_onnx.with_external(other.name), folder / "hostile.onnx")
+
+    scan_now()
+
+    assert _files(version_at(other)) == [other.name]
+    hostile = validated(version_at(folder / "hostile.onnx"))
+    assert _files(hostile) == ["hostile.onnx"]
+    assert hostile.validation_state == ValidationState.INVALID
+    assert (
+        f"hostile.onnx: external_data_inside_roots: tensor 'W': external data location {other.name!r}"
+        " is a model of its own" in hostile.validation_error
+    )
+
+
+def test_external_data_named_like_a_checkpoint_but_holding_raw_bytes_is_still_attached(root: Path) -> None:
+    gguf_onnx.write_external_onnx(root / "encoder", location="model.bin")
+
+    scan_now()
+    version = validated(ModelVersion.objects.get())
+
+    assert _files(version) == ["model.bin", "model.onnx"]
+    assert version.validation_state == ValidationState.VALID

@@ -178,6 +178,7 @@ def test_a_hugging_face_folder_counts_its_safetensors_and_not_a_duplicate_pickle
         "weights_files": 2,
         "arch": {},
         "config_check": None,
+        "estimate_arch": {},
         "untrusted": "",
     }
 
@@ -328,3 +329,75 @@ def test_report_details_show_control_characters_in_names_as_escapes() -> None:
 
     line = next(line for line in report if line["check"] == "references_present")
     assert line["detail"] == "referenced but not in the version: shard\\n1.safetensors"
+
+
+# What the estimate may take from a config, and what says a file is quantised
+
+# Llama 3.1 8B's sizes, under the names hf.read_folder gives them, and its safetensors' total.
+LLAMA_8B = {
+    "model_type": "llama",
+    "num_hidden_layers": 32,
+    "hidden_size": 4096,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 14336,
+    "vocab_size": 128256,
+    "context_length": 131072,
+}
+LLAMA_8B_PARAMS = 8_030_261_248
+
+
+def _llama_weights(params: int, *, packed: int) -> dict[str, FileHeader]:
+    layout = Layout(blocks=32, output_head=True, buffers=0, widths=(4096,), packed=packed)
+    dtypes = {"I32": 224, "F16": 291} if packed else {"F16": 291}
+    return {"model.safetensors": _header("safetensors", params=params, dtypes=dtypes, layout=layout)}
+
+
+def test_a_config_claiming_quantisation_does_not_excuse_weights_that_are_not() -> None:
+    # 8B claimed of weights holding a seventh of that in F16, which the config calls GPTQ.
+    weights = _llama_weights(LLAMA_8B_PARAMS // 7, packed=0)
+
+    summary = summarise(weights, config={**LLAMA_8B, "quantization": "gptq"})
+
+    assert summary["config_check"].status == "fail"
+    assert summary["estimate_arch"] is None
+
+
+def test_weights_whose_integer_tensors_pack_the_values_pass_without_a_claim() -> None:
+    held = LLAMA_8B_PARAMS // 8 + LLAMA_8B_PARAMS // 128  # GPTQ 4-bit: 8 values an int32, and scales
+    weights = _llama_weights(held, packed=LLAMA_8B_PARAMS - held)
+
+    summary = summarise(weights, config=LLAMA_8B)
+
+    assert summary["config_check"].status == "pass"
+    assert summary["estimate_arch"]["num_key_value_heads"] == 8
+
+
+def test_a_skipped_comparison_leaves_the_estimate_nothing_of_the_config() -> None:
+    files = {"config.json": _header("config"), "model.onnx": _header("onnx", params=3)}
+
+    summary = summarise(files, config=hf._arch(corpus.LLAMA_CONFIG))
+
+    assert summary["config_check"].status == "skip"
+    assert summary["estimate_arch"] is None
+    assert summary["untrusted"] == (
+        "the weights do not confirm the architecture's sizes (config_matches_weights skipped)"
+    )
+
+
+def test_a_config_the_tensors_confirm_gives_the_estimate_its_layers_and_width_only() -> None:
+    layout = Layout(blocks=2, output_head=True, buffers=0, widths=(64,), packed=0)
+    weights = {"model.safetensors": _header("safetensors", params=corpus.LLAMA_PARAMS, layout=layout)}
+    config = {**hf._arch(corpus.LLAMA_CONFIG), "model_type": "llama-custom", "head_dim": 4096}
+
+    summary = summarise(weights, config=config)
+
+    assert summary["config_check"].status == "pass"
+    assert summary["estimate_arch"] == {
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "context_length": 2048,
+    }
+    assert summary["untrusted"] == ""

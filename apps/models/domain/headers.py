@@ -65,15 +65,37 @@ class TensorInfo:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """What a weights file's tensor names say about the model, where they follow the usual schemes
-    (apps.models.domain.params.layout): the tensors' names are not stored, this is."""
+    """What a weights file's tensor names, shapes and dtypes say about the model, where they follow
+    the usual schemes (apps.models.domain.params.layout): the tensors are not stored, this is."""
 
     blocks: int  # the highest block number in the names, plus one ("h.11.", "model.layers.31.", "blk.7.")
     output_head: bool  # an output projection stored apart from the embedding ("lm_head.weight")
     buffers: int  # elements of tensors that are buffers, not parameters (GPT-2's causal mask)
+    # The token embeddings' widths (their last dimension: the model's hidden size), a few at most.
+    widths: tuple[int, ...] = ()
+    # How many values integer matrices (quantised weights) may hold beyond their element count;
+    # None in a header stored before this was recorded.
+    packed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"blocks": self.blocks, "output_head": self.output_head, "buffers": self.buffers}
+        return {
+            "blocks": self.blocks,
+            "output_head": self.output_head,
+            "buffers": self.buffers,
+            "widths": list(self.widths),
+            "packed": self.packed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Layout:
+        """A stored layout; one stored before widths and packing were recorded has neither."""
+        return cls(
+            blocks=data["blocks"],
+            output_head=data["output_head"],
+            buffers=data["buffers"],
+            widths=tuple(data.get("widths", ())),
+            packed=data.get("packed"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

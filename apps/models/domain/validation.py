@@ -38,7 +38,9 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "intermediate_size": ("intermediate_size", "feed_forward_length"),
     "context_length": ("context_length",),
     "vocab_size": ("vocab_size",),
-    # What params.implied needs beyond the sizes.
+    # What params.config_check needs beyond the sizes: a token embedding narrower than the hidden
+    # size (ALBERT, OPT-350m), experts, biases.
+    "embedding_size": ("embedding_size",),
     "num_local_experts": ("num_local_experts", "expert_count"),
     "attention_bias": ("attention_bias",),
     "mlp_bias": ("mlp_bias",),
@@ -99,7 +101,8 @@ def summarise(files: Mapping[str, FileHeader], *, config: Mapping[str, Any] | No
     `config` is what hf.read_folder found; its numbers win over a GGUF file's metadata.
     `format` is a ModelFormat value, or "" when the version holds no weights.
     `config_check` says whether the architecture describes the weights (None when none is stated);
-    `untrusted`, when it does not, why none of it may be used ("" otherwise).
+    `estimate_arch` is what of it the VRAM estimate may use (params.Comparison.trusted), and
+    `untrusted`, when that is nothing, why ("" otherwise).
     """
     config = config or {}
     weights_format = next((f for f in WEIGHT_FORMATS if any(h.format == f for h in files.values())), None)
@@ -110,10 +113,18 @@ def summarise(files: Mapping[str, FileHeader], *, config: Mapping[str, Any] | No
         for dtype, count in header.dtypes.items():
             dtypes[dtype] = dtypes.get(dtype, 0) + count
     arch = _arch([*(h.metadata for h in counted if h.format == FileFormat.GGUF), config])
-    check = _config_check(arch, config, counted, counts, weights_format) if counted and arch else None
+    compared = _config_check(arch, config, counted, counts, weights_format) if counted and arch else None
+    estimate_arch: dict[str, Any] | None = arch
     untrusted = ""
-    if check is not None and check.status == "fail":
-        untrusted = f"the architecture does not describe the weights ({params.CHECK} failed)"
+    if compared is not None and compared.trusted is None:
+        estimate_arch = None
+        untrusted = (
+            f"the architecture does not describe the weights ({params.CHECK} failed)"
+            if compared.check.status == "fail"
+            else f"the weights do not confirm the architecture's sizes ({params.CHECK} skipped)"
+        )
+    elif compared is not None:
+        estimate_arch = compared.trusted
     return {
         "format": _model_format(weights_format, files),
         "params_count": sum(counts) if counts else None,
@@ -122,7 +133,8 @@ def summarise(files: Mapping[str, FileHeader], *, config: Mapping[str, Any] | No
         "dtypes": dtypes,
         "weights_files": len(counted),
         "arch": arch,
-        "config_check": check,
+        "config_check": compared.check if compared is not None else None,
+        "estimate_arch": estimate_arch,
         "untrusted": untrusted,
     }
 
@@ -133,20 +145,26 @@ def _config_check(
     counted: Sequence[FileHeader],
     counts: Sequence[int],
     weights_format: FileFormat | None,
-) -> Check:
+) -> params.Comparison:
     if weights_format == FileFormat.ONNX:
         detail = "not compared: an ONNX graph's initializers are what its exporter kept, not the checkpoint's"
-        return Check(params.CHECK, "skip", detail)
+        return params.Comparison(Check(params.CHECK, "skip", detail), None)
     # Every counted file must have a count: a part of the weights is not the weights.
     held = sum(counts) if len(counts) == len(counted) else None
-    # GGUF counts elements before quantisation; quantised safetensors store packed ones.
-    packed = config.get("quantization") if weights_format != FileFormat.GGUF else None
+    layout = params.combine([h.layout for h in counted])
+    values = held
+    # GGUF counts values before quantisation; quantised safetensors store packed ones.
+    if held is not None and weights_format == FileFormat.SAFETENSORS:
+        values = params.most_values(held, layout, (dtype for h in counted for dtype in h.dtypes))
+    from_config = any(name in config for name in ARCH_KEYS)
     return params.config_check(
         arch,
-        source="config.json" if any(name in config for name in ARCH_KEYS) else "the GGUF metadata",
+        source="config.json" if from_config else "the GGUF metadata",
         weights_params=held,
-        layout=params.combine([h.layout for h in counted]),
-        packed=packed if isinstance(packed, str) else "",
+        layout=layout,
+        values=values,
+        # transformers fills in what config.json leaves out; llama.cpp has no defaults for GGUF's sizes.
+        defaults=from_config,
     )
 
 

@@ -8,11 +8,13 @@ attention (fewer KV heads than query heads) shrinks it, which is why kv_heads is
 
 The architecture comes from files nobody vetted, so every number is checked before it is
 multiplied: a missing or implausible one gives a KV cache of 0 and a `basis` saying why, never an
-exception or an estimate too large to store. A config that does not describe its weights (the
-parameter count it implies is not theirs: apps.models.domain.params) is not believed at all: the
-caller passes `untrusted`, and the estimate is the weights' bytes and the overhead, with no KV
-cache and a basis saying why. Such a version is invalid, so it is never loaded on that estimate;
-a layer count or KV width guessed from tensor names would only be another claim to vet.
+exception or an estimate too large to store. The caller passes only what the weights vouch for
+(apps.models.domain.params, `Comparison.trusted`): all the sizes a family's parameter count
+agreed with; the layer count and hidden size alone where only the tensors confirmed those (no
+head_dim then, so the KV cache is at most hidden wide per layer); and nothing where the config
+contradicts its weights, or where nothing of it could be confirmed. Then it passes `untrusted`,
+and the estimate is the weights' bytes and the overhead, with no KV cache and a basis saying
+why. A contradicted version is invalid, so it is never loaded on that estimate.
 """
 
 from __future__ import annotations

@@ -14,19 +14,9 @@ from typing import Any
 from apps.models.domain.formats import OTHER_PICKLE_SUFFIXES, FileFormat, format_by_name
 from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import gguf, onnx, pickles, safetensors
-from apps.models.formats.base import FormatError, inside_roots
+from apps.models.formats.base import GGUF_MAGIC, FormatError, inside_roots, magic
 
 __all__ = ["detect", "read_header"]
-
-_GGUF_MAGIC = b"GGUF"
-
-
-def _magic(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(4)
-    except OSError:
-        return b""
 
 
 def _named(path: Path) -> FileFormat:
@@ -45,7 +35,7 @@ def detect(path: Path) -> FileFormat:
         return fmt
     # Some tools write GGUF files as .bin; those go to the GGUF reader, not the pickle scan.
     # Only these ambiguous names cost a read, so a walk over other files stays stat-only.
-    return FileFormat.GGUF if _magic(path) == _GGUF_MAGIC else FileFormat.PYTORCH
+    return FileFormat.GGUF if magic(path) == GGUF_MAGIC else FileFormat.PYTORCH
 
 
 def _header(

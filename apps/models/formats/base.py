@@ -11,6 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from apps.models.domain.formats import WEIGHT_FORMATS, FileFormat, format_by_name
+
+GGUF_MAGIC = b"GGUF"
+ZIP_MAGIC = b"PK\x03\x04"  # what torch.load itself checks to pick its zip reader
+PICKLE_PROTOCOLS = tuple(bytes([0x80, n]) for n in range(6))  # a pickle's opening PROTO opcode
+
 
 class FormatError(Exception):
     """A file breaks its format's rules; read_header turns it into a fail check."""
@@ -19,6 +25,29 @@ class FormatError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.check = check
+
+
+def magic(path: Path) -> bytes:
+    """A file's first four bytes (fewer where it is shorter, none where it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4)
+    except OSError:
+        return b""
+
+
+def model_file(path: Path) -> FileFormat | None:
+    """The format of a file that is a model's weights of its own, or None for raw data (such as an
+    ONNX model's external data). By its suffix (SUFFIX_FORMATS), and, for the names pickles share
+    with raw data (an exporter may write external data as weights.bin), by its first bytes too:
+    a GGUF file, a torch.save zip or a pickle is a model; anything else is data."""
+    fmt = format_by_name(Path(path).name)
+    if fmt != FileFormat.PYTORCH:
+        return fmt if fmt in WEIGHT_FORMATS else None
+    head = magic(path)
+    if head == GGUF_MAGIC:
+        return FileFormat.GGUF
+    return FileFormat.PYTORCH if head == ZIP_MAGIC or head[:2] in PICKLE_PROTOCOLS else None
 
 
 def inside_roots(path: Path, roots: Sequence[Path]) -> bool:

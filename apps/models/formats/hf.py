@@ -33,15 +33,17 @@ _EMBEDDING_MARKERS = ("modules.json", "config_sentence_transformers.json", "sent
 # The config keys copied into the version's metadata, under the names HF (and vram.py) use;
 # older architectures spell them differently (GPT-2: n_layer, n_embd, n_head).
 _ARCH_KEYS: dict[str, tuple[str, ...]] = {
-    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
     "hidden_size": ("hidden_size", "n_embd", "d_model"),
-    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
     "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "multi_query_group_num"),
     "head_dim": ("head_dim",),
     "intermediate_size": ("intermediate_size", "n_inner", "d_ff", "ffn_dim"),
     "context_length": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx"),
     "vocab_size": ("vocab_size", "padded_vocab_size"),
-    # What the parameter count a config implies depends on (apps.models.domain.params).
+    # What the parameter count a config implies depends on (apps.models.domain.params), and the
+    # token embedding's width where it is not the hidden size (ALBERT, ELECTRA, OPT-350m).
+    "embedding_size": ("embedding_size", "word_embed_proj_dim"),
     "num_local_experts": ("num_local_experts",),
     "attention_bias": ("attention_bias",),
     "mlp_bias": ("mlp_bias",),

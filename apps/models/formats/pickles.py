@@ -20,6 +20,7 @@ from picklescan import scanner
 
 from apps.models.domain.formats import FileFormat
 from apps.models.domain.headers import Check, FileHeader
+from apps.models.formats.base import PICKLE_PROTOCOLS, ZIP_MAGIC
 
 # Per pickle stream. torch.save writes about 125 bytes, 32 opcodes and 80 reads per tensor, so
 # these allow some 12,000 tensors in one file. pickletools reads at least once per opcode, so
@@ -27,9 +28,7 @@ from apps.models.domain.headers import Check, FileHeader
 MAX_SCAN_BYTES = 32 * 1024 * 1024
 MAX_SCAN_READS = 1_000_000
 MAX_ZIP_MEMBERS = 100_000
-_ZIP_MAGIC = b"PK\x03\x04"  # what torch.load itself checks to pick its zip reader
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dat", ".data")
-_PICKLE_PROTOCOLS = tuple(bytes([0x80, n]) for n in range(6))
 _GLOBALS_KEPT = 50
 CLEAN = "pickle-based: only a conversion to safetensors may use it"
 TOO_LARGE = "a pickle stream is larger than the scan allows; refused unscanned"
@@ -86,7 +85,7 @@ def read(path: Path) -> FileHeader:
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        is_zip = handle.read(4) == _ZIP_MAGIC
+        is_zip = handle.read(4) == ZIP_MAGIC
         handle.seek(0)
         try:
             if is_zip:
@@ -178,4 +177,4 @@ def _is_pickle(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
     if member.filename.lower().endswith(_PICKLE_SUFFIXES):
         return True
     with archive.open(member) as stream:
-        return stream.read(2) in _PICKLE_PROTOCOLS
+        return stream.read(2) in PICKLE_PROTOCOLS

@@ -99,7 +99,7 @@ def read(path: Path) -> FileHeader:
         checks=tuple(checks),
         tensors=tuple(t.info for t in tensors[:_TENSORS_KEPT]),
         # Over every tensor, not only those kept: the names are all in memory here.
-        layout=params.layout((t.name, t.shape) for t in tensors),
+        layout=params.layout((t.name, t.dtype, t.shape) for t in tensors),
     )
 
 

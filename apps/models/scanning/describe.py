@@ -43,7 +43,7 @@ def header_from_json(data: dict[str, Any], fallback_format: str = FileFormat.OTH
         dtypes=data.get("dtypes", {}),
         checks=tuple(Check(**check) for check in data.get("checks", [])),
         references=tuple(data.get("references", [])),
-        layout=Layout(**layout) if isinstance(layout, dict) else None,
+        layout=Layout.from_dict(layout) if isinstance(layout, dict) else None,
     )
 
 
@@ -69,7 +69,7 @@ def describe(version: ModelVersion, folder: str | None, rows: list[tuple[str, in
     version.metadata = metadata
     version.vram_estimate = vram.estimate(
         weights_bytes=summary["weights_bytes"],
-        arch=summary["arch"],
+        arch=summary["estimate_arch"],
         context=settings.MOC_VRAM_CONTEXT,
         batch=settings.MOC_VRAM_BATCH,
         overhead_share=settings.MOC_VRAM_OVERHEAD_SHARE,

@@ -1,8 +1,11 @@
 """Lineage a scan can see: the base an adapter's adapter_config.json names, recorded as the
 adapter version's parent once that base is registered (apps.models.selectors.adapter_bases).
 
-A parent already recorded (by an operator, or by an earlier scan) is never replaced; adapters
-without one are looked at on every scan, so a base registered after its adapter is found too.
+A scan links an adapter once per named base: `linked_base` keeps the base it linked from, and an
+adapter is linked again only when its adapter_config.json names another one. So a parent an
+operator cleared or changed afterwards stays as the operator left it, a base registered after
+its adapter is still found by a later scan (nothing was linked yet), and a parent an operator
+gave an adapter the scan never linked is not replaced.
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ from apps.models.models import ModelVersion
 
 
 def adapters_link(*, roots: Sequence[str]) -> int:
-    """Give every adapter under `roots` without a parent the base it names; how many got one."""
-    adapters = list(ModelVersion.objects.filter(root__in=roots, kind="adapter", parent__isnull=True))
+    """Link each adapter under `roots` to the base it names, where that base is not the one it was
+    last linked from; how many were linked."""
+    adapters = [
+        adapter
+        for adapter in ModelVersion.objects.filter(root__in=roots, kind="adapter")
+        if (named := selectors.adapter_named_base(adapter))
+        and named != adapter.linked_base
+        and (adapter.parent_id is None or adapter.linked_base)
+    ]
     bases = selectors.adapter_bases(adapters)
     linked = 0
     for adapter in adapters:
@@ -27,5 +37,7 @@ def adapters_link(*, roots: Sequence[str]) -> int:
             services.version_set_parent(version=adapter, parent=base)
         except ValidationError:  # the base descends from the adapter: lineage cannot loop
             continue
+        named = selectors.adapter_named_base(adapter)
+        ModelVersion.objects.filter(pk=adapter.pk).update(linked_base=named)
         linked += 1
     return linked

@@ -200,8 +200,10 @@ class _Scanner:
         return headers
 
     def _without_onnx_data(self, candidates: Sequence[Candidate]) -> list[Candidate]:
-        """The candidates less the weight files an ONNX model names as its external data: those
-        join its version (as references do), they are not versions of their own."""
+        """The candidates less the files an ONNX model names as its external data: those join its
+        version (as references do), they are not versions of their own. A file that is a model of
+        its own (a safetensors, GGUF or ONNX file, a pickle) is never among them: the ONNX reader
+        refuses such a location (formats.base.model_file), and the ONNX fails for it."""
         claimed: set[str] = set()
         for onnx in discovery.onnx_to_read(candidates):
             claimed.update(os.path.normpath(os.path.join(onnx.base, ref)) for ref in self._onnx_data(onnx))

@@ -10,7 +10,7 @@ import pytest
 from apps.models.domain.formats import FileFormat
 from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats import detect, read_header, safetensors
-from apps.models.formats.base import FormatError, inside_roots
+from apps.models.formats.base import FormatError, inside_roots, model_file
 from tests.models.formats import corpus
 
 
@@ -218,3 +218,21 @@ def test_read_header_of_another_file_reads_nothing_and_passes(tmp_path: Path) ->
 
     assert header.format == FileFormat.OTHER
     assert header.checks == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("weights.bin", bytes(range(64)), None),  # an ONNX model's raw external data
+        ("model.onnx.data", b"\x80\x02raw", None),  # no weights suffix: data whatever it holds
+        ("weights.bin", b"\x80\x02}q\x00.", FileFormat.PYTORCH),  # a pickle
+        ("weights.pt", b"PK\x03\x04rest", FileFormat.PYTORCH),  # torch.save's zip
+        ("weights.bin", b"GGUF\x03\x00\x00\x00", FileFormat.GGUF),
+        ("other.safetensors", b"anything", FileFormat.SAFETENSORS),
+        ("other.onnx", b"anything", FileFormat.ONNX),
+    ],
+)
+def test_a_model_file_is_told_from_raw_data_by_its_name_and_first_bytes(
+    tmp_path: Path, name: str, content: bytes, expected: FileFormat | None
+) -> None:
+    assert model_file(corpus.write(tmp_path, name, content)) == expected

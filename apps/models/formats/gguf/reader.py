@@ -222,5 +222,10 @@ class _Parser:
             checks=tuple(checks),
             references=split_siblings(self.name, self.values),
             tensors=tuple(tensors.kept),
-            layout=params.layout((t.name, t.shape) for t in tensors.kept) if every_name_kept else None,
+            # GGUF shapes count values, quantised or not: nothing is packed beyond them.
+            layout=(
+                params.layout(((t.name, t.dtype, t.shape) for t in tensors.kept), packing=False)
+                if every_name_kept
+                else None
+            ),
         )

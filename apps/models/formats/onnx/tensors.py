@@ -3,7 +3,8 @@
 Every size a tensor claims must be backed by bytes that exist, so the totals a header reports
 are bounded by the files, whatever the dims say. Initializers may keep their data in side
 files (external data) whose locations a hostile file can point anywhere: each must be
-relative, stay inside the model roots (symlinks followed), exist, and hold the bytes claimed.
+relative, stay inside the model roots (symlinks followed), exist, hold the bytes claimed, and
+not be a model of its own (a safetensors, GGUF or ONNX file, or a pickle named .bin).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from apps.models.domain.headers import Check, Problems, TensorInfo
-from apps.models.formats.base import inside_roots
+from apps.models.formats.base import inside_roots, model_file
 from apps.models.formats.onnx.wire import LEN
 
 # Tensor infos kept for tests and validation.
@@ -194,6 +195,9 @@ class Tensors:
             size = target.stat().st_size
         except OSError as error:
             return f"external data file {shown} cannot be read ({error.strerror or error})"
+        # A hostile graph could claim another model as its data, and so hide it from discovery.
+        if (other := model_file(target)) is not None:
+            return f"external data location {shown} is a model of its own ({other.value}), not raw data"
         self.references.append(relative.as_posix())
         return size
 
