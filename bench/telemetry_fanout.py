@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apps.fleet import telemetry  # noqa: E402
-from apps.fleet.devices.base import GiB, SimLoad  # noqa: E402
+from apps.fleet.devices.base import SimLoad  # noqa: E402
 from apps.fleet.devices.sim import SimBackend  # noqa: E402
+from apps.fleet.domain.capacity import GiB  # noqa: E402
 from tests.procs import Process, RedisServer, free_port, project_env, python, wait_until  # noqa: E402
 
 P99_LIMIT_MS = 250.0

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from apps.core.domain.queues import device_queue
 from apps.core.models import TimeStamped
-from apps.fleet.devices.base import capped_by_host
+from apps.fleet.domain.capacity import capped_by_host
 from apps.fleet.domain.kinds import (
     BACKEND_CHOICES,
     DEVICE_KIND_CHOICES,

@@ -23,17 +23,32 @@ def test_a_negative_margin_is_refused() -> None:
         limit_bytes(GiB, margin=-0.1)
 
 
-def test_a_load_within_its_limit_goes_on() -> None:
-    assert overrun(int(1.5 * GiB), reserved_bytes=GiB, limit=int(1.5 * GiB)) is None
-
-
-def test_a_load_past_its_limit_is_stopped_saying_what_it_took_against_its_reservation() -> None:
-    why = overrun(int(3.1 * GiB), reserved_bytes=GiB, limit=int(1.5 * GiB))
+def test_a_load_stopped_past_its_limit_says_what_it_took_against_its_reservation_and_what_to_do() -> None:
+    why = overrun(int(3.1 * GiB), reserved_bytes=GiB, limit=int(1.5 * GiB), stopped=True)
 
     assert why == (
-        "took 3.1 GiB, over its 1.0 GiB reservation (a load may take up to 1.5 GiB);"
-        " stopped, and what it took was freed"
+        "took 3.1 GiB, over its 1.0 GiB reservation (a load may take up to 1.5 GiB), so it was stopped."
+        " Validate the version again, or raise MOC_LOAD_GUARD_MARGIN if that size is genuine"
     )
+
+
+def test_a_load_judged_once_its_call_returned_says_what_it_built_was_dropped() -> None:
+    why = overrun(int(3.1 * GiB), reserved_bytes=GiB, limit=int(1.5 * GiB), stopped=False)
+
+    assert "(a load may take up to 1.5 GiB), so what it built was dropped. Validate" in why
+
+
+def test_a_figure_that_counts_more_than_the_load_says_what_else_it_counts() -> None:
+    why = overrun(
+        int(3.1 * GiB),
+        reserved_bytes=GiB,
+        limit=int(1.5 * GiB),
+        stopped=False,
+        requests_beside=1,
+        device_wide=True,
+    )
+
+    assert "; the figure counts other processes on the device and 1 request running beside it too, so" in why
 
 
 def test_a_host_with_room_for_the_reservation_takes_the_load() -> None:
@@ -47,3 +62,13 @@ def test_a_host_short_of_the_reservation_refuses_the_load_saying_both_figures() 
         "the host has 9.1 GiB of memory available and this load reserves 24.5 GiB;"
         " the device keeps its weights in host memory"
     )
+
+
+def test_what_other_loads_on_the_host_were_promised_is_not_available_to_this_one() -> None:
+    why = host_shortfall(10 * GiB, reserved_bytes=4 * GiB, promised_bytes=7 * GiB)
+
+    assert why == (
+        "the host has 10.0 GiB of memory available, 7.0 GiB of it promised to other loads not yet done"
+        " on its devices, and this load reserves 4.0 GiB; the device keeps its weights in host memory"
+    )
+    assert host_shortfall(10 * GiB, reserved_bytes=3 * GiB, promised_bytes=7 * GiB) is None

@@ -8,6 +8,7 @@ models run in tests/integration/test_serving.py and tests/serving/runtimes/.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from typing import Any
 
 import psutil
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.core.domain.units import format_bytes
+from apps.fleet.devices.cpu import host_memory
 from apps.fleet.domain.kinds import Backend
 from apps.fleet.domain.states import DeviceHealth
 from apps.models import demo
@@ -29,7 +32,7 @@ from apps.serving import runtimes
 from apps.serving.domain.errors import CorruptFile, DeviceLost, OutOfMemory, Transient
 from apps.serving.domain.states import PlacementState
 from apps.serving.models import InferenceRecord, Placement
-from apps.serving.runtimes.guard import OverReservation
+from apps.serving.runtimes.guard import Guard, LoadCancelled, OverReservation
 from apps.serving.worker import answering, loading
 from apps.serving.worker import device as serving_device
 from apps.serving.worker.records import Line, Recorder
@@ -486,3 +489,154 @@ def test_a_load_onto_host_memory_the_host_cannot_spare_is_refused_before_it_star
     assert f"this load reserves {format_bytes(beyond)}" in placement.error
     assert not model.closed
     assert RESIDENTS.get(placement.pk) is None
+
+
+def test_a_second_load_in_the_same_worker_waits_requested_while_one_runs(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loading, "SLOT_WAIT_S", 0.01)
+    first, second = requested(gpu), requested(gpu)
+    meanwhile: list[loading.LoadOutcome] = []
+    loads_as(monkeypatch, Model(), lambda: meanwhile.append(loading.load(second.pk, attempt=0)))
+
+    loading.load(first.pk, attempt=0)
+
+    assert meanwhile == [
+        loading.LoadOutcome(retry_in=loading.WAIT_S, note="waiting for the load running in this worker")
+    ]
+    assert Placement.objects.get(pk=second.pk).state == P.REQUESTED
+    assert Placement.objects.get(pk=first.pk).state == P.LOADED
+
+
+def test_a_duplicate_load_of_a_placement_loading_here_is_refused_and_the_first_keeps_its_stop() -> None:
+    residents = Residents()
+    first, duplicate = (Guard(reserved_bytes=GIB, limit_bytes=2 * GIB) for _ in range(2))
+    assert residents.start_loading(7, first, wait_s=0)
+
+    assert not residents.start_loading(7, duplicate, wait_s=0)
+
+    assert residents.stop_loading(7, "unloaded during load")
+    with pytest.raises(LoadCancelled):
+        first.check()
+    duplicate.check()  # untouched
+    residents.end_loading(7, first)
+    assert not residents.is_loading(7)
+    assert residents.start_loading(8, duplicate, wait_s=0)  # the slot is free again
+
+
+def test_the_requests_in_flight_on_every_model_of_the_worker_are_counted() -> None:
+    residents = Residents()
+    residents.add(1, Model())
+    residents.add(2, Model())
+
+    with residents.use(1), residents.use(1), residents.use(2):
+        assert residents.in_flight() == 3
+    assert residents.in_flight() == 0
+
+
+def test_an_overrun_that_counted_requests_beside_the_load_is_placed_again_elsewhere(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = DeviceFactory(capacity_bytes=24 * GIB)
+    loads_as(monkeypatch, OverReservation("took 3.1 GiB, over its 1.0 GiB reservation", replaceable=True))
+    placement = requested(gpu)
+
+    loading.load(placement.pk, attempt=0)
+
+    assert Placement.objects.get(pk=placement.pk).state == P.FAILED
+    assert Placement.objects.get(version=placement.version, state=P.REQUESTED).device == other
+
+
+def host_memory_device(monkeypatch: pytest.MonkeyPatch, **fields: Any) -> Any:
+    """A simulated GPU this process serves: its models live in this machine's RAM."""
+    device = DeviceFactory(node__backend=Backend.SIM, simulated=True, capacity_bytes=2**50, **fields)
+    monkeypatch.setattr(serving_device, "_device_id", device.pk)
+    return device
+
+
+def test_a_load_onto_host_memory_leaves_room_for_what_the_nodes_other_loads_were_promised(
+    monkeypatch: pytest.MonkeyPatch, dispatched: list
+) -> None:
+    mine = host_memory_device(monkeypatch)
+    sibling = DeviceFactory(node=mine.node, index=mine.index + 1, simulated=True)
+    model = Model()
+    loads_as(monkeypatch, model)
+    promised = host_memory().available_bytes
+    PlacementFactory(device=sibling, state=P.LOADING, reserved_bytes=promised)
+    placement = requested(mine)
+
+    loading.load(placement.pk, attempt=0)
+
+    placement.refresh_from_db()
+    assert (placement.state, placement.error_class) == (P.FAILED, "out_of_memory")
+    assert "of it promised to other loads not yet done on its devices" in placement.error
+    assert RESIDENTS.get(placement.pk) is None
+
+
+def test_a_later_load_still_waiting_on_the_same_host_defers_to_one_that_starts(
+    monkeypatch: pytest.MonkeyPatch, dispatched: list
+) -> None:
+    mine = host_memory_device(monkeypatch)
+    sibling = DeviceFactory(node=mine.node, index=mine.index + 1, simulated=True)
+    model = Model()
+    loads_as(monkeypatch, model)
+    placement = requested(mine)
+    PlacementFactory(device=sibling, state=P.REQUESTED, reserved_bytes=host_memory().available_bytes)
+
+    loading.load(placement.pk, attempt=0)
+
+    assert Placement.objects.get(pk=placement.pk).state == P.LOADED
+
+
+def test_a_load_its_host_cannot_take_is_not_placed_on_another_device_of_that_host(
+    monkeypatch: pytest.MonkeyPatch, dispatched: list
+) -> None:
+    mine = host_memory_device(monkeypatch)
+    DeviceFactory(node=mine.node, index=mine.index + 1, simulated=True, capacity_bytes=4 * GIB)
+    elsewhere = DeviceFactory(capacity_bytes=24 * GIB)
+    loads_as(monkeypatch, Model())
+    placement = requested(mine)
+    Placement.objects.filter(pk=placement.pk).update(reserved_bytes=psutil.virtual_memory().total * 2)
+
+    loading.load(placement.pk, attempt=0)
+
+    assert Placement.objects.get(pk=placement.pk).error_class == "out_of_memory"
+    assert Placement.objects.get(version=placement.version, state=P.REQUESTED).device == elsewhere
+
+
+def test_a_load_whose_placement_cannot_be_looked_at_complains_once_not_every_look(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(loading, "WATCH_S", 0.01)
+
+    def database_down(placement_id: int) -> str | None:
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr(loading, "_state_of", database_down)
+    loads_as(monkeypatch, Model(), lambda: time.sleep(0.3))
+
+    with caplog.at_level(logging.WARNING, logger=loading.__name__):
+        loading.load(requested(gpu).pk, attempt=0)
+
+    complaints = [r for r in caplog.records if "could not look at it" in r.getMessage()]
+    assert len(complaints) == 1
+
+
+def test_a_load_does_not_wait_for_good_on_a_look_at_its_placement_that_hangs(
+    gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loading, "WATCH_S", 0.01)
+    monkeypatch.setattr(loading, "WATCH_JOIN_S", 0.1)
+    answer = threading.Event()
+    monkeypatch.setattr(loading, "_state_of", lambda placement_id: answer.wait(10) and None)
+    loads_as(monkeypatch, Model(), lambda: time.sleep(0.05))
+    placement = requested(gpu)
+    started = time.monotonic()
+    try:
+        loading.load(placement.pk, attempt=0)
+        took = time.monotonic() - started
+    finally:
+        answer.set()
+
+    assert took < 2.0
+    assert Placement.objects.get(pk=placement.pk).state == P.LOADED

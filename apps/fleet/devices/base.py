@@ -20,35 +20,6 @@ def made_up_uuid(prefix: str, *parts: object) -> str:
     return f"{prefix}-{uuid.uuid5(_MOC_NAMESPACE, '/'.join(str(p) for p in parts))}"
 
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-# MOC keeps this much of each GPU out of what it places: every process that uses the GPU
-# holds a CUDA context (300-500 MiB) and allocators fragment, so a model sized to the last
-# byte fails to load. 5%, and never less than 512 MiB on small cards.
-RESERVE_SHARE = 0.05
-RESERVE_MIN_BYTES = 512 * MiB
-
-
-def gpu_capacity(total_bytes: int) -> int:
-    """What MOC may place on a GPU with this much memory."""
-    return max(0, total_bytes - max(int(total_bytes * RESERVE_SHARE), RESERVE_MIN_BYTES))
-
-
-def host_capacity(host_ram_bytes: int, share: float) -> int:
-    """The most a device that keeps weights in host memory (the CPU, a simulated GPU) may offer:
-    `share` of the host's RAM (MOC_CPU_CAPACITY_SHARE), which it shares with the OS, the workers
-    themselves and everything else on the host."""
-    if not 0 < share <= 1:
-        raise ValueError(f"the CPU's capacity share must be above 0 and at most 1, not {share}")
-    return int(host_ram_bytes * share)
-
-
-def capped_by_host(*, simulated: bool, memory_total_bytes: int, capacity_bytes: int) -> bool:
-    """Whether a simulated GPU offers less than the card it simulates would, because its models
-    live in host memory (see host_capacity): what pages say beside its capacity."""
-    return simulated and capacity_bytes < gpu_capacity(memory_total_bytes)
-
-
 class BackendUnavailable(Exception):
     """The backend cannot run on this node (no driver, no device); the message says why."""
 

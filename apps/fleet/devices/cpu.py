@@ -1,6 +1,8 @@
 """A node with no GPU offers its CPU as one device, so MOC still runs (small models, demos, CI).
 
-Also home to the host facts (hostname, CPU model, RAM) that every backend reports for its node.
+Also home to the host facts (hostname, CPU model, RAM) that every backend reports for its node,
+and to the host's memory as this process can have it (`host_memory`), which the CPU device, the
+simulated GPUs and the device worker's check as a load starts all read.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ from pathlib import Path
 
 import psutil
 
+from apps.fleet.domain.capacity import HostMemory, host_capacity, within_cgroup
 from apps.fleet.domain.kinds import Backend, DeviceKind
 
-from .base import DeviceInfo, DeviceReading, NodeInfo, host_capacity, made_up_uuid
+from .base import DeviceInfo, DeviceReading, NodeInfo, made_up_uuid
 
 # Chips whose sensors measure the CPU package itself, in order of preference (Intel, AMD, ARM
 # boards); other sensors (NVMe, ACPI zones) would report a temperature that is not the CPU's.
 _CPU_SENSORS = ("coretemp", "k10temp", "zenpower", "cpu_thermal", "cpu-thermal")
+# This process's memory cgroup, as a container sees its own: the unified hierarchy (v2) first, then v1.
+_CGROUPS = (
+    Path("/sys/fs/cgroup"),  # memory.max, memory.current, memory.stat
+    Path("/sys/fs/cgroup/memory"),  # memory.limit_in_bytes, memory.usage_in_bytes, memory.stat
+)
+_CGROUP_FILES = (("memory.max", "memory.current"), ("memory.limit_in_bytes", "memory.usage_in_bytes"))
 
 
 def cpu_model() -> str:
@@ -30,6 +39,30 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "CPU"
+
+
+def host_memory() -> HostMemory:
+    """The host's RAM and what is available of it, bounded by this process's memory cgroup where
+    one limits it (in a container psutil reads the whole machine's). Raises OSError or psutil.Error
+    when the host cannot be read."""
+    machine = psutil.virtual_memory()
+    host = HostMemory(int(machine.total), int(machine.available))
+    for folder, (limit, usage) in zip(_CGROUPS, _CGROUP_FILES, strict=True):
+        if (folder / limit).is_file():
+            return within_cgroup(
+                host,
+                limit=_read(folder / limit),
+                usage=_read(folder / usage),
+                stat=_read(folder / "memory.stat"),
+            )
+    return host
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def host_node_info(*, backend: str, driver_version: str = "", cuda_version: str = "") -> NodeInfo:
@@ -56,7 +89,7 @@ class CpuBackend:
     name = Backend.CPU.value
 
     def __init__(self, node_name: str, *, capacity_share: float = 0.5) -> None:
-        total = psutil.virtual_memory().total
+        total = host_memory().total_bytes
         self._device = DeviceInfo(
             index=0,
             uuid=made_up_uuid("CPU", node_name),
@@ -78,7 +111,7 @@ class CpuBackend:
     def sample(self, now: float) -> list[DeviceReading]:
         device = self._device
         try:
-            memory = psutil.virtual_memory()
+            memory = host_memory()
             busy = psutil.cpu_percent(interval=None)
             temperature = self._temperature()
         except (OSError, psutil.Error) as exc:
@@ -89,10 +122,10 @@ class CpuBackend:
                 uuid=device.uuid,
                 gpu_util=float(busy),
                 mem_util=None,
-                mem_total_bytes=memory.total,
-                mem_used_bytes=memory.total - memory.available,
-                mem_free_bytes=memory.available,
-                host_free_bytes=memory.available,
+                mem_total_bytes=memory.total_bytes,
+                mem_used_bytes=memory.total_bytes - memory.available_bytes,
+                mem_free_bytes=memory.available_bytes,
+                host_free_bytes=memory.available_bytes,
                 temperature_c=temperature,
                 power_w=None,
                 power_limit_w=None,

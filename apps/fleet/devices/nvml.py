@@ -15,9 +15,10 @@ from typing import Any
 import psutil
 import pynvml
 
+from apps.fleet.domain.capacity import gpu_capacity
 from apps.fleet.domain.kinds import Backend, DeviceKind
 
-from .base import BackendUnavailable, DeviceInfo, DeviceReading, NodeInfo, ProcessUse, gpu_capacity
+from .base import BackendUnavailable, DeviceInfo, DeviceReading, NodeInfo, ProcessUse
 from .cpu import host_node_info
 
 log = logging.getLogger(__name__)

@@ -71,8 +71,8 @@ def open_backend(
         if backend.capped():
             cap = format_bytes(backend.host_cap_bytes)
             reason += (
-                f"; their models live in host memory, so each offers at most {cap}"
-                f" ({cpu_capacity_share:.0%} of the host's RAM)"
+                f"; their models live in host memory, so together they offer at most"
+                f" {cpu_capacity_share:.0%} of the host's RAM, {cap} each"
             )
         return backend, reason
     cpu_note = f"offering the CPU as one device ({cpu_capacity_share:.0%} of RAM as capacity)"

@@ -6,8 +6,9 @@ once; utilisation settles in a few seconds and temperature in about a minute, as
 so charts show a job starting and ending rather than a square wave.
 
 A simulated GPU has no memory of its own: the models MOC loads onto it live in the host's RAM.
-So it offers no more than a CPU device would (a share of the host's RAM), however large the card
-it simulates, and each reading carries the host's available memory beside the simulated figures.
+So the node's simulated GPUs together offer no more than a CPU device would (a share of the host's
+RAM, split evenly among them), however large the cards they simulate, and each reading carries the
+host's available memory beside the simulated figures.
 """
 
 from __future__ import annotations
@@ -19,21 +20,11 @@ from dataclasses import dataclass
 
 import psutil
 
+from apps.fleet.domain.capacity import GiB, MiB, capped_by_host, gpu_capacity, host_capacity
 from apps.fleet.domain.kinds import Backend, DeviceKind
 
-from .base import (
-    DeviceInfo,
-    DeviceReading,
-    GiB,
-    MiB,
-    NodeInfo,
-    SimLoad,
-    capped_by_host,
-    gpu_capacity,
-    host_capacity,
-    made_up_uuid,
-)
-from .cpu import host_node_info
+from .base import DeviceInfo, DeviceReading, NodeInfo, SimLoad, made_up_uuid
+from .cpu import host_memory, host_node_info
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +45,6 @@ MEM_CLOCK_MHZ = (405, 2619)
 PCIE_RX_PER_REQUEST = 64 * 1024  # the request's input, host to device
 PCIE_TX_PER_REQUEST = 16 * 1024  # its output, device to host
 IDLE = SimLoad()
-
-
-def _host_available() -> int:
-    return int(psutil.virtual_memory().available)
 
 
 def power_limit_w(total_bytes: int) -> float:
@@ -92,10 +79,10 @@ class SimBackend:
         sizes = [size for count, size in specs for _ in range(count)]
         if not sizes or min(sizes) <= 0:
             raise ValueError(f"simulated GPUs need at least one device of a positive size, not {specs}")
-        ram = psutil.virtual_memory().total if host_ram_bytes is None else host_ram_bytes
-        # The most one simulated GPU offers: what a CPU device on this host would.
-        self.host_cap_bytes = host_capacity(ram, host_share)
-        self._host_available = host_available or _host_available
+        ram = host_memory().total_bytes if host_ram_bytes is None else host_ram_bytes
+        # The most one simulated GPU offers: its even part of what a CPU device on this host would.
+        self.host_cap_bytes = host_capacity(ram, host_share, devices=len(sizes))
+        self._host_available = host_available or (lambda: host_memory().available_bytes)
         self._devices = [
             DeviceInfo(
                 index=index,

@@ -59,6 +59,11 @@ class OutOfMemory(ServingError):
     error_class = ErrorClass.OUT_OF_MEMORY
 
 
+class HostShortfall(OutOfMemory):
+    """The host's available memory cannot take a load onto a device that keeps its weights there.
+    Every such device of the same node shares that memory, so none of them is tried next."""
+
+
 class CorruptFile(ServingError):
     error_class = ErrorClass.CORRUPT_FILE
 

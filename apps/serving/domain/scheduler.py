@@ -64,14 +64,21 @@ class Refusal:
     reason: str  # a sentence for the operator
 
 
+def _own_room(device: DeviceView) -> int:
+    """Bytes the device itself has for MOC, its host aside: the lower of capacity less what MOC holds
+    and what it reports free."""
+    room = device.capacity_bytes - device.placed_bytes
+    if device.reported_free_bytes is not None:
+        room = min(room, device.reported_free_bytes)
+    return room
+
+
 def _headroom(device: DeviceView) -> int:
     """Bytes MOC may still place, not floored: negative when a device holds more than it should.
 
     Eviction adds the victims' bytes to this figure, so the floor must come after that sum.
     """
-    room = device.capacity_bytes - device.placed_bytes
-    if device.reported_free_bytes is not None:
-        room = min(room, device.reported_free_bytes)
+    room = _own_room(device)
     if device.host_free_bytes is not None:
         room = min(room, device.host_free_bytes)
     return room
@@ -208,9 +215,4 @@ def _capacity_refusal(
 def _binding_host_free(device: DeviceView) -> int | None:
     """The host's available memory when it, not the device's own room, limits what fits there."""
     host = device.host_free_bytes
-    if host is None:
-        return None
-    own = device.capacity_bytes - device.placed_bytes
-    if device.reported_free_bytes is not None:
-        own = min(own, device.reported_free_bytes)
-    return host if host < own else None
+    return host if host is not None and host < _own_room(device) else None

@@ -1,11 +1,13 @@
 """The scheduler's picture of devices: capacity, what MOC holds there, what they report free, and the
 placements on them as eviction candidates.
 
-A device that keeps weights in host memory (the CPU, a simulated GPU) is also bounded by its host's
-available memory, as the node's own telemetry last reported it: the web process may run on another
-machine, so its own psutil would read the wrong host. That figure is up to a sample old and cannot see
-loads that have not started, so the device worker checks the host again, on the node, as each load
-starts (apps.serving.worker.loading), and that check is the one that holds.
+A device that keeps weights in host memory (the CPU, a simulated GPU) offers only its part of a share
+of its host's RAM (apps.fleet.domain.capacity), so what MOC places on a node's host-memory devices
+together never exceeds that share, telemetry or not. It is also bounded by the host's available
+memory, as the node's own telemetry last reported it, less the loads not yet done there
+(`host_unseen`): the web process may run on another machine, so its own psutil would read the wrong
+host. That report is up to a sample old, and absent while Redis is, so the device worker checks the
+host itself as each load starts (apps.serving.worker.loading), against the same loads not yet done.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from apps.core.redis_clients import redis_client
 from apps.fleet import telemetry
@@ -49,7 +52,7 @@ def device_views(
     )
     held = ledger.held(ids)
     reported, host_reported = reported_free_bytes()
-    host_unseen = _host_unseen({d.node.name for d in devices if in_host_memory(d)})
+    unseen_by_host = host_unseen({d.node.name for d in devices if in_host_memory(d)})
     idle_after = now - settings.MOC_PLACEMENT_IDLE_S
     residents: dict[int, list[eviction.Resident]] = {pk: [] for pk in ids}
     unseen: dict[int, int] = dict.fromkeys(ids, 0)  # promised, not yet in the device's report
@@ -82,7 +85,7 @@ def device_views(
             placed_bytes=held.get(d.pk, 0),
             reported_free_bytes=None if d.pk not in reported else max(0, reported[d.pk] - unseen[d.pk]),
             host_free_bytes=(
-                max(0, host_reported[d.pk] - host_unseen.get(d.node.name, 0))
+                max(0, host_reported[d.pk] - unseen_by_host.get(d.node.name, 0))
                 if d.pk in host_reported and in_host_memory(d)
                 else None
             ),
@@ -120,14 +123,19 @@ def in_host_memory(device: Device) -> bool:
     return not (device.kind == DeviceKind.GPU and device.node.backend == Backend.NVML)
 
 
-def _host_unseen(nodes: set[str]) -> dict[str, int]:
-    """Per node, what the loads not yet finished on its host-memory devices will take from the host:
-    the host's report shows at most part of it."""
+def host_unseen(nodes: set[str], *, yielding_to: int | None = None) -> dict[str, int]:
+    """Per node, what the loads not yet done on its host-memory devices will take from the host:
+    its own figures show at most part of it. With `yielding_to` (a placement whose load starts now),
+    only what that load must leave room for: the others loading, and those requested before it. A
+    later one still waiting defers to it: of two loads the host has room for only one of, the
+    earlier starts, rather than each refusing for the other."""
     if not nodes:
         return {}
     starting = Placement.objects.filter(
         device__node__name__in=nodes, state__in=[P.REQUESTED, P.LOADING]
     ).select_related("device__node")
+    if yielding_to is not None:
+        starting = starting.exclude(pk=yielding_to).filter(Q(state=P.LOADING) | Q(pk__lt=yielding_to))
     unseen: dict[str, int] = {}
     for p in starting:
         if in_host_memory(p.device):

@@ -19,6 +19,10 @@ from typing import Any
 
 # Read by huggingface_hub when it is first imported, so before transformers below.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Read by transformers at each from_pretrained: without it, tensors are built in a thread pool of its
+# own (core_model_loading), where the load guard's stop cannot reach, and the ones in flight would
+# go on being built after a stopped load was freed. Set here, where a device worker first needs it.
+os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = "1"
 
 import torch  # noqa: E402
 import transformers  # noqa: E402

@@ -33,6 +33,9 @@ METER_WORDS = {
     TORCH: "torch's allocated device memory",
     DEVICE: "the device's free memory",
 }
+# Meters that count other processes too (and a runtime's one-time CUDA set-up): what they say of one
+# load is an upper bound. RSS and torch's allocator count this process alone, every thread of it.
+DEVICE_WIDE = frozenset({DEVICE})
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,13 @@ Failures are classified (apps.serving.domain.errors) and each class has its reco
 ones are retried with backoff, an out-of-memory load is re-placed on another device once, a
 lost device is marked unhealthy and what it held is placed elsewhere.
 
-Every load is guarded (apps.serving.runtimes.guard): on a device that keeps weights in host memory
-it starts only if the host's available memory can take its reservation; while it runs it is stopped
-once it takes more than its reservation allows (MOC_LOAD_GUARD_MARGIN), and once its placement ends
-(unloaded, reaped, lost). The unload message may wait behind the load in this worker's pool, so a
-thread beside the load also asks the database every WATCH_S whether the placement is still loading.
+Every load is guarded (apps.serving.runtimes.guard), one at a time in this process (the meters
+count the whole process): on a device that keeps weights in host memory it starts only if the host's
+available memory, less what the other loads not yet done on the node's host-memory devices were
+promised, can take its reservation; while it runs it is stopped once it takes more than its
+reservation allows (MOC_LOAD_GUARD_MARGIN), and once its placement ends (unloaded, reaped, lost).
+The unload message may wait behind the load in this worker's pool, so a thread beside the load also
+asks the database every WATCH_S whether the placement is still loading.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import psutil
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,13 +35,14 @@ from django.utils import timezone
 from apps.core.domain.units import format_bytes
 from apps.core.redis_clients import redis_client
 from apps.fleet import services as fleet_services
+from apps.fleet.devices.cpu import host_memory
 from apps.fleet.domain.states import DeviceHealth
 from apps.fleet.models import Device
 from apps.serving import metrics, placing, runtimes, services
 from apps.serving.domain import load_guard
 from apps.serving.domain.errors import (
     ErrorClass,
-    OutOfMemory,
+    HostShortfall,
     Recovery,
     ServingError,
     backoff_s,
@@ -50,7 +52,7 @@ from apps.serving.domain.errors import (
 from apps.serving.domain.eviction import gdsf_priority
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, PlacementState
 from apps.serving.models import Placement
-from apps.serving.placing.devices import in_host_memory
+from apps.serving.placing.devices import host_unseen, in_host_memory
 from apps.serving.resilience import Breakers
 from apps.serving.runtimes.guard import Guard, LoadCancelled, OverReservation, free_failed_load
 from apps.serving.worker.device import device_id, torch_device
@@ -61,7 +63,10 @@ P = PlacementState
 
 
 WAIT_S = 0.25  # how soon a load waiting for its base or for evictions looks again
+SLOT_WAIT_S = 1.0  # how long a load waits in its thread for the one running here before it looks again
 WATCH_S = 0.5  # how often a running load's placement is looked at, to stop the load once it ended
+WATCH_JOIN_S = 2.0  # how long a load's end waits for that look, should the database hang
+COMPLAIN_EVERY_S = 60.0  # a look that keeps failing is logged this often, not every WATCH_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,26 +110,24 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
         base = RESIDENTS.get(p.depends_on_id)
         if base is None:
             return LoadOutcome(retry_in=WAIT_S, note="waiting for its base to load")
-    if p.state == P.REQUESTED and not services.placement_move(placement=p, to=P.LOADING):
-        return LoadOutcome(note="moved by another writer")
     guard = Guard(
         reserved_bytes=p.reserved_bytes,
         limit_bytes=load_guard.limit_bytes(p.reserved_bytes, margin=settings.MOC_LOAD_GUARD_MARGIN),
+        requests_in_flight=RESIDENTS.in_flight,
     )
-    started = time.monotonic()
+    if not RESIDENTS.start_loading(p.pk, guard, wait_s=SLOT_WAIT_S):
+        return LoadOutcome(retry_in=WAIT_S, note="waiting for the load running in this worker")
     try:
-        with RESIDENTS.loading(p.pk, guard), _stopped_once_ended(p.pk, guard):
-            _check_host_memory(p)
-            loaded = _into_memory(p, base, guard)
-            # Inside the loading mark: an unload arriving now finds the load running, never a gap.
-            RESIDENTS.add(p.pk, loaded)
-    except Exception as exc:
-        free_failed_load(exc, torch_device(p.device))
-        if isinstance(exc, LoadCancelled):
-            return LoadOutcome(
-                note=_ended_while_loading(p, f"{exc}: stopped after {time.monotonic() - started:.1f} s")
-            )
-        return _load_failed(p, exc, attempt=attempt)
+        p.refresh_from_db(fields=["state"])  # the load that held the slot may have been this one
+        if p.state not in (P.REQUESTED, P.LOADING):
+            return LoadOutcome(note="not waiting to load")
+        if p.state == P.REQUESTED and not services.placement_move(placement=p, to=P.LOADING):
+            return LoadOutcome(note="moved by another writer")
+        loaded = _load_in_slot(p, base, guard, attempt=attempt)
+    finally:
+        RESIDENTS.end_loading(p.pk, guard)
+    if isinstance(loaded, LoadOutcome):
+        return loaded
     metrics.PLACEMENT_LOAD_SECONDS.observe(loaded.load_seconds)
     try:
         moved = services.placement_move(
@@ -146,6 +149,26 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
     return LoadOutcome(note="loaded")
 
 
+def _load_in_slot(p: Placement, base: Any, guard: Guard, *, attempt: int) -> Any:
+    """The load itself, holding this process's load slot: the model, held by RESIDENTS, or the
+    outcome of its failure once what it took was freed (before the next load may start)."""
+    started = time.monotonic()
+    try:
+        with _stopped_once_ended(p.pk, guard):
+            _check_host_memory(p)
+            loaded = _into_memory(p, base, guard)
+            # Inside the loading mark: an unload arriving now finds the load running, never a gap.
+            RESIDENTS.add(p.pk, loaded)
+    except Exception as exc:
+        free_failed_load(exc, torch_device(p.device))
+        if isinstance(exc, LoadCancelled):
+            return LoadOutcome(
+                note=_ended_while_loading(p, f"{exc}: stopped after {time.monotonic() - started:.1f} s")
+            )
+        return _load_failed(p, exc, attempt=attempt)
+    return loaded
+
+
 def _into_memory(p: Placement, base: Any, guard: Guard) -> Any:
     profile = placing.profile_for(p.version)
     spec = runtimes.LoadSpec(
@@ -162,12 +185,19 @@ def _into_memory(p: Placement, base: Any, guard: Guard) -> Any:
 
 def _check_host_memory(p: Placement) -> None:
     """On a device that keeps weights in host memory, refuse a load the host cannot take now: the
-    scheduler went by the node's last report, this is the host itself at the moment it starts."""
+    scheduler went by the node's last report (if it had one), this is the host itself as the load
+    starts, less what the node's other loads not yet done were promised (each simulated GPU has a
+    worker process of its own, loading into the same RAM)."""
     if not in_host_memory(p.device):
         return
-    why = load_guard.host_shortfall(psutil.virtual_memory().available, reserved_bytes=p.reserved_bytes)
+    node = p.device.node.name
+    why = load_guard.host_shortfall(
+        host_memory().available_bytes,
+        reserved_bytes=p.reserved_bytes,
+        promised_bytes=host_unseen({node}, yielding_to=p.pk).get(node, 0),
+    )
     if why is not None:
-        raise OutOfMemory(why)
+        raise HostShortfall(why)
 
 
 @contextlib.contextmanager
@@ -176,12 +206,21 @@ def _stopped_once_ended(placement_id: int, guard: Guard) -> Iterator[None]:
     done = threading.Event()
 
     def watch() -> None:
+        failed, complained_at = 0, -COMPLAIN_EVERY_S
         try:
             while not done.wait(WATCH_S):
                 try:
-                    state = Placement.objects.filter(pk=placement_id).values_list("state", flat=True).first()
+                    state = _state_of(placement_id)
                 except Exception as exc:  # the load goes on; the next look may get through
-                    log.warning("placement %s: could not look at it while it loads: %s", placement_id, exc)
+                    failed += 1
+                    if time.monotonic() - complained_at >= COMPLAIN_EVERY_S:
+                        complained_at = time.monotonic()
+                        log.warning(
+                            "placement %s: could not look at it while it loads (%d tries failed): %s",
+                            placement_id,
+                            failed,
+                            exc,
+                        )
                     continue
                 # None: not visible from here (yet); a deleted placement ends the load as it finishes.
                 if state is not None and state != P.LOADING:
@@ -197,7 +236,13 @@ def _stopped_once_ended(placement_id: int, guard: Guard) -> Iterator[None]:
         yield
     finally:
         done.set()
-        watcher.join()
+        watcher.join(WATCH_JOIN_S)
+        if watcher.is_alive():  # a daemon thread: it ends with its look, or with the process
+            log.warning("placement %s: the look at it did not end within %.0f s", placement_id, WATCH_JOIN_S)
+
+
+def _state_of(placement_id: int) -> str | None:
+    return Placement.objects.filter(pk=placement_id).values_list("state", flat=True).first()
 
 
 def _drop(placement_id: int) -> str:
@@ -260,15 +305,17 @@ def _load_failed(p: Placement, exc: Exception, *, attempt: int) -> LoadOutcome:
         device_lost(p.device, reason=str(exc))
         return LoadOutcome(note=f"{error_class.value}: {message}")
     services.placement_move(placement=p, to=P.FAILED, error_class=error_class, error=message)
-    # A load that outgrew its reservation would outgrow it on any device: it is not tried again.
-    if then == Recovery.EVICT_AND_RETRY and not isinstance(exc, OverReservation):
-        _replace_after_oom(p)
+    # A load that outgrew its reservation would outgrow it on any device: it is not tried again,
+    # unless the figure may have counted more than the load.
+    if then == Recovery.EVICT_AND_RETRY and not (isinstance(exc, OverReservation) and not exc.replaceable):
+        _replace_after_oom(p, host_short=isinstance(exc, HostShortfall))
     return LoadOutcome(note=f"{error_class.value}: {message}")
 
 
-def _replace_after_oom(p: Placement) -> None:
+def _replace_after_oom(p: Placement, *, host_short: bool) -> None:
     """An out-of-memory load tries another device once: a version that ran out of memory on two
-    devices in the last hour stays failed until someone looks at it."""
+    devices in the last hour stays failed until someone looks at it. A load its host could not take
+    (`host_short`) tries another node: the node's other devices share that host's memory."""
     recent = Placement.objects.filter(
         version=p.version,
         error_class=ErrorClass.OUT_OF_MEMORY,
@@ -277,8 +324,13 @@ def _replace_after_oom(p: Placement) -> None:
     if p.depends_on_id is not None or recent.count() > 1:
         return
     try:
+        excluded = (
+            list(Device.objects.filter(node_id=p.device.node_id).values_list("pk", flat=True))
+            if host_short
+            else [p.device_id]
+        )
         again = placing.placement_load(
-            version=p.version, exclude_devices=[p.device_id], requested_by=p.requested_by
+            version=p.version, exclude_devices=excluded, requested_by=p.requested_by
         )
     except (placing.PlacementRefused, ValidationError) as exc:
         log.warning("placement %s ran out of memory and no other device can take it: %s", p.pk, exc)

@@ -4,6 +4,10 @@ One worker process serves one device (its own queue, a thread pool), so what is 
 here, in the process, and requests for it come to this process's queue. Requests count as
 in flight while they use a model; unloading stops new ones and waits for those in flight
 (drains) before the model is freed, so an unload never pulls weights from under a request.
+
+One load runs at a time in the process (`start_loading`): what a load takes is read from meters
+that count the whole process (its resident memory, torch's allocator), so two loads at once would
+each be charged for the other, by the load guard and in the bytes they record as measured.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Residents:
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry] = {}
         self._loading: dict[int, Guard] = {}
+        self._load_slot = threading.Lock()  # held by the one load running in this process
 
     def add(self, placement_id: int, loaded: Loaded) -> None:
         with self._lock:
@@ -51,19 +56,31 @@ class Residents:
     def ids(self) -> list[int]:
         return sorted(self._entries)
 
-    @contextmanager
-    def loading(self, placement_id: int, guard: Guard) -> Iterator[None]:
-        """Marks a load in progress, so an unload arriving meanwhile can stop it through its guard."""
+    def start_loading(self, placement_id: int, guard: Guard, *, wait_s: float) -> bool:
+        """Take the process's load slot for the placement, waiting up to `wait_s` for the load that
+        holds it, and mark the load in progress, so an unload arriving meanwhile can stop it through
+        its guard. False when another load (or a second one of the same placement) still holds it;
+        after True, end_loading must follow."""
+        if placement_id in self._loading or not self._load_slot.acquire(timeout=wait_s):
+            return False
         with self._lock:
             self._loading[placement_id] = guard
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._loading.pop(placement_id, None)
+        return True
+
+    def end_loading(self, placement_id: int, guard: Guard) -> None:
+        """The load start_loading let in has ended: its mark goes, and the next load may start."""
+        with self._lock:
+            if self._loading.get(placement_id) is guard:
+                del self._loading[placement_id]
+        self._load_slot.release()
 
     def is_loading(self, placement_id: int) -> bool:
         return placement_id in self._loading
+
+    def in_flight(self) -> int:
+        """Requests using any model of this process now."""
+        with self._lock:
+            return sum(entry.inflight for entry in self._entries.values())
 
     def stop_loading(self, placement_id: int, why: str) -> bool:
         """Stop the placement's load, if one runs here: it ends within a tensor operation (see

@@ -130,15 +130,15 @@ def test_sim_opens_simulated_gpus_that_follow_the_given_loads() -> None:
     assert backend.sample(0.0)[2].mem_used_bytes > GiB
 
 
-def test_sim_says_when_host_memory_caps_what_its_gpus_offer() -> None:
-    cap = int(psutil.virtual_memory().total * 0.01)
+def test_sim_says_when_host_memory_caps_what_its_gpus_offer_together() -> None:
+    cap = int(psutil.virtual_memory().total * 0.01) // 2
 
-    backend, reason = open_backend("sim:1x80GiB", node_name="box", cpu_capacity_share=0.01)
+    backend, reason = open_backend("sim:2x80GiB", node_name="box", cpu_capacity_share=0.01)
 
-    assert backend.devices()[0].capacity_bytes == cap
+    assert [d.capacity_bytes for d in backend.devices()] == [cap, cap]
     assert reason == (
-        "MOC_DEVICES=sim:1x80GiB: 1 simulated GPU (1x80 GiB); their models live in host memory,"
-        f" so each offers at most {format_bytes(cap)} (1% of the host's RAM)"
+        "MOC_DEVICES=sim:2x80GiB: 2 simulated GPUs (2x80 GiB); their models live in host memory,"
+        f" so together they offer at most 1% of the host's RAM, {format_bytes(cap)} each"
     )
 
 

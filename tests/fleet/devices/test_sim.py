@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from apps.fleet.devices.base import DeviceReading, SimLoad, capped_by_host
+from apps.fleet.devices.base import DeviceReading, SimLoad
 from apps.fleet.devices.sim import CONTEXT_BYTES, IDLE_C, SimBackend
 
 GiB = 1024**3
@@ -57,24 +57,32 @@ def test_sim_devices_are_labelled_simulated_with_sizes_from_the_spec(sim: SimBac
 def test_a_sim_gpu_offers_no_more_than_its_hosts_share_of_ram_and_says_what_it_simulates() -> None:
     host = int(23.5 * GiB)
 
-    sim = SimBackend("sim-box-1", [(1, 80 * GiB), (1, 8 * GiB)], host_ram_bytes=host, host_share=0.5)
+    sim = SimBackend("sim-box-1", [(1, 80 * GiB)], host_ram_bytes=host, host_share=0.5)
 
-    big, small = sim.devices()
+    (big,) = sim.devices()
     assert (big.name, big.simulated, big.memory_total_bytes) == ("Simulated GPU 80 GiB", True, 80 * GiB)
     assert big.capacity_bytes == host // 2  # what a CPU device on this host would offer
-    assert small.capacity_bytes == 8 * GiB - 512 * 1024**2  # smaller than the cap: as the card would
     assert sim.host_cap_bytes == host // 2
     assert sim.capped() == [big]
 
 
-@pytest.mark.parametrize(
-    ("simulated", "capacity", "capped"),
-    [(True, int(11.75 * GiB), True), (True, 76 * GiB, False), (False, int(11.75 * GiB), False)],
-)
-def test_only_a_simulated_gpu_offering_less_than_its_card_reads_as_capped_by_host_memory(
-    simulated: bool, capacity: int, capped: bool
-) -> None:
-    assert capped_by_host(simulated=simulated, memory_total_bytes=80 * GiB, capacity_bytes=capacity) is capped
+def test_a_hosts_sim_gpus_split_its_share_of_ram_so_together_they_offer_no_more_than_the_host_has() -> None:
+    host = int(23.5 * GiB)
+
+    sim = SimBackend("sim-box-1", [(4, 80 * GiB)], host_ram_bytes=host, host_share=0.5)
+
+    assert [d.capacity_bytes for d in sim.devices()] == [host // 2 // 4] * 4
+    assert sum(d.capacity_bytes for d in sim.devices()) <= host // 2
+    assert sim.capped() == sim.devices()
+
+
+def test_a_sim_gpu_smaller_than_its_part_of_the_host_offers_what_its_card_would() -> None:
+    sim = SimBackend("sim-box-1", [(1, 80 * GiB), (1, 8 * GiB)], host_ram_bytes=64 * GiB, host_share=0.5)
+
+    big, small = sim.devices()
+    assert big.capacity_bytes == 16 * GiB  # half of half the host
+    assert small.capacity_bytes == 8 * GiB - 512 * 1024**2  # smaller than its part: as the card would
+    assert sim.capped() == [big]
 
 
 def test_sim_gpus_are_capped_by_this_machines_own_ram_by_default() -> None:
