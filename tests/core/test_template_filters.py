@@ -8,7 +8,7 @@ import pytest
 from django.template import Context, Template
 from django.utils import timezone
 
-from apps.core.domain.text import printable
+from apps.core.domain.text import counted, printable
 from apps.core.templatetags.moc import ago, bytes_filter, when
 
 GiB = 1024**3
@@ -63,3 +63,16 @@ def test_printable_leaves_printable_text_as_it_is_so_showing_it_twice_changes_no
 
 def test_the_printable_filter_escapes_html_after_making_controls_visible() -> None:
     assert _render("{{ name|printable }}", name="<b>\n") == "&lt;b&gt;\\n"
+
+
+@pytest.mark.parametrize(
+    ("n", "noun", "plural", "text"),
+    [
+        (1, "file", "", "1 file"),
+        (2, "file", "", "2 files"),
+        (1024, "tensor", "", "1,024 tensors"),
+        (0, "entry", "entries", "0 entries"),
+    ],
+)
+def test_counted_puts_the_noun_in_the_right_number(n: int, noun: str, plural: str, text: str) -> None:
+    assert counted(n, noun, plural) == text

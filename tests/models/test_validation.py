@@ -85,7 +85,7 @@ def test_every_file_hashed_passes_the_checksum_line() -> None:
     assert {
         "check": "checksum",
         "status": "pass",
-        "detail": "sha256 recorded for all 1 files",
+        "detail": "sha256 recorded for 1 file",
         "file": "",
     } in report
 
@@ -106,6 +106,15 @@ def test_a_version_without_weights_fails() -> None:
     assert problems(report) == [
         "weights_present: no weights file (.safetensors, .gguf, .onnx or a pytorch file)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("names", "detail"), [(["a.gguf"], "1 weights file"), (["a.gguf", "b.gguf"], "2 weights files")]
+)
+def test_the_weights_line_counts_its_files_in_words(names: list[str], detail: str) -> None:
+    report = version_report(files={n: _header("gguf") for n in names}, checksums=dict.fromkeys(names, SHA))
+
+    assert {"check": "weights_present", "status": "pass", "detail": detail, "file": ""} in report
 
 
 def test_a_referenced_file_missing_from_the_version_fails() -> None:

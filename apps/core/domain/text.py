@@ -33,3 +33,8 @@ def printable(text: str) -> str:
     if all(_shown_as_is(char) for char in text):
         return text
     return "".join(char if _shown_as_is(char) else _escaped(char) for char in text)
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """`n` with its noun in the right number: "1 file", "2 files", "1,024 tensors"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from apps.core.domain.text import printable
+from apps.core.domain.text import counted, printable
 from apps.models.domain import params
 from apps.models.domain.formats import FileFormat, ModelFormat
 from apps.models.domain.headers import Check, FileHeader
@@ -186,7 +186,7 @@ def _references(rel: str, header: FileHeader, files: Mapping[str, FileHeader]) -
 def _tensors_present(header: FileHeader, rel: str) -> Check:
     if not header.tensor_count:
         return Check("tensors_present", "fail", "the file holds no tensors: no weights to load", rel)
-    return Check("tensors_present", "pass", f"{header.tensor_count:,} tensors", rel)
+    return Check("tensors_present", "pass", counted(header.tensor_count, "tensor"), rel)
 
 
 def _weights_present(files: Mapping[str, FileHeader]) -> Check:
@@ -195,7 +195,7 @@ def _weights_present(files: Mapping[str, FileHeader]) -> Check:
         return Check(
             "weights_present", "fail", "no weights file (.safetensors, .gguf, .onnx or a pytorch file)"
         )
-    return Check("weights_present", "pass", f"{len(weights)} weights files")
+    return Check("weights_present", "pass", counted(len(weights), "weights file"))
 
 
 def _checksums(files: Mapping[str, FileHeader], checksums: Mapping[str, str | None]) -> Check:
@@ -204,7 +204,7 @@ def _checksums(files: Mapping[str, FileHeader], checksums: Mapping[str, str | No
         return Check(
             "checksum", "warn", f"{len(pending)} of {len(files)} files not hashed yet: {_names(pending)}"
         )
-    return Check("checksum", "pass", f"sha256 recorded for all {len(files)} files")
+    return Check("checksum", "pass", f"sha256 recorded for {counted(len(files), 'file')}")
 
 
 def _model_format(weights_format: FileFormat | None, files: Mapping[str, FileHeader]) -> str:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from apps.core.domain.text import counted
 from apps.models import discovery, services
 from apps.models.domain import validation
 from apps.models.domain.headers import Check
@@ -66,7 +67,7 @@ def _on_disk(version: ModelVersion, files: list[ModelFile]) -> Check:
     if moved:
         detail = f"changed since the last scan, which will read them again: {', '.join(moved[:5])}"
         return Check("files_present", "warn", detail)
-    return Check("files_present", "pass", f"all {len(files)} files as the last scan read them")
+    return Check("files_present", "pass", f"{counted(len(files), 'file')}, unchanged since the last scan")
 
 
 def _fingerprint_of(file: ModelFile) -> str:
