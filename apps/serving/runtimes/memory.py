@@ -20,8 +20,11 @@ The floor is what a load cannot have taken less of: its weights are resident aft
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,10 +98,25 @@ def freed(before: Snapshot, after: Snapshot) -> int | None:
 
 
 def release_cached(device: str) -> None:
-    """Hand torch's cached blocks back to the driver, so the device's own figures show the unload."""
+    """Hand what an unload or a stopped load freed back to whoever counts it: torch's cached blocks
+    to the driver on a GPU; on the CPU, the C heap's free pages to the host (glibc keeps them, and
+    after a few large frees it stops mapping big blocks apart, so a freed model would otherwise stay
+    in the worker's RSS and out of the host's available memory the next load is checked against)."""
     torch = sys.modules.get("torch")
-    if device.startswith("cuda") and torch is not None:
-        torch.cuda.empty_cache()
+    if device.startswith("cuda"):
+        if torch is not None:
+            torch.cuda.empty_cache()
+    elif (trim := _malloc_trim()) is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)
 
 
 def storages(tensors: Iterable[Any]) -> dict[int, int]:
