@@ -12,10 +12,11 @@ from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredMo
 
 
 class PrintableField(serializers.CharField):
-    """A name from disk as a person should read it: every control character written as a visible
-    escape (a newline as \\n, DEL as \\x7f, a C1 control as \\x9b), the way apps.core.domain.text.printable
-    and the pages show it. JSON escapes C0 controls but passes DEL and C1 through raw, and a client
-    that prints a decoded name acts on them; the raw field beside it stays exact, for matching."""
+    """A name from disk as a person should read it: every control or invisible formatting character
+    written as a visible escape (a newline as \\n, DEL as \\x7f, a right-to-left override as
+    \\u202e), the way apps.core.domain.text.printable and the pages show it. JSON escapes C0 controls
+    but passes the others through raw, and a client that prints a decoded name acts on them or shows
+    another name; the raw field beside it stays exact, for matching."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(read_only=True, **kwargs)

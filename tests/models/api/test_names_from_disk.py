@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
+from apps.models.api.serializers import PrintableField
 from tests.models.formats import corpus
 from tests.models.scans import scan_now, validated, version_at
 
@@ -77,3 +78,10 @@ def test_a_name_that_is_not_utf8_is_refused_and_the_scan_goes_on(root: Path, cli
         "path_display": f"{root}/bad\\xff.safetensors",
         "error": "the name is not UTF-8 text; rename it",
     }
+
+
+def test_the_display_field_escapes_what_would_show_another_name() -> None:
+    field = PrintableField()
+
+    assert field.to_representation("model\u202efstensors.safe") == "model\\u202efstensors.safe"
+    assert field.to_representation("a\x9bb") == "a\\x9bb"
