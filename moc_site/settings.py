@@ -204,8 +204,14 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
-# Worker liveness kept in Redis with a TTL; /readyz counts the live keys.
-MOC_WORKER_HEARTBEAT_S = env_int("MOC_WORKER_HEARTBEAT_S", 10)
+# Worker liveness kept in Redis: /readyz counts the live workers, and a request for a device
+# whose worker has been silent this long is refused at once instead of waiting for its timeout.
+MOC_WORKER_HEARTBEAT_S = env_int("MOC_WORKER_HEARTBEAT_S", 2)
+MOC_WORKER_SILENT_AFTER_S = env_int("MOC_WORKER_SILENT_AFTER_S", 3 * MOC_WORKER_HEARTBEAT_S)
+if MOC_WORKER_HEARTBEAT_S < 1 or MOC_WORKER_SILENT_AFTER_S < 2 * MOC_WORKER_HEARTBEAT_S:
+    raise ImproperlyConfigured(
+        "MOC_WORKER_HEARTBEAT_S must be at least 1 and MOC_WORKER_SILENT_AFTER_S at least twice it"
+    )
 # A worker's own Prometheus endpoint (0: none). Off where every process shares one metrics
 # folder with web, whose /metrics then covers workers too (scripts/run.sh); on in compose.
 MOC_WORKER_METRICS_PORT = env_int("MOC_WORKER_METRICS_PORT", 0)

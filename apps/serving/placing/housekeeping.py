@@ -49,7 +49,7 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
     # The reaper runs on a `default` worker, which keeps a heartbeat too: without that one the
     # heartbeats are not to be trusted (Redis restarted moments ago and they are coming back).
     if settings.CELERY_TASK_DEFAULT_QUEUE in alive:
-        grace = timedelta(seconds=settings.MOC_WORKER_HEARTBEAT_S * 3)
+        grace = timedelta(seconds=settings.MOC_WORKER_SILENT_AFTER_S)
         on_worker = Placement.objects.filter(state__in=PLACEMENT_ON_WORKER, updated_at__lt=moment - grace)
         for p in on_worker.select_related("device__node"):
             if p.device.queue not in alive and services.placement_move(
