@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are the real commands.
-.PHONY: run test lint fmt venv procfile compose-check
+.PHONY: run test lint fmt venv compose-check
 
 run:
 	./scripts/run.sh
@@ -18,11 +18,6 @@ fmt: venv
 
 venv:
 	@bash -c 'source scripts/lib.sh && ensure_venv test'
-
-# Regenerate the checked-in Procfile (the shape run.sh starts with the default settings).
-procfile:
-	env -u REDIS_URL -u MOC_DEVICE_QUEUES -u MOC_VAR_DIR -u MOC_WEB_PORT -u MOC_WS_PORT \
-	  -u MOC_DEVICE_WORKER_THREADS -u MOC_START_REDIS ./scripts/run.sh --procfile > Procfile
 
 compose-check:
 	docker-compose -f compose.yaml config -q
