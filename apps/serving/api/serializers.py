@@ -9,6 +9,7 @@ from apps.fleet.models import Device
 from apps.models.api.serializers import RegisteredModelBriefSerializer
 from apps.models.models import ModelVersion
 from apps.serving.models import InferenceRecord, Placement, ServingProfile
+from apps.serving.placing.devices import memory_kind_of
 
 
 class PlacementVersionSerializer(serializers.ModelSerializer):
@@ -23,6 +24,10 @@ class PlacementVersionSerializer(serializers.ModelSerializer):
 class PlacementSerializer(serializers.ModelSerializer):
     version = PlacementVersionSerializer(read_only=True)
     device = DeviceBriefSerializer(read_only=True)
+    measured_on = serializers.SerializerMethodField(
+        help_text="The memory measured_bytes was measured in: host memory, or the GPU's model. It holds"
+        " for later loads of the version on devices of that kind only; null until measured"
+    )
 
     class Meta:
         model = Placement
@@ -33,6 +38,7 @@ class PlacementSerializer(serializers.ModelSerializer):
             "state",
             "reserved_bytes",
             "measured_bytes",
+            "measured_on",
             "pinned",
             "keep_alive_s",
             "last_used_at",
@@ -50,6 +56,9 @@ class PlacementSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+    def get_measured_on(self, placement: Placement) -> str | None:
+        return None if placement.measured_bytes is None else str(memory_kind_of(placement.device))
 
 
 class PlacementCreateInput(serializers.Serializer):
@@ -192,7 +201,8 @@ class ErrorBody(serializers.Serializer):
     """MOC's one error body (apps.core.api.errors)."""
 
     error = serializers.CharField(
-        help_text="A code: invalid, not_loaded, bulkhead_full, breaker_open, timeout, ..."
+        help_text="A code: invalid, not_loaded, bulkhead_full, breaker_open, worker_silent, queue_busy, "
+        "broker_unavailable, timeout, ..."
     )
     detail = serializers.CharField(help_text="A sentence saying why")
     fields = serializers.DictField(help_text="Field -> messages, for input errors")

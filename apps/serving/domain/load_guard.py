@@ -56,10 +56,20 @@ def overrun(
     )
 
 
-def host_shortfall(available_bytes: int, *, reserved_bytes: int, promised_bytes: int = 0) -> str | None:
+def host_shortfall(
+    available_bytes: int, *, reserved_bytes: int, promised_bytes: int = 0, weights_bytes: int = 0
+) -> str | None:
     """Why a load onto a device that keeps weights in host memory cannot start, or None when the
     host's available memory, less `promised_bytes` to other loads on the host not yet done, can take
-    its reservation."""
+    its reservation. Weights on disk larger than all the host has available (`weights_bytes`) are
+    refused whatever the reservation says: mapping them would fail with ENOMEM, or page the host to
+    death, and a reservation below them was measured where it does not hold."""
+    if weights_bytes > available_bytes:
+        return (
+            f"its weights are {format_bytes(weights_bytes)} on disk, more than the"
+            f" {format_bytes(available_bytes)} of memory the host has available; the device keeps its"
+            " weights in host memory"
+        )
     if reserved_bytes <= available_bytes - promised_bytes:
         return None
     promised = (

@@ -2,8 +2,13 @@
 
 Pure: the caller reads every device it may use (capacity, what MOC holds there, the latest reported free
 memory, the host's too for devices that keep weights in host memory, what is resident) into DeviceView
-values under a lock, calls decide(), and applies the Decision atomically: reserve `need_bytes` on the
-chosen device and unload the victims. A Refusal carries one sentence an operator can act on.
+values under a lock, calls decide(), and applies the Decision atomically: reserve what the request
+needs on the chosen device (`Request.need`) and unload the victims. A Refusal carries one sentence an
+operator can act on.
+
+What a version needs may differ by device: a figure measured by an earlier load holds only for devices
+of the kind it was measured on (apps.fleet.domain.kinds.memory_kind), and the estimate stands in on
+the others, so each device is weighed against its own figure.
 
 The choice, in order:
 1. Best fit without eviction: the device with the least free memory that still fits, so large free
@@ -14,8 +19,8 @@ The choice, in order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from apps.core.domain.units import format_bytes
 
@@ -47,9 +52,15 @@ class DeviceView:
 @dataclass(frozen=True, slots=True)
 class Request:
     version_id: int
-    need_bytes: int
+    need_bytes: int  # what it needs on a device with no figure of its own in `need_on`
     device_id: int | None = None  # only this device
     node: str | None = None  # only devices of this node
+    # Per device id, what it needs there instead: what a load of it measured on a device of that kind.
+    need_on: Mapping[int, int] = field(default_factory=dict)
+
+    def need(self, device_id: int) -> int:
+        """What the version needs on this device."""
+        return self.need_on.get(device_id, self.need_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +155,10 @@ def decide(
 ) -> Decision | Refusal:
     """The device to load `request` on and what to evict there, or why nowhere can take it.
 
-    Applying a Decision (add need_bytes to placed, remove the victims' bytes) keeps placed <= capacity.
+    Applying a Decision (add the request's need there to placed, remove the victims' bytes) keeps
+    placed <= capacity.
     """
-    need = request.need_bytes
+    need = request.need
     scoped = [
         d
         for d in devices
@@ -157,17 +169,17 @@ def decide(
     if not candidates:
         return _scope_refusal(request, devices, scoped)
 
-    fits = [d for d in candidates if _headroom(d) >= need]
+    fits = [d for d in candidates if _headroom(d) >= need(d.id)]
     if fits:
-        best = min(fits, key=lambda d: (_headroom(d), d.id))
-        return Decision(device_id=best.id, evict=(), free_after=_headroom(best) - need)
+        best = min(fits, key=lambda d: (_headroom(d) - need(d.id), d.id))
+        return Decision(device_id=best.id, evict=(), free_after=_headroom(best) - need(best.id))
 
     best_loss: tuple[float, int, int] | None = None
     chosen: Decision | None = None
     for device in candidates:
         room = _headroom(device)
         victims = choose_victims(
-            device.residents, need - room, now=now, policy=policy, min_residency_s=min_residency_s
+            device.residents, need(device.id) - room, now=now, policy=policy, min_residency_s=min_residency_s
         )
         if victims is None:
             continue
@@ -175,20 +187,23 @@ def decide(
         loss = (_loss(victims, policy), freed, device.id)
         if best_loss is None or loss < best_loss:
             best_loss = loss
-            chosen = Decision(device_id=device.id, evict=tuple(victims), free_after=room + freed - need)
+            chosen = Decision(
+                device_id=device.id, evict=tuple(victims), free_after=room + freed - need(device.id)
+            )
     if chosen is not None:
         return chosen
-    return _capacity_refusal(need, candidates, now=now, min_residency_s=min_residency_s)
+    return _capacity_refusal(request, candidates, now=now, min_residency_s=min_residency_s)
 
 
 def _capacity_refusal(
-    need: int, candidates: Sequence[DeviceView], *, now: float, min_residency_s: float
+    request: Request, candidates: Sequence[DeviceView], *, now: float, min_residency_s: float
 ) -> Refusal:
-    """The closest the candidates came: the largest device if none is big enough, else the most room."""
+    """The closest the candidates came: the largest device if none is big enough for what it needs
+    there, else the most room, each with the figure that holds on that device."""
     largest = min(candidates, key=lambda d: (-d.capacity_bytes, d.id))
-    if need > largest.capacity_bytes:
+    if all(request.need(d.id) > d.capacity_bytes for d in candidates):
         return Refusal(
-            f"needs {format_bytes(need)}; the largest device, {largest.label}, "
+            f"needs {format_bytes(request.need(largest.id))}; the largest device, {largest.label}, "
             f"offers {format_bytes(largest.capacity_bytes)}"
         )
 
@@ -198,7 +213,9 @@ def _capacity_refusal(
         )
         return max(0, _headroom(device) + evictable_bytes)
 
-    room, device = min(((most_room(d), d) for d in candidates), key=lambda pair: (-pair[0], pair[1].id))
+    # The closest: the least short of what it needs there.
+    device = min(candidates, key=lambda d: (request.need(d.id) - most_room(d), d.id))
+    room, need = most_room(device), request.need(device.id)
     host = _binding_host_free(device)
     if host is not None:
         evicted = f" ({format_bytes(room)} with what eviction could free)" if room > host else ""

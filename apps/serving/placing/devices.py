@@ -21,7 +21,7 @@ from django.db.models import Q
 
 from apps.core.redis_clients import redis_client
 from apps.fleet import telemetry
-from apps.fleet.domain.kinds import Backend, DeviceKind
+from apps.fleet.domain.kinds import HOST_MEMORY, MemoryKind, memory_kind
 from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
 from apps.fleet.models import Device
 from apps.serving import ledger
@@ -117,10 +117,18 @@ def _why_not(device: Device) -> str:
     return ""
 
 
+def memory_kind_of(device: Device) -> MemoryKind:
+    """The memory `device`'s models live in (apps.fleet.domain.kinds.memory_kind): what a load
+    measured on one device holds for another of the same kind only."""
+    return memory_kind(
+        kind=device.kind, backend=device.node.backend, simulated=device.simulated, name=device.name
+    )
+
+
 def in_host_memory(device: Device) -> bool:
     """Whether the models loaded onto `device` live in its host's RAM: a CPU device's do, and so do a
     simulated GPU's, which has no memory of its own; only a real GPU's are in the GPU's memory."""
-    return not (device.kind == DeviceKind.GPU and device.node.backend == Backend.NVML)
+    return memory_kind_of(device) == HOST_MEMORY
 
 
 def host_unseen(nodes: set[str], *, yielding_to: int | None = None) -> dict[str, int]:

@@ -10,8 +10,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F, Max, Subquery
 
 from apps.core.domain.errors import Conflict
+from apps.fleet.domain.kinds import MemoryKind
 from apps.fleet.models import Device
 from apps.models.models import ModelVersion
 from apps.models.selectors import adapter_base, version_unusable
@@ -20,7 +22,7 @@ from apps.serving.domain import eviction, scheduler
 from apps.serving.domain.states import PlacementState
 from apps.serving.domain.tasks import tasks_for
 from apps.serving.models import Placement, ServingProfile
-from apps.serving.placing.devices import device_views
+from apps.serving.placing.devices import device_views, memory_kind_of
 from apps.serving.placing.unload import placement_unload, send_on_commit
 
 P = PlacementState
@@ -36,16 +38,49 @@ def profile_for(version: ModelVersion) -> ServingProfile | None:
     return ServingProfile.objects.filter(version=version).first()
 
 
-def need_bytes(version: ModelVersion) -> int:
-    """What a new placement of `version` reserves: what its latest measured load took, else the
-    registry's estimate, else its files' size (the estimator corrected by what loads really took)."""
-    measured = (
+def need_bytes(version: ModelVersion, devices: Iterable[Device]) -> dict[int, int]:
+    """Per device, what a new placement of `version` reserves there: what its latest load measured
+    on a device of the same memory kind (memory_kind_of), else the registry's estimate, else its
+    files' size. A figure measured in host memory says nothing of a GPU's, nor one GPU model's of
+    another's, so it is never carried across kinds."""
+    measured = measured_by_kind(version)
+    estimate = estimate_bytes(version)
+    return {d.pk: measured.get(memory_kind_of(d), estimate) for d in devices}
+
+
+def estimate_bytes(version: ModelVersion) -> int:
+    """What `version` needs where no load of it was measured: the registry's estimate, else its
+    files' size."""
+    return int(version.estimated_vram_bytes or version.size_bytes or 1)
+
+
+def measured_by_kind(version: ModelVersion) -> dict[MemoryKind, int]:
+    """What the latest measured load of `version` took, per kind of memory it was measured in: the
+    latest per device in one query, their devices in another, so a version's long history of
+    placements is never walked."""
+    latest_per_device = (
         Placement.objects.filter(version=version, measured_bytes__isnull=False)
-        .order_by("-loaded_at", "-pk")
-        .values_list("measured_bytes", flat=True)
-        .first()
+        .order_by()
+        .values("device")
+        .annotate(latest=Max("pk"))
+        .values("latest")
     )
-    return int(measured or version.estimated_vram_bytes or version.size_bytes or 1)
+    rows = (
+        Placement.objects.filter(pk__in=Subquery(latest_per_device))
+        .select_related("device__node")
+        .order_by(F("loaded_at").asc(nulls_first=True), "pk")
+    )
+    found: dict[MemoryKind, int] = {}
+    for p in rows:  # oldest first: a later load of the same kind replaces its figure
+        found[memory_kind_of(p.device)] = int(p.measured_bytes or 0)
+    return found
+
+
+def weights_bytes(version: ModelVersion) -> int:
+    """The bytes of the weights the registry read in the version's headers (the files a load reads
+    or maps, of the one format its runtime loads), 0 where it has none (never scanned)."""
+    weights = (version.vram_estimate or {}).get("weights")
+    return weights if isinstance(weights, int) and not isinstance(weights, bool) and weights > 0 else 0
 
 
 def version_base(version: ModelVersion) -> ModelVersion | None:
@@ -112,14 +147,18 @@ def placement_load(
         return existing
     if device is not None and _active(version, device=device, node=None, exclude=(), unloading=True):
         raise PlacementRefused(f"{version} is being unloaded from {device}; load it again once it is gone.")
-    need = need_bytes(version)
     # An adapter's base is in use by the adapter about to load on it: never its victim.
     protect = {base_placement.pk} if base_placement else set()
     views = device_views(candidates, now=now, protect=protect)
+    request = scheduler.Request(
+        version_id=version.pk,
+        need_bytes=estimate_bytes(version),
+        device_id=device.pk if device else None,
+        node=node or None,
+        need_on=need_bytes(version, candidates),
+    )
     decision = scheduler.decide(
-        scheduler.Request(
-            version_id=version.pk, need_bytes=need, device_id=device.pk if device else None, node=node or None
-        ),
+        request,
         views,
         now=now,
         policy=eviction.Policy(settings.MOC_EVICTION_POLICY),
@@ -133,7 +172,7 @@ def placement_load(
     placement = services.placement_request(
         version=version,
         device=chosen,
-        reserved_bytes=need,
+        reserved_bytes=request.need(chosen.pk),
         pinned=profile.pinned if pinned is None and profile else bool(pinned),
         keep_alive_s=keep_alive_s
         or (profile and profile.keep_alive_s)

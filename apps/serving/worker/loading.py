@@ -53,6 +53,7 @@ from apps.serving.domain.eviction import gdsf_priority
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, PlacementState
 from apps.serving.models import Placement
 from apps.serving.placing.devices import host_unseen, in_host_memory
+from apps.serving.placing.load import weights_bytes
 from apps.serving.resilience import Breakers
 from apps.serving.runtimes.guard import Guard, LoadCancelled, OverReservation, free_failed_load
 from apps.serving.worker.device import device_id, torch_device
@@ -129,9 +130,13 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
     if isinstance(loaded, LoadOutcome):
         return loaded
     metrics.PLACEMENT_LOAD_SECONDS.observe(loaded.load_seconds)
+    # Never below the weights the registry read: a runtime's floor counts what it knows of (an ONNX
+    # graph's own file, not its external data), and mapped pages a load did not touch are not in
+    # its meter yet, but they are the model's, and a later load of the same kind reserves this.
+    measured = max(loaded.measured_bytes, weights_bytes(p.version))
     try:
         moved = services.placement_move(
-            placement=p, to=P.LOADED, measured_bytes=loaded.measured_bytes, load_seconds=loaded.load_seconds
+            placement=p, to=P.LOADED, measured_bytes=measured, load_seconds=loaded.load_seconds
         )
     except Exception:
         _drop(p.pk)  # recording it failed (the database): do not hold what nobody knows is here
@@ -143,7 +148,7 @@ def load(placement_id: int, *, attempt: int) -> LoadOutcome:
         clock=p.device.eviction_clock,
         uses=1,
         load_seconds=loaded.load_seconds,
-        size_bytes=max(1, loaded.measured_bytes),
+        size_bytes=max(1, measured),
     )
     Placement.objects.filter(pk=p.pk).update(priority=priority)
     return LoadOutcome(note="loaded")
@@ -184,10 +189,12 @@ def _into_memory(p: Placement, base: Any, guard: Guard) -> Any:
 
 
 def _check_host_memory(p: Placement) -> None:
-    """On a device that keeps weights in host memory, refuse a load the host cannot take now: the
-    scheduler went by the node's last report (if it had one), this is the host itself as the load
-    starts, less what the node's other loads not yet done were promised (each simulated GPU has a
-    worker process of its own, loading into the same RAM)."""
+    """On a device that keeps weights in host memory, refuse a load the host cannot take now, before
+    any file is opened: the scheduler went by the node's last report (if it had one), this is the
+    host itself as the load starts, less what the node's other loads not yet done were promised
+    (each simulated GPU has a worker process of its own, loading into the same RAM). Weights larger
+    than the host's available memory are refused as out of memory here, not found out by the
+    runtime's mmap failing."""
     if not in_host_memory(p.device):
         return
     node = p.device.node.name
@@ -195,6 +202,7 @@ def _check_host_memory(p: Placement) -> None:
         host_memory().available_bytes,
         reserved_bytes=p.reserved_bytes,
         promised_bytes=host_unseen({node}, yielding_to=p.pk).get(node, 0),
+        weights_bytes=weights_bytes(p.version),
     )
     if why is not None:
         raise HostShortfall(why)
