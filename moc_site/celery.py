@@ -62,6 +62,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=23, hour="*"),
         "options": {"expires": 3000},
     },
+    # Seconds: a dead worker's deliveries should not look running for longer than its silence.
+    "core-reconcile-task-deliveries": {
+        "task": "apps.core.tasks.task_deliveries_reconcile",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
     "core-prune-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_prune",
         "schedule": crontab(minute=17, hour="*"),

@@ -6,6 +6,10 @@ heard (`moc:queue-workers:<queue>`, a hash of hostname -> beat, no TTL), which o
 that is how a request for a device knows, before it is sent, that nothing consumes the device's
 queue any more and since when (`queue_silence`), instead of waiting out its timeout. Redis rather
 than the database because this is a short-lived fact, written often.
+
+A worker that starts where the last beat heard under its hostname was no goodbye (a crash, a
+SIGKILL, a power cut) records a `Restart` and carries it, with the count, in every beat it sends,
+so the fleet pages show that it restarted and when its dead run was last heard.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import redis
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
-from celery.worker import state
+from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
 from apps.core import metrics
-from apps.core.delivery import deliveries_interrupt
+from apps.core.domain import tones
 from apps.core.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
@@ -43,10 +49,28 @@ def _queue_key(queue: str) -> str:
     return f"{QUEUE_PREFIX}{queue}"
 
 
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """A worker started under the hostname of a run that died without saying goodbye."""
+
+    count: int  # such restarts under this hostname, ever (as long as Redis keeps its beats)
+    at: float  # when the latest one started
+    dead_pid: int  # the run that died
+    dead_started: float  # when that run had started
+    dead_seen: float  # when it was last heard
+
+
 def beat(
-    client: redis.Redis, hostname: str, queues: list[str], started: float, *, stopped: bool = False
+    client: redis.Redis,
+    hostname: str,
+    queues: list[str],
+    started: float,
+    *,
+    stopped: bool = False,
+    restart: Restart | None = None,
 ) -> None:
-    """Say that `hostname` is alive (or, with `stopped`, that it shut down cleanly just now)."""
+    """Say that `hostname` is alive (or, with `stopped`, that it shut down cleanly just now);
+    `restart` is the crash it restarted after, carried in every beat of this run."""
     info = {
         "hostname": hostname,
         "queues": queues,
@@ -55,6 +79,8 @@ def beat(
         "seen": time.time(),
         "stopped": stopped,
     }
+    if restart is not None:
+        info["restart"] = asdict(restart)
     encoded = json.dumps(info)
     with client.pipeline(transaction=False) as pipe:
         if stopped:
@@ -78,6 +104,15 @@ def live_queues(client: redis.Redis | None = None) -> set[str]:
     return {queue for worker in live_workers(client) for queue in worker.get("queues", [])}
 
 
+class WorkerStatus(StrEnum):
+    ALIVE = "alive"  # heard of lately
+    SILENT = "silent"  # not heard of for MOC_WORKER_SILENT_AFTER_S, and no goodbye: taken for dead
+    STOPPED = "stopped"  # said goodbye: a clean shutdown
+
+
+tones.declare({WorkerStatus.ALIVE: "ok", WorkerStatus.SILENT: "bad", WorkerStatus.STOPPED: "warn"})
+
+
 @dataclass(frozen=True, slots=True)
 class Heard:
     """The last beat heard from one worker of a queue."""
@@ -87,24 +122,57 @@ class Heard:
     started: float
     seen: float
     stopped: bool  # it said goodbye: a clean shutdown, not a crash
+    restart: Restart | None = None  # the latest crash this hostname restarted after
+
+    def alive(self, now: float) -> bool:
+        """Heard of lately, and it did not say goodbye."""
+        return not self.stopped and now - self.seen <= settings.MOC_WORKER_SILENT_AFTER_S
+
+    def status(self, now: float) -> WorkerStatus:
+        if self.stopped:
+            return WorkerStatus.STOPPED
+        return WorkerStatus.ALIVE if self.alive(now) else WorkerStatus.SILENT
+
+
+def _heard(raw: bytes | str) -> Heard:
+    info = json.loads(raw)
+    restart = info.get("restart")
+    return Heard(
+        hostname=str(info["hostname"]),
+        pid=int(info.get("pid") or 0),
+        started=float(info.get("started") or 0.0),
+        seen=float(info["seen"]),
+        stopped=bool(info.get("stopped")),
+        restart=Restart(**restart) if restart else None,
+    )
+
+
+def queues_heard(queues: Iterable[str], client: redis.Redis | None = None) -> dict[str, list[Heard]]:
+    """queue_heard() of each of `queues`, in one round trip (a page of devices)."""
+    client = client or redis_client()
+    wanted = sorted(set(queues))
+    if not wanted:
+        return {}
+    with client.pipeline(transaction=False) as pipe:
+        for queue in wanted:
+            pipe.hvals(_queue_key(queue))
+        answers = pipe.execute()
+    return {
+        queue: sorted((_heard(raw) for raw in raws), key=lambda h: h.seen, reverse=True)
+        for queue, raws in zip(wanted, answers, strict=True)
+    }
 
 
 def queue_heard(queue: str, client: redis.Redis | None = None) -> list[Heard]:
     """The last beat of every worker that ever consumed `queue`, latest first."""
-    client = client or redis_client()
-    heard = []
-    for raw in client.hvals(_queue_key(queue)):
-        info = json.loads(raw)
-        heard.append(
-            Heard(
-                hostname=str(info["hostname"]),
-                pid=int(info.get("pid") or 0),
-                started=float(info.get("started") or 0.0),
-                seen=float(info["seen"]),
-                stopped=bool(info.get("stopped")),
-            )
-        )
-    return sorted(heard, key=lambda h: h.seen, reverse=True)
+    return queues_heard([queue], client)[queue]
+
+
+def heartbeats_settled(client: redis.Redis) -> bool:
+    """Redis has been up long enough (MOC_WORKER_SILENT_AFTER_S) for every live worker to have
+    beaten since it started: before that, a beat that looks old may only be one its append-only
+    file brought back, from a worker that is alive and reconnecting."""
+    return int(client.info("server").get("uptime_in_seconds", 0)) > settings.MOC_WORKER_SILENT_AFTER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,22 +200,44 @@ def queue_silence(
     client = client or redis_client()
     now = time.time() if now is None else now
     heard = queue_heard(queue, client)
-    if not heard:
-        return None
-    limit = settings.MOC_WORKER_SILENT_AFTER_S
-    if any(not h.stopped and now - h.seen <= limit for h in heard):
+    if not heard or any(h.alive(now) for h in heard):
         return None
     # The rare path, so the extra round trip is paid only here.
-    if int(client.info("server").get("uptime_in_seconds", 0)) <= limit:
+    if not heartbeats_settled(client):
         return None
     return Silence(queue=queue, last=heard[0])
 
 
-def _loop(hostname: str, queues: list[str], started: float) -> None:
+def last_heard(client: redis.Redis, hostname: str, queues: list[str]) -> Heard | None:
+    """The latest beat heard under `hostname` on any of `queues`: its previous run's, at start."""
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.hget(_queue_key(queue), hostname)
+        answers = pipe.execute()
+    heard = [_heard(raw) for raw in answers if raw]
+    return max(heard, key=lambda h: h.seen, default=None)
+
+
+def restart_after(previous: Heard | None, *, started: float) -> Restart | None:
+    """What a run starting at `started` carries forward from its hostname's previous run: that
+    run's own restart when it stopped cleanly, a new one counted on top when it died."""
+    if previous is None or previous.stopped:
+        return previous.restart if previous else None
+    count = previous.restart.count if previous.restart else 0
+    return Restart(
+        count=count + 1,
+        at=started,
+        dead_pid=previous.pid,
+        dead_started=previous.started,
+        dead_seen=previous.seen,
+    )
+
+
+def _loop(hostname: str, queues: list[str], started: float, restart: Restart | None) -> None:
     client = redis_client()
     while not _stop.is_set():
         try:
-            beat(client, hostname, queues, started)
+            beat(client, hostname, queues, started, restart=restart)
         except redis.RedisError as exc:
             log.warning("worker heartbeat to Redis failed: %s", exc)
         _stop.wait(settings.MOC_WORKER_HEARTBEAT_S)
@@ -160,20 +250,45 @@ def _consumed(sender: Any) -> list[str]:
 @dataclass
 class _Run:
     started: float
+    restart: Restart | None
     thread: threading.Thread
 
 
 _runs: dict[str, _Run] = {}
 
 
+def note_restart(hostname: str, queues: list[str], started: float) -> Restart | None:
+    """The restart a run starting now carries (restart_after), a crash just before it logged at
+    WARNING; None when there is none, or Redis cannot say."""
+    try:
+        restart = restart_after(last_heard(redis_client(), hostname, queues), started=started)
+    except redis.RedisError as exc:
+        log.warning(
+            "could not read %s's previous beat, so a crash before it is not counted: %s", hostname, exc
+        )
+        return None
+    if restart is not None and restart.at == started:
+        log.warning(
+            "worker %s restarted after a crash: its previous run (pid %d) was last heard %s, "
+            "%.1f s before this start; %d restart(s) after a crash so far",
+            hostname,
+            restart.dead_pid,
+            datetime.fromtimestamp(restart.dead_seen, tz=UTC).isoformat(timespec="seconds"),
+            started - restart.dead_seen,
+            restart.count,
+        )
+    return restart
+
+
 @worker_ready.connect(dispatch_uid="moc-worker-heartbeat-start")
 def _start_heartbeat(sender: Any, **kwargs: Any) -> None:
     hostname, queues, started = sender.hostname, _consumed(sender), time.time()
+    restart = note_restart(hostname, queues, started)
     _stop.clear()
     thread = threading.Thread(
-        target=_loop, args=(hostname, queues, started), name="moc-heartbeat", daemon=True
+        target=_loop, args=(hostname, queues, started, restart), name="moc-heartbeat", daemon=True
     )
-    _runs[hostname] = _Run(started=started, thread=thread)
+    _runs[hostname] = _Run(started=started, restart=restart, thread=thread)
     thread.start()
     try:
         metrics.serve_worker_metrics(settings.MOC_WORKER_METRICS_PORT, settings.PROMETHEUS_MULTIPROC_DIR)
@@ -190,15 +305,6 @@ def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
         return
     run.thread.join(timeout=2)  # its beat in flight must not land after the goodbye
     with contextlib.suppress(redis.RedisError):
-        beat(redis_client(), sender.hostname, _consumed(sender), run.started, stopped=True)
-
-
-@worker_shutting_down.connect(dispatch_uid="moc-deliveries-interrupt")
-def _interrupt_active_tasks(sender: Any, **kwargs: Any) -> None:
-    """A warm shutdown hands unfinished tasks back to the broker: not a crash, so say so first."""
-    task_ids = [request.id for request in list(state.active_requests)]
-    if task_ids:
-        try:
-            deliveries_interrupt(task_ids=task_ids)
-        except Exception as exc:  # the database is gone too: the redelivery will count as lost
-            log.warning("could not mark %d running tasks as interrupted: %s", len(task_ids), exc)
+        beat(
+            redis_client(), sender.hostname, _consumed(sender), run.started, stopped=True, restart=run.restart
+        )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.urls import reverse
 
+from apps.core import workers
 from apps.core.domain.units import format_bytes
+from apps.core.redis_clients import redis_client
 from apps.fleet import holdings
 from apps.fleet.domain.kinds import Resolution
 from apps.fleet.domain.states import DeviceHealth, NodeState
@@ -74,6 +79,69 @@ def node_panel_list() -> QuerySet[Node]:
             to_attr="retired_devices",
         ),
     ).order_by("name")
+
+
+def _moment(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFacts:
+    """The worker of a device's queue as its heartbeats tell it (apps.core.workers)."""
+
+    hostname: str
+    pid: int
+    status: str  # workers.WorkerStatus: alive, silent (taken for dead) or stopped (cleanly)
+    started_at: datetime
+    last_seen_at: datetime
+    restarts: int  # starts under its hostname after a run that died (no goodbye)
+    last_restart_at: datetime | None
+    dead_run_pid: int | None  # the run that died before the latest restart
+    dead_run_last_seen_at: datetime | None
+
+    @property
+    def alive(self) -> bool:
+        return self.status == workers.WorkerStatus.ALIVE
+
+    @property
+    def silent_since(self) -> datetime | None:
+        """When it was last heard of, once it is not alive."""
+        return None if self.alive else self.last_seen_at
+
+
+def worker_facts(heard: list[workers.Heard], *, now: float) -> WorkerFacts | None:
+    """The worker a queue's beats (latest first) tell of: a live one, else the last heard."""
+    chosen = next((h for h in heard if h.alive(now)), heard[0] if heard else None)
+    if chosen is None:
+        return None
+    restart = chosen.restart
+    return WorkerFacts(
+        hostname=chosen.hostname,
+        pid=chosen.pid,
+        status=chosen.status(now),
+        started_at=_moment(chosen.started),
+        last_seen_at=_moment(chosen.seen),
+        restarts=restart.count if restart else 0,
+        last_restart_at=_moment(restart.at) if restart else None,
+        dead_run_pid=restart.dead_pid if restart else None,
+        dead_run_last_seen_at=_moment(restart.dead_seen) if restart else None,
+    )
+
+
+def with_workers(devices: Iterable[Device], *, now: float | None = None) -> list[Device]:
+    """`devices`, each given `worker` (the WorkerFacts of its queue's worker; None when none was
+    ever heard of, or Redis cannot be read) and `worker_known` (False when Redis cannot be read),
+    in one Redis round trip for them all: a page of devices costs one, not one per device."""
+    devices = list(devices)
+    now = time.time() if now is None else now
+    try:
+        heard, known = workers.queues_heard({d.queue for d in devices}, redis_client(timeout=1.0)), True
+    except redis.RedisError:  # the pages and the API still answer while Redis is down
+        heard, known = {}, False
+    for device in devices:
+        device.worker = worker_facts(heard.get(device.queue, []), now=now)
+        device.worker_known = known
+    return devices
 
 
 @dataclass(frozen=True, slots=True)

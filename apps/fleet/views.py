@@ -71,6 +71,7 @@ class NodeDetailView(DetailView):
         return selectors.node_panel_list()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        selectors.with_workers(self.object.offered_devices)
         return super().get_context_data(
             section="gpus", live_data=_live_data(self.object.offered_devices, everything=False), **kwargs
         )
@@ -87,6 +88,7 @@ class DeviceDetailView(DetailView):
         device: Device = self.object
         if device.retired:  # no live figures: nothing reads it any more
             return super().get_context_data(section="gpus", **kwargs)
+        selectors.with_workers([device])
         return super().get_context_data(
             section="gpus",
             live_devices=[device],

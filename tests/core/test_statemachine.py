@@ -128,8 +128,8 @@ def test_delivery_finished_states_are_terminal() -> None:
     assert DELIVERY.terminal == frozenset({"succeeded", "failed", "poisoned"})
 
 
-def test_delivery_can_be_poisoned_only_while_running() -> None:
-    assert DELIVERY.sources("poisoned") == frozenset({"running"})
+def test_delivery_can_be_poisoned_only_while_running_or_lost_with_its_worker() -> None:
+    assert DELIVERY.sources("poisoned") == frozenset({"running", "lost"})
 
 
 @pytest.mark.django_db

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.core.workers import WorkerStatus
 from apps.fleet.domain.history import RANGES_S, STORED_METRICS
 from apps.fleet.models import Device, Node, TelemetrySample
 
@@ -19,6 +20,38 @@ class NodeBriefSerializer(serializers.ModelSerializer):
 
 
 RETIRED_HELP = "Its node no longer offers it: kept for its history, never placed on, not counted"
+
+
+class WorkerSerializer(serializers.Serializer):
+    """The worker of a device's queue, from its heartbeats (apps.fleet.selectors.WorkerFacts)."""
+
+    hostname = serializers.CharField(help_text="Celery's name for it, e.g. gpu.node1.0@host")
+    pid = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=[s.value for s in WorkerStatus],
+        help_text="alive: heard of lately; silent: not heard of for MOC_WORKER_SILENT_AFTER_S and no "
+        "goodbye, taken for dead; stopped: it shut down cleanly",
+    )
+    alive = serializers.BooleanField()
+    started_at = serializers.DateTimeField(help_text="When this run of the worker started")
+    last_seen_at = serializers.DateTimeField(help_text="Its latest heartbeat")
+    silent_since = serializers.DateTimeField(
+        allow_null=True, help_text="Its latest heartbeat, once it is not alive; null while it is"
+    )
+    restarts = serializers.IntegerField(
+        help_text="Times it started again under this name after a run that died (a crash, not a clean stop)"
+    )
+    last_restart_at = serializers.DateTimeField(allow_null=True, help_text="When the latest such restart was")
+    dead_run_pid = serializers.IntegerField(allow_null=True, help_text="The run that died before it")
+    dead_run_last_seen_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the run that died was last heard of"
+    )
+
+
+WORKER_HELP = (
+    "The worker that consumes its queue, from the workers' heartbeats; null when none was ever "
+    "heard of, or while Redis cannot be read"
+)
 
 
 class DeviceBriefSerializer(serializers.ModelSerializer):
@@ -43,6 +76,7 @@ class DeviceSerializer(serializers.ModelSerializer):
     last_mem_used_bytes = serializers.IntegerField(read_only=True, allow_null=True)
     last_temperature_c = serializers.FloatField(read_only=True, allow_null=True)
     queue = serializers.CharField(read_only=True, help_text="The Celery queue of the worker that serves it")
+    worker = WorkerSerializer(read_only=True, allow_null=True, help_text=WORKER_HELP)
     retired = serializers.BooleanField(read_only=True, help_text=RETIRED_HELP)
 
     class Meta:
@@ -63,6 +97,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "retired",
             "retired_at",
             "queue",
+            "worker",
             "active_placements",
             "last_sample_at",
             "last_gpu_util",
@@ -76,6 +111,8 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 class NodeDeviceSerializer(serializers.ModelSerializer):
     retired = serializers.BooleanField(read_only=True, help_text=RETIRED_HELP)
+    queue = serializers.CharField(read_only=True, help_text="The Celery queue of the worker that serves it")
+    worker = WorkerSerializer(read_only=True, allow_null=True, help_text=WORKER_HELP)
 
     class Meta:
         model = Device
@@ -91,6 +128,8 @@ class NodeDeviceSerializer(serializers.ModelSerializer):
             "health",
             "retired",
             "retired_at",
+            "queue",
+            "worker",
         ]
         read_only_fields = fields
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -8,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from apps.core.redis_clients import redis_client
@@ -29,6 +32,13 @@ class NodeViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Node]:
         return selectors.node_list()
 
+    def get_serializer(self, *args: Any, **kwargs: Any) -> BaseSerializer:
+        """The devices of the nodes about to be shown, given their workers in one Redis round trip."""
+        if args and args[0] is not None:
+            nodes = args[0] if kwargs.get("many") else [args[0]]
+            selectors.with_workers(device for node in nodes for device in node.devices.all())
+        return super().get_serializer(*args, **kwargs)
+
 
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     """GPUs (or a node's CPU) with health, memory and their latest reading.
@@ -43,6 +53,12 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Device]:
         # Built per request: what devices hold comes from the provider registered at start-up.
         return selectors.device_list()
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> BaseSerializer:
+        """The devices about to be shown, given their workers in one Redis round trip."""
+        if args and args[0] is not None:
+            selectors.with_workers(args[0] if kwargs.get("many") else [args[0]])
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(parameters=[s.HistoryQuery], responses=s.HistorySerializer)
     @action(detail=True, methods=["get"])
