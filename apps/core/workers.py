@@ -298,13 +298,18 @@ def _start_heartbeat(sender: Any, **kwargs: Any) -> None:
 
 @worker_shutdown.connect(dispatch_uid="moc-worker-heartbeat-stop")
 def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
-    """The last beat says goodbye, so nothing takes this clean stop for a crash."""
+    goodbye(sender)
+
+
+def goodbye(worker: Any) -> None:
+    """Stop beating for `worker` (the worker or its consumer) and send its last beat, a goodbye,
+    so nothing takes this clean stop for a crash."""
     _stop.set()
-    run = _runs.pop(sender.hostname, None)
+    run = _runs.pop(worker.hostname, None)
     if run is None:
         return
     run.thread.join(timeout=2)  # its beat in flight must not land after the goodbye
     with contextlib.suppress(redis.RedisError):
         beat(
-            redis_client(), sender.hostname, _consumed(sender), run.started, stopped=True, restart=run.restart
+            redis_client(), worker.hostname, _consumed(worker), run.started, stopped=True, restart=run.restart
         )
