@@ -45,7 +45,9 @@ def start_worker(
     """Start a real `celery worker` consuming the given queues; waits for its heartbeat."""
     started: list[Process] = []
 
-    def start(queues: str = "default", pool: str = "prefork", name: str = "itest", **env: str) -> Process:
+    def start(
+        queues: str = "default", pool: str = "prefork", name: str = "itest", concurrency: int = 1, **env: str
+    ) -> Process:
         args = [
             python(),
             "-m",
@@ -60,7 +62,7 @@ def start_worker(
             "-P",
             pool,
             "-c",
-            "1",
+            str(concurrency),
             "--without-gossip",
             "--without-mingle",
             "--loglevel",

@@ -33,7 +33,9 @@ def _feed(queues: list[str], stop: threading.Event) -> None:
 
 
 def test_every_worker_survives_redis_restarting_under_load(start_worker, redis_server: RedisServer):
-    device = start_worker(queues=DEVICE_QUEUE, pool="threads", name="device")
+    # Four threads, as scripts/run.sh runs a device worker: the crash needs a free slot (a BRPOP in
+    # flight) while a message is held unacked, which one thread never has.
+    device = start_worker(queues=DEVICE_QUEUE, pool="threads", name="device", concurrency=4)
     default = start_worker(queues="default", name="cpu")
     queues = [DEVICE_QUEUE, "default"]
     stop = threading.Event()
