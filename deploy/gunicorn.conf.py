@@ -30,6 +30,12 @@ if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
 
+def on_starting(server: Arbiter) -> None:
+    """Derive the bound on requests one web process keeps waiting on one device queue from its
+    real thread count (the command line's --threads), leaving a thread for everything else."""
+    os.environ.setdefault("MOC_SERVING_WAITING_PER_QUEUE", str(max(1, server.cfg.threads - 1)))
+
+
 def child_exit(server: Arbiter, worker: Worker) -> None:
     """Tell prometheus_client a worker is gone, so /metrics stops merging its live gauges."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -2,39 +2,59 @@
 the version's bulkhead, hand the request to the device's worker, and wait for the answer.
 
 The answer comes back on a Redis list the web process BLPOPs (one round trip, no result
-backend polling), and nothing on this path writes to the database: the worker records the
-request's figures in batches (apps.serving.worker.records). Refusals are fast and say why:
-not loaded (409), breaker open (503), bulkhead full (429), each with Retry-After where waiting
-helps.
+backend polling), and nothing on this path writes to the database but the loss of a placement:
+the worker records the request's figures in batches (apps.serving.worker.records). Refusals are
+fast and say why: not loaded (409), breaker open (503), bulkhead full (429), its worker silent or
+the broker unreachable (503), each with Retry-After where waiting helps.
+
+A web thread waits on a device only while a live worker consumes its queue: a placement whose
+worker went silent (apps.core.workers.queue_silence) is refused before it is sent, and a wait
+ends within a slice of the worker going silent; and no more than MOC_SERVING_WAITING_PER_QUEUE
+threads of a process wait on one queue at once, so a burst for one device leaves the others
+their threads.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import kombu.exceptions
 import redis
 from django.conf import settings
 
 from apps.core import dispatch
 from apps.core.redis_clients import shared_redis
-from apps.fleet.domain.states import PLACEABLE_HEALTH
+from apps.core.templatetags.moc import when
+from apps.core.workers import Silence, queue_silence
+from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
+from apps.fleet.models import Device
 from apps.models.models import ModelVersion
 from apps.serving import messages, metrics, placing
 from apps.serving.domain.breaker import BreakerConfig
-from apps.serving.domain.errors import ErrorClass
+from apps.serving.domain.errors import ErrorClass, Refusal
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
 from apps.serving.models import Placement, ServingProfile
 from apps.serving.resilience import Admission, Breakers, Bulkhead, BulkheadFull, Seen
 
 # A request left with less time than this after waiting for a slot is not sent at all.
 _MIN_LEFT_S = 0.05
-# BLPOP waits at most this long per call: well under shared_redis()'s socket timeout.
-_WAIT_SLICE_S = 5.0
+# BLPOP waits at most this long per call (well under shared_redis()'s socket timeout); between
+# calls the wait checks that a worker still consumes the queue.
+_WAIT_SLICE_S = 1.0
+# How soon to try again: after the broker could not be reached, while a lost placement's version
+# loads again, after a queue had its bound of requests waiting.
+_BROKER_RETRY_S = 5
+_RELOADING_RETRY_S = 5
+_BUSY_RETRY_S = 1
+# What the broker's client raises when Redis cannot be reached: redis-py's own errors (reads,
+# BLPOP, the bulkhead's and breakers' scripts), and kombu's wrapping of them (sending a task).
+BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
 
 
 @dataclass
@@ -93,6 +113,11 @@ def infer(
         outcome = "ok"
         answer["total_ms"] = (time.perf_counter() - began) * 1000
         return answer
+    except BROKER_ERRORS as exc:
+        outcome = Refusal.BROKER_UNAVAILABLE
+        metrics.INFERENCE_REFUSED.labels(reason=outcome).inc()
+        why = f"the broker (Redis) is unreachable, so requests cannot reach the workers: {exc}"
+        raise Refused(503, f"{version} cannot be asked now: {why}", outcome, _BROKER_RETRY_S) from exc
     except Refused as refused:
         outcome = refused.error_class or "refused"
         raise
@@ -108,6 +133,7 @@ def _infer(
     candidates = _loaded(version, placement_id)
     if not candidates:
         raise _not_loaded(version, placement_id, time.time())
+    candidates = _live(client, version, candidates)
     # The bulkhead first: a half-open breaker's probe, once admitted, always gets its outcome
     # recorded, instead of being lost to a 429 between the two.
     bulkhead = Bulkhead(client, f"version {version.pk}", concurrency=limits.concurrency, queue=limits.queue)
@@ -115,8 +141,10 @@ def _infer(
         with bulkhead.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
             return _through_breaker(client, version, candidates, task, data, limits, waited_s)
     except BulkheadFull as full:
-        metrics.INFERENCE_REFUSED.labels(reason="bulkhead_full").inc()
-        raise Refused(429, f"{version} is busy: {full.reason}", "bulkhead_full", full.retry_after_s) from None
+        metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
+        raise Refused(
+            429, f"{version} is busy: {full.reason}", Refusal.BULKHEAD_FULL, full.retry_after_s
+        ) from None
 
 
 def _through_breaker(
@@ -130,39 +158,33 @@ def _through_breaker(
 ) -> dict[str, Any]:
     if limits.timeout_s - waited_s < _MIN_LEFT_S:
         # The wait for a slot used the time up: say so, without charging a healthy placement.
-        metrics.INFERENCE_REFUSED.labels(reason="bulkhead_full").inc()
+        metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
         why = f"{version} waited {waited_s:.1f} s for a free slot, all of its {limits.timeout_s:g} s."
         raise Refused(504, why, ErrorClass.TIMEOUT)
     breakers = Breakers(client)
-    now = time.time()
-    seen = breakers.read(p.pk for p in candidates)  # each breaker read once for this request
-    admitted: tuple[Placement, Admission] | None = None
-    refusal = None
-    for placement in _in_breaker_order(candidates, seen):
-        admission = breakers.admit(placement.pk, limits.breaker, now=now, seen=seen[placement.pk])
-        if admission.ok:
-            admitted = placement, admission
-            break
-        refusal = refusal or admission
-    if admitted is None:
-        assert refusal is not None
-        metrics.INFERENCE_REFUSED.labels(reason="breaker_open").inc()
-        retry_after = max(1, round(refusal.retry_after_s))
-        raise Refused(503, f"{version} is not answering: {refusal.reason}", "breaker_open", retry_after)
-    chosen, seen_after = admitted[0], admitted[1].seen
+    chosen, seen_after = _admit(breakers, version, candidates, limits)
     answer = None
+    failure: tuple[ErrorClass, str] | None = (ErrorClass.TIMEOUT, "no answer")
     try:
         answer = _ask(
             client, chosen, version, task, data, timeout_s=limits.timeout_s - waited_s, waited_s=waited_s
         )
+    except _WorkerSilent as silent:
+        failure = ErrorClass.DEVICE_LOST, "its worker went silent"
+        metrics.INFERENCE_REFUSED.labels(reason=Refusal.WORKER_SILENT).inc()
+        raise _worker_silent(chosen, version, silent.silence, time.time(), client) from None
+    except BROKER_ERRORS:
+        failure = None  # the broker's failure, not the placement's
+        raise
     finally:
-        if answer is None:  # no answer in time, or sending it failed: the placement's failure either way
+        _waiting.leave(chosen.device.queue)
+        if answer is None and failure is not None:  # no answer in time, or its worker went silent
             breakers.record(
                 chosen.pk,
                 limits.breaker,
                 now=time.time(),
-                error_class=ErrorClass.TIMEOUT,
-                error="no answer",
+                error_class=failure[0],
+                error=failure[1],
                 seen=seen_after,
             )
     if answer is None:
@@ -184,6 +206,133 @@ def _through_breaker(
     raise _failed(chosen, version, error_class, error, resident=answer.get("resident", True))
 
 
+def _live(client: redis.Redis, version: ModelVersion, candidates: list[Placement]) -> list[Placement]:
+    """The candidates whose device queue a live worker consumes. The others are lost now (their
+    version loaded elsewhere where it can be), and when none is left the request is refused."""
+    now = time.time()
+    silences = {q: queue_silence(q, now=now, client=client) for q in {p.device.queue for p in candidates}}
+    live = [p for p in candidates if silences[p.device.queue] is None]
+    if len(live) == len(candidates):
+        return candidates
+    refusal = None
+    for placement in candidates:
+        if (silence := silences[placement.device.queue]) is not None:
+            refusal = refusal or _worker_silent(placement, version, silence, now, client)
+    if live:
+        return live
+    assert refusal is not None
+    metrics.INFERENCE_REFUSED.labels(reason=Refusal.WORKER_SILENT).inc()
+    raise refusal
+
+
+class _WorkerSilent(Exception):
+    """The worker a request was sent to went silent while the request waited for its answer."""
+
+    def __init__(self, silence: Silence) -> None:
+        super().__init__(silence.queue)
+        self.silence = silence
+
+
+def _worker_silent(
+    placement: Placement, version: ModelVersion, silence: Silence, now: float, client: redis.Redis
+) -> Refused:
+    """Mark `placement` lost, its worker being silent, and load its version on another device
+    (not one of its node's whose worker is silent too); the refusal that says so."""
+    why = placing.worker_silence(placement.device, silence, now=now)
+    siblings = Device.objects.select_related("node").filter(node_id=placement.device.node_id)
+    avoid = [
+        d.pk
+        for d in siblings.exclude(pk=placement.device_id)
+        if queue_silence(d.queue, now=now, client=client) is not None
+    ]
+    placing.placement_lost(placement, error=f"Lost: {why}.", reload=placing.Reload.ELSEWHERE, avoid=avoid)
+    again = _coming(version).select_related("device__node").order_by("-pk").first()
+    if again is not None:
+        where = "loaded" if again.state == PlacementState.LOADED else "being loaded"
+        return Refused(
+            503,
+            f"{version} cannot answer on {placement.device}: {why}. It is {where} on {again.device} "
+            "instead; try again shortly.",
+            Refusal.WORKER_SILENT,
+            _RELOADING_RETRY_S,
+        )
+    return Refused(
+        503,
+        f"{version} cannot answer on {placement.device}: {why}. No other device can take it now; "
+        "load it again once its worker is back (POST /api/v1/placements/ with its id).",
+        Refusal.WORKER_SILENT,
+    )
+
+
+def _admit(
+    breakers: Breakers, version: ModelVersion, candidates: list[Placement], limits: Limits
+) -> tuple[Placement, Seen]:
+    """The candidate whose breaker admits the request, its breaker as admission left it, and a
+    place among the requests waiting on its queue (the caller leaves it). A candidate whose queue
+    has its bound waiting is passed over before its breaker is asked: a half-open breaker's probe,
+    once admitted, must be sent."""
+    now = time.time()
+    seen = breakers.read(p.pk for p in candidates)  # each breaker read once for this request
+    refusal: Admission | None = None
+    busy: Placement | None = None
+    for placement in _in_breaker_order(candidates, seen):
+        queue = placement.device.queue
+        if not _waiting.enter(queue):
+            busy = busy or placement
+            continue
+        try:
+            admission = breakers.admit(placement.pk, limits.breaker, now=now, seen=seen[placement.pk])
+        except BaseException:
+            _waiting.leave(queue)
+            raise
+        if admission.ok:
+            return placement, admission.seen
+        _waiting.leave(queue)
+        refusal = refusal or admission
+    if refusal is not None:
+        metrics.INFERENCE_REFUSED.labels(reason=Refusal.BREAKER_OPEN).inc()
+        retry_after = max(1, round(refusal.retry_after_s))
+        raise Refused(503, f"{version} is not answering: {refusal.reason}", Refusal.BREAKER_OPEN, retry_after)
+    assert busy is not None
+    metrics.INFERENCE_REFUSED.labels(reason=Refusal.QUEUE_BUSY).inc()
+    bound = settings.MOC_SERVING_WAITING_PER_QUEUE
+    why = (
+        f"{bound} of this web server's requests are already waiting for {busy.device} "
+        f"({busy.device.queue}) to answer, as many as it lets wait on one device "
+        "(MOC_SERVING_WAITING_PER_QUEUE); try again shortly."
+    )
+    raise Refused(503, f"{version} is busy: {why}", Refusal.QUEUE_BUSY, _BUSY_RETRY_S)
+
+
+class _Waiting:
+    """How many of this process's threads wait on each device queue, bounded by
+    MOC_SERVING_WAITING_PER_QUEUE. Per process, because what it guards is this process's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    def enter(self, queue: str) -> bool:
+        """Take a place waiting on `queue`; False when it has its bound already."""
+        with self._lock:
+            count = self._count.get(queue, 0)
+            if count >= settings.MOC_SERVING_WAITING_PER_QUEUE:
+                return False
+            self._count[queue] = count + 1
+            return True
+
+    def leave(self, queue: str) -> None:
+        with self._lock:
+            count = self._count.get(queue, 0) - 1
+            if count > 0:
+                self._count[queue] = count
+            else:
+                self._count.pop(queue, None)
+
+
+_waiting = _Waiting()
+
+
 def _loaded(version: ModelVersion, placement_id: int | None) -> list[Placement]:
     rows = Placement.objects.select_related("device__node").filter(
         version=version, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
@@ -201,21 +350,51 @@ def _in_breaker_order(candidates: list[Placement], seen: dict[int, Seen]) -> lis
     return sorted(shuffled, key=lambda p: seen[p.pk][0].state != "closed")
 
 
-def _not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> Refused:
-    metrics.INFERENCE_REFUSED.labels(reason="not_loaded").inc()
-    placing.demand_note(version_id=version.pk, now=now)
-    coming = Placement.objects.filter(version=version, state__in=PLACEMENT_ACTIVE).exclude(
+def _coming(version: ModelVersion) -> Any:
+    """The version's placements that serve, or are on their way to (requested or loading)."""
+    return Placement.objects.filter(version=version, state__in=PLACEMENT_ACTIVE).exclude(
         state=PlacementState.UNLOADING
     )
+
+
+def _not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> Refused:
+    metrics.INFERENCE_REFUSED.labels(reason=Refusal.NOT_LOADED).inc()
+    placing.demand_note(version_id=version.pk, now=now)
     if placement_id is not None:
         return Refused(
-            409, f"Placement {placement_id} of {version} is not loaded.", "not_loaded", field="placement"
+            409,
+            f"Placement {placement_id} of {version} is not loaded.",
+            Refusal.NOT_LOADED,
+            field="placement",
         )
-    if coming.exists():
-        return Refused(409, f"{version} is loading; try again shortly.", "not_loaded", retry_after_s=2)
+    if _coming(version).exists():
+        return Refused(409, f"{version} is loading; try again shortly.", Refusal.NOT_LOADED, retry_after_s=2)
+    if (lost := _lost(version)) is not None:
+        return Refused(503, f"{version} is not loaded: {lost}", Refusal.NOT_LOADED)
     return Refused(
-        409, f"{version} is not loaded: load it first (POST /api/v1/placements/ with its id).", "not_loaded"
+        409,
+        f"{version} is not loaded: load it first (POST /api/v1/placements/ with its id).",
+        Refusal.NOT_LOADED,
     )
+
+
+def _lost(version: ModelVersion) -> str | None:
+    """Why a version the fleet lost is not loaded: where its last placement was, and what became
+    of it. None when its last placement ended otherwise (unloaded, failed) or it had none."""
+    last = (
+        Placement.objects.filter(version=version)
+        .select_related("device__node")
+        .order_by("-updated_at", "-pk")
+        .first()
+    )
+    if last is None or last.state != PlacementState.LOST:
+        return None
+    again = "load it on another node (POST /api/v1/placements/ with its id)."
+    node = last.device.node
+    if node.state == NodeState.OFFLINE:
+        return f"its only placement was on {node.name}, offline since {when(node.last_heartbeat_at)}; {again}"
+    error = last.error.removeprefix("Lost: ").rstrip(".") or "its worker lost it"
+    return f"its placement on {last.device} was lost ({error}); {again.replace('another node', 'any device')}"
 
 
 def _ask(
@@ -228,7 +407,8 @@ def _ask(
     timeout_s: float,
     waited_s: float,
 ) -> dict[str, Any] | None:
-    """Send the request to the placement's worker and wait for its answer; None past the timeout."""
+    """Send the request to the placement's worker and wait for its answer; None past the timeout.
+    Raises _WorkerSilent when no live worker consumes the queue any more."""
     if timeout_s <= 0:
         return None
     reply_key = f"moc:reply:{uuid.uuid4().hex}"
@@ -248,11 +428,15 @@ def _ask(
     )
     # In slices shorter than the client's socket timeout, so a connection that stalls without
     # closing fails the request instead of holding its thread; the worker's deadline ends the work.
+    # Between slices, the queue's worker must still be alive: a worker that died ends the wait
+    # within a slice of going silent, not at the request's time limit.
     deadline = time.monotonic() + timeout_s
     while (left := deadline - time.monotonic()) > 0:
         popped = client.blpop([reply_key], timeout=max(0.01, min(left, _WAIT_SLICE_S)))
         if popped is not None:
             return json.loads(popped[1])
+        if (silence := queue_silence(placement.device.queue, client=client)) is not None:
+            raise _WorkerSilent(silence)
     return None
 
 
@@ -260,7 +444,7 @@ def _failed(
     placement: Placement, version: ModelVersion, error_class: ErrorClass, error: str, *, resident: bool
 ) -> Refused:
     if error_class == ErrorClass.BAD_INPUT:
-        metrics.INFERENCE_REFUSED.labels(reason="bad_input").inc()
+        metrics.INFERENCE_REFUSED.labels(reason=ErrorClass.BAD_INPUT).inc()
         return Refused(400, error, error_class, field="input")
     if not resident:
         placement.refresh_from_db(fields=["state"])
@@ -270,7 +454,10 @@ def _failed(
         again = placing.placement_lost(placement, error=error, reload=placing.Reload.SAME_DEVICE)
         if again is not None:
             return Refused(
-                503, f"{version} was lost by its worker and is being loaded again.", error_class, 5
+                503,
+                f"{version} was lost by its worker and is being loaded again.",
+                error_class,
+                _RELOADING_RETRY_S,
             )
         why = "load it again" if placement.depends_on_id is None else "load its base and it again"
         return Refused(503, f"{version} was lost by its worker; {why}.", error_class)

@@ -86,6 +86,6 @@ INFERENCE_SECONDS = Histogram(
 INFERENCE_REFUSED = Counter(
     "moc_inference_refused",
     "Inference requests refused before reaching a model, by reason "
-    "(not_loaded, breaker_open, bulkhead_full, bad_input).",
+    "(not_loaded, breaker_open, bulkhead_full, worker_silent, queue_busy, broker_unavailable, bad_input).",
     ["reason"],
 )

@@ -86,10 +86,12 @@ class InferenceRecordViewSet(viewsets.ReadOnlyModelViewSet):
 class InferenceView(APIView):
     """Ask a loaded model version: text generation, embeddings, or raw tensors (ONNX).
 
-    The request goes to one of the version's loaded placements, through that placement's
-    circuit breaker (open: 503 with the reason) and the version's bulkhead (full: 429 with
-    Retry-After). 409: not loaded; 504: no answer in time; 400: input that does not fit the
-    model, naming the field."""
+    The request goes to one of the version's loaded placements whose worker is alive, through
+    that placement's circuit breaker (open: 503 with the reason) and the version's bulkhead (full:
+    429 with Retry-After). 503 also when the placement's worker is silent (the placement is lost,
+    and its version loaded elsewhere where it can be), when this server already has its bound of
+    requests waiting on the device, and when the broker (Redis) cannot be reached. 409: not
+    loaded; 504: no answer in time; 400: input that does not fit the model, naming the field."""
 
     queryset = Placement.objects.all()  # a request uses placements: operators and admins may ask
 
@@ -102,7 +104,11 @@ class InferenceView(APIView):
             ),
             409: OpenApiResponse(s.ErrorBody, description="Not loaded (Retry-After while it loads)"),
             429: OpenApiResponse(s.ErrorBody, description="The version's bulkhead is full; see Retry-After"),
-            503: OpenApiResponse(s.ErrorBody, description="Circuit breaker open, or the device failed"),
+            503: OpenApiResponse(
+                s.ErrorBody,
+                description="Circuit breaker open, the device or its worker lost, requests to the "
+                "device at their bound, or the broker unreachable; Retry-After where waiting helps",
+            ),
             504: OpenApiResponse(s.ErrorBody, description="No answer within the request's time limit"),
         },
     )

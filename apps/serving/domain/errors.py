@@ -8,6 +8,7 @@ loads on node-a gpu 1" rather than a wall of tracebacks.
 
 from __future__ import annotations
 
+import errno
 import random
 from enum import StrEnum
 
@@ -22,6 +23,18 @@ class ErrorClass(StrEnum):
     NOT_ALLOWED = "not_allowed"  # a policy refused it (pickle weights nobody allowed)
     TRANSIENT = "transient"  # a hiccup that may pass: a file busy, the broker blinking
     INTERNAL = "internal"  # anything else: MOC's own bug or an unknown library error
+
+
+class Refusal(StrEnum):
+    """Why the web side answered a request without a model's answer: the API's error code and
+    the refusal's label in moc_inference_refused_total."""
+
+    NOT_LOADED = "not_loaded"  # no LOADED placement (409), or its only ones were lost (503)
+    BREAKER_OPEN = "breaker_open"  # every candidate's circuit breaker refuses (503)
+    BULKHEAD_FULL = "bulkhead_full"  # the version's bulkhead has no slot nor room to wait (429)
+    WORKER_SILENT = "worker_silent"  # no live worker consumes the placement's device queue (503)
+    QUEUE_BUSY = "queue_busy"  # this web process has its bound of requests waiting on the queue (503)
+    BROKER_UNAVAILABLE = "broker_unavailable"  # Redis cannot be reached to send or wait (503)
 
 
 class Recovery(StrEnum):
@@ -100,14 +113,21 @@ _DEVICE_LOST_WORDS = (
     "no cuda gpus are available",
     "cuda error: unknown error",
 )
-_OOM_WORDS = ("out of memory", "failed to allocate memory", "cudaerrormemoryallocation")
+# strerror(ENOMEM) is "Cannot allocate memory": what a map of weights larger than the host can back
+# says ("unable to mmap 68719476736 bytes from file <…/model.safetensors>: Cannot allocate memory").
+_OOM_WORDS = (
+    "out of memory",
+    "failed to allocate memory",
+    "cudaerrormemoryallocation",
+    "cannot allocate memory",
+)
 
 
 def classify(exc: BaseException) -> ErrorClass:
     """The class of any exception a load or a request raised, by its type first, then its words."""
     if isinstance(exc, ServingError):
         return exc.error_class
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
         return ErrorClass.OUT_OF_MEMORY
     if isinstance(exc, TimeoutError):
         return ErrorClass.TIMEOUT

@@ -15,7 +15,7 @@ from apps.serving.placing.devices import device_room, device_views
 from apps.serving.placing.housekeeping import placements_expire_idle, placements_reconcile
 from apps.serving.placing.load import PlacementRefused, placement_load, profile_for, profile_timeout_s
 from apps.serving.placing.preload import demand_note, preload, preload_by_demand
-from apps.serving.placing.recovery import Reload, placement_lost
+from apps.serving.placing.recovery import Reload, placement_lost, worker_silence
 from apps.serving.placing.unload import placement_pin, placement_unload
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "preload_by_demand",
     "profile_for",
     "profile_timeout_s",
+    "worker_silence",
 ]

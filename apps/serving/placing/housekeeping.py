@@ -8,10 +8,12 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core.workers import live_queues
+from apps.core.workers import live_queues, queue_silence
+from apps.fleet.models import Device
 from apps.serving import messages, services
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_ON_WORKER, PlacementState
 from apps.serving.models import Placement
+from apps.serving.placing.recovery import worker_silence
 from apps.serving.placing.unload import placement_unload, send_on_commit
 
 P = PlacementState
@@ -51,12 +53,14 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
     if settings.CELERY_TASK_DEFAULT_QUEUE in alive:
         grace = timedelta(seconds=settings.MOC_WORKER_SILENT_AFTER_S)
         on_worker = Placement.objects.filter(state__in=PLACEMENT_ON_WORKER, updated_at__lt=moment - grace)
+        why: dict[str, str] = {}
         for p in on_worker.select_related("device__node"):
-            if p.device.queue not in alive and services.placement_move(
-                placement=p,
-                to=P.LOST,
-                error_class="device_lost",
-                error=f"Lost: no worker consumes {p.device.queue} any more (it stopped or died).",
+            if p.device.queue in alive:
+                continue
+            if p.device.queue not in why:
+                why[p.device.queue] = _worker_gone(p.device, moment.timestamp())
+            if services.placement_move(
+                placement=p, to=P.LOST, error_class="device_lost", error=f"Lost: {why[p.device.queue]}."
             ):
                 counts["lost"] += 1
     # Requests count from their creation; loads from their move to LOADING (their last update).
@@ -90,3 +94,15 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
         send_on_commit(messages.PLACEMENT_UNLOAD, p)
         counts["unloads_resent"] += 1
     return counts
+
+
+def _worker_gone(device: Device, now: float) -> str:
+    """Why no live worker consumes `device`'s queue, in words: its node's worker and since when it
+    is silent where its last beat is known, else only that none consumes it."""
+    try:
+        silence = queue_silence(device.queue, now=now)
+    except redis.RedisError:
+        silence = None
+    if silence is None:
+        return f"no worker consumes {device.queue} any more (it stopped or died)"
+    return worker_silence(device, silence, now=now)

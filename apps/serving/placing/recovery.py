@@ -5,10 +5,15 @@ that finds one: the web side of a request, the device worker, the node sweep."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import Enum
 
 from django.core.exceptions import ValidationError
 
+from apps.core.templatetags.moc import when
+from apps.core.workers import Silence
+from apps.fleet.models import Device
 from apps.serving import services
 from apps.serving.domain.errors import ErrorClass
 from apps.serving.domain.states import PlacementState
@@ -25,12 +30,18 @@ class Reload(Enum):
 
 
 def placement_lost(
-    placement: Placement, *, error: str, reload: Reload, error_class: str = ErrorClass.DEVICE_LOST
+    placement: Placement,
+    *,
+    error: str,
+    reload: Reload,
+    error_class: str = ErrorClass.DEVICE_LOST,
+    avoid: Iterable[int] = (),
 ) -> Placement | None:
-    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again. An
-    adapter is not loaded again on its own: its base was lost with it, and loading the adapter
-    brings its base along when someone asks for it. The new placement, or None when it was
-    already moved on, was not reloaded, or no device could take it (logged)."""
+    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again (ELSEWHERE:
+    on neither its device nor those in `avoid`). An adapter is not loaded again on its own: its
+    base was lost with it, and loading the adapter brings its base along when someone asks for it.
+    The new placement, or None when it was already moved on, was not reloaded, or no device could
+    take it (logged)."""
     if not services.placement_move(
         placement=placement, to=PlacementState.LOST, error_class=error_class, error=error
     ):
@@ -40,7 +51,7 @@ def placement_lost(
     where = (
         {"device": placement.device}
         if reload == Reload.SAME_DEVICE
-        else {"exclude_devices": [placement.device_id]}
+        else {"exclude_devices": [placement.device_id, *avoid]}
     )
     try:
         return placement_load(version=placement.version, requested_by=placement.requested_by, **where)
@@ -49,3 +60,13 @@ def placement_lost(
             "could not load %s again after placement %s was lost: %s", placement.version, placement.pk, exc
         )
         return None
+
+
+def worker_silence(device: Device, silence: Silence, *, now: float) -> str:
+    """Why `device`'s worker is taken for dead, in words: its node, its queue, and since when
+    ("node-b's worker for gpu.node-b.0 has been silent since 2026-01-05 12:03:04 (25 s)")."""
+    moment = when(datetime.fromtimestamp(silence.since, tz=UTC))
+    seconds = max(0, round(now - silence.since))
+    if silence.last.stopped:
+        return f"{device.node.name}'s worker for {silence.queue} stopped at {moment} ({seconds} s ago)"
+    return f"{device.node.name}'s worker for {silence.queue} has been silent since {moment} ({seconds} s)"

@@ -1,0 +1,337 @@
+"""Inference when what it needs is gone: a device worker gone silent (before the request is sent,
+or while it waits), a burst of requests for one device, a version whose placements were lost, and
+Redis out of reach. Each refusal is fast, says why, and never a 500.
+
+No device worker runs here: a worker's liveness is what it leaves in Redis, its beats
+(apps.core.workers.beat, written as a worker would, at the moment it would have), and a
+worker's answer is pushed onto the reply list by the stand-in for sending."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from django.test.utils import override_settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apps.core import dispatch, workers
+from apps.core.domain.roles import Role
+from apps.core.redis_clients import redis_client
+from apps.fleet.domain.states import NodeState
+from apps.models.domain.formats import ModelFormat
+from apps.models.domain.states import ValidationState
+from apps.serving import inference, messages
+from apps.serving.domain.states import PlacementState
+from apps.serving.models import Placement, ServingProfile
+from apps.serving.resilience import Breakers
+from tests.fleet.factories import GIB, DeviceFactory, NodeFactory
+from tests.models.factories import ModelVersionFactory
+from tests.procs import RedisServer, free_port, wait_until
+from tests.serving.factories import PlacementFactory
+
+pytestmark = pytest.mark.django_db
+Client = Callable[[Role | None], APIClient]
+P = PlacementState
+ASK = {"task": "generate", "input": {"prompt": "Once upon a time", "max_new_tokens": 4}}
+SILENT_AFTER_S = 4
+
+
+@pytest.fixture(autouse=True)
+def _silence_settles(settings: Any) -> None:
+    """A worker silent for 4 s is dead; Redis must have been up that long for silence to count."""
+    settings.MOC_WORKER_SILENT_AFTER_S = SILENT_AFTER_S
+    wait_until(lambda: workers.heartbeats_settled(redis_client()), 10, "Redis to be up that long")
+
+
+@pytest.fixture
+def sent(dispatched: list[tuple]) -> list[tuple]:
+    """(task name, args, options) of what was sent to the device workers, none of which runs here."""
+    return dispatched
+
+
+def lm() -> Any:
+    return ModelVersionFactory(
+        format=ModelFormat.HF,
+        kind="causal-lm",
+        estimated_vram_bytes=GIB,
+        validation_state=ValidationState.VALID,
+    )
+
+
+def loaded(version: Any = None, **device: Any) -> Placement:
+    return PlacementFactory(
+        version=version or lm(), device=DeviceFactory(**device), state=P.LOADED, reserved_bytes=GIB
+    )
+
+
+def heard(queue: str, *, ago_s: float = 0.0, stopped: bool = False) -> float:
+    """The last beat of the worker consuming `queue`, sent `ago_s` seconds ago; when that was.
+    Its TTL key goes at once, as it would have expired by now."""
+    hostname = f"{queue}@host"
+    at = time.time() - ago_s
+    with time_machine.travel(at, tick=False):
+        workers.beat(redis_client(), hostname, [queue], started=at - 60, stopped=stopped)
+    if ago_s > SILENT_AFTER_S:
+        redis_client().delete(f"{workers.KEY_PREFIX}{hostname}")
+    return at
+
+
+def shown(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ask(client: APIClient, version: Any) -> Any:
+    return client.post(f"/api/v1/model-versions/{version.pk}/infer/", ASK, format="json")
+
+
+def test_a_request_for_a_silent_worker_is_a_fast_503_naming_the_node_and_since_when(
+    client_as: Client, sent: list
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    since = heard(placement.device.queue, ago_s=25)
+
+    began = time.monotonic()
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert time.monotonic() - began < 3  # of a 30 s timeout
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "worker_silent"
+    silent = re.escape(f"node-b's worker for gpu.node-b.0 has been silent since {shown(since)}")
+    assert re.search(silent + r" \(2[5-7] s\)", body["detail"])
+    assert "No other device can take it now" in body["detail"]
+    assert sent == []  # nothing sent to a queue nobody consumes
+    placement.refresh_from_db()
+    assert placement.state == P.LOST
+    assert "node-b's worker for gpu.node-b.0 has been silent since" in placement.error
+
+
+def test_a_silent_workers_placement_is_loaded_elsewhere_and_the_refusal_says_where(
+    client_as: Client, sent: list
+) -> None:
+    node_b = NodeFactory(name="node-b")
+    placement = loaded(node=node_b, index=0)
+    # A tighter fit on the same node, whose worker is silent too: not a place to load it again.
+    DeviceFactory(node=node_b, index=1, capacity_bytes=4 * GIB)
+    heard(placement.device.queue, ago_s=25)
+    heard("gpu.node-b.1", ago_s=25)
+    elsewhere = DeviceFactory(node=NodeFactory(name="node-a"), index=0, capacity_bytes=76 * GIB)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    assert "It is being loaded on node-a/gpu0 instead; try again shortly." in response.json()["detail"]
+    assert int(response["Retry-After"]) >= 1
+    again = Placement.objects.get(version=placement.version, state=P.REQUESTED)
+    assert again.device == elsewhere
+
+
+def test_a_worker_that_stopped_cleanly_is_named_as_stopped(client_as: Client, sent: list) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    since = heard(placement.device.queue, ago_s=3, stopped=True)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    stopped = re.escape(f"node-b's worker for gpu.node-b.0 stopped at {shown(since)}")
+    assert re.search(stopped + r" \([3-5] s ago\)", response.json()["detail"])
+
+
+def test_a_request_goes_to_the_versions_placement_whose_worker_is_alive(
+    client_as: Client, sent: list
+) -> None:
+    dead = loaded(node=NodeFactory(name="node-b"), index=0)
+    live = loaded(dead.version, node=NodeFactory(name="node-a"), index=0)
+    heard(dead.device.queue, ago_s=25)
+    heard(live.device.queue)
+    ServingProfile.objects.create(version=dead.version, request_timeout_s=0.2)
+
+    response = ask(client_as(Role.OPERATOR), dead.version)
+
+    assert response.status_code == 504  # nobody answers here; what matters is where it went
+    (infer,) = [s for s in sent if s[0] == messages.PLACEMENT_INFER]
+    assert infer[2]["queue"] == live.device.queue
+    assert Placement.objects.get(pk=dead.pk).state == P.LOST
+    assert Placement.objects.get(pk=live.pk).state == P.LOADED
+
+
+def test_a_worker_that_goes_silent_while_a_request_waits_ends_the_wait_within_a_slice(
+    client_as: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+    ServingProfile.objects.create(version=placement.version, request_timeout_s=30)
+
+    def send_then_stop(name: str, **_: Any) -> None:
+        # The request reaches the queue, and its worker shuts down without answering it.
+        heard(placement.device.queue, stopped=True)
+
+    monkeypatch.setattr(dispatch, "send", send_then_stop)
+
+    began = time.monotonic()
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert time.monotonic() - began < 3
+    assert response.status_code == 503
+    assert response.json()["error"] == "worker_silent"
+    assert "node-b's worker for gpu.node-b.0 stopped at" in response.json()["detail"]
+    assert Placement.objects.get(pk=placement.pk).state == P.LOST
+    breaker = Breakers(redis_client()).get([placement.pk])[placement.pk]
+    assert "device_lost" in breaker.last_error
+
+
+def test_a_request_never_waits_past_its_own_timeout_while_its_worker_lives(
+    client_as: Client, sent: list, settings: Any
+) -> None:
+    settings.MOC_WORKER_SILENT_AFTER_S = 60  # its one beat stays current throughout
+    placement = loaded()
+    heard(placement.device.queue)
+    ServingProfile.objects.create(version=placement.version, request_timeout_s=1.5)
+
+    began = time.monotonic()
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert 1.5 <= time.monotonic() - began < 2.5
+    assert response.status_code == 504
+    assert Placement.objects.get(pk=placement.pk).state == P.LOADED
+
+
+def test_requests_past_the_bound_waiting_on_one_queue_are_refused_at_once(
+    client_as: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.MOC_SERVING_WAITING_PER_QUEUE = 1
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+    refusals: list[inference.Refused] = []
+
+    def send(name: str, *, args: Any = (), **_: Any) -> None:
+        # While this request waits on the queue, another comes for the same device.
+        try:
+            inference.infer(version=placement.version, task="generate", data=ASK["input"])
+        except inference.Refused as refused:
+            refusals.append(refused)
+        redis_client().rpush(args[2], json.dumps({"ok": True, "result": {"text": "!"}}))
+
+    monkeypatch.setattr(dispatch, "send", send)
+    client = client_as(Role.OPERATOR)
+
+    first = ask(client, placement.version)
+
+    assert first.status_code == 200
+    (busy,) = refusals
+    assert (busy.status, busy.error_class, busy.retry_after_s) == (503, "queue_busy", 1)
+    assert "gpu.node-b.0" in busy.reason
+    assert "MOC_SERVING_WAITING_PER_QUEUE" in busy.reason
+    # Its place is given back: the next request waits on the queue again.
+    assert ask(client, placement.version).status_code == 200
+    assert len(refusals) == 2
+
+
+def test_a_version_whose_only_placement_was_on_an_offline_node_says_so(client_as: Client) -> None:
+    last_heard = timezone.now() - timedelta(minutes=3)
+    node = NodeFactory(name="node-b", state=NodeState.OFFLINE, last_heartbeat_at=last_heard)
+    placement = PlacementFactory(version=lm(), device=DeviceFactory(node=node), state=P.LOST)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert f"its only placement was on node-b, offline since {shown(last_heard.timestamp())}" in detail
+    assert "load it first" not in detail
+
+
+def test_a_version_whose_placement_was_lost_says_how(client_as: Client) -> None:
+    placement = PlacementFactory(
+        version=lm(),
+        device=DeviceFactory(node=NodeFactory(name="node-b"), index=0),
+        state=P.LOST,
+        error="Lost: node-b's worker for gpu.node-b.0 has been silent since 2026-01-05 12:03:04 (25 s).",
+    )
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    assert (
+        "its placement on node-b/gpu0 was lost (node-b's worker for gpu.node-b.0 has been silent since"
+        in response.json()["detail"]
+    )
+
+
+def test_a_version_unloaded_by_an_operator_is_still_just_not_loaded(client_as: Client) -> None:
+    placement = PlacementFactory(version=lm(), state=P.UNLOADED)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 409
+    assert "load it first" in response.json()["detail"]
+
+
+@pytest.fixture
+def redis_that_stops(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, which it may stop: the session's serves every other test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        with override_settings(REDIS_URL=server.url):
+            yield server
+    finally:
+        server.stop()
+
+
+def test_inference_while_redis_is_down_is_a_503_saying_so(
+    client_as: Client, redis_that_stops: RedisServer
+) -> None:
+    placement = loaded()
+    client = client_as(Role.OPERATOR)
+    redis_that_stops.stop()
+
+    response = ask(client, placement.version)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "broker_unavailable"
+    assert "the broker (Redis) is unreachable" in body["detail"]
+    assert int(response["Retry-After"]) >= 1
+    assert Placement.objects.get(pk=placement.pk).state == P.LOADED
+
+
+@pytest.fixture
+def broker_down() -> Iterator[None]:
+    """Celery's broker out of reach while the Redis of MOC's own state answers: a deployment whose
+    CELERY_BROKER_URL is another Redis, which stopped. Producers are pooled per broker, so the
+    pools go with the URL."""
+    from moc_site.celery import app
+
+    def repool() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    before = app.conf.broker_url
+    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    repool()
+    yield
+    app.conf.broker_url = before
+    repool()
+
+
+@pytest.mark.usefixtures("broker_down")
+def test_inference_the_broker_cannot_take_is_a_503_that_does_not_count_against_the_placement(
+    client_as: Client,
+) -> None:
+    placement = loaded()
+    heard(placement.device.queue)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "broker_unavailable"
+    assert "Connection refused" in response.json()["detail"]
+    assert Breakers(redis_client()).get([placement.pk])[placement.pk].failures == 0
