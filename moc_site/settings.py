@@ -152,6 +152,8 @@ MOC_DEVICE_QUEUES = env_list("MOC_DEVICE_QUEUES", [])
 _transport_options = {"visibility_timeout": MOC_VISIBILITY_TIMEOUT}
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# kombu's Redis transport, made to survive a Redis restart (apps/core/broker.py): the broker is Redis.
+CELERY_BROKER_TRANSPORT = "apps.core.broker:Transport"
 # Celery reads the visibility timeout in three places: the broker transport, the result
 # backend transport, and the visibility_timeout used by redis-based locks for beat/ETA.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -174,8 +176,11 @@ CELERY_TASK_TIME_LIMIT = MOC_TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = MOC_TASK_TIME_LIMIT - 60
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# How long a SIGTERMed worker lets running tasks finish before it hands them back and exits
+# (apps/core/shutdown.py: Celery's own SIGTERM waits for them however long they take). Celery
+# applies the same window to a cold shutdown (SIGQUIT).
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(env_int("MOC_WORKER_SOFT_SHUTDOWN_S", 30))
-CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = MocQueue.DEFAULT.value
@@ -190,6 +195,7 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "apps.jobs.tasks.jobs_redispatch_stale": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "apps.core.tasks.task_deliveries_prune": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "apps.core.tasks.task_deliveries_reconcile": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "apps.core.tasks.ping": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "apps.fleet.tasks.fleet_nodes_sweep": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "apps.fleet.tasks.fleet_telemetry_compact": {"queue": CELERY_TASK_DEFAULT_QUEUE},
@@ -289,6 +295,14 @@ if MOC_LOAD_GUARD_MARGIN < 0:
 MOC_SERVING_CONCURRENCY = env_int("MOC_SERVING_CONCURRENCY", 8)
 MOC_SERVING_QUEUE = env_int("MOC_SERVING_QUEUE", 32)
 MOC_SERVING_TIMEOUT_S = env_float("MOC_SERVING_TIMEOUT_S", 30.0)
+# Per web process: requests waiting at once for an answer from one device queue; past it, 503.
+# A burst for one slow or dead device then leaves threads for everything else: under gunicorn
+# deploy/gunicorn.conf.py sets it, where unset, to one less than the threads of a web process.
+MOC_SERVING_WAITING_PER_QUEUE = env_int("MOC_SERVING_WAITING_PER_QUEUE", 3)
+if MOC_SERVING_WAITING_PER_QUEUE < 1:
+    raise ImproperlyConfigured(
+        f"MOC_SERVING_WAITING_PER_QUEUE must be at least 1, got {MOC_SERVING_WAITING_PER_QUEUE}"
+    )
 MOC_BREAKER_FAILURES = env_int("MOC_BREAKER_FAILURES", 5)
 MOC_BREAKER_OPEN_S = env_float("MOC_BREAKER_OPEN_S", 30.0)
 # Preload by demand: when a device sits idle, load the most requested versions that are not loaded.

@@ -5,7 +5,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey as LibraryAPIKey
 
-from apps.core.models import ApiKey, AuditEvent, TaskDelivery
+from apps.core.models import ApiKey, AuditEvent, OutboxMessage, TaskDelivery
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -64,6 +64,24 @@ class TaskDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["task_name", "task_id", "queue", "state", "deliveries", "worker", "last_delivered_at"]
     list_filter = ["state", "queue", "task_name"]
     search_fields = ["task_id", "task_name", "worker"]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    """Task messages decided but not yet taken by the broker: while it is down, what waits, since
+    when, and why the last send failed. The default workers send them once it is back."""
+
+    list_display = [
+        "created_at",
+        "task_name",
+        "task_id",
+        "attempts",
+        "last_attempt_at",
+        "last_error",
+        "expires_at",
+    ]
+    list_filter = ["task_name"]
+    search_fields = ["task_id", "task_name"]
 
 
 # The library registers its own concrete key table, which MOC does not use.

@@ -10,7 +10,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: they import models, which Django readies only now.
-        from apps.core import audit, roles, workers  # noqa: F401  (connects signal receivers)
+        from apps.core import audit, outbox, roles, shutdown, workers  # noqa: F401  (connects signal receivers)
 
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="moc-sync-roles")
 

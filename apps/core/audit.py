@@ -36,6 +36,7 @@ _request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
 _SKIP_MODELS = {
     "core.auditevent",
     "core.taskdelivery",
+    "core.outboxmessage",
     "sessions.session",
     "admin.logentry",
     "contenttypes.contenttype",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.core import redis_clients, selectors, workers
+from apps.core import outbox, redis_clients, selectors, workers
 
 
 def _check(fn: Any) -> dict[str, Any]:
@@ -33,4 +33,11 @@ def _workers() -> str:
 
 
 def readiness() -> dict[str, dict[str, Any]]:
-    return {"database": _check(_database), "redis": _check(_redis), "workers": _check(_workers)}
+    # The outbox only informs (what waits for the broker, since when): the web still accepts work
+    # while it waits, so it never makes MOC unready.
+    return {
+        "database": _check(_database),
+        "redis": _check(_redis),
+        "workers": _check(_workers),
+        "outbox": _check(outbox.describe),
+    }

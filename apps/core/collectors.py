@@ -1,12 +1,13 @@
 """Core's gauges read at scrape time from the database and Redis: the build, live workers by queue,
-and rows by state in every MOC table."""
+and rows by state in every MOC table, and the outbox's waiting task messages."""
 
 from __future__ import annotations
 
+from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from apps.core import selectors
+from apps.core import outbox, selectors
 
 
 class StateCollector(Collector):
@@ -28,3 +29,14 @@ class StateCollector(Collector):
         for (table, state), count in selectors.state_counts().items():
             rows.add_metric([table, state], count)
         yield rows
+        backlog = outbox.waiting()
+        yield GaugeMetricFamily(
+            "moc_outbox_waiting",
+            "Task messages decided but not yet taken by the broker (it was unreachable).",
+            value=backlog.count,
+        )
+        yield GaugeMetricFamily(
+            "moc_outbox_oldest_age_seconds",
+            "Age of the oldest task message waiting in the outbox; 0 when none waits.",
+            value=backlog.oldest_age_s(timezone.now()),
+        )

@@ -101,3 +101,40 @@ class TaskDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} [{self.task_id}] {self.state}"
+
+
+class OutboxMessage(models.Model):
+    """A task message that a committed transaction decided and the broker has not taken yet.
+
+    Written in the sender's own transaction (apps.core.dispatch.send_on_commit), so it exists
+    exactly when the rows that decided it committed; deleted once the broker took it. A row
+    still here means the broker was unreachable: the default workers' drainer
+    (apps/core/outbox.py) sends it once the broker is back.
+    """
+
+    moc_write_role = None
+
+    task_id = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="Fixed when the message is decided: a second send is the same task.",
+    )
+    task_name = models.CharField(max_length=200)
+    args = models.JSONField(default=list, blank=True)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Celery's send options: queue, priority, …"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Past this it is dropped, not sent.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Sends that failed.")
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=120, blank=True, help_text="The sender holding it now.")
+    claimed_until = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "outbox message"
+
+    def __str__(self) -> str:
+        return f"{self.task_name} [{self.task_id}]"

@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 
 from apps.core import dispatch
+from apps.core.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +18,9 @@ def test_nothing_is_sent_until_the_transaction_commits(dispatched: list) -> None
         dispatch.send_on_commit("apps.core.tasks.ping", args=["hello"], queue="default")
         assert dispatched == []
 
-    assert dispatched == [("apps.core.tasks.ping", ["hello"], {"queue": "default"})]
+    [(name, args, options)] = dispatched
+    assert (name, args, options["queue"]) == ("apps.core.tasks.ping", ["hello"], "default")
+    assert OutboxMessage.objects.count() == 0
 
 
 def test_nothing_is_sent_when_the_transaction_rolls_back(dispatched: list) -> None:
@@ -28,20 +31,28 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(dispatched: list) -> No
     assert dispatched == []
 
 
-def test_a_broker_error_after_commit_is_logged_not_raised_and_skips_the_bookkeeping(
+def test_a_broker_error_after_commit_is_logged_not_raised_and_keeps_the_message(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broker_down(name: str, **_: Any) -> None:
         raise ConnectionError("the broker is down")
 
     monkeypatch.setattr(dispatch, "send", broker_down)
-    done: list[str] = []
+    sent: list[str] = []
 
-    with transaction.atomic():
-        dispatch.send_on_commit("apps.core.tasks.ping", after=lambda: done.append("sent"))
+    def record(sender: Any, *, name: str, **kwargs: Any) -> None:
+        sent.append(name)
 
-    assert done == []
+    dispatch.message_sent.connect(record)
+    try:
+        with transaction.atomic():
+            dispatch.send_on_commit("apps.core.tasks.ping")
+    finally:
+        dispatch.message_sent.disconnect(record)
+
+    assert sent == []
     assert "the broker is down" in caplog.text
+    assert OutboxMessage.objects.get().last_error == "ConnectionError: the broker is down"
 
 
 def test_a_task_sent_by_name_reaches_the_broker_with_its_options(redis_server: Any) -> None:

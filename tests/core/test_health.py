@@ -56,6 +56,7 @@ def test_readyz_tells_anonymous_callers_which_check_failed_but_not_why(settings:
         "database": {"ok": True},
         "redis": {"ok": False},
         "workers": {"ok": False},
+        "outbox": {"ok": True},
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import psutil
 import pytest
+from safetensors import SafetensorError
 
 from apps.core.domain.units import format_bytes
 from apps.fleet.domain.kinds import Backend
@@ -57,7 +58,7 @@ def test_a_safetensors_error_that_is_not_about_memory_is_still_a_corrupt_file() 
         "unable to mmap 8 bytes from file </srv/models/big/model.safetensors>: Invalid argument (22)"
     )
 
-    assert classify(exc) == ErrorClass.CORRUPT_FILE
+    assert classify(serving_error(exc, subject="loading big")) == ErrorClass.CORRUPT_FILE
 
 
 def test_weights_beyond_the_hosts_available_memory_fall_short_whatever_the_reservation() -> None:
@@ -155,3 +156,13 @@ def test_a_load_is_recorded_at_no_less_than_the_weights_the_registry_read(
     loading.load(placement.pk, attempt=0)
 
     assert Placement.objects.get(pk=placement.pk).measured_bytes == GIB
+
+
+def test_an_error_that_only_names_a_safetensors_file_is_not_taken_for_a_damaged_file() -> None:
+    exc = RuntimeError("worker stopped while reading </srv/models/big/model.safetensors>")
+    assert serving_error(exc, subject="loading x").error_class == ErrorClass.INTERNAL
+
+
+def test_the_safetensors_library_s_own_error_is_a_corrupt_file() -> None:
+    exc = SafetensorError("Error while deserializing header: HeaderTooSmall")
+    assert serving_error(exc, subject="loading x").error_class == ErrorClass.CORRUPT_FILE

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from apps.core.domain.errors import Conflict
 from apps.core.domain.statemachine import InvalidTransition
+
+log = logging.getLogger(__name__)
+
+# Redis restarts in seconds; a client retrying sooner than this would only add to the load.
+REDIS_RETRY_AFTER_S = 5
 
 
 def _flatten(detail: Any) -> Any:
@@ -50,6 +58,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, Conflict):
         set_rollback()
         return Response(body(exc.code, str(exc)), status=status.HTTP_409_CONFLICT)
+    elif isinstance(exc, redis.RedisError | BrokerError):
+        # A request that needs Redis right now while it is away: its transaction is rolled back
+        # (nothing half-done), and the caller learns it is the outage, not a bug, and when to
+        # retry. Which host Redis is on is logged, not told.
+        set_rollback()
+        request = context.get("request")
+        log.warning("%s: Redis unavailable: %s", getattr(request, "path", "?"), exc)
+        return Response(
+            body(
+                "redis_unavailable",
+                "Redis, which MOC needs for this request, cannot be reached right now. "
+                f"Try again in {REDIS_RETRY_AFTER_S} s.",
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        )
     if not isinstance(exc, exceptions.APIException):
         return None
     headers = {}

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import receiver
 from django.utils import timezone
 
 from apps.core import audit, dispatch
@@ -42,25 +43,32 @@ def job_log(
 
 
 def job_dispatch(*, job: Job) -> None:
-    """Send the job's task message to its queue once the transaction commits.
+    """Send the job's task message to its queue once the transaction commits (through the outbox:
+    if the broker is down then, it goes as soon as the broker is back).
 
-    `dispatched_at` is set only once the broker took the message. A send lost here (the
-    broker down at commit, the process killed between commit and send) leaves it empty, and
-    the reconciler sends the job again.
+    `dispatched_at` is set once the broker took the message (`job_message_sent`); a message lost
+    by the broker itself leaves the job queued past the visibility timeout, and the reconciler
+    sends it again.
     """
     task_id = str(uuid.uuid4())
     now = timezone.now()
     Job.objects.filter(pk=job.pk).update(queued_at=now, dispatched_at=None, task_id=task_id)
     job.queued_at, job.dispatched_at, job.task_id = now, None, task_id
-    job_id, queue, priority = job.pk, job.queue, kinds.broker_priority(job.priority)
-
-    def sent() -> None:
-        # Only this send's own task id: a later dispatch of the job has not reached the broker yet.
-        Job.objects.filter(pk=job_id, task_id=task_id).update(dispatched_at=timezone.now())
-
     dispatch.send_on_commit(
-        messages.JOB_RUN, args=[job_id], queue=queue, task_id=task_id, priority=priority, after=sent
+        messages.JOB_RUN,
+        args=[job.pk],
+        queue=job.queue,
+        task_id=task_id,
+        priority=kinds.broker_priority(job.priority),
     )
+
+
+@receiver(dispatch.message_sent, dispatch_uid="moc-job-dispatched")
+def job_message_sent(sender: Any, *, name: str, task_id: str, args: list[Any], **kwargs: Any) -> None:
+    """The broker took a job's message: record when. Only this send's own task id, as a later
+    dispatch of the job has not reached the broker yet."""
+    if name == messages.JOB_RUN:
+        Job.objects.filter(pk=args[0], task_id=task_id).update(dispatched_at=timezone.now())
 
 
 def _unconsumed_queue_problem(queue: str) -> str | None:

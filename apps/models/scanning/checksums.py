@@ -64,8 +64,9 @@ def files_checksum(*, file_ids: Sequence[int]) -> int:
         ).values_list("version_id", "size_bytes", "mtime_ns", "inode", "checksummed")
         if checksummed != discovery.fingerprint(size, mtime_ns or 0, inode or 0)
     }
-    for version_id in sorted(versions - stale):
-        dispatch.send_on_commit(messages.REGISTRY_VALIDATE, args=[version_id])
+    dispatch.send_many_on_commit(
+        messages.REGISTRY_VALIDATE, [[version_id] for version_id in sorted(versions - stale)]
+    )
     return hashed
 
 

@@ -348,16 +348,18 @@ class _Scanner:
         )
 
     def _finish(self, *, failed: bool) -> None:
-        for chunk in checksum_chunks(self.to_hash):
-            dispatch.send_on_commit(messages.REGISTRY_CHECKSUM, args=[chunk])
+        dispatch.send_many_on_commit(
+            messages.REGISTRY_CHECKSUM, [[chunk] for chunk in checksum_chunks(self.to_hash)]
+        )
         # Versions still pending long after they were found lost their validation message.
         pending = ModelVersion.objects.filter(
             root__in=self.roots,
             validation_state=ValidationState.PENDING,
             created_at__lt=timezone.now() - QUEUED_RESEND_AFTER,
         ).values_list("pk", flat=True)
-        for version_id in sorted(self.touched.union(pending)):
-            dispatch.send_on_commit(messages.REGISTRY_VALIDATE, args=[version_id])
+        dispatch.send_many_on_commit(
+            messages.REGISTRY_VALIDATE, [[version_id] for version_id in sorted(self.touched.union(pending))]
+        )
         dst = ScanState.FAILED if failed else ScanState.SUCCEEDED
         transition(
             self.scan,

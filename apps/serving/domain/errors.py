@@ -140,7 +140,9 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass.DEVICE_LOST
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, UnicodeDecodeError)):
         return ErrorClass.CORRUPT_FILE
-    if "safetensor" in text or "headertoolarge" in text or "invalid protobuf" in text:
+    # By the library's error type, not the message: a message that merely names a model.safetensors
+    # file says nothing about the file's state.
+    if "safetensor" in type(exc).__name__.lower() or "headertoolarge" in text or "invalid protobuf" in text:
         return ErrorClass.CORRUPT_FILE
     if isinstance(exc, (ConnectionError, BlockingIOError, InterruptedError)):
         return ErrorClass.TRANSIENT

@@ -256,9 +256,10 @@ def _is_number(value: object) -> bool:
 
 
 # What a library's message says when a file is damaged, in the words torch, transformers,
-# safetensors, protobuf and llama.cpp use.
+# safetensors, protobuf and llama.cpp use. Not "safetensors" itself: a message that merely names
+# a model.safetensors file says nothing about its state (classify() knows safetensors' own errors).
 _CORRUPT_WORDS = (
-    "safetensor",
+    "unable to mmap",
     "headertoolarge",
     "invalid_protobuf",
     "protobuf parsing failed",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import kombu.exceptions
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
@@ -157,6 +159,22 @@ def test_django_validation_error_maps_to_400_with_fields() -> None:
 
     assert response.status_code == 400
     assert response.data == {"error": "invalid", "detail": "role: too high", "fields": {"role": ["too high"]}}
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.ConnectionError("Error 111 connecting to 10.0.0.7:6379. Connection refused."),
+        kombu.exceptions.OperationalError("Error 111 connecting to 10.0.0.7:6379. Connection refused."),
+    ],
+)
+def test_redis_or_the_broker_away_is_a_503_with_retry_after_that_hides_the_host(exc: Exception) -> None:
+    response = exception_handler(exc, {})
+
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+    assert response.data["error"] == "redis_unavailable"
+    assert "10.0.0.7" not in response.data["detail"]
 
 
 def test_unexpected_exceptions_are_left_to_django() -> None:
