@@ -142,3 +142,23 @@ def project_env(**extra: str) -> dict[str, str]:
 
 def python() -> str:
     return sys.executable
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """MOC's web process as scripts/run.sh starts it (2 processes x 4 threads), on `port`."""
+    return [
+        python(),
+        "-m",
+        "gunicorn",
+        "moc_site.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--worker-class",
+        "gthread",
+        "--config",
+        "deploy/gunicorn.conf.py",
+    ]

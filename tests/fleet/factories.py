@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import factory
+import redis
 from django.utils import timezone
 
+from apps.core import workers
 from apps.fleet.domain.kinds import Backend, DeviceKind
 from apps.fleet.models import Device, Node, TelemetrySample
 
@@ -46,3 +51,13 @@ class TelemetrySampleFactory(factory.django.DjangoModelFactory):
     gpu_util = 50.0
     mem_used_bytes = 10 * GIB
     temperature_c = 60.0
+
+
+def worker_beat(
+    client: redis.Redis, device: Device, *, started: float | None = None, **kwargs: Any
+) -> workers.Heard:
+    """A heartbeat of `device`'s worker (`<queue>@box`), written as a worker writes it; what was heard."""
+    workers.beat(
+        client, f"{device.queue}@box", [device.queue], time.time() if started is None else started, **kwargs
+    )
+    return workers.queue_heard(device.queue, client)[0]

@@ -12,12 +12,10 @@ import pytest
 import time_machine
 from rest_framework.test import APIClient
 
-from apps.core import workers
 from apps.core.domain.roles import Role
 from apps.core.templatetags.moc import when
 from apps.core.workers import Restart
-from apps.fleet.models import Device
-from tests.fleet.factories import DeviceFactory, NodeFactory
+from tests.fleet.factories import DeviceFactory, NodeFactory, worker_beat
 from tests.procs import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
@@ -35,11 +33,6 @@ def shown(epoch: float) -> str:
     return when(dt.datetime.fromtimestamp(epoch, tz=dt.UTC))
 
 
-def beat(server: RedisServer, device: Device, started: float, **kwargs: Any) -> workers.Heard:
-    workers.beat(server.client(), f"{device.queue}@box", [device.queue], started, **kwargs)
-    return workers.queue_heard(device.queue)[0]
-
-
 def test_the_device_page_shows_its_worker_restarted_after_a_crash_and_when(
     client_as: Client, redis_server: RedisServer
 ) -> None:
@@ -47,7 +40,7 @@ def test_the_device_page_shows_its_worker_restarted_after_a_crash_and_when(
     restart = Restart(
         count=3, at=time.time() - 5, dead_pid=4242, dead_started=10.0, dead_seen=time.time() - 9
     )
-    beat(redis_server, device, restart.at, restart=restart)
+    worker_beat(redis_server.client(), device, started=restart.at, restart=restart)
 
     html = page(client_as, device)
 
@@ -63,7 +56,7 @@ def test_the_device_page_says_since_when_its_worker_is_silent(
 ) -> None:
     device = DeviceFactory()
     with time_machine.travel(time.time() - 60, tick=False):
-        last = beat(redis_server, device, time.time())
+        last = worker_beat(redis_server.client(), device)
 
     html = page(client_as, device)
 
@@ -91,7 +84,7 @@ def test_the_node_page_lists_the_worker_of_each_of_its_devices(
     node = NodeFactory(name="box")
     served, idle = DeviceFactory(node=node, index=0), DeviceFactory(node=node, index=1)
     restart = Restart(count=1, at=time.time() - 2, dead_pid=77, dead_started=10.0, dead_seen=time.time() - 7)
-    beat(redis_server, served, restart.at, restart=restart)
+    worker_beat(redis_server.client(), served, started=restart.at, restart=restart)
 
     html = page(client_as, node)
 

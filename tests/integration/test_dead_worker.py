@@ -22,7 +22,7 @@ from apps.serving.domain.states import PlacementState
 from apps.serving.models import Placement
 from tests.integration.conftest import worker_env
 from tests.integration.test_serving import registered, settled  # noqa: F401 (a fixture)
-from tests.procs import Process, RedisServer, free_port, python, wait_until
+from tests.procs import Process, RedisServer, free_port, gunicorn_command, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -41,24 +41,8 @@ P = PlacementState
 def gunicorn(redis_server: RedisServer, transactional_db: None, tmp_path: Path) -> Iterator[str]:
     """MOC's web process as the run command starts it, on the test database."""
     port = free_port()
-    args = [
-        python(),
-        "-m",
-        "gunicorn",
-        "moc_site.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--worker-class",
-        "gthread",
-        "--config",
-        "deploy/gunicorn.conf.py",
-    ]
     env = worker_env(redis_server, MOC_WORKER_SILENT_AFTER_S=str(SILENT_AFTER_S))
-    proc = Process(args, env, tmp_path / "gunicorn.log")
+    proc = Process(gunicorn_command(port), env, tmp_path / "gunicorn.log")
     proc.start()
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 60, "gunicorn /healthz")

@@ -20,7 +20,16 @@ import httpx
 import pytest
 import yaml
 
-from tests.procs import ROOT, Process, RedisServer, free_port, project_env, python, wait_until
+from tests.procs import (
+    ROOT,
+    Process,
+    RedisServer,
+    free_port,
+    gunicorn_command,
+    project_env,
+    python,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -67,22 +76,7 @@ def start_stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[
         env = project_env(REDIS_URL=redis_server.url, MOC_VAR_DIR=str(var), MOC_MAX_REQUEST_BYTES=str(limit))
         web_port, nginx_port = free_port(), free_port()
         gunicorn = Process(
-            [
-                python(),
-                "-m",
-                "gunicorn",
-                "moc_site.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{web_port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--worker-class",
-                "gthread",
-                "--config",
-                "deploy/gunicorn.conf.py",
-            ],
+            gunicorn_command(web_port),
             env,
             tmp_path / "gunicorn.log",
         )

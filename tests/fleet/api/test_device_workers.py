@@ -13,11 +13,9 @@ import redis
 import time_machine
 from rest_framework.test import APIClient
 
-from apps.core import workers
 from apps.core.domain.roles import Role
 from apps.core.workers import Restart
-from apps.fleet.models import Device
-from tests.fleet.factories import DeviceFactory, NodeFactory
+from tests.fleet.factories import DeviceFactory, NodeFactory, worker_beat
 from tests.procs import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +27,6 @@ def iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def beat(server: RedisServer, device: Device, **kwargs: Any) -> workers.Heard:
-    workers.beat(
-        server.client(), f"{device.queue}@box", [device.queue], kwargs.pop("started", time.time()), **kwargs
-    )
-    return workers.queue_heard(device.queue)[0]
-
-
 def test_a_device_shows_its_live_worker_and_its_restarts_after_crashes(
     client_as: Client, redis_server: RedisServer
 ) -> None:
@@ -43,7 +34,7 @@ def test_a_device_shows_its_live_worker_and_its_restarts_after_crashes(
     restart = Restart(
         count=2, at=time.time() - 5, dead_pid=4242, dead_started=1000.0, dead_seen=time.time() - 9
     )
-    last = beat(redis_server, device, started=restart.at, restart=restart)
+    last = worker_beat(redis_server.client(), device, started=restart.at, restart=restart)
 
     response = client_as(Role.VIEWER).get(f"/api/v1/devices/{device.pk}/")
 
@@ -68,7 +59,7 @@ def test_a_device_whose_worker_went_quiet_says_since_when(
 ) -> None:
     device = DeviceFactory()
     with time_machine.travel(time.time() - 30, tick=False):  # its last beat, 30 s ago
-        last = beat(redis_server, device)
+        last = worker_beat(redis_server.client(), device)
 
     worker = client_as(Role.VIEWER).get(f"/api/v1/devices/{device.pk}/").json()["worker"]
 
@@ -81,7 +72,7 @@ def test_a_device_whose_worker_stopped_cleanly_says_stopped(
     client_as: Client, redis_server: RedisServer
 ) -> None:
     device = DeviceFactory()
-    last = beat(redis_server, device, stopped=True)
+    last = worker_beat(redis_server.client(), device, stopped=True)
 
     worker = client_as(Role.VIEWER).get(f"/api/v1/devices/{device.pk}/").json()["worker"]
 
@@ -108,7 +99,7 @@ def test_a_node_lists_the_worker_of_each_of_its_devices(client_as: Client, redis
     node = NodeFactory(name="box")
     served, idle = DeviceFactory(node=node, index=0), DeviceFactory(node=node, index=1)
     restart = Restart(count=1, at=time.time() - 3, dead_pid=7, dead_started=10.0, dead_seen=time.time() - 8)
-    beat(redis_server, served, started=restart.at, restart=restart)
+    worker_beat(redis_server.client(), served, started=restart.at, restart=restart)
 
     [row] = client_as(Role.VIEWER).get("/api/v1/nodes/").json()["results"]
 
@@ -138,13 +129,13 @@ def test_a_page_reads_its_workers_in_the_same_round_trips_for_one_device_or_many
     client_as: Client, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
     client = client_as(Role.VIEWER)
-    beat(redis_server, DeviceFactory())
+    worker_beat(redis_server.client(), DeviceFactory())
     trips = RoundTrips(monkeypatch)
     client.get(url)
     one, trips.count = trips.count, 0
 
     for _ in range(4):
-        beat(redis_server, DeviceFactory())
+        worker_beat(redis_server.client(), DeviceFactory())
     trips.count = 0
     response = client.get(url)
 
