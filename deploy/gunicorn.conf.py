@@ -31,9 +31,12 @@ if os.path.isdir("/dev/shm"):
 
 
 def on_starting(server: Arbiter) -> None:
-    """Derive the bound on requests one web process keeps waiting on one device queue from its
-    real thread count (the command line's --threads), leaving a thread for everything else."""
-    os.environ.setdefault("MOC_SERVING_WAITING_PER_QUEUE", str(max(1, server.cfg.threads - 1)))
+    """Derive the bounds on requests one web process keeps waiting on devices, in all and on one
+    device queue, from its real thread count (the command line's --threads), leaving a thread
+    for everything else."""
+    bound = str(max(1, server.cfg.threads - 1))
+    os.environ.setdefault("MOC_SERVING_WAITING_PER_PROCESS", bound)
+    os.environ.setdefault("MOC_SERVING_WAITING_PER_QUEUE", bound)
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

@@ -162,6 +162,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "priority_steps": list(range(10)),
     "sep": ":",
     "queue_order_strategy": "priority",
+    # kombu waits forever by default: a Redis that accepts but never answers would hold a web
+    # thread's send, and the drainer, for good. A worker's BRPOP returns within its 1 s
+    # brpop_timeout, well inside the socket timeout.
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _transport_options
 CELERY_VISIBILITY_TIMEOUT = MOC_VISIBILITY_TIMEOUT
@@ -295,13 +300,16 @@ if MOC_LOAD_GUARD_MARGIN < 0:
 MOC_SERVING_CONCURRENCY = env_int("MOC_SERVING_CONCURRENCY", 8)
 MOC_SERVING_QUEUE = env_int("MOC_SERVING_QUEUE", 32)
 MOC_SERVING_TIMEOUT_S = env_float("MOC_SERVING_TIMEOUT_S", 30.0)
-# Per web process: requests waiting at once for an answer from one device queue; past it, 503.
-# A burst for one slow or dead device then leaves threads for everything else: under gunicorn
-# deploy/gunicorn.conf.py sets it, where unset, to one less than the threads of a web process.
+# Per web process: requests waiting at once on devices (in a version's bulkhead queue, or for an
+# answer), in all and on one device queue; past either, 503. A burst for slow or dead devices then
+# leaves threads for everything else: under gunicorn deploy/gunicorn.conf.py sets both, where
+# unset, to one less than the threads of a web process.
+MOC_SERVING_WAITING_PER_PROCESS = env_int("MOC_SERVING_WAITING_PER_PROCESS", 3)
 MOC_SERVING_WAITING_PER_QUEUE = env_int("MOC_SERVING_WAITING_PER_QUEUE", 3)
-if MOC_SERVING_WAITING_PER_QUEUE < 1:
+if min(MOC_SERVING_WAITING_PER_PROCESS, MOC_SERVING_WAITING_PER_QUEUE) < 1:
     raise ImproperlyConfigured(
-        f"MOC_SERVING_WAITING_PER_QUEUE must be at least 1, got {MOC_SERVING_WAITING_PER_QUEUE}"
+        "MOC_SERVING_WAITING_PER_PROCESS and MOC_SERVING_WAITING_PER_QUEUE must be at least 1, got "
+        f"{MOC_SERVING_WAITING_PER_PROCESS} and {MOC_SERVING_WAITING_PER_QUEUE}"
     )
 MOC_BREAKER_FAILURES = env_int("MOC_BREAKER_FAILURES", 5)
 MOC_BREAKER_OPEN_S = env_float("MOC_BREAKER_OPEN_S", 30.0)

@@ -78,6 +78,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
         "attempts",
         "last_attempt_at",
         "last_error",
+        "failed_at",
         "expires_at",
     ]
     list_filter = ["task_name"]

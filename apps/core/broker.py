@@ -47,11 +47,3 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
-
-
-def hand_back(message: Any) -> None:
-    """Put a message this worker took and has not acked back at the head of its queue, out of
-    the unacked set: what kombu does with the messages a channel holds when it closes.
-    (`Request.reject(requeue=True)` would put it at the tail: kombu pushes it on the end BRPOP
-    reads last, behind everything queued since.)"""
-    message.channel.qos.restore_by_tag(message.delivery_tag)

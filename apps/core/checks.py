@@ -33,8 +33,9 @@ def _workers() -> str:
 
 
 def readiness() -> dict[str, dict[str, Any]]:
-    # The outbox only informs (what waits for the broker, since when): the web still accepts work
-    # while it waits, so it never makes MOC unready.
+    # The outbox only informs (what waits for the broker, since when, whether a live worker is
+    # there to drain it, what failed for good): the web still accepts work while it waits, so it
+    # never makes MOC unready.
     return {
         "database": _check(_database),
         "redis": _check(_redis),

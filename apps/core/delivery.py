@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +42,25 @@ log = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, args: Any, kwargs: Any) -> bool:
-    """Count this delivery; False when the task is poisoned and must not run."""
+def delivery_begin(
+    *,
+    task_id: str,
+    task_name: str,
+    queue: str,
+    worker: str,
+    args: Any,
+    kwargs: Any,
+    redelivered: bool = True,
+) -> bool:
+    """Count this delivery; False when the task is poisoned, already done, or still running, and
+    must not run.
+
+    `redelivered` is the broker's flag: False for a message handed out for the first time. Such a
+    delivery of a RUNNING task is the same message sent twice (its outbox row outlived the first
+    send, apps/core/dispatch.py), not a crash: while the worker run that took the first copy is
+    alive, this copy is skipped without counting a loss. A redelivery is counted, alive or not: a
+    prefork pool's child that died puts its message back while the worker's heartbeat goes on.
+    Callers that cannot tell pass nothing and get the latter."""
     now = timezone.now()
     row, created = TaskDelivery.objects.select_for_update().get_or_create(
         task_id=task_id,
@@ -67,6 +83,21 @@ def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, arg
         # redelivery racing the ack): the work is done, do not do it again.
         log.warning("task %s [%s] delivered again after it %s; skipped", task_name, task_id, row.state)
         return False
+    if row.state == DeliveryState.RUNNING and not redelivered:
+        try:
+            client = redis_client()
+            heard = _latest_by_host(workers.queues_heard({row.queue}, client).values()).get(row.worker)
+        except redis.RedisError as exc:
+            heard = None
+            log.warning("task %s [%s]: cannot read worker heartbeats from Redis: %s", task_name, task_id, exc)
+        if heard is not None and holder_gone(heard, delivered_at=_delivered_at(row)) is None:
+            log.warning(
+                "task %s [%s] sent again while worker %s still runs it; this copy skipped",
+                task_name,
+                task_id,
+                row.worker,
+            )
+            return False
     # A LOST row's loss was counted when deliveries_reconcile found it.
     lost = row.state == DeliveryState.RUNNING
     row.deliveries += 1
@@ -89,21 +120,24 @@ def delivery_begin(*, task_id: str, task_name: str, queue: str, worker: str, arg
 
 
 def deliveries_interrupt(*, task_ids: list[str]) -> int:
-    """Mark tasks a shutting-down worker still holds, so their redelivery is not taken for a crash."""
-    return TaskDelivery.objects.filter(task_id__in=task_ids, state=DeliveryState.RUNNING).update(
-        state=DeliveryState.INTERRUPTED
-    )
+    """Mark tasks a shutting-down worker still holds, so their redelivery is not taken for a crash.
+    A database that cannot be reached is logged, not raised, as the worker is leaving anyway: the
+    redelivery will then count as lost."""
+    if not task_ids:
+        return 0
+    try:
+        return TaskDelivery.objects.filter(task_id__in=task_ids, state=DeliveryState.RUNNING).update(
+            state=DeliveryState.INTERRUPTED
+        )
+    except Exception as exc:
+        log.warning("could not mark %d running task(s) as interrupted: %s", len(task_ids), exc)
+        return 0
 
 
 @worker_shutting_down.connect(dispatch_uid="moc-deliveries-interrupt")
 def _interrupt_active_tasks(sender: Any, **kwargs: Any) -> None:
     """A warm shutdown hands unfinished tasks back to the broker: not a crash, so say so first."""
-    task_ids = [request.id for request in list(worker_state.active_requests)]
-    if task_ids:
-        try:
-            deliveries_interrupt(task_ids=task_ids)
-        except Exception as exc:  # the database is gone too: the redelivery will count as lost
-            log.warning("could not mark %d running tasks as interrupted: %s", len(task_ids), exc)
+    deliveries_interrupt(task_ids=[request.id for request in list(worker_state.active_requests)])
 
 
 def delivery_finish(*, task_id: str, state: DeliveryState, error: str = "") -> None:
@@ -126,7 +160,7 @@ class HolderGone:
     reason: str
 
 
-def holder_gone(heard: workers.Heard, *, delivered_at: float, now: float) -> HolderGone | None:
+def holder_gone(heard: workers.Heard, *, delivered_at: float) -> HolderGone | None:
     """What became of the run of `heard`'s worker that took a delivery at `delivered_at`, judged from
     the latest beat heard under its hostname; None while that run is alive. A run is told by its
     start: a beat of a run that started after the delivery comes from a restarted worker."""
@@ -138,7 +172,7 @@ def holder_gone(heard: workers.Heard, *, delivered_at: float, now: float) -> Hol
                 reason=f"{name} (pid {heard.pid}) stopped at {_at(heard.seen)} while running it, "
                 "which hands it back to the broker",
             )
-        if heard.alive(now):
+        if heard.alive:
             return None
         return HolderGone(
             died=True, reason=f"{name} (pid {heard.pid}) silent since {_at(heard.seen)} while running it"
@@ -170,7 +204,7 @@ def _latest_by_host(heard: Iterable[list[workers.Heard]]) -> dict[str, workers.H
     return latest
 
 
-def deliveries_reconcile(*, now: float | None = None) -> dict[str, int]:
+def deliveries_reconcile() -> dict[str, int]:
     """Mark deliveries whose worker's heartbeat is gone (see the module docstring): RUNNING ones of
     a run that died LOST, counting the loss; of one that stopped cleanly, INTERRUPTED; INTERRUPTED
     ones of a run that died during its shutdown LOST, not counted (a shutdown is not a crash).
@@ -178,7 +212,6 @@ def deliveries_reconcile(*, now: float | None = None) -> dict[str, int]:
     Nothing is judged while the heartbeats cannot be trusted: Redis unreadable, or restarted so
     recently that live workers have not beaten again (workers.heartbeats_settled), nor for a
     worker never heard of (a Redis that lost its data)."""
-    now = time.time() if now is None else now
     rows = list(
         TaskDelivery.objects.filter(state__in=[DeliveryState.RUNNING, DeliveryState.INTERRUPTED])
         .exclude(queue="")
@@ -197,7 +230,7 @@ def deliveries_reconcile(*, now: float | None = None) -> dict[str, int]:
         return counts
     for row in rows:
         heard = by_host.get(row.worker)
-        gone = None if heard is None else holder_gone(heard, delivered_at=_delivered_at(row), now=now)
+        gone = None if heard is None else holder_gone(heard, delivered_at=_delivered_at(row))
         if gone is None:
             continue
         if row.state == DeliveryState.RUNNING:
@@ -251,13 +284,15 @@ class DurableTask(Task):
         request = self.request
         if request.called_directly or request.is_eager or not request.id:
             return self.run(*args, **kwargs)
+        delivery_info = request.delivery_info or {}
         runnable = delivery_begin(
             task_id=request.id,
             task_name=self.name,
-            queue=(request.delivery_info or {}).get("routing_key") or "",
+            queue=delivery_info.get("routing_key") or "",
             worker=request.hostname or "",
             args=args,
             kwargs=kwargs,
+            redelivered=bool(delivery_info.get("redelivered")),
         )
         if not runnable:
             row = TaskDelivery.objects.filter(task_id=request.id).first()

@@ -109,7 +109,8 @@ class OutboxMessage(models.Model):
     Written in the sender's own transaction (apps.core.dispatch.send_on_commit), so it exists
     exactly when the rows that decided it committed; deleted once the broker took it. A row
     still here means the broker was unreachable: the default workers' drainer
-    (apps/core/outbox.py) sends it once the broker is back.
+    (apps/core/outbox.py) sends it once the broker is back; or, with failed_at, that the message
+    itself could not be sent.
     """
 
     moc_write_role = None
@@ -129,6 +130,12 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0, help_text="Sends that failed.")
     last_error = models.TextField(blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a send failed for a reason other than the broker being away (last_error): "
+        "it is kept to be looked at, not sent again.",
+    )
     claimed_by = models.CharField(max_length=120, blank=True, help_text="The sender holding it now.")
     claimed_until = models.DateTimeField(null=True, blank=True, db_index=True)
 

@@ -1,11 +1,14 @@
 """Worker liveness: each Celery worker reports it is alive to Redis every MOC_WORKER_HEARTBEAT_S.
 
-Two records per worker. A key with a TTL (`moc:worker:<hostname>`), which /readyz and the fleet
-pages count: a worker that dies simply lets it expire. And, per queue it consumes, the last beat
-heard (`moc:queue-workers:<queue>`, a hash of hostname -> beat, no TTL), which outlives the worker:
-that is how a request for a device knows, before it is sent, that nothing consumes the device's
-queue any more and since when (`queue_silence`), instead of waiting out its timeout. Redis rather
-than the database because this is a short-lived fact, written often.
+Two records per worker. A key with a TTL (`moc:worker:<hostname>`), set with the worker's own
+MOC_WORKER_SILENT_AFTER_S: while it exists the worker is alive, and a worker that dies simply lets
+it expire. Redis expires it on its own clock, so neither a worker's clock running behind the web's
+nor a worker beating less often than the web expects makes a live worker look dead. And, per queue
+it consumes, the last beat heard (`moc:queue-workers:<queue>`, a hash of hostname -> beat, no TTL),
+which outlives the worker: since when it is silent, whether it said goodbye, its restarts. Both
+together are how a request for a device knows, before it is sent and in one round trip, that
+nothing consumes the device's queue any more and since when (`queue_silence`), instead of waiting
+out its timeout. Redis rather than the database because this is a short-lived fact, written often.
 
 A worker that starts where the last beat heard under its hostname was no goodbye (a crash, a
 SIGKILL, a power cut) records a `Restart` and carries it, with the count, in every beat it sends,
@@ -105,8 +108,8 @@ def live_queues(client: redis.Redis | None = None) -> set[str]:
 
 
 class WorkerStatus(StrEnum):
-    ALIVE = "alive"  # heard of lately
-    SILENT = "silent"  # not heard of for MOC_WORKER_SILENT_AFTER_S, and no goodbye: taken for dead
+    ALIVE = "alive"  # its TTL key exists: it beat within the TTL it chose
+    SILENT = "silent"  # its TTL key expired, and no goodbye: taken for dead
     STOPPED = "stopped"  # said goodbye: a clean shutdown
 
 
@@ -123,18 +126,19 @@ class Heard:
     seen: float
     stopped: bool  # it said goodbye: a clean shutdown, not a crash
     restart: Restart | None = None  # the latest crash this hostname restarted after
+    # Its TTL key existed when this was read, naming this queue: alive on Redis's clock and the
+    # TTL the worker chose, never judged by the reader's clock against `seen` (the worker's).
+    alive: bool = False
 
-    def alive(self, now: float) -> bool:
-        """Heard of lately, and it did not say goodbye."""
-        return not self.stopped and now - self.seen <= settings.MOC_WORKER_SILENT_AFTER_S
-
-    def status(self, now: float) -> WorkerStatus:
+    def status(self) -> WorkerStatus:
         if self.stopped:
             return WorkerStatus.STOPPED
-        return WorkerStatus.ALIVE if self.alive(now) else WorkerStatus.SILENT
+        return WorkerStatus.ALIVE if self.alive else WorkerStatus.SILENT
 
 
-def _heard(raw: bytes | str) -> Heard:
+def _heard(queue: str, raw: bytes | str, live: bytes | str | None) -> Heard:
+    """The beat `raw` of a worker of `queue`, alive when its TTL key's value (`live`) names
+    `queue` (a later run under the same hostname may consume other queues)."""
     info = json.loads(raw)
     restart = info.get("restart")
     return Heard(
@@ -144,7 +148,25 @@ def _heard(raw: bytes | str) -> Heard:
         seen=float(info["seen"]),
         stopped=bool(info.get("stopped")),
         restart=Restart(**restart) if restart else None,
+        alive=live is not None and queue in json.loads(live).get("queues", []),
     )
+
+
+# KEYS: the queues' hashes; ARGV[1]: KEY_PREFIX. Per queue, for each worker ever heard on it,
+# its last beat then its TTL key's value (false, a nil reply, once expired): one round trip.
+_HEARD = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local beats = redis.call('HGETALL', key)
+  local heard = {}
+  for j = 1, #beats, 2 do
+    heard[#heard + 1] = beats[j + 1]
+    heard[#heard + 1] = redis.call('GET', ARGV[1] .. beats[j])
+  end
+  out[i] = heard
+end
+return out
+"""
 
 
 def queues_heard(queues: Iterable[str], client: redis.Redis | None = None) -> dict[str, list[Heard]]:
@@ -153,18 +175,19 @@ def queues_heard(queues: Iterable[str], client: redis.Redis | None = None) -> di
     wanted = sorted(set(queues))
     if not wanted:
         return {}
-    with client.pipeline(transaction=False) as pipe:
-        for queue in wanted:
-            pipe.hvals(_queue_key(queue))
-        answers = pipe.execute()
+    answers = client.register_script(_HEARD)(keys=[_queue_key(q) for q in wanted], args=[KEY_PREFIX])
     return {
-        queue: sorted((_heard(raw) for raw in raws), key=lambda h: h.seen, reverse=True)
-        for queue, raws in zip(wanted, answers, strict=True)
+        queue: sorted(
+            (_heard(queue, raw, live) for raw, live in zip(pairs[::2], pairs[1::2], strict=True)),
+            key=lambda h: h.seen,
+            reverse=True,
+        )
+        for queue, pairs in zip(wanted, answers, strict=True)
     }
 
 
 def queue_heard(queue: str, client: redis.Redis | None = None) -> list[Heard]:
-    """The last beat of every worker that ever consumed `queue`, latest first."""
+    """The last beat of every worker that ever consumed `queue`, latest first, each alive or not."""
     return queues_heard([queue], client)[queue]
 
 
@@ -188,19 +211,19 @@ class Silence:
         return self.last.seen
 
 
-def queue_silence(
-    queue: str, *, now: float | None = None, client: redis.Redis | None = None
-) -> Silence | None:
+def queue_silence(queue: str, *, client: redis.Redis | None = None) -> Silence | None:
     """Why no live worker consumes `queue`, or None while one does, or while that is not known.
 
-    Not known: no worker of the queue was ever heard of (a Redis that lost its data, a queue no
-    worker has consumed yet), or Redis itself has been up for less than MOC_WORKER_SILENT_AFTER_S,
-    so the workers have not had the time to beat again since it restarted (its append-only file
-    brings their old beats back). Only a worker that was heard of and then went silent counts."""
+    Alive is a worker's TTL key existing (see the module docstring), never the caller's clock
+    against the worker's. Not known: no worker of the queue was ever heard of (a Redis that lost
+    its data, a queue no worker has consumed yet), or Redis itself has been up for less than
+    MOC_WORKER_SILENT_AFTER_S, so the workers have not had the time to beat again since it
+    restarted (their TTL keys expired while it was down). Only a worker that was heard of and then
+    went silent, or said goodbye, counts. One Redis round trip while a worker is alive, two when
+    none is."""
     client = client or redis_client()
-    now = time.time() if now is None else now
     heard = queue_heard(queue, client)
-    if not heard or any(h.alive(now) for h in heard):
+    if not heard or any(h.alive for h in heard):
         return None
     # The rare path, so the extra round trip is paid only here.
     if not heartbeats_settled(client):
@@ -209,12 +232,13 @@ def queue_silence(
 
 
 def last_heard(client: redis.Redis, hostname: str, queues: list[str]) -> Heard | None:
-    """The latest beat heard under `hostname` on any of `queues`: its previous run's, at start."""
+    """The latest beat heard under `hostname` on any of `queues`: its previous run's, at start
+    (its `alive` is left False: the TTL key under this hostname is this run's from now on)."""
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.hget(_queue_key(queue), hostname)
         answers = pipe.execute()
-    heard = [_heard(raw) for raw in answers if raw]
+    heard = [_heard(queue, raw, None) for queue, raw in zip(queues, answers, strict=True) if raw]
     return max(heard, key=lambda h: h.seen, default=None)
 
 
@@ -240,6 +264,8 @@ def _loop(hostname: str, queues: list[str], started: float, restart: Restart | N
             beat(client, hostname, queues, started, restart=restart)
         except redis.RedisError as exc:
             log.warning("worker heartbeat to Redis failed: %s", exc)
+        except Exception:  # whatever it is: a heartbeat thread that ends makes a live worker look dead
+            log.exception("worker heartbeat failed; beating again in %s s", settings.MOC_WORKER_HEARTBEAT_S)
         _stop.wait(settings.MOC_WORKER_HEARTBEAT_S)
 
 
@@ -255,6 +281,7 @@ class _Run:
 
 
 _runs: dict[str, _Run] = {}
+_goodbye = threading.Lock()  # one goodbye at a time: a second waits until the first is written
 
 
 def note_restart(hostname: str, queues: list[str], started: float) -> Restart | None:
@@ -303,13 +330,21 @@ def _stop_heartbeat(sender: Any, **kwargs: Any) -> None:
 
 def goodbye(worker: Any) -> None:
     """Stop beating for `worker` (the worker or its consumer) and send its last beat, a goodbye,
-    so nothing takes this clean stop for a crash."""
+    so nothing takes this clean stop for a crash. Said once: when a warm shutdown starts
+    (apps.core.shutdown), and then again as the worker stops, which waits for the first to be
+    written and adds nothing."""
     _stop.set()
-    run = _runs.pop(worker.hostname, None)
-    if run is None:
-        return
-    run.thread.join(timeout=2)  # its beat in flight must not land after the goodbye
-    with contextlib.suppress(redis.RedisError):
-        beat(
-            redis_client(), worker.hostname, _consumed(worker), run.started, stopped=True, restart=run.restart
-        )
+    with _goodbye:
+        run = _runs.pop(worker.hostname, None)
+        if run is None:
+            return
+        run.thread.join(timeout=2)  # its beat in flight must not land after the goodbye
+        with contextlib.suppress(redis.RedisError):
+            beat(
+                redis_client(),
+                worker.hostname,
+                _consumed(worker),
+                run.started,
+                stopped=True,
+                restart=run.restart,
+            )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,16 +108,16 @@ class WorkerFacts:
         return None if self.alive else self.last_seen_at
 
 
-def worker_facts(heard: list[workers.Heard], *, now: float) -> WorkerFacts | None:
+def worker_facts(heard: list[workers.Heard]) -> WorkerFacts | None:
     """The worker a queue's beats (latest first) tell of: a live one, else the last heard."""
-    chosen = next((h for h in heard if h.alive(now)), heard[0] if heard else None)
+    chosen = next((h for h in heard if h.alive), heard[0] if heard else None)
     if chosen is None:
         return None
     restart = chosen.restart
     return WorkerFacts(
         hostname=chosen.hostname,
         pid=chosen.pid,
-        status=chosen.status(now),
+        status=chosen.status(),
         started_at=_moment(chosen.started),
         last_seen_at=_moment(chosen.seen),
         restarts=restart.count if restart else 0,
@@ -128,18 +127,17 @@ def worker_facts(heard: list[workers.Heard], *, now: float) -> WorkerFacts | Non
     )
 
 
-def with_workers(devices: Iterable[Device], *, now: float | None = None) -> list[Device]:
+def with_workers(devices: Iterable[Device]) -> list[Device]:
     """`devices`, each given `worker` (the WorkerFacts of its queue's worker; None when none was
     ever heard of, or Redis cannot be read) and `worker_known` (False when Redis cannot be read),
     in one Redis round trip for them all: a page of devices costs one, not one per device."""
     devices = list(devices)
-    now = time.time() if now is None else now
     try:
         heard, known = workers.queues_heard({d.queue for d in devices}, redis_client(timeout=1.0)), True
     except redis.RedisError:  # the pages and the API still answer while Redis is down
         heard, known = {}, False
     for device in devices:
-        device.worker = worker_facts(heard.get(device.queue, []), now=now)
+        device.worker = worker_facts(heard.get(device.queue, []))
         device.worker_known = known
     return devices
 

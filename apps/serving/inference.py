@@ -4,19 +4,21 @@ the version's bulkhead, hand the request to the device's worker, and wait for th
 The answer comes back on a Redis list the web process BLPOPs (one round trip, no result
 backend polling), and nothing on this path writes to the database but the loss of a placement:
 the worker records the request's figures in batches (apps.serving.worker.records). Refusals are
-fast and say why: not loaded (409), breaker open (503), bulkhead full (429), its worker silent or
-the broker unreachable (503), each with Retry-After where waiting helps.
+fast and say why: not loaded (409), breaker open (503), bulkhead full (429), its worker silent,
+too many waiting, Redis or the broker unreachable (503), each with Retry-After where waiting helps.
 
 A web thread waits on a device only while a live worker consumes its queue: a placement whose
-worker went silent (apps.core.workers.queue_silence) is refused before it is sent, and a wait
-ends within a slice of the worker going silent; and no more than MOC_SERVING_WAITING_PER_QUEUE
-threads of a process wait on one queue at once, so a burst for one device leaves the others
-their threads.
+worker went silent or stopped (apps.core.workers.queue_silence) is refused before it is sent,
+and a wait already sent ends within a slice of its worker dying (not of it stopping: a worker
+that said goodbye finishes what it holds). And a process keeps a thread for everything else: at
+most MOC_SERVING_WAITING_PER_PROCESS of its threads wait on devices at once (in a bulkhead's
+queue, or for an answer), and at most MOC_SERVING_WAITING_PER_QUEUE on one device's queue.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -52,9 +54,11 @@ _WAIT_SLICE_S = 1.0
 _BROKER_RETRY_S = 5
 _RELOADING_RETRY_S = 5
 _BUSY_RETRY_S = 1
-# What the broker's client raises when Redis cannot be reached: redis-py's own errors (reads,
-# BLPOP, the bulkhead's and breakers' scripts), and kombu's wrapping of them (sending a task).
-BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
+# What sending a task raises when the broker cannot be reached: redis-py's own errors, and
+# kombu's wrapping of them.
+_SEND_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,11 +117,17 @@ def infer(
         outcome = "ok"
         answer["total_ms"] = (time.perf_counter() - began) * 1000
         return answer
-    except BROKER_ERRORS as exc:
+    except (redis.RedisError, _BrokerUnreachable) as exc:
         outcome = Refusal.BROKER_UNAVAILABLE
         metrics.INFERENCE_REFUSED.labels(reason=outcome).inc()
-        why = f"the broker (Redis) is unreachable, so requests cannot reach the workers: {exc}"
-        raise Refused(503, f"{version} cannot be asked now: {why}", outcome, _BROKER_RETRY_S) from exc
+        # Where it is and what the client said go to the log, not to the caller.
+        if isinstance(exc, _BrokerUnreachable):
+            log.warning("inference for %s not sent: the broker is unreachable: %s", version, exc.__cause__)
+            why = "the broker (CELERY_BROKER_URL) is unreachable, so requests cannot reach the workers"
+        else:
+            log.warning("inference for %s refused: MOC's Redis is unreachable: %s", version, exc)
+            why = "MOC's Redis (REDIS_URL), which every request goes through, is unreachable"
+        raise Refused(503, f"{version} cannot be asked now: {why}.", outcome, _BROKER_RETRY_S) from exc
     except Refused as refused:
         outcome = refused.error_class or "refused"
         raise
@@ -134,6 +144,15 @@ def _infer(
     if not candidates:
         raise _not_loaded(version, placement_id, time.time())
     candidates = _live(client, version, candidates)
+    # A place among this process's waiting threads before the bulkhead's queue, where a thread
+    # waits as surely as on a device.
+    if not _waiting.enter():
+        raise _busy(
+            version,
+            f"{settings.MOC_SERVING_WAITING_PER_PROCESS} of this web server's requests are already "
+            "waiting on devices, as many as it lets wait at once so that it keeps threads for "
+            "everything else (MOC_SERVING_WAITING_PER_PROCESS)",
+        )
     # The bulkhead first: a half-open breaker's probe, once admitted, always gets its outcome
     # recorded, instead of being lost to a 429 between the two.
     bulkhead = Bulkhead(client, f"version {version.pk}", concurrency=limits.concurrency, queue=limits.queue)
@@ -145,6 +164,8 @@ def _infer(
         raise Refused(
             429, f"{version} is busy: {full.reason}", Refusal.BULKHEAD_FULL, full.retry_after_s
         ) from None
+    finally:
+        _waiting.leave()
 
 
 def _through_breaker(
@@ -172,12 +193,12 @@ def _through_breaker(
     except _WorkerSilent as silent:
         failure = ErrorClass.DEVICE_LOST, "its worker went silent"
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.WORKER_SILENT).inc()
-        raise _worker_silent(chosen, version, silent.silence, time.time(), client) from None
-    except BROKER_ERRORS:
-        failure = None  # the broker's failure, not the placement's
+        raise _workers_silent([(chosen, silent.silence)], version, time.time(), client) from None
+    except (redis.RedisError, _BrokerUnreachable):
+        failure = None  # Redis's or the broker's failure, not the placement's
         raise
     finally:
-        _waiting.leave(chosen.device.queue)
+        _waiting.leave_queue(chosen.device.queue)
         if answer is None and failure is not None:  # no answer in time, or its worker went silent
             breakers.record(
                 chosen.pk,
@@ -210,58 +231,72 @@ def _live(client: redis.Redis, version: ModelVersion, candidates: list[Placement
     """The candidates whose device queue a live worker consumes. The others are lost now (their
     version loaded elsewhere where it can be), and when none is left the request is refused."""
     now = time.time()
-    silences = {q: queue_silence(q, now=now, client=client) for q in {p.device.queue for p in candidates}}
-    live = [p for p in candidates if silences[p.device.queue] is None]
-    if len(live) == len(candidates):
+    silences = {q: queue_silence(q, client=client) for q in {p.device.queue for p in candidates}}
+    silent = [(p, silence) for p in candidates if (silence := silences[p.device.queue]) is not None]
+    if not silent:
         return candidates
-    refusal = None
-    for placement in candidates:
-        if (silence := silences[placement.device.queue]) is not None:
-            refusal = refusal or _worker_silent(placement, version, silence, now, client)
-    if live:
+    refusal = _workers_silent(silent, version, now, client, known=silences)
+    if live := [p for p in candidates if silences[p.device.queue] is None]:
         return live
-    assert refusal is not None
     metrics.INFERENCE_REFUSED.labels(reason=Refusal.WORKER_SILENT).inc()
     raise refusal
 
 
 class _WorkerSilent(Exception):
-    """The worker a request was sent to went silent while the request waited for its answer."""
+    """The worker a request is for went silent: before the request was sent, or while it waited."""
 
     def __init__(self, silence: Silence) -> None:
         super().__init__(silence.queue)
         self.silence = silence
 
 
-def _worker_silent(
-    placement: Placement, version: ModelVersion, silence: Silence, now: float, client: redis.Redis
+class _BrokerUnreachable(Exception):
+    """The broker could not take a request (the client's error is its __cause__)."""
+
+
+def _workers_silent(
+    silent: list[tuple[Placement, Silence]],
+    version: ModelVersion,
+    now: float,
+    client: redis.Redis,
+    *,
+    known: dict[str, Silence | None] | None = None,
 ) -> Refused:
-    """Mark `placement` lost, its worker being silent, and load its version on another device
-    (not one of its node's whose worker is silent too); the refusal that says so."""
-    why = placing.worker_silence(placement.device, silence, now=now)
-    siblings = Device.objects.select_related("node").filter(node_id=placement.device.node_id)
-    avoid = [
-        d.pk
-        for d in siblings.exclude(pk=placement.device_id)
-        if queue_silence(d.queue, now=now, client=client) is not None
-    ]
-    placing.placement_lost(placement, error=f"Lost: {why}.", reload=placing.Reload.ELSEWHERE, avoid=avoid)
-    again = _coming(version).select_related("device__node").order_by("-pk").first()
-    if again is not None:
+    """Mark every placement of `silent` lost, its worker being silent, and load their version on
+    a device whose worker is not known to be silent: none of theirs, nor any of their nodes'
+    whose worker is silent too (`known`: the silences already read, by queue). The refusal that
+    says so, and where the version is coming instead."""
+    known = {p.device.queue: silence for p, silence in silent} | (known or {})
+    nodes = {p.device.node_id for p, _ in silent}
+    siblings = Device.objects.select_related("node").filter(node_id__in=nodes)
+    avoid = set()
+    for device in siblings:
+        if device.queue not in known:
+            known[device.queue] = queue_silence(device.queue, client=client)
+        if known[device.queue] is not None:
+            avoid.add(device.pk)
+    whys = []
+    for placement, silence in silent:
+        why = placing.worker_silence(placement.device, silence, now=now)
+        placing.placement_lost(placement, error=f"Lost: {why}.", reload=placing.Reload.ELSEWHERE, avoid=avoid)
+        whys.append(f"on {placement.device}: {why}")
+    cannot = f"{version} cannot answer {'; nor '.join(whys)}."
+    coming = list(_coming(version).select_related("device__node").order_by("-pk"))
+    if again := next((p for p in coming if p.device_id not in avoid), None):
         where = "loaded" if again.state == PlacementState.LOADED else "being loaded"
-        return Refused(
-            503,
-            f"{version} cannot answer on {placement.device}: {why}. It is {where} on {again.device} "
-            "instead; try again shortly.",
-            Refusal.WORKER_SILENT,
-            _RELOADING_RETRY_S,
+        why = f"It is {where} on {again.device} instead; try again shortly."
+        return Refused(503, f"{cannot} {why}", Refusal.WORKER_SILENT, _RELOADING_RETRY_S)
+    if coming:  # asked of a silent device again, should its worker be alive after all
+        why = (
+            f"No other device can take it now; it is being loaded on {coming[0].device} again, "
+            "which takes it only once its worker answers."
         )
-    return Refused(
-        503,
-        f"{version} cannot answer on {placement.device}: {why}. No other device can take it now; "
-        "load it again once its worker is back (POST /api/v1/placements/ with its id).",
-        Refusal.WORKER_SILENT,
+        return Refused(503, f"{cannot} {why}", Refusal.WORKER_SILENT, _RELOADING_RETRY_S)
+    why = (
+        "No other device can take it now; load it again once its worker is back "
+        "(POST /api/v1/placements/ with its id)."
     )
+    return Refused(503, f"{cannot} {why}", Refusal.WORKER_SILENT)
 
 
 def _admit(
@@ -277,42 +312,59 @@ def _admit(
     busy: Placement | None = None
     for placement in _in_breaker_order(candidates, seen):
         queue = placement.device.queue
-        if not _waiting.enter(queue):
+        if not _waiting.enter_queue(queue):
             busy = busy or placement
             continue
         try:
             admission = breakers.admit(placement.pk, limits.breaker, now=now, seen=seen[placement.pk])
         except BaseException:
-            _waiting.leave(queue)
+            _waiting.leave_queue(queue)
             raise
         if admission.ok:
             return placement, admission.seen
-        _waiting.leave(queue)
+        _waiting.leave_queue(queue)
         refusal = refusal or admission
     if refusal is not None:
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BREAKER_OPEN).inc()
         retry_after = max(1, round(refusal.retry_after_s))
         raise Refused(503, f"{version} is not answering: {refusal.reason}", Refusal.BREAKER_OPEN, retry_after)
     assert busy is not None
-    metrics.INFERENCE_REFUSED.labels(reason=Refusal.QUEUE_BUSY).inc()
-    bound = settings.MOC_SERVING_WAITING_PER_QUEUE
-    why = (
-        f"{bound} of this web server's requests are already waiting for {busy.device} "
-        f"({busy.device.queue}) to answer, as many as it lets wait on one device "
-        "(MOC_SERVING_WAITING_PER_QUEUE); try again shortly."
+    raise _busy(
+        version,
+        f"{settings.MOC_SERVING_WAITING_PER_QUEUE} of this web server's requests are already waiting "
+        f"for {busy.device} ({busy.device.queue}) to answer, as many as it lets wait on one device "
+        "(MOC_SERVING_WAITING_PER_QUEUE)",
     )
-    raise Refused(503, f"{version} is busy: {why}", Refusal.QUEUE_BUSY, _BUSY_RETRY_S)
+
+
+def _busy(version: ModelVersion, why: str) -> Refused:
+    metrics.INFERENCE_REFUSED.labels(reason=Refusal.QUEUE_BUSY).inc()
+    return Refused(503, f"{version} is busy: {why}; try again shortly.", Refusal.QUEUE_BUSY, _BUSY_RETRY_S)
 
 
 class _Waiting:
-    """How many of this process's threads wait on each device queue, bounded by
-    MOC_SERVING_WAITING_PER_QUEUE. Per process, because what it guards is this process's threads."""
+    """How many of this process's threads wait on devices: in all, bounded by
+    MOC_SERVING_WAITING_PER_PROCESS, and on each device queue, by MOC_SERVING_WAITING_PER_QUEUE.
+    Per process, because what it guards is this process's threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._all = 0
         self._count: dict[str, int] = {}
 
-    def enter(self, queue: str) -> bool:
+    def enter(self) -> bool:
+        """Take a place among all the waiting; False when they are at their bound already."""
+        with self._lock:
+            if self._all >= settings.MOC_SERVING_WAITING_PER_PROCESS:
+                return False
+            self._all += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._all = max(0, self._all - 1)
+
+    def enter_queue(self, queue: str) -> bool:
         """Take a place waiting on `queue`; False when it has its bound already."""
         with self._lock:
             count = self._count.get(queue, 0)
@@ -321,7 +373,7 @@ class _Waiting:
             self._count[queue] = count + 1
             return True
 
-    def leave(self, queue: str) -> None:
+    def leave_queue(self, queue: str) -> None:
         with self._lock:
             count = self._count.get(queue, 0) - 1
             if count > 0:
@@ -367,7 +419,9 @@ def _not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> 
             Refusal.NOT_LOADED,
             field="placement",
         )
-    if _coming(version).exists():
+    if coming := list(_coming(version).select_related("device__node")):
+        if (stuck := _stuck(coming, now)) is not None:
+            return Refused(503, f"{version} is not loaded: {stuck}", Refusal.NOT_LOADED)
         return Refused(409, f"{version} is loading; try again shortly.", Refusal.NOT_LOADED, retry_after_s=2)
     if (lost := _lost(version)) is not None:
         return Refused(503, f"{version} is not loaded: {lost}", Refusal.NOT_LOADED)
@@ -375,6 +429,23 @@ def _not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> 
         409,
         f"{version} is not loaded: load it first (POST /api/v1/placements/ with its id).",
         Refusal.NOT_LOADED,
+    )
+
+
+def _stuck(coming: list[Placement], now: float) -> str | None:
+    """Why none of a version's coming placements loads soon: each was asked of a device whose
+    worker is silent (lost with its worker, and nothing else could take it). None when one may."""
+    client = shared_redis()
+    silences = {q: queue_silence(q, client=client) for q in {p.device.queue for p in coming}}
+    if any(silence is None for silence in silences.values()):
+        return None
+    first = coming[0]
+    silence = silences[first.device.queue]
+    assert silence is not None
+    why = placing.worker_silence(first.device, silence, now=now)
+    return (
+        f"it is being loaded on {first.device} again, which takes it only once its worker answers "
+        f"({why}); or load it on another device (POST /api/v1/placements/ with its id)."
     )
 
 
@@ -408,9 +479,15 @@ def _ask(
     waited_s: float,
 ) -> dict[str, Any] | None:
     """Send the request to the placement's worker and wait for its answer; None past the timeout.
-    Raises _WorkerSilent when no live worker consumes the queue any more."""
+    Raises _WorkerSilent when no live worker consumes the queue any more: before sending, a
+    worker that stopped or died; while waiting, only one that died (one that stopped, saying
+    goodbye, finishes the requests it holds before it exits)."""
     if timeout_s <= 0:
         return None
+    queue = placement.device.queue
+    # A request that waited for its slot was checked as long ago: look again before sending.
+    if waited_s >= _WAIT_SLICE_S and (silence := queue_silence(queue, client=client)) is not None:
+        raise _WorkerSilent(silence)
     reply_key = f"moc:reply:{uuid.uuid4().hex}"
     request = {
         "task": task,
@@ -420,12 +497,12 @@ def _ask(
         "sent_at": time.time(),
         "waited_ms": waited_s * 1000,
     }
-    dispatch.send(
-        messages.PLACEMENT_INFER,
-        args=[placement.pk, request, reply_key],
-        queue=placement.device.queue,
-        expires=timeout_s,
-    )
+    try:
+        dispatch.send(
+            messages.PLACEMENT_INFER, args=[placement.pk, request, reply_key], queue=queue, expires=timeout_s
+        )
+    except _SEND_ERRORS as exc:
+        raise _BrokerUnreachable() from exc
     # In slices shorter than the client's socket timeout, so a connection that stalls without
     # closing fails the request instead of holding its thread; the worker's deadline ends the work.
     # Between slices, the queue's worker must still be alive: a worker that died ends the wait
@@ -435,7 +512,8 @@ def _ask(
         popped = client.blpop([reply_key], timeout=max(0.01, min(left, _WAIT_SLICE_S)))
         if popped is not None:
             return json.loads(popped[1])
-        if (silence := queue_silence(placement.device.queue, client=client)) is not None:
+        silence = queue_silence(queue, client=client)
+        if silence is not None and not silence.last.stopped:
             raise _WorkerSilent(silence)
     return None
 

@@ -14,7 +14,6 @@ from kombu import Connection, Consumer, Exchange, Message, Producer, Queue
 from kombu.asynchronous import Hub
 from kombu.common import ignore_errors
 
-from apps.core import broker
 from moc_site.celery import app
 from tests.procs import RedisServer
 
@@ -67,23 +66,3 @@ def test_a_connection_lost_while_a_message_is_unacked_is_released_without_error(
 
     # The message was not lost: it waits in the unacked set for the visibility timeout.
     assert redis_server.client().hexists("unacked", message.delivery_tag)
-
-
-def test_a_handed_back_message_is_the_next_one_taken_and_no_longer_unacked(redis_server: RedisServer):
-    with app.connection_for_write() as producer:
-        for n in (1, 2):
-            Producer(producer).publish(
-                {"n": n}, exchange=TASKS.exchange, routing_key="broker-test", declare=[TASKS]
-            )
-    conn = app.connection_for_read()
-    taken: list[Message] = []
-    with conn, Consumer(conn, [TASKS], callbacks=[lambda body, msg: taken.append(msg)], prefetch_count=1):
-        conn.drain_events(timeout=5)
-        first = taken[0]
-
-        broker.hand_back(first)
-
-        assert not redis_server.client().hexists("unacked", first.delivery_tag)
-        first.ack()  # counted done by this channel, so it may take the next one
-        conn.drain_events(timeout=5)
-    assert [m.payload["n"] for m in taken] == [1, 1]

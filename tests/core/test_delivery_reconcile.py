@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.test.utils import override_settings
 
 from apps.core import tasks, workers
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.django_db
 
 HOST = "gpu.node1.0@box"
 QUEUE = "gpu.node1.0"
-LATER = 100.0  # seconds past the last beat: silent whatever the limit
 
 
 @pytest.fixture
@@ -49,8 +49,11 @@ def held(state: DeliveryState = DeliveryState.RUNNING, *, delivered: float, **fi
     )
 
 
-def beat(server: RedisServer, started: float, **kwargs: Any) -> workers.Heard:
+def beat(server: RedisServer, started: float, *, silent: bool = False, **kwargs: Any) -> workers.Heard:
+    """A beat of HOST, as heard; `silent`: its TTL key then runs out (the worker went quiet)."""
     workers.beat(server.client(), HOST, [QUEUE], started, **kwargs)
+    if silent:
+        server.client().delete(f"{workers.KEY_PREFIX}{HOST}")
     return workers.queue_heard(QUEUE)[0]
 
 
@@ -59,9 +62,9 @@ def test_a_running_delivery_of_a_worker_gone_silent_is_lost_naming_it_and_since_
 ) -> None:
     started = time.time() - 10
     held(delivered=started + 1)
-    last = beat(settled, started)
+    last = beat(settled, started, silent=True)
 
-    counts = deliveries_reconcile(now=last.seen + LATER)
+    counts = deliveries_reconcile()
 
     row = TaskDelivery.objects.get()
     assert counts == {"lost": 1, "interrupted": 0}
@@ -73,9 +76,21 @@ def test_a_running_delivery_of_a_worker_gone_silent_is_lost_naming_it_and_since_
 def test_a_running_delivery_of_a_live_worker_is_left_alone(settled: RedisServer) -> None:
     started = time.time() - 10
     held(delivered=started + 1)
-    last = beat(settled, started)
+    beat(settled, started)
 
-    assert deliveries_reconcile(now=last.seen + 1) == {"lost": 0, "interrupted": 0}
+    assert deliveries_reconcile() == {"lost": 0, "interrupted": 0}
+    assert TaskDelivery.objects.get().state == DeliveryState.RUNNING
+
+
+def test_a_running_delivery_of_a_live_worker_whose_clock_runs_behind_is_left_alone(
+    settled: RedisServer,
+) -> None:
+    started = time.time() - 60
+    held(delivered=started + 1)
+    with time_machine.travel(time.time() - 30, tick=False):  # its clock: 30 s behind, past 2 s
+        beat(settled, started)
+
+    assert deliveries_reconcile() == {"lost": 0, "interrupted": 0}
     assert TaskDelivery.objects.get().state == DeliveryState.RUNNING
 
 
@@ -85,9 +100,9 @@ def test_a_running_delivery_of_a_worker_that_restarted_after_a_crash_is_lost(set
     restart = Restart(
         count=1, at=dead_started + 30, dead_pid=4242, dead_started=dead_started, dead_seen=dead_started + 20
     )
-    last = beat(settled, restart.at, restart=restart)
+    beat(settled, restart.at, restart=restart)
 
-    deliveries_reconcile(now=last.seen + 1)  # the new run is alive: the old one is still dead
+    deliveries_reconcile()  # the new run is alive: the old one is still dead
 
     row = TaskDelivery.objects.get()
     assert (row.state, row.lost_deliveries) == (DeliveryState.LOST, 1)
@@ -98,9 +113,9 @@ def test_a_running_delivery_of_a_worker_that_restarted_after_a_crash_is_lost(set
 def test_a_running_delivery_of_an_earlier_run_than_the_live_one_is_lost(settled: RedisServer) -> None:
     started = time.time() - 10
     held(delivered=started - 100)
-    last = beat(settled, started)
+    beat(settled, started)
 
-    deliveries_reconcile(now=last.seen + 1)
+    deliveries_reconcile()
 
     row = TaskDelivery.objects.get()
     assert row.state == DeliveryState.LOST
@@ -114,7 +129,7 @@ def test_a_running_delivery_of_a_worker_that_stopped_cleanly_is_interrupted_not_
     held(delivered=started + 1)
     last = beat(settled, started, stopped=True)
 
-    counts = deliveries_reconcile(now=last.seen + LATER)
+    counts = deliveries_reconcile()
 
     row = TaskDelivery.objects.get()
     assert counts == {"lost": 0, "interrupted": 1}
@@ -127,9 +142,9 @@ def test_an_interrupted_delivery_of_a_worker_that_died_in_its_shutdown_is_lost_b
 ) -> None:
     started = time.time() - 10
     held(DeliveryState.INTERRUPTED, delivered=started + 1)
-    last = beat(settled, started)
+    beat(settled, started, silent=True)
 
-    deliveries_reconcile(now=last.seen + LATER)
+    deliveries_reconcile()
 
     row = TaskDelivery.objects.get()
     assert (row.state, row.lost_deliveries) == (DeliveryState.LOST, 0)
@@ -140,16 +155,16 @@ def test_an_interrupted_delivery_of_a_worker_that_stopped_cleanly_stays_interrup
 ) -> None:
     started = time.time() - 10
     held(DeliveryState.INTERRUPTED, delivered=started + 1)
-    last = beat(settled, started, stopped=True)
+    beat(settled, started, stopped=True)
 
-    assert deliveries_reconcile(now=last.seen + LATER) == {"lost": 0, "interrupted": 0}
+    assert deliveries_reconcile() == {"lost": 0, "interrupted": 0}
     assert TaskDelivery.objects.get().state == DeliveryState.INTERRUPTED
 
 
 def test_a_delivery_of_a_worker_never_heard_of_is_left_alone(settled: RedisServer) -> None:
     held(delivered=time.time() - 100)
 
-    deliveries_reconcile(now=time.time() + LATER)
+    deliveries_reconcile()
 
     assert TaskDelivery.objects.get().state == DeliveryState.RUNNING
 
@@ -162,11 +177,11 @@ def test_nothing_is_judged_while_redis_has_just_restarted(tmp_path: Path, settin
         with override_settings(REDIS_URL=server.url):
             started = time.time() - 10
             held(delivered=started + 1)
-            last = beat(server, started)
+            beat(server, started, silent=True)  # its TTL runs out while Redis is down
             server.stop()
             server.start()  # the old beat comes back from the append-only file
 
-            counts = deliveries_reconcile(now=last.seen + LATER)
+            counts = deliveries_reconcile()
     finally:
         server.stop()
 
@@ -185,7 +200,8 @@ def test_nothing_is_judged_while_redis_cannot_be_read(settings: Any) -> None:
 def test_the_redelivery_of_a_lost_delivery_runs_and_is_not_counted_twice(settled: RedisServer) -> None:
     started = time.time() - 10
     held(delivered=started + 1)
-    deliveries_reconcile(now=beat(settled, started).seen + LATER)
+    beat(settled, started, silent=True)
+    deliveries_reconcile()
 
     runnable = delivery_begin(
         task_id="t-1", task_name="x", queue=QUEUE, worker="other@box", args=[], kwargs={}
@@ -207,7 +223,8 @@ def test_the_redelivery_of_a_lost_delivery_at_the_limit_is_poisoned(
     settings.MOC_TASK_MAX_DELIVERIES = 2
     started = time.time() - 10
     held(delivered=started + 1, deliveries=2, lost_deliveries=1)
-    deliveries_reconcile(now=beat(settled, started).seen + LATER)
+    beat(settled, started, silent=True)
+    deliveries_reconcile()
 
     runnable = delivery_begin(
         task_id="t-1", task_name="x", queue=QUEUE, worker="other@box", args=[], kwargs={}
@@ -222,7 +239,8 @@ def test_the_redelivery_of_a_lost_delivery_at_the_limit_is_poisoned(
 def test_a_worker_taken_for_dead_that_was_only_silent_may_still_finish(settled: RedisServer) -> None:
     started = time.time() - 10
     held(delivered=started + 1)
-    deliveries_reconcile(now=beat(settled, started).seen + LATER)
+    beat(settled, started, silent=True)
+    deliveries_reconcile()
 
     delivery_finish(task_id="t-1", state=DeliveryState.SUCCEEDED)
 

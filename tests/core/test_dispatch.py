@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from celery import Celery, current_app
 from django.db import transaction
 
 from apps.core import dispatch
@@ -67,3 +73,42 @@ def test_a_task_sent_by_name_reaches_the_broker_with_its_options(redis_server: A
     # Nobody waits on the result backend: no result is kept, and no result channel was subscribed.
     assert b'"ignore_result": true' in raw
     assert client.pubsub_numsub("celery-task-meta-t-1") == [(b"celery-task-meta-t-1", 0)]
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A listener that accepts connections and never answers: a hung Redis, or one behind a
+    firewall that dropped the connection. Its URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_broker_that_never_answers_fails_the_send_within_seconds(silent_broker: str) -> None:
+    # A Celery app from MOC's own settings, on the silent broker.
+    probe = Celery("probe", set_as_current=False)
+    probe.config_from_object("django.conf:settings", namespace="CELERY")
+    probe.conf.broker_url = silent_broker
+    previous = current_app._get_current_object()
+    probe.set_current()
+    started = time.monotonic()
+    try:
+        with pytest.raises(dispatch.BROKER_UNREACHABLE):
+            dispatch.send("apps.core.tasks.ping", args=["x"], queue="moc-dispatch-test")
+    finally:
+        previous.set_current()
+        probe.close()
+
+    assert time.monotonic() - started < 15  # kombu's default is to wait forever

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from apps.core import dispatch, outbox
+from apps.core import dispatch, outbox, workers
 from apps.core.domain.roles import Role
 from apps.core.models import AuditEvent, OutboxMessage
 from apps.jobs import messages as job_messages
 from apps.jobs import services as job_services
 from tests.jobs.factories import JobFactory
-from tests.procs import RedisServer
+from tests.procs import RedisServer, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -235,3 +236,87 @@ def test_an_api_write_that_sends_a_message_audits_the_write_not_the_outbox_row(
     audited = set(AuditEvent.objects.values_list("content_type__model", flat=True))
     assert "job" in audited
     assert "outboxmessage" not in audited
+
+
+def test_a_message_refused_for_its_own_sake_is_marked_failed_and_the_rest_still_go(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        OutboxMessage.objects.create(task_id=f"t-{n}", task_name=PING, args=[n])
+
+    def refuse_the_second(name: str, *, args: Any = (), **options: Any) -> None:
+        if args == [1]:
+            raise TypeError("Object of type bytes is not JSON serializable")
+        broker.sent.append((name, list(args), options))
+
+    monkeypatch.setattr(dispatch, "send", refuse_the_second)
+
+    assert outbox.drain() == 2
+
+    assert [args for _, args, _ in broker.sent] == [[0], [2]]
+    failed = OutboxMessage.objects.get()
+    assert failed.task_id == "t-1"
+    assert failed.failed_at is not None
+    assert failed.last_error == "TypeError: Object of type bytes is not JSON serializable"
+    assert outbox.claim() == []  # kept to be looked at, never sent again
+    assert outbox.describe().startswith("1 failed for good and not sent")
+
+
+def test_each_sent_message_leaves_the_outbox_at_once_so_a_failing_delete_resends_only_the_one_in_hand(
+    broker: Broker,
+) -> None:
+    for n in range(3):
+        OutboxMessage.objects.create(task_id=f"t-{n}", task_name=PING, args=[n])
+    with connection.cursor() as cursor:  # the database fails deleting the second row
+        cursor.execute(
+            "CREATE TRIGGER outbox_delete_fails BEFORE DELETE ON core_outboxmessage "
+            "WHEN OLD.task_id = 't-1' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    try:
+        with pytest.raises(DatabaseError, match="disk I/O error"):
+            outbox.drain()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER outbox_delete_fails")
+
+    later = timezone.now() + dispatch.LEASE + dt.timedelta(seconds=1)
+    assert outbox.drain(now=later) == 2  # after the lease: the one in hand, and the one not reached
+
+    assert [options["task_id"] for _, _, options in broker.sent] == ["t-0", "t-1", "t-1", "t-2"]
+    assert not OutboxMessage.objects.exists()
+
+
+def test_readyz_says_when_no_live_worker_is_there_to_drain_the_outbox(
+    broker: Broker, settings: Any, redis_server: RedisServer
+) -> None:
+    settings.MOC_WORKER_SILENT_AFTER_S = 1
+    wait_until(lambda: workers.heartbeats_settled(redis_server.client()), 10, "Redis to be up for 1 s")
+    workers.beat(redis_server.client(), "default@gone", ["default"], time.time() - 60, stopped=True)
+    broker.up = False
+    dispatch.send_on_commit(PING, queue="default")
+
+    detail = outbox.describe()
+
+    assert (
+        "nothing drains it: no live worker consumes default (last heard: default@gone, silent since "
+        in detail
+    )
+
+
+def test_readyz_does_not_blame_the_workers_while_one_drains(
+    broker: Broker, redis_server: RedisServer
+) -> None:
+    workers.beat(redis_server.client(), "default@here", ["default"], time.time())
+    broker.up = False
+    dispatch.send_on_commit(PING, queue="default")
+
+    assert "nothing drains it" not in outbox.describe()
+
+
+def test_a_drainer_leaves_a_message_whose_sender_holds_it_by_the_databases_clock(broker: Broker) -> None:
+    with transaction.atomic():
+        message = dispatch.send_on_commit(PING)
+        stored = OutboxMessage.objects.get(pk=message.pk)
+        assert outbox.claim() == []  # its sender's lease, set and read by the database's clock
+        assert stored.claimed_until is not None
+        assert stored.claimed_until > timezone.now() + dispatch.LEASE - dt.timedelta(seconds=5)

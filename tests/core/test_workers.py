@@ -1,14 +1,20 @@
 """Worker heartbeats against the real session Redis: what is remembered per queue, when a queue
-counts as silent (and when that is not known), and how a restart after a crash is recorded."""
+counts as silent (and when that is not known), and how a restart after a crash is recorded.
+
+A worker is alive while its TTL key lives, whatever its clock says: a test that wants a worker
+silent deletes the key (`expire`), as Redis would once its TTL ran out."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import time_machine
 
 from apps.core import workers
 from apps.core.workers import Heard, Restart
@@ -26,8 +32,15 @@ def settled(redis_server: RedisServer, settings: Any) -> RedisServer:
     return redis_server
 
 
-def heard(*, stopped: bool = False, restart: Restart | None = None, seen: float = 100.0) -> Heard:
-    return Heard(hostname=HOST, pid=41, started=50.0, seen=seen, stopped=stopped, restart=restart)
+def heard(*, stopped: bool = False, restart: Restart | None = None, alive: bool = False) -> Heard:
+    return Heard(
+        hostname=HOST, pid=41, started=50.0, seen=100.0, stopped=stopped, restart=restart, alive=alive
+    )
+
+
+def expire(client: redis.Redis, hostname: str = HOST) -> None:
+    """`hostname`'s TTL key runs out, as it does MOC_WORKER_SILENT_AFTER_S after its last beat."""
+    assert client.delete(f"{workers.KEY_PREFIX}{hostname}") == 1
 
 
 def test_a_beat_is_remembered_per_queue_it_consumes(redis_server: RedisServer) -> None:
@@ -35,7 +48,13 @@ def test_a_beat_is_remembered_per_queue_it_consumes(redis_server: RedisServer) -
 
     [last] = workers.queue_heard(QUEUE)
 
-    assert (last.hostname, last.started, last.stopped, last.restart) == (HOST, 123.0, False, None)
+    assert (last.hostname, last.started, last.stopped, last.restart, last.alive) == (
+        HOST,
+        123.0,
+        False,
+        None,
+        True,
+    )
     assert last.pid > 0
     assert workers.queue_heard("default") == [last]
 
@@ -66,8 +85,9 @@ def test_a_queue_is_not_silent_while_its_worker_beats(settled: RedisServer) -> N
 def test_a_queue_whose_worker_went_quiet_is_silent_since_its_last_beat(settled: RedisServer) -> None:
     workers.beat(settled.client(), HOST, [QUEUE], started=time.time())
     [last] = workers.queue_heard(QUEUE)
+    expire(settled.client())
 
-    silence = workers.queue_silence(QUEUE, now=last.seen + 3)
+    silence = workers.queue_silence(QUEUE)
 
     assert silence is not None
     assert (silence.queue, silence.last.hostname, silence.since, silence.last.stopped) == (
@@ -108,11 +128,11 @@ def test_nothing_is_silent_while_redis_has_just_restarted(tmp_path: Path, settin
         server.stop()
         server.start()  # its append-only file brings the beat back, old
         [last] = workers.queue_heard(QUEUE, server.client())
-        long_after = last.seen + 60
+        expire(server.client())  # its TTL ran out while Redis was down
 
-        unknown = workers.queue_silence(QUEUE, now=long_after, client=server.client())
+        unknown = workers.queue_silence(QUEUE, client=server.client())
         wait_until(lambda: workers.heartbeats_settled(server.client()), 10, "Redis to be up for 2 s")
-        known = workers.queue_silence(QUEUE, now=long_after, client=server.client())
+        known = workers.queue_silence(QUEUE, client=server.client())
     finally:
         server.stop()
 
@@ -121,12 +141,72 @@ def test_nothing_is_silent_while_redis_has_just_restarted(tmp_path: Path, settin
     assert known.since == last.seen
 
 
-def test_a_worker_is_alive_until_silent_for_longer_than_the_limit(settings: Any) -> None:
-    settings.MOC_WORKER_SILENT_AFTER_S = 6
+def test_a_worker_whose_clock_runs_behind_and_beats_less_often_is_alive_while_its_key_lives(
+    settled: RedisServer, settings: Any
+) -> None:
+    settings.MOC_WORKER_SILENT_AFTER_S = 30  # the worker's own limit, 15 times the web's (2 s)
+    with time_machine.travel(time.time() - 20, tick=False):  # its clock: 20 s behind the web's
+        workers.beat(settled.client(), HOST, [QUEUE], started=time.time())
+    settings.MOC_WORKER_SILENT_AFTER_S = 2
 
-    assert heard().status(106.0) == workers.WorkerStatus.ALIVE
-    assert heard().status(106.5) == workers.WorkerStatus.SILENT
-    assert heard(stopped=True).status(100.0) == workers.WorkerStatus.STOPPED
+    [last] = workers.queue_heard(QUEUE)
+
+    assert time.time() - last.seen > 19  # by the web's clock its beat is long past 2 s old
+    assert (last.alive, last.status()) == (True, workers.WorkerStatus.ALIVE)
+    assert workers.queue_silence(QUEUE) is None
+    assert 20 < settled.client().ttl(f"{workers.KEY_PREFIX}{HOST}") <= 30  # the TTL it chose
+
+
+def test_a_worker_whose_key_expired_is_silent_however_recent_its_last_beat_looks(
+    settled: RedisServer,
+) -> None:
+    with time_machine.travel(time.time() + 60, tick=False):  # a clock running ahead
+        workers.beat(settled.client(), HOST, [QUEUE], started=time.time())
+    expire(settled.client())
+
+    silence = workers.queue_silence(QUEUE)
+
+    assert silence is not None
+    assert silence.since > time.time()  # as the worker told it
+    assert workers.queue_heard(QUEUE)[0].status() == workers.WorkerStatus.SILENT
+
+
+def test_a_live_run_that_consumes_other_queues_leaves_its_old_queue_silent(settled: RedisServer) -> None:
+    workers.beat(settled.client(), HOST, [QUEUE], started=1.0)  # the run that died
+    expire(settled.client())
+    workers.beat(settled.client(), HOST, ["cpu.x.0"], started=time.time())  # alive, elsewhere
+
+    silence = workers.queue_silence(QUEUE)
+
+    assert silence is not None
+    assert silence.last.started == 1.0
+    assert [h.alive for h in workers.queue_heard("cpu.x.0")] == [True]
+
+
+def test_a_worker_status_is_alive_silent_or_stopped() -> None:
+    assert heard(alive=True).status() == workers.WorkerStatus.ALIVE
+    assert heard().status() == workers.WorkerStatus.SILENT
+    assert heard(stopped=True).status() == workers.WorkerStatus.STOPPED
+
+
+def test_the_heartbeat_outlives_an_error_that_is_not_redis_s(
+    redis_server: RedisServer, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.MOC_WORKER_HEARTBEAT_S = 0.05
+    queues: list[Any] = [object()]  # a queue no beat can encode: TypeError, on every beat
+    workers._stop.clear()
+    thread = threading.Thread(target=workers._loop, args=(HOST, queues, 1.0, None), daemon=True)
+    try:
+        with caplog.at_level(logging.ERROR, logger="apps.core.workers"):
+            thread.start()
+            wait_until(lambda: "worker heartbeat failed" in caplog.text, 5, "a beat to fail")
+        queues[0] = QUEUE  # the cause goes: the next beat lands
+
+        wait_until(lambda: workers.queue_heard(QUEUE), 5, "a beat after the error")
+    finally:
+        workers._stop.set()
+        thread.join(5)
+    assert "TypeError" in caplog.text
 
 
 def test_a_first_start_records_no_restart() -> None:

@@ -12,6 +12,7 @@ import pytest
 import time_machine
 from rest_framework.test import APIClient
 
+from apps.core import workers
 from apps.core.domain.roles import Role
 from apps.core.templatetags.moc import when
 from apps.core.workers import Restart
@@ -57,6 +58,7 @@ def test_the_device_page_says_since_when_its_worker_is_silent(
     device = DeviceFactory()
     with time_machine.travel(time.time() - 60, tick=False):
         last = worker_beat(redis_server.client(), device)
+    redis_server.client().delete(f"{workers.KEY_PREFIX}{last.hostname}")  # its TTL ran out
 
     html = page(client_as, device)
 

@@ -12,6 +12,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from apps.core import redis_clients, workers
+from apps.core.models import OutboxMessage
+from apps.jobs import messages as job_messages
 from apps.jobs import services
 from apps.jobs.domain.kinds import ErrorClass
 from apps.jobs.domain.states import JobState
@@ -144,3 +146,16 @@ def test_reconciler_does_nothing_when_it_cannot_read_heartbeats() -> None:
     job.refresh_from_db()
     assert counts == {}
     assert job.state == JobState.RUNNING
+
+
+def test_queued_job_whose_message_waits_in_the_outbox_is_not_sent_again() -> None:
+    heartbeat("celery@cpu", ["default"])
+    job = JobFactory(queued_at=ago(600), dispatched_at=None, task_id="waiting")  # the broker was away
+    OutboxMessage.objects.create(task_id="waiting", task_name=job_messages.JOB_RUN, args=[job.pk])
+
+    counts = services.jobs_redispatch_stale(now=timezone.now())
+
+    job.refresh_from_db()
+    assert counts.get("redispatch", 0) == 0
+    assert job.task_id == "waiting"
+    assert OutboxMessage.objects.count() == 1

@@ -11,9 +11,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from apps.core import workers
+from apps.core import dispatch, outbox, workers
+from apps.core.models import OutboxMessage
 from apps.core.redis_clients import redis_client
-from apps.serving import placing
+from apps.serving import messages, placing
 from apps.serving.domain.states import PlacementState
 from apps.serving.models import Placement
 from tests.fleet.factories import DeviceFactory, NodeFactory
@@ -68,3 +69,37 @@ def test_the_reaper_leaves_a_placement_whose_worker_beats() -> None:
     assert placing.placements_reconcile()["lost"] == 0
 
     assert Placement.objects.get(pk=placement.pk).state == P.LOADED
+
+
+def requested_long_ago() -> Placement:
+    placement = PlacementFactory(state=P.REQUESTED)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Placement.objects.filter(pk=placement.pk).update(created_at=long_ago, updated_at=long_ago)
+    return placement
+
+
+def test_a_request_whose_load_message_waited_out_an_outage_is_not_timed_out(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S = 60
+    placement = requested_long_ago()  # decided 10 min ago, while the broker was away
+    OutboxMessage.objects.create(task_id="load-1", task_name=messages.PLACEMENT_LOAD, args=[placement.pk])
+
+    assert placing.placements_reconcile()["failed"] == 0  # still waiting in the outbox
+    sent: list[str] = []
+    monkeypatch.setattr(dispatch, "send", lambda name, **_: sent.append(name))
+    assert outbox.drain() == 1  # the broker is back
+    assert placing.placements_reconcile()["failed"] == 0  # its timeout counts from the send
+
+    assert sent == [messages.PLACEMENT_LOAD]
+    assert Placement.objects.get(pk=placement.pk).state == P.REQUESTED
+
+
+def test_a_request_sent_longer_ago_than_its_timeout_fails(settings: Any) -> None:
+    settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S = 60
+    placement = requested_long_ago()
+
+    assert placing.placements_reconcile()["failed"] == 1
+
+    failed = Placement.objects.get(pk=placement.pk)
+    assert (failed.state, failed.error) == (P.FAILED, "No worker took it within 60 s.")

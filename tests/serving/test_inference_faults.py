@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test.utils import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -31,11 +33,12 @@ from apps.models.domain.states import ValidationState
 from apps.serving import inference, messages
 from apps.serving.domain.states import PlacementState
 from apps.serving.models import Placement, ServingProfile
-from apps.serving.resilience import Breakers
+from apps.serving.resilience import Breakers, Bulkhead
 from tests.fleet.factories import GIB, DeviceFactory, NodeFactory
 from tests.models.factories import ModelVersionFactory
 from tests.procs import RedisServer, free_port, wait_until
 from tests.serving.factories import PlacementFactory
+from tests.serving.test_resilience import Holder
 
 pytestmark = pytest.mark.django_db
 Client = Callable[[Role | None], APIClient]
@@ -108,10 +111,60 @@ def test_a_request_for_a_silent_worker_is_a_fast_503_naming_the_node_and_since_w
     silent = re.escape(f"node-b's worker for gpu.node-b.0 has been silent since {shown(since)}")
     assert re.search(silent + r" \(2[5-7] s\)", body["detail"])
     assert "No other device can take it now" in body["detail"]
-    assert sent == []  # nothing sent to a queue nobody consumes
+    assert [s for s in sent if s[0] == messages.PLACEMENT_INFER] == []  # nobody consumes its queue
     placement.refresh_from_db()
     assert placement.state == P.LOST
     assert "node-b's worker for gpu.node-b.0 has been silent since" in placement.error
+
+
+def test_a_silent_workers_version_nothing_else_can_take_is_asked_of_its_device_again(
+    client_as: Client, sent: list
+) -> None:
+    """Should the worker only have looked dead, it loads the version again; one that is dead never
+    takes the request, which the reaper ends."""
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue, ago_s=25)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    assert (
+        "No other device can take it now; it is being loaded on node-b/gpu0 again, which takes it "
+        "only once its worker answers." in response.json()["detail"]
+    )
+    again = Placement.objects.get(version=placement.version, state=P.REQUESTED)
+    assert again.device_id == placement.device_id
+    assert Placement.objects.get(pk=placement.pk).state == P.LOST
+    # Until its worker answers, or the request is given up, the next request hears why it waits.
+    later = ask(client_as(Role.OPERATOR), placement.version)
+    assert later.status_code == 503
+    assert (
+        "it is being loaded on node-b/gpu0 again, which takes it only once its worker answers"
+        in (later.json()["detail"])
+    )
+    assert "node-b's worker for gpu.node-b.0 has been silent since" in later.json()["detail"]
+
+
+def test_every_silent_placement_is_lost_and_the_refusal_points_at_none_of_them(
+    client_as: Client, sent: list
+) -> None:
+    on_b = loaded(node=NodeFactory(name="node-b"), index=0)
+    on_c = loaded(on_b.version, node=NodeFactory(name="node-c"), index=0)
+    heard(on_b.device.queue, ago_s=25)
+    heard(on_c.device.queue, ago_s=25)
+    elsewhere = DeviceFactory(node=NodeFactory(name="node-a"), index=0, capacity_bytes=76 * GIB)
+
+    response = ask(client_as(Role.OPERATOR), on_b.version)
+
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "node-b's worker for gpu.node-b.0 has been silent since" in detail
+    assert "node-c's worker for gpu.node-c.0 has been silent since" in detail
+    assert "It is being loaded on node-a/gpu0 instead; try again shortly." in detail
+    assert Placement.objects.get(pk=on_b.pk).state == P.LOST
+    assert Placement.objects.get(pk=on_c.pk).state == P.LOST
+    (again,) = Placement.objects.filter(version=on_b.version, state=P.REQUESTED)
+    assert again.device == elsewhere
 
 
 def test_a_silent_workers_placement_is_loaded_elsewhere_and_the_refusal_says_where(
@@ -163,18 +216,19 @@ def test_a_request_goes_to_the_versions_placement_whose_worker_is_alive(
     assert Placement.objects.get(pk=live.pk).state == P.LOADED
 
 
-def test_a_worker_that_goes_silent_while_a_request_waits_ends_the_wait_within_a_slice(
+def test_a_worker_that_dies_while_a_request_waits_ends_the_wait_within_a_slice(
     client_as: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     placement = loaded(node=NodeFactory(name="node-b"), index=0)
     heard(placement.device.queue)
     ServingProfile.objects.create(version=placement.version, request_timeout_s=30)
 
-    def send_then_stop(name: str, **_: Any) -> None:
-        # The request reaches the queue, and its worker shuts down without answering it.
-        heard(placement.device.queue, stopped=True)
+    def send_then_die(name: str, **_: Any) -> None:
+        # The request reaches the queue, and its worker dies without answering it: its last beat
+        # is long past by the time the wait looks again.
+        heard(placement.device.queue, ago_s=25)
 
-    monkeypatch.setattr(dispatch, "send", send_then_stop)
+    monkeypatch.setattr(dispatch, "send", send_then_die)
 
     began = time.monotonic()
     response = ask(client_as(Role.OPERATOR), placement.version)
@@ -182,10 +236,63 @@ def test_a_worker_that_goes_silent_while_a_request_waits_ends_the_wait_within_a_
     assert time.monotonic() - began < 3
     assert response.status_code == 503
     assert response.json()["error"] == "worker_silent"
-    assert "node-b's worker for gpu.node-b.0 stopped at" in response.json()["detail"]
+    assert "node-b's worker for gpu.node-b.0 has been silent since" in response.json()["detail"]
     assert Placement.objects.get(pk=placement.pk).state == P.LOST
     breaker = Breakers(redis_client()).get([placement.pk])[placement.pk]
     assert "device_lost" in breaker.last_error
+
+
+def test_a_request_sent_before_its_worker_said_goodbye_waits_for_the_answer_it_finishes(
+    client_as: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+
+    def send_then_stop(name: str, *, args: Any = (), **_: Any) -> None:
+        # Its worker starts its shutdown (a SIGTERM) with the request in hand: it says goodbye at
+        # once, and answers the request it holds a couple of slices later.
+        heard(placement.device.queue, stopped=True)
+        answer = json.dumps({"ok": True, "result": {"text": "!"}})
+        threading.Timer(2.5, redis_client().rpush, args=(args[2], answer)).start()
+
+    monkeypatch.setattr(dispatch, "send", send_then_stop)
+    client = client_as(Role.OPERATOR)
+
+    response = ask(client, placement.version)
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == {"text": "!"}
+    assert Placement.objects.get(pk=placement.pk).state == P.LOADED
+    # A new request is not sent to a worker that is shutting down.
+    refused = ask(client, placement.version)
+    assert refused.status_code == 503
+    assert "node-b's worker for gpu.node-b.0 stopped at" in refused.json()["detail"]
+
+
+def test_a_request_that_waited_for_its_slot_checks_its_worker_again_before_sending(
+    client_as: Client, sent: list
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+    ServingProfile.objects.create(version=placement.version, max_concurrency=1)
+    # Another web process's request holds the version's only slot, and the worker dies while this
+    # one waits for it.
+    other = Holder(Bulkhead(redis_client(), f"version {placement.version.pk}", concurrency=1, queue=8))
+    other.start()
+    assert other.got.wait(5)
+
+    def die_then_let_go() -> None:
+        heard(placement.device.queue, ago_s=25)
+        other.finish()
+
+    threading.Timer(1.5, die_then_let_go).start()
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "worker_silent"
+    assert [s for s in sent if s[0] == messages.PLACEMENT_INFER] == []
+    assert Placement.objects.get(pk=placement.pk).state == P.LOST
 
 
 def test_a_request_never_waits_past_its_own_timeout_while_its_worker_lives(
@@ -233,6 +340,60 @@ def test_requests_past_the_bound_waiting_on_one_queue_are_refused_at_once(
     # Its place is given back: the next request waits on the queue again.
     assert ask(client, placement.version).status_code == 200
     assert len(refusals) == 2
+
+
+@pytest.mark.django_db(transaction=True)  # requests in threads of their own, as under gunicorn
+def test_requests_waiting_for_a_slot_count_against_the_process_bound_on_waiting_requests(
+    client_as: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.MOC_WORKER_SILENT_AFTER_S = 60  # the workers' one beat stays current throughout
+    settings.MOC_SERVING_WAITING_PER_PROCESS = 2
+    slow = loaded(node=NodeFactory(name="node-b"), index=0)
+    other = loaded(node=NodeFactory(name="node-a"), index=0)
+    heard(slow.device.queue)
+    heard(other.device.queue)
+    ServingProfile.objects.create(version=slow.version, max_concurrency=1)
+    held, let_go = threading.Event(), threading.Event()
+
+    def send(name: str, *, args: Any = (), **_: Any) -> None:
+        if args[0] == slow.pk and not held.is_set():  # the first request for the slow device hangs
+            held.set()
+            let_go.wait(10)
+        redis_client().rpush(args[2], json.dumps({"ok": True, "result": {"text": "!"}}))
+
+    monkeypatch.setattr(dispatch, "send", send)
+    statuses: list[str] = []
+
+    def request() -> None:
+        try:
+            inference.infer(version=slow.version, task="generate", data=ASK["input"])
+            statuses.append("ok")
+        except inference.Refused as refused:
+            statuses.append(refused.error_class)
+        finally:
+            connection.close()
+
+    # One request waits on the slow device, a second for the version's one slot behind it.
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    threads[0].start()
+    assert held.wait(10)
+    threads[1].start()
+    slots = Bulkhead(redis_client(), f"version {slow.version.pk}", concurrency=1, queue=1)
+    wait_until(lambda: slots.occupancy() == (1, 1), 10, "the second request to wait for a slot")
+    client = client_as(Role.OPERATOR)
+
+    busy = ask(client, other.version)
+
+    let_go.set()
+    for thread in threads:
+        thread.join(10)
+    assert busy.status_code == 503, busy.json()
+    assert busy.json()["error"] == "queue_busy"
+    assert "MOC_SERVING_WAITING_PER_PROCESS" in busy.json()["detail"]
+    assert int(busy["Retry-After"]) == 1
+    assert statuses == ["ok", "ok"]
+    # Their places are given back.
+    assert ask(client, other.version).status_code == 200
 
 
 def test_a_version_whose_only_placement_was_on_an_offline_node_says_so(client_as: Client) -> None:
@@ -286,7 +447,7 @@ def redis_that_stops(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def test_inference_while_redis_is_down_is_a_503_saying_so(
+def test_inference_while_redis_is_down_is_a_503_saying_so_without_where_it_is(
     client_as: Client, redis_that_stops: RedisServer
 ) -> None:
     placement = loaded()
@@ -298,7 +459,9 @@ def test_inference_while_redis_is_down_is_a_503_saying_so(
     assert response.status_code == 503
     body = response.json()
     assert body["error"] == "broker_unavailable"
-    assert "the broker (Redis) is unreachable" in body["detail"]
+    assert "MOC's Redis (REDIS_URL), which every request goes through, is unreachable" in body["detail"]
+    assert "broker" not in body["detail"]
+    assert str(redis_that_stops.port) not in body["detail"]
     assert int(response["Retry-After"]) >= 1
     assert Placement.objects.get(pk=placement.pk).state == P.LOADED
 
@@ -333,5 +496,8 @@ def test_inference_the_broker_cannot_take_is_a_503_that_does_not_count_against_t
 
     assert response.status_code == 503
     assert response.json()["error"] == "broker_unavailable"
-    assert "Connection refused" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert "the broker (CELERY_BROKER_URL) is unreachable, so requests cannot reach the workers" in detail
+    assert "127.0.0.1" not in detail
+    assert "Connection refused" not in detail  # the client's words, with where, go to the log
     assert Breakers(redis_client()).get([placement.pk])[placement.pk].failures == 0

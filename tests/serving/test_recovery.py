@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from apps.fleet import registration
+from apps.fleet.domain.states import DeviceHealth
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from apps.serving import placing
@@ -62,8 +63,18 @@ def test_a_placement_lost_with_its_device_is_loaded_again_elsewhere() -> None:
     assert again.device == other
 
 
-def test_a_lost_placement_nothing_can_take_stays_lost_without_an_error() -> None:
+def test_a_placement_no_other_device_can_take_is_asked_of_its_own_device_again() -> None:
+    """Its device may only have looked lost (a worker taken for dead): if it was not, it loads."""
     placement = loaded()
+
+    again = placing.placement_lost(placement, error="worker silent", reload=placing.Reload.ELSEWHERE)
+
+    assert again is not None
+    assert (again.device, again.state) == (placement.device, P.REQUESTED)
+
+
+def test_a_lost_placement_nothing_can_take_stays_lost_without_an_error() -> None:
+    placement = loaded(device=DeviceFactory(health=DeviceHealth.UNHEALTHY))
 
     assert placing.placement_lost(placement, error="device lost", reload=placing.Reload.ELSEWHERE) is None
     placement.refresh_from_db()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
-from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from apps.core.dispatch import BROKER_UNREACHABLE
 from apps.core.domain.errors import Conflict
 from apps.core.domain.statemachine import InvalidTransition
 
@@ -58,11 +57,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, Conflict):
         set_rollback()
         return Response(body(exc.code, str(exc)), status=status.HTTP_409_CONFLICT)
-    elif isinstance(exc, redis.RedisError | BrokerError):
-        # A request that needs Redis right now while it is away: its transaction is rolled back
-        # (nothing half-done), and the caller learns it is the outage, not a bug, and when to
-        # retry. Which host Redis is on is logged, not told.
-        set_rollback()
+    elif isinstance(exc, BROKER_UNREACHABLE):
+        # A request that needs Redis right now while it cannot be reached: the caller learns it is
+        # the outage, not a bug, and when to retry. Only what says Redis is unreachable: an error
+        # Redis answered (a script's bug, WRONGTYPE, out of memory) is a server error, left to
+        # Django. Which host Redis is on is logged, not told. Nothing is rolled back here: a
+        # request has no transaction of its own (ATOMIC_REQUESTS is off), so a write that needs
+        # Redis either reaches it inside its own transaction or goes through the outbox.
         request = context.get("request")
         log.warning("%s: Redis unavailable: %s", getattr(request, "path", "?"), exc)
         return Response(

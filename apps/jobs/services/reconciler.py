@@ -13,8 +13,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import outbox
 from apps.core import workers as core_workers
 from apps.core.transitions import transition
+from apps.jobs import messages
 from apps.jobs.domain import reconcile
 from apps.jobs.domain.kinds import ErrorClass, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
@@ -57,8 +59,12 @@ def jobs_redispatch_stale(*, now: dt.datetime) -> dict[str, int]:
         return {}
     redispatch_after = dt.timedelta(seconds=settings.MOC_REDISPATCH_AFTER_S)
     visibility_timeout = dt.timedelta(seconds=settings.MOC_VISIBILITY_TIMEOUT)
+    # A queued job whose message still waits in the outbox (the broker was away) was not lost: it
+    # goes once the broker is back. One query, so a message sent meanwhile is seen either still
+    # waiting or with the dispatched_at its send records before its outbox row goes.
     open_jobs = Job.objects.filter(
         Q(state=JobState.QUEUED, dispatched_at__isnull=True, queued_at__lte=now - redispatch_after)
+        & ~Q(task_id__in=outbox.waiting_task_ids(messages.JOB_RUN))
         | Q(state=JobState.QUEUED, dispatched_at__lte=now - visibility_timeout)
         | Q(state__in=JOB_ACTIVE)
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from django.conf import settings
+from django.dispatch import receiver
 from django.utils import timezone
 
+from apps.core import dispatch, outbox
 from apps.core.workers import live_queues, queue_silence
 from apps.fleet.models import Device
 from apps.serving import messages, services
@@ -63,11 +66,15 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
                 placement=p, to=P.LOST, error_class="device_lost", error=f"Lost: {why[p.device.queue]}."
             ):
                 counts["lost"] += 1
-    # Requests count from their creation; loads from their move to LOADING (their last update).
+    # Requests count from when their load message was sent (placement_load_sent), loads from their
+    # move to LOADING: both their last update. A request whose message still waits in the outbox
+    # (the broker was away) is not late; read before the placements, as a send updates its
+    # placement before its outbox row goes.
+    unsent = outbox.waiting_args(messages.PLACEMENT_LOAD)
     stale = [
         (
             P.REQUESTED,
-            "created_at",
+            "updated_at",
             settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S,
             "No worker took it within {} s.",
         ),
@@ -80,7 +87,7 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
     ]
     for state, since, limit_s, error in stale:
         cutoff = moment - timedelta(seconds=limit_s)
-        for p in Placement.objects.filter(state=state, **{f"{since}__lt": cutoff}):
+        for p in Placement.objects.filter(state=state, **{f"{since}__lt": cutoff}).exclude(pk__in=unsent):
             if services.placement_move(
                 placement=p, to=P.FAILED, error_class="timeout", error=error.format(limit_s)
             ):
@@ -96,11 +103,18 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
     return counts
 
 
+@receiver(dispatch.message_sent, dispatch_uid="moc-placement-load-sent")
+def placement_load_sent(sender: Any, *, name: str, args: list[Any], **kwargs: Any) -> None:
+    """The broker took a placement's load message: its request's timeout counts from now."""
+    if name == messages.PLACEMENT_LOAD:
+        Placement.objects.filter(pk=args[0], state=P.REQUESTED).update(updated_at=timezone.now())
+
+
 def _worker_gone(device: Device, now: float) -> str:
     """Why no live worker consumes `device`'s queue, in words: its node's worker and since when it
     is silent where its last beat is known, else only that none consumes it."""
     try:
-        silence = queue_silence(device.queue, now=now)
+        silence = queue_silence(device.queue)
     except redis.RedisError:
         silence = None
     if silence is None:

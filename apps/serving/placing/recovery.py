@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 from django.core.exceptions import ValidationError
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class Reload(Enum):
     NO = "no"  # nothing to load it on: the node is gone, or the worker will preload what it should
     SAME_DEVICE = "same"  # the device is fine, its worker lost the model (a restart)
-    ELSEWHERE = "elsewhere"  # the device is lost: any other device
+    ELSEWHERE = "elsewhere"  # the device looks lost: any other device, else its own after all
 
 
 def placement_lost(
@@ -37,29 +38,35 @@ def placement_lost(
     error_class: str = ErrorClass.DEVICE_LOST,
     avoid: Iterable[int] = (),
 ) -> Placement | None:
-    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again (ELSEWHERE:
-    on neither its device nor those in `avoid`). An adapter is not loaded again on its own: its
-    base was lost with it, and loading the adapter brings its base along when someone asks for it.
-    The new placement, or None when it was already moved on, was not reloaded, or no device could
-    take it (logged)."""
+    """Mark `placement` LOST with `error`; then, as `reload` says, load its version again. ELSEWHERE:
+    on neither its device nor those in `avoid`, and where no other device can take it, on its own
+    device after all: the device may only have looked lost (a worker taken for dead that is alive
+    after all loads it; one really gone never takes the request, and the reaper ends it). An
+    adapter is not loaded again on its own: its base was lost with it, and loading the adapter
+    brings its base along when someone asks for it. The new placement, or None when it was
+    already moved on, was not reloaded, or no device could take it (logged)."""
     if not services.placement_move(
         placement=placement, to=PlacementState.LOST, error_class=error_class, error=error
     ):
         return None
     if reload == Reload.NO or placement.depends_on_id is not None:
         return None
-    where = (
-        {"device": placement.device}
-        if reload == Reload.SAME_DEVICE
-        else {"exclude_devices": [placement.device_id, *avoid]}
-    )
     try:
-        return placement_load(version=placement.version, requested_by=placement.requested_by, **where)
+        if reload == Reload.ELSEWHERE:
+            try:
+                return _load_again(placement, exclude_devices=[placement.device_id, *avoid])
+            except PlacementRefused as exc:
+                log.info("no other device can take %s (%s); asking its own again", placement.version, exc)
+        return _load_again(placement, device=placement.device)
     except (PlacementRefused, ValidationError) as exc:
         log.warning(
             "could not load %s again after placement %s was lost: %s", placement.version, placement.pk, exc
         )
         return None
+
+
+def _load_again(placement: Placement, **where: Any) -> Placement:
+    return placement_load(version=placement.version, requested_by=placement.requested_by, **where)
 
 
 def worker_silence(device: Device, silence: Silence, *, now: float) -> str:

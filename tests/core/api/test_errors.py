@@ -166,6 +166,7 @@ def test_django_validation_error_maps_to_400_with_fields() -> None:
     [
         redis.ConnectionError("Error 111 connecting to 10.0.0.7:6379. Connection refused."),
         kombu.exceptions.OperationalError("Error 111 connecting to 10.0.0.7:6379. Connection refused."),
+        redis.TimeoutError("Timeout reading from 10.0.0.7:6379"),
     ],
 )
 def test_redis_or_the_broker_away_is_a_503_with_retry_after_that_hides_the_host(exc: Exception) -> None:
@@ -179,6 +180,18 @@ def test_redis_or_the_broker_away_is_a_503_with_retry_after_that_hides_the_host(
 
 def test_unexpected_exceptions_are_left_to_django() -> None:
     assert exception_handler(RuntimeError("boom"), {}) is None
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        redis.exceptions.NoScriptError("No matching script. Please use EVAL."),
+    ],
+)
+def test_an_error_redis_answered_is_a_server_error_left_to_django_not_an_outage(exc: Exception) -> None:
+    assert exception_handler(exc, {}) is None
 
 
 JSON_VALUES = st.recursive(

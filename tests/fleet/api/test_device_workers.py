@@ -13,6 +13,7 @@ import redis
 import time_machine
 from rest_framework.test import APIClient
 
+from apps.core import workers
 from apps.core.domain.roles import Role
 from apps.core.workers import Restart
 from tests.fleet.factories import DeviceFactory, NodeFactory, worker_beat
@@ -60,12 +61,26 @@ def test_a_device_whose_worker_went_quiet_says_since_when(
     device = DeviceFactory()
     with time_machine.travel(time.time() - 30, tick=False):  # its last beat, 30 s ago
         last = worker_beat(redis_server.client(), device)
+    redis_server.client().delete(f"{workers.KEY_PREFIX}{last.hostname}")  # its TTL ran out
 
     worker = client_as(Role.VIEWER).get(f"/api/v1/devices/{device.pk}/").json()["worker"]
 
     assert (worker["status"], worker["alive"], worker["restarts"]) == ("silent", False, 0)
     assert worker["silent_since"] == worker["last_seen_at"] == iso(last.seen)
     assert worker["last_restart_at"] is None
+
+
+def test_a_device_whose_worker_clock_runs_behind_shows_it_alive(
+    client_as: Client, redis_server: RedisServer
+) -> None:
+    device = DeviceFactory()
+    with time_machine.travel(time.time() - 30, tick=False):  # its clock: 30 s behind the web's
+        last = worker_beat(redis_server.client(), device)
+
+    worker = client_as(Role.VIEWER).get(f"/api/v1/devices/{device.pk}/").json()["worker"]
+
+    assert (worker["status"], worker["alive"], worker["silent_since"]) == ("alive", True, None)
+    assert worker["last_seen_at"] == iso(last.seen)
 
 
 def test_a_device_whose_worker_stopped_cleanly_says_stopped(
