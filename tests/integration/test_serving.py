@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test.utils import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core import workers
@@ -194,3 +196,22 @@ def test_a_restarted_worker_marks_what_the_old_process_held_as_lost(
 
     placement = settled(placement, {P.LOST}, timeout=30)
     assert "restarted" in placement.error
+    # It had only just loaded: it may be what killed the worker, so it is not loaded again.
+    assert not Placement.objects.filter(version=placement.version).exclude(pk=placement.pk).exists()
+
+
+def test_a_restarted_worker_loads_again_what_had_been_serving_a_while(
+    serving_worker: Callable[[], Process], registered: dict[str, ModelVersion]
+) -> None:
+    worker = serving_worker()
+    served = settled(placing.placement_load(version=registered[demo.ONNX]), {P.LOADED, P.FAILED})
+    assert served.state == P.LOADED, served.error
+    Placement.objects.filter(pk=served.pk).update(loaded_at=timezone.now() - timedelta(minutes=5))
+
+    worker.kill()
+    serving_worker()
+
+    served = settled(served, {P.LOST}, timeout=30)
+    again = Placement.objects.exclude(pk=served.pk).get(version=served.version)
+    assert settled(again, {P.LOADED, P.FAILED}).state == P.LOADED, again.error
+    assert again.device_id == served.device_id

@@ -269,6 +269,82 @@ def test_a_request_sent_before_its_worker_said_goodbye_waits_for_the_answer_it_f
     assert "node-b's worker for gpu.node-b.0 stopped at" in refused.json()["detail"]
 
 
+def restarted(queue: str) -> None:
+    """The worker consuming `queue` starts again under its hostname: a new run, alive, having
+    marked what the old process held lost (as apps.serving.worker.worker does at start)."""
+    workers.beat(redis_client(), f"{queue}@host", [queue], started=time.time())
+
+
+def test_a_request_whose_worker_restarted_while_it_waited_ends_at_once_not_at_its_timeout(
+    client_as: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+    ServingProfile.objects.create(version=placement.version, request_timeout_s=30)
+
+    def send_then_restart(name: str, **_: Any) -> None:
+        # The old process takes the request and is killed; its supervisor starts it again within a
+        # second, long before the old one would count as silent.
+        restarted(placement.device.queue)
+
+    monkeypatch.setattr(dispatch, "send", send_then_restart)
+
+    began = time.monotonic()
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert time.monotonic() - began < 6  # a slice or two and the restarted run's grace, of 30 s
+    assert response.status_code == 503
+    assert "restarted while this request waited" in response.json()["detail"]
+    assert response.headers["Retry-After"]
+
+
+def test_a_request_still_queued_when_its_worker_restarted_gets_the_new_runs_answer(
+    client_as: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+
+    def send_then_restart_and_answer(name: str, *, args: Any = (), **_: Any) -> None:
+        # The request was still in the queue: the new run takes it and answers it.
+        restarted(placement.device.queue)
+        answer = json.dumps({"ok": True, "result": {"text": "!"}})
+        threading.Timer(1.5, redis_client().rpush, args=(args[2], answer)).start()
+
+    monkeypatch.setattr(dispatch, "send", send_then_restart_and_answer)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.parametrize(
+    ("loading_again", "then"),
+    [(True, "it is being loaded there again; try again shortly"), (False, "load it again")],
+)
+def test_an_answer_from_a_restarted_worker_says_the_placement_was_lost_with_it(
+    client_as: Client, monkeypatch: pytest.MonkeyPatch, loading_again: bool, then: str
+) -> None:
+    placement = loaded(node=NodeFactory(name="node-b"), index=0)
+    heard(placement.device.queue)
+
+    def answer_not_resident(name: str, *, args: Any = (), **_: Any) -> None:
+        # The new run marked the placement lost as it started, then took the request.
+        Placement.objects.filter(pk=placement.pk).update(state=P.LOST)
+        if loading_again:
+            PlacementFactory(version=placement.version, device=placement.device, state=P.REQUESTED)
+        answer = {"ok": False, "resident": False, "error_class": "device_lost", "error": "not held here"}
+        redis_client().rpush(args[2], json.dumps(answer))
+
+    monkeypatch.setattr(dispatch, "send", answer_not_resident)
+
+    response = ask(client_as(Role.OPERATOR), placement.version)
+
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        f"{placement.version} was lost from {placement.device} when its worker restarted: {then}."
+    )
+
+
 def test_a_request_that_waited_for_its_slot_checks_its_worker_again_before_sending(
     client_as: Client, sent: list
 ) -> None:

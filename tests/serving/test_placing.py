@@ -289,7 +289,8 @@ def test_the_reaper_marks_placements_lost_whose_worker_is_gone() -> None:
 def test_the_reaper_fails_requests_no_worker_took_in_time(settings: Any) -> None:
     settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S = 60
     stale = PlacementFactory(state=P.REQUESTED)
-    Placement.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    five_minutes_ago = timezone.now() - timedelta(minutes=5)
+    Placement.objects.filter(pk=stale.pk).update(created_at=five_minutes_ago, updated_at=five_minutes_ago)
 
     assert placing.placements_reconcile()["failed"] == 1
     assert Placement.objects.get(pk=stale.pk).error_class == "timeout"

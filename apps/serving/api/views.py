@@ -90,7 +90,7 @@ class InferenceView(APIView):
     that placement's circuit breaker (open: 503 with the reason) and the version's bulkhead (full:
     429 with Retry-After). 503 also when the placement's worker is silent (the placement is lost,
     and its version loaded elsewhere where it can be), when this server already has its bound of
-    requests waiting on the device, and when the broker (Redis) cannot be reached. 409: not
+    requests waiting on the device, and when the broker or MOC's Redis cannot be reached. 409: not
     loaded; 504: no answer in time; 400: input that does not fit the model, naming the field."""
 
     queryset = Placement.objects.all()  # a request uses placements: operators and admins may ask

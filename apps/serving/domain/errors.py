@@ -33,7 +33,7 @@ class Refusal(StrEnum):
     BREAKER_OPEN = "breaker_open"  # every candidate's circuit breaker refuses (503)
     BULKHEAD_FULL = "bulkhead_full"  # the version's bulkhead has no slot nor room to wait (429)
     WORKER_SILENT = "worker_silent"  # no live worker consumes the placement's device queue (503)
-    QUEUE_BUSY = "queue_busy"  # this web process has its bound of requests waiting on the queue (503)
+    QUEUE_BUSY = "queue_busy"  # this web process has its bound of requests waiting on devices (503)
     BROKER_UNAVAILABLE = "broker_unavailable"  # Redis cannot be reached to send or wait (503)
 
 

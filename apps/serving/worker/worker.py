@@ -1,5 +1,6 @@
-"""A device worker's serving life: at start, what the old process held is marked lost, the
-recorder and the orphan sweep start and preloads are requested; at stop, they end."""
+"""A device worker's serving life: at start, what the old process held is marked lost (and what
+had been serving a while is loaded again), the recorder and the orphan sweep start and preloads
+are requested; at stop, they end."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import os
 import sys
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from apps.core.domain.queues import node_device_queues
 from apps.fleet.models import Device
@@ -56,12 +59,13 @@ def worker_started(queues: list[str]) -> None:
         log.debug("device %s.%s.%s is not registered yet", kind, node, index)
         return
     _limit_cpu_threads()
+    now = timezone.now()
     for p in Placement.objects.filter(device=device, state__in=PLACEMENT_ON_WORKER):
-        # Not loaded again from here: the preload below asks for what should be resident.
+        # Its load message waits (retrying) until this start sets the device id below.
         placing.placement_lost(
             p,
             error="Lost: its worker restarted, and what the old process held went with it.",
-            reload=placing.Reload.NO,
+            reload=placing.Reload.SAME_DEVICE if served_before_restart(p, now) else placing.Reload.NO,
         )
     RECORDER.start()
     _sweeping.clear()
@@ -69,6 +73,22 @@ def worker_started(queues: list[str]) -> None:
     # Only now may loads run here: none of them can be taken for what the old process held.
     set_device_id(device.pk)
     placing.preload(device=device)
+
+
+# What had served this long when its worker died is loaded again once the worker is back. What was
+# loading, or had only just loaded, is not: it may be what killed the worker, and loading it again
+# would make a crash loop of the restart. The preload below asks for what is marked to be resident.
+RELOAD_SERVED_S = 60.0
+
+
+def served_before_restart(placement: Placement, now: datetime) -> bool:
+    """Whether `placement`, found on this device as its worker starts, had been serving long enough
+    to be loaded again."""
+    return (
+        placement.state == P.LOADED
+        and placement.loaded_at is not None
+        and (now - placement.loaded_at).total_seconds() >= RELOAD_SERVED_S
+    )
 
 
 def _limit_cpu_threads() -> None:
