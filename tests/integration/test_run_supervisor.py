@@ -191,7 +191,8 @@ def test_a_process_that_dies_as_it_starts_is_given_up_on_loudly_and_the_rest_run
     assert "!! ws IS DOWN and stays down" in output
     assert "start servers:ws" in output
     assert run.healthz() == 200
-    assert "RUNNING" in run.ctl("status", f"workers:{WORKER}")
+    # The worker runs on (the test before may have restarted it: STARTING for its first 10 s).
+    wait_until(lambda: "RUNNING" in run.ctl("status", f"workers:{WORKER}"), 15, "the worker to run on", 0.5)
 
 
 def test_sigint_stops_every_process_redis_last(run: Run) -> None:

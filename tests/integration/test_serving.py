@@ -212,6 +212,8 @@ def test_a_restarted_worker_loads_again_what_had_been_serving_a_while(
     serving_worker()
 
     served = settled(served, {P.LOST}, timeout=30)
-    again = Placement.objects.exclude(pk=served.pk).get(version=served.version)
+    others = Placement.objects.exclude(pk=served.pk).filter(version=served.version)
+    wait_until(others.exists, 10, "the version to be asked for again")  # just after the LOST commits
+    again = others.get()
     assert settled(again, {P.LOADED, P.FAILED}).state == P.LOADED, again.error
     assert again.device_id == served.device_id
