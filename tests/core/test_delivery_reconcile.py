@@ -20,19 +20,12 @@ from apps.core.models import TaskDelivery
 from apps.core.workers import Restart
 from moc_site.celery import app
 from tests.core.factories import TaskDeliveryFactory
-from tests.procs import RedisServer, free_port, wait_until
+from tests.procs import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
 
 HOST = "gpu.node1.0@box"
 QUEUE = "gpu.node1.0"
-
-
-@pytest.fixture
-def settled(redis_server: RedisServer, settings: Any) -> RedisServer:
-    settings.MOC_WORKER_SILENT_AFTER_S = 2
-    wait_until(lambda: workers.heartbeats_settled(redis_server.client()), 10, "Redis to be up for 2 s")
-    return redis_server
 
 
 def at(epoch: float) -> dt.datetime:

@@ -24,14 +24,6 @@ QUEUE = "gpu.node1.0"
 HOST = "gpu.node1.0@box"
 
 
-@pytest.fixture
-def settled(redis_server: RedisServer, settings: Any) -> RedisServer:
-    """The session Redis, up for longer than a (shortened) silence: old beats are to be believed."""
-    settings.MOC_WORKER_SILENT_AFTER_S = 2
-    wait_until(lambda: workers.heartbeats_settled(redis_server.client()), 10, "Redis to be up for 2 s")
-    return redis_server
-
-
 def heard(*, stopped: bool = False, restart: Restart | None = None, alive: bool = False) -> Heard:
     return Heard(
         hostname=HOST, pid=41, started=50.0, seen=100.0, stopped=stopped, restart=restart, alive=alive
