@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 from django.db import close_old_connections, connection
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -94,8 +94,12 @@ class Waiting:
 def waiting() -> Waiting:
     """What waits in the outbox: how many messages, since when, the latest send error, and how
     many failed for good."""
-    stats = pending().aggregate(oldest=Min("created_at"))
-    count = pending().count()
+    waits = Q(failed_at__isnull=True)
+    stats = OutboxMessage.objects.aggregate(
+        count=Count("pk", filter=waits),
+        oldest=Min("created_at", filter=waits),
+        failed=Count("pk", filter=~waits),
+    )
     last_error = (
         pending()
         .exclude(last_error="")
@@ -103,11 +107,12 @@ def waiting() -> Waiting:
         .values_list("last_error", flat=True)
         .first()
     )
-    failed = OutboxMessage.objects.filter(failed_at__isnull=False).count()
-    return Waiting(count=count, oldest_at=stats["oldest"], last_error=last_error or "", failed=failed)
+    return Waiting(
+        count=stats["count"], oldest_at=stats["oldest"], last_error=last_error or "", failed=stats["failed"]
+    )
 
 
-def _undrained(now: dt.datetime) -> str:
+def _undrained() -> str:
     """Why nothing sends what waits, when no live worker consumes the drainers' queue; else ''."""
     try:
         silence = workers.queue_silence(Queue.DEFAULT.value)
@@ -134,7 +139,7 @@ def describe(now: dt.datetime | None = None) -> str:
         )
         if state.last_error:
             parts.append(f"last error: {state.last_error}")
-        if undrained := _undrained(now):
+        if undrained := _undrained():
             parts.append(undrained)
     if state.failed:
         parts.append(f"{state.failed} failed for good and not sent (see the admin's outbox messages)")

@@ -221,14 +221,29 @@ def queue_silence(queue: str, *, client: redis.Redis | None = None) -> Silence |
     restarted (their TTL keys expired while it was down). Only a worker that was heard of and then
     went silent, or said goodbye, counts. One Redis round trip while a worker is alive, two when
     none is."""
+    return queues_silence([queue], client)[queue]
+
+
+def queues_silence(queues: Iterable[str], client: redis.Redis | None = None) -> dict[str, Silence | None]:
+    """queue_silence() of each of `queues`, in one round trip while their workers live."""
     client = client or redis_client()
-    heard = queue_heard(queue, client)
+    return {queue: silence_in(queue, heard, client) for queue, heard in queues_heard(queues, client).items()}
+
+
+def silence_in(queue: str, heard: list[Heard], client: redis.Redis) -> Silence | None:
+    """queue_silence() judged from `heard`, the beats of `queue` already read (queue_heard)."""
     if not heard or any(h.alive for h in heard):
         return None
     # The rare path, so the extra round trip is paid only here.
     if not heartbeats_settled(client):
         return None
     return Silence(queue=queue, last=heard[0])
+
+
+def alive_runs(heard: list[Heard]) -> frozenset[tuple[str, float]]:
+    """The runs (worker, when it started) alive among `heard`: a worker that restarts is a new run
+    under the same name, and the old run's work went with it."""
+    return frozenset((h.hostname, h.started) for h in heard if h.alive)
 
 
 def last_heard(client: redis.Redis, hostname: str, queues: list[str]) -> Heard | None:

@@ -42,7 +42,7 @@ from apps.serving.domain.states import PlacementState
 from apps.serving.inference.absent import not_loaded
 from apps.serving.inference.bounds import waiting
 from apps.serving.inference.handoff import BrokerUnreachable, ask, failed
-from apps.serving.inference.liveness import WorkerSilent, live, workers_silent
+from apps.serving.inference.liveness import Runs, WorkerSilent, live, workers_silent
 from apps.serving.inference.refusals import BROKER_RETRY_S, BUSY_RETRY_S, Refused
 from apps.serving.models import Placement, ServingProfile
 from apps.serving.resilience import Admission, Breakers, Bulkhead, BulkheadFull, Seen
@@ -123,7 +123,7 @@ def _infer(
     candidates = _loaded(version, placement_id)
     if not candidates:
         raise not_loaded(version, placement_id, time.time())
-    candidates = live(client, version, candidates)
+    candidates, runs = live(client, version, candidates)
     # A place among this process's waiting threads before the bulkhead's queue, where a thread
     # waits as surely as on a device.
     if not waiting.enter():
@@ -138,7 +138,7 @@ def _infer(
     bulkhead = Bulkhead(client, f"version {version.pk}", concurrency=limits.concurrency, queue=limits.queue)
     try:
         with bulkhead.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
-            return _through_breaker(client, version, candidates, task, data, limits, waited_s)
+            return _through_breaker(client, version, candidates, runs, task, data, limits, waited_s)
     except BulkheadFull as full:
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
         raise Refused(
@@ -152,6 +152,7 @@ def _through_breaker(
     client: redis.Redis,
     version: ModelVersion,
     candidates: list[Placement],
+    runs: dict[str, Runs],
     task: str,
     data: dict[str, Any],
     limits: Limits,
@@ -168,7 +169,14 @@ def _through_breaker(
     failure: tuple[ErrorClass, str] | None = (ErrorClass.TIMEOUT, "no answer")
     try:
         answer = ask(
-            client, chosen, version, task, data, timeout_s=limits.timeout_s - waited_s, waited_s=waited_s
+            client,
+            chosen,
+            version,
+            task,
+            data,
+            timeout_s=limits.timeout_s - waited_s,
+            waited_s=waited_s,
+            runs=runs[chosen.device.queue],
         )
     except WorkerSilent as silent:
         failure = ErrorClass.DEVICE_LOST, "its worker went silent"

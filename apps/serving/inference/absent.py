@@ -10,7 +10,7 @@ from typing import Any
 
 from apps.core.redis_clients import shared_redis
 from apps.core.templatetags.moc import when
-from apps.core.workers import queue_silence
+from apps.core.workers import queues_silence
 from apps.fleet.domain.states import NodeState
 from apps.models.models import ModelVersion
 from apps.serving import metrics, placing
@@ -54,7 +54,7 @@ def _stuck(coming: list[Placement], now: float) -> str | None:
     """Why none of a version's coming placements loads soon: each was asked of a device whose
     worker is silent (lost with its worker, and nothing else could take it). None when one may."""
     client = shared_redis()
-    silences = {q: queue_silence(q, client=client) for q in {p.device.queue for p in coming}}
+    silences = queues_silence({p.device.queue for p in coming}, client)
     if any(silence is None for silence in silences.values()):
         return None
     first = coming[0]

@@ -14,12 +14,12 @@ import kombu.exceptions
 import redis
 
 from apps.core import dispatch
-from apps.core.workers import queue_heard, queue_silence
+from apps.core.workers import alive_runs, queue_heard, silence_in
 from apps.models.models import ModelVersion
 from apps.serving import messages, metrics, placing
 from apps.serving.domain.errors import ErrorClass
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
-from apps.serving.inference.liveness import WorkerSilent
+from apps.serving.inference.liveness import Runs, WorkerSilent
 from apps.serving.inference.refusals import RELOADING_RETRY_S, Refused
 from apps.serving.models import Placement
 
@@ -46,19 +46,22 @@ def ask(
     *,
     timeout_s: float,
     waited_s: float,
+    runs: Runs,
 ) -> dict[str, Any] | None:
     """Send the request to the placement's worker and wait for its answer; None past the timeout.
-    Raises WorkerSilent when no live worker consumes the queue any more: before sending, a
-    worker that stopped or died; while waiting, only one that died (one that stopped, saying
-    goodbye, finishes the requests it holds before it exits)."""
+    `runs`: the worker runs alive on its queue when the request chose it (liveness.live); one
+    that restarts meanwhile drops what the old process held. Raises WorkerSilent when no live
+    worker consumes the queue any more: before sending, a worker that stopped or died; while
+    waiting, only one that died (one that stopped, saying goodbye, finishes the requests it holds
+    before it exits)."""
     if timeout_s <= 0:
         return None
     queue = placement.device.queue
-    # A last look before sending (the request may have waited for its slot), which also notes the
-    # worker runs that may take it: one that restarts meanwhile drops what the old process held.
-    runs = _live_runs(queue, client)
-    if not runs and (silence := queue_silence(queue, client=client)) is not None:
-        raise WorkerSilent(silence)
+    if waited_s >= _WAIT_SLICE_S:  # it waited for its slot: what was read then is as old; look again
+        heard = queue_heard(queue, client)
+        runs = alive_runs(heard)
+        if not runs and (silence := silence_in(queue, heard, client)) is not None:
+            raise WorkerSilent(silence)
     reply_key = f"moc:reply:{uuid.uuid4().hex}"
     request = {
         "task": task,
@@ -84,9 +87,10 @@ def ask(
         popped = client.blpop([reply_key], timeout=max(0.01, min(left, _WAIT_SLICE_S)))
         if popped is not None:
             return json.loads(popped[1])
-        now_runs = _live_runs(queue, client)
+        heard = queue_heard(queue, client)
+        now_runs = alive_runs(heard)
         if not now_runs:
-            silence = queue_silence(queue, client=client)
+            silence = silence_in(queue, heard, client)
             if silence is not None and not silence.last.stopped:
                 raise WorkerSilent(silence)
         elif runs and not runs & now_runs:
@@ -103,11 +107,6 @@ def ask(
                     RELOADING_RETRY_S,
                 )
     return None
-
-
-def _live_runs(queue: str, client: redis.Redis) -> frozenset[tuple[str, float]]:
-    """The runs (worker, start) that consume `queue` now: one Redis round trip."""
-    return frozenset((h.hostname, h.started) for h in queue_heard(queue, client) if h.alive)
 
 
 def failed(

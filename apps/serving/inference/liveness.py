@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from apps.core.workers import Silence, queue_silence
+from apps.core.workers import Silence, alive_runs, queues_heard, queues_silence, silence_in
 from apps.fleet.models import Device
 from apps.models.models import ModelVersion
 from apps.serving import metrics, placing
@@ -29,17 +29,26 @@ class WorkerSilent(Exception):
         self.silence = silence
 
 
-def live(client: redis.Redis, version: ModelVersion, candidates: list[Placement]) -> list[Placement]:
-    """The candidates whose device queue a live worker consumes. The others are lost now (their
-    version loaded elsewhere where it can be), and when none is left the request is refused."""
+Runs = frozenset[tuple[str, float]]
+
+
+def live(
+    client: redis.Redis, version: ModelVersion, candidates: list[Placement]
+) -> tuple[list[Placement], dict[str, Runs]]:
+    """The candidates whose device queue a live worker consumes, and the worker runs alive on each
+    queue (handoff notices a run replaced under a request by them), read in one round trip. The
+    others are lost now (their version loaded elsewhere where it can be), and when none is left
+    the request is refused."""
     now = time.time()
-    silences = {q: queue_silence(q, client=client) for q in {p.device.queue for p in candidates}}
+    heard = queues_heard({p.device.queue for p in candidates}, client)
+    runs = {queue: alive_runs(beats) for queue, beats in heard.items()}
+    silences = {queue: silence_in(queue, beats, client) for queue, beats in heard.items()}
     silent = [(p, silence) for p in candidates if (silence := silences[p.device.queue]) is not None]
     if not silent:
-        return candidates
+        return candidates, runs
     refusal = workers_silent(silent, version, now, client, known=silences)
     if alive := [p for p in candidates if silences[p.device.queue] is None]:
-        return alive
+        return alive, runs
     metrics.INFERENCE_REFUSED.labels(reason=Refusal.WORKER_SILENT).inc()
     raise refusal
 
@@ -59,12 +68,8 @@ def workers_silent(
     known = {p.device.queue: silence for p, silence in silent} | (known or {})
     nodes = {p.device.node_id for p, _ in silent}
     siblings = Device.objects.select_related("node").filter(node_id__in=nodes)
-    avoid = set()
-    for device in siblings:
-        if device.queue not in known:
-            known[device.queue] = queue_silence(device.queue, client=client)
-        if known[device.queue] is not None:
-            avoid.add(device.pk)
+    known |= queues_silence({d.queue for d in siblings if d.queue not in known}, client)
+    avoid = {device.pk for device in siblings if known[device.queue] is not None}
     whys = []
     for placement, silence in silent:
         why = placing.worker_silence(placement.device, silence, now=now)
