@@ -103,3 +103,33 @@ def test_a_request_sent_longer_ago_than_its_timeout_fails(settings: Any) -> None
 
     failed = Placement.objects.get(pk=placement.pk)
     assert (failed.state, failed.error) == (P.FAILED, "No worker took it within 60 s.")
+
+
+def unloading_long_ago() -> Placement:
+    """A placement asked to unload 10 minutes ago, on a device whose worker beats."""
+    placement = PlacementFactory(state=P.UNLOADING)
+    queue = placement.device.queue
+    workers.beat(redis_client(), f"{queue}@host", [queue], time.time() - 60)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Placement.objects.filter(pk=placement.pk).update(updated_at=long_ago)
+    return placement
+
+
+def test_an_unload_whose_message_waits_in_the_outbox_is_not_asked_again(settings: Any) -> None:
+    settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S = 60
+    placement = unloading_long_ago()  # asked 10 min ago, while the broker was away
+    OutboxMessage.objects.create(task_id="unload-1", task_name=messages.PLACEMENT_UNLOAD, args=[placement.pk])
+
+    assert placing.placements_reconcile() == {"lost": 0, "failed": 0, "unloads_resent": 0}
+    assert OutboxMessage.objects.filter(task_name=messages.PLACEMENT_UNLOAD).count() == 1
+    assert Placement.objects.get(pk=placement.pk).state == P.UNLOADING
+
+
+def test_an_unload_whose_message_was_lost_is_asked_again(settings: Any) -> None:
+    settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S = 60
+    placement = unloading_long_ago()
+
+    assert placing.placements_reconcile() == {"lost": 0, "failed": 0, "unloads_resent": 1}
+    assert list(OutboxMessage.objects.values_list("task_name", "args")) == [
+        (messages.PLACEMENT_UNLOAD, [placement.pk])
+    ]

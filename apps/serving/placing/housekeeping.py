@@ -93,11 +93,13 @@ def placements_reconcile(*, now: float | None = None) -> dict[str, int]:
             ):
                 counts["failed"] += 1
     # An unload whose message was lost, or whose worker failed to record it, is asked again:
-    # unloading is safe to repeat.
+    # unloading is safe to repeat. One whose message still waits in the outbox is not lost, and
+    # asking again would only queue a copy behind it at every sweep of the outage.
     resend_before = moment - timedelta(seconds=settings.MOC_PLACEMENT_REQUEST_TIMEOUT_S)
-    for p in Placement.objects.filter(state=P.UNLOADING, updated_at__lt=resend_before).select_related(
-        "device__node"
-    ):
+    unloads = Placement.objects.filter(state=P.UNLOADING, updated_at__lt=resend_before).exclude(
+        pk__in=outbox.waiting_args(messages.PLACEMENT_UNLOAD)
+    )
+    for p in unloads.select_related("device__node"):
         send_on_commit(messages.PLACEMENT_UNLOAD, p)
         counts["unloads_resent"] += 1
     return counts
