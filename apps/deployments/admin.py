@@ -38,7 +38,7 @@ class VerificationRunInline(ReadOnlyInline):
 
 @admin.register(Release)
 class ReleaseAdmin(admin.ModelAdmin):
-    list_display = ["id", "deployment", "model_version", "strategy", "canary_percent", "state", "created_at"]
+    list_display = ["id", "deployment", "model_version", "strategy", "traffic_percent", "state", "created_at"]
     list_filter = ["state", "strategy"]
     search_fields = ["=id", "deployment__name", "model_version__model__name", "reason"]
     date_hierarchy = "created_at"

@@ -5,18 +5,31 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
 from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
 from apps.deployments.domain import naming
-from apps.deployments.domain.checks import CHECK_NAME_CHOICES, CHECK_STATUS_CHOICES
-from apps.deployments.domain.states import DEPLOYMENT, RELEASE, RELEASE_OPEN, VERIFICATION
-from apps.deployments.domain.strategy import STRATEGY_CHOICES, Strategy
+from apps.deployments.domain.checks import CHECK_NAME_CHOICES, CHECK_STATUS_CHOICES, all_check_names
+from apps.deployments.domain.states import (
+    DEPLOYMENT,
+    ENVIRONMENT_CHOICES,
+    ON_INCONCLUSIVE_CHOICES,
+    RELEASE,
+    RELEASE_OPEN,
+    VERIFICATION,
+    Environment,
+    OnInconclusive,
+)
+from apps.deployments.domain.strategy import DEFAULT_CANARY_STEPS, STRATEGY_CHOICES, Strategy
 
 MAX_REPLICAS = 64
+
+
+def default_canary_steps() -> list[int]:
+    return list(DEFAULT_CANARY_STEPS)
 
 
 class Deployment(TimeStamped):
@@ -45,12 +58,107 @@ class Deployment(TimeStamped):
         related_name="+",
         help_text="The stable release serving now",
     )
-    replicas = models.PositiveSmallIntegerField(default=1, validators=[MaxValueValidator(MAX_REPLICAS)])
+    environment = models.CharField(
+        max_length=16,
+        choices=ENVIRONMENT_CHOICES,
+        default=Environment.STAGING.value,
+        db_index=True,
+        help_text="A version reaches production only after its verification passed in staging",
+    )
+    replicas = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+        help_text="Placements of the live version kept loaded",
+    )
     strategy = models.CharField(
         max_length=16,
         choices=STRATEGY_CHOICES,
-        default=Strategy.ALL_AT_ONCE.value,
+        default=Strategy.RECREATE.value,
         help_text="The strategy new releases use unless they name one",
+    )
+    # Placement constraints: where the replicas may go (both empty: anywhere the scheduler likes).
+    node = models.CharField(max_length=100, blank=True, help_text="Place replicas on this node only")
+    device = models.ForeignKey(
+        "fleet.Device",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Place replicas on this device only",
+    )
+    # The deployment's bulkhead (empty: the serving defaults).
+    max_concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests to the deployment served at once; empty: the default"
+    )
+    max_queue = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests that may wait for a slot; past it they get 429"
+    )
+    # SLOs: also the absolute thresholds a canary's analysis holds it to.
+    slo_p99_ms = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.001)], help_text="p99 latency objective (ms)"
+    )
+    slo_error_rate = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Error-rate objective, a share between 0 and 1",
+    )
+    required_checks = models.JSONField(
+        default=all_check_names,
+        blank=True,
+        help_text="Verification checks whose failure stops a release; the others only warn",
+    )
+    golden_set = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Quality check: [{"prompt": ..., "expected": ..., "match": "exact|contains|similarity", '
+        '"tolerance": 0.8}]',
+    )
+    # How a canary is analysed.
+    canary_steps = models.JSONField(
+        default=default_canary_steps, blank=True, help_text="Canary traffic steps in percent, ending at 100"
+    )
+    step_pause_s = models.PositiveIntegerField(
+        default=60, help_text="How long each canary step runs before its analysis decides"
+    )
+    step_timeout_s = models.PositiveIntegerField(
+        default=300,
+        help_text="How much longer a step may wait for enough requests before it is inconclusive",
+    )
+    min_samples = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text="Requests each side needs in a step's window before a metric can judge it",
+    )
+    p99_ratio_max = models.FloatField(
+        default=1.5,
+        validators=[MinValueValidator(1.0)],
+        help_text="A canary fails when its p99 exceeds stable's by more than this factor",
+    )
+    error_rate_delta_max = models.FloatField(
+        default=0.02,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A canary fails when its error rate exceeds stable's by more than this",
+    )
+    on_inconclusive = models.CharField(
+        max_length=16,
+        choices=ON_INCONCLUSIVE_CHOICES,
+        default=OnInconclusive.PAUSE.value,
+        help_text="What an inconclusive analysis does: pause for a person, or roll back",
+    )
+    blue_green_keep_s = models.PositiveIntegerField(
+        default=300, help_text="Blue-green: how long the old release stays loaded after the switch"
+    )
+    abort_grace_s = models.PositiveIntegerField(
+        default=30, help_text="How long an aborted release stays loaded after traffic left it"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who answers for it (its creator unless given)",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -85,14 +193,38 @@ class Release(TimeStamped):
     model_version = models.ForeignKey(
         "registry.ModelVersion", on_delete=models.PROTECT, related_name="releases"
     )
-    strategy = models.CharField(max_length=16, choices=STRATEGY_CHOICES, default=Strategy.ALL_AT_ONCE.value)
-    canary_percent = models.PositiveSmallIntegerField(
-        default=0,
-        validators=[MaxValueValidator(99)],
-        help_text="Canary only: the share of traffic it starts with",
+    strategy = models.CharField(max_length=16, choices=STRATEGY_CHOICES, default=Strategy.RECREATE.value)
+    steps = models.JSONField(default=list, blank=True, help_text="Canary only: traffic steps in percent")
+    step_index = models.PositiveSmallIntegerField(default=0, help_text="Canary: the step it is on (0-based)")
+    step_started_at = models.DateTimeField(null=True, blank=True)
+    traffic_percent = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(100)], help_text="The share of traffic it takes now"
     )
     state = models.CharField(max_length=16, choices=RELEASE.choices, default=RELEASE.initial, db_index=True)
-    reason = models.CharField(max_length=300, blank=True, help_text="Why it ended as it did")
+    resume_to = models.CharField(
+        max_length=16, blank=True, help_text="Paused: the state it goes back to when resumed"
+    )
+    reason = models.CharField(max_length=300, blank=True, help_text="Why it is paused, or ended as it did")
+    previous_release = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The stable release when it started: where a rollback returns traffic",
+    )
+    gate_overridden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The admin who released it to production without a passed staging verification",
+    )
+    previous_kept_until = models.DateTimeField(
+        null=True, blank=True, help_text="Blue-green: the old release stays loaded until then"
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
     placements = models.ManyToManyField(
         "serving.Placement",
         blank=True,
@@ -116,7 +248,7 @@ class Release(TimeStamped):
                 violation_error_message="This deployment already has a release in progress.",
             ),
             models.CheckConstraint(
-                condition=models.Q(canary_percent__lte=99), name="deployments_release_canary_percent"
+                condition=models.Q(traffic_percent__lte=100), name="deployments_release_traffic_percent"
             ),
         ]
 
@@ -167,3 +299,38 @@ class CheckResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.status}"
+
+
+class ReleaseEvent(models.Model):
+    """One entry of a release's timeline: a transition, a traffic change, an analysis, a check run;
+    who or what caused it, and why. The "who served what when" record."""
+
+    moc_write_role = None  # written by the rollout engine
+
+    class Cause(models.TextChoices):
+        OPERATOR = "operator", "Operator"
+        ANALYSIS = "analysis", "Analysis"
+        VERIFICATION = "verification", "Verification"
+        ENGINE = "engine", "Rollout engine"
+        OVERRIDE = "override", "Admin override"
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=16, help_text="transition, traffic, analysis, verification, note")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16, blank=True)
+    traffic_percent = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The release's share of traffic after this event"
+    )
+    cause = models.CharField(max_length=16, choices=Cause.choices, default=Cause.ENGINE)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.release}: {self.kind} {self.message[:60]}"

@@ -13,7 +13,7 @@ from apps.core import audit
 from apps.core.transitions import transition
 from apps.deployments.domain import naming
 from apps.deployments.domain.states import DEPLOYMENT, RELEASE, RELEASE_OPEN, DeploymentState, ReleaseState
-from apps.deployments.domain.strategy import Strategy, canary_percent_for
+from apps.deployments.domain.strategy import Strategy, steps_for
 from apps.deployments.models import MAX_REPLICAS, Deployment, Release
 from apps.models.domain.states import ValidationState
 
@@ -53,7 +53,7 @@ def deployment_create(
     description: str = "",
     registered_model: Any = None,
     replicas: int = 1,
-    strategy: str = Strategy.ALL_AT_ONCE,
+    strategy: str = Strategy.RECREATE,
     created_by: Any = None,
 ) -> Deployment:
     """A new deployment in DRAFT: it serves nothing until a release is promoted."""
@@ -131,7 +131,7 @@ def deployment_retire(*, deployment: Deployment) -> Deployment:
     # Lock first, so no release can be created between the check and the move.
     deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
     DEPLOYMENT.check(deployment.state, DeploymentState.RETIRED)
-    busy = deployment.releases.filter(state__in=[ReleaseState.VERIFYING, ReleaseState.ROLLING_OUT]).first()
+    busy = deployment.releases.filter(state__in=RELEASE_OPEN).exclude(state=ReleaseState.PENDING).first()
     if busy is not None:
         raise ValidationError(
             f"Release #{busy.pk} is {busy.get_state_display().lower()}; let it finish or roll it back first."
@@ -147,7 +147,7 @@ def release_create(
     deployment: Deployment,
     model_version: Any,
     strategy: str | None = None,
-    canary_percent: int | None = None,
+    steps: list[int] | None = None,
     created_by: Any = None,
 ) -> Release:
     """Ask to roll a version out to a deployment: a PENDING release. Only valid versions qualify."""
@@ -163,14 +163,19 @@ def release_create(
     if problem := _version_problem(deployment, model_version):
         problems["model_version"] = problem
     chosen = strategy or deployment.strategy
-    percent = 0
+    chosen_steps: list[int] = []
     if strategy_problems := _field_problems(strategy=chosen):
         problems.update(strategy_problems)
     else:
         try:
-            percent = canary_percent_for(chosen, canary_percent)
+            chosen_steps = steps_for(
+                chosen,
+                steps
+                if steps is not None
+                else (deployment.canary_steps if chosen == Strategy.CANARY else None),
+            )
         except ValueError as exc:
-            problems["canary_percent"] = str(exc)
+            problems["steps"] = str(exc)
     if problems:
         raise ValidationError(problems)
     if deployment.registered_model_id is None:
@@ -180,7 +185,7 @@ def release_create(
         deployment=deployment,
         model_version=model_version,
         strategy=chosen,
-        canary_percent=percent,
+        steps=chosen_steps,
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
 

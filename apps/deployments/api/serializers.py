@@ -83,7 +83,9 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "deployment",
             "model_version",
             "strategy",
-            "canary_percent",
+            "steps",
+            "step_index",
+            "traffic_percent",
             "state",
             "reason",
             "placements",
@@ -105,8 +107,11 @@ class ReleaseCreateInput(serializers.Serializer):
         allow_null=True,
         help_text="Default: the deployment's strategy",
     )
-    canary_percent = serializers.IntegerField(
-        min_value=0, max_value=99, required=False, allow_null=True, help_text="Canary only (default 10)"
+    steps = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=100),
+        required=False,
+        allow_null=True,
+        help_text="Canary only: traffic steps in percent ending at 100 (default: the deployment's)",
     )
 
 

@@ -41,3 +41,8 @@ class CheckStatus(StrEnum):
 
 CHECK_STATUS_CHOICES = [(s.value, s.value.capitalize()) for s in CheckStatus]
 tones.declare({CheckStatus.PASS: "ok", CheckStatus.WARN: "warn", CheckStatus.FAIL: "bad"})
+
+
+def all_check_names() -> list[str]:
+    """Every check, in the order a run makes them: the default of a deployment's required checks."""
+    return [c.value for c in CheckName]
