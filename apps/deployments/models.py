@@ -225,6 +225,12 @@ class Release(TimeStamped):
         null=True, blank=True, help_text="Blue-green: the old release stays loaded until then"
     )
     promoted_at = models.DateTimeField(null=True, blank=True)
+    analysis_baseline = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The canary's and stable's request totals when its current step began: the step's "
+        "window is measured from them",
+    )
     placements = models.ManyToManyField(
         "serving.Placement",
         blank=True,

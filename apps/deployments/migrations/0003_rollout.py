@@ -254,6 +254,11 @@ class Migration(migrations.Migration):
             name='release',
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='deployments.release'),
         ),
+        migrations.AddField(
+            model_name='release',
+            name='analysis_baseline',
+            field=models.JSONField(blank=True, default=dict, help_text="The canary's and stable's request totals when its current step began: the step's window is measured from them"),
+        ),
         migrations.RunPython(forward, backward),
         migrations.RemoveField(
             model_name='release',

@@ -1,0 +1,77 @@
+"""Each release's request figures in Redis: written by web processes on the request path (one round
+trip, no database write), read by the canary analysis, the deployment page and /metrics.
+
+Two shapes per release:
+  moc:dfig:<release>:total        cumulative counters (apps.deployments.domain.figures fields); a step's
+                                  window is the difference between two reads of it
+  moc:dfig:<release>:<t>          the same counters for the BUCKET_S seconds starting at t, for charts
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import redis
+
+from apps.deployments.domain.figures import Figures, Outcome, bucket_of
+
+PREFIX = "moc:dfig:"
+BUCKET_S = 5
+# Chart buckets are kept this long; totals a week after their last request.
+BUCKET_TTL_S = 3_600
+TOTAL_TTL_S = 7 * 86_400
+
+
+def _total_key(release_id: int) -> str:
+    return f"{PREFIX}{release_id}:total"
+
+
+def _bucket_key(release_id: int, start: int) -> str:
+    return f"{PREFIX}{release_id}:{start}"
+
+
+def record(
+    client: redis.Redis, *, release_id: int, outcome: Outcome, latency_ms: float, at: float | None = None
+) -> None:
+    """Count one request of a release, in one round trip."""
+    at = time.time() if at is None else at
+    start = int(at) // BUCKET_S * BUCKET_S
+    total, bucket = _total_key(release_id), _bucket_key(release_id, start)
+    pipe = client.pipeline(transaction=False)
+    for key, ttl in ((total, TOTAL_TTL_S), (bucket, BUCKET_TTL_S)):
+        if outcome == Outcome.REFUSED:
+            pipe.hincrby(key, "r", 1)
+        else:
+            pipe.hincrby(key, "n", 1)
+            if outcome == Outcome.ERROR:
+                pipe.hincrby(key, "e", 1)
+            pipe.hincrby(key, f"b{bucket_of(latency_ms)}", 1)
+        pipe.expire(key, ttl)
+    pipe.execute()
+
+
+def totals(client: redis.Redis, release_ids: Iterable[int]) -> dict[int, Figures]:
+    """Each release's cumulative figures (zero for one never asked), in one round trip."""
+    ids = list(release_ids)
+    pipe = client.pipeline(transaction=False)
+    for release_id in ids:
+        pipe.hgetall(_total_key(release_id))
+    return {rid: Figures.from_fields(raw) for rid, raw in zip(ids, pipe.execute(), strict=True)}
+
+
+def series(
+    client: redis.Redis, release_ids: Iterable[int], *, since: float, until: float
+) -> dict[int, list[tuple[int, Figures]]]:
+    """Each release's figures per BUCKET_S seconds from `since` to `until` (bucket start, figures),
+    empty buckets included, in one round trip."""
+    ids = list(release_ids)
+    starts = list(range(int(since) // BUCKET_S * BUCKET_S, int(until) + 1, BUCKET_S))
+    pipe = client.pipeline(transaction=False)
+    for release_id in ids:
+        for start in starts:
+            pipe.hgetall(_bucket_key(release_id, start))
+    raw = iter(pipe.execute())
+    return {
+        rid: [(start, Figures.from_fields(next(raw), seconds=BUCKET_S)) for start in starts] for rid in ids
+    }
