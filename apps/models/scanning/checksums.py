@@ -23,6 +23,16 @@ def file_path(version: ModelVersion, file: ModelFile) -> str:
     return os.path.normpath(os.path.join(discovery.version_base(version.path), file.path))
 
 
+def sha256_of(path: str) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks: what a scan records, and what a release's
+    verification compares with the record. Raises OSError."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def file_checksum(*, file: ModelFile) -> bool:
     """Hash the file in 1 MiB chunks and record its sha256; False when it was current, refused,
     gone, or changed while being hashed (a later scan will queue it again)."""
@@ -36,10 +46,7 @@ def file_checksum(*, file: ModelFile) -> bool:
         current = discovery.fingerprint(before.st_size, before.st_mtime_ns, before.st_ino)
         if file.checksummed == current and file.sha256:
             return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_READ_CHUNK):
-                digest.update(chunk)
+        digest = sha256_of(path)
         after = os.stat(path)
     except OSError:
         return False
@@ -48,7 +55,7 @@ def file_checksum(*, file: ModelFile) -> bool:
     # Only for the file as the scan recorded it: a checksum must describe the header on record.
     updated = ModelFile.objects.filter(
         pk=file.pk, size_bytes=before.st_size, mtime_ns=before.st_mtime_ns, inode=before.st_ino
-    ).update(sha256=digest.hexdigest(), checksummed=current)
+    ).update(sha256=digest, checksummed=current)
     return updated == 1
 
 

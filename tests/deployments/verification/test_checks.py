@@ -1,0 +1,369 @@
+"""Each check's pass and fail paths that need no model's answer: real database, real Redis (the
+session's redis-server: broker, channel layer), real files; the HTTP checks against a closed port."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
+
+from apps.core.domain.roles import Role
+from apps.core.models import ApiKey
+from apps.deployments.domain.checks import CheckStatus
+from apps.deployments.models import Release
+from apps.deployments.verification import notifications, web
+from apps.deployments.verification.base import Context, context_for
+from apps.deployments.verification.checks import (
+    api_endpoint,
+    availability,
+    database,
+    health,
+    integrations,
+    monitoring,
+    performance,
+    quality,
+    rollback,
+    security,
+)
+from apps.fleet.domain.states import DeviceHealth
+from apps.models.domain.formats import FileFormat, ModelFormat
+from apps.serving.domain.states import PlacementState
+from tests.deployments.factories import DeploymentFactory, ReleaseFactory, ValidVersionFactory
+from tests.fleet.factories import DeviceFactory
+from tests.models.factories import ModelFileFactory
+from tests.procs import free_port
+from tests.serving.factories import PlacementFactory
+
+pytestmark = pytest.mark.django_db
+GIB = 1 << 30
+
+
+@pytest.fixture
+def closed_url(settings: Any) -> str:
+    """MOC_PUBLIC_URL pointing at a port where nothing listens."""
+    settings.MOC_PUBLIC_URL = f"http://127.0.0.1:{free_port()}"
+    return settings.MOC_PUBLIC_URL
+
+
+def release_with(placements: int = 1, state: str = PlacementState.LOADED, **deployment: Any) -> Release:
+    release = ReleaseFactory(
+        deployment=DeploymentFactory(**deployment),
+        model_version=ValidVersionFactory(kind="causal-lm", format=ModelFormat.HF),
+    )
+    for _ in range(placements):
+        release.placements.add(PlacementFactory(version=release.model_version, state=state))
+    return release
+
+
+def ctx(release: Release) -> Context:
+    return context_for(release)
+
+
+# availability
+
+
+def test_availability_passes_with_every_replica_loaded_on_a_healthy_device(redis_server: Any) -> None:
+    outcome = availability.run(ctx(release_with(2, replicas=2)))
+    assert outcome.status == CheckStatus.PASS, outcome.reason
+    assert outcome.reason == "2 of 2 replicas loaded and healthy"
+
+
+def test_availability_fails_when_replicas_are_missing(redis_server: Any) -> None:
+    outcome = availability.run(ctx(release_with(1, replicas=3)))
+    assert outcome.status == CheckStatus.FAIL
+    assert outcome.reason.startswith("1 of 3 replicas placed")
+
+
+def test_availability_fails_naming_a_placement_still_loading(redis_server: Any) -> None:
+    release = release_with(1, state=PlacementState.LOADING)
+    outcome = availability.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert f"placement {release.placements.get().pk} is loading" in outcome.reason
+
+
+def test_availability_fails_on_an_unhealthy_device(redis_server: Any) -> None:
+    release = release_with(1)
+    placement = release.placements.get()
+    placement.device.health = DeviceHealth.UNHEALTHY
+    placement.device.save()
+    outcome = availability.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert "unhealthy" in outcome.reason
+
+
+# database
+
+
+def test_database_passes_with_every_migration_applied() -> None:
+    outcome = database.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.PASS
+    assert outcome.evidence["unapplied"] == []
+
+
+def test_database_fails_naming_an_unapplied_migration() -> None:
+    release = release_with()
+    MigrationRecorder(connection).record_unapplied("deployments", "0003_rollout")
+    outcome = database.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert "deployments.0003_rollout" in outcome.reason
+
+
+# integrations
+
+
+@pytest.fixture
+def provider() -> Iterator[list[notifications.Reached]]:
+    answers: list[notifications.Reached] = []
+
+    def reach(timeout_s: float) -> list[notifications.Reached]:
+        return list(answers)
+
+    notifications.register(reach)
+    yield answers
+    notifications.unregister(reach)
+
+
+def test_integrations_pass_when_broker_and_channel_layer_answer(redis_server: Any) -> None:
+    outcome = integrations.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.PASS, outcome.reason
+    assert integrations.NO_CHANNELS in outcome.reason
+    assert "came back" in outcome.evidence["channel_layer"]
+
+
+def test_integrations_fail_naming_an_unreachable_notification_channel(
+    redis_server: Any, provider: list[notifications.Reached]
+) -> None:
+    provider += [
+        notifications.Reached("ops-webhook", True, "200"),
+        notifications.Reached("pager", False, "connection refused"),
+    ]
+    outcome = integrations.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.FAIL
+    assert outcome.reason == "notification channel pager: connection refused"
+
+
+def test_integrations_fail_when_the_broker_is_unreachable(settings: Any, redis_server: Any) -> None:
+    from moc_site.celery import app
+
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    app.conf.broker_url = closed
+    try:
+        outcome = integrations.run(ctx(release_with()))
+    finally:
+        app.conf.broker_url = redis_server.url
+    assert outcome.status == CheckStatus.FAIL
+    assert outcome.reason.startswith("broker:")
+
+
+# rollback
+
+
+def test_rollback_skips_a_first_release() -> None:
+    outcome = rollback.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.SKIP
+    assert "first release" in outcome.reason
+
+
+def previous_of(release: Release, **version: Any) -> Release:
+    previous = ReleaseFactory(
+        deployment=release.deployment,
+        model_version=ValidVersionFactory(model=release.model_version.model, kind="causal-lm", **version),
+        state="promoted",
+    )
+    Release.objects.filter(pk=release.pk).update(previous_release=previous)
+    return previous
+
+
+def test_rollback_passes_while_the_previous_release_is_still_loaded() -> None:
+    release = release_with()
+    previous = previous_of(release)
+    previous.placements.add(PlacementFactory(version=previous.model_version, state=PlacementState.LOADED))
+    outcome = rollback.run(ctx(release))
+    assert outcome.status == CheckStatus.PASS
+    assert "still loaded" in outcome.reason
+
+
+def test_rollback_fails_when_the_previous_version_is_archived() -> None:
+    release = release_with()
+    previous_of(release, archived=True)
+    outcome = rollback.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert "archived" in outcome.reason
+
+
+def test_rollback_passes_when_the_previous_version_would_fit(redis_server: Any) -> None:
+    release = release_with()
+    previous_of(release, estimated_vram_bytes=10 * GIB)
+    outcome = rollback.run(ctx(release))
+    assert outcome.status == CheckStatus.PASS, outcome.reason
+    assert "would fit" in outcome.reason
+
+
+def test_rollback_counts_the_releases_own_placements_as_freed(redis_server: Any) -> None:
+    # given: one device, full with this release's placement
+    device = DeviceFactory(capacity_bytes=30 * GIB)
+    release = release_with(0)
+    release.placements.add(
+        PlacementFactory(version=release.model_version, device=device, reserved_bytes=25 * GIB)
+    )
+    release.deployment.device = device
+    release.deployment.save()
+    previous_of(release, estimated_vram_bytes=20 * GIB)
+    # when
+    outcome = rollback.run(ctx(release))
+    # then: a rollback unloads it, so the previous version fits where it is
+    assert outcome.status == CheckStatus.PASS, outcome.reason
+
+
+def test_rollback_fails_with_the_schedulers_reason_when_nothing_fits(redis_server: Any) -> None:
+    release = release_with()
+    previous_of(release, estimated_vram_bytes=500 * GIB)
+    outcome = rollback.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert "would not fit: needs" in outcome.reason
+
+
+# security: files and pickles (the endpoint's refusal needs a server: tests/integration)
+
+
+@pytest.fixture
+def version_on_disk(tmp_path: Path, settings: Any) -> Any:
+    settings.MOC_MODEL_ROOTS = [str(tmp_path)]
+    folder = tmp_path / "llm" / "v1"
+    folder.mkdir(parents=True)
+    version = ValidVersionFactory(path=str(folder), format=ModelFormat.HF)
+    for name, body in (("model.safetensors", b"weights" * 100), ("config.json", b"{}")):
+        (folder / name).write_bytes(body)
+        ModelFileFactory(version=version, path=name, sha256=hashlib.sha256(body).hexdigest())
+    return version
+
+
+def test_security_files_pass_when_they_hash_to_the_registrys_checksums(version_on_disk: Any) -> None:
+    files = list(version_on_disk.files.all())
+    assert security.checksum_problems(version_on_disk, files) == []
+    assert security.pickles(version_on_disk, files) == []
+
+
+def test_security_fails_a_file_changed_since_the_scan(version_on_disk: Any) -> None:
+    (Path(version_on_disk.path) / "model.safetensors").write_bytes(b"tampered")
+    problems = security.checksum_problems(version_on_disk, list(version_on_disk.files.all()))
+    assert len(problems) == 1
+    assert problems[0].startswith("model.safetensors hashes to")
+
+
+def test_security_fails_a_file_outside_the_model_roots(
+    version_on_disk: Any, settings: Any, tmp_path: Path
+) -> None:
+    settings.MOC_MODEL_ROOTS = [str(tmp_path / "elsewhere")]
+    problems = security.checksum_problems(version_on_disk, list(version_on_disk.files.all()))
+    assert all("outside the model roots" in p for p in problems)
+
+
+def test_security_names_pickle_files(version_on_disk: Any) -> None:
+    ModelFileFactory(version=version_on_disk, path="pytorch_model.bin", format=FileFormat.PYTORCH)
+    ModelFileFactory(version=version_on_disk, path="extra.pkl", format=FileFormat.OTHER)
+    found = security.pickles(version_on_disk, list(version_on_disk.files.order_by("path")))
+    assert [line.split()[0] for line in found] == ["extra.pkl", "pytorch_model.bin"]
+
+
+def test_security_fails_when_the_endpoint_cannot_be_reached(version_on_disk: Any, closed_url: str) -> None:
+    release = ReleaseFactory(model_version=version_on_disk)
+    outcome = security.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert any("could not be reached" in p for p in outcome.evidence["problems"])
+
+
+# the HTTP checks' fail paths
+
+
+def test_api_endpoint_fails_when_moc_cannot_be_reached_and_leaves_no_key(closed_url: str) -> None:
+    outcome = api_endpoint.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.FAIL
+    assert closed_url in outcome.reason
+    assert "could not be reached" in outcome.reason
+    keys = ApiKey.objects.filter(owner__username=web.SYSTEM_USERNAME)
+    assert keys.count() == 1
+    assert keys.get().revoked
+    assert keys.get().role == Role.OPERATOR
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ({"release": 5, "version": 2}, "lacks result"),
+        ({"release": 6, "version": 2, "result": {"text": "x"}}, "release 6 served it, not release 5"),
+        ({"release": {"id": 5}, "version": 2, "result": {}}, "its result is empty"),
+        ([1, 2], "not a JSON object"),
+    ],
+)
+def test_api_endpoint_checks_the_answers_schema(answer: Any, problem: str) -> None:
+    found = api_endpoint.schema_problem(answer, release_id=5)
+    assert found is not None
+    assert problem in found
+
+
+def test_api_endpoint_takes_an_answer_from_this_release() -> None:
+    answer = {"release": 5, "version": 2, "result": {"text": "hi"}}
+    assert api_endpoint.schema_problem(answer, release_id=5) is None
+
+
+def test_monitoring_fails_when_metrics_cannot_be_fetched(closed_url: str) -> None:
+    outcome = monitoring.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.FAIL
+    assert "could not be reached" in outcome.reason
+
+
+# the inference checks' paths that need no answer
+
+
+def onnx_release() -> Release:
+    return ReleaseFactory(model_version=ValidVersionFactory(kind="onnx-graph", format=ModelFormat.ONNX))
+
+
+@pytest.mark.parametrize("check", [health, performance, api_endpoint])
+def test_a_version_that_only_takes_raw_tensors_is_skipped_saying_why(check: Any) -> None:
+    outcome = check.run(ctx(onnx_release()))
+    assert outcome.status == CheckStatus.SKIP
+    assert "no generic probe" in outcome.reason
+
+
+def test_health_fails_a_release_without_placements() -> None:
+    outcome = health.run(ctx(release_with(0)))
+    assert outcome.status == CheckStatus.FAIL
+    assert "no placements" in outcome.reason
+
+
+def test_health_fails_naming_a_placement_that_is_not_loaded(redis_server: Any) -> None:
+    release = release_with(1, state=PlacementState.UNLOADED)
+    outcome = health.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert outcome.reason.startswith(f"placement {release.placements.get().pk} on ")
+    assert "(409)" in outcome.reason
+
+
+def test_quality_skips_a_deployment_without_a_golden_set() -> None:
+    outcome = quality.run(ctx(release_with()))
+    assert outcome.status == CheckStatus.SKIP
+    assert "no golden set" in outcome.reason
+
+
+def test_quality_fails_a_malformed_golden_set() -> None:
+    release = release_with(golden_set=[{"prompt": "hi", "expected": "x", "match": "regex"}])
+    outcome = quality.run(ctx(release))
+    assert outcome.status == CheckStatus.FAIL
+    assert "item 1: match must be one of" in outcome.reason
+
+
+def test_quality_skips_a_version_that_does_not_generate() -> None:
+    release = ReleaseFactory(
+        deployment=DeploymentFactory(golden_set=[{"prompt": "hi", "expected": "x"}]),
+        model_version=ValidVersionFactory(kind="embedding", format=ModelFormat.HF),
+    )
+    outcome = quality.run(ctx(release))
+    assert outcome.status == CheckStatus.SKIP
+    assert "does not generate" in outcome.reason
