@@ -62,6 +62,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=23, hour="*"),
         "options": {"expires": 3000},
     },
+    # Seconds: a canary step's pause, a failed analysis or a blue-green window is acted on within 2 s.
+    "deployments-releases-advance": {
+        "task": "apps.deployments.tasks.releases_advance",
+        "schedule": 2.0,
+        "options": {"expires": 2},
+    },
     # Seconds: a dead worker's deliveries should not look running for longer than its silence.
     "core-reconcile-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_reconcile",

@@ -1,32 +1,189 @@
-"""Writes for deployments: define and edit them, move them through their states, and ask
-for releases (which later issues verify and roll out)."""
+"""Writes for deployments: define and edit them, move them through their states, and ask for
+releases (which the rollout engine, apps.deployments.rollout, then moves)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core import audit
+from apps.core import audit, dispatch
+from apps.core.domain.roles import Role
+from apps.core.roles import role_of
 from apps.core.transitions import transition
-from apps.deployments.domain import naming
-from apps.deployments.domain.states import DEPLOYMENT, RELEASE, RELEASE_OPEN, DeploymentState, ReleaseState
+from apps.deployments.domain import naming, quality
+from apps.deployments.domain.checks import all_check_names
+from apps.deployments.domain.states import (
+    DEPLOYMENT,
+    RELEASE,
+    RELEASE_OPEN,
+    DeploymentState,
+    Environment,
+    OnInconclusive,
+    ReleaseState,
+    VerificationState,
+)
 from apps.deployments.domain.strategy import Strategy, steps_for
-from apps.deployments.models import MAX_REPLICAS, Deployment, Release
+from apps.deployments.models import MAX_REPLICAS, Deployment, Release, ReleaseEvent, VerificationRun
+from apps.deployments.rollout import timeline
+from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
+from apps.fleet.models import Device, Node
 from apps.models.domain.states import ValidationState
+from apps.models.models import RegisteredModel
 
-# Passed for `registered_model` when an update leaves it alone (None clears it).
-UNCHANGED: Any = object()
+TICK = "apps.deployments.tasks.release_tick"
 
 
-def _field_problems(*, replicas: int | None = None, strategy: str | None = None) -> dict[str, str]:
+def _choice(options: type) -> Callable[[Any], Any]:
+    values = [o.value for o in options]  # type: ignore[attr-defined]
+
+    def check(value: Any) -> Any:
+        if value not in values:
+            raise ValueError(f"One of {values}.")
+        return value
+
+    return check
+
+
+def _number(
+    *, low: float | None = None, high: float | None = None, whole: bool = False, empty: bool = False
+) -> Callable[[Any], Any]:
+    """A check of a number between `low` and `high` (inclusive); None passes when `empty`."""
+
+    def check(value: Any) -> Any:
+        if value is None and empty:
+            return None
+        kinds = int if whole else int | float
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ValueError("A whole number." if whole else "A number.")
+        if low is not None and value < low or high is not None and value > high:
+            span = (
+                f"from {low} to {high}"
+                if low is not None and high is not None
+                else (f"at least {low}" if low is not None else f"at most {high}")
+            )
+            raise ValueError(f"A number {span}.")
+        return value
+
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("A string.")
+    return value.strip()
+
+
+def _node(value: Any) -> str:
+    name = _text(value or "")
+    if name and not Node.objects.filter(name=name).exists():
+        raise ValueError(f"No node is named '{name}'.")
+    return name
+
+
+def _device(value: Any) -> Device | None:
+    if value is None:
+        return None
+    if not isinstance(value, Device):
+        raise ValueError("A device.")
+    if value.retired:
+        raise ValueError(f"{value} is retired.")
+    return value
+
+
+def _required_checks(value: Any) -> list[str]:
+    known = all_check_names()
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        raise ValueError(f"A list of check names, from {known}.")
+    if unknown := [v for v in value if v not in known]:
+        raise ValueError(f"Unknown check(s) {unknown}; the checks are {known}.")
+    return [name for name in known if name in value]  # in run order, once each
+
+
+def _golden_set(value: Any) -> list[dict[str, Any]]:
+    quality.parse_golden_set(value)
+    return list(value)
+
+
+def _canary_steps(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        raise ValueError("A list of percentages ending at 100, e.g. [10, 50, 100].")
+    return steps_for(Strategy.CANARY, value)
+
+
+def _owner(value: Any) -> Any:
+    if value is not None and not isinstance(value, get_user_model()):
+        raise ValueError("A user.")
+    return value
+
+
+def _registered_model(value: Any) -> RegisteredModel | None:
+    if value is not None and not isinstance(value, RegisteredModel):
+        raise ValueError("A registered model.")
+    return value
+
+
+# Every field of a deployment that create and update take, with its check (which returns the value
+# to store or raises ValueError with the reason).
+EDITABLE: dict[str, Callable[[Any], Any]] = {
+    "description": _text,
+    "registered_model": _registered_model,
+    "environment": _choice(Environment),
+    "replicas": _number(low=0, high=MAX_REPLICAS, whole=True),
+    "strategy": _choice(Strategy),
+    "node": _node,
+    "device": _device,
+    "max_concurrency": _number(low=1, whole=True, empty=True),
+    "max_queue": _number(low=0, whole=True, empty=True),
+    "slo_p99_ms": _number(low=0.001, empty=True),
+    "slo_error_rate": _number(low=0, high=1, empty=True),
+    "required_checks": _required_checks,
+    "golden_set": _golden_set,
+    "canary_steps": _canary_steps,
+    "step_pause_s": _number(low=0, whole=True),
+    "step_timeout_s": _number(low=0, whole=True),
+    "min_samples": _number(low=1, whole=True),
+    "p99_ratio_max": _number(low=1),
+    "error_rate_delta_max": _number(low=0, high=1),
+    "on_inconclusive": _choice(OnInconclusive),
+    "blue_green_keep_s": _number(low=0, whole=True),
+    "abort_grace_s": _number(low=0, whole=True),
+    "owner": _owner,
+}
+
+
+def _cleaned(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values to store, and the problems by field name (unknown names included)."""
+    values: dict[str, Any] = {}
     problems: dict[str, str] = {}
-    if replicas is not None and not 0 <= replicas <= MAX_REPLICAS:
-        problems["replicas"] = f"Between 0 and {MAX_REPLICAS}."
-    if strategy is not None and strategy not in {s.value for s in Strategy}:
-        problems["strategy"] = f"One of {[s.value for s in Strategy]}."
+    for name, value in fields.items():
+        check = EDITABLE.get(name)
+        if check is None:
+            problems[name] = "Not a field a deployment's owner can set."
+            continue
+        try:
+            values[name] = check(value)
+        except ValueError as exc:
+            problems[name] = str(exc)
+    return values, problems
+
+
+def _placement_problems(deployment: Deployment) -> dict[str, str]:
+    """Constraints that can never hold, whatever the fleet's memory: a device off the node, more
+    replicas on one device than one (a device holds one placement of a version)."""
+    problems: dict[str, str] = {}
+    device = deployment.device
+    if device is not None and deployment.node and device.node.name != deployment.node:
+        problems["device"] = f"{device} is not on node '{deployment.node}'."
+    if device is not None and deployment.replicas > 1:
+        problems["replicas"] = (
+            f"A device holds one replica of a version; {deployment.replicas} replicas need a node "
+            "or no constraint."
+        )
     return problems
 
 
@@ -47,29 +204,19 @@ def _check_model_change(deployment: Deployment, registered_model: Any) -> None:
 
 
 @transaction.atomic
-def deployment_create(
-    *,
-    name: str,
-    description: str = "",
-    registered_model: Any = None,
-    replicas: int = 1,
-    strategy: str = Strategy.RECREATE,
-    created_by: Any = None,
-) -> Deployment:
-    """A new deployment in DRAFT: it serves nothing until a release is promoted."""
-    problems = _field_problems(replicas=replicas, strategy=strategy)
+def deployment_create(*, name: str, created_by: Any = None, **fields: Any) -> Deployment:
+    """A new deployment in DRAFT: it serves nothing until a release is promoted. Takes any field
+    of EDITABLE by name; the owner is its creator unless given."""
+    values, problems = _cleaned(fields)
     if problem := naming.name_problem(name):
         problems["name"] = problem
     if problems:
         raise ValidationError(problems)
-    deployment = Deployment(
-        name=name,
-        description=description.strip(),
-        registered_model=registered_model,
-        replicas=replicas,
-        strategy=strategy,
-        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
-    )
+    creator = created_by if created_by is not None and created_by.is_authenticated else None
+    values.setdefault("owner", creator)
+    deployment = Deployment(name=name, created_by=creator, **values)
+    if problems := _placement_problems(deployment):
+        raise ValidationError(problems)
     try:
         with transaction.atomic():
             deployment.save()
@@ -79,28 +226,27 @@ def deployment_create(
 
 
 @transaction.atomic
-def deployment_update(
-    *,
-    deployment: Deployment,
-    description: str | None = None,
-    replicas: int | None = None,
-    strategy: str | None = None,
-    registered_model: Any = UNCHANGED,
-) -> Deployment:
-    """Change what was given (None, or UNCHANGED for the model, leaves a field alone); never the name."""
+def deployment_update(*, deployment: Deployment, **fields: Any) -> Deployment:
+    """Change the fields given by name (any of EDITABLE; never the name). None clears a field
+    that may be empty and leaves any other alone."""
+    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
     if deployment.state == DeploymentState.RETIRED:
         raise ValidationError("A retired deployment cannot be edited.")
-    if problems := _field_problems(replicas=replicas, strategy=strategy):
+    # None for a field that cannot be empty means "leave it", as partial API updates send it.
+    fields = {
+        k: v
+        for k, v in fields.items()
+        if v is not None or k not in EDITABLE or Deployment._meta.get_field(k).null
+    }
+    values, problems = _cleaned(fields)
+    if problems:
         raise ValidationError(problems)
-    if registered_model is not UNCHANGED:
-        _check_model_change(deployment, registered_model)
-        deployment.registered_model = registered_model
-    if description is not None:
-        deployment.description = description.strip()
-    if replicas is not None:
-        deployment.replicas = replicas
-    if strategy is not None:
-        deployment.strategy = strategy
+    if "registered_model" in values:
+        _check_model_change(deployment, values["registered_model"])
+    for name, value in values.items():
+        setattr(deployment, name, value)
+    if problems := _placement_problems(deployment):
+        raise ValidationError(problems)
     deployment.save()
     return deployment
 
@@ -141,6 +287,49 @@ def deployment_retire(*, deployment: Deployment) -> Deployment:
     return _move(deployment, DeploymentState.RETIRED, "retire")
 
 
+def staging_passed(*, deployment: Deployment, model_version: Any) -> VerificationRun | None:
+    """A passed verification of `model_version` on a staging deployment of the same registered
+    model: what lets it into production."""
+    return (
+        VerificationRun.objects.filter(
+            state=VerificationState.PASSED,
+            release__model_version=model_version,
+            release__deployment__environment=Environment.STAGING,
+            release__deployment__registered_model_id=deployment.registered_model_id or model_version.model_id,
+        )
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def _replica_problem(deployment: Deployment) -> str | None:
+    """Replicas the fleet cannot take whatever it evicts: more than the devices in scope that accept
+    placements (each replica needs a device of its own). One replica anywhere is left to the
+    scheduler: a worker may yet register its device. Whether they fit in memory is the
+    scheduler's call as the release loads; a refusal then fails the release with its reason."""
+    if deployment.replicas <= 1 and deployment.device_id is None and not deployment.node:
+        return None
+    devices = Device.objects.filter(
+        retired_at__isnull=True, health__in=PLACEABLE_HEALTH, node__state=NodeState.ONLINE
+    )
+    if deployment.device_id is not None:
+        devices = devices.filter(pk=deployment.device_id)
+    elif deployment.node:
+        devices = devices.filter(node__name=deployment.node)
+    available = devices.count()
+    if deployment.replicas > available:
+        where = (
+            f"on {deployment.device}"
+            if deployment.device_id
+            else (f"on node '{deployment.node}'" if deployment.node else "in the fleet")
+        )
+        return (
+            f"{deployment.replicas} replica(s) need as many devices that accept placements; "
+            f"{available} {'does' if available == 1 else 'do'} {where}."
+        )
+    return None
+
+
 @transaction.atomic
 def release_create(
     *,
@@ -149,9 +338,14 @@ def release_create(
     strategy: str | None = None,
     steps: list[int] | None = None,
     created_by: Any = None,
+    override_gate: bool = False,
 ) -> Release:
-    """Ask to roll a version out to a deployment: a PENDING release. Only valid versions qualify."""
+    """Ask to roll a version out to a deployment: a PENDING release, which the rollout engine then
+    moves (a tick is sent once this commits). Only valid versions of the deployment's model; a
+    production deployment takes only versions whose verification passed in staging, unless an
+    admin overrides the gate (recorded, audited, on the timeline)."""
     deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    creator = created_by if created_by is not None and created_by.is_authenticated else None
     problems: dict[str, str] = {}
     if deployment.state == DeploymentState.RETIRED:
         problems["deployment"] = f"'{deployment}' is retired; it takes no new releases."
@@ -162,10 +356,28 @@ def release_create(
         )
     if problem := _version_problem(deployment, model_version):
         problems["model_version"] = problem
+    if override_gate and role_of(creator) != Role.ADMIN:
+        problems["override_gate"] = (
+            "Only an admin may release to production without a passed staging verification."
+        )
+    overridden = False
+    if (
+        "model_version" not in problems
+        and deployment.environment == Environment.PRODUCTION
+        and staging_passed(deployment=deployment, model_version=model_version) is None
+    ):
+        if override_gate:
+            overridden = True
+        else:
+            problems["model_version"] = (
+                f"{model_version} has no passed verification on a staging deployment of "
+                f"'{deployment.registered_model or model_version.model}'; release it to staging first "
+                "(or an admin may override the gate)."
+            )
     chosen = strategy or deployment.strategy
     chosen_steps: list[int] = []
-    if strategy_problems := _field_problems(strategy=chosen):
-        problems.update(strategy_problems)
+    if chosen not in {s.value for s in Strategy}:
+        problems["strategy"] = f"One of {[s.value for s in Strategy]}."
     else:
         try:
             chosen_steps = steps_for(
@@ -176,18 +388,42 @@ def release_create(
             )
         except ValueError as exc:
             problems["steps"] = str(exc)
+    if problem := _replica_problem(deployment):
+        problems["replicas"] = problem
     if problems:
         raise ValidationError(problems)
     if deployment.registered_model_id is None:
         deployment.registered_model_id = model_version.model_id
         deployment.save(update_fields=["registered_model", "updated_at"])
-    return Release.objects.create(
+    release = Release.objects.create(
         deployment=deployment,
         model_version=model_version,
         strategy=chosen,
         steps=chosen_steps,
-        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+        previous_release=deployment.current_release,
+        gate_overridden_by=creator if overridden else None,
+        created_by=creator,
     )
+    timeline.record(
+        release,
+        kind="transition",
+        cause=ReleaseEvent.Cause.OPERATOR,
+        actor=creator,
+        to_state=release.state,
+        message=f"{model_version} asked for, {chosen}",
+    )
+    if overridden:
+        audit.record("override_gate", release, changes={"gate_overridden_by": [None, creator.get_username()]})
+        timeline.record(
+            release,
+            kind="note",
+            cause=ReleaseEvent.Cause.OVERRIDE,
+            actor=creator,
+            message=f"{creator.get_username()} released it to production without a passed staging "
+            "verification",
+        )
+    dispatch.send_on_commit(TICK, args=[release.pk])
+    return release
 
 
 def _version_problem(deployment: Deployment, version: Any) -> str | None:

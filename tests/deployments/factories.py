@@ -5,8 +5,10 @@ from __future__ import annotations
 import factory
 
 from apps.deployments.domain.checks import CheckName, CheckStatus
-from apps.deployments.models import CheckResult, Deployment, Release, VerificationRun
+from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
+from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
+from tests.fleet.factories import GIB
 from tests.models.factories import ModelVersionFactory
 
 
@@ -19,6 +21,14 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
 
 class ValidVersionFactory(ModelVersionFactory):
     validation_state = ValidationState.VALID
+
+
+class ServableVersionFactory(ValidVersionFactory):
+    """A valid version the scheduler can place (a Hugging Face causal LM of 1 GiB)."""
+
+    format = ModelFormat.HF
+    kind = "causal-lm"
+    estimated_vram_bytes = GIB
 
 
 class ReleaseFactory(factory.django.DjangoModelFactory):
@@ -44,3 +54,11 @@ class CheckResultFactory(factory.django.DjangoModelFactory):
     name = CheckName.HEALTH
     status = CheckStatus.PASS
     reason = "the probe answered"
+
+
+class ReleaseEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReleaseEvent
+
+    release = factory.SubFactory(ReleaseFactory)
+    kind = "note"

@@ -13,6 +13,7 @@ from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy
 from apps.models.domain.states import ValidationState
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory, ValidVersionFactory
+from tests.fleet.factories import DeviceFactory, NodeFactory
 from tests.models.factories import ModelVersionFactory, RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -111,9 +112,9 @@ def test_a_retired_deployment_cannot_come_back() -> None:
 
 
 def test_retire_is_refused_while_a_release_rolls_out() -> None:
-    release = ReleaseFactory(state=ReleaseState.ROLLING_OUT, deployment__state=DeploymentState.ACTIVE)
+    release = ReleaseFactory(state=ReleaseState.PROGRESSING, deployment__state=DeploymentState.ACTIVE)
 
-    with pytest.raises(ValidationError, match="rolling out"):
+    with pytest.raises(ValidationError, match="progressing"):
         services.deployment_retire(deployment=release.deployment)
 
 
@@ -149,7 +150,7 @@ def test_release_create_asks_for_a_pending_release() -> None:
     assert (release.state, release.model_version, release.strategy) == (
         ReleaseState.PENDING,
         version,
-        Strategy.ALL_AT_ONCE,
+        Strategy.RECREATE,
     )
 
 
@@ -218,16 +219,124 @@ def test_release_create_uses_the_deployments_strategy_by_default() -> None:
 
     release = services.release_create(deployment=deployment, model_version=ValidVersionFactory())
 
-    assert (release.strategy, release.canary_percent) == (Strategy.CANARY, 10)
+    assert (release.strategy, release.steps) == (Strategy.CANARY, [10, 50, 100])
 
 
-def test_release_create_refuses_a_share_of_traffic_for_all_at_once() -> None:
+def test_release_create_refuses_steps_for_recreate() -> None:
     with pytest.raises(ValidationError) as caught:
         services.release_create(
-            deployment=DeploymentFactory(), model_version=ValidVersionFactory(), canary_percent=30
+            deployment=DeploymentFactory(), model_version=ValidVersionFactory(), steps=[30, 100]
         )
 
-    assert "canary_percent" in problems(caught)
+    assert "Only the canary strategy takes steps" in problems(caught)["steps"][0]
+
+
+def test_release_create_refuses_a_split_that_does_not_add_up() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=DeploymentFactory(),
+            model_version=ValidVersionFactory(),
+            strategy=Strategy.CANARY,
+            steps=[10, 50],
+        )
+
+    assert "The last step must be 100" in problems(caught)["steps"][0]
+
+
+def test_release_create_refuses_more_replicas_than_the_node_has_devices() -> None:
+    node = NodeFactory(name="box")
+    DeviceFactory(node=node)
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=DeploymentFactory(node="box", replicas=2), model_version=ValidVersionFactory()
+        )
+
+    assert problems(caught)["replicas"] == [
+        "2 replica(s) need as many devices that accept placements; 1 does on node 'box'."
+    ]
+
+
+def test_release_create_remembers_the_stable_release_and_sends_a_tick(
+    dispatched: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    stable = ReleaseFactory(state=ReleaseState.PROMOTED)
+    deployment = stable.deployment
+    deployment.current_release = stable
+    deployment.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        release = services.release_create(
+            deployment=deployment, model_version=ValidVersionFactory(model=stable.model_version.model)
+        )
+
+    assert release.previous_release == stable
+    assert ("apps.deployments.tasks.release_tick", [release.pk]) in [(n, a) for n, a, _ in dispatched]
+
+
+def test_deployment_create_takes_the_rollout_settings() -> None:
+    deployment = services.deployment_create(
+        name="chat",
+        environment="production",
+        canary_steps=[5, 25, 100],
+        slo_p99_ms=250.0,
+        slo_error_rate=0.01,
+        required_checks=["quality", "health"],
+        golden_set=[{"prompt": "2+2=", "expected": "4", "match": "contains"}],
+        on_inconclusive="rollback",
+        min_samples=50,
+    )
+
+    assert (deployment.environment, deployment.canary_steps, deployment.required_checks) == (
+        "production",
+        [5, 25, 100],
+        ["health", "quality"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("environment", "qa", "One of ['staging', 'production']"),
+        ("canary_steps", [10, 50], "The last step must be 100"),
+        ("required_checks", ["health", "vibes"], "Unknown check(s) ['vibes']"),
+        ("golden_set", [{"prompt": "", "expected": "x"}], "item 1: prompt must be a non-empty string"),
+        ("golden_set", [{"prompt": "a", "expected": "b", "match": "fuzzy"}], "match must be one of"),
+        (
+            "golden_set",
+            [{"prompt": "a", "expected": "b", "tolerance": 2}],
+            "tolerance must be a number from 0 to 1",
+        ),
+        ("slo_error_rate", 1.5, "A number from 0 to 1"),
+        ("p99_ratio_max", 0.5, "A number at least 1"),
+        ("min_samples", 0, "A number at least 1"),
+        ("on_inconclusive", "shrug", "One of ['pause', 'rollback']"),
+        ("node", "nowhere", "No node is named 'nowhere'"),
+        ("step_pause_s", "soon", "A whole number"),
+        ("colour", "blue", "Not a field"),
+    ],
+)
+def test_deployment_update_names_the_field_it_refuses(field: str, value: Any, reason: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_update(deployment=DeploymentFactory(), **{field: value})
+
+    assert reason in problems(caught)[field][0]
+
+
+def test_deployment_update_refuses_several_replicas_on_one_device() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_update(deployment=DeploymentFactory(), device=DeviceFactory(), replicas=2)
+
+    assert "A device holds one replica of a version" in problems(caught)["replicas"][0]
+
+
+def test_deployment_update_clears_an_optional_field_with_none() -> None:
+    deployment = DeploymentFactory(slo_p99_ms=300.0, description="kept")
+
+    services.deployment_update(deployment=deployment, slo_p99_ms=None, description=None)
+
+    deployment.refresh_from_db()
+    assert (deployment.slo_p99_ms, deployment.description) == (None, "kept")
 
 
 def test_release_cancel_withdraws_a_pending_release() -> None:
@@ -239,4 +348,4 @@ def test_release_cancel_withdraws_a_pending_release() -> None:
 
 def test_release_cancel_of_a_release_in_progress_is_an_invalid_transition() -> None:
     with pytest.raises(InvalidTransition):
-        services.release_cancel(release=ReleaseFactory(state=ReleaseState.ROLLING_OUT))
+        services.release_cancel(release=ReleaseFactory(state=ReleaseState.PROGRESSING))

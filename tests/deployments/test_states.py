@@ -23,14 +23,20 @@ D, R, V = DeploymentState, ReleaseState, VerificationState
         (DEPLOYMENT, D.ACTIVE, D.RETIRED),
         (DEPLOYMENT, D.PAUSED, D.RETIRED),
         (DEPLOYMENT, D.DRAFT, D.RETIRED),
-        (RELEASE, R.PENDING, R.VERIFYING),
+        (RELEASE, R.PENDING, R.LOADING),
         (RELEASE, R.PENDING, R.CANCELLED),
-        (RELEASE, R.VERIFYING, R.ROLLING_OUT),
+        (RELEASE, R.LOADING, R.VERIFYING),
+        (RELEASE, R.LOADING, R.FAILED),
+        (RELEASE, R.VERIFYING, R.PROGRESSING),
         (RELEASE, R.VERIFYING, R.FAILED),
         (RELEASE, R.VERIFYING, R.ROLLED_BACK),
-        (RELEASE, R.ROLLING_OUT, R.PROMOTED),
-        (RELEASE, R.ROLLING_OUT, R.ROLLED_BACK),
-        (RELEASE, R.ROLLING_OUT, R.FAILED),
+        (RELEASE, R.PROGRESSING, R.PROMOTED),
+        (RELEASE, R.PROGRESSING, R.PAUSED),
+        (RELEASE, R.PROGRESSING, R.ABORTED),
+        (RELEASE, R.PROGRESSING, R.ROLLED_BACK),
+        (RELEASE, R.PAUSED, R.PROGRESSING),
+        (RELEASE, R.PAUSED, R.PROMOTED),
+        (RELEASE, R.PROMOTED, R.ROLLED_BACK),
         (VERIFICATION, V.QUEUED, V.RUNNING),
         (VERIFICATION, V.RUNNING, V.PASSED),
         (VERIFICATION, V.RUNNING, V.FAILED),
@@ -47,10 +53,12 @@ def test_machines_allow_the_documented_moves(machine: StateMachine, src: str, ds
         (DEPLOYMENT, D.DRAFT, D.PAUSED),
         (DEPLOYMENT, D.RETIRED, D.ACTIVE),
         (RELEASE, R.PENDING, R.PROMOTED),
-        (RELEASE, R.PENDING, R.ROLLING_OUT),
+        (RELEASE, R.PENDING, R.PROGRESSING),
+        (RELEASE, R.PENDING, R.ABORTED),
         (RELEASE, R.VERIFYING, R.CANCELLED),
-        (RELEASE, R.ROLLING_OUT, R.CANCELLED),
-        (RELEASE, R.PROMOTED, R.ROLLED_BACK),
+        (RELEASE, R.PROGRESSING, R.CANCELLED),
+        (RELEASE, R.PROMOTED, R.ABORTED),
+        (RELEASE, R.ABORTED, R.PROGRESSING),
         (VERIFICATION, V.QUEUED, V.PASSED),
         (VERIFICATION, V.PASSED, V.RUNNING),
     ],
@@ -64,7 +72,7 @@ def test_machines_refuse_other_moves(machine: StateMachine, src: str, dst: str) 
     ("machine", "initial", "terminal"),
     [
         (DEPLOYMENT, D.DRAFT, {D.RETIRED}),
-        (RELEASE, R.PENDING, {R.PROMOTED, R.ROLLED_BACK, R.FAILED, R.CANCELLED}),
+        (RELEASE, R.PENDING, {R.ABORTED, R.ROLLED_BACK, R.FAILED, R.CANCELLED}),
         (VERIFICATION, V.QUEUED, {V.PASSED, V.FAILED, V.ERRORED}),
     ],
 )
@@ -75,5 +83,5 @@ def test_machines_start_and_end_where_documented(
     assert machine.terminal == terminal
 
 
-def test_open_releases_are_exactly_the_unfinished_ones() -> None:
-    assert frozenset(s.value for s in ReleaseState) - RELEASE.terminal == RELEASE_OPEN
+def test_open_releases_are_the_unfinished_ones_short_of_promotion() -> None:
+    assert frozenset(s.value for s in ReleaseState) - RELEASE.terminal - {R.PROMOTED} == RELEASE_OPEN
