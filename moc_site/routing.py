@@ -1,6 +1,7 @@
 """Websocket routes of every app, gathered under /ws/."""
 
 from apps.core.routing import websocket_urlpatterns as core_ws
+from apps.deployments.routing import websocket_urlpatterns as deployments_ws
 from apps.fleet.routing import websocket_urlpatterns as fleet_ws
 
-websocket_urlpatterns = [*core_ws, *fleet_ws]
+websocket_urlpatterns = [*core_ws, *fleet_ws, *deployments_ws]

@@ -4,26 +4,51 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.core.admin import ReadOnlyInline
-from apps.deployments.models import CheckResult, Deployment, Release, VerificationRun
+from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
 
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
     list_display = [
         "name",
+        "environment",
         "state",
         "registered_model",
         "current_release",
         "replicas",
         "strategy",
+        "owner",
         "updated_at",
     ]
-    list_filter = ["state", "strategy"]
+    list_filter = ["state", "environment", "strategy"]
     search_fields = ["name", "description", "registered_model__name"]
-    list_select_related = ["registered_model", "current_release__deployment"]
-    raw_id_fields = ["registered_model", "current_release", "created_by"]
+    list_select_related = ["registered_model", "current_release__deployment", "owner"]
+    raw_id_fields = ["registered_model", "current_release", "created_by", "owner", "device"]
     # State moves through its actions (activate, pause, retire), so the machine is kept.
     readonly_fields = ["state", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "environment", "state", "registered_model", "owner"]}),
+        ("Serving", {"fields": ["current_release", "replicas", "strategy", "node", "device"]}),
+        ("Bulkhead", {"fields": ["max_concurrency", "max_queue"]}),
+        ("Service-level objectives", {"fields": ["slo_p99_ms", "slo_error_rate"]}),
+        (
+            "Canary analysis",
+            {
+                "fields": [
+                    "canary_steps",
+                    "step_pause_s",
+                    "step_timeout_s",
+                    "min_samples",
+                    "p99_ratio_max",
+                    "error_rate_delta_max",
+                    "on_inconclusive",
+                ]
+            },
+        ),
+        ("Rollback windows", {"fields": ["blue_green_keep_s", "abort_grace_s"]}),
+        ("Verification", {"fields": ["required_checks", "golden_set"]}),
+        ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
+    ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Deployment | None = None) -> list[str]:
         # The name is part of URLs and live-update groups: set once.
@@ -36,6 +61,11 @@ class VerificationRunInline(ReadOnlyInline):
     show_change_link = True
 
 
+class ReleaseEventInline(ReadOnlyInline):
+    model = ReleaseEvent
+    fields = ["at", "kind", "from_state", "to_state", "traffic_percent", "cause", "actor", "message"]
+
+
 @admin.register(Release)
 class ReleaseAdmin(admin.ModelAdmin):
     list_display = ["id", "deployment", "model_version", "strategy", "traffic_percent", "state", "created_at"]
@@ -44,13 +74,48 @@ class ReleaseAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["deployment", "model_version__model"]
     raw_id_fields = ["deployment", "model_version", "created_by", "placements"]
-    readonly_fields = ["state", "started_at", "finished_at", "created_at", "updated_at"]
-    inlines = [VerificationRunInline]
+    # What the rollout engine moves is shown, never edited by hand.
+    readonly_fields = [
+        "state",
+        "step_index",
+        "step_started_at",
+        "traffic_percent",
+        "resume_to",
+        "previous_release",
+        "gate_overridden_by",
+        "previous_kept_until",
+        "promoted_at",
+        "analysis_baseline",
+        "started_at",
+        "finished_at",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [ReleaseEventInline, VerificationRunInline]
+
+
+@admin.register(ReleaseEvent)
+class ReleaseEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "release", "kind", "from_state", "to_state", "traffic_percent", "cause", "actor"]
+    list_filter = ["kind", "cause"]
+    search_fields = ["message", "=release__id", "release__deployment__name"]
+    date_hierarchy = "at"
+    list_select_related = ["release__deployment", "actor"]
+
+    # The timeline is MOC's record of what happened: read only, for everyone.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ReleaseEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ReleaseEvent | None = None) -> bool:
+        return False
 
 
 class CheckResultInline(ReadOnlyInline):
     model = CheckResult
-    fields = ["name", "status", "required", "duration_ms", "reason"]
+    fields = ["name", "status", "required", "duration_ms", "reason", "evidence"]
 
 
 @admin.register(VerificationRun)

@@ -2,34 +2,124 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.urls import reverse
 
-from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
-from apps.deployments.models import CheckResult, Deployment, Release, VerificationRun
+from apps.deployments import figures
+from apps.deployments.domain.figures import Figures
+from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, ReleaseState
+from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
+
+# The list's figures cover the last minute; the deployment page's charts the last ten.
+LIST_WINDOW_S = 60
+CHART_WINDOW_S = 600
+# The deployment page shows this many of the latest releases (the API pages through all of them).
+TIMELINE_RELEASES = 20
+# ...and the verification runs of this many of the latest releases.
+VERIFICATION_RUNS = 5
+
+
+def _open_releases() -> Prefetch:
+    """A deployment's release in progress (at most one), as `open_releases`."""
+    return Prefetch(
+        "releases",
+        queryset=Release.objects.filter(state__in=RELEASE_OPEN).select_related("model_version__model"),
+        to_attr="open_releases",
+    )
 
 
 def deployment_list() -> QuerySet[Deployment]:
     # Meta.ordering is dropped by the GROUP BY of the count, so the order is given again.
     return (
         Deployment.objects.select_related(
-            "registered_model", "current_release__model_version__model", "created_by"
+            "registered_model", "current_release__model_version__model", "created_by", "owner", "device"
         )
+        .prefetch_related(_open_releases())
         .annotate(release_count=Count("releases"))
         .order_by("name")
     )
 
 
+def deployment_by_ref(queryset: QuerySet[Deployment], ref: str) -> Deployment:
+    """A deployment by its id (digits) or its name (which starts with a letter); DoesNotExist if none."""
+    return queryset.get(pk=int(ref)) if ref.isdigit() else queryset.get(name=ref)
+
+
+def open_release(deployment: Deployment) -> Release | None:
+    """The release rolling out to the deployment now, if any (from deployment_list's prefetch)."""
+    releases = getattr(deployment, "open_releases", None)
+    if releases is None:
+        releases = list(
+            deployment.releases.filter(state__in=RELEASE_OPEN).select_related("model_version__model")
+        )
+    return releases[0] if releases else None
+
+
+def live_releases(deployment: Deployment) -> list[Release]:
+    """The releases that may take traffic now: the stable one and the one rolling out."""
+    return [r for r in (deployment.current_release, open_release(deployment)) if r is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Who takes the deployment's traffic: stable, and the canary with its share."""
+
+    stable: Release | None
+    canary: Release | None
+    canary_percent: int
+
+    @property
+    def stable_percent(self) -> int:
+        return 100 - self.canary_percent
+
+
+def split_of(deployment: Deployment) -> Split:
+    """The split from deployment_list's prefetch, without a query: the same answer as
+    apps.deployments.traffic.live_split, which the request path reads fresh."""
+    stable, rolling = deployment.current_release, open_release(deployment)
+    if (
+        rolling is None
+        or rolling.state not in (ReleaseState.PROGRESSING, ReleaseState.PAUSED)
+        or rolling.traffic_percent == 0
+        or rolling.pk == deployment.current_release_id
+    ):
+        return Split(stable, None, 0)
+    return Split(stable, rolling, rolling.traffic_percent)
+
+
 def release_list() -> QuerySet[Release]:
     return Release.objects.select_related(
-        "deployment", "model_version__model", "created_by"
+        "deployment",
+        "model_version__model",
+        "created_by",
+        "previous_release__model_version",
+        "gate_overridden_by",
     ).prefetch_related("placements")
 
 
-def verification_run_list() -> QuerySet[VerificationRun]:
-    return VerificationRun.objects.select_related("release__deployment").prefetch_related(
-        Prefetch("checks", queryset=CheckResult.objects.order_by("id"))
+def release_event_list() -> QuerySet[ReleaseEvent]:
+    return ReleaseEvent.objects.select_related("actor").order_by("at", "id")
+
+
+def release_timeline(*, deployment: Deployment) -> list[Release]:
+    """The deployment's latest releases, newest first, each with its events (oldest first): which
+    version served when, who released it and how it ended."""
+    return list(
+        release_list()
+        .filter(deployment=deployment)
+        .prefetch_related(Prefetch("events", queryset=release_event_list()))[:TIMELINE_RELEASES]
     )
+
+
+def verification_run_list() -> QuerySet[VerificationRun]:
+    return VerificationRun.objects.select_related(
+        "release__deployment", "release__model_version"
+    ).prefetch_related(Prefetch("checks", queryset=CheckResult.objects.order_by("id")))
 
 
 def check_result_list() -> QuerySet[CheckResult]:
@@ -41,6 +131,86 @@ def latest_verification(*, deployment: Deployment) -> VerificationRun | None:
     return (
         verification_run_list().filter(release__deployment=deployment).order_by("-created_at", "-id").first()
     )
+
+
+def verification_runs(*, deployment: Deployment) -> list[VerificationRun]:
+    """The verification runs of the deployment's latest releases, newest first, with their checks."""
+    return list(
+        verification_run_list()
+        .filter(release__deployment=deployment)
+        .order_by("-created_at", "-id")[:VERIFICATION_RUNS]
+    )
+
+
+def chart_releases(*, deployment: Deployment, now: datetime) -> list[Release]:
+    """The releases the deployment page charts: those live now, and those that ended inside the
+    chart's window (an aborted canary's last minutes stay visible beside stable)."""
+    since = now - timedelta(seconds=CHART_WINDOW_S)
+    live = {r.pk for r in live_releases(deployment)}
+    return list(
+        Release.objects.filter(deployment=deployment)
+        .filter(Q(pk__in=live) | Q(finished_at__gte=since) | Q(previous_kept_until__gte=now))
+        .select_related("model_version__model")
+        .order_by("created_at", "id")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """A deployment's request figures over the last minute, all its live releases together."""
+
+    rps: float | None
+    p99_ms: float | None
+    error_rate: float | None
+    requests: int
+
+    @property
+    def error_percent(self) -> float | None:
+        return None if self.error_rate is None else self.error_rate * 100
+
+
+def recent_figures(
+    client: redis.Redis, deployments: list[Deployment], *, now: float, window_s: int = LIST_WINDOW_S
+) -> dict[int, Recent]:
+    """Each deployment's figures over the last `window_s` seconds, in one Redis round trip."""
+    ids = {d.pk: [r.pk for r in live_releases(d)] for d in deployments}
+    buckets = figures.series(
+        client, [rid for rids in ids.values() for rid in rids], since=now - window_s + 1, until=now
+    )
+    out = {}
+    for deployment_id, release_ids in ids.items():
+        total = Figures()
+        for release_id in release_ids:
+            for _, bucket in buckets.get(release_id, []):
+                total = total.plus(bucket)
+        total = replace(total, seconds=window_s)
+        out[deployment_id] = Recent(
+            rps=total.rps if total.requests else None,
+            p99_ms=total.p99_ms,
+            error_rate=total.error_rate,
+            requests=total.requests,
+        )
+    return out
+
+
+def chart_series(
+    client: redis.Redis, releases: list[Release], *, since: float, until: float
+) -> list[dict[str, Any]]:
+    """The releases' 5-second figures from `since` to `until`, as the deployment page's charts take
+    them, in one Redis round trip: per release, points of [bucket start (s), requests per second,
+    p50 ms, p99 ms, error rate, requests]."""
+    buckets = figures.series(client, [r.pk for r in releases], since=since, until=until)
+    return [
+        {
+            "id": release.pk,
+            "label": f"{release.model_version} (#{release.pk})",
+            "points": [
+                [start, f.rps, f.p50_ms, f.p99_ms, f.error_rate, f.requests]
+                for start, f in buckets[release.pk]
+            ],
+        }
+        for release in releases
+    ]
 
 
 def overview_cards() -> list[dict]:

@@ -5,14 +5,16 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.deployments.domain.states import DeploymentState
-from tests.deployments.factories import CheckResultFactory, DeploymentFactory
+from apps.deployments.models import ReleaseEvent
+from tests.deployments.factories import CheckResultFactory, DeploymentFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["deployment", "release", "verificationrun", "checkresult"])
+@pytest.mark.parametrize("model", ["deployment", "release", "verificationrun", "checkresult", "releaseevent"])
 def test_changelist_loads_for_an_admin_with_a_search(admin_client_: Client, model: str) -> None:
-    CheckResultFactory(run__release__deployment__name="chat", reason="chat answered")
+    check = CheckResultFactory(run__release__deployment__name="chat", reason="chat answered")
+    ReleaseEvent.objects.create(release=check.run.release, kind="note", message="chat started")
 
     response = admin_client_.get(reverse(f"admin:deployments_{model}_changelist"), {"q": "chat"})
 
@@ -53,3 +55,40 @@ def test_deployment_change_page_keeps_the_name_read_only(admin_client_: Client) 
     response = admin_client_.get(reverse("admin:deployments_deployment_change", args=[deployment.pk]))
 
     assert 'name="name"' not in response.content.decode()
+
+
+def test_deployment_change_page_groups_the_rollout_settings(admin_client_: Client) -> None:
+    deployment = DeploymentFactory(name="chat")
+
+    html = admin_client_.get(
+        reverse("admin:deployments_deployment_change", args=[deployment.pk])
+    ).content.decode()
+
+    for heading in ["Service-level objectives", "Canary analysis", "Verification", "Bulkhead"]:
+        assert heading in html
+    for field in ["slo_p99_ms", "golden_set", "required_checks", "canary_steps", "on_inconclusive"]:
+        assert f'name="{field}"' in html
+
+
+def test_release_change_page_shows_its_timeline_read_only(admin_client_: Client) -> None:
+    release = ReleaseFactory()
+    ReleaseEvent.objects.create(
+        release=release, kind="transition", to_state="loading", message="placing 1 replica"
+    )
+
+    response = admin_client_.get(reverse("admin:deployments_release_change", args=[release.pk]))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "placing 1 replica" in html
+    assert 'name="traffic_percent"' not in html  # the engine's to move, not a hand's
+
+
+def test_release_events_cannot_be_added_or_edited_even_by_an_admin(admin_client_: Client) -> None:
+    event = ReleaseEvent.objects.create(release=ReleaseFactory(), kind="note", message="was")
+
+    assert admin_client_.get(reverse("admin:deployments_releaseevent_add")).status_code == 403
+    admin_client_.post(reverse("admin:deployments_releaseevent_change", args=[event.pk]), {"message": "is"})
+
+    event.refresh_from_db()
+    assert event.message == "was"

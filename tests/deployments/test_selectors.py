@@ -1,9 +1,17 @@
 from __future__ import annotations
 
-import pytest
+import time
+from datetime import timedelta
+from typing import Any
 
-from apps.deployments import selectors
+import pytest
+from django.utils import timezone
+
+from apps.core.redis_clients import redis_client
+from apps.deployments import figures, selectors, traffic
+from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import DeploymentState, ReleaseState
+from apps.deployments.models import Deployment, Release
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,3 +30,55 @@ def test_overview_card_counts_active_deployments_and_releases_in_progress() -> N
 
 def test_latest_verification_is_none_for_a_deployment_never_verified() -> None:
     assert selectors.latest_verification(deployment=DeploymentFactory()) is None
+
+
+def _live(name: str) -> tuple[Deployment, Release, Release]:
+    stable = ReleaseFactory(deployment__name=name, state=ReleaseState.PROMOTED, traffic_percent=75)
+    deployment = stable.deployment
+    deployment.current_release = stable
+    deployment.save()
+    canary = ReleaseFactory(
+        deployment=deployment, state=ReleaseState.PROGRESSING, traffic_percent=25, previous_release=stable
+    )
+    return deployment, stable, canary
+
+
+def test_split_of_a_listed_deployment_needs_no_query_and_agrees_with_the_request_path(
+    django_assert_num_queries: Any,
+) -> None:
+    _live("chat")
+    [deployment] = selectors.deployment_list()
+
+    with django_assert_num_queries(0):
+        split = selectors.split_of(deployment)
+
+    assert split == traffic.live_split(deployment)
+    assert (split.canary_percent, split.stable_percent) == (25, 75)
+
+
+def test_recent_figures_add_up_a_deployments_live_releases_over_the_last_minute() -> None:
+    deployment, stable, canary = _live("chat")
+    client, now = redis_client(), time.time()
+    for release, outcome in [(stable, Outcome.OK), (stable, Outcome.ERROR), (canary, Outcome.OK)]:
+        figures.record(client, release_id=release.pk, outcome=outcome, latency_ms=10, at=now - 5)
+    figures.record(client, release_id=stable.pk, outcome=Outcome.ERROR, latency_ms=10, at=now - 120)
+
+    [listed] = selectors.deployment_list()
+    recent = selectors.recent_figures(client, [listed], now=now)[deployment.pk]
+
+    assert recent.requests == 3
+    assert recent.rps == pytest.approx(3 / 60)
+    assert recent.error_rate == pytest.approx(1 / 3)
+
+
+def test_the_chart_keeps_a_release_that_ended_in_its_window_and_drops_older_ones() -> None:
+    deployment, stable, canary = _live("chat")
+    now = timezone.now()
+    aborted = ReleaseFactory(
+        deployment=deployment, state=ReleaseState.ABORTED, finished_at=now - timedelta(minutes=2)
+    )
+    ReleaseFactory(deployment=deployment, state=ReleaseState.ABORTED, finished_at=now - timedelta(hours=2))
+
+    charted = selectors.chart_releases(deployment=deployment, now=now)
+
+    assert {r.pk for r in charted} == {stable.pk, canary.pk, aborted.pk}

@@ -7,7 +7,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
-from apps.deployments.domain.states import DeploymentState
+from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.models import Deployment
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory
 from tests.models.factories import RegisteredModelFactory
@@ -18,7 +18,7 @@ URL = "/api/v1/deployments/"
 Client = Callable[[Role | None], APIClient]
 
 
-def detail(pk: int, suffix: str = "") -> str:
+def detail(pk: int | str, suffix: str = "") -> str:
     return f"{URL}{pk}/{suffix}"
 
 
@@ -51,6 +51,72 @@ def test_list_filters_by_state(client_as: Client) -> None:
     assert [row["name"] for row in response.json()["results"]] == ["live"]
 
 
+@pytest.mark.parametrize("ref", ["id", "name"])
+def test_a_deployment_is_found_by_its_id_or_its_name(client_as: Client, ref: str) -> None:
+    deployment = DeploymentFactory(name="chat-prod")
+
+    response = client_as(Role.VIEWER).get(detail(deployment.pk if ref == "id" else "chat-prod"))
+
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["name"]) == (deployment.pk, "chat-prod")
+
+
+def test_a_deployment_found_by_name_takes_its_actions(client_as: Client) -> None:
+    DeploymentFactory(name="chat")
+
+    response = client_as(Role.OPERATOR).post(f"{URL}chat/activate/")
+
+    assert response.status_code == 200
+    assert response.json()["state"] == "active"
+
+
+def test_an_unknown_name_is_404(client_as: Client) -> None:
+    assert client_as(Role.VIEWER).get(f"{URL}no-such-thing/").status_code == 404
+
+
+def test_output_carries_every_setting_the_split_and_the_release_in_progress(client_as: Client) -> None:
+    stable = ReleaseFactory(deployment__name="chat", state=ReleaseState.PROMOTED, traffic_percent=90)
+    deployment = stable.deployment
+    deployment.current_release = stable
+    deployment.save()
+    canary = ReleaseFactory(
+        deployment=deployment,
+        state=ReleaseState.PROGRESSING,
+        strategy="canary",
+        steps=[10, 50, 100],
+        traffic_percent=10,
+        previous_release=stable,
+    )
+
+    body = client_as(Role.VIEWER).get(detail("chat")).json()
+
+    assert body["split"]["stable"]["id"] == stable.pk
+    assert (body["split"]["canary"]["id"], body["split"]["canary_percent"]) == (canary.pk, 10)
+    assert body["open_release"]["id"] == canary.pk
+    assert body["current_release"]["id"] == stable.pk
+    for field in [
+        "environment", "node", "device", "max_concurrency", "max_queue", "slo_p99_ms", "slo_error_rate",
+        "required_checks", "golden_set", "canary_steps", "step_pause_s", "step_timeout_s", "min_samples",
+        "p99_ratio_max", "error_rate_delta_max", "on_inconclusive", "blue_green_keep_s", "abort_grace_s",
+        "owner",
+    ]:  # fmt: skip
+        assert field in body
+    assert (body["environment"], body["canary_steps"], body["on_inconclusive"]) == (
+        "staging",
+        [10, 50, 100],
+        "pause",
+    )
+
+
+def test_a_release_still_verifying_takes_no_share_of_the_split(client_as: Client) -> None:
+    release = ReleaseFactory(deployment__name="chat", state=ReleaseState.VERIFYING)
+
+    body = client_as(Role.VIEWER).get(detail("chat")).json()
+
+    assert body["split"] == {"stable": None, "canary": None, "canary_percent": 0}
+    assert body["open_release"]["id"] == release.pk
+
+
 def test_retrieve_of_an_unknown_deployment_is_404(client_as: Client) -> None:
     assert client_as(Role.VIEWER).get(detail(999_999)).status_code == 404
 
@@ -72,6 +138,40 @@ def test_operator_creates_a_deployment(client_as: Client) -> None:
     )
 
 
+def test_operator_creates_a_deployment_with_its_slos_analysis_and_golden_set(client_as: Client) -> None:
+    golden = [{"prompt": "2+2=", "expected": "4", "match": "contains"}]
+
+    response = client_as(Role.OPERATOR).post(
+        URL,
+        {
+            "name": "chat-prod",
+            "environment": "production",
+            "slo_p99_ms": 250,
+            "slo_error_rate": 0.01,
+            "required_checks": ["health", "quality"],
+            "golden_set": golden,
+            "canary_steps": [25, 100],
+            "min_samples": 50,
+            "on_inconclusive": "rollback",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    deployment = Deployment.objects.get(name="chat-prod")
+    assert (deployment.environment, deployment.slo_p99_ms, deployment.slo_error_rate) == (
+        "production",
+        250,
+        0.01,
+    )
+    assert (deployment.required_checks, deployment.golden_set) == (["health", "quality"], golden)
+    assert (deployment.canary_steps, deployment.min_samples, deployment.on_inconclusive) == (
+        [25, 100],
+        50,
+        "rollback",
+    )
+
+
 def test_viewer_cannot_create_a_deployment(client_as: Client) -> None:
     response = client_as(Role.VIEWER).post(URL, {"name": "chat"}, format="json")
 
@@ -87,6 +187,18 @@ def test_viewer_cannot_create_a_deployment(client_as: Client) -> None:
         ({"name": "chat", "replicas": -1}, "replicas"),
         ({"name": "chat", "strategy": "big_bang"}, "strategy"),
         ({"name": "chat", "registered_model": 999_999}, "registered_model"),
+        ({"name": "chat", "environment": "moon"}, "environment"),
+        ({"name": "chat", "slo_error_rate": 1.5}, "slo_error_rate"),
+        ({"name": "chat", "required_checks": ["health", "vibes"]}, "required_checks"),
+        ({"name": "chat", "golden_set": [{"expected": "4"}]}, "golden_set"),
+        (
+            {"name": "chat", "golden_set": [{"prompt": "2+2=", "expected": "4", "match": "roughly"}]},
+            "golden_set",
+        ),
+        ({"name": "chat", "canary_steps": [50, 10]}, "canary_steps"),
+        ({"name": "chat", "canary_steps": [10, 50]}, "canary_steps"),
+        ({"name": "chat", "p99_ratio_max": 0.5}, "p99_ratio_max"),
+        ({"name": "chat", "on_inconclusive": "shrug"}, "on_inconclusive"),
     ],
 )
 def test_create_names_the_bad_field(client_as: Client, payload: dict[str, Any], field: str) -> None:
@@ -112,6 +224,26 @@ def test_operator_edits_a_deployment(client_as: Client) -> None:
 
     assert response.status_code == 200
     assert response.json()["replicas"] == 3
+
+
+def test_operator_edits_a_deployment_by_name(client_as: Client) -> None:
+    DeploymentFactory(name="chat")
+
+    response = client_as(Role.OPERATOR).patch(
+        detail("chat"), {"slo_p99_ms": 120, "canary_steps": [5, 20, 100]}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["slo_p99_ms"], response.json()["canary_steps"]) == (120, [5, 20, 100])
+
+
+def test_an_edit_names_the_bad_field(client_as: Client) -> None:
+    DeploymentFactory(name="chat")
+
+    response = client_as(Role.OPERATOR).patch(detail("chat"), {"canary_steps": [10, 60]}, format="json")
+
+    assert response.status_code == 400
+    assert "100" in response.json()["fields"]["canary_steps"][0]
 
 
 def test_the_name_cannot_be_changed(client_as: Client) -> None:

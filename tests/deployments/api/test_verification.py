@@ -67,3 +67,16 @@ def test_verification_is_read_only_even_for_admins(client_as: Client, url: str) 
 
 def test_verification_runs_refuse_anonymous_callers(client_as: Client) -> None:
     assert client_as(None).get("/api/v1/verification-runs/").status_code == 401
+
+
+def test_the_verification_suite_lists_every_check_in_order_with_its_timeout(client_as: Client) -> None:
+    response = client_as(Role.VIEWER).get("/api/v1/verification-checks/")
+
+    assert response.status_code == 200
+    rows = response.json()
+    assert [row["name"] for row in rows] == [c.value for c in CheckName]
+    assert all(row["description"] and row["timeout_s"] > 0 for row in rows)
+
+
+def test_the_verification_suite_refuses_anonymous_callers(client_as: Client) -> None:
+    assert client_as(None).get("/api/v1/verification-checks/").status_code == 401
