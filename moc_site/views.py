@@ -23,6 +23,7 @@ from apps.core import metrics
 from apps.core.collectors import StateCollector
 from apps.core.selectors import audit_event_list
 from apps.core.views import has_metrics_token
+from apps.deployments.metrics import DeploymentCollector
 from apps.fleet.metrics import FleetCollector
 from apps.fleet.selectors import fleet_totals
 from apps.jobs.selectors import jobs_finished_per_hour
@@ -69,7 +70,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return HttpResponseForbidden("metrics need the bearer token set in MOC_METRICS_TOKEN\n")
     return HttpResponse(
         metrics.render(
-            settings.PROMETHEUS_MULTIPROC_DIR, [StateCollector(), FleetCollector(), BreakerCollector()]
+            settings.PROMETHEUS_MULTIPROC_DIR,
+            [StateCollector(), FleetCollector(), BreakerCollector(), DeploymentCollector()],
         ),
         content_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -131,11 +131,12 @@ class InferenceView(APIView):
                 placement_id=data.validated_data.get("placement"),
             )
         except inference.Refused as refused:
-            return _refusal(refused)
+            return refusal_response(refused)
         return Response(s.InferenceOutput(answer).data)
 
 
-def _refusal(refused: inference.Refused) -> Response:
+def refusal_response(refused: inference.Refused) -> Response:
+    """A refused inference request as the API answers it (deployments' traffic answers the same)."""
     fields = {refused.field: [refused.reason]} if refused.field else {}
     headers = {"Retry-After": str(refused.retry_after_s)} if refused.retry_after_s else {}
     return Response(

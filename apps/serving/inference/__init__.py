@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,13 +88,33 @@ def limits_for(version: ModelVersion) -> Limits:
 
 
 def infer(
-    *, version: ModelVersion, task: str, data: dict[str, Any], placement_id: int | None = None
+    *,
+    version: ModelVersion,
+    task: str,
+    data: dict[str, Any],
+    placement_id: int | None = None,
+    placement_ids: Collection[int] | None = None,
+    limits: Limits | None = None,
+    bulkhead: str | None = None,
 ) -> dict[str, Any]:
-    """Answer one request with a loaded placement of `version`, or raise Refused."""
+    """Answer one request with a loaded placement of `version`, or raise Refused.
+
+    A caller that routes requests itself (a deployment) narrows the candidates to
+    `placement_ids`, and brings its own `limits` and `bulkhead` (the name its slots are kept
+    under in Redis, shared by every process); by default the version's limits_for and its
+    bulkhead, "version <id>"."""
     began = time.perf_counter()
     outcome = "error"
     try:
-        answer = _infer(version=version, task=task, data=data, placement_id=placement_id)
+        answer = _infer(
+            version=version,
+            task=task,
+            data=data,
+            placement_id=placement_id,
+            placement_ids=placement_ids,
+            limits=limits or limits_for(version),
+            bulkhead=bulkhead or f"version {version.pk}",
+        )
         outcome = "ok"
         answer["total_ms"] = (time.perf_counter() - began) * 1000
         return answer
@@ -116,13 +137,19 @@ def infer(
 
 
 def _infer(
-    *, version: ModelVersion, task: str, data: dict[str, Any], placement_id: int | None
+    *,
+    version: ModelVersion,
+    task: str,
+    data: dict[str, Any],
+    placement_id: int | None,
+    placement_ids: Collection[int] | None,
+    limits: Limits,
+    bulkhead: str,
 ) -> dict[str, Any]:
-    limits = limits_for(version)
     client = shared_redis()
-    candidates = _loaded(version, placement_id)
+    candidates = _loaded(version, placement_id, placement_ids)
     if not candidates:
-        raise not_loaded(version, placement_id, time.time())
+        raise not_loaded(version, placement_id, time.time(), placement_ids=placement_ids)
     candidates, runs = live(client, version, candidates)
     # A place among this process's waiting threads before the bulkhead's queue, where a thread
     # waits as surely as on a device.
@@ -135,9 +162,9 @@ def _infer(
         )
     # The bulkhead first: a half-open breaker's probe, once admitted, always gets its outcome
     # recorded, instead of being lost to a 429 between the two.
-    bulkhead = Bulkhead(client, f"version {version.pk}", concurrency=limits.concurrency, queue=limits.queue)
+    slots = Bulkhead(client, bulkhead, concurrency=limits.concurrency, queue=limits.queue)
     try:
-        with bulkhead.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
+        with slots.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
             return _through_breaker(client, version, candidates, runs, task, data, limits, waited_s)
     except BulkheadFull as full:
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
@@ -258,12 +285,16 @@ def _busy(version: ModelVersion, why: str) -> Refused:
     return Refused(503, f"{version} is busy: {why}; try again shortly.", Refusal.QUEUE_BUSY, BUSY_RETRY_S)
 
 
-def _loaded(version: ModelVersion, placement_id: int | None) -> list[Placement]:
+def _loaded(
+    version: ModelVersion, placement_id: int | None, placement_ids: Collection[int] | None
+) -> list[Placement]:
     rows = Placement.objects.select_related("device__node").filter(
         version=version, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
     )
     if placement_id is not None:
         rows = rows.filter(pk=placement_id)
+    if placement_ids is not None:
+        rows = rows.filter(pk__in=placement_ids)
     return list(rows)
 
 

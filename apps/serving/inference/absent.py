@@ -6,6 +6,7 @@ say where a lost version is being loaded instead."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from apps.core.redis_clients import shared_redis
@@ -27,7 +28,13 @@ def coming(version: ModelVersion) -> Any:
     )
 
 
-def not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> Refused:
+def not_loaded(
+    version: ModelVersion,
+    placement_id: int | None,
+    now: float,
+    *,
+    placement_ids: Collection[int] | None = None,
+) -> Refused:
     metrics.INFERENCE_REFUSED.labels(reason=Refusal.NOT_LOADED).inc()
     placing.demand_note(version_id=version.pk, now=now)
     if placement_id is not None:
@@ -36,6 +43,12 @@ def not_loaded(version: ModelVersion, placement_id: int | None, now: float) -> R
             f"Placement {placement_id} of {version} is not loaded.",
             Refusal.NOT_LOADED,
             field="placement",
+        )
+    if placement_ids is not None:
+        # The caller chose the placements (a deployment's release): none of them is loaded now.
+        which = ", ".join(str(pk) for pk in sorted(placement_ids)) or "none"
+        return Refused(
+            409, f"None of the placements of {version} asked for ({which}) is loaded.", Refusal.NOT_LOADED
         )
     if on_the_way := list(coming(version).select_related("device__node")):
         if (stuck := _stuck(on_the_way, now)) is not None:

@@ -1,0 +1,226 @@
+"""A deployment's public endpoint (POST .../infer/) and its live request figures per release
+(GET .../figures/)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.redis_clients import redis_client
+from apps.deployments import figures, selectors, traffic
+from apps.deployments.domain.figures import Figures
+from apps.deployments.models import Deployment, Release
+from apps.serving import inference
+from apps.serving.api import serializers as serving
+from apps.serving.api.views import refusal_response
+from apps.serving.models import Placement
+
+# How far back the figures reach: the chart buckets live this long in Redis.
+MAX_SECONDS = figures.BUCKET_TTL_S
+
+
+class DeploymentInferInput(serving.InferenceInput):
+    """Serving's request (task, input), sent to whichever release the split picks."""
+
+    placement = None  # the deployment picks the placement
+    key = serializers.CharField(
+        required=False,
+        max_length=256,
+        help_text="Sticky routing: requests with the same key go to the same side of the split",
+    )
+    release = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="Only this release (the stable one or the one rolling out), whatever the split",
+    )
+
+
+class _ReleaseRef(serializers.Serializer):
+    id = serializers.IntegerField()
+    strategy = serializers.CharField()
+    state = serializers.CharField()
+
+
+class _VersionRef(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    model = serializers.CharField(help_text="The registered model's name")
+
+
+class DeploymentInferOutput(serving.InferenceOutput):
+    deployment = serializers.CharField()
+    side = serializers.ChoiceField(choices=["stable", "canary"], help_text="Which side of the split answered")
+    release = _ReleaseRef()
+    version = _VersionRef()
+
+
+def _deployment(ref: str, queryset: QuerySet[Deployment]) -> Deployment:
+    try:
+        return selectors.deployment_by_ref(queryset, ref)
+    except Deployment.DoesNotExist:
+        raise Http404 from None
+
+
+class DeploymentInferView(APIView):
+    """Ask a deployment: the request goes by the live split to its stable release or its canary
+    (the same `key` always to the same side), to a loaded placement of that release, through the
+    deployment's bulkhead (429 with Retry-After when full) and the placement's circuit breaker
+    (open: 503). The answer says which release and version served it, also in the X-MOC-Release
+    and X-MOC-Version headers; refusals say which release they concern. 409: the deployment is
+    paused or retired, has no live release, or the release has no replica loaded; 400: input the
+    version does not take, or a `release` that is neither stable nor rolling out, naming the field."""
+
+    queryset = Placement.objects.all()  # as serving's InferenceView: operators and admins may ask
+
+    @extend_schema(
+        request=DeploymentInferInput,
+        responses={
+            200: DeploymentInferOutput,
+            400: OpenApiResponse(serving.ErrorBody, description="Bad input or release; `fields` names it"),
+            409: OpenApiResponse(
+                serving.ErrorBody,
+                description="Paused or retired, nothing live, or no replica loaded "
+                "(Retry-After while loading)",
+            ),
+            429: OpenApiResponse(
+                serving.ErrorBody, description="The deployment's bulkhead is full; see Retry-After"
+            ),
+            503: OpenApiResponse(
+                serving.ErrorBody,
+                description="Circuit breaker open, worker lost or busy, or the broker unreachable",
+            ),
+            504: OpenApiResponse(serving.ErrorBody, description="No answer within the request's time limit"),
+        },
+    )
+    def post(self, request: Request, name: str) -> Response:
+        deployment = _deployment(name, traffic.routed_deployments())
+        data = DeploymentInferInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        ask = data.validated_data
+        try:
+            answer = traffic.infer(
+                deployment=deployment,
+                task=ask["task"],
+                data=ask["input"],
+                key=ask.get("key"),
+                release_id=ask.get("release"),
+            )
+        except inference.Refused as refused:
+            return refusal_response(refused)
+        headers = {
+            "X-MOC-Release": str(answer["release"]["id"]),
+            "X-MOC-Version": str(answer["version"]["id"]),
+        }
+        return Response(DeploymentInferOutput(answer).data, headers=headers)
+
+
+class FiguresInput(serializers.Serializer):
+    seconds = serializers.IntegerField(min_value=5, max_value=MAX_SECONDS, default=300)
+
+
+class FiguresSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(help_text="Answered or failed")
+    errors = serializers.IntegerField()
+    refused = serializers.IntegerField(help_text="Bad input, bulkhead full: not counted as the release's")
+    rps = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+    error_rate = serializers.FloatField(allow_null=True)
+
+
+class BucketSerializer(FiguresSerializer):
+    t = serializers.IntegerField(help_text="The bucket's start, Unix seconds")
+
+
+class ReleaseFiguresSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    side = serializers.ChoiceField(
+        choices=["stable", "canary"], allow_null=True, help_text="Null: it no longer takes traffic"
+    )
+    state = serializers.CharField()
+    traffic_percent = serializers.IntegerField()
+    version = _VersionRef()
+    totals = FiguresSerializer(help_text="Over the whole span")
+    series = BucketSerializer(many=True)
+
+
+class DeploymentFiguresSerializer(serializers.Serializer):
+    deployment = serializers.CharField()
+    seconds = serializers.IntegerField()
+    bucket_s = serializers.IntegerField()
+    releases = ReleaseFiguresSerializer(many=True)
+
+
+class DeploymentFiguresView(APIView):
+    """The deployment's request figures over the last `seconds`, per release (stable, canary, and
+    those that ended in the last minutes), in 5-second buckets: requests, errors, requests per
+    second, p50 and p99 latency, error rate; and the span's totals."""
+
+    queryset = Deployment.objects.all()  # viewers may read it
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("seconds", int, description=f"The span, 5 to {MAX_SECONDS}; default 300")
+        ],
+        responses=DeploymentFiguresSerializer,
+    )
+    def get(self, request: Request, name: str) -> Response:
+        deployment = _deployment(name, selectors.deployment_list())
+        params = FiguresInput(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        seconds = params.validated_data["seconds"]
+        split = selectors.split_of(deployment)
+        releases = selectors.chart_releases(deployment=deployment, now=timezone.now())
+        until = time.time()
+        buckets = figures.series(
+            redis_client(), [r.pk for r in releases], since=until - seconds + 1, until=until
+        )
+        body = {
+            "deployment": deployment.name,
+            "seconds": seconds,
+            "bucket_s": figures.BUCKET_S,
+            "releases": [_release_figures(r, split, buckets[r.pk], seconds) for r in releases],
+        }
+        return Response(DeploymentFiguresSerializer(body).data)
+
+
+def _release_figures(
+    release: Release, split: selectors.Split, buckets: list[tuple[int, Figures]], seconds: int
+) -> dict[str, Any]:
+    total = Figures()
+    for _, bucket in buckets:
+        total = total.plus(bucket)
+    side = "stable" if release == split.stable else "canary" if release == split.canary else None
+    version = release.model_version
+    return {
+        "id": release.pk,
+        "side": side,
+        "state": release.state,
+        "traffic_percent": (100 - split.canary_percent) if side == "stable" else release.traffic_percent,
+        "version": {"id": version.pk, "number": version.number, "model": version.model.name},
+        "totals": _figures(replace(total, seconds=seconds)),
+        "series": [{"t": start, **_figures(bucket)} for start, bucket in buckets],
+    }
+
+
+def _figures(f: Figures) -> dict[str, Any]:
+    return {
+        "requests": f.requests,
+        "errors": f.errors,
+        "refused": f.refused,
+        "rps": f.rps,
+        "p50_ms": f.p50_ms,
+        "p99_ms": f.p99_ms,
+        "error_rate": f.error_rate,
+    }

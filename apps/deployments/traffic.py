@@ -1,0 +1,215 @@
+"""A deployment's traffic: each request goes by the live split to stable or canary (sticky by an
+optional key), to a loaded placement of that release, through the deployment's bulkhead and each
+placement's circuit breaker (serving's inference does the rest), and its figures are counted per
+release in Redis (apps.deployments.figures) for the canary's analysis, the page and /metrics.
+
+Nothing on this path writes to the database. A request reads the deployment with its stable
+release, its canary, and the loaded placements of both: three queries before serving's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import replace
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db.models import QuerySet
+
+from apps.core.redis_clients import shared_redis
+from apps.deployments import figures
+from apps.deployments.domain.figures import Outcome
+from apps.deployments.domain.split import CANARY, STABLE, Side, side_for
+from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, ReleaseState
+from apps.deployments.models import Deployment, Release
+from apps.deployments.selectors import Split
+from apps.fleet.domain.states import PLACEABLE_HEALTH
+from apps.serving import inference
+from apps.serving.domain.errors import Refusal
+from apps.serving.domain.states import PlacementState
+from apps.serving.domain.tasks import tasks_for
+from apps.serving.models import Placement
+
+__all__ = ["Split", "infer", "live_split", "routed_deployments"]
+
+log = logging.getLogger(__name__)
+
+# What a release and its version are read with: the version's serving profile gives the timeout
+# and breaker thresholds.
+_RELEASE_RELATED = ("model_version__model", "model_version__serving")
+# A canary takes traffic while rolling out or held by a person.
+_TAKING_TRAFFIC = (ReleaseState.PROGRESSING.value, ReleaseState.PAUSED.value)
+# Refusals that are not the release's doing, counted apart so that they judge nothing: the
+# caller's bad input (400), the deployment's bulkhead (429), this web server's bound on threads
+# waiting on devices, and MOC's Redis or broker out of reach.
+_NOT_THE_RELEASES_STATUS = frozenset({400, 429})
+_NOT_THE_RELEASES = frozenset({Refusal.QUEUE_BUSY, Refusal.BROKER_UNAVAILABLE})
+LOADING_RETRY_S = 2
+
+
+def routed_deployments() -> QuerySet[Deployment]:
+    """Deployments as a request reads them: with the stable release, its version and profile."""
+    return Deployment.objects.select_related(*(f"current_release__{r}" for r in _RELEASE_RELATED))
+
+
+def live_split(deployment: Deployment) -> Split:
+    """Who takes the deployment's traffic now: its stable release, and the release rolling out
+    with its share (progressing or paused, with traffic_percent above 0)."""
+    canary = (
+        Release.objects.select_related(*_RELEASE_RELATED)
+        .filter(deployment=deployment, state__in=_TAKING_TRAFFIC, traffic_percent__gt=0)
+        .exclude(pk=deployment.current_release_id)
+        .first()
+    )
+    return Split(deployment.current_release, canary, canary.traffic_percent if canary else 0)
+
+
+def infer(
+    *,
+    deployment: Deployment,
+    task: str,
+    data: dict[str, Any],
+    key: str | None = None,
+    release_id: int | None = None,
+) -> dict[str, Any]:
+    """Answer one request to the deployment: serving's answer, plus which side, release and version
+    answered it. Raises inference.Refused saying why, and which release it concerns."""
+    began = time.perf_counter()
+    if deployment.state in (DeploymentState.PAUSED, DeploymentState.RETIRED):
+        raise inference.Refused(
+            409,
+            f"Deployment {deployment.name} is {deployment.state}: it serves no requests"
+            + (" until it is activated again." if deployment.state == DeploymentState.PAUSED else "."),
+            "not_serving",
+        )
+    split = live_split(deployment)
+    order = _order(deployment, split, key=key, release_id=release_id)
+    if not order:
+        raise inference.Refused(
+            409, f"Deployment {deployment.name} serves nothing: no release is live yet.", "not_serving"
+        )
+    loaded = _loaded([release.pk for _, release in order])
+    side, release = next(((s, r) for s, r in order if loaded.get(r.pk)), order[0])
+    version = release.model_version
+    try:
+        answer = _ask(deployment, release, loaded.get(release.pk, []), task, data)
+    except inference.Refused as refused:
+        outcome = (
+            Outcome.REFUSED
+            if refused.status in _NOT_THE_RELEASES_STATUS or refused.error_class in _NOT_THE_RELEASES
+            else Outcome.ERROR
+        )
+        _record(release.pk, outcome, began)
+        about = f"Deployment {deployment.name}, release #{release.pk} ({side}, {version})"
+        raise replace(refused, reason=f"{about}: {refused.reason}") from None
+    except Exception:
+        _record(release.pk, Outcome.ERROR, began)
+        raise
+    _record(release.pk, Outcome.OK, began)
+    return answer | {
+        "deployment": deployment.name,
+        "side": side,
+        "release": {"id": release.pk, "strategy": release.strategy, "state": release.state},
+        "version": {"id": version.pk, "number": version.number, "model": version.model.name},
+    }
+
+
+def _order(
+    deployment: Deployment, split: Split, *, key: str | None, release_id: int | None
+) -> list[tuple[Side, Release]]:
+    """The releases to try, in order: the one the split (or the caller's pin) chose, then, unpinned,
+    the other side should the first have nothing loaded."""
+    if release_id is not None:
+        return [_pinned(deployment, split, release_id)]
+    chosen = side_for(key, split.canary_percent, random.random()) if split.stable else CANARY
+    sides = [(STABLE, split.stable), (CANARY, split.canary)]
+    if chosen == CANARY:
+        sides.reverse()
+    return [(side, release) for side, release in sides if release is not None]
+
+
+def _pinned(deployment: Deployment, split: Split, release_id: int) -> tuple[Side, Release]:
+    """The release a request is pinned to: the deployment's stable one or the one rolling out
+    (verification probes a release before it takes traffic)."""
+    if split.stable is not None and split.stable.pk == release_id:
+        return STABLE, split.stable
+    if split.canary is not None and split.canary.pk == release_id:
+        return CANARY, split.canary
+    release = (
+        Release.objects.select_related(*_RELEASE_RELATED)
+        .filter(deployment=deployment, pk=release_id, state__in=RELEASE_OPEN)
+        .first()
+    )
+    if release is None:
+        raise inference.Refused(
+            400,
+            f"Release {release_id} is neither the stable release of {deployment.name} nor one rolling "
+            "out to it.",
+            "invalid",
+            field="release",
+        )
+    return CANARY, release
+
+
+def _loaded(release_ids: list[int]) -> dict[int, list[int]]:
+    """The loaded placements of each release, on devices that may serve."""
+    rows = (
+        Placement.objects.filter(
+            releases__in=release_ids, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
+        )
+        .values_list("releases", "pk")
+        .order_by()
+    )
+    out: dict[int, list[int]] = {}
+    for release_id, placement_id in rows:
+        out.setdefault(release_id, []).append(placement_id)
+    return out
+
+
+def _ask(
+    deployment: Deployment, release: Release, placement_ids: list[int], task: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    version = release.model_version
+    accepted = tasks_for(version.kind, version.format)
+    if task not in accepted:
+        offered = ", ".join(sorted(accepted)) or "none"
+        why = f"{version} ({version.kind or 'unknown kind'}) answers: {offered}."
+        raise inference.Refused(400, why, "invalid", field="task")
+    if not placement_ids:
+        loading = release.state == ReleaseState.LOADING
+        raise inference.Refused(
+            409,
+            "no replica is loaded now" + ("; it is loading, try again shortly." if loading else "."),
+            Refusal.NOT_LOADED,
+            LOADING_RETRY_S if loading else None,
+        )
+    limits = inference.limits_for(version)
+    limits = replace(
+        limits,
+        concurrency=deployment.max_concurrency or settings.MOC_SERVING_CONCURRENCY,
+        queue=settings.MOC_SERVING_QUEUE if deployment.max_queue is None else deployment.max_queue,
+    )
+    return inference.infer(
+        version=version,
+        task=task,
+        data=data,
+        placement_ids=placement_ids,
+        limits=limits,
+        bulkhead=f"deployment {deployment.pk}",
+    )
+
+
+def _record(release_id: int, outcome: Outcome, began: float) -> None:
+    """Count the request for its release; an answer is never lost to Redis failing here."""
+    try:
+        figures.record(
+            shared_redis(),
+            release_id=release_id,
+            outcome=outcome,
+            latency_ms=(time.perf_counter() - began) * 1000,
+        )
+    except redis.RedisError as exc:
+        log.warning("figures of release %s not recorded: %s", release_id, exc)

@@ -1,0 +1,104 @@
+"""Deployments in /metrics: each live release's requests by outcome and latency histogram, read at
+scrape time from the figures in Redis."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apps.core.redis_clients import redis_client
+from apps.deployments import figures
+from apps.deployments.domain.figures import Outcome
+from apps.deployments.domain.states import DeploymentState, ReleaseState
+from apps.deployments.models import Deployment, Release
+from tests.deployments.factories import DeploymentFactory, ReleaseFactory
+from tests.fleet.test_metrics import samples, value
+
+pytestmark = pytest.mark.django_db
+PROMTOOL = shutil.which("promtool")
+TOKEN = "deployment-metrics-token"
+REQUESTS = "moc_deployment_requests_total"
+BUCKET = "moc_deployment_request_duration_seconds_bucket"
+
+
+@pytest.fixture
+def scrape(settings: Any) -> Callable[[], str]:
+    settings.MOC_METRICS_TOKEN = TOKEN
+
+    def get() -> str:
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        assert response.status_code == 200
+        return response.content.decode()
+
+    return get
+
+
+def live(name: str = "chat", state: str = DeploymentState.ACTIVE) -> tuple[Deployment, Release, Release]:
+    """A deployment with a promoted stable release and a canary progressing."""
+    deployment = DeploymentFactory(name=name, state=state)
+    stable = ReleaseFactory(deployment=deployment, state=ReleaseState.PROMOTED)
+    Deployment.objects.filter(pk=deployment.pk).update(current_release=stable)
+    canary = ReleaseFactory(deployment=deployment, state=ReleaseState.PROGRESSING, traffic_percent=10)
+    return deployment, stable, canary
+
+
+def test_each_live_release_has_its_requests_by_outcome(scrape: Callable[[], str]) -> None:
+    _, stable, canary = live()
+    client = redis_client()
+    for outcome, latency in [(Outcome.OK, 10), (Outcome.OK, 40), (Outcome.ERROR, 900), (Outcome.REFUSED, 0)]:
+        figures.record(client, release_id=stable.pk, outcome=outcome, latency_ms=latency)
+
+    text = scrape()
+
+    of_stable = {"deployment": "chat", "release": str(stable.pk), "version": str(stable.model_version.number)}
+    assert value(text, REQUESTS, **of_stable, outcome="ok") == 2
+    assert value(text, REQUESTS, **of_stable, outcome="error") == 1
+    assert value(text, REQUESTS, **of_stable, outcome="refused") == 1
+    # A canary nobody asked yet still has its series: monitoring sees it from the start.
+    assert value(text, REQUESTS, deployment="chat", release=str(canary.pk), outcome="ok") == 0
+
+
+def test_latency_is_a_histogram_in_seconds(scrape: Callable[[], str]) -> None:
+    _, stable, _ = live()
+    client = redis_client()
+    for latency in (10, 40, 900):
+        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=latency)
+
+    text = scrape()
+
+    release = str(stable.pk)
+    assert value(text, BUCKET, release=release, le="0.01") == 1
+    assert value(text, BUCKET, release=release, le="0.05") == 2
+    assert value(text, BUCKET, release=release, le="1.0") == 3
+    assert value(text, BUCKET, release=release, le="+Inf") == 3
+    assert value(text, "moc_deployment_request_duration_seconds_count", release=release) == 3
+
+
+def test_retired_deployments_and_ended_releases_leave_the_series(scrape: Callable[[], str]) -> None:
+    live(name="gone", state=DeploymentState.RETIRED)
+    deployment, _, canary = live()
+    ended = ReleaseFactory(deployment=deployment, state=ReleaseState.ABORTED)
+    figures.record(redis_client(), release_id=ended.pk, outcome=Outcome.OK, latency_ms=5)
+
+    text = scrape()
+
+    assert samples(text, REQUESTS, deployment="gone") == []
+    assert samples(text, REQUESTS, release=str(ended.pk)) == []
+    assert samples(text, REQUESTS, release=str(canary.pk))
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)")
+def test_promtool_accepts_the_deployment_series(scrape: Callable[[], str]) -> None:
+    _, stable, _ = live()
+    figures.record(redis_client(), release_id=stable.pk, outcome=Outcome.OK, latency_ms=12)
+
+    result = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=scrape(), capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr

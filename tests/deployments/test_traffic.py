@@ -1,0 +1,248 @@
+"""A deployment's traffic: the live split, routing by side and key, the fallback to the other side,
+a request pinned to a release, refusals that say why and which release, and the figures each
+request leaves in Redis. No device worker runs here (tests/deployments/live.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.core.redis_clients import redis_client
+from apps.deployments import figures, traffic
+from apps.deployments.domain.split import key_point
+from apps.deployments.domain.states import DeploymentState, ReleaseState
+from apps.deployments.models import Deployment
+from apps.serving import inference
+from apps.serving.domain.states import PlacementState
+from apps.serving.models import Placement
+from apps.serving.resilience import Bulkhead
+from tests.deployments.factories import DeploymentFactory
+from tests.deployments.live import ASK, answering, placement_of, release_on, serving
+from tests.serving.test_resilience import Holder
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _beats_stay_current(settings: Any) -> None:
+    settings.MOC_WORKER_SILENT_AFTER_S = 60
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return answering(monkeypatch)
+
+
+def ask(deployment: Deployment, **options: Any) -> dict[str, Any]:
+    fresh = traffic.routed_deployments().get(pk=deployment.pk)
+    return traffic.infer(deployment=fresh, task=ASK["task"], data=ASK["input"], **options)
+
+
+def refused(deployment: Deployment, **options: Any) -> inference.Refused:
+    with pytest.raises(inference.Refused) as caught:
+        ask(deployment, **options)
+    return caught.value
+
+
+def counted(release_id: int) -> tuple[int, int, int]:
+    """(requests, errors, refused) recorded for the release."""
+    total = figures.totals(redis_client(), [release_id])[release_id]
+    return total.requests, total.errors, total.refused
+
+
+def key_on(side: str, percent: int) -> str:
+    """A key the split sends to `side` at the canary's share `percent`."""
+    return next(k for i in range(1_000) if ((key_point(k := f"k{i}") < percent) == (side == "canary")))
+
+
+def test_the_split_is_stable_alone_when_nothing_rolls_out() -> None:
+    deployment, stable, _ = serving()
+
+    split = traffic.live_split(deployment)
+
+    assert (split.stable, split.canary, split.canary_percent) == (stable, None, 0)
+
+
+@pytest.mark.parametrize("state", [ReleaseState.PROGRESSING, ReleaseState.PAUSED])
+def test_a_release_rolling_out_with_a_share_is_the_canary(state: str) -> None:
+    deployment, stable, _ = serving()
+    canary = release_on(deployment, state=state, traffic_percent=30)
+
+    split = traffic.live_split(deployment)
+
+    assert (split.stable, split.canary, split.canary_percent) == (stable, canary, 30)
+
+
+def test_a_release_without_a_share_yet_takes_no_traffic() -> None:
+    deployment, _, _ = serving()
+    release_on(deployment, state=ReleaseState.VERIFYING, traffic_percent=0)
+
+    assert traffic.live_split(deployment).canary is None
+
+
+def test_an_answer_says_which_deployment_side_release_and_version_served_it(asked: list[int]) -> None:
+    deployment, stable, _ = serving()
+
+    answer = ask(deployment)
+
+    version = stable.model_version
+    assert answer["result"] == {"text": str(placement_of(stable).pk)}
+    assert answer["deployment"] == deployment.name
+    assert answer["side"] == "stable"
+    assert answer["release"] == {"id": stable.pk, "strategy": stable.strategy, "state": "promoted"}
+    assert answer["version"] == {"id": version.pk, "number": version.number, "model": version.model.name}
+    assert answer["placement"] == placement_of(stable).pk
+
+
+def test_a_request_writes_nothing_to_the_database_and_counts_its_figures(asked: list[int]) -> None:
+    deployment, stable, _ = serving()
+
+    with CaptureQueriesContext(connection) as queries:
+        ask(deployment)
+
+    assert all(q["sql"].lstrip().upper().startswith("SELECT") for q in queries.captured_queries)
+    total = figures.totals(redis_client(), [stable.pk])[stable.pk]
+    assert (total.requests, total.errors, total.refused) == (1, 0, 0)
+    assert total.p50_ms is not None
+
+
+def test_a_key_always_reaches_the_same_side_and_keys_reach_both(asked: list[int]) -> None:
+    deployment, stable, canary = serving(canary_percent=50)
+    assert canary is not None
+
+    for key in ("k1", "k2", "k3"):
+        served = {ask(deployment, key=key)["release"]["id"] for _ in range(4)}
+        assert len(served) == 1
+    by_key = {ask(deployment, key=f"user-{i}")["release"]["id"] for i in range(30)}
+    assert by_key == {stable.pk, canary.pk}
+    assert ask(deployment, key=key_on("canary", 50))["side"] == "canary"
+    assert ask(deployment, key=key_on("stable", 50))["side"] == "stable"
+
+
+def test_requests_without_a_key_follow_the_share(asked: list[int]) -> None:
+    deployment, stable, canary = serving(canary_percent=20)
+    assert canary is not None
+
+    sides = [ask(deployment)["side"] for _ in range(100)]
+
+    assert 5 <= sides.count("canary") <= 40
+    assert counted(canary.pk)[0] + counted(stable.pk)[0] == 100
+
+
+def test_a_side_with_nothing_loaded_falls_back_to_the_other(asked: list[int]) -> None:
+    deployment, stable, _ = serving()
+    canary = release_on(deployment, state=ReleaseState.PROGRESSING, traffic_percent=100, placed=False)
+
+    answer = ask(deployment)
+
+    assert (answer["side"], answer["release"]["id"]) == ("stable", stable.pk)
+    assert counted(canary.pk) == (0, 0, 0)
+
+
+def test_a_release_whose_replica_unloaded_is_a_409_naming_it_and_counted_its_error(asked: list[int]) -> None:
+    deployment, stable, _ = serving()
+    Placement.objects.filter(pk=placement_of(stable).pk).update(state=PlacementState.UNLOADED)
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.error_class) == (409, "not_loaded")
+    assert refusal.reason == (
+        f"Deployment {deployment.name}, release #{stable.pk} (stable, {stable.model_version}): "
+        "no replica is loaded now."
+    )
+    assert counted(stable.pk) == (1, 1, 0)
+    assert asked == []
+
+
+def test_a_request_pinned_to_a_release_not_yet_taking_traffic_reaches_it(asked: list[int]) -> None:
+    deployment, _, _ = serving()
+    verifying = release_on(deployment, state=ReleaseState.VERIFYING, traffic_percent=0)
+
+    answer = ask(deployment, release_id=verifying.pk)
+
+    assert (answer["side"], answer["release"]["id"]) == ("canary", verifying.pk)
+    assert asked == [placement_of(verifying).pk]
+
+
+def test_a_request_pinned_to_the_stable_release_reaches_it_whatever_the_split(asked: list[int]) -> None:
+    deployment, stable, _ = serving(canary_percent=100)
+
+    answer = ask(deployment, release_id=stable.pk)
+
+    assert (answer["side"], answer["release"]["id"]) == ("stable", stable.pk)
+
+
+def test_a_pin_to_a_release_that_ended_or_is_anothers_is_a_400_naming_release(asked: list[int]) -> None:
+    deployment, _, _ = serving()
+    ended = release_on(deployment, state=ReleaseState.ABORTED)
+    _, elsewhere, _ = serving()
+
+    for release in (ended, elsewhere):
+        refusal = refused(deployment, release_id=release.pk)
+        assert (refusal.status, refusal.field) == (400, "release")
+        assert f"Release {release.pk} is neither the stable release of {deployment.name}" in refusal.reason
+        assert counted(release.pk) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        (DeploymentState.PAUSED, "is paused: it serves no requests until it is activated again."),
+        (DeploymentState.RETIRED, "is retired: it serves no requests."),
+    ],
+)
+def test_a_paused_or_retired_deployment_is_a_409_saying_so(asked: list[int], state: str, why: str) -> None:
+    deployment, stable, _ = serving()
+    Deployment.objects.filter(pk=deployment.pk).update(state=state)
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.reason) == (409, f"Deployment {deployment.name} {why}")
+    assert asked == []
+    assert counted(stable.pk) == (0, 0, 0)
+
+
+def test_a_deployment_with_nothing_live_is_a_409_saying_no_release_is_live() -> None:
+    deployment = DeploymentFactory(state=DeploymentState.ACTIVE)
+
+    refusal = refused(deployment)
+
+    assert refusal.status == 409
+    assert "no release is live yet" in refusal.reason
+
+
+def test_a_task_the_version_does_not_answer_is_a_400_naming_task_counted_as_refused(asked: list[int]) -> None:
+    deployment, stable, _ = serving()
+
+    with pytest.raises(inference.Refused) as caught:
+        traffic.infer(deployment=deployment, task="tensors", data={"inputs": {}})
+
+    assert (caught.value.status, caught.value.field) == (400, "task")
+    assert "answers: embed, generate" in caught.value.reason
+    assert counted(stable.pk) == (0, 0, 1)
+
+
+def test_the_deployments_bulkhead_bounds_it_and_its_429_names_it_and_counts_refused(
+    asked: list[int],
+) -> None:
+    deployment, stable, _ = serving(max_concurrency=1, max_queue=0)
+    holder = Holder(Bulkhead(redis_client(), f"deployment {deployment.pk}", concurrency=1, queue=0))
+    holder.start()
+    assert holder.got.wait(5)
+    try:
+        refusal = refused(deployment)
+    finally:
+        holder.finish()
+
+    assert (refusal.status, refusal.error_class) == (429, "bulkhead_full")
+    assert f"deployment {deployment.pk} has 1 request running and 0 waiting" in refusal.reason
+    assert f"release #{stable.pk}" in refusal.reason
+    assert refusal.retry_after_s
+    assert counted(stable.pk) == (0, 0, 1)
+    # The version's own bulkhead is not the deployment's: it was never touched.
+    assert Bulkhead(
+        redis_client(), f"version {stable.model_version.pk}", concurrency=1, queue=0
+    ).occupancy() == (0, 0)

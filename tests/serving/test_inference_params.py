@@ -1,0 +1,120 @@
+"""inference.infer for a caller that routes requests itself (a deployment): only the placements it
+names, its own limits, its own bulkhead. No device worker runs here: a worker's liveness is its
+beat in Redis, and its answer is pushed onto the reply list by the stand-in for sending."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from apps.core import dispatch
+from apps.core.redis_clients import redis_client
+from apps.serving import inference
+from apps.serving.domain.breaker import BreakerConfig
+from apps.serving.models import ServingProfile
+from apps.serving.resilience import Bulkhead
+from tests.serving.test_inference_faults import ASK, heard, lm, loaded
+from tests.serving.test_resilience import Holder
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _beats_stay_current(settings: Any) -> None:
+    settings.MOC_WORKER_SILENT_AFTER_S = 60
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The placements requests were sent to; each is answered at once, as its worker would."""
+    placements: list[int] = []
+
+    def answer(name: str, *, args: Any = (), **_: Any) -> None:
+        placements.append(args[0])
+        redis_client().rpush(args[2], json.dumps({"ok": True, "result": {"text": "!"}}))
+
+    monkeypatch.setattr(dispatch, "send", answer)
+    return placements
+
+
+def limits(**changes: Any) -> inference.Limits:
+    base = {"concurrency": 4, "queue": 0, "timeout_s": 5.0, "breaker": BreakerConfig(5, 30.0)}
+    return inference.Limits(**(base | changes))
+
+
+def test_placement_ids_keep_the_request_to_the_placements_named(asked: list[int]) -> None:
+    named = loaded()
+    other = loaded(named.version)
+    for placement in (named, other):
+        heard(placement.device.queue)
+
+    for _ in range(6):
+        inference.infer(version=named.version, task="generate", data=ASK["input"], placement_ids=[named.pk])
+
+    assert asked == [named.pk] * 6
+
+
+def test_placement_ids_none_of_which_is_loaded_is_a_409_naming_them(asked: list[int]) -> None:
+    serving = loaded()
+    heard(serving.device.queue)
+    elsewhere = loaded(lm())
+
+    with pytest.raises(inference.Refused) as refused:
+        inference.infer(
+            version=serving.version, task="generate", data=ASK["input"], placement_ids=[elsewhere.pk]
+        )
+
+    assert refused.value.status == 409
+    assert refused.value.error_class == "not_loaded"
+    assert refused.value.reason == (
+        f"None of the placements of {serving.version} asked for ({elsewhere.pk}) is loaded."
+    )
+    assert asked == []
+
+
+def test_limits_given_override_the_versions_profile(
+    asked: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = loaded()
+    heard(placement.device.queue)
+    ServingProfile.objects.create(version=placement.version, request_timeout_s=30)
+    monkeypatch.setattr(dispatch, "send", lambda name, **_: None)  # nobody answers
+
+    began = time.monotonic()
+    with pytest.raises(inference.Refused) as refused:
+        inference.infer(
+            version=placement.version, task="generate", data=ASK["input"], limits=limits(timeout_s=0.5)
+        )
+
+    assert time.monotonic() - began < 2
+    assert refused.value.status == 504
+    assert "did not answer within 0.5 s" in refused.value.reason
+
+
+def test_a_named_bulkhead_is_the_one_that_fills_and_the_429_names_it(asked: list[int]) -> None:
+    placement = loaded()
+    heard(placement.device.queue)
+    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=0))
+    holder.start()
+    assert holder.got.wait(5)
+    try:
+        with pytest.raises(inference.Refused) as refused:
+            inference.infer(
+                version=placement.version,
+                task="generate",
+                data=ASK["input"],
+                limits=limits(concurrency=1),
+                bulkhead="deployment 9",
+            )
+        # The version's own bulkhead is another: a request without the name gets through.
+        answer = inference.infer(version=placement.version, task="generate", data=ASK["input"])
+    finally:
+        holder.finish()
+
+    assert refused.value.status == 429
+    assert refused.value.error_class == "bulkhead_full"
+    assert "deployment 9 has 1 request running and 0 waiting" in refused.value.reason
+    assert answer["placement"] == placement.pk
