@@ -12,11 +12,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core import audit, dispatch
+from apps.core.domain.errors import Conflict
 from apps.core.domain.roles import Role
-from apps.core.roles import role_of
 from apps.core.transitions import transition
+from apps.deployments import messages
 from apps.deployments.domain import naming, quality
-from apps.deployments.domain.checks import all_check_names
+from apps.deployments.domain.checks import CheckStatus, all_check_names
 from apps.deployments.domain.states import (
     DEPLOYMENT,
     RELEASE,
@@ -29,13 +30,11 @@ from apps.deployments.domain.states import (
 )
 from apps.deployments.domain.strategy import Strategy, steps_for
 from apps.deployments.models import MAX_REPLICAS, Deployment, Release, ReleaseEvent, VerificationRun
-from apps.deployments.rollout import timeline
+from apps.deployments.rollout import replicas, timeline
 from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
 from apps.fleet.models import Device, Node
 from apps.models.domain.states import ValidationState
 from apps.models.models import RegisteredModel
-
-TICK = "apps.deployments.tasks.release_tick"
 
 
 def _choice(options: type) -> Callable[[Any], Any]:
@@ -198,7 +197,7 @@ def _check_model_change(deployment: Deployment, registered_model: Any) -> None:
                 {
                     "registered_model": f"Release #{release.pk} of {release.model_version} is "
                     f"{release.get_state_display().lower()}; the model can change only when no "
-                    "release is live or in progress."
+                    "release is live or in progress. Create a new deployment for the other model."
                 }
             )
 
@@ -231,7 +230,7 @@ def deployment_update(*, deployment: Deployment, **fields: Any) -> Deployment:
     that may be empty and leaves any other alone."""
     deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
     if deployment.state == DeploymentState.RETIRED:
-        raise ValidationError("A retired deployment cannot be edited.")
+        raise ValidationError("A retired deployment cannot be edited; create a new deployment instead.")
     # None for a field that cannot be empty means "leave it", as partial API updates send it.
     fields = {
         k: v
@@ -284,22 +283,51 @@ def deployment_retire(*, deployment: Deployment) -> Deployment:
         )
     for pending in deployment.releases.filter(state=ReleaseState.PENDING):
         release_cancel(release=pending, reason="Its deployment was retired.")
+    # Nothing ticks a retired deployment's releases again: what they alone hold goes now, or it
+    # would stay pinned on its devices for good.
+    replicas.deployment_released(deployment=deployment)
     return _move(deployment, DeploymentState.RETIRED, "retire")
 
 
-def staging_passed(*, deployment: Deployment, model_version: Any) -> VerificationRun | None:
-    """A passed verification of `model_version` on a staging deployment of the same registered
-    model: what lets it into production."""
-    return (
+def staging_gate(*, deployment: Deployment, model_version: Any) -> tuple[VerificationRun | None, str]:
+    """The passed verification of `model_version` on a staging deployment of the same registered
+    model that lets it into `deployment`, or None and why no run does.
+
+    A passed run counts only if every check `deployment` requires was required in it and did not
+    fail (the bar a run holds its required checks to: pass, warn, or a skip that says why the
+    check cannot apply, such as a first release's rollback). A staging deployment that made a
+    check optional, or required none, passed whatever that check found, which proves nothing."""
+    runs = (
         VerificationRun.objects.filter(
             state=VerificationState.PASSED,
             release__model_version=model_version,
             release__deployment__environment=Environment.STAGING,
             release__deployment__registered_model_id=deployment.registered_model_id or model_version.model_id,
         )
+        .select_related("release__deployment")
+        .prefetch_related("checks")
         .order_by("-finished_at", "-id")
-        .first()
     )
+    needed = deployment.required_checks or []
+    latest = ""
+    for run in runs:
+        found = {check.name: check for check in run.checks.all()}
+        short = {
+            "not run": [n for n in needed if n not in found],
+            "optional there": [n for n in needed if n in found and not found[n].required],
+            "failed": [
+                n for n in needed if n in found and found[n].required and found[n].status == CheckStatus.FAIL
+            ],
+        }
+        if not any(short.values()):
+            return run, ""
+        latest = latest or (
+            f"its verification #{run.pk} on staging '{run.release.deployment}' passed, but not every "
+            f"check '{deployment}' requires ("
+            + "; ".join(f"{how}: {', '.join(names)}" for how, names in short.items() if names)
+            + ")"
+        )
+    return None, latest
 
 
 def _replica_problem(deployment: Deployment) -> str | None:
@@ -339,16 +367,23 @@ def release_create(
     steps: list[int] | None = None,
     created_by: Any = None,
     override_gate: bool = False,
+    acting_role: Role | None = None,
 ) -> Release:
     """Ask to roll a version out to a deployment: a PENDING release, which the rollout engine then
     moves (a tick is sent once this commits). Only valid versions of the deployment's model; a
-    production deployment takes only versions whose verification passed in staging, unless an
-    admin overrides the gate (recorded, audited, on the timeline)."""
+    production deployment takes only versions whose verification passed in staging (see
+    staging_gate), unless an admin overrides the gate (recorded, audited, on the timeline).
+
+    `acting_role` is the role this request acts with: an API key's role, which may be below its
+    owner's (apps.core.api.permissions.request_role), or a page user's own. It alone decides the
+    override: an admin's operator-scoped key may not override."""
     deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
     creator = created_by if created_by is not None and created_by.is_authenticated else None
     problems: dict[str, str] = {}
     if deployment.state == DeploymentState.RETIRED:
-        problems["deployment"] = f"'{deployment}' is retired; it takes no new releases."
+        problems["deployment"] = (
+            f"'{deployment}' is retired; it takes no new releases. Create a new deployment instead."
+        )
     elif open_release := deployment.releases.filter(state__in=RELEASE_OPEN).first():
         problems["deployment"] = (
             f"'{deployment}' already has release #{open_release.pk} "
@@ -356,23 +391,26 @@ def release_create(
         )
     if problem := _version_problem(deployment, model_version):
         problems["model_version"] = problem
-    if override_gate and role_of(creator) != Role.ADMIN:
+    if override_gate and acting_role != Role.ADMIN:
         problems["override_gate"] = (
-            "Only an admin may release to production without a passed staging verification."
+            "Only an admin may release to production without a passed staging verification; this "
+            f"request acts as {acting_role or 'no role'}"
+            + (" (its API key's role)." if acting_role is not None else ".")
         )
     overridden = False
-    if (
-        "model_version" not in problems
-        and deployment.environment == Environment.PRODUCTION
-        and staging_passed(deployment=deployment, model_version=model_version) is None
-    ):
-        if override_gate:
+    if "model_version" not in problems and deployment.environment == Environment.PRODUCTION:
+        passed, why = staging_gate(deployment=deployment, model_version=model_version)
+        if passed is None and override_gate:
             overridden = True
-        else:
+        elif passed is None:
+            model = deployment.registered_model or model_version.model
+            needs = deployment.required_checks or []
             problems["model_version"] = (
-                f"{model_version} has no passed verification on a staging deployment of "
-                f"'{deployment.registered_model or model_version.model}'; release it to staging first "
-                "(or an admin may override the gate)."
+                f"{model_version} has no passed verification on a staging deployment of '{model}'"
+                + (f" that counts: {why}" if why else "")
+                + f". Release it to a staging deployment of '{model}'"
+                + (f" that requires {', '.join(needs)}" if needs else "")
+                + " first (or an admin may override the gate)."
             )
     chosen = strategy or deployment.strategy
     chosen_steps: list[int] = []
@@ -422,7 +460,7 @@ def release_create(
             message=f"{creator.get_username()} released it to production without a passed staging "
             "verification",
         )
-    dispatch.send_on_commit(TICK, args=[release.pk])
+    dispatch.send_on_commit(messages.RELEASE_TICK, args=[release.pk])
     return release
 
 
@@ -445,6 +483,17 @@ def release_cancel(*, release: Release, reason: str = "") -> Release:
     """Withdraw a release that has not started."""
     current = Release.objects.select_for_update().select_related("deployment").get(pk=release.pk)
     old = current.state
+    if not RELEASE.can(old, ReleaseState.CANCELLED):
+        if RELEASE.can(old, ReleaseState.ABORTED):
+            instead = "abort it instead"
+        elif RELEASE.can(old, ReleaseState.ROLLED_BACK):
+            instead = "roll it back instead"
+        else:
+            instead = "it has ended, so there is nothing to withdraw"
+        raise Conflict(
+            f"Release #{current.pk} is {current.get_state_display().lower()}; only a pending release "
+            f"can be cancelled: {instead}."
+        )
     transition(
         current,
         ReleaseState.CANCELLED,

@@ -143,8 +143,8 @@ def deployment_detail(request: HttpRequest, name: str) -> HttpResponse:
 @permission_required("deployments.add_release", raise_exception=True)
 def release_create(request: HttpRequest, name: str) -> HttpResponse:
     deployment = _deployment(name)
-    may_override = roles.role_of(request.user) == Role.ADMIN
-    form = ReleaseForm(request.POST, deployment=deployment, may_override=may_override)
+    role = roles.role_of(request.user)
+    form = ReleaseForm(request.POST, deployment=deployment, may_override=role == Role.ADMIN)
     if not form.is_valid():
         messages.error(
             request, " ".join(f"{form[f].label}: {' '.join(errors)}" for f, errors in form.errors.items())
@@ -158,6 +158,7 @@ def release_create(request: HttpRequest, name: str) -> HttpResponse:
             steps=form.cleaned_data["steps"],
             override_gate=form.cleaned_data.get("override_gate", False),
             created_by=request.user,
+            acting_role=role,
         )
     except (ValidationError, Conflict) as exc:
         message_refusal(request, exc)

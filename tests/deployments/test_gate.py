@@ -9,11 +9,14 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from apps.core import audit
+from apps.core.domain.roles import Role
 from apps.core.models import AuditEvent
 from apps.deployments import services
+from apps.deployments.domain.checks import CheckStatus, all_check_names
 from apps.deployments.domain.states import Environment, VerificationState
 from apps.deployments.models import ReleaseEvent
 from tests.deployments.factories import (
+    CheckResultFactory,
     DeploymentFactory,
     ReleaseFactory,
     ValidVersionFactory,
@@ -40,10 +43,21 @@ def production(model: Any) -> Any:
 
 
 def verified_in_staging(
-    version: Any, state: str = VerificationState.PASSED, environment: str = Environment.STAGING
-) -> None:
+    version: Any,
+    state: str = VerificationState.PASSED,
+    environment: str = Environment.STAGING,
+    checks: dict[str, tuple[str, bool]] | None = None,
+) -> Any:
+    """A run of `version` on a new staging deployment of its model, with a stored result per check:
+    {name: (status, required)}, every check passed and required unless given."""
     staging = DeploymentFactory(environment=environment, registered_model=version.model)
-    VerificationRunFactory(release=ReleaseFactory(deployment=staging, model_version=version), state=state)
+    run = VerificationRunFactory(
+        release=ReleaseFactory(deployment=staging, model_version=version), state=state
+    )
+    results = {name: (CheckStatus.PASS, True) for name in all_check_names()}
+    for name, (status, required) in {**results, **(checks or {})}.items():
+        CheckResultFactory(run=run, name=name, status=status, required=required)
+    return run
 
 
 def test_production_refuses_a_version_never_verified_in_staging(model: Any, production: Any) -> None:
@@ -100,6 +114,7 @@ def test_an_admin_overrides_the_gate_on_the_record(
             model_version=ValidVersionFactory(model=model),
             created_by=admin_user,
             override_gate=True,
+            acting_role=Role.ADMIN,
         )
     finally:
         audit.unbind_request(token)
@@ -117,8 +132,121 @@ def test_an_operator_cannot_override_the_gate(model: Any, production: Any, opera
             model_version=ValidVersionFactory(model=model),
             created_by=operator,
             override_gate=True,
+            acting_role=Role.OPERATOR,
         )
 
     assert caught.value.message_dict["override_gate"] == [
-        "Only an admin may release to production without a passed staging verification."
+        "Only an admin may release to production without a passed staging verification; this "
+        "request acts as operator (its API key's role)."
     ]
+
+
+def test_an_admin_acting_with_an_operator_key_cannot_override_the_gate(
+    model: Any, production: Any, admin_user: Any
+) -> None:
+    # the user is an admin, but the request acts with the role of the key it was made with
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=production,
+            model_version=ValidVersionFactory(model=model),
+            created_by=admin_user,
+            override_gate=True,
+            acting_role=Role.OPERATOR,
+        )
+
+    assert "this request acts as operator" in caught.value.message_dict["override_gate"][0]
+    assert not production.releases.exists()
+
+
+def test_no_acting_role_overrides_nothing(model: Any, production: Any, admin_user: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(
+            deployment=production,
+            model_version=ValidVersionFactory(model=model),
+            created_by=admin_user,
+            override_gate=True,
+        )
+
+    assert "this request acts as no role." in caught.value.message_dict["override_gate"][0]
+
+
+# which staging runs count: the production deployment's required checks, required there and not failed
+
+
+def test_a_staging_run_that_required_no_checks_opens_no_gate(model: Any, production: Any) -> None:
+    # given: staging required no check, so a run whose security and quality failed still passed
+    version = ValidVersionFactory(model=model)
+    checks = {name: (CheckStatus.PASS, False) for name in all_check_names()}
+    checks.update(security=(CheckStatus.FAIL, False), quality=(CheckStatus.FAIL, False))
+    run = verified_in_staging(version, checks=checks)
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(deployment=production, model_version=version)
+
+    message = caught.value.message_dict["model_version"][0]
+    assert f"its verification #{run.pk} on staging '{run.release.deployment}' passed, but not" in message
+    assert "(optional there: health, availability, api_endpoint, database, performance, security" in message
+    assert "Release it to a staging deployment of 'llama' that requires health, availability" in message
+
+
+def test_a_check_production_requires_that_staging_ran_as_optional_keeps_the_gate_shut(
+    model: Any,
+) -> None:
+    production = DeploymentFactory(
+        environment=Environment.PRODUCTION, registered_model=model, required_checks=["health", "security"]
+    )
+    version = ValidVersionFactory(model=model)
+    verified_in_staging(version, checks={"security": (CheckStatus.FAIL, False)})
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(deployment=production, model_version=version)
+
+    assert "(optional there: security)" in caught.value.message_dict["model_version"][0]
+    assert "that requires health, security first" in caught.value.message_dict["model_version"][0]
+
+
+def test_a_check_the_staging_run_did_not_make_keeps_the_gate_shut(model: Any, production: Any) -> None:
+    version = ValidVersionFactory(model=model)
+    run = verified_in_staging(version)
+    run.checks.filter(name="monitoring").delete()
+
+    with pytest.raises(ValidationError, match=r"\(not run: monitoring\)"):
+        services.release_create(deployment=production, model_version=version)
+
+
+def test_a_failed_required_check_of_a_passed_run_keeps_the_gate_shut(model: Any, production: Any) -> None:
+    version = ValidVersionFactory(model=model)
+    verified_in_staging(version, checks={"quality": (CheckStatus.FAIL, True)})
+
+    with pytest.raises(ValidationError, match=r"\(failed: quality\)"):
+        services.release_create(deployment=production, model_version=version)
+
+
+def test_checks_production_does_not_require_may_have_been_optional_in_staging(model: Any) -> None:
+    production = DeploymentFactory(
+        environment=Environment.PRODUCTION, registered_model=model, required_checks=["health"]
+    )
+    version = ValidVersionFactory(model=model)
+    verified_in_staging(version, checks={"quality": (CheckStatus.FAIL, False)})
+
+    assert services.release_create(deployment=production, model_version=version)
+
+
+def test_a_required_check_that_skipped_saying_why_counts(model: Any, production: Any) -> None:
+    # a staging deployment's first release has nothing to roll back to: rollback skips
+    version = ValidVersionFactory(model=model)
+    verified_in_staging(
+        version, checks={"rollback": (CheckStatus.SKIP, True), "performance": (CheckStatus.WARN, True)}
+    )
+
+    assert services.release_create(deployment=production, model_version=version)
+
+
+def test_any_passed_run_that_counts_opens_the_gate(model: Any, production: Any) -> None:
+    version = ValidVersionFactory(model=model)
+    counts = verified_in_staging(version)
+    verified_in_staging(version, checks={"health": (CheckStatus.FAIL, False)})  # newer, does not count
+
+    run, why = services.staging_gate(deployment=production, model_version=version)
+
+    assert (run, why) == (counts, "")

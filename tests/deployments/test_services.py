@@ -6,15 +6,19 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from apps.core import audit
+from apps.core.domain.errors import Conflict
 from apps.core.domain.statemachine import InvalidTransition
 from apps.core.models import AuditEvent
 from apps.deployments import services
 from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy
 from apps.models.domain.states import ValidationState
+from apps.serving import messages as serving_messages
+from apps.serving.domain.states import PlacementState
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory, ValidVersionFactory
 from tests.fleet.factories import DeviceFactory, NodeFactory
 from tests.models.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -65,8 +69,8 @@ def test_deployment_update_changes_only_what_was_given() -> None:
     assert (deployment.description, deployment.replicas) == ("old", 4)
 
 
-def test_deployment_update_refuses_a_retired_deployment() -> None:
-    with pytest.raises(ValidationError):
+def test_deployment_update_refuses_a_retired_deployment_saying_what_to_do() -> None:
+    with pytest.raises(ValidationError, match="cannot be edited; create a new deployment instead"):
         services.deployment_update(deployment=DeploymentFactory(state=DeploymentState.RETIRED), replicas=2)
 
 
@@ -79,7 +83,7 @@ def test_deployment_update_refuses_to_change_the_model_under_a_live_release() ->
     with pytest.raises(ValidationError) as caught:
         services.deployment_update(deployment=deployment, registered_model=RegisteredModelFactory())
 
-    assert "registered_model" in problems(caught)
+    assert problems(caught)["registered_model"][0].endswith("Create a new deployment for the other model.")
 
 
 def test_deployment_update_may_set_the_model_of_a_deployment_without_releases() -> None:
@@ -125,6 +129,39 @@ def test_retire_cancels_pending_releases() -> None:
 
     release.refresh_from_db()
     assert (release.state, release.reason) == (ReleaseState.CANCELLED, "Its deployment was retired.")
+
+
+def test_retire_unpins_and_unloads_what_only_its_releases_hold(
+    dispatched: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: a live release on two pinned placements, one of which another deployment's live
+    # release also serves (the same version), and a blue-green predecessor still resident
+    release = ReleaseFactory(state=ReleaseState.PROMOTED, deployment__state=DeploymentState.ACTIVE)
+    deployment = release.deployment
+    deployment.current_release = release
+    deployment.save()
+    own, shared = (
+        PlacementFactory(version=release.model_version, state=PlacementState.LOADED, pinned=True)
+        for _ in range(2)
+    )
+    release.placements.add(own, shared)
+    kept = ReleaseFactory(deployment=deployment, state=ReleaseState.PROMOTED)
+    resident = PlacementFactory(version=kept.model_version, state=PlacementState.LOADED, pinned=True)
+    kept.placements.add(resident)
+    elsewhere = ReleaseFactory(state=ReleaseState.PROMOTED, model_version=release.model_version)
+    elsewhere.placements.add(shared)
+    elsewhere.deployment.current_release = elsewhere
+    elsewhere.deployment.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.deployment_retire(deployment=deployment)
+
+    for placement in (own, shared, resident):
+        placement.refresh_from_db()
+    assert [(p.state, p.pinned) for p in (own, resident)] == [(PlacementState.UNLOADING, False)] * 2
+    assert (shared.state, shared.pinned) == (PlacementState.LOADED, True)
+    unloads = sorted(args[0] for name, args, _ in dispatched if name == serving_messages.PLACEMENT_UNLOAD)
+    assert unloads == sorted([own.pk, resident.pk])
 
 
 def test_state_changes_are_audited_during_a_request(
@@ -211,7 +248,9 @@ def test_release_create_refuses_a_retired_deployment() -> None:
             deployment=DeploymentFactory(state=DeploymentState.RETIRED), model_version=ValidVersionFactory()
         )
 
-    assert "retired" in problems(caught)["deployment"][0]
+    assert problems(caught)["deployment"][0].endswith(
+        "is retired; it takes no new releases. Create a new deployment instead."
+    )
 
 
 def test_release_create_uses_the_deployments_strategy_by_default() -> None:
@@ -346,6 +385,23 @@ def test_release_cancel_withdraws_a_pending_release() -> None:
     assert release.finished_at is not None
 
 
-def test_release_cancel_of_a_release_in_progress_is_an_invalid_transition() -> None:
-    with pytest.raises(InvalidTransition):
-        services.release_cancel(release=ReleaseFactory(state=ReleaseState.PROGRESSING))
+@pytest.mark.parametrize(
+    ("state", "what_to_do"),
+    [
+        (ReleaseState.PROGRESSING, "abort it instead"),
+        (ReleaseState.PROMOTED, "roll it back instead"),
+        (ReleaseState.ROLLED_BACK, "it has ended, so there is nothing to withdraw"),
+    ],
+)
+def test_release_cancel_of_a_started_release_says_what_to_do_instead(state: str, what_to_do: str) -> None:
+    release = ReleaseFactory(state=state)
+
+    with pytest.raises(Conflict) as caught:
+        services.release_cancel(release=release)
+
+    label = release.get_state_display().lower()
+    assert str(caught.value) == (
+        f"Release #{release.pk} is {label}; only a pending release can be cancelled: {what_to_do}."
+    )
+    release.refresh_from_db()
+    assert release.state == state

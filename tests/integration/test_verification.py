@@ -7,7 +7,6 @@ Prints each check's duration (run with -s to see them)."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,8 +36,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 NODE = "itest-verify"
 QUEUE = f"gpu.{NODE}.0"
-# H1's Prometheus series; until apps.deployments.metrics exists, monitoring can only fail.
-METRICS_EXPORTED = importlib.util.find_spec("apps.deployments.metrics") is not None
 
 
 @pytest.fixture
@@ -151,22 +148,39 @@ def test_a_healthy_release_of_the_demo_lm_passes_the_suite(loaded: Placement, pu
         "performance": "pass",
         "security": "pass",
         "integrations": "pass",
-        "monitoring": "pass" if METRICS_EXPORTED else "fail",
+        "monitoring": "pass",
         "rollback": "pass",
         "quality": "pass",
     }
     assert statuses == expected, {n: r.reason for n, r in checks.items() if r.status != expected[n]}
-    assert finished.state == (VerificationState.PASSED if METRICS_EXPORTED else VerificationState.FAILED)
-    assert checks["api_endpoint"].evidence["release"]["id"] == release.pk
+    assert finished.state == VerificationState.PASSED
+    # health: the release's one placement answered its probe
+    assert checks["health"].evidence["answered_ms"].keys() == {str(loaded.pk)}
+    assert checks["health"].reason.startswith("1 placement(s) answered a generate probe")
+    # api_endpoint: an authenticated request through the public endpoint, answered by this release
+    assert (
+        checks["api_endpoint"].evidence["url"]
+        == f"{public_url}/api/v1/deployments/{release.deployment.name}/infer/"
+    )
+    assert (checks["api_endpoint"].evidence["status"], checks["api_endpoint"].evidence["release"]["id"]) == (
+        200,
+        release.pk,
+    )
+    # security: the same endpoint refused the call without credentials
     assert checks["security"].evidence["unauthenticated_status"] in (401, 403)
+    assert "without credentials the endpoint answers 40" in checks["security"].reason
+    # performance: against the stable release's live figures
     assert "stable's" in checks["performance"].reason
     assert checks["performance"].evidence["stable_requests"] == 30
+    # quality: every golden item matched
     assert [item["ok"] for item in checks["quality"].evidence["items"]] == [True, True, True]
+    # monitoring: /metrics exports the series the api_endpoint request left
+    assert checks["monitoring"].reason.startswith("/metrics exports")
+    served = {(labels["release"], labels["outcome"]) for labels in checks["monitoring"].evidence["labels"]}
+    assert (str(release.pk), "ok") in served
     assert "still loaded" in checks["rollback"].reason
-    if not METRICS_EXPORTED:
-        assert "has no moc_deployment_requests_total series" in checks["monitoring"].reason
-    # the endpoint's key was made for the request and revoked after it
-    assert not ApiKey.objects.filter(owner__username=web.SYSTEM_USERNAME, revoked=False).exists()
+    # the endpoint's key was made for the request and deleted after it
+    assert not ApiKey.objects.filter(owner__username=web.SYSTEM_USERNAME).exists()
 
 
 def test_a_release_that_misses_its_slo_and_golden_set_fails(loaded: Placement, public_url: str) -> None:

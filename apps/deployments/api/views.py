@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.api.commands import ServiceCreateMixin, ServiceWriteMixin
+from apps.core.api.permissions import request_role
 from apps.deployments import rollout, selectors, services, verification
 from apps.deployments.api import serializers as s
 from apps.deployments.domain.naming import NAME_RE
@@ -102,7 +103,9 @@ class ReleaseViewSet(ServiceCreateMixin, viewsets.ReadOnlyModelViewSet):
     }
 
     def create_with(self, data: dict[str, Any]) -> Release:
-        return services.release_create(created_by=self.request.user, **data)
+        return services.release_create(
+            created_by=self.request.user, acting_role=request_role(self.request), **data
+        )
 
     def _act(self, move: Callable[..., Release]) -> Response:
         reason = self.validated_input(s.ReleaseActionInput)["reason"]

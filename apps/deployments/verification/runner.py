@@ -12,21 +12,17 @@ from types import ModuleType
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.core import dispatch
-from apps.deployments import events
+from apps.deployments import events, messages
 from apps.deployments.domain.checks import CheckStatus
 from apps.deployments.domain.states import VerificationState
 from apps.deployments.models import CheckResult, Release, VerificationRun
 from apps.deployments.verification.base import CheckSpec, Context, Outcome, context_for, one_line
 from apps.deployments.verification.checks import CHECKS
 
-# The tasks, by name (apps.deployments.tasks): the one that makes a run, and the rollout's tick
-# that reads its verdict.
-VERIFICATION_RUN = "apps.deployments.tasks.verification_run"
-RELEASE_TICK = "apps.deployments.tasks.release_tick"
 V = VerificationState
 # A run RUNNING longer than every check's timeout together (and a margin) lost its worker: a
 # delivery of its task may take it over and start it again.
@@ -42,34 +38,43 @@ def suite() -> list[CheckSpec]:
 def verification_request(*, release: Release) -> VerificationRun:
     """A QUEUED run of the suite over `release`; a worker makes it once this transaction commits."""
     run = VerificationRun.objects.create(release=release)
-    dispatch.send_on_commit(VERIFICATION_RUN, args=[run.pk])
+    dispatch.send_on_commit(messages.VERIFICATION_RUN, args=[run.pk])
     return run
 
 
 def run(*, run_id: int) -> VerificationRun:
     """Make run `run_id`: QUEUED → RUNNING (a second delivery finds it taken and does nothing), each
-    check in order, then PASSED (no required check failed) or FAILED, and the release's tick."""
-    now = timezone.now()
-    claimed = (
-        VerificationRun.objects.filter(pk=run_id)
-        .filter(Q(state=V.QUEUED) | Q(state=V.RUNNING, started_at__lt=now - STALE_AFTER))
-        .update(state=V.RUNNING, started_at=now, finished_at=None, error="")
-    )
+    check in order, then PASSED (no required check failed) or FAILED, and the release's tick.
+
+    A run RUNNING past STALE_AFTER lost its worker, and a delivery of its task takes it over and
+    starts again. Its claim is the new started_at: every write of a run (a result, the verdict) is
+    made only while the run is still RUNNING under the claim that made it, so a first worker that
+    was only slow, not gone, stops at its next write instead of mixing its results in."""
+    claim = timezone.now()
+    with transaction.atomic():
+        claimed = (
+            VerificationRun.objects.filter(pk=run_id)
+            .filter(Q(state=V.QUEUED) | Q(state=V.RUNNING, started_at__lt=claim - STALE_AFTER))
+            .update(state=V.RUNNING, started_at=claim, finished_at=None, error="")
+        )
+        if claimed:
+            CheckResult.objects.filter(run_id=run_id).delete()  # a stale run's, taken over
     verification = VerificationRun.objects.select_related("release__deployment").get(pk=run_id)
     if not claimed:
         return verification
-    CheckResult.objects.filter(run=verification).delete()  # a stale run's, taken over
     _publish(verification, {"state": V.RUNNING.value})
     try:
         ctx = context_for(verification.release)
     except Exception as exc:
-        return _finish(verification, V.ERRORED, error=one_line(f"{type(exc).__name__}: {exc}", 2000))
+        error = one_line(f"{type(exc).__name__}: {exc}", 2000)
+        return _finish(verification, claim, V.ERRORED, error=error)
     required = set(ctx.deployment.required_checks or [])
     failed: list[str] = []
     for check in CHECKS:
         outcome, duration_ms = run_check(check, ctx)
-        result = CheckResult.objects.create(
-            run=verification,
+        result = _store(
+            verification,
+            claim,
             name=check.NAME,
             status=outcome.status,
             required=check.NAME in required,
@@ -77,6 +82,9 @@ def run(*, run_id: int) -> VerificationRun:
             reason=one_line(outcome.reason),
             evidence=_json_safe(outcome.evidence),
         )
+        if result is None:  # taken over: the run is another delivery's now
+            verification.refresh_from_db()
+            return verification
         _publish(
             verification,
             {
@@ -89,7 +97,24 @@ def run(*, run_id: int) -> VerificationRun:
         )
         if result.status == CheckStatus.FAIL and result.required:
             failed.append(result.name)
-    return _finish(verification, V.FAILED if failed else V.PASSED)
+    return _finish(verification, claim, V.FAILED if failed else V.PASSED)
+
+
+def _ours(verification: VerificationRun, claim: dt.datetime) -> QuerySet[VerificationRun]:
+    """The run's row while it is still RUNNING under `claim` (empty once another delivery took it
+    over or it was ended), locked where the database locks rows; SQLite's IMMEDIATE transactions
+    already serialize every writer."""
+    return VerificationRun.objects.select_for_update().filter(
+        pk=verification.pk, state=V.RUNNING, started_at=claim
+    )
+
+
+@transaction.atomic
+def _store(verification: VerificationRun, claim: dt.datetime, **fields: Any) -> CheckResult | None:
+    """A check's result, stored only while the run is still this claim's; None when it is not."""
+    if not _ours(verification, claim).exists():
+        return None
+    return CheckResult.objects.create(run=verification, **fields)
 
 
 def run_check(check: ModuleType, ctx: Context) -> tuple[Outcome, int]:
@@ -126,13 +151,16 @@ def _json_safe(evidence: dict[str, Any]) -> dict[str, Any]:
 
 
 @transaction.atomic
-def _finish(verification: VerificationRun, state: VerificationState, *, error: str = "") -> VerificationRun:
-    VerificationRun.objects.filter(pk=verification.pk, state=V.RUNNING).update(
-        state=state, finished_at=timezone.now(), error=error
-    )
+def _finish(
+    verification: VerificationRun, claim: dt.datetime, state: VerificationState, *, error: str = ""
+) -> VerificationRun:
+    """The verdict, then the release's tick; nothing when the run is no longer this claim's (its
+    new owner gives the verdict)."""
+    ended = _ours(verification, claim).update(state=state, finished_at=timezone.now(), error=error)
     verification.refresh_from_db()
-    _publish(verification, {"state": verification.state, **({"error": error} if error else {})})
-    dispatch.send_on_commit(RELEASE_TICK, args=[verification.release_id])
+    if ended:
+        _publish(verification, {"state": verification.state, **({"error": error} if error else {})})
+        dispatch.send_on_commit(messages.RELEASE_TICK, args=[verification.release_id])
     return verification
 
 

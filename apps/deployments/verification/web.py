@@ -1,25 +1,38 @@
 """Requests to MOC's own public URL (MOC_PUBLIC_URL), as a program would make them: through the
-deployment's endpoint, with a short-lived API key of MOC's verification user, revoked after."""
+deployment's endpoint, with an API key of MOC's verification user made for one request and
+deleted after it."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 
 from apps.core import roles, services
 from apps.core.domain.roles import Role
+from apps.core.models import ApiKey
 
-# The user whose keys the checks use: never logs in (no usable password), holds the operator role.
+# The user whose keys the checks use. MOC creates it (no usable password: nobody logs in as it)
+# and gives it the operator role then; it never changes the role of an account that exists.
 SYSTEM_USERNAME = "moc-verification"
-# A key outlives its request by this much at most, were its revocation to fail.
-KEY_LIFETIME = dt.timedelta(minutes=5)
+# The key's role: the endpoint answers POST only to those who may add placements (as serving's
+# inference endpoint: operators and admins), so a viewer key would be refused 403. Operator is
+# the least role that can make the request a program makes.
+KEY_ROLE = Role.OPERATOR
+# How long a key outlives its request's timeout at most: it is deleted once the request ends, so
+# this bounds it only if the deletion never runs (the worker died mid-request).
+KEY_MARGIN = dt.timedelta(seconds=5)
+
+
+class Refused(Exception):
+    """Why MOC will not send a key for this request; the check fails with this line."""
 
 
 def url(path: str) -> str:
@@ -30,32 +43,75 @@ def infer_path(deployment_name: str) -> str:
     return f"/api/v1/deployments/{deployment_name}/infer/"
 
 
-def _system_user() -> Any:
-    user, created = get_user_model().objects.get_or_create(
-        username=SYSTEM_USERNAME, defaults={"first_name": "MOC verification"}
+def insecure(public_url: str) -> str | None:
+    """Why a bearer key must not be sent to `public_url`, or None: it must be https, or http to
+    this machine's loopback (where nothing crosses a network)."""
+    parts = urlsplit(public_url)
+    if parts.scheme == "https":
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http":
+        if host == "localhost":
+            return None
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            pass
+    return (
+        f"MOC_PUBLIC_URL is {public_url!r}: an API key is sent only over https, or over http to a "
+        "loopback host. Set MOC_PUBLIC_URL to MOC's https:// address (or http://127.0.0.1:<port> "
+        "when the workers run on MOC's machine)."
     )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    if roles.role_of(user) != Role.OPERATOR:
-        roles.set_role(user, Role.OPERATOR)
+
+
+def _system_user() -> Any:
+    """The verification user, created with the operator role when missing. An existing account of
+    that name is used only while nobody can log in as it and it holds the operator role exactly:
+    MOC neither promotes nor demotes someone's account."""
+    user_model = get_user_model()
+    with transaction.atomic():
+        user, created = user_model.objects.get_or_create(
+            username=SYSTEM_USERNAME, defaults={"first_name": "MOC verification"}
+        )
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+            roles.set_role(user, KEY_ROLE)
+            return user
+    if user.has_usable_password():
+        raise Refused(
+            f"the account '{SYSTEM_USERNAME}' has a password someone could log in with; MOC will not "
+            "make keys for it. Delete the account (MOC creates it again without one) or set it an "
+            "unusable password."
+        )
+    role = roles.role_of(user)
+    if role != KEY_ROLE:
+        raise Refused(
+            f"the account '{SYSTEM_USERNAME}' holds the role {role or 'none'}, not {KEY_ROLE}; give "
+            "it the operator role again (or delete it: MOC creates it again)."
+        )
     return user
 
 
-@contextmanager
-def system_key(purpose: str) -> Iterator[str]:
-    """The secret of a new operator key of the verification user, revoked when the block ends."""
+def authenticated_post(path: str, body: dict[str, Any], *, timeout_s: float, purpose: str) -> httpx.Response:
+    """POST JSON to MOC's own `path` with a key of the verification user made for this request
+    alone: operator-scoped (KEY_ROLE), expiring with the request's timeout, deleted after.
+    Raises Refused (why no key was sent) or httpx.HTTPError."""
+    if problem := insecure(settings.MOC_PUBLIC_URL):
+        raise Refused(problem)
     api_key, secret = services.api_key_create(
         owner=_system_user(),
         name=purpose[:50],
-        role=Role.OPERATOR,
-        acting_role=Role.OPERATOR,
-        expiry_date=timezone.now() + KEY_LIFETIME,
+        role=KEY_ROLE,
+        acting_role=KEY_ROLE,
+        expiry_date=timezone.now() + dt.timedelta(seconds=timeout_s) + KEY_MARGIN,
     )
     try:
-        yield secret
+        return post(path, body, timeout_s=timeout_s, secret=secret)
     finally:
-        services.api_key_revoke(api_key=api_key)
+        # Deleted, not revoked: a revoked row would be kept for nothing, one per run.
+        ApiKey.objects.filter(pk=api_key.pk).delete()
 
 
 def post(path: str, body: dict[str, Any], *, timeout_s: float, secret: str | None = None) -> httpx.Response:

@@ -119,6 +119,38 @@ def test_an_admin_overrides_the_staging_gate_and_is_named_on_the_release(client_
     assert response.json()["gate_overridden_by"]["username"].startswith("admin")
 
 
+def test_an_admins_operator_key_cannot_override_the_staging_gate(
+    key_client: Callable[..., APIClient],
+) -> None:
+    # given: a key scoped to operator, owned by an admin
+    deployment = DeploymentFactory(environment="production")
+    client = key_client(Role.OPERATOR, owner_role=Role.ADMIN)
+
+    response = client.post(
+        URL,
+        {"deployment": deployment.pk, "model_version": ValidVersionFactory().pk, "override_gate": True},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert (
+        "this request acts as operator (its API key's role)" in response.json()["fields"]["override_gate"][0]
+    )
+    assert not Release.objects.exists()
+
+
+def test_an_admin_key_overrides_the_staging_gate(key_client: Callable[..., APIClient]) -> None:
+    deployment = DeploymentFactory(environment="production")
+
+    response = key_client(Role.ADMIN).post(
+        URL,
+        {"deployment": deployment.pk, "model_version": ValidVersionFactory().pk, "override_gate": True},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+
+
 def test_a_second_release_while_one_is_open_is_refused(client_as: Client) -> None:
     open_release = ReleaseFactory(state=ReleaseState.PROGRESSING)
 

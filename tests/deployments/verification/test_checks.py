@@ -3,15 +3,19 @@ session's redis-server: broker, channel layer), real files; the HTTP checks agai
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
 
+from apps.core import roles
 from apps.core.domain.roles import Role
 from apps.core.models import ApiKey
 from apps.deployments.domain.checks import CheckStatus
@@ -286,10 +290,93 @@ def test_api_endpoint_fails_when_moc_cannot_be_reached_and_leaves_no_key(closed_
     assert outcome.status == CheckStatus.FAIL
     assert closed_url in outcome.reason
     assert "could not be reached" in outcome.reason
-    keys = ApiKey.objects.filter(owner__username=web.SYSTEM_USERNAME)
-    assert keys.count() == 1
-    assert keys.get().revoked
-    assert keys.get().role == Role.OPERATOR
+    # the key made for the request was deleted after it
+    assert not ApiKey.objects.filter(owner__username=web.SYSTEM_USERNAME).exists()
+
+
+def test_the_verification_key_is_operator_scoped_short_lived_and_deleted_after_its_request(
+    closed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[ApiKey] = []
+    real_post = web.post
+
+    def post(*args: Any, **kwargs: Any) -> Any:
+        seen.extend(ApiKey.objects.filter(owner__username=web.SYSTEM_USERNAME))
+        return real_post(*args, **kwargs)
+
+    monkeypatch.setattr(web, "post", post)
+    began = timezone.now()
+
+    with pytest.raises(httpx.ConnectError):
+        web.authenticated_post("/api/v1/x/", {}, timeout_s=10, purpose="a test")
+
+    (key,) = seen
+    assert key.role == Role.OPERATOR
+    assert began + dt.timedelta(seconds=10) < key.expiry_date <= timezone.now() + dt.timedelta(seconds=15)
+    assert not ApiKey.objects.filter(pk=key.pk).exists()
+    user = key.owner
+    assert (user.has_usable_password(), roles.role_of(user)) == (False, Role.OPERATOR)
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    [
+        "http://moc.example.org:8000",
+        "http://10.0.0.5:8000",
+        "ftp://127.0.0.1/",
+        "http://127.0.0.1.example.org",
+    ],
+)
+def test_no_key_is_sent_to_a_public_url_that_is_not_https_or_loopback(settings: Any, public_url: str) -> None:
+    settings.MOC_PUBLIC_URL = public_url
+
+    outcome = api_endpoint.run(ctx(release_with()))
+
+    assert outcome.status == CheckStatus.FAIL
+    assert outcome.reason.startswith(f"no request sent: MOC_PUBLIC_URL is '{public_url}'")
+    assert "Set MOC_PUBLIC_URL to MOC's https:// address" in outcome.reason
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    ["https://moc.example.org", "http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"],
+)
+def test_a_key_may_go_over_https_or_to_a_loopback_host(public_url: str) -> None:
+    assert web.insecure(public_url) is None
+
+
+def test_an_existing_account_someone_can_log_in_as_gets_no_key(
+    closed_url: str, django_user_model: Any
+) -> None:
+    user = django_user_model.objects.create_user(username=web.SYSTEM_USERNAME, password="guessable")
+    roles.set_role(user, Role.VIEWER)
+
+    outcome = api_endpoint.run(ctx(release_with()))
+
+    assert outcome.status == CheckStatus.FAIL
+    assert "has a password someone could log in with" in outcome.reason
+    assert not ApiKey.objects.exists()
+    user.refresh_from_db()
+    assert roles.role_of(user) == Role.VIEWER  # left as it was: MOC does not change someone's role
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.VIEWER, None])
+def test_an_existing_account_of_another_role_is_neither_promoted_nor_demoted(
+    closed_url: str, django_user_model: Any, role: Role | None
+) -> None:
+    user = django_user_model.objects.create_user(username=web.SYSTEM_USERNAME)
+    user.set_unusable_password()
+    user.save()
+    roles.set_role(user, role)
+
+    outcome = api_endpoint.run(ctx(release_with()))
+
+    assert outcome.status == CheckStatus.FAIL
+    assert f"holds the role {role or 'none'}, not operator" in outcome.reason
+    user = django_user_model.objects.get(pk=user.pk)
+    assert roles.role_of(user) == role
+    assert not ApiKey.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ twice, results go live on the deployment's group, and the release's tick follows
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -12,11 +13,12 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.utils import timezone
 
 from apps.deployments import events
 from apps.deployments.domain.checks import CheckName, CheckStatus
 from apps.deployments.domain.states import VerificationState
-from apps.deployments.models import CheckResult
+from apps.deployments.models import CheckResult, VerificationRun
 from apps.deployments.verification import Outcome, run, runner, suite, verification_request
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory, VerificationRunFactory
 
@@ -136,6 +138,60 @@ def test_a_second_delivery_does_nothing_twice(checks: Callable[..., None], dispa
     assert len(calls) == 1
     assert CheckResult.objects.filter(run=verification).count() == 1
     assert [n for n, _, _ in dispatched].count("apps.deployments.tasks.release_tick") == 1
+
+
+def test_a_takeover_of_a_stale_run_stops_the_first_workers_writes(
+    checks: Callable[..., None], dispatched: list[Any]
+) -> None:
+    # given: a first worker, still making its first check, whose run is taken over as stale by a
+    # second delivery that makes the whole run while the first one waits
+    verification = VerificationRunFactory()
+    calls: list[str] = []
+
+    def taken_over_meanwhile(ctx: Any) -> Outcome:
+        calls.append("health")
+        if len(calls) == 1:
+            stale = timezone.now() - runner.STALE_AFTER - dt.timedelta(seconds=1)
+            VerificationRun.objects.filter(pk=verification.pk).update(started_at=stale)
+            assert run(run_id=verification.pk).state == VerificationState.PASSED
+            return Outcome(CheckStatus.FAIL, "the first worker's late answer")
+        return passes(ctx)
+
+    def counted(ctx: Any) -> Outcome:
+        calls.append("database")
+        return passes(ctx)
+
+    checks(check(CheckName.HEALTH, taken_over_meanwhile), check(CheckName.DATABASE, counted))
+
+    # when: the first worker's check answers after the takeover
+    first = run(run_id=verification.pk)
+
+    # then: its answer is dropped and it goes no further; the takeover's results and verdict stand
+    assert first.state == VerificationState.PASSED
+    rows = {r.name: (r.status, r.reason) for r in CheckResult.objects.filter(run=verification)}
+    assert rows == {"health": ("pass", "fine"), "database": ("pass", "fine")}
+    assert calls == ["health", "health", "database"]
+    assert [n for n, _, _ in dispatched].count("apps.deployments.tasks.release_tick") == 1
+
+
+def test_a_run_ended_by_someone_else_keeps_their_verdict(
+    checks: Callable[..., None], dispatched: list[Any]
+) -> None:
+    verification = VerificationRunFactory()
+
+    def ended_meanwhile(ctx: Any) -> Outcome:
+        VerificationRun.objects.filter(pk=verification.pk).update(
+            state=VerificationState.ERRORED, error="lost"
+        )
+        return passes(ctx)
+
+    checks(check(CheckName.HEALTH, ended_meanwhile))
+
+    finished = run(run_id=verification.pk)
+
+    assert (finished.state, finished.error) == (VerificationState.ERRORED, "lost")
+    assert not CheckResult.objects.filter(run=verification).exists()
+    assert "apps.deployments.tasks.release_tick" not in [n for n, _, _ in dispatched]
 
 
 def test_a_run_that_cannot_read_its_release_errors_and_still_ticks_it(

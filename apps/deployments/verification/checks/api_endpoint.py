@@ -25,12 +25,15 @@ def run(ctx: Context) -> Outcome:
     path = web.infer_path(ctx.deployment.name)
     body = {"task": probe.task, "input": probe.data, "release": ctx.release.pk}
     evidence: dict[str, Any] = {"url": web.url(path), "task": probe.task}
-    with web.system_key(f"verification of release {ctx.release.pk}") as secret:
-        began = time.perf_counter()
-        try:
-            response = web.post(path, body, timeout_s=_REQUEST_TIMEOUT_S, secret=secret)
-        except httpx.HTTPError as exc:
-            return Outcome(CheckStatus.FAIL, one_line(web.unreachable(exc)), evidence)
+    began = time.perf_counter()
+    try:
+        response = web.authenticated_post(
+            path, body, timeout_s=_REQUEST_TIMEOUT_S, purpose=f"verification of release {ctx.release.pk}"
+        )
+    except web.Refused as exc:
+        return Outcome(CheckStatus.FAIL, one_line(f"no request sent: {exc}"), evidence)
+    except httpx.HTTPError as exc:
+        return Outcome(CheckStatus.FAIL, one_line(web.unreachable(exc)), evidence)
     evidence.update(status=response.status_code, took_ms=round((time.perf_counter() - began) * 1000, 1))
     if response.status_code != 200:
         return Outcome(
