@@ -109,7 +109,7 @@ def _golden_set(value: Any) -> list[dict[str, Any]]:
 
 
 def _canary_steps(value: Any) -> list[int]:
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not value:
         raise ValueError("A list of percentages ending at 100, e.g. [10, 50, 100].")
     return steps_for(Strategy.CANARY, value)
 
@@ -385,9 +385,10 @@ def release_create(
             f"'{deployment}' is retired; it takes no new releases. Create a new deployment instead."
         )
     elif open_release := deployment.releases.filter(state__in=RELEASE_OPEN).first():
-        problems["deployment"] = (
+        # Not a field's fault but the deployment's state: 409, as for any action racing another.
+        raise Conflict(
             f"'{deployment}' already has release #{open_release.pk} "
-            f"{open_release.get_state_display().lower()}; finish or cancel it first."
+            f"{open_release.get_state_display().lower()}; promote, abort or cancel it first."
         )
     if problem := _version_problem(deployment, model_version):
         problems["model_version"] = problem

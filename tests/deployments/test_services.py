@@ -231,15 +231,17 @@ def test_release_create_refuses_a_version_of_another_model() -> None:
     assert "is not a version of 'llama'" in problems(caught)["model_version"][0]
 
 
-def test_release_create_refuses_a_second_release_in_progress() -> None:
+def test_release_create_refuses_a_second_release_in_progress_as_a_conflict() -> None:
     first = ReleaseFactory(state=ReleaseState.VERIFYING)
 
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Conflict) as caught:
         services.release_create(
             deployment=first.deployment, model_version=ValidVersionFactory(model=first.model_version.model)
         )
 
-    assert f"already has release #{first.pk} verifying" in problems(caught)["deployment"][0]
+    assert f"already has release #{first.pk} verifying; promote, abort or cancel it first" in str(
+        caught.value
+    )
 
 
 def test_release_create_refuses_a_retired_deployment() -> None:
@@ -338,6 +340,7 @@ def test_deployment_create_takes_the_rollout_settings() -> None:
     [
         ("environment", "qa", "One of ['staging', 'production']"),
         ("canary_steps", [10, 50], "The last step must be 100"),
+        ("canary_steps", [], "A list of percentages ending at 100"),
         ("required_checks", ["health", "vibes"], "Unknown check(s) ['vibes']"),
         ("golden_set", [{"prompt": "", "expected": "x"}], "item 1: prompt must be a non-empty string"),
         ("golden_set", [{"prompt": "a", "expected": "b", "match": "fuzzy"}], "match must be one of"),

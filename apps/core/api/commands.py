@@ -41,6 +41,8 @@ class ServiceCommandMixin:
 
     create_input: type[serializers.Serializer] | None = None
     create_summary: str | None = None
+    # Refusals a create documents besides 400, e.g. {409: a response describing the conflict}.
+    create_refusals: dict[int, Any] | None = None
     update_input: type[serializers.Serializer] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -49,7 +51,9 @@ class ServiceCommandMixin:
         schemas = {}
         if cls.create_input is not None and hasattr(cls, "create"):
             schemas["create"] = extend_schema(
-                request=cls.create_input, responses={201: output}, summary=cls.create_summary
+                request=cls.create_input,
+                responses={201: output, **(cls.create_refusals or {})},
+                summary=cls.create_summary,
             )
         if cls.update_input is not None and hasattr(cls, "update"):
             schemas["update"] = extend_schema(request=cls.update_input, responses=output)

@@ -90,6 +90,7 @@ class ReleaseViewSet(ServiceCreateMixin, viewsets.ReadOnlyModelViewSet):
         "Release a valid version of the deployment's model (it starts pending); a production "
         "deployment needs the version's passed staging verification unless an admin overrides"
     )
+    create_refusals = {409: REFUSED}  # the deployment already has a release in progress
     filterset_class = ReleaseFilter
     search_fields = ["deployment__name", "model_version__model__name", "reason"]
     ordering_fields = ["created_at", "state"]

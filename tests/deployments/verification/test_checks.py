@@ -405,6 +405,17 @@ def test_monitoring_fails_when_metrics_cannot_be_fetched(closed_url: str) -> Non
     assert "could not be reached" in outcome.reason
 
 
+def test_monitoring_never_sends_the_metrics_token_over_plain_http_to_another_host(settings: Any) -> None:
+    settings.MOC_PUBLIC_URL = "http://moc.example.internal:8000"
+    settings.MOC_METRICS_TOKEN = "secret-token"
+
+    outcome = monitoring.run(ctx(release_with()))
+
+    assert outcome.status == CheckStatus.FAIL
+    assert outcome.reason.startswith("MOC_METRICS_TOKEN not sent: MOC_PUBLIC_URL is")
+    assert "secret-token" not in outcome.reason
+
+
 # the inference checks' paths that need no answer
 
 

@@ -20,6 +20,8 @@ def run(ctx: Context) -> Outcome:
     token = settings.MOC_METRICS_TOKEN
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     evidence = {"url": web.url("/metrics"), "series": REQUESTS_SERIES}
+    if token and (problem := web.insecure(settings.MOC_PUBLIC_URL)):
+        return Outcome(CheckStatus.FAIL, one_line(f"MOC_METRICS_TOKEN not sent: {problem}"), evidence)
     try:
         response = httpx.get(web.url("/metrics"), headers=headers, timeout=_REQUEST_TIMEOUT_S)
     except httpx.HTTPError as exc:
