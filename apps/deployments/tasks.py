@@ -6,10 +6,10 @@ from __future__ import annotations
 from celery import shared_task
 
 from apps.core.delivery import DurableTask
-from apps.deployments import rollout, verification
+from apps.deployments import messages, rollout, verification
 
 
-@shared_task(base=DurableTask)
+@shared_task(base=DurableTask, name=messages.RELEASE_TICK)
 def release_tick(release_id: int) -> None:
     rollout.tick(release_id=release_id)
 
@@ -19,6 +19,6 @@ def releases_advance() -> int:
     return rollout.advance_all()
 
 
-@shared_task(base=DurableTask)
+@shared_task(base=DurableTask, name=messages.VERIFICATION_RUN)
 def verification_run(run_id: int) -> None:
     verification.run(run_id=run_id)

@@ -212,3 +212,49 @@ def test_concurrent_promote_and_abort_one_wins_the_other_is_refused(operator: An
     final = state_of(canary)
     assert final == (R.PROMOTED if winner == "promote" else R.ABORTED)
     assert f"was {final.value}" in loser_message
+
+
+@pytest.mark.django_db
+def test_a_promoted_release_cannot_be_rolled_back_while_a_newer_one_is_under_way(operator: Any) -> None:
+    deployment, first, second = canary_under_way()
+    second = release_promote(release=second, by=operator)
+    version = ServableVersionFactory(model=deployment.registered_model)
+    third = through_verification(
+        services.release_create(deployment=deployment, model_version=version, strategy=Strategy.CANARY)
+    )
+
+    with pytest.raises(
+        Conflict,
+        match=rf"is promoted; it cannot be rolled back: release #{third.pk} is progressing; abort it first",
+    ):
+        release_rollback(release=second, by=operator)
+
+    deployment.refresh_from_db()
+    assert (deployment.current_release, state_of(third)) == (second, R.PROGRESSING)
+    release_abort(release=third, by=operator)
+    release_rollback(release=second, by=operator)
+    deployment.refresh_from_db()
+    assert deployment.current_release == first
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("action", "advice"), [(release_pause, "cancel it instead"), (release_abort, "cancel it instead")]
+)
+def test_a_pending_release_cannot_be_paused_or_aborted_and_is_told_to_cancel(
+    operator: Any, action: Any, advice: str
+) -> None:
+    release = services.release_create(deployment=DeploymentFactory(), model_version=_servable())
+
+    with pytest.raises(Conflict, match=f"is pending; it cannot be .*: {advice}."):
+        action(release=release, by=operator)
+
+
+@pytest.mark.django_db
+def test_an_unverified_paused_release_cannot_be_promoted_and_is_told_what_to_do(operator: Any) -> None:
+    release = services.release_create(deployment=DeploymentFactory(), model_version=_servable())
+    tick(release_id=release.pk)
+    release = release_pause(release=Release.objects.get(pk=release.pk), by=operator)
+
+    with pytest.raises(Conflict, match="not passed verification yet; resume it to verify, or abort it."):
+        release_promote(release=release, by=operator)

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from apps.deployments.domain.analysis import Analysis, Outcome
-from apps.deployments.domain.rollout import Act, View, decide
-from apps.deployments.domain.states import OnInconclusive, ReleaseState, VerificationState
+from apps.deployments.domain.rollout import REASON_MAX, Act, View, decide, reason
+from apps.deployments.domain.states import DeploymentState, OnInconclusive, ReleaseState, VerificationState
 from apps.deployments.domain.strategy import Strategy
 
 R, V = ReleaseState, VerificationState
@@ -95,7 +95,8 @@ def test_a_failed_replica_ends_the_release(strategy: Strategy, has_previous: boo
         view(strategy=strategy, state=R.LOADING, has_previous=has_previous, replica_error="out of memory")
     )
 
-    assert (decision.act, decision.reason) == (act, "a replica failed: out of memory")
+    assert decision.act == act
+    assert decision.reason == "a replica failed: out of memory. Fix what its error names, then release again"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,10 @@ def test_a_failed_verification_names_its_checks() -> None:
         view(state=R.VERIFYING, verification=V.FAILED, verification_reason="health failed (no answer)")
     )
 
-    assert decision.reason == "verification failed: health failed (no answer)"
+    assert decision.reason == (
+        "verification failed: health failed (no answer). Fix what the failed checks name and release "
+        "again, or make a check optional in the deployment's required checks"
+    )
 
 
 @pytest.mark.parametrize("strategy", [Strategy.RECREATE, Strategy.BLUE_GREEN])
@@ -141,14 +145,16 @@ def test_a_failed_analysis_aborts_at_once_even_mid_pause() -> None:
     decision = decide(canary_at(0, elapsed=5, outcome=Outcome.FAILED))
 
     assert decision.act == Act.ABORT
-    assert decision.reason == "analysis failed at 10%: it was failed"
+    assert decision.reason == (
+        "analysis failed at 10%: it was failed. "
+        "Traffic is back on stable; fix the version and release it again"
+    )
 
 
 @pytest.mark.parametrize("outcome", [Outcome.SUCCESSFUL, Outcome.INCONCLUSIVE, None])
 def test_a_step_keeps_its_pause_whatever_the_analysis_says_so_far(outcome: Outcome | None) -> None:
-    decision = decide(canary_at(0, elapsed=30, outcome=outcome))
-
-    assert (decision.act, decision.until) == (Act.WAIT, NOW + 30)
+    assert decide(canary_at(0, elapsed=30, outcome=outcome)).act == Act.WAIT
+    assert decide(canary_at(0, elapsed=59.9, outcome=outcome)).act == Act.WAIT
 
 
 def test_a_successful_step_moves_to_the_next() -> None:
@@ -163,9 +169,10 @@ def test_the_step_before_100_promotes_when_successful() -> None:
 
 
 def test_an_inconclusive_step_waits_for_samples_until_its_timeout() -> None:
-    decision = decide(canary_at(1, elapsed=200, outcome=Outcome.INCONCLUSIVE))
-
-    assert (decision.act, decision.until) == (Act.WAIT, NOW - 200 + 360)
+    """A pause of 60 s and a timeout of 300 s: it waits for samples up to 360 s into the step."""
+    assert decide(canary_at(1, elapsed=200, outcome=Outcome.INCONCLUSIVE)).act == Act.WAIT
+    assert decide(canary_at(1, elapsed=359.9, outcome=Outcome.INCONCLUSIVE)).act == Act.WAIT
+    assert decide(canary_at(1, elapsed=360, outcome=Outcome.INCONCLUSIVE)).act == Act.PAUSE
 
 
 @pytest.mark.parametrize(
@@ -179,7 +186,12 @@ def test_an_inconclusive_step_past_its_timeout_does_what_the_deployment_says(
     )
 
     assert decision.act == act
-    assert decision.reason.startswith("analysis inconclusive at 50% after 360 s")
+    assert decision.reason.startswith("analysis inconclusive at 50% after 360 s: it was inconclusive. ")
+    assert decision.reason.endswith(
+        "Resume to retry the step, promote, or abort"
+        if act == Act.PAUSE
+        else "Send it more traffic or lower its minimum samples, then release again"
+    )
 
 
 def test_automation_never_promotes_on_inconclusive() -> None:
@@ -188,8 +200,24 @@ def test_automation_never_promotes_on_inconclusive() -> None:
         assert decision.act != Act.PROMOTE
 
 
-def test_a_paused_release_waits_for_a_person() -> None:
-    assert decide(canary_at(1, elapsed=10_000, outcome=Outcome.FAILED, state=R.PAUSED)).act == Act.WAIT
+@pytest.mark.parametrize("outcome", [Outcome.SUCCESSFUL, Outcome.INCONCLUSIVE, None])
+def test_a_paused_release_waits_for_a_person(outcome: Outcome | None) -> None:
+    assert decide(canary_at(1, elapsed=10_000, outcome=outcome, state=R.PAUSED)).act == Act.WAIT
+
+
+def test_a_paused_canary_that_still_takes_traffic_is_aborted_when_its_analysis_fails() -> None:
+    decision = decide(canary_at(1, elapsed=10_000, outcome=Outcome.FAILED, state=R.PAUSED))
+
+    assert decision.act == Act.ABORT
+    assert decision.reason.startswith("analysis failed at 50% while paused: it was failed. Traffic is back")
+
+
+def test_a_paused_release_without_traffic_is_not_judged() -> None:
+    paused = dataclasses.replace(
+        canary_at(1, elapsed=10_000, outcome=Outcome.FAILED, state=R.PAUSED), traffic_percent=0
+    )
+
+    assert decide(paused).act == Act.WAIT
 
 
 def test_blue_green_keeps_the_previous_release_until_its_window_ends() -> None:
@@ -197,7 +225,7 @@ def test_blue_green_keeps_the_previous_release_until_its_window_ends() -> None:
         strategy=Strategy.BLUE_GREEN, state=R.PROMOTED, previous_serving=1, previous_kept_until=NOW + 5
     )
 
-    assert (decide(kept).act, decide(kept).until) == (Act.WAIT, NOW + 5)
+    assert decide(kept).act == Act.WAIT
     assert decide(dataclasses.replace(kept, now=NOW + 5)).act == Act.UNLOAD_PREVIOUS
 
 
@@ -210,3 +238,139 @@ def test_an_ended_release_unloads_its_replicas_after_the_grace() -> None:
 
 def test_an_ended_release_with_nothing_loaded_rests() -> None:
     assert decide(view(state=R.ROLLED_BACK, own_serving=0, finished_at=0)).act == Act.WAIT
+
+
+def test_recreate_refuses_to_unload_a_previous_release_that_could_not_be_loaded_again() -> None:
+    decision = decide(
+        view(
+            strategy=Strategy.RECREATE,
+            state=R.LOADING,
+            previous_serving=1,
+            previous_unloadable="demo v1 is archived.",
+        )
+    )
+
+    assert decision.act == Act.FAIL
+    assert decision.reason.startswith(
+        "recreate would unload the previous release, which could not be loaded again: demo v1 is archived. "
+        "Nothing was unloaded."
+    )
+
+
+def test_recreate_loads_once_the_previous_release_is_gone_whatever_its_version() -> None:
+    gone = view(strategy=Strategy.RECREATE, state=R.LOADING, previous_unloadable="demo v1 is archived.")
+
+    assert decide(gone).act == Act.LOAD
+
+
+@pytest.mark.parametrize("has_previous", [True, False])
+def test_a_failed_rollback_check_pauses_rather_than_going_back_to_what_cannot_load(
+    has_previous: bool,
+) -> None:
+    decision = decide(
+        view(
+            state=R.VERIFYING,
+            verification=V.FAILED,
+            has_previous=has_previous,
+            verification_reason="rollback failed (release #1 cannot be loaded again: demo v1 is archived.)",
+            rollback_failed="release #1 cannot be loaded again: demo v1 is archived.",
+        )
+    )
+
+    assert decision.act == Act.PAUSE
+    assert decision.reason.startswith("verification failed: rollback failed (release #1 cannot be loaded")
+    assert "resume to verify again, drop rollback from the deployment's required checks" in decision.reason
+
+
+def running_since(seconds_ago: float, state: str = V.RUNNING, **changes: object) -> View:
+    return view(
+        state=R.VERIFYING,
+        verification=state,
+        verification_run=7,
+        verification_since=NOW - seconds_ago,
+        verification_stale_s=1000,
+        **changes,
+    )
+
+
+@pytest.mark.parametrize("state", [V.QUEUED, V.RUNNING])
+def test_a_verification_run_is_waited_for_within_its_bound(state: str) -> None:
+    assert decide(running_since(999, state)).act == Act.WAIT
+
+
+@pytest.mark.parametrize("state", [V.QUEUED, V.RUNNING])
+def test_a_verification_run_past_its_bound_is_asked_for_again_once(state: str) -> None:
+    decision = decide(running_since(1000, state))
+
+    assert decision.act == Act.REVERIFY
+    assert decision.reason == (
+        f"verification run #7 was {state} for 1000 s with no result: its worker was lost; "
+        "asking for another run"
+    )
+
+
+@pytest.mark.parametrize(("has_previous", "act"), [(True, Act.ROLL_BACK), (False, Act.FAIL)])
+def test_a_second_lost_verification_run_ends_the_release(has_previous: bool, act: Act) -> None:
+    decision = decide(running_since(1000, verification_lost_before=1, has_previous=has_previous))
+
+    assert decision.act == act
+    assert decision.reason.startswith("verification run #7 was running for 1000 s with no result")
+    assert decision.reason.endswith(
+        "Check that a worker takes the default queue and is not stuck, then release again"
+    )
+
+
+@pytest.mark.parametrize("deployment", [DeploymentState.PAUSED, DeploymentState.RETIRED])
+@pytest.mark.parametrize(
+    "moving",
+    [
+        view(state=R.PENDING),
+        view(strategy=Strategy.RECREATE, state=R.LOADING, previous_serving=1),
+        view(state=R.VERIFYING, verification=V.PASSED),
+        canary_at(0, elapsed=60, outcome=Outcome.SUCCESSFUL),
+    ],
+)
+def test_a_release_is_held_while_its_deployment_is_paused_or_retired(deployment: str, moving: View) -> None:
+    held = dataclasses.replace(moving, deployment_live=False)
+
+    assert decide(moving).act != Act.WAIT
+    assert decide(held).act == Act.WAIT
+
+
+def test_an_ended_release_of_a_retired_deployment_still_unloads_after_its_grace() -> None:
+    ended = view(state=R.ABORTED, own_serving=1, finished_at=NOW - 60, deployment_live=False)
+
+    assert decide(ended).act == Act.UNLOAD_OWN
+
+
+def test_the_current_release_gets_its_missing_replicas_back() -> None:
+    short = view(state=R.PROMOTED, current=True, replicas_wanted=2, replicas_active=1)
+
+    decision = decide(short)
+
+    assert (decision.act, decision.count) == (Act.RESTORE, 1)
+    assert decision.reason == "it is the deployment's current release and 1 of its replicas are missing"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"current": False},  # replaced: nothing to restore
+        {"others_open": True},  # a release under way decides what is loaded (recreate unloads it)
+        {"deployment_live": False},  # paused or retired
+        {"replicas_active": 2},  # nothing missing
+        {"unloadable": "demo v1 is archived."},  # a person must make it loadable first
+    ],
+)
+def test_a_promoted_release_is_restored_only_when_current_alone_and_short(changes: dict[str, object]) -> None:
+    short = view(state=R.PROMOTED, current=True, replicas_wanted=2, replicas_active=1)
+
+    assert decide(dataclasses.replace(short, **changes)).act == Act.WAIT  # type: ignore[arg-type]
+
+
+def test_a_long_reason_is_shortened_in_its_middle_never_in_its_advice() -> None:
+    said = reason("analysis failed at 10%", "x" * 1000, "Traffic is back on stable")
+
+    assert len(said) == REASON_MAX
+    assert said.startswith("analysis failed at 10%: xxx")
+    assert said.endswith("x…. Traffic is back on stable")

@@ -5,14 +5,22 @@ asks again until the answer is WAIT. Each decision is one small move, so every m
 the release's timeline and a tick that dies halfway leaves a state the next tick continues from.
 
 The flows:
-- recreate: unload the previous release, load the new, verify, all traffic, promote;
+- recreate: check the previous release could be loaded again (else fail before touching it),
+  unload it, load the new, verify, all traffic, promote;
 - blue-green: load green beside blue, verify, all traffic at once (promote), keep blue loaded for
   blue_green_keep_s (an instant rollback), then unload it;
 - canary: load beside stable, verify, then each step: its share of traffic for step_pause_s, then
-  the step's analysis decides. A failed analysis aborts at once, even mid-pause. Inconclusive waits
-  for samples up to step_timeout_s past the pause, then pauses for a person (or rolls back, as the
-  deployment says); automation never promotes on inconclusive. The last step (100) is the
-  promotion itself: no stable traffic is left to compare with.
+  the step's analysis decides. A failed analysis aborts at once, even mid-pause, and even while
+  a person holds the release paused with its share. Inconclusive waits for samples up to
+  step_timeout_s past the pause, then pauses for a person (or rolls back, as the deployment
+  says); automation never promotes on inconclusive. The last step (100) is the promotion itself:
+  no stable traffic is left to compare with.
+
+A release whose deployment is paused or retired is held where it is. The current release of a
+live deployment with no release under way gets its missing replicas back (after a rollback to a
+release whose replicas were unloaded, or a lost node).
+
+Every reason that ends, pauses or fails a release says what the operator can do next.
 """
 
 from __future__ import annotations
@@ -21,12 +29,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from apps.deployments.domain.analysis import Analysis, Outcome
-from apps.deployments.domain.states import OnInconclusive, ReleaseState, VerificationState
+from apps.deployments.domain.states import (
+    RELEASE_MOVING,
+    DeploymentState,
+    OnInconclusive,
+    ReleaseState,
+    VerificationState,
+)
 from apps.deployments.domain.strategy import Strategy
 
-R = ReleaseState
+R, V = ReleaseState, VerificationState
 # Ended releases: what they still hold is unloaded once their grace is over.
 ENDED = frozenset({R.ABORTED.value, R.ROLLED_BACK.value, R.FAILED.value, R.CANCELLED.value})
+# Deployments whose releases move: a paused or retired one holds them where they are.
+LIVE = frozenset({DeploymentState.DRAFT.value, DeploymentState.ACTIVE.value})
+# Release.reason's length: a reason is shortened in its middle to fit, never its advice.
+REASON_MAX = 300
 
 
 class Act(StrEnum):
@@ -35,6 +53,7 @@ class Act(StrEnum):
     UNLOAD_PREVIOUS = "unload_previous"  # recreate before loading; after promotion once kept long enough
     LOAD = "load"  # ask for `count` more replicas
     VERIFY = "verify"  # -> verifying, and ask for a verification run
+    REVERIFY = "reverify"  # the run lost its worker: mark it so, ask for another
     PROGRESS = "progress"  # verified: -> progressing
     SET_STEP = "set_step"  # canary: step `step_index`, `traffic` percent, a new analysis window
     PROMOTE = "promote"
@@ -43,16 +62,16 @@ class Act(StrEnum):
     PAUSE = "pause"
     FAIL = "fail"
     UNLOAD_OWN = "unload_own"  # an ended release's replicas, once its grace is over
+    RESTORE = "restore"  # the current release is short of replicas: ask for `count` again
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     act: Act
     reason: str = ""
-    count: int = 0  # LOAD
+    count: int = 0  # LOAD, RESTORE
     step_index: int = 0  # SET_STEP
     traffic: int = 0  # SET_STEP
-    until: float | None = None  # WAIT: when time alone may change the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,7 @@ class View:
     strategy: str
     state: str
     now: float
+    deployment_live: bool = True  # its deployment is draft or active (not paused, not retired)
     steps: tuple[int, ...] = ()
     step_index: int = 0
     step_started_at: float | None = None
@@ -72,12 +92,22 @@ class View:
     previous_serving: int = 0
     previous_leaving: int = 0
     previous_kept_until: float | None = None
+    # Why the previous release could not be loaded again ("" when it could): recreate asks before
+    # unloading it.
+    previous_unloadable: str = ""
     replicas_wanted: int = 1
     replicas_active: int = 0  # asked for, loading or loaded
     replicas_loaded: int = 0
     replica_error: str = ""  # why one of its replicas failed or was lost
     verification: str | None = None  # the latest run's state; None when none was asked for
     verification_reason: str = ""
+    verification_run: int | None = None  # the latest run's id
+    # When the latest run was queued (QUEUED) or started (RUNNING), and how long it may take
+    # before it counts as lost with its worker; how many earlier runs were lost so.
+    verification_since: float | None = None
+    verification_stale_s: float = 3600
+    verification_lost_before: int = 0
+    rollback_failed: str = ""  # the failed required rollback check's reason, in the latest run
     analysis: Analysis | None = None  # the current step's, over its window
     step_pause_s: float = 60
     step_timeout_s: float = 300
@@ -86,13 +116,30 @@ class View:
     finished_at: float | None = None
     abort_grace_s: float = 30
     own_serving: int = 0
+    # Promoted releases: it is its deployment's current release; another release is under way;
+    # why its own version could not be loaded ("" when it could).
+    current: bool = False
+    others_open: bool = False
+    unloadable: str = ""
 
 
 WAIT = Decision(Act.WAIT)
 
 
+def reason(head: str, why: str, then: str) -> str:
+    """ "head: why. then", with `why` shortened to fit Release.reason so that what to do next
+    (`then`) is never cut off."""
+    why = why.strip().rstrip(".")
+    room = REASON_MAX - len(head) - len(then) - 4
+    if len(why) > room:
+        why = why[: max(0, room - 1)].rstrip() + "…"
+    return f"{head}: {why}. {then}" if why else f"{head}. {then}"
+
+
 def decide(view: View) -> Decision:
     """The next move of the release in `view`."""
+    if view.state in RELEASE_MOVING and not view.deployment_live:
+        return WAIT  # held while its deployment is paused or retired
     if view.state == R.PENDING:
         return Decision(Act.START)
     if view.state == R.LOADING:
@@ -101,33 +148,45 @@ def decide(view: View) -> Decision:
         return _verifying(view)
     if view.state == R.PROGRESSING:
         return _progressing(view)
+    if view.state == R.PAUSED:
+        return _paused(view)
     if view.state == R.PROMOTED:
-        if view.previous_serving and view.previous_kept_until is not None:
-            if view.now >= view.previous_kept_until:
-                return Decision(Act.UNLOAD_PREVIOUS, reason="the previous release's keep window is over")
-            return Decision(Act.WAIT, until=view.previous_kept_until)
-        return WAIT
+        return _promoted(view)
     if view.state in ENDED and view.own_serving:
         due = (view.finished_at or view.now) + view.abort_grace_s
         if view.now >= due:
             return Decision(Act.UNLOAD_OWN, reason=f"the release {view.state.replace('_', ' ')}")
-        return Decision(Act.WAIT, until=due)
-    return WAIT  # paused (a person resumes it), or ended with nothing left to unload
+    return WAIT  # ended, with nothing left to unload or its grace still running
 
 
-def load_failed(view: View, why: str) -> Decision:
+def load_failed(view: View, head: str, why: str, then: str) -> Decision:
     """A release that cannot be placed or loaded: recreate already unloaded the previous release,
     so it goes back to it (rolled back); otherwise traffic never moved and it simply failed."""
-    if view.strategy == Strategy.RECREATE and view.has_previous:
-        return Decision(Act.ROLL_BACK, reason=why)
-    return Decision(Act.FAIL, reason=why)
+    act = Act.ROLL_BACK if view.strategy == Strategy.RECREATE and view.has_previous else Act.FAIL
+    return Decision(act, reason=reason(head, why, then))
+
+
+def _replica_failed(view: View) -> Decision:
+    return load_failed(
+        view, "a replica failed", view.replica_error, "Fix what its error names, then release again"
+    )
 
 
 def _loading(view: View) -> Decision:
     if view.replica_error:
-        return load_failed(view, f"a replica failed: {view.replica_error}")
+        return _replica_failed(view)
     if view.strategy == Strategy.RECREATE:
         if view.previous_serving:
+            if view.previous_unloadable:
+                return Decision(
+                    Act.FAIL,
+                    reason=reason(
+                        "recreate would unload the previous release, which could not be loaded again",
+                        view.previous_unloadable,
+                        "Nothing was unloaded. Make its version loadable again, or release with canary or "
+                        "blue-green, which keep it loaded",
+                    ),
+                )
             return Decision(Act.UNLOAD_PREVIOUS, reason="recreate: the previous release goes first")
         if view.previous_leaving:
             return WAIT
@@ -140,17 +199,60 @@ def _loading(view: View) -> Decision:
 
 def _verifying(view: View) -> Decision:
     if view.replica_error:
-        return load_failed(view, f"a replica failed: {view.replica_error}")
+        return _replica_failed(view)
     if view.verification is None:
         return Decision(Act.VERIFY)
-    if view.verification == VerificationState.PASSED:
+    if view.verification == V.PASSED:
         return Decision(Act.PROGRESS, reason="verification passed")
-    if view.verification in (VerificationState.FAILED, VerificationState.ERRORED):
-        why = f"verification {view.verification}" + (
-            f": {view.verification_reason}" if view.verification_reason else ""
+    if view.verification in (V.FAILED, V.ERRORED):
+        head = f"verification {view.verification}"
+        if view.rollback_failed:
+            # Rolling back would go to the release the check just judged unloadable: hold it.
+            return Decision(
+                Act.PAUSE,
+                reason=reason(
+                    head,
+                    view.verification_reason,
+                    "Paused, not rolled back: the previous release could not be loaded again. Make its "
+                    "version loadable and resume to verify again, drop rollback from the deployment's "
+                    "required checks and resume, or abort",
+                ),
+            )
+        return Decision(
+            Act.ROLL_BACK if view.has_previous else Act.FAIL,
+            reason=reason(
+                head,
+                view.verification_reason,
+                "Fix what the failed checks name and release again, or make a check optional in the "
+                "deployment's required checks",
+            ),
         )
-        return Decision(Act.ROLL_BACK if view.has_previous else Act.FAIL, reason=why)
+    if run_lost(view):
+        lost = (
+            f"verification run #{view.verification_run} was {view.verification} for "
+            f"{view.now - (view.verification_since or view.now):.0f} s with no result: its worker was lost"
+        )
+        if not view.verification_lost_before:
+            return Decision(Act.REVERIFY, reason=f"{lost}; asking for another run")
+        return Decision(
+            Act.ROLL_BACK if view.has_previous else Act.FAIL,
+            reason=reason(
+                lost,
+                "a run before it was lost too",
+                "Check that a worker takes the default queue and is not stuck, then release again",
+            ),
+        )
     return WAIT
+
+
+def run_lost(view: View) -> bool:
+    """The latest verification run is still queued or running past its bound: its worker is gone."""
+    since = view.verification_since
+    return (
+        view.verification in (V.QUEUED, V.RUNNING)
+        and since is not None
+        and view.now >= since + view.verification_stale_s
+    )
 
 
 def _progressing(view: View) -> Decision:
@@ -165,10 +267,10 @@ def _progressing(view: View) -> Decision:
         return Decision(Act.SET_STEP, step_index=view.step_index, traffic=target)
     analysis = view.analysis
     if analysis is not None and analysis.outcome == Outcome.FAILED:
-        return Decision(Act.ABORT, reason=f"analysis failed at {target}%: {analysis.reason}")
+        return _analysis_failed(f"analysis failed at {target}%", analysis)
     elapsed = view.now - view.step_started_at
     if elapsed < view.step_pause_s:
-        return Decision(Act.WAIT, until=view.step_started_at + view.step_pause_s)
+        return WAIT
     if analysis is not None and analysis.outcome == Outcome.SUCCESSFUL:
         following = view.step_index + 1
         if following >= len(view.steps) or view.steps[following] >= 100:
@@ -179,12 +281,51 @@ def _progressing(view: View) -> Decision:
             traffic=view.steps[following],
             reason=f"analysis successful at {target}%",
         )
-    deadline = view.step_started_at + view.step_pause_s + view.step_timeout_s
-    if view.now < deadline:
-        return Decision(Act.WAIT, until=deadline)
-    why = f"analysis inconclusive at {target}% after {view.step_pause_s + view.step_timeout_s:.0f} s" + (
-        f": {analysis.reason}" if analysis is not None else ": no figures"
-    )
+    if view.now < view.step_started_at + view.step_pause_s + view.step_timeout_s:
+        return WAIT
+    head = f"analysis inconclusive at {target}% after {view.step_pause_s + view.step_timeout_s:.0f} s"
+    why = analysis.reason if analysis is not None else "no figures"
     if view.on_inconclusive == OnInconclusive.ROLLBACK:
-        return Decision(Act.ROLL_BACK, reason=why)
-    return Decision(Act.PAUSE, reason=why)
+        return Decision(
+            Act.ROLL_BACK,
+            reason=reason(
+                head,
+                why,
+                "Rolled back, as the deployment asks. Send it more traffic or lower its minimum samples, "
+                "then release again",
+            ),
+        )
+    return Decision(Act.PAUSE, reason=reason(head, why, "Resume to retry the step, promote, or abort"))
+
+
+def _paused(view: View) -> Decision:
+    """Paused, a canary that still takes its share is judged on: a failed analysis aborts it."""
+    analysis = view.analysis
+    if view.traffic_percent and analysis is not None and analysis.outcome == Outcome.FAILED:
+        return _analysis_failed(f"analysis failed at {view.traffic_percent}% while paused", analysis)
+    return WAIT
+
+
+def _analysis_failed(head: str, analysis: Analysis) -> Decision:
+    return Decision(
+        Act.ABORT,
+        reason=reason(
+            head, analysis.reason, "Traffic is back on stable; fix the version and release it again"
+        ),
+    )
+
+
+def _promoted(view: View) -> Decision:
+    if view.previous_serving and view.previous_kept_until is not None:
+        if view.now >= view.previous_kept_until:
+            return Decision(Act.UNLOAD_PREVIOUS, reason="the previous release's keep window is over")
+        return WAIT
+    missing = view.replicas_wanted - view.replicas_active
+    # An unloadable version waits for a person to make it loadable (the rollback said so).
+    if view.current and view.deployment_live and not view.others_open and missing > 0 and not view.unloadable:
+        return Decision(
+            Act.RESTORE,
+            count=missing,
+            reason=f"it is the deployment's current release and {missing} of its replicas are missing",
+        )
+    return WAIT

@@ -15,14 +15,19 @@ from django.utils import timezone
 
 from apps.core import audit, dispatch
 from apps.core.domain.errors import Conflict
-from apps.deployments.domain.states import RELEASE, ReleaseState
+from apps.deployments import messages, verification
+from apps.deployments.domain.states import RELEASE, RELEASE_OPEN, ReleaseState, VerificationState
 from apps.deployments.models import Release, ReleaseEvent
-from apps.deployments.rollout import moves
+from apps.deployments.rollout import moves, timeline
 from apps.deployments.rollout.engine import locked
 
-R = ReleaseState
+R, V = ReleaseState, VerificationState
 Cause = ReleaseEvent.Cause
-TICK = "apps.deployments.tasks.release_tick"
+# What to do instead of an action the release's state forbids, by state.
+INSTEAD = {
+    R.PENDING: "cancel it instead",
+    R.PROMOTED: "roll it back instead",
+}
 
 
 def _who(user: Any) -> str:
@@ -61,7 +66,7 @@ def _lock(release: Release) -> Release:
 
 def _done(current: Release, action: str, old: str) -> Release:
     audit.record(action, current, changes={"state": [old, current.state]})
-    dispatch.send_on_commit(TICK, args=[current.pk])
+    dispatch.send_on_commit(messages.RELEASE_TICK, args=[current.pk])
     return current
 
 
@@ -73,7 +78,10 @@ def release_promote(*, release: Release, by: Any, reason: str = "") -> Release:
     unverified = current.state == R.PAUSED and current.resume_to in (R.LOADING, R.VERIFYING)
     if not RELEASE.can(old, R.PROMOTED) or unverified:
         raise _refuse(
-            current, release, "promoted", "it has not passed verification yet" if unverified else ""
+            current,
+            release,
+            "promoted",
+            "it has not passed verification yet; resume it to verify, or abort it" if unverified else "",
         )
     moves.promote(
         current,
@@ -91,14 +99,15 @@ def release_pause(*, release: Release, by: Any, reason: str = "") -> Release:
     current = _lock(release)
     old = current.state
     if old == R.PENDING or not RELEASE.can(old, R.PAUSED):
-        raise _refuse(current, release, "paused")
+        raise _refuse(current, release, "paused", INSTEAD.get(R(old), ""))
     moves.pause(current, cause=Cause.OPERATOR, actor=by, reason=reason or f"paused by {_who(by)}")
     return _done(current, "pause", old)
 
 
 @transaction.atomic
 def release_resume(*, release: Release, by: Any, reason: str = "") -> Release:
-    """Carry on from where it was paused; a canary step's window starts again (a new baseline)."""
+    """Carry on from where it was paused; a canary step's window starts again (a new baseline), and
+    a release paused after its verification failed is verified again (a new run)."""
     current = _lock(release)
     old = current.state
     if old != R.PAUSED:
@@ -115,6 +124,17 @@ def release_resume(*, release: Release, by: Any, reason: str = "") -> Release:
         step_started_at=now if current.step_started_at else None,
         analysis_baseline=moves.baseline(current, now),
     )
+    if current.state == R.VERIFYING:
+        latest = current.verification_runs.order_by("-created_at", "-id").first()
+        if latest is not None and latest.state in (V.FAILED, V.ERRORED):
+            run = verification.verification_request(release=current)
+            timeline.record(
+                current,
+                kind="verification",
+                cause=Cause.OPERATOR,
+                actor=by,
+                message=f"verification run #{run.pk} asked for",
+            )
     return _done(current, "resume", old)
 
 
@@ -124,9 +144,7 @@ def release_abort(*, release: Release, by: Any, reason: str = "") -> Release:
     current = _lock(release)
     old = current.state
     if not RELEASE.can(old, R.ABORTED):
-        raise _refuse(
-            current, release, "aborted", "cancel a pending release instead" if old == R.PENDING else ""
-        )
+        raise _refuse(current, release, "aborted", INSTEAD.get(R(old), ""))
     moves.end(
         current,
         R.ABORTED,
@@ -150,7 +168,20 @@ def release_rollback(*, release: Release, by: Any, reason: str = "") -> Release:
             current, release, "rolled back", "there is no previous release to return to (abort it instead)"
         )
     if old == R.PROMOTED and current.deployment.current_release_id != current.pk:
-        raise _refuse(current, release, "rolled back", "a later release has replaced it")
+        raise _refuse(
+            current, release, "rolled back", "a later release has replaced it; roll back that one instead"
+        )
+    under_way = current.deployment.releases.filter(state__in=RELEASE_OPEN).exclude(pk=current.pk).first()
+    if old == R.PROMOTED and under_way is not None:
+        # Its previous_release and analysis would still point at this one.
+        raise _refuse(
+            current,
+            release,
+            "rolled back",
+            f"release #{under_way.pk} is {under_way.get_state_display().lower()}; "
+            + ("cancel" if under_way.state == R.PENDING else "abort")
+            + " it first",
+        )
     moves.end(
         current,
         R.ROLLED_BACK,

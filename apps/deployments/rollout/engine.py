@@ -1,35 +1,48 @@
 """The rollout engine: read a release into the rules' View, apply what they decide, again until
-they say wait. Each move runs in its own transaction with the release's row locked, so two ticks
-of one release (the beat's and a task's), or a tick and an operator's action, take turns and
-the second sees what the first did: ticking is idempotent and safe to run twice at once."""
+they say wait.
+
+A tick first decides from a plain read, with no lock and no write transaction: most ticks (a
+step's pause, a blue-green window, a run under way) end there. Only to act does it lock the
+release's row, read it again and decide again under the lock, and apply that decision in the
+same transaction. So two ticks of one release (the beat's and a task's), or a tick and an
+operator's action, take turns on the lock and the second acts on what the first left: ticking is
+idempotent and safe to run twice at once.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures, verification
 from apps.deployments.domain import analysis, rollout
+from apps.deployments.domain.checks import CheckName
 from apps.deployments.domain.figures import Figures
 from apps.deployments.domain.rollout import Act, Decision, View
-from apps.deployments.domain.states import RELEASE_MOVING, ReleaseState, VerificationState
+from apps.deployments.domain.states import RELEASE_MOVING, RELEASE_OPEN, ReleaseState, VerificationState
 from apps.deployments.domain.strategy import Strategy
 from apps.deployments.models import Deployment, Release, ReleaseEvent, VerificationRun
 from apps.deployments.rollout import moves, replicas, timeline
+from apps.deployments.verification.runner import STALE_AFTER
+from apps.models.selectors import version_unusable
 from apps.serving.domain.states import PlacementState
 
 log = logging.getLogger(__name__)
-R, P = ReleaseState, PlacementState
+R, P, V = ReleaseState, PlacementState, VerificationState
 Cause = ReleaseEvent.Cause
 # Moves one tick makes at most: a whole release takes fewer; the bound only stops a bug looping.
 MAX_MOVES = 25
+# How a run the engine gave up on (its worker lost) is marked: its error starts so.
+LOST = "lost:"
 
 
 def tick(*, release_id: int) -> None:
@@ -41,16 +54,46 @@ def tick(*, release_id: int) -> None:
 
 
 def due_release_ids(now: datetime | None = None) -> list[int]:
-    """Releases the beat ticks: moving ones; promoted ones whose previous release's keep window is
-    over while it still holds replicas; ended ones that still hold replicas."""
+    """Releases the beat ticks, each because the rules may have something for it to do:
+    - moving ones, of a deployment that is not paused or retired;
+    - paused canaries still taking a share of traffic (their analysis goes on);
+    - promoted ones whose previous release's keep window is over while it still holds replicas
+      of its own;
+    - ended ones that still hold replicas of their own;
+    - the current release of a live deployment with no release under way, short of replicas."""
     now = now or timezone.now()
-    serving = list(replicas.SERVING)
-    found = Release.objects.filter(
-        Q(state__in=RELEASE_MOVING)
-        | Q(state=R.PROMOTED, previous_kept_until__lte=now, previous_release__placements__state__in=serving)
-        | Q(state__in=rollout.ENDED, placements__state__in=serving)
+    live = list(rollout.LIVE)
+    found: list[QuerySet[Release]] = [
+        Release.objects.filter(state__in=RELEASE_MOVING, deployment__state__in=live),
+        Release.objects.filter(state=R.PAUSED, strategy=Strategy.CANARY, traffic_percent__gt=0),
+        Release.objects.filter(state=R.PROMOTED, previous_kept_until__lte=now).filter(
+            replicas.has_releasable("previous_release")
+        ),
+        Release.objects.filter(state__in=rollout.ENDED).filter(replicas.has_releasable()),
+        _short_current(live),
+    ]
+    return sorted({pk for query in found for pk in query.values_list("pk", flat=True)})
+
+
+def _short_current(live: list[str]) -> QuerySet[Release]:
+    serving = (
+        Release.placements.through.objects.filter(
+            release_id=OuterRef("pk"), placement__state__in=replicas.SERVING
+        )
+        .values("release_id")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
-    return sorted(set(found.values_list("pk", flat=True)))
+    current = (
+        Deployment.objects.filter(state__in=live, current_release__isnull=False)
+        .exclude(releases__state__in=RELEASE_OPEN)
+        .values("current_release")
+    )
+    return (
+        Release.objects.filter(pk__in=current)
+        .annotate(serving=Coalesce(Subquery(serving), Value(0)))
+        .filter(serving__lt=F("deployment__replicas"))
+    )
 
 
 def advance_all() -> int:
@@ -64,18 +107,29 @@ def advance_all() -> int:
     return len(ids)
 
 
+def _release(release_id: int, *, lock: bool) -> Release | None:
+    found = Release.objects.select_related("deployment", "model_version", "previous_release", "created_by")
+    if lock:
+        found = found.select_for_update(of=("self",))
+    return found.filter(pk=release_id).first()
+
+
 def locked(release_id: int) -> Release | None:
     """The release with its row locked until the transaction ends."""
-    return (
-        Release.objects.select_for_update(of=("self",))
-        .select_related("deployment", "model_version", "previous_release", "created_by")
-        .filter(pk=release_id)
-        .first()
-    )
+    return _release(release_id, lock=True)
+
+
+def _move_once(release_id: int) -> bool:
+    """One move of the release; False when there is none to make now. The plain read decides
+    whether there is anything to do; only then the lock (see the module's docstring)."""
+    release = _release(release_id, lock=False)
+    if release is None or rollout.decide(build_view(release, timezone.now())).act == Act.WAIT:
+        return False
+    return _act(release_id)
 
 
 @transaction.atomic
-def _move_once(release_id: int) -> bool:
+def _act(release_id: int) -> bool:
     release = locked(release_id)
     if release is None:
         return False
@@ -83,7 +137,7 @@ def _move_once(release_id: int) -> bool:
     view = build_view(release, now)
     decision = rollout.decide(view)
     if decision.act == Act.WAIT:
-        return False
+        return False  # another tick or an action moved it meanwhile
     return apply(release, decision, view, now=now)
 
 
@@ -113,15 +167,36 @@ def step_analysis(release: Release, now: datetime) -> analysis.Analysis | None:
     return analysis.analyse(canary, stable, rules_for(release.deployment))
 
 
-def _verification(release: Release) -> tuple[str | None, str]:
-    run = VerificationRun.objects.filter(release=release).order_by("-created_at", "-id").first()
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """The latest verification run of a release, as the rules need it."""
+
+    state: str | None = None
+    reason: str = ""  # the failed required checks, or why the run broke
+    run_id: int | None = None
+    since: datetime | None = None  # queued or started, while under way
+    lost_before: int = 0  # earlier runs given up on as lost
+    rollback_failed: str = ""
+
+
+def _verification(release: Release) -> _Run:
+    runs = VerificationRun.objects.filter(release=release)
+    run = runs.order_by("-created_at", "-id").first()
     if run is None:
-        return None, ""
-    if run.state == VerificationState.ERRORED:
-        return run.state, run.error[:200]
-    failed = run.checks.filter(status="fail", required=True).order_by("id")
-    return run.state, "; ".join(
-        f"{c.name} failed ({c.reason})" if c.reason else f"{c.name} failed" for c in failed
+        return _Run()
+    lost_before = runs.filter(state=V.ERRORED, error__startswith=LOST).exclude(pk=run.pk).count()
+    if run.state == V.ERRORED:
+        return _Run(run.state, run.error[:200], run.pk, lost_before=lost_before)
+    if run.state in (V.QUEUED, V.RUNNING):
+        since = run.started_at if run.state == V.RUNNING and run.started_at else run.created_at
+        return _Run(run.state, "", run.pk, since=since, lost_before=lost_before)
+    failed = list(run.checks.filter(status="fail", required=True).order_by("id"))
+    return _Run(
+        run.state,
+        "; ".join(f"{c.name} failed ({c.reason})" if c.reason else f"{c.name} failed" for c in failed),
+        run.pk,
+        lost_before=lost_before,
+        rollback_failed=next((c.reason or "failed" for c in failed if c.name == CheckName.ROLLBACK), ""),
     )
 
 
@@ -138,12 +213,18 @@ def build_view(release: Release, now: datetime) -> View:
     state = release.state
     previous = release.previous_release
     counts = Counter(release.placements.values_list("state", flat=True))
-    verification, verification_reason = _verification(release) if state == R.VERIFYING else (None, "")
-    progressing_canary = state == R.PROGRESSING and release.strategy == Strategy.CANARY
+    run = _verification(release) if state == R.VERIFYING else _Run()
+    canary_with_traffic = release.strategy == Strategy.CANARY and (
+        state == R.PROGRESSING or (state == R.PAUSED and release.traffic_percent > 0)
+    )
+    recreate_loading = state == R.LOADING and release.strategy == Strategy.RECREATE
+    promoted = state == R.PROMOTED
+    current = promoted and deployment.current_release_id == release.pk
     return View(
         strategy=release.strategy,
         state=state,
         now=now.timestamp(),
+        deployment_live=deployment.state in rollout.LIVE,
         steps=tuple(release.steps or ()),
         step_index=release.step_index,
         step_started_at=release.step_started_at.timestamp() if release.step_started_at else None,
@@ -152,19 +233,31 @@ def build_view(release: Release, now: datetime) -> View:
         previous_serving=replicas.releasable(previous).count() if previous else 0,
         previous_leaving=previous.placements.filter(state=P.UNLOADING).count() if previous else 0,
         previous_kept_until=release.previous_kept_until.timestamp() if release.previous_kept_until else None,
+        previous_unloadable=(version_unusable(previous.model_version) or "")
+        if recreate_loading and previous
+        else "",
         replicas_wanted=deployment.replicas,
         replicas_active=counts[P.REQUESTED] + counts[P.LOADING] + counts[P.LOADED],
         replicas_loaded=counts[P.LOADED],
         replica_error=_replica_error(release) if state in (R.LOADING, R.VERIFYING) else "",
-        verification=verification,
-        verification_reason=verification_reason,
-        analysis=step_analysis(release, now) if progressing_canary and release.step_started_at else None,
+        verification=run.state,
+        verification_reason=run.reason,
+        verification_run=run.run_id,
+        verification_since=run.since.timestamp() if run.since else None,
+        verification_stale_s=STALE_AFTER.total_seconds(),
+        verification_lost_before=run.lost_before,
+        rollback_failed=run.rollback_failed,
+        analysis=step_analysis(release, now) if canary_with_traffic and release.step_started_at else None,
         step_pause_s=deployment.step_pause_s,
         step_timeout_s=deployment.step_timeout_s,
         on_inconclusive=deployment.on_inconclusive,
         finished_at=release.finished_at.timestamp() if release.finished_at else None,
         abort_grace_s=deployment.abort_grace_s,
         own_serving=replicas.releasable(release).count() if state in rollout.ENDED else 0,
+        current=current,
+        unloadable=(version_unusable(release.model_version) or "") if current else "",
+        others_open=promoted
+        and deployment.releases.filter(state__in=RELEASE_OPEN).exclude(pk=release.pk).exists(),
     )
 
 
@@ -179,6 +272,8 @@ def _cause(view: View, decision: Decision) -> str:
 def apply(release: Release, decision: Decision, view: View, *, now: datetime) -> bool:
     """Make one decision real; False when it changed nothing (the tick stops)."""
     act, cause = decision.act, _cause(view, decision)
+    if rollout.run_lost(view) and act in (Act.REVERIFY, Act.ROLL_BACK, Act.FAIL):
+        _give_up(view)
     if view.analysis is not None and act in (Act.SET_STEP, Act.PROMOTE, Act.ABORT, Act.ROLL_BACK, Act.PAUSE):
         timeline.record(
             release,
@@ -213,7 +308,12 @@ def apply(release: Release, decision: Decision, view: View, *, now: datetime) ->
     if act == Act.LOAD:
         why = replicas.load(release, decision.count)
         if why:
-            failed = rollout.load_failed(view, f"its replicas cannot be placed: {why}")
+            failed = rollout.load_failed(
+                view,
+                "its replicas cannot be placed",
+                why,
+                "Make room on the deployment's devices, or change its node or device, then release again",
+            )
             return apply(release, failed, view, now=now)
         timeline.record(release, kind="note", cause=cause, message=f"asked for {decision.count} replica(s)")
         return True
@@ -223,6 +323,12 @@ def apply(release: Release, decision: Decision, view: View, *, now: datetime) ->
         run = verification.verification_request(release=release)
         timeline.record(
             release, kind="verification", cause=cause, message=f"verification run #{run.pk} asked for"
+        )
+        return True
+    if act == Act.REVERIFY:
+        run = verification.verification_request(release=release)
+        timeline.record(
+            release, kind="verification", cause=cause, message=f"{decision.reason}: run #{run.pk}"
         )
         return True
     if act == Act.PROGRESS:
@@ -253,4 +359,37 @@ def apply(release: Release, decision: Decision, view: View, *, now: datetime) ->
         if count:
             timeline.record(release, kind="note", cause=cause, message=f"asked {count} replica(s) to unload")
         return False  # nothing more to do until they are gone
+    if act == Act.RESTORE:
+        return _restore(release, decision, cause)
     return False
+
+
+def _give_up(view: View) -> None:
+    """Mark the run the rules judged lost as errored, so its worker, if it comes back after all,
+    can no longer finish it (the runner finishes only a RUNNING run)."""
+    VerificationRun.objects.filter(pk=view.verification_run, state__in=[V.QUEUED, V.RUNNING]).update(
+        state=V.ERRORED,
+        finished_at=timezone.now(),
+        error=f"{LOST} no result {view.verification_stale_s:.0f} s after it was {view.verification}; "
+        "its worker was lost",
+    )
+
+
+def _restore(release: Release, decision: Decision, cause: str) -> bool:
+    """Ask for the current release's missing replicas. Refused (no room yet, as after a rollback
+    while the other release still holds its room), it says why once on the timeline and the beat
+    asks again."""
+    why = replicas.restore(release)
+    if why:
+        message = f"{decision.reason}; they cannot be loaded again yet: {why}"
+        last = (
+            release.events.filter(kind="note")
+            .order_by("-at", "-id")
+            .values_list("message", flat=True)
+            .first()
+        )
+        if last != message[:500]:
+            timeline.record(release, kind="note", cause=cause, message=message)
+        return False
+    timeline.record(release, kind="note", cause=cause, message=f"{decision.reason}: asked for them again")
+    return True

@@ -140,10 +140,14 @@ def end(
 ) -> None:
     """Abort, roll back or fail: traffic leaves the release at once and returns to the previous
     release (current again if this one had been promoted), whose replicas are loaded again where
-    they were unloaded. This release's own replicas go after the abort grace (the engine's tick)."""
+    they were unloaded. This release's own replicas go after the abort grace (the engine's tick),
+    or at once if it never took traffic: no request is in flight there, and a recreate's previous
+    release may need their room to load again. What cannot be loaded again now, the engine's
+    tick asks for again until it is (the current release's missing replicas)."""
     deployment = release.deployment
     was_current = deployment.current_release_id == release.pk
     previous = release.previous_release
+    took_traffic = bool(release.promoted_at or release.traffic_percent or release.step_started_at)
     move(
         release,
         to,
@@ -164,11 +168,19 @@ def end(
         if previous is not None:
             Release.objects.filter(pk=previous.pk).update(traffic_percent=100, updated_at=now)
             previous.traffic_percent = 100
+    if not took_traffic and (count := replicas.unload(release, reason=f"release #{release.pk}: {reason}")):
+        timeline.record(
+            release,
+            kind="note",
+            cause=cause,
+            message=f"it never took traffic: asked {count} replica(s) to unload at once",
+        )
     if previous is not None and (why := replicas.restore(previous)):
         timeline.record(
             release,
             kind="note",
             cause=cause,
-            message=f"release #{previous.pk}'s replicas could not be loaded again: {why}",
+            message=f"release #{previous.pk}'s replicas could not be loaded again yet: {why}. The engine "
+            "asks again as room frees up; make room on its devices if it stays short",
         )
     _ended(release, to, reason)

@@ -4,6 +4,7 @@ taking them off once no live release holds them.
 One placement may serve several releases: the scheduler hands back a placement of the version
 that is already loaded (a staging and a production deployment of the same version, or the same
 version released again), so a placement leaves only when no other open or current release holds it.
+A retired deployment's current release holds nothing: its replicas go (deployment_released).
 """
 
 from __future__ import annotations
@@ -11,16 +12,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from apps.deployments.domain.states import RELEASE_OPEN
+from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
 from apps.deployments.models import Deployment, Release
+from apps.deployments.rollout import timeline
 from apps.serving import placing
 from apps.serving.domain.states import PlacementState
 from apps.serving.models import Placement
 
 P = PlacementState
 SERVING = (P.REQUESTED, P.LOADING, P.LOADED)  # asked for, or in memory: something to unload
+Link = Release.placements.through  # which release holds which placement
+
+
+def _holding() -> Q:
+    """Links whose release keeps the placement: an open release, or the current release of a
+    deployment that is not retired."""
+    current = (
+        Deployment.objects.filter(current_release__isnull=False)
+        .exclude(state=DeploymentState.RETIRED)
+        .values("current_release")
+    )
+    return Q(release__state__in=RELEASE_OPEN) | Q(release_id__in=current)
 
 
 def releasable(release: Release, *, besides: Iterable[int] = ()) -> QuerySet[Placement]:
@@ -28,19 +42,25 @@ def releasable(release: Release, *, besides: Iterable[int] = ()) -> QuerySet[Pla
     (other than those in `besides`)."""
     ignore = {release.pk, *besides}
     held = (
-        Release.placements.through.objects.filter(placement_id__in=release.placements.values("pk"))
+        Link.objects.filter(placement_id__in=release.placements.values("pk"))
         .exclude(release_id__in=ignore)
-        .filter(
-            Q(release__state__in=RELEASE_OPEN)
-            | Q(
-                release_id__in=Deployment.objects.filter(current_release__isnull=False).values(
-                    "current_release"
-                )
-            )
-        )
+        .filter(_holding())
         .values("placement_id")
     )
     return release.placements.filter(state__in=SERVING).exclude(pk__in=held)
+
+
+def has_releasable(field: str = "pk") -> Exists:
+    """For filtering releases in one query: the release at `field` (the row's own pk, or e.g.
+    "previous_release") has a placement releasable() would give."""
+    others = (
+        Link.objects.filter(placement_id=OuterRef("placement_id"))
+        .exclude(release_id=OuterRef(OuterRef(field)))
+        .filter(_holding())
+    )
+    return Exists(
+        Link.objects.filter(release_id=OuterRef(field), placement__state__in=SERVING).exclude(Exists(others))
+    )
 
 
 def unload(release: Release, *, reason: str, besides: Iterable[int] = ()) -> int:
@@ -79,6 +99,23 @@ def load(release: Release, count: int) -> str:
             placing.placement_pin(placement=placement, pinned=True)
         release.placements.add(placement)
     return ""
+
+
+def deployment_released(*, deployment: Deployment) -> int:
+    """Unpin and unload what `deployment`'s releases alone hold, for a deployment being retired;
+    how many replicas were asked to go. Its own releases do not count as holding, so this works
+    before or after the deployment's state says retired (deployment_retire calls it)."""
+    ours = list(deployment.releases.values_list("pk", flat=True))
+    total = 0
+    for release in deployment.releases.filter(placements__state__in=SERVING).distinct():
+        if count := unload(release, reason=f"deployment {deployment.name} was retired", besides=ours):
+            timeline.record(
+                release,
+                kind="note",
+                message=f"its deployment was retired: asked {count} replica(s) to unload",
+            )
+            total += count
+    return total
 
 
 def restore(release: Release) -> str:
