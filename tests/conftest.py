@@ -146,6 +146,18 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def demo_variants(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model root holding the demo LM's bad variants (apps/models/demo/variants.py), made
+    once per session from `demo_models`; tests must not change them."""
+    from apps.models import demo
+    from apps.models.demo.variants import make_variants
+
+    out = tmp_path_factory.mktemp("variant-roots") / "models"
+    make_variants(out, base=demo_models / demo.BASE, log=lambda _line: None)
+    return out
+
+
 @pytest.fixture
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any], dict[str, Any]]]:
     """(task name, args, options) of every task message MOC sent through apps.core.dispatch,
