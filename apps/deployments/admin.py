@@ -23,9 +23,10 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_filter = ["state", "environment", "strategy"]
     search_fields = ["name", "description", "registered_model__name"]
     list_select_related = ["registered_model", "current_release__deployment", "owner"]
-    raw_id_fields = ["registered_model", "current_release", "created_by", "owner", "device"]
-    # State moves through its actions (activate, pause, retire), so the machine is kept.
-    readonly_fields = ["state", "created_at", "updated_at"]
+    raw_id_fields = ["registered_model", "created_by", "owner", "device"]
+    # State moves through its actions (activate, pause, retire), so the machine is kept; the
+    # current release only by the rollout engine and the release actions, which write the timeline.
+    readonly_fields = ["state", "current_release", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "description", "environment", "state", "registered_model", "owner"]}),
         ("Serving", {"fields": ["current_release", "replicas", "strategy", "node", "device"]}),
@@ -51,8 +52,11 @@ class DeploymentAdmin(admin.ModelAdmin):
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Deployment | None = None) -> list[str]:
-        # The name is part of URLs and live-update groups: set once.
-        return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
+        # The name is part of URLs and live-update groups: set once. The model changes only through
+        # the API or the settings page, which refuse it while a release is live or in progress.
+        return (
+            [*self.readonly_fields, "name", "registered_model"] if obj is not None else self.readonly_fields
+        )
 
 
 class VerificationRunInline(ReadOnlyInline):
@@ -73,9 +77,17 @@ class ReleaseAdmin(admin.ModelAdmin):
     search_fields = ["=id", "deployment__name", "model_version__model__name", "reason"]
     date_hierarchy = "created_at"
     list_select_related = ["deployment", "model_version__model"]
-    raw_id_fields = ["deployment", "model_version", "created_by", "placements"]
-    # What the rollout engine moves is shown, never edited by hand.
+    # A release is made, moved and ended only by the rollout engine and the release actions (API
+    # and pages), which hold the staging gate, the one-open-release rule and the timeline: here
+    # it is shown, never added, edited or deleted.
     readonly_fields = [
+        "deployment",
+        "model_version",
+        "strategy",
+        "steps",
+        "reason",
+        "placements",
+        "created_by",
         "state",
         "step_index",
         "step_started_at",
@@ -92,6 +104,15 @@ class ReleaseAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     inlines = [ReleaseEventInline, VerificationRunInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Release | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Release | None = None) -> bool:
+        return False
 
 
 @admin.register(ReleaseEvent)

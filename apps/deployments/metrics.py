@@ -1,43 +1,55 @@
 """Deployments in /metrics: each live release's requests by outcome and their latency, read at scrape
 time from the figures every web process adds to in Redis (apps.deployments.figures), so the series
-are the same whichever process Prometheus asks, and a release shows from the moment it is live."""
+are the same whichever process Prometheus asks, and a release shows from the moment it is live
+until CHART_WINDOW_S after it ended, as the deployment page charts it (an aborted canary's last
+errors still reach the next scrapes)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import redis
 from django.db.models import F, Q
+from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from apps.core import redis_clients
 from apps.deployments import figures
-from apps.deployments.domain.figures import BOUNDS_MS, Outcome
+from apps.deployments.domain.figures import BOUNDS_MS, PROMETHEUS_BOUNDS_MS, Outcome
 from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
 from apps.deployments.models import Release
+from apps.deployments.selectors import CHART_WINDOW_S
 
 REQUESTS = "moc_deployment_requests"  # exposed as moc_deployment_requests_total
 DURATION = "moc_deployment_request_duration_seconds"
-_LE = [floatToGoString(bound / 1000) for bound in BOUNDS_MS] + ["+Inf"]
+# The coarser buckets exported: the index in BOUNDS_MS of each, and its `le` label (seconds).
+_EXPORTED = [(BOUNDS_MS.index(bound), floatToGoString(bound / 1000)) for bound in PROMETHEUS_BOUNDS_MS]
 
 
 class DeploymentCollector(Collector):
-    """The request figures of every non-retired deployment's stable release and release in
-    progress, read from the database (which releases) and Redis (their totals) at scrape time."""
+    """The request figures of every non-retired deployment's stable release, release in progress
+    and releases that ended in the last CHART_WINDOW_S, read from the database (which releases)
+    and Redis (their totals) at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
         yield from deployment_families()
 
 
-def exported_releases() -> list[Release]:
-    """The stable and open releases of the deployments that are not retired."""
+def exported_releases(now: datetime | None = None) -> list[Release]:
+    """The stable and open releases of the deployments that are not retired, and those that ended
+    in the last CHART_WINDOW_S."""
+    ended_since = (now or timezone.now()) - timedelta(seconds=CHART_WINDOW_S)
     return list(
         Release.objects.exclude(deployment__state=DeploymentState.RETIRED)
-        .filter(Q(state__in=RELEASE_OPEN) | Q(deployment__current_release=F("pk")))
+        .filter(
+            Q(state__in=RELEASE_OPEN)
+            | Q(deployment__current_release=F("pk"))
+            | Q(finished_at__gte=ended_since)
+        )
         .select_related("deployment", "model_version")
         .order_by("deployment__name", "pk")
     )
@@ -55,13 +67,14 @@ def deployment_families() -> list[Metric]:
     requests = CounterMetricFamily(
         REQUESTS,
         "Requests a deployment answered (ok), failed (error: the release's failure) or refused "
-        "(refused: bad input, the deployment's bulkhead), by release.",
+        "(refused: the deployment's bulkhead, a bound of the web process, MOC's Redis or broker away: "
+        "not the release's doing), by release.",
         labels=[*labels, "outcome"],
     )
-    # Only the buckets and the count: the figures keep no sum of latencies.
     duration = HistogramMetricFamily(
         DURATION,
-        "Time to answer or fail a deployment's request, as the web process saw it, by release.",
+        "Time to answer or fail a deployment's request, as the web process saw it, less any wait "
+        "for a slot in the deployment's bulkhead, by release.",
         labels=labels,
     )
     for release in releases:
@@ -70,10 +83,8 @@ def deployment_families() -> list[Metric]:
         requests.add_metric([*values, Outcome.OK.value], total.requests - total.errors)
         requests.add_metric([*values, Outcome.ERROR.value], total.errors)
         requests.add_metric([*values, Outcome.REFUSED.value], total.refused)
-        cumulative, running = [], 0
-        for le, count in zip(_LE, total.buckets, strict=True):
-            running += count
-            cumulative.append((le, float(running)))
-        duration.add_metric(values, cumulative, sum_value=None)
-        duration.samples.append(Sample(f"{DURATION}_count", dict(zip(labels, values, strict=True)), running))
+        below = [sum(total.buckets[: index + 1]) for index, _ in _EXPORTED]
+        cumulative = [(le, float(n)) for (_, le), n in zip(_EXPORTED, below, strict=True)]
+        cumulative.append(("+Inf", float(sum(total.buckets))))
+        duration.add_metric(values, cumulative, sum_value=total.latency_sum_ms / 1000)
     return [requests, duration]

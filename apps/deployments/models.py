@@ -26,6 +26,9 @@ from apps.deployments.domain.states import (
 from apps.deployments.domain.strategy import DEFAULT_CANARY_STEPS, STRATEGY_CHOICES, Strategy
 
 MAX_REPLICAS = 64
+# A canary step's pause and timeout, the blue-green window and the abort grace: at most a week, a
+# bound that keeps every date computed from them (now + the window) far inside what a date can hold.
+MAX_WINDOW_S = 7 * 86_400
 
 
 def default_canary_steps() -> list[int]:
@@ -119,11 +122,15 @@ class Deployment(TimeStamped):
         default=default_canary_steps, blank=True, help_text="Canary traffic steps in percent, ending at 100"
     )
     step_pause_s = models.PositiveIntegerField(
-        default=60, help_text="How long each canary step runs before its analysis decides"
+        default=60,
+        validators=[MaxValueValidator(MAX_WINDOW_S)],
+        help_text="How long each canary step runs before its analysis decides (at most 7 days)",
     )
     step_timeout_s = models.PositiveIntegerField(
         default=300,
-        help_text="How much longer a step may wait for enough requests before it is inconclusive",
+        validators=[MaxValueValidator(MAX_WINDOW_S)],
+        help_text="How much longer a step may wait for enough requests before it is inconclusive "
+        "(at most 7 days)",
     )
     min_samples = models.PositiveIntegerField(
         default=20,
@@ -133,7 +140,8 @@ class Deployment(TimeStamped):
     p99_ratio_max = models.FloatField(
         default=1.5,
         validators=[MinValueValidator(1.0)],
-        help_text="A canary fails when its p99 exceeds stable's by more than this factor",
+        help_text="A canary fails when its p99 exceeds stable's by more than this factor (latency is "
+        "resolved to about 10%: a factor under 1.1 compares finer than that)",
     )
     error_rate_delta_max = models.FloatField(
         default=0.02,
@@ -147,10 +155,14 @@ class Deployment(TimeStamped):
         help_text="What an inconclusive analysis does: pause for a person, or roll back",
     )
     blue_green_keep_s = models.PositiveIntegerField(
-        default=300, help_text="Blue-green: how long the old release stays loaded after the switch"
+        default=300,
+        validators=[MaxValueValidator(MAX_WINDOW_S)],
+        help_text="Blue-green: how long the old release stays loaded after the switch (at most 7 days)",
     )
     abort_grace_s = models.PositiveIntegerField(
-        default=30, help_text="How long an aborted release stays loaded after traffic left it"
+        default=30,
+        validators=[MaxValueValidator(MAX_WINDOW_S)],
+        help_text="How long an aborted release stays loaded after traffic left it (at most 7 days)",
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,8 +11,9 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.urls import reverse
 
 from apps.deployments import figures
-from apps.deployments.domain.figures import Figures
-from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, ReleaseState
+from apps.deployments.domain.figures import summed
+from apps.deployments.domain.split import Split, split_from
+from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
 from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
 
 # The list's figures cover the last minute; the deployment page's charts the last ten.
@@ -45,18 +46,33 @@ def deployment_list() -> QuerySet[Deployment]:
     )
 
 
+# Ids are bigint: a longer run of digits names no deployment.
+_MAX_ID = 2**63 - 1
+
+
 def deployment_by_ref(queryset: QuerySet[Deployment], ref: str) -> Deployment:
-    """A deployment by its id (digits) or its name (which starts with a letter); DoesNotExist if none."""
-    return queryset.get(pk=int(ref)) if ref.isdigit() else queryset.get(name=ref)
+    """A deployment by its id (ASCII digits) or its name (which starts with a letter);
+    DoesNotExist if none."""
+    if not (ref.isascii() and ref.isdigit()):
+        return queryset.get(name=ref)
+    if int(ref) > _MAX_ID:
+        raise Deployment.DoesNotExist(f"No deployment has id {ref}.")
+    return queryset.get(pk=int(ref))
 
 
-def open_release(deployment: Deployment) -> Release | None:
-    """The release rolling out to the deployment now, if any (from deployment_list's prefetch)."""
+def _open_releases_of(deployment: Deployment) -> list[Release]:
+    """The deployment's open releases (from deployment_list's prefetch, else one query)."""
     releases = getattr(deployment, "open_releases", None)
     if releases is None:
         releases = list(
             deployment.releases.filter(state__in=RELEASE_OPEN).select_related("model_version__model")
         )
+    return releases
+
+
+def open_release(deployment: Deployment) -> Release | None:
+    """The release rolling out to the deployment now, if any (from deployment_list's prefetch)."""
+    releases = _open_releases_of(deployment)
     return releases[0] if releases else None
 
 
@@ -65,31 +81,10 @@ def live_releases(deployment: Deployment) -> list[Release]:
     return [r for r in (deployment.current_release, open_release(deployment)) if r is not None]
 
 
-@dataclass(frozen=True, slots=True)
-class Split:
-    """Who takes the deployment's traffic: stable, and the canary with its share."""
-
-    stable: Release | None
-    canary: Release | None
-    canary_percent: int
-
-    @property
-    def stable_percent(self) -> int:
-        return 100 - self.canary_percent
-
-
-def split_of(deployment: Deployment) -> Split:
-    """The split from deployment_list's prefetch, without a query: the same answer as
+def split_of(deployment: Deployment) -> Split[Release]:
+    """The split from deployment_list's prefetch, without a query: the same rule (split_from) as
     apps.deployments.traffic.live_split, which the request path reads fresh."""
-    stable, rolling = deployment.current_release, open_release(deployment)
-    if (
-        rolling is None
-        or rolling.state not in (ReleaseState.PROGRESSING, ReleaseState.PAUSED)
-        or rolling.traffic_percent == 0
-        or rolling.pk == deployment.current_release_id
-    ):
-        return Split(stable, None, 0)
-    return Split(stable, rolling, rolling.traffic_percent)
+    return split_from(deployment.current_release, _open_releases_of(deployment))
 
 
 def release_list() -> QuerySet[Release]:
@@ -172,18 +167,15 @@ class Recent:
 def recent_figures(
     client: redis.Redis, deployments: list[Deployment], *, now: float, window_s: int = LIST_WINDOW_S
 ) -> dict[int, Recent]:
-    """Each deployment's figures over the last `window_s` seconds, in one Redis round trip."""
+    """Each deployment's figures over the last `window_s` seconds (the whole 5-second buckets
+    that cover them, figures.complete_span), in one Redis round trip."""
     ids = {d.pk: [r.pk for r in live_releases(d)] for d in deployments}
-    buckets = figures.series(
-        client, [rid for rids in ids.values() for rid in rids], since=now - window_s + 1, until=now
+    _, totals, span = figures.recent(
+        client, [rid for rids in ids.values() for rid in rids], seconds=window_s, now=now
     )
     out = {}
     for deployment_id, release_ids in ids.items():
-        total = Figures()
-        for release_id in release_ids:
-            for _, bucket in buckets.get(release_id, []):
-                total = total.plus(bucket)
-        total = replace(total, seconds=window_s)
+        total = summed((totals[rid] for rid in release_ids), seconds=span)
         out[deployment_id] = Recent(
             rps=total.rps if total.requests else None,
             p99_ms=total.p99_ms,

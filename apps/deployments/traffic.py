@@ -4,7 +4,19 @@ placement's circuit breaker (serving's inference does the rest), and its figures
 release in Redis (apps.deployments.figures) for the canary's analysis, the page and /metrics.
 
 Nothing on this path writes to the database. A request reads the deployment with its stable
-release, its canary, and the loaded placements of both: three queries before serving's own.
+release, its open releases, and the loaded placements of both: three queries before serving's own.
+
+A request is counted against the release it went to unless it was refused for what the release
+shares with the other side or does not control (_is_the_releases): the deployment's bulkhead (429, or
+the whole time spent waiting for its slot), this web process's bound on waiting requests, MOC's
+Redis or broker, a task no live release answers. Everything else the release could not answer
+(bad input the model refused, its device's queue full, nothing loaded, its breaker open) is its
+error: what stable answers and the canary does not must show in the canary's figures. Latency is
+measured without the wait for the bulkhead's slot, which either side's slowness can lengthen.
+
+After a rollback of a promoted release, traffic goes back to the previous release at once, which
+may have been unloaded long ago: until a replica of it is loaded, the rolled-back release, still
+loaded for its grace, answers as the "fallback" side instead of every request failing.
 """
 
 from __future__ import annotations
@@ -22,10 +34,9 @@ from django.db.models import QuerySet
 from apps.core.redis_clients import shared_redis
 from apps.deployments import figures
 from apps.deployments.domain.figures import Outcome
-from apps.deployments.domain.split import CANARY, STABLE, Side, side_for
+from apps.deployments.domain.split import CANARY, FALLBACK, STABLE, Side, Split, side_for, split_from
 from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, ReleaseState
 from apps.deployments.models import Deployment, Release
-from apps.deployments.selectors import Split
 from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.serving import inference
 from apps.serving.domain.errors import Refusal
@@ -40,13 +51,10 @@ log = logging.getLogger(__name__)
 # What a release and its version are read with: the version's serving profile gives the timeout
 # and breaker thresholds.
 _RELEASE_RELATED = ("model_version__model", "model_version__serving")
-# A canary takes traffic while rolling out or held by a person.
-_TAKING_TRAFFIC = (ReleaseState.PROGRESSING.value, ReleaseState.PAUSED.value)
 # Refusals that are not the release's doing, counted apart so that they judge nothing: the
-# caller's bad input (400), the deployment's bulkhead (429), this web server's bound on threads
-# waiting on devices, and MOC's Redis or broker out of reach.
-_NOT_THE_RELEASES_STATUS = frozenset({400, 429})
-_NOT_THE_RELEASES = frozenset({Refusal.QUEUE_BUSY, Refusal.BROKER_UNAVAILABLE})
+# deployment's bulkhead full (429) or its slot come too late (504), MOC's Redis or broker out of
+# reach; and (Refused.process_bound) this web server's bound on threads waiting on devices.
+_NOT_THE_RELEASES = frozenset({Refusal.BULKHEAD_FULL, Refusal.BROKER_UNAVAILABLE})
 LOADING_RETRY_S = 2
 
 
@@ -55,16 +63,13 @@ def routed_deployments() -> QuerySet[Deployment]:
     return Deployment.objects.select_related(*(f"current_release__{r}" for r in _RELEASE_RELATED))
 
 
-def live_split(deployment: Deployment) -> Split:
-    """Who takes the deployment's traffic now: its stable release, and the release rolling out
-    with its share (progressing or paused, with traffic_percent above 0)."""
-    canary = (
-        Release.objects.select_related(*_RELEASE_RELATED)
-        .filter(deployment=deployment, state__in=_TAKING_TRAFFIC, traffic_percent__gt=0)
-        .exclude(pk=deployment.current_release_id)
-        .first()
+def live_split(deployment: Deployment) -> Split[Release]:
+    """Who takes the deployment's traffic now (domain.split.split_from): its stable release, and
+    the release rolling out with its share."""
+    rolling = Release.objects.select_related(*_RELEASE_RELATED).filter(
+        deployment=deployment, state__in=RELEASE_OPEN
     )
-    return Split(deployment.current_release, canary, canary.traffic_percent if canary else 0)
+    return split_from(deployment.current_release, rolling)
 
 
 def infer(
@@ -93,22 +98,20 @@ def infer(
         )
     loaded = _loaded([release.pk for _, release in order])
     side, release = next(((s, r) for s, r in order if loaded.get(r.pk)), order[0])
+    if not loaded.get(release.pk) and release_id is None and (found := _fallback(split)):
+        (side, release), loaded = found
     version = release.model_version
     try:
         answer = _ask(deployment, release, loaded.get(release.pk, []), task, data)
     except inference.Refused as refused:
-        outcome = (
-            Outcome.REFUSED
-            if refused.status in _NOT_THE_RELEASES_STATUS or refused.error_class in _NOT_THE_RELEASES
-            else Outcome.ERROR
-        )
-        _record(release.pk, outcome, began)
+        outcome = Outcome.ERROR if _is_the_releases(refused, task, order) else Outcome.REFUSED
+        _record(release.pk, outcome, began, waited_s=refused.waited_s)
         about = f"Deployment {deployment.name}, release #{release.pk} ({side}, {version})"
         raise replace(refused, reason=f"{about}: {refused.reason}") from None
     except Exception:
         _record(release.pk, Outcome.ERROR, began)
         raise
-    _record(release.pk, Outcome.OK, began)
+    _record(release.pk, Outcome.OK, began, waited_s=answer.pop("slot_wait_ms", 0.0) / 1000)
     return answer | {
         "deployment": deployment.name,
         "side": side,
@@ -129,6 +132,37 @@ def _order(
     if chosen == CANARY:
         sides.reverse()
     return [(side, release) for side, release in sides if release is not None]
+
+
+def _is_the_releases(refused: inference.Refused, task: str, order: list[tuple[Side, Release]]) -> bool:
+    """Whether a refusal is the release's doing, to count as its error (see the module's doc)."""
+    if refused.process_bound or refused.error_class in _NOT_THE_RELEASES:
+        return False
+    if refused.field == "task":  # the caller's mistake when no live release answers it either
+        return any(task in tasks_for(r.model_version.kind, r.model_version.format) for _, r in order)
+    return True
+
+
+def _fallback(split: Split[Release]) -> tuple[tuple[Side, Release], dict[int, list[int]]] | None:
+    """The release rolled back from being stable to `split.stable`, while it still has a loaded
+    replica (its grace) and `split.stable` has none; with its loaded placements. Only a release
+    that had been promoted: one rolled back before it ever served all traffic never falls back."""
+    if split.stable is None:
+        return None
+    rolled_back = (
+        Release.objects.select_related(*_RELEASE_RELATED)
+        .filter(
+            deployment_id=split.stable.deployment_id,
+            state=ReleaseState.ROLLED_BACK,
+            previous_release=split.stable,
+            promoted_at__isnull=False,
+        )
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if rolled_back is None or not (loaded := _loaded([rolled_back.pk])):
+        return None
+    return (FALLBACK, rolled_back), loaded
 
 
 def _pinned(deployment: Deployment, split: Split, release_id: int) -> tuple[Side, Release]:
@@ -202,14 +236,15 @@ def _ask(
     )
 
 
-def _record(release_id: int, outcome: Outcome, began: float) -> None:
-    """Count the request for its release; an answer is never lost to Redis failing here."""
+def _record(release_id: int, outcome: Outcome, began: float, *, waited_s: float = 0.0) -> None:
+    """Count the request for its release, its latency less `waited_s` for the bulkhead's slot; an
+    answer is never lost to Redis failing here."""
     try:
         figures.record(
             shared_redis(),
             release_id=release_id,
             outcome=outcome,
-            latency_ms=(time.perf_counter() - began) * 1000,
+            latency_ms=max(0.0, time.perf_counter() - began - waited_s) * 1000,
         )
     except redis.RedisError as exc:
         log.warning("figures of release %s not recorded: %s", release_id, exc)

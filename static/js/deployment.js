@@ -14,6 +14,7 @@
   var CONFIG = { displayModeBar: false, responsive: true };
   // Each chart's column in a point: [start, rps, p50, p99, error rate, requests].
   var METRICS = { rps: 1, p50: 2, p99: 3, error_rate: 4 };
+  var REQUESTS = 5;
   var EMPTY = [{ text: "no requests yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }];
 
   var releases = {}; // id -> {label, points: {start: point}}
@@ -53,7 +54,11 @@
           y: starts.map(function (t) { return value(points[t], column); }),
         };
       });
-      var empty = !traces.some(function (t) { return t.y.some(function (v) { return v; }); });
+      // Empty until some release was asked: an error rate of 0 is a value, not nothing.
+      var empty = !ids.some(function (id) {
+        var points = releases[id].points;
+        return Object.keys(points).some(function (t) { return points[t][REQUESTS] > 0; });
+      });
       Plotly.react(el, traces, {
         height: 200,
         margin: { l: 40, r: 8, t: 24, b: 28 },

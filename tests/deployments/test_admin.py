@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.deployments.domain.states import DeploymentState
-from apps.deployments.models import ReleaseEvent
+from apps.deployments.domain.states import DeploymentState, ReleaseState
+from apps.deployments.models import Release, ReleaseEvent
 from tests.deployments.factories import CheckResultFactory, DeploymentFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +92,38 @@ def test_release_events_cannot_be_added_or_edited_even_by_an_admin(admin_client_
 
     event.refresh_from_db()
     assert event.message == "was"
+
+
+def test_releases_cannot_be_added_edited_or_deleted_in_the_admin(admin_client_: Client) -> None:
+    """A release added here skipped the staging gate and the one-open-release rule, and its
+    deployment or version could be changed under it."""
+    release = ReleaseFactory(state=ReleaseState.PENDING)
+    other = DeploymentFactory()
+
+    assert admin_client_.get(reverse("admin:deployments_release_add")).status_code == 403
+    admin_client_.post(
+        reverse("admin:deployments_release_change", args=[release.pk]),
+        {"deployment": other.pk, "model_version": release.model_version_id, "strategy": "canary"},
+    )
+    deleting = admin_client_.post(
+        reverse("admin:deployments_release_delete", args=[release.pk]), {"post": "yes"}
+    )
+
+    assert deleting.status_code == 403
+
+    release.refresh_from_db()
+    assert (release.deployment_id, release.strategy) != (other.pk, "canary")
+    assert Release.objects.filter(pk=release.pk).exists()
+
+
+def test_the_current_release_is_shown_not_edited_in_the_admin(admin_client_: Client) -> None:
+    """Traffic moved without a timeline entry, even to another deployment's release."""
+    deployment = DeploymentFactory(name="chat")
+
+    html = admin_client_.get(
+        reverse("admin:deployments_deployment_change", args=[deployment.pk])
+    ).content.decode()
+
+    assert "Current release" in html
+    assert 'name="current_release"' not in html
+    assert 'name="registered_model"' not in html

@@ -8,22 +8,57 @@ import redis
 
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures
-from apps.deployments.domain.figures import BOUNDS_MS, BUCKETS, Figures, Outcome, bucket_of, quantile
+from apps.deployments.domain.figures import (
+    BOUNDS_MS,
+    BUCKETS,
+    PROMETHEUS_BOUNDS_MS,
+    Figures,
+    Outcome,
+    bucket_of,
+    quantile,
+    summed,
+)
 
 
-def counted(**latencies: int) -> tuple[int, ...]:
-    """Buckets holding `n` requests at each latency: counted(b10=3) is 3 requests in bucket 10."""
+def counted(*latencies: tuple[float, int]) -> tuple[int, ...]:
+    """Buckets holding `n` requests at each (latency ms, n)."""
     buckets = [0] * BUCKETS
-    for name, n in latencies.items():
-        buckets[int(name[1:])] = n
+    for latency, n in latencies:
+        buckets[bucket_of(latency)] += n
     return tuple(buckets)
 
 
+def alike(latency_ms: float, n: int = 100, errors: int = 0) -> Figures:
+    """`n` requests that all took `latency_ms`, as record() counts them (counts and sums)."""
+    buckets, sums = [0] * BUCKETS, [0.0] * BUCKETS
+    buckets[bucket_of(latency_ms)] = n
+    sums[bucket_of(latency_ms)] = latency_ms * n
+    return Figures(requests=n, errors=errors, buckets=tuple(buckets), sums_ms=tuple(sums), seconds=60)
+
+
 @pytest.mark.parametrize(
-    ("latency_ms", "bucket"), [(0.2, 0), (1, 0), (1.01, 1), (99, 11), (100, 11), (60_000, 26), (90_000, 27)]
+    ("latency_ms", "bound"),
+    [(0.2, 1), (1, 1), (1.01, 1.1), (99, 100), (100, 100), (1_001, 1_100), (60_000, 60_000)],
 )
-def test_a_latency_falls_in_the_bucket_whose_upper_bound_holds_it(latency_ms: float, bucket: int) -> None:
-    assert bucket_of(latency_ms) == bucket
+def test_a_latency_falls_in_the_bucket_whose_upper_bound_holds_it(latency_ms: float, bound: float) -> None:
+    assert BOUNDS_MS[bucket_of(latency_ms)] == bound
+
+
+def test_past_the_last_bound_is_the_open_last_bucket() -> None:
+    assert bucket_of(90_000) == BUCKETS - 1
+
+
+def test_buckets_are_at_most_about_ten_percent_apart() -> None:
+    ratios = [b / a for a, b in zip(BOUNDS_MS, BOUNDS_MS[1:], strict=False)]
+
+    assert max(ratios) <= 1.112
+    assert tuple(sorted(set(BOUNDS_MS))) == BOUNDS_MS
+
+
+def test_the_exported_bounds_are_bounds_of_the_figures() -> None:
+    """/metrics adds the finer buckets up into these: each must be a bound of the finer ones."""
+    assert set(PROMETHEUS_BOUNDS_MS) <= set(BOUNDS_MS)
+    assert len(PROMETHEUS_BOUNDS_MS) < 30
 
 
 def test_quantile_of_nothing_is_none() -> None:
@@ -33,66 +68,125 @@ def test_quantile_of_nothing_is_none() -> None:
     assert Figures().rps is None
 
 
-def test_quantile_interpolates_within_its_bucket() -> None:
-    # 100 requests between 50 and 75 ms (bucket 10): the median is half way.
-    assert quantile(counted(b10=100), 0.5) == pytest.approx(62.5)
-    assert quantile(counted(b10=100), 0.99) == pytest.approx(74.75)
+@pytest.mark.parametrize("latency_ms", [997, 999, 1_001, 1_050, 1_100, 1_199, 4_321, 59_000])
+def test_requests_that_all_take_the_same_time_read_within_five_percent_of_it(latency_ms: float) -> None:
+    """With buckets 1.5x apart and interpolation across them, 100 requests at 1100 ms read as a p99
+    of 1495 ms, and a canary 0.2% slower than stable read 50% slower."""
+    figures_ = alike(latency_ms)
+
+    assert figures_.p99_ms is not None
+    assert latency_ms <= figures_.p99_ms <= latency_ms * 1.05
+    assert figures_.p50_ms == pytest.approx(latency_ms)
+
+
+def test_a_canary_a_fraction_slower_than_stable_reads_a_fraction_slower() -> None:
+    stable, canary = alike(999), alike(1_001)
+
+    assert stable.p99_ms is not None
+    assert canary.p99_ms is not None
+    assert canary.p99_ms / stable.p99_ms == pytest.approx(1_001 / 999, rel=1e-3)
+
+
+def test_latencies_spread_over_their_bucket_read_within_its_width() -> None:
+    """Spread evenly over 1000-1100 ms: the p99 is about 1099, never past the bucket's bound."""
+    latencies = [1_000.5 + i for i in range(100)]
+    buckets, sums = [0] * BUCKETS, [0.0] * BUCKETS
+    for latency in latencies:
+        buckets[bucket_of(latency)] += 1
+        sums[bucket_of(latency)] += latency
+    spread = Figures(requests=100, buckets=tuple(buckets), sums_ms=tuple(sums))
+
+    assert spread.p99_ms is not None
+    assert 1_090 <= spread.p99_ms <= 1_100
+    assert spread.p50_ms == pytest.approx(1_050, abs=2)
+
+
+def test_without_sums_the_quantile_interpolates_across_its_bucket() -> None:
+    # 100 requests between 50 and 55 ms: the median half way.
+    assert quantile(counted((52, 100)), 0.5) == pytest.approx(52.5)
+    assert quantile(counted((52, 100)), 0.99) == pytest.approx(54.95)
 
 
 def test_p99_sees_the_slow_tail_and_p50_does_not() -> None:
-    latencies = Figures(requests=100, buckets=counted(b5=98, b17=2))  # 98 at ≤10 ms, 2 at ≤1 s
+    latencies = Figures(requests=100, buckets=counted((8, 98), (900, 2)))
 
     assert latencies.p50_ms is not None
     assert latencies.p50_ms <= 10
     assert latencies.p99_ms is not None
-    assert 750 < latencies.p99_ms <= 1_000
+    assert 820 < latencies.p99_ms <= 900
 
 
-def test_the_open_last_bucket_answers_its_lower_bound() -> None:
-    assert quantile(counted(b27=5), 0.99) == BOUNDS_MS[-1]
+def test_the_open_last_bucket_answers_its_mean_else_its_lower_bound() -> None:
+    assert alike(90_000, n=5).p99_ms == pytest.approx(90_000)
+    assert quantile(counted((90_000, 5)), 0.99) == BOUNDS_MS[-1]
 
 
 def test_a_window_is_the_difference_of_two_totals() -> None:
-    earlier = Figures(requests=10, errors=1, refused=2, buckets=counted(b3=10))
-    now = Figures(requests=30, errors=4, refused=5, buckets=counted(b3=25, b9=5))
+    earlier = Figures(requests=10, errors=1, refused=2, buckets=counted((4, 10)))
+    now = Figures(requests=30, errors=4, refused=5, buckets=counted((4, 25), (40, 5)))
 
     window = now.minus(earlier, seconds=10)
 
     assert (window.requests, window.errors, window.refused) == (20, 3, 3)
-    assert window.buckets == counted(b3=15, b9=5)
+    assert window.buckets == counted((4, 15), (40, 5))
     assert window.error_rate == pytest.approx(0.15)
     assert window.rps == pytest.approx(2.0)
 
 
+def test_a_windows_latency_sums_are_the_difference_too() -> None:
+    window = alike(1_100, n=30).minus(alike(1_100, n=10), seconds=10)
+
+    assert window.latency_sum_ms == pytest.approx(20 * 1_100)
+    assert window.p99_ms == pytest.approx(1_100)
+
+
 def test_a_total_that_went_backwards_counts_from_zero() -> None:
     """Redis lost the key (a restart without persistence): the window is what was counted since."""
-    earlier = Figures(requests=50, errors=5, buckets=counted(b3=50))
-    now = Figures(requests=4, errors=1, buckets=counted(b3=4))
+    earlier = Figures(requests=50, errors=5, buckets=counted((4, 50)))
+    now = Figures(requests=4, errors=1, buckets=counted((4, 4)))
 
     window = now.minus(earlier, seconds=5)
 
     assert (window.requests, window.errors) == (4, 1)
-    assert window.buckets == counted(b3=4)
+    assert window.buckets == counted((4, 4))
 
 
 def test_plus_adds_every_counter() -> None:
-    a = Figures(requests=2, errors=1, refused=1, buckets=counted(b1=2), seconds=5)
-    b = Figures(requests=3, errors=0, refused=2, buckets=counted(b1=1, b2=2), seconds=5)
+    a = Figures(requests=2, errors=1, refused=1, buckets=counted((1.05, 2)), seconds=5)
+    b = Figures(requests=3, errors=0, refused=2, buckets=counted((1.05, 1), (1.15, 2)), seconds=5)
 
     total = a.plus(b)
 
     assert (total.requests, total.errors, total.refused) == (5, 1, 3)
-    assert total.buckets == counted(b1=3, b2=2)
+    assert total.buckets == counted((1.05, 3), (1.15, 2))
+
+
+def test_summed_adds_parts_over_the_span_they_cover() -> None:
+    total = summed([alike(10, n=3), alike(20, n=2)], seconds=20)
+
+    assert (total.requests, total.seconds, total.rps) == (5, 20, 0.25)
 
 
 def test_fields_round_trip_and_leave_empty_buckets_out() -> None:
-    original = Figures(requests=7, errors=2, refused=1, buckets=counted(b4=5, b20=2))
+    original = alike(7.2, n=5)
 
     fields = original.to_fields()
 
-    assert fields == {"n": 7, "e": 2, "r": 1, "b4": 5, "b20": 2}
-    assert Figures.from_fields(fields) == original
-    assert Figures.from_fields({b"n": b"7", b"b4": b"7"}) == Figures(requests=7, buckets=counted(b4=7))
+    assert fields == {"n": 5, "e": 0, "r": 0, f"h{bucket_of(7.2)}": 5, f"s{bucket_of(7.2)}": 36.0}
+    assert Figures.from_fields(fields, seconds=60) == original
+    assert Figures.from_fields({b"n": b"7", b"h4": b"7", b"s4": b"9.5"}) == Figures(
+        requests=7, buckets=counted((1.35, 7)), sums_ms=tuple(9.5 if i == 4 else 0.0 for i in range(BUCKETS))
+    )
+
+
+def test_a_baseline_stored_in_the_coarser_layout_reads_as_nothing_counted() -> None:
+    """A release's analysis_baseline written before the buckets were made finer ("b<i>" fields,
+    other bounds): reading its buckets as the new ones would be wrong, so the step's window counts
+    from zero."""
+    old = {"n": 40, "e": 2, "r": 1, "b10": 38, "b17": 2}
+
+    assert Figures.from_fields(old, seconds=30) == Figures(seconds=30)
+    assert alike(50, n=12).minus(Figures.from_fields(old), seconds=30).requests == 12
 
 
 @pytest.fixture
@@ -110,7 +204,9 @@ def test_record_counts_answers_errors_and_refusals_apart(client: redis.Redis) ->
     totals = figures.totals(client, [5, 6, 7])
 
     assert (totals[5].requests, totals[5].errors, totals[5].refused) == (3, 1, 1)
-    assert totals[5].buckets == counted(b6=2, b17=1)  # the refusal has no latency
+    assert totals[5].buckets == counted((12, 1), (14, 1), (900, 1))  # the refusal has no latency
+    assert totals[5].latency_sum_ms == pytest.approx(12 + 14 + 900)
+    assert totals[5].p99_ms == pytest.approx(900)
     assert totals[6].requests == 1
     assert totals[7] == Figures()
 
@@ -136,3 +232,29 @@ def test_series_gives_every_5_second_bucket_of_the_span_empty_ones_included(clie
     assert first.errors == 1
     assert first.rps == pytest.approx(0.4)
     assert [f.requests for _, f in series[6]] == [0, 0, 0]
+
+
+def test_a_span_is_whole_buckets_up_to_the_one_still_filling() -> None:
+    t0 = 1_700_000_000  # a multiple of 5
+
+    assert figures.complete_span(60, t0 + 3.2) == (t0 - 60, t0)
+    assert figures.complete_span(5, t0 + 4.9) == (t0 - 5, t0)
+    assert figures.complete_span(7, t0) == (t0 - 5, t0)  # the nearest whole number of buckets
+    assert figures.complete_span(1, t0) == (t0 - 5, t0)  # at least one
+
+
+def test_recent_rates_are_over_the_seconds_their_buckets_cover(client: redis.Redis) -> None:
+    """The span began partway into a bucket and took in the bucket still filling, yet the sum was
+    divided by the nominal seconds: with seconds=5, about twice the real rate."""
+    t0 = 1_700_000_000.0
+    for i in range(10):  # 10 requests in the bucket before the one filling: 2 per second
+        figures.record(client, release_id=5, outcome=Outcome.OK, latency_ms=10, at=t0 - 5 + i * 0.5)
+    for i in range(6):  # and 6 already in the one filling
+        figures.record(client, release_id=5, outcome=Outcome.OK, latency_ms=10, at=t0 + i * 0.1)
+
+    buckets, totals, span = figures.recent(client, [5, 6], seconds=5, now=t0 + 0.7)
+
+    assert span == 5
+    assert [start for start, _ in buckets[5]] == [t0 - 5]
+    assert (totals[5].requests, totals[5].rps) == (10, 2.0)
+    assert (totals[6].requests, totals[6].seconds) == (0, 5)

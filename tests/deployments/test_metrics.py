@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures
@@ -77,12 +79,19 @@ def test_latency_is_a_histogram_in_seconds(scrape: Callable[[], str]) -> None:
     assert value(text, BUCKET, release=release, le="1.0") == 3
     assert value(text, BUCKET, release=release, le="+Inf") == 3
     assert value(text, "moc_deployment_request_duration_seconds_count", release=release) == 3
+    assert value(text, "moc_deployment_request_duration_seconds_sum", release=release) == pytest.approx(0.95)
+    # The figures' finer buckets are exported as a few dozen.
+    assert len(samples(text, BUCKET, release=release)) == 28
 
 
-def test_retired_deployments_and_ended_releases_leave_the_series(scrape: Callable[[], str]) -> None:
+def test_retired_deployments_and_releases_that_ended_long_ago_leave_the_series(
+    scrape: Callable[[], str],
+) -> None:
     live(name="gone", state=DeploymentState.RETIRED)
     deployment, _, canary = live()
-    ended = ReleaseFactory(deployment=deployment, state=ReleaseState.ABORTED)
+    ended = ReleaseFactory(
+        deployment=deployment, state=ReleaseState.ABORTED, finished_at=timezone.now() - timedelta(minutes=11)
+    )
     figures.record(redis_client(), release_id=ended.pk, outcome=Outcome.OK, latency_ms=5)
 
     text = scrape()
@@ -90,6 +99,23 @@ def test_retired_deployments_and_ended_releases_leave_the_series(scrape: Callabl
     assert samples(text, REQUESTS, deployment="gone") == []
     assert samples(text, REQUESTS, release=str(ended.pk)) == []
     assert samples(text, REQUESTS, release=str(canary.pk))
+
+
+def test_an_aborted_canary_stays_exported_for_ten_minutes_with_its_last_errors(
+    scrape: Callable[[], str],
+) -> None:
+    """It left /metrics the moment it was aborted: the errors since the previous scrape, the ones
+    that aborted it, were never exported."""
+    deployment, _, canary = live()
+    for _ in range(3):
+        figures.record(redis_client(), release_id=canary.pk, outcome=Outcome.ERROR, latency_ms=50)
+    Release.objects.filter(pk=canary.pk).update(
+        state=ReleaseState.ABORTED, traffic_percent=0, finished_at=timezone.now() - timedelta(minutes=9)
+    )
+
+    text = scrape()
+
+    assert value(text, REQUESTS, deployment="chat", release=str(canary.pk), outcome="error") == 3
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)")

@@ -92,7 +92,7 @@ def test_deployments_list_shows_environment_live_version_split_and_last_minutes_
     assert "Production" in html
     assert f"{stable.model_version} 90% · {canary.model_version} 10%" in html
     assert '<td class="num" data-col="rps">0.9</td>' in html  # 51 requests / 60 s
-    assert '<td class="num" data-col="p99">50 ms</td>' in html  # 40 ms falls in the 30-50 ms bucket
+    assert '<td class="num" data-col="p99">40 ms</td>' in html  # all at 40 ms: read as 40 ms
     assert '<td class="num" data-col="errors">9.8%</td>' in html  # 5 of 51
 
 

@@ -71,6 +71,22 @@ def test_recent_figures_add_up_a_deployments_live_releases_over_the_last_minute(
     assert recent.error_rate == pytest.approx(1 / 3)
 
 
+def test_recent_figures_leave_out_the_bucket_still_filling_and_divide_by_the_span_covered() -> None:
+    """The span began partway into a bucket and counted the one still filling, over the nominal
+    minute: the list page's RPS read up to 8% high."""
+    deployment, stable, _ = _live("chat")
+    client = redis_client()
+    now = 1_700_000_002.5  # 2.5 s into a bucket
+    for at in (now - 63, now - 60, now - 30, now):  # before the minute, in it (2), filling
+        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=10, at=at)
+
+    [listed] = selectors.deployment_list()
+    recent = selectors.recent_figures(client, [listed], now=now)[deployment.pk]
+
+    assert recent.requests == 2
+    assert recent.rps == pytest.approx(2 / 60)
+
+
 def test_the_chart_keeps_a_release_that_ended_in_its_window_and_drops_older_ones() -> None:
     deployment, stable, canary = _live("chat")
     now = timezone.now()

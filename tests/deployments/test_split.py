@@ -1,15 +1,17 @@
-"""The split between stable and canary: sticky by key, monotone in the canary's share, a draw
-without a key."""
+"""The split between stable and canary: who takes traffic (split_from, one rule for the page and
+the request path), sticky by key, monotone in the canary's share, a draw without a key."""
 
 from __future__ import annotations
 
 import random
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
-from apps.deployments.domain.split import key_point, side_for
+from apps.deployments.domain.split import key_point, side_for, split_from
+from apps.deployments.domain.states import ReleaseState
 
 KEYS = [f"user-{i}" for i in range(2_000)]
 
@@ -55,3 +57,64 @@ def test_without_a_key_the_draw_decides(draw: float, side: str) -> None:
 def test_no_share_is_all_stable_and_a_full_share_all_canary(key: str | None) -> None:
     assert side_for(key, 0, 0.0) == "stable"
     assert side_for(key, 100, 0.999) == "canary"
+
+
+@dataclass(frozen=True)
+class Rel:
+    pk: int
+    state: str = ReleaseState.PROGRESSING.value
+    traffic_percent: int = 0
+
+
+STABLE_REL = Rel(1, ReleaseState.PROMOTED.value, 100)
+
+
+def test_the_split_is_stable_alone_without_a_release_taking_traffic() -> None:
+    for rolling in (
+        [],
+        [Rel(2, ReleaseState.VERIFYING.value, 0)],
+        [Rel(2, ReleaseState.PROGRESSING.value, 0)],
+    ):
+        split = split_from(STABLE_REL, rolling)
+        assert (split.stable, split.canary, split.canary_percent, split.stable_percent) == (
+            STABLE_REL,
+            None,
+            0,
+            100,
+        )
+
+
+@pytest.mark.parametrize("state", [ReleaseState.PROGRESSING.value, ReleaseState.PAUSED.value])
+def test_a_release_progressing_or_paused_with_a_share_is_the_canary(state: str) -> None:
+    canary = Rel(2, state, 30)
+
+    split = split_from(STABLE_REL, [canary])
+
+    assert (split.canary, split.canary_percent, split.stable_percent) == (canary, 30, 70)
+
+
+def test_the_stable_release_is_never_its_own_canary() -> None:
+    assert (
+        split_from(Rel(1, ReleaseState.PAUSED.value, 100), [Rel(1, ReleaseState.PAUSED.value, 100)]).canary
+        is None
+    )
+
+
+def test_of_several_open_releases_every_reader_picks_the_newest_taking_traffic() -> None:
+    """The page's rule took the first open release, the request path's the first taking traffic:
+    with a pending release beside a progressing one they disagreed."""
+    pending, older, newer = (
+        Rel(9, ReleaseState.PENDING.value),
+        Rel(3, traffic_percent=10),
+        Rel(5, traffic_percent=40),
+    )
+
+    for order in ([pending, older, newer], [newer, pending, older], [older, newer, pending]):
+        split = split_from(STABLE_REL, order)
+        assert (split.canary, split.canary_percent) == (newer, 40)
+
+
+def test_a_first_release_rolling_out_has_no_stable_beside_it() -> None:
+    split = split_from(None, [Rel(2, traffic_percent=100)])
+
+    assert (split.stable, split.canary_percent, split.stable_percent) == (None, 100, 0)

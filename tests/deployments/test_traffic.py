@@ -4,23 +4,32 @@ request leaves in Redis. No device worker runs here (tests/deployments/live.py).
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from apps.core import dispatch
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures, traffic
 from apps.deployments.domain.split import key_point
 from apps.deployments.domain.states import DeploymentState, ReleaseState
-from apps.deployments.models import Deployment
+from apps.deployments.models import Deployment, Release
+from apps.models.models import ModelVersion
 from apps.serving import inference
 from apps.serving.domain.states import PlacementState
 from apps.serving.models import Placement
 from apps.serving.resilience import Bulkhead
 from tests.deployments.factories import DeploymentFactory
 from tests.deployments.live import ASK, answering, placement_of, release_on, serving
+from tests.serving.test_inference_faults import heard, loaded
 from tests.serving.test_resilience import Holder
 
 pytestmark = pytest.mark.django_db
@@ -246,3 +255,196 @@ def test_the_deployments_bulkhead_bounds_it_and_its_429_names_it_and_counts_refu
     assert Bulkhead(
         redis_client(), f"version {stable.model_version.pk}", concurrency=1, queue=0
     ).occupancy() == (0, 0)
+
+
+def failing(monkeypatch: pytest.MonkeyPatch, error_class: str) -> None:
+    """Every request's worker answers with a failure of `error_class`."""
+
+    def answer(name: str, *, args: Any = (), **_: Any) -> None:
+        failure = {"ok": False, "error_class": error_class, "error": "the graph refused the inputs"}
+        redis_client().rpush(args[2], json.dumps(failure))
+
+    monkeypatch.setattr(dispatch, "send", answer)
+
+
+def test_a_canary_whose_model_refuses_the_input_stable_takes_counts_the_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bad_input from the worker was counted as refused: the analysis saw no samples, never judged
+    the canary, and an inconclusive pause left it its share."""
+    deployment, _, canary = serving(canary_percent=100)
+    assert canary is not None
+    failing(monkeypatch, "bad_input")
+
+    refusals = [refused(deployment) for _ in range(3)]
+
+    assert {(r.status, r.error_class, r.field) for r in refusals} == {(400, "bad_input", "input")}
+    assert counted(canary.pk) == (3, 3, 0)
+
+
+def test_a_task_stable_answers_and_the_canary_does_not_is_the_canarys_error(asked: list[int]) -> None:
+    deployment, _, _ = serving()
+    canary = release_on(deployment, state=ReleaseState.PROGRESSING, traffic_percent=100)
+    ModelVersion.objects.filter(pk=canary.model_version_id).update(kind="embedding")  # no generate
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.field) == (400, "task")
+    assert counted(canary.pk) == (1, 1, 0)
+
+
+def test_the_canarys_device_queue_full_is_the_canarys_error(asked: list[int], settings: Any) -> None:
+    deployment, _, canary = serving(canary_percent=100)
+    assert canary is not None
+    settings.MOC_SERVING_WAITING_PER_QUEUE = 0
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.error_class, refusal.process_bound) == (503, "queue_busy", False)
+    assert counted(canary.pk) == (1, 1, 0)
+
+
+def test_this_web_servers_own_bound_on_waiting_requests_judges_no_release(
+    asked: list[int], settings: Any
+) -> None:
+    deployment, _, canary = serving(canary_percent=100)
+    assert canary is not None
+    settings.MOC_SERVING_WAITING_PER_PROCESS = 0
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.error_class, refusal.process_bound) == (503, "queue_busy", True)
+    assert counted(canary.pk) == (0, 0, 1)
+
+
+def test_a_request_that_waited_out_its_time_for_the_shared_bulkhead_is_refused_not_an_error(
+    asked: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow canary holding the deployment's slots made stable's requests time out waiting, and
+    they counted as stable's errors: the relative bounds then let the slow canary through."""
+    deployment, stable, _ = serving()
+    waited = _slot_after(monkeypatch, seconds=stable_timeout(stable))
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.error_class) == (504, "bulkhead_full")
+    assert refusal.waited_s == waited
+    assert counted(stable.pk) == (0, 0, 1)
+
+
+def test_the_latency_counted_leaves_out_the_wait_for_the_bulkheads_slot(
+    asked: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment, stable, _ = serving()
+    _slot_after(monkeypatch, seconds=3.0)
+
+    ask(deployment)
+
+    total = figures.totals(redis_client(), [stable.pk])[stable.pk]
+    assert total.requests == 1
+    assert total.p99_ms is not None
+    assert total.p99_ms < 1_000  # the 3 s "waited" for the slot is not the release's
+
+
+def stable_timeout(release: Release) -> float:
+    return inference.limits_for(release.model_version).timeout_s
+
+
+def _slot_after(monkeypatch: pytest.MonkeyPatch, *, seconds: float) -> float:
+    """The bulkhead gives its slot at once but says it waited `seconds` for it (the time a slow
+    canary holding the slots would have cost); and the clock moves on as much."""
+    real_slot = Bulkhead.slot
+    real_clock = time.perf_counter
+    shift = {"s": 0.0}
+
+    @contextmanager
+    def slot(self: Bulkhead, *, wait_s: float, lease_s: float) -> Iterator[float]:
+        with real_slot(self, wait_s=wait_s, lease_s=lease_s):
+            shift["s"] = seconds
+            yield seconds
+
+    monkeypatch.setattr(Bulkhead, "slot", slot)
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + shift["s"])
+    return seconds
+
+
+def test_a_failed_figures_write_never_fails_an_answered_request(
+    asked: list[int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    deployment, stable, _ = serving()
+
+    def redis_away(*_: Any, **__: Any) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(figures, "record", redis_away)
+    answer = ask(deployment)
+
+    assert answer["release"]["id"] == stable.pk
+    assert f"figures of release {stable.pk} not recorded: Connection refused" in caplog.text
+
+
+def rolled_back(*, previous_loaded: bool) -> tuple[Deployment, Release, Release]:
+    """A deployment whose promoted release was just rolled back to `previous`, unloaded long ago
+    (or not); the rolled-back one is still loaded for its grace."""
+    deployment, bad, _ = serving()
+    previous = release_on(
+        deployment, state=ReleaseState.PROMOTED, traffic_percent=100, placed=previous_loaded
+    )
+    Release.objects.filter(pk=bad.pk).update(
+        state=ReleaseState.ROLLED_BACK,
+        traffic_percent=0,
+        previous_release=previous,
+        promoted_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    Deployment.objects.filter(pk=deployment.pk).update(current_release=previous)
+    return deployment, previous, bad
+
+
+def test_a_rolled_back_release_answers_as_the_fallback_until_the_previous_one_is_loaded(
+    asked: list[int],
+) -> None:
+    """The pointer moved to a release unloaded long ago, and every request got 409 not_loaded until
+    it loaded again: an outage caused by the rollback itself."""
+    deployment, previous, bad = rolled_back(previous_loaded=False)
+
+    answer = ask(deployment)
+
+    assert (answer["side"], answer["release"]["id"], answer["release"]["state"]) == (
+        "fallback",
+        bad.pk,
+        "rolled_back",
+    )
+    assert counted(bad.pk) == (1, 0, 0)
+    assert counted(previous.pk) == (0, 0, 0)
+
+    # Once the previous release has a replica loaded, it answers again.
+    placement = loaded(previous.model_version)
+    heard(placement.device.queue)
+    previous.placements.add(placement)
+
+    assert (ask(deployment)["side"], ask(deployment)["release"]["id"]) == ("stable", previous.pk)
+
+
+def test_a_release_rolled_back_before_it_was_promoted_is_never_a_fallback(asked: list[int]) -> None:
+    deployment, previous, bad = rolled_back(previous_loaded=False)
+    Release.objects.filter(pk=bad.pk).update(promoted_at=None)
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.error_class) == (409, "not_loaded")
+    assert counted(previous.pk) == (1, 1, 0)
+    assert counted(bad.pk) == (0, 0, 0)
+
+
+def test_a_rolled_back_release_with_nothing_loaded_left_leaves_the_409_to_the_previous(
+    asked: list[int],
+) -> None:
+    deployment, previous, bad = rolled_back(previous_loaded=False)
+    Placement.objects.filter(pk=placement_of(bad).pk).update(state=PlacementState.UNLOADED)
+
+    refusal = refused(deployment)
+
+    assert (refusal.status, refusal.error_class) == (409, "not_loaded")
+    assert f"release #{previous.pk} (stable" in refusal.reason
+    assert counted(previous.pk) == (1, 1, 0)

@@ -5,7 +5,10 @@ beat in Redis, and its answer is pushed onto the reply list by the stand-in for 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -118,3 +121,73 @@ def test_a_named_bulkhead_is_the_one_that_fills_and_the_429_names_it(asked: list
     assert refused.value.error_class == "bulkhead_full"
     assert "deployment 9 has 1 request running and 0 waiting" in refused.value.reason
     assert answer["placement"] == placement.pk
+
+
+def test_an_answer_says_how_long_it_waited_for_its_bulkhead_slot(asked: list[int]) -> None:
+    """A deployment leaves the wait out of the version's latency: either side's slowness lengthens it."""
+    placement = loaded()
+    heard(placement.device.queue)
+    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=1))
+    holder.start()
+    assert holder.got.wait(5)
+    threading.Timer(0.4, holder.finish).start()
+
+    answer = inference.infer(
+        version=placement.version,
+        task="generate",
+        data=ASK["input"],
+        limits=limits(concurrency=1, queue=1),
+        bulkhead="deployment 9",
+    )
+
+    assert 300 <= answer["slot_wait_ms"] < 3_000
+    assert answer["total_ms"] >= answer["slot_wait_ms"]
+
+
+def test_a_refusal_after_a_wait_for_the_slot_says_how_long_it_waited(
+    asked: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = loaded()
+    heard(placement.device.queue)
+    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=1))
+    holder.start()
+    assert holder.got.wait(5)
+    threading.Timer(0.4, holder.finish).start()
+    monkeypatch.setattr(dispatch, "send", lambda name, **_: None)  # nobody answers
+
+    with pytest.raises(inference.Refused) as refused:
+        inference.infer(
+            version=placement.version,
+            task="generate",
+            data=ASK["input"],
+            limits=limits(concurrency=1, queue=1, timeout_s=1.5),
+            bulkhead="deployment 9",
+        )
+
+    assert (refused.value.status, refused.value.error_class) == (504, "timeout")
+    assert 0.3 <= refused.value.waited_s < 1.5
+
+
+def test_a_slot_that_came_with_no_time_left_is_the_bulkheads_refusal_not_a_timeout(
+    asked: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a 504 "timeout", as a placement that did not answer: a caller judging the version by
+    its refusals charged it with the wait in a bulkhead others filled."""
+    placement = loaded()
+    heard(placement.device.queue)
+    real_slot = Bulkhead.slot
+
+    @contextmanager
+    def slot(self: Bulkhead, *, wait_s: float, lease_s: float) -> Iterator[float]:
+        with real_slot(self, wait_s=wait_s, lease_s=lease_s):
+            yield wait_s  # it got its slot just as its time ran out
+
+    monkeypatch.setattr(Bulkhead, "slot", slot)
+
+    with pytest.raises(inference.Refused) as refused:
+        inference.infer(version=placement.version, task="generate", data=ASK["input"], limits=limits())
+
+    assert (refused.value.status, refused.value.error_class) == (504, "bulkhead_full")
+    assert "waited 5.0 s for a free slot, all of its 5 s" in refused.value.reason
+    assert refused.value.waited_s == 5.0
+    assert asked == []

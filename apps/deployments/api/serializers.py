@@ -118,6 +118,7 @@ class _DeploymentFieldsInput(serializers.ModelSerializer):
     canary_steps = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=100),
         required=False,
+        allow_empty=False,
         help_text="Canary traffic steps in percent, rising, ending at 100",
     )
 

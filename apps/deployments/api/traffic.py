@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from django.db.models import QuerySet
@@ -60,7 +59,11 @@ class _VersionRef(serializers.Serializer):
 
 class DeploymentInferOutput(serving.InferenceOutput):
     deployment = serializers.CharField()
-    side = serializers.ChoiceField(choices=["stable", "canary"], help_text="Which side of the split answered")
+    side = serializers.ChoiceField(
+        choices=["stable", "canary", "fallback"],
+        help_text="Which side of the split answered; fallback: the release just rolled back from "
+        "stable, answering while the release traffic went back to has nothing loaded yet",
+    )
     release = _ReleaseRef()
     version = _VersionRef()
 
@@ -77,9 +80,11 @@ class DeploymentInferView(APIView):
     (the same `key` always to the same side), to a loaded placement of that release, through the
     deployment's bulkhead (429 with Retry-After when full) and the placement's circuit breaker
     (open: 503). The answer says which release and version served it, also in the X-MOC-Release
-    and X-MOC-Version headers; refusals say which release they concern. 409: the deployment is
-    paused or retired, has no live release, or the release has no replica loaded; 400: input the
-    version does not take, or a `release` that is neither stable nor rolling out, naming the field."""
+    and X-MOC-Version headers (side `fallback`: a release just rolled back, answering while the
+    one traffic went back to has no replica loaded yet); refusals say which release they concern.
+    409: the deployment is paused or retired, has no live release, or the release has no replica
+    loaded; 400: input the version does not take, or a `release` that is neither stable nor
+    rolling out, naming the field."""
 
     queryset = Placement.objects.all()  # as serving's InferenceView: operators and admins may ask
 
@@ -132,7 +137,10 @@ class FiguresInput(serializers.Serializer):
 class FiguresSerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Answered or failed")
     errors = serializers.IntegerField()
-    refused = serializers.IntegerField(help_text="Bad input, bulkhead full: not counted as the release's")
+    refused = serializers.IntegerField(
+        help_text="The deployment's bulkhead full, this web server's bound on waiting requests, MOC's "
+        "Redis or broker away: not counted as the release's"
+    )
     rps = serializers.FloatField(allow_null=True)
     p50_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
@@ -157,7 +165,10 @@ class ReleaseFiguresSerializer(serializers.Serializer):
 
 class DeploymentFiguresSerializer(serializers.Serializer):
     deployment = serializers.CharField()
-    seconds = serializers.IntegerField()
+    seconds = serializers.IntegerField(
+        help_text="The span covered: the whole buckets nearest the span asked for, up to the one "
+        "still filling (left out, so that rates are not diluted by seconds yet to come)"
+    )
     bucket_s = serializers.IntegerField()
     releases = ReleaseFiguresSerializer(many=True)
 
@@ -182,25 +193,21 @@ class DeploymentFiguresView(APIView):
         seconds = params.validated_data["seconds"]
         split = selectors.split_of(deployment)
         releases = selectors.chart_releases(deployment=deployment, now=timezone.now())
-        until = time.time()
-        buckets = figures.series(
-            redis_client(), [r.pk for r in releases], since=until - seconds + 1, until=until
+        buckets, totals, span = figures.recent(
+            redis_client(), [r.pk for r in releases], seconds=seconds, now=time.time()
         )
         body = {
             "deployment": deployment.name,
-            "seconds": seconds,
+            "seconds": span,
             "bucket_s": figures.BUCKET_S,
-            "releases": [_release_figures(r, split, buckets[r.pk], seconds) for r in releases],
+            "releases": [_release_figures(r, split, buckets[r.pk], totals[r.pk]) for r in releases],
         }
         return Response(DeploymentFiguresSerializer(body).data)
 
 
 def _release_figures(
-    release: Release, split: selectors.Split, buckets: list[tuple[int, Figures]], seconds: int
+    release: Release, split: selectors.Split[Release], buckets: list[tuple[int, Figures]], total: Figures
 ) -> dict[str, Any]:
-    total = Figures()
-    for _, bucket in buckets:
-        total = total.plus(bucket)
     side = "stable" if release == split.stable else "canary" if release == split.canary else None
     version = release.model_version
     return {
@@ -209,7 +216,7 @@ def _release_figures(
         "state": release.state,
         "traffic_percent": (100 - split.canary_percent) if side == "stable" else release.traffic_percent,
         "version": {"id": version.pk, "number": version.number, "model": version.model.name},
-        "totals": _figures(replace(total, seconds=seconds)),
+        "totals": _figures(total),
         "series": [{"t": start, **_figures(bucket)} for start, bucket in buckets],
     }
 

@@ -1,4 +1,5 @@
-"""Which side of a deployment's split, stable or canary, answers a request (pure Python).
+"""Who takes a deployment's traffic (split_from), and which side of the split, stable or canary,
+answers a request (side_for). Pure Python.
 
 A request with a key is sticky: the key hashes to a point in 0..99 that never changes, and it goes
 to the canary when that point is below the canary's share. Raising the share therefore only moves
@@ -9,11 +10,62 @@ request without a key goes by a random draw in [0, 1).
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-Side = Literal["stable", "canary"]
+from apps.deployments.domain.states import ReleaseState
+
+# "fallback": a release rolled back from being stable answers while the release traffic went back
+# to has nothing loaded yet (apps.deployments.traffic).
+Side = Literal["stable", "canary", "fallback"]
 STABLE: Side = "stable"
 CANARY: Side = "canary"
+FALLBACK: Side = "fallback"
+# A release rolling out takes traffic in these states (held by a person included) once it has a share.
+TAKING_TRAFFIC = frozenset({ReleaseState.PROGRESSING.value, ReleaseState.PAUSED.value})
+
+
+class Rolling(Protocol):
+    """What split_from reads of a release."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def traffic_percent(self) -> int: ...
+
+
+R = TypeVar("R", bound=Rolling)
+
+
+@dataclass(frozen=True, slots=True)
+class Split(Generic[R]):
+    """Who takes the deployment's traffic: stable, and the canary with its share."""
+
+    stable: R | None
+    canary: R | None
+    canary_percent: int
+
+    @property
+    def stable_percent(self) -> int:
+        return 100 - self.canary_percent
+
+
+def split_from(stable: R | None, open_releases: Iterable[R]) -> Split[R]:
+    """The split, from the deployment's stable release and its open releases: the canary is the
+    newest open release that takes traffic (progressing or paused, with a share above 0) and is
+    not stable itself. There is at most one open release; should there be more, every reader
+    still picks the same one."""
+    stable_pk = None if stable is None else stable.pk
+    taking = [
+        r for r in open_releases if r.state in TAKING_TRAFFIC and r.traffic_percent > 0 and r.pk != stable_pk
+    ]
+    canary = max(taking, key=lambda r: r.pk, default=None)
+    return Split(stable, canary, 0 if canary is None else canary.traffic_percent)
 
 
 def key_point(key: str) -> int:

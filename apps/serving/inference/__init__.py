@@ -154,18 +154,24 @@ def _infer(
     # A place among this process's waiting threads before the bulkhead's queue, where a thread
     # waits as surely as on a device.
     if not waiting.enter():
-        raise _busy(
+        busy = _busy(
             version,
             f"{settings.MOC_SERVING_WAITING_PER_PROCESS} of this web server's requests are already "
             "waiting on devices, as many as it lets wait at once so that it keeps threads for "
             "everything else (MOC_SERVING_WAITING_PER_PROCESS)",
         )
+        busy.process_bound = True
+        raise busy
     # The bulkhead first: a half-open breaker's probe, once admitted, always gets its outcome
     # recorded, instead of being lost to a 429 between the two.
     slots = Bulkhead(client, bulkhead, concurrency=limits.concurrency, queue=limits.queue)
     try:
         with slots.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
-            return _through_breaker(client, version, candidates, runs, task, data, limits, waited_s)
+            try:
+                return _through_breaker(client, version, candidates, runs, task, data, limits, waited_s)
+            except Refused as refused:
+                refused.waited_s = waited_s
+                raise
     except BulkheadFull as full:
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
         raise Refused(
@@ -186,10 +192,11 @@ def _through_breaker(
     waited_s: float,
 ) -> dict[str, Any]:
     if limits.timeout_s - waited_s < _MIN_LEFT_S:
-        # The wait for a slot used the time up: say so, without charging a healthy placement.
+        # The wait for a slot used the time up: the bulkhead's refusal (not a placement's timeout),
+        # charged to no placement.
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
         why = f"{version} waited {waited_s:.1f} s for a free slot, all of its {limits.timeout_s:g} s."
-        raise Refused(504, why, ErrorClass.TIMEOUT)
+        raise Refused(504, why, Refusal.BULKHEAD_FULL)
     breakers = Breakers(client)
     chosen, seen_after = _admit(breakers, version, candidates, limits)
     answer = None
@@ -233,6 +240,9 @@ def _through_breaker(
             "result": answer["result"],
             "queue_ms": answer.get("queue_ms"),
             "compute_ms": answer.get("compute_ms"),
+            # How long it waited for a slot in its bulkhead (not the API's: a deployment's figures
+            # leave it out of the version's latency).
+            "slot_wait_ms": waited_s * 1000,
         }
     error_class = ErrorClass(answer.get("error_class") or ErrorClass.INTERNAL)
     error = str(answer.get("error") or "")

@@ -16,13 +16,20 @@ BUSY_RETRY_S = 1
 
 @dataclass
 class Refused(Exception):
-    """A request MOC answered without a model's answer: the HTTP status, and why."""
+    """A request MOC answered without a model's answer: the HTTP status, and why.
+
+    For a caller that judges versions by their refusals (a deployment's canary analysis), not
+    sent to the API: `waited_s`, how long the request waited for a slot in its bulkhead before it
+    was refused (not the version's time), and `process_bound`, refused by this web process's own
+    bound on requests waiting on devices (whatever they wait for), before any placement."""
 
     status: int
     reason: str
     error_class: str = ""
     retry_after_s: int | None = None
     field: str = ""
+    waited_s: float = 0.0
+    process_bound: bool = False
 
     def __str__(self) -> str:
         return self.reason

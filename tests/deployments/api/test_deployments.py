@@ -197,6 +197,9 @@ def test_viewer_cannot_create_a_deployment(client_as: Client) -> None:
         ),
         ({"name": "chat", "canary_steps": [50, 10]}, "canary_steps"),
         ({"name": "chat", "canary_steps": [10, 50]}, "canary_steps"),
+        ({"name": "chat", "canary_steps": []}, "canary_steps"),
+        ({"name": "chat", "abort_grace_s": 10**15}, "abort_grace_s"),
+        ({"name": "chat", "blue_green_keep_s": 7 * 86_400 + 1}, "blue_green_keep_s"),
         ({"name": "chat", "p99_ratio_max": 0.5}, "p99_ratio_max"),
         ({"name": "chat", "on_inconclusive": "shrug"}, "on_inconclusive"),
     ],
@@ -244,6 +247,31 @@ def test_an_edit_names_the_bad_field(client_as: Client) -> None:
 
     assert response.status_code == 400
     assert "100" in response.json()["fields"]["canary_steps"][0]
+
+
+@pytest.mark.parametrize("field", ["abort_grace_s", "blue_green_keep_s", "step_pause_s", "step_timeout_s"])
+def test_an_edit_refuses_a_window_past_a_week_naming_it(client_as: Client, field: str) -> None:
+    """A window of 10**15 s was stored, and promoting the release later failed with an overflow."""
+    DeploymentFactory(name="chat")
+
+    too_long = client_as(Role.OPERATOR).patch(detail("chat"), {field: 10**15}, format="json")
+    a_week = client_as(Role.OPERATOR).patch(detail("chat"), {field: 7 * 86_400}, format="json")
+
+    assert too_long.status_code == 400
+    assert list(too_long.json()["fields"]) == [field]
+    assert (a_week.status_code, a_week.json()[field]) == (200, 7 * 86_400)
+
+
+@pytest.mark.parametrize("ref", ["%C2%B2", "%D9%A1", "9" * 23])
+def test_a_ref_of_non_ascii_digits_or_past_any_id_is_404(client_as: Client, ref: str) -> None:
+    """'²' and '١' are digits to str.isdigit() but not to int(): the traffic endpoints answered 500."""
+    DeploymentFactory(name="chat")
+    viewer, operator = client_as(Role.VIEWER), client_as(Role.OPERATOR)
+
+    assert viewer.get(detail(ref)).status_code == 404
+    assert viewer.get(detail(ref, "figures/")).status_code == 404
+    ask = {"task": "generate", "input": {"prompt": "hi"}}
+    assert operator.post(detail(ref, "infer/"), ask, format="json").status_code == 404
 
 
 def test_the_name_cannot_be_changed(client_as: Client) -> None:

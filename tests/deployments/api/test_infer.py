@@ -4,10 +4,12 @@ queries, and their OpenAPI schema. No device worker runs here (tests/deployments
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
@@ -15,7 +17,7 @@ from apps.core.redis_clients import redis_client
 from apps.deployments import figures
 from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import DeploymentState, ReleaseState
-from apps.deployments.models import Deployment
+from apps.deployments.models import Deployment, Release
 from tests.deployments.factories import DeploymentFactory
 from tests.deployments.live import ASK, answering, release_on, serving
 
@@ -188,11 +190,11 @@ def test_a_request_takes_few_queries(
 def test_figures_show_each_live_release_per_bucket_with_totals(client_as: Client) -> None:
     deployment, stable, canary = serving(canary_percent=10)
     assert canary is not None
-    client = redis_client()
+    client, at = redis_client(), time.time() - figures.BUCKET_S  # in the last bucket that is over
     for latency in (10, 20, 30):
-        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=latency)
-    figures.record(client, release_id=canary.pk, outcome=Outcome.ERROR, latency_ms=500)
-    figures.record(client, release_id=canary.pk, outcome=Outcome.REFUSED, latency_ms=1)
+        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=latency, at=at)
+    figures.record(client, release_id=canary.pk, outcome=Outcome.ERROR, latency_ms=500, at=at)
+    figures.record(client, release_id=canary.pk, outcome=Outcome.REFUSED, latency_ms=1, at=at)
 
     response = client_as(Role.VIEWER).get(f"/api/v1/deployments/{deployment.name}/figures/", {"seconds": 60})
 
@@ -209,10 +211,44 @@ def test_figures_show_each_live_release_per_bucket_with_totals(client_as: Client
     assert 10 <= totals["p50_ms"] <= 30
     assert (by_id[canary.pk]["totals"]["errors"], by_id[canary.pk]["totals"]["refused"]) == (1, 1)
     series = by_id[stable.pk]["series"]
-    assert 12 <= len(series) <= 13
+    assert len(series) == 12  # whole buckets, the one still filling left out
     assert sum(b["requests"] for b in series) == 3
     assert series[-1]["t"] % 5 == 0
     assert set(series[-1]) == {"t", "requests", "errors", "refused", "rps", "p50_ms", "p99_ms", "error_rate"}
+
+
+def test_figures_over_five_seconds_are_the_last_whole_bucket_not_the_one_filling(client_as: Client) -> None:
+    """The span took in the bucket still filling and divided by the nominal 5 s: rates up to twice
+    the real ones."""
+    deployment, stable, _ = serving()
+    client, now = redis_client(), time.time()
+    for _ in range(10):
+        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=10, at=now - 5)
+        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=10, at=now)
+
+    body = (
+        client_as(Role.VIEWER).get(f"/api/v1/deployments/{deployment.name}/figures/", {"seconds": 5}).json()
+    )
+
+    [release] = body["releases"]
+    assert (body["seconds"], release["totals"]["requests"], release["totals"]["rps"]) == (5, 10, 2.0)
+
+
+def test_a_rolled_back_releases_answer_says_it_answered_as_the_fallback(
+    operator_api: APIClient, asked: list[int]
+) -> None:
+    deployment, bad, _ = serving()
+    previous = release_on(deployment, state=ReleaseState.PROMOTED, traffic_percent=100, placed=False)
+    Release.objects.filter(pk=bad.pk).update(
+        state=ReleaseState.ROLLED_BACK, previous_release=previous, promoted_at=timezone.now()
+    )
+    Deployment.objects.filter(pk=deployment.pk).update(current_release=previous)
+
+    response = infer(operator_api, deployment.name)
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["side"], response.json()["release"]["state"]) == ("fallback", "rolled_back")
+    assert response["X-MOC-Release"] == str(bad.pk)
 
 
 @pytest.mark.parametrize("seconds", ["0", "x", "999999"])

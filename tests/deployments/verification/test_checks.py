@@ -111,10 +111,10 @@ def test_database_passes_with_every_migration_applied() -> None:
 
 def test_database_fails_naming_an_unapplied_migration() -> None:
     release = release_with()
-    MigrationRecorder(connection).record_unapplied("deployments", "0003_rollout")
+    MigrationRecorder(connection).record_unapplied("deployments", "0004_windows_bounded")
     outcome = database.run(ctx(release))
     assert outcome.status == CheckStatus.FAIL
-    assert "deployments.0003_rollout" in outcome.reason
+    assert "deployments.0004_windows_bounded" in outcome.reason
 
 
 # integrations
