@@ -1,5 +1,5 @@
 """Writes to the model registry: register, edit, archive and restore models; move versions
-through validation; set and clear aliases."""
+through validation; set and clear aliases; make a version one of another model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from apps.core import audit
@@ -15,6 +16,8 @@ from apps.core.transitions import transition
 from apps.models.domain import naming
 from apps.models.domain.states import VALIDATION, ValidationState
 from apps.models.models import ModelAlias, ModelVersion, RegisteredModel
+
+_NAMED_MAX = 5  # rows of each kind a refusal names
 
 
 def _check_name(name: str, *, exclude_pk: int | None = None) -> str:
@@ -105,7 +108,7 @@ def model_restore(*, model: RegisteredModel) -> RegisteredModel:
 @transaction.atomic
 def version_validation_start(*, version: ModelVersion) -> bool:
     """Mark a version as being checked; False if another checker already started it."""
-    return _move(version, ValidationState.VALIDATING, validation_error="")
+    return _validation_move(version, ValidationState.VALIDATING, validation_error="")
 
 
 @transaction.atomic
@@ -120,10 +123,10 @@ def version_validation_finish(
     changes: dict[str, object] = {"validation_error": "\n".join(problems), "validated_at": timezone.now()}
     if report is not None:
         changes["validation_report"] = report
-    return _move(version, dst, **changes)
+    return _validation_move(version, dst, **changes)
 
 
-def _move(version: ModelVersion, dst: ValidationState, **changes: object) -> bool:
+def _validation_move(version: ModelVersion, dst: ValidationState, **changes: object) -> bool:
     old = version.validation_state
     if not transition(version, dst, machine=VALIDATION, field="validation_state", **changes):
         return False
@@ -218,3 +221,77 @@ def version_restore(*, version: ModelVersion) -> ModelVersion:
         audit.record("restore", version, changes={"archived": [True, False]})
     version.refresh_from_db()
     return version
+
+
+@transaction.atomic
+def version_move(*, version: ModelVersion, model: RegisteredModel) -> ModelVersion:
+    """Make `version` the next-numbered version of `model`, and delete the model it leaves empty.
+
+    A scan registers every folder it finds as a model of its own at v1; this makes a retrained
+    model's folder a new version of the model it retrains, so that a deployment of that model
+    can release it. Only a model's sole version moves, and only while nothing depends on it
+    being what it is: no alias of it or of its model, nothing above the registry (a placement,
+    a release, a deployment of its model) referring to either. The model it leaves is then
+    empty and referred to by nothing, so it is deleted (its name is free again). The version
+    keeps its id, path and files, so the next scan, which matches versions by path, leaves it
+    where it now is. Each refusal is a ValidationError under `model` or `version`.
+    """
+    # Both models' rows locked in one order: two moves between the same models cannot deadlock,
+    # and the numbering cannot race a concurrent move into `model`.
+    locked = {
+        m.pk: m
+        for m in RegisteredModel.objects.select_for_update()
+        .filter(pk__in={model.pk, version.model_id})
+        .order_by("pk")
+    }
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    if model.pk not in locked:
+        raise ValidationError({"model": f"Model {model.pk} no longer exists."})
+    source, target = version.model, locked[model.pk]
+    if target.pk == source.pk:
+        raise ValidationError({"model": f"{version} is already a version of {target.name}."})
+    if target.archived:
+        raise ValidationError({"model": f"{target.name} is archived: restore it first."})
+    if (count := source.versions.count()) > 1:
+        raise ValidationError(
+            {
+                "version": f"{source.name} has {count} versions: only a model's sole version "
+                "moves, as the model it leaves is deleted."
+            }
+        )
+    aliases = ModelAlias.objects.filter(models.Q(model=source) | models.Q(version=version))
+    if names := sorted({f"{a.model.name}@{a.name}" for a in aliases.select_related("model")}):
+        raise ValidationError(
+            {"version": f"Aliases {', '.join(names)} point at {version}: clear them first."}
+        )
+    if held := [*_referred_by(version), *_referred_by(source)]:
+        raise ValidationError(
+            {"version": f"{version} is in use ({'; '.join(held)}): it can only move while unused."}
+        )
+    old_number = version.number
+    number = (target.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+    ModelVersion.objects.filter(pk=version.pk).update(model=target, number=number, updated_at=timezone.now())
+    version.refresh_from_db()
+    audit.record(
+        "move", version, changes={"model": [source.name, target.name], "number": [old_number, number]}
+    )
+    source.delete()
+    return version
+
+
+def _referred_by(obj: models.Model) -> list[str]:
+    """What outside the registry refers to `obj` and would keep it from being deleted, e.g.
+    "releases 4, 9": the rows whose foreign key to it is PROTECT or RESTRICT (a placement, a
+    release, a deployment), where history that may follow it (an inference record, a job) is
+    CASCADE or SET_NULL. The registry imports no app above it; the foreign keys say it."""
+    held = []
+    for relation in obj._meta.related_objects:
+        related = relation.related_model
+        if relation.on_delete not in (models.PROTECT, models.RESTRICT) or (
+            related._meta.app_label == obj._meta.app_label
+        ):
+            continue
+        rows = related._base_manager.filter(**{relation.field.name: obj}).order_by("pk")
+        if ids := list(rows.values_list("pk", flat=True)[:_NAMED_MAX]):
+            held.append(f"{related._meta.verbose_name_plural} {', '.join(map(str, ids))}")
+    return held

@@ -15,6 +15,7 @@ urlpatterns = [
     path("versions/<int:pk>/validate/", views.version_validate, name="validate"),
     path("versions/<int:pk>/archive/", views.version_archive, name="version_archive"),
     path("versions/<int:pk>/restore/", views.version_restore, name="version_restore"),
+    path("versions/<int:pk>/move/", views.version_move, name="version_move"),
     path("scans/", views.ScanListView.as_view(), name="scans"),
     path("scans/new/", views.scan_now, name="scan_now"),
     path("scans/<int:pk>/", views.scan_detail, name="scan"),

@@ -103,6 +103,20 @@ class AliasForm(forms.Form):
         field.label_from_instance = lambda v: f"v{v.number} ({v.get_validation_state_display().lower()})"
 
 
+class VersionMoveForm(forms.Form):
+    """Make a version the next version of another registered model (services.version_move)."""
+
+    model = forms.ModelChoiceField(queryset=RegisteredModel.objects.all(), empty_label=None)
+
+    def __init__(self, *args: Any, version: ModelVersion, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            # The models offered, read once. A posted one may be any model: one archived since
+            # the page was drawn is refused by the service, which says why.
+            others = RegisteredModel.objects.filter(archived=False).exclude(pk=version.model_id)
+            self.fields["model"].choices = list(others.order_by("name").values_list("pk", "name"))
+
+
 class ModelListView(FilteredListView):
     queryset = selectors.model_rows()
     filterset_class = RegisteredModelFilter
@@ -171,6 +185,7 @@ class VersionDetailView(DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         version: ModelVersion = self.object
+        can_change = self.request.user.has_perm("registry.change_modelversion")
         return super().get_context_data(
             section="models",
             files=version.files.order_by("path"),
@@ -178,9 +193,19 @@ class VersionDetailView(DetailView):
             children=version.children.select_related("model").order_by("model__name", "number"),
             facts=_facts(version.metadata),
             problems=_problems(version),
-            can_validate=self.request.user.has_perm("registry.change_modelversion"),
+            can_validate=can_change,
+            move_form=_move_form(version) if can_change else None,
             **kwargs,
         )
+
+
+def _move_form(version: ModelVersion) -> VersionMoveForm | None:
+    """The form that makes `version` a version of another model, where it could: only a model's
+    sole version moves (services.version_move), and only where another model may take it."""
+    if version.model.versions.exclude(pk=version.pk).exists():
+        return None
+    form = VersionMoveForm(version=version)
+    return form if form.fields["model"].choices else None
 
 
 class ScanListView(FilteredListView):
@@ -304,4 +329,22 @@ def version_restore(request: HttpRequest, pk: int) -> HttpResponse:
         version=get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
     )
     messages.success(request, f"{version} is restored.")
+    return redirect(version)
+
+
+@require_POST
+@permission_required("registry.change_modelversion", raise_exception=True)
+def version_move(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    form = VersionMoveForm(request.POST, version=version)
+    if not form.is_valid():
+        messages.error(request, " ".join(f"{f}: {' '.join(e)}" for f, e in form.errors.items()))
+        return redirect(version)
+    was = str(version)
+    try:
+        version = services.version_move(version=version, model=form.cleaned_data["model"])
+    except ValidationError as exc:
+        message_refusal(request, exc)
+    else:
+        messages.success(request, f"{was} is now {version}; the model it was the only version of is deleted.")
     return redirect(version)

@@ -1,10 +1,10 @@
 """The demo LM and its bad variants registered as versions 1, 2 and 3 of one model, ready to release.
 
-A scan gives every folder a registered model of its own (apps.models.scanning.run), and MOC has no
-way yet to register a folder as a new version of an existing model; a release, though, must be of
-a version of the deployment's model. So after a real scan the variants' versions are re-homed
-under demo-gpt2 here, as the next numbers, and the models the scan made for them deleted. Their
-files are then hashed and the versions validated in this process, as a default worker would.
+A scan gives every folder a registered model of its own (apps.models.scanning.run); a release,
+though, must be of a version of the deployment's model. So after a real scan the variants' versions
+are made the next versions of demo-gpt2, as an operator would (apps.models.services.version_move,
+which deletes the models the scan made for them). Their files are then hashed and the versions
+validated in this process, as a default worker would.
 Used by tests/integration/test_rollout.py, tests/models/test_demo_variants.py and bench/rollout.py
 (inside its scratch MOC's `manage.py shell`).
 """
@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Max
 
-from apps.models import demo, scanning
+from apps.models import demo, scanning, services
 from apps.models.demo.variants import VARIANTS
-from apps.models.models import ModelFile, ModelVersion, RegisteredModel
+from apps.models.models import ModelFile, ModelVersion
 from apps.models.scanning.checksums import files_checksum
 from apps.models.scanning.validate import version_validate
 
@@ -44,16 +43,11 @@ def register_demo(
 @transaction.atomic
 def as_versions_of(base: ModelVersion, paths: Sequence[Path]) -> dict[str, ModelVersion]:
     """The versions scanned at `paths`, each made the next version of `base`'s model (already one
-    of it: left as it is), by folder name; the models the scan had made for them are deleted."""
-    model = RegisteredModel.objects.select_for_update().get(pk=base.model_id)
+    of it: left as it is), by folder name."""
     found: dict[str, ModelVersion] = {}
     for path in paths:
-        version = ModelVersion.objects.get(path=str(path))
-        if version.model_id != model.pk:
-            scanned_as = version.model_id
-            number = (model.versions.aggregate(top=Max("number"))["top"] or 0) + 1
-            ModelVersion.objects.filter(pk=version.pk).update(model=model, number=number)
-            RegisteredModel.objects.filter(pk=scanned_as, versions__isnull=True).delete()
-            version.refresh_from_db()
+        version = ModelVersion.objects.select_related("model").get(path=str(path))
+        if version.model_id != base.model_id:
+            version = services.version_move(version=version, model=base.model)
         found[path.name] = version
     return found

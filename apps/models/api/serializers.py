@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -225,6 +226,46 @@ class AliasSetInput(serializers.Serializer):
     name = serializers.CharField(max_length=naming.ALIAS_MAX, help_text="e.g. production, staging")
     version = serializers.PrimaryKeyRelatedField(
         queryset=ModelVersion.objects.all(), help_text="The version's id (not its number)"
+    )
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class RegisteredModelRefField(serializers.RelatedField):
+    """A registered model by its name (any case) or its id. A string is a name first, since names
+    may be all digits; a JSON number, or a string of digits no model is named, is an id."""
+
+    default_error_messages = {
+        "does_not_exist": "No registered model '{value}'.",
+        "incorrect_type": "A registered model's name or id.",
+    }
+
+    def to_internal_value(self, data: Any) -> RegisteredModel:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("incorrect_type")
+        queryset = self.get_queryset()
+        if isinstance(data, str):
+            named = queryset.filter(name__iexact=data.strip()).first()
+            if named is not None:
+                return named
+        ref = str(data).strip()
+        # Ids are bigint: a longer run of digits names no model.
+        if ref.isascii() and ref.isdigit() and int(ref) < 2**63:
+            by_id = queryset.filter(pk=int(ref)).first()
+            if by_id is not None:
+                return by_id
+        self.fail("does_not_exist", value=data)
+        raise AssertionError  # fail() raised
+
+    def to_representation(self, value: RegisteredModel) -> int:
+        return value.pk
+
+
+class VersionMoveInput(serializers.Serializer):
+    """Make this version the next-numbered version of another registered model."""
+
+    model = RegisteredModelRefField(
+        queryset=RegisteredModel.objects.all(),
+        help_text="The registered model it joins: its name or id. Not archived, not its own model",
     )
 
 

@@ -123,6 +123,24 @@ class ModelVersionViewSet(ServiceUpdateMixin, viewsets.ReadOnlyModelViewSet):
     def restore(self, request: Request, pk: str | None = None) -> Response:
         return self.respond(services.version_restore(version=self.get_object()))
 
+    @extend_schema(
+        request=s.VersionMoveInput,
+        responses=s.ModelVersionSerializer,
+        summary="Make this version the next version of another model",
+        description=(
+            "For a folder a scan registered as a model of its own (v1) that is really a new version of "
+            "another model, e.g. a retrained one: it becomes that model's next number, and the model "
+            "it leaves is deleted. Only a model's sole version moves, and only while no alias, "
+            "placement, release or deployment refers to it or its model; a refusal is a 400 under "
+            "`model` or `version` saying why. Later scans leave it where it is (they match by path)."
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def move(self, request: Request, pk: str | None = None) -> Response:
+        version = self.get_object()
+        data = self.validated_input(s.VersionMoveInput)
+        return self.respond(services.version_move(version=version, model=data["model"]))
+
 
 class ModelFileViewSet(viewsets.ReadOnlyModelViewSet):
     """The files of model versions, as discovery last saw them."""

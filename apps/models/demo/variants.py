@@ -24,9 +24,9 @@ that poisons the worker's CUDA context (device_lost, every placement on that dev
 the failing version is for simulated devices and CPU only.
 
 Each is a folder with config.json, so a scan registers it as a model of its own named after the
-folder: discovery gives every candidate a registered model (apps.models.scanning.run), and no
-layout makes two folders versions of one model. Whoever needs them as versions of demo-gpt2
-re-homes the scanned versions (tests/integration/releases.py does, for tests and bench/rollout.py).
+folder (apps.models.scanning.run). To release one as a version of demo-gpt2, move it there:
+apps.models.services.version_move, `POST /api/v1/model-versions/{id}/move/`, or "Make this a
+version of" on its page (tests/integration/releases.py does it for tests and bench/rollout.py).
 """
 
 from __future__ import annotations
