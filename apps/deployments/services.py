@@ -3,12 +3,15 @@ releases (which the rollout engine, apps.deployments.rollout, then moves)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, transaction
+from django.db.models import IntegerField
 from django.utils import timezone
 
 from apps.core import audit, dispatch
@@ -29,7 +32,7 @@ from apps.deployments.domain.states import (
     VerificationState,
 )
 from apps.deployments.domain.strategy import Strategy, steps_for
-from apps.deployments.models import MAX_REPLICAS, Deployment, Release, ReleaseEvent, VerificationRun
+from apps.deployments.models import Deployment, Release, ReleaseEvent, VerificationRun
 from apps.deployments.rollout import replicas, timeline
 from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
 from apps.fleet.models import Device, Node
@@ -48,22 +51,35 @@ def _choice(options: type) -> Callable[[Any], Any]:
     return check
 
 
-def _number(
-    *, low: float | None = None, high: float | None = None, whole: bool = False, empty: bool = False
-) -> Callable[[Any], Any]:
-    """A check of a number between `low` and `high` (inclusive); None passes when `empty`."""
+def _limit(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _number(name: str, *, low: float | None = None) -> Callable[[Any], Any]:
+    """A check of a number for the deployment field `name`, held to the field's own bounds: its
+    validators (MinValueValidator, MaxValueValidator, and the integer range the database holds), which
+    services must apply themselves since they do not call full_clean. Whole for an integer field;
+    None passes where the field may be empty. `low` only raises the field's lower bound, for a value
+    the model takes but serving cannot use."""
+    field = Deployment._meta.get_field(name)
+    whole = isinstance(field, IntegerField)
+    empty = field.null
 
     def check(value: Any) -> Any:
         if value is None and empty:
             return None
         kinds = int if whole else int | float
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
             raise ValueError("A whole number." if whole else "A number.")
-        if low is not None and value < low or high is not None and value > high:
+        lows = [v.limit_value for v in field.validators if isinstance(v, MinValueValidator)]
+        highs = [v.limit_value for v in field.validators if isinstance(v, MaxValueValidator)]
+        least = max(lows + ([low] if low is not None else []), default=None)
+        most = min(highs, default=None)
+        if least is not None and value < least or most is not None and value > most:
             span = (
-                f"from {low} to {high}"
-                if low is not None and high is not None
-                else (f"at least {low}" if low is not None else f"at most {high}")
+                f"from {_limit(least)} to {_limit(most)}"
+                if least is not None and most is not None
+                else (f"at least {_limit(least)}" if least is not None else f"at most {_limit(most)}")
             )
             raise ValueError(f"A number {span}.")
         return value
@@ -132,25 +148,25 @@ EDITABLE: dict[str, Callable[[Any], Any]] = {
     "description": _text,
     "registered_model": _registered_model,
     "environment": _choice(Environment),
-    "replicas": _number(low=0, high=MAX_REPLICAS, whole=True),
+    "replicas": _number("replicas"),
     "strategy": _choice(Strategy),
     "node": _node,
     "device": _device,
-    "max_concurrency": _number(low=1, whole=True, empty=True),
-    "max_queue": _number(low=0, whole=True, empty=True),
-    "slo_p99_ms": _number(low=0.001, empty=True),
-    "slo_error_rate": _number(low=0, high=1, empty=True),
+    "max_concurrency": _number("max_concurrency", low=1),
+    "max_queue": _number("max_queue"),
+    "slo_p99_ms": _number("slo_p99_ms"),
+    "slo_error_rate": _number("slo_error_rate"),
     "required_checks": _required_checks,
     "golden_set": _golden_set,
     "canary_steps": _canary_steps,
-    "step_pause_s": _number(low=0, whole=True),
-    "step_timeout_s": _number(low=0, whole=True),
-    "min_samples": _number(low=1, whole=True),
-    "p99_ratio_max": _number(low=1),
-    "error_rate_delta_max": _number(low=0, high=1),
+    "step_pause_s": _number("step_pause_s"),
+    "step_timeout_s": _number("step_timeout_s"),
+    "min_samples": _number("min_samples"),
+    "p99_ratio_max": _number("p99_ratio_max"),
+    "error_rate_delta_max": _number("error_rate_delta_max"),
     "on_inconclusive": _choice(OnInconclusive),
-    "blue_green_keep_s": _number(low=0, whole=True),
-    "abort_grace_s": _number(low=0, whole=True),
+    "blue_green_keep_s": _number("blue_green_keep_s"),
+    "abort_grace_s": _number("abort_grace_s"),
     "owner": _owner,
 }
 

@@ -16,7 +16,14 @@ from apps.deployments import rollout, services
 from apps.deployments.domain.states import DeploymentState, ReleaseState, VerificationState
 from apps.deployments.domain.strategy import Strategy
 from apps.deployments.models import Deployment, Release, ReleaseEvent, VerificationRun
-from apps.deployments.rollout import due_release_ids, release_abort, release_pause, release_resume, tick
+from apps.deployments.rollout import (
+    due_release_ids,
+    release_abort,
+    release_pause,
+    release_resume,
+    release_rollback,
+    tick,
+)
 from apps.deployments.signals import release_ended
 from apps.deployments.verification.runner import STALE_AFTER
 from apps.models.models import ModelVersion
@@ -194,6 +201,55 @@ def test_an_aborted_canary_is_unloaded_after_its_grace(device: Any) -> None:
     assert placements(canary) == [P.UNLOADING]
     assert not Placement.objects.get(releases=canary).pinned
     assert placements(stable) == [P.LOADED]
+
+
+def promoted_over_an_unloaded_stable(**fields: Any) -> tuple[Deployment, Release, Release]:
+    """A recreate release promoted over its stable one, whose replica is gone."""
+    deployment, stable = deployment_with_stable(**fields)
+    release = new_release(deployment, Strategy.RECREATE)
+    tick(release_id=release.pk)
+    unloaded(stable)
+    through_verification(release)
+    assert state_of(release) == R.PROMOTED
+    return deployment, stable, release
+
+
+def test_a_rolled_back_release_traffic_falls_back_to_stays_until_the_current_one_has_a_replica_loaded(
+    device: Any, operator: Any
+) -> None:
+    """Traffic answers from the rolled-back release while the release it returned to is loading
+    again: unloading it after its grace would leave requests nothing to answer them."""
+    _, stable, release = promoted_over_an_unloaded_stable(abort_grace_s=30)
+    release_rollback(release=release, by=operator)
+    assert placements(stable) == [P.REQUESTED, P.UNLOADED]
+
+    ended_ago(release, 31)
+    tick(release_id=release.pk)
+    assert placements(release) == [P.LOADED]
+    assert release.pk in due_release_ids()
+
+    loaded(stable)
+    tick(release_id=release.pk)
+    assert placements(release) == [P.UNLOADING]
+    assert placements(stable) == [P.LOADED, P.UNLOADED]
+
+
+def test_a_rolled_back_release_is_not_kept_for_a_current_release_that_has_no_room_to_load(
+    operator: Any,
+) -> None:
+    """One device with room for one replica: the current release's can load only once the
+    rolled-back release's is gone, so waiting for it would wait for good."""
+    DeviceFactory(capacity_bytes=GIB + GIB // 2)
+    _, stable, release = promoted_over_an_unloaded_stable(abort_grace_s=30)
+    release_rollback(release=release, by=operator)
+    assert placements(stable) == [P.UNLOADED]
+
+    ended_ago(release, 31)
+    tick(release_id=release.pk)
+    assert placements(release) == [P.UNLOADING]
+    unloaded(release)
+    tick(release_id=stable.pk)
+    assert placements(stable) == [P.REQUESTED, P.UNLOADED]
 
 
 @pytest.mark.parametrize(("on_inconclusive", "end"), [("pause", R.PAUSED), ("rollback", R.ROLLED_BACK)])

@@ -12,6 +12,7 @@ from apps.core.models import AuditEvent
 from apps.deployments import services
 from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy
+from apps.deployments.models import MAX_WINDOW_S
 from apps.models.domain.states import ValidationState
 from apps.serving import messages as serving_messages
 from apps.serving.domain.states import PlacementState
@@ -351,7 +352,7 @@ def test_deployment_create_takes_the_rollout_settings() -> None:
         ),
         ("slo_error_rate", 1.5, "A number from 0 to 1"),
         ("p99_ratio_max", 0.5, "A number at least 1"),
-        ("min_samples", 0, "A number at least 1"),
+        ("min_samples", 0, "A number from 1 to "),
         ("on_inconclusive", "shrug", "One of ['pause', 'rollback']"),
         ("node", "nowhere", "No node is named 'nowhere'"),
         ("step_pause_s", "soon", "A whole number"),
@@ -363,6 +364,59 @@ def test_deployment_update_names_the_field_it_refuses(field: str, value: Any, re
         services.deployment_update(deployment=DeploymentFactory(), **{field: value})
 
     assert reason in problems(caught)[field][0]
+
+
+@pytest.mark.parametrize("field", ["step_pause_s", "step_timeout_s", "blue_green_keep_s", "abort_grace_s"])
+def test_deployment_create_and_update_hold_every_window_to_the_models_bound(field: str) -> None:
+    with pytest.raises(ValidationError) as created:
+        services.deployment_create(name="chat", **{field: MAX_WINDOW_S + 1})
+    with pytest.raises(ValidationError) as updated:
+        services.deployment_update(deployment=DeploymentFactory(), **{field: MAX_WINDOW_S + 1})
+
+    assert problems(created)[field] == problems(updated)[field] == [f"A number from 0 to {MAX_WINDOW_S}."]
+    deployment = services.deployment_update(deployment=DeploymentFactory(), **{field: MAX_WINDOW_S})
+    deployment.refresh_from_db()
+    assert getattr(deployment, field) == MAX_WINDOW_S
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("replicas", 65),
+        ("replicas", -1),
+        ("min_samples", 0),
+        ("p99_ratio_max", 0.99),
+        ("error_rate_delta_max", 1.01),
+        ("slo_error_rate", -0.1),
+        ("slo_p99_ms", 0.0),
+        ("max_queue", -1),
+    ],
+)
+def test_deployment_update_refuses_a_number_exactly_where_the_model_would(field: str, value: Any) -> None:
+    deployment = DeploymentFactory()
+    setattr(deployment, field, value)
+    with pytest.raises(ValidationError) as by_model:
+        deployment.full_clean()
+    assert field in by_model.value.message_dict
+
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_update(deployment=DeploymentFactory(), **{field: value})
+
+    assert problems(caught)[field][0].startswith("A number ")
+
+
+def test_deployment_update_refuses_a_number_that_is_not_finite() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_update(deployment=DeploymentFactory(), p99_ratio_max=float("inf"))
+
+    assert problems(caught)["p99_ratio_max"] == ["A number."]
+
+
+def test_deployment_update_refuses_a_bulkhead_of_no_requests_at_once() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.deployment_update(deployment=DeploymentFactory(), max_concurrency=0)
+
+    assert problems(caught)["max_concurrency"][0].startswith("A number from 1 to ")
 
 
 def test_deployment_update_refuses_several_replicas_on_one_device() -> None:

@@ -1,8 +1,9 @@
 """The performance check's rule: a release's probe latencies against the stable release's recent
 p99 and the deployment's p99 objective (pure Python).
 
-Both p99s come from the same latency buckets (apps.deployments.domain.figures), so the release's
-probes and stable's live figures are estimated alike.
+Both p99s come from the same latency buckets and per-bucket latency sums
+(apps.deployments.domain.figures), so the release's probes and stable's live figures are estimated
+alike.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ class Verdict:
 
 
 def p99_of(latencies_ms: Sequence[float]) -> float | None:
-    """The p99 of `latencies_ms` as the figures estimate it (bucketed), None for none."""
-    buckets = [0] * BUCKETS
+    """The p99 of `latencies_ms` as the figures estimate it (bucketed, with each bucket's latency
+    sum, as recorded figures keep it), None for none."""
+    counts = [0] * BUCKETS
+    sums_ms = [0.0] * BUCKETS
     for latency in latencies_ms:
-        buckets[bucket_of(latency)] += 1
-    return quantile(tuple(buckets), 0.99)
+        bucket = bucket_of(latency)
+        counts[bucket] += 1
+        sums_ms[bucket] += latency
+    return quantile(tuple(counts), 0.99, tuple(sums_ms))
 
 
 def judge(

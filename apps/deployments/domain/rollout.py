@@ -20,6 +20,12 @@ A release whose deployment is paused or retired is held where it is. The current
 live deployment with no release under way gets its missing replicas back (after a rollback to a
 release whose replicas were unloaded, or a lost node).
 
+An ended release's replicas go once its abort grace is over. A promoted release that was rolled
+back answers traffic in the current release's place (traffic's fallback) until the current one has
+a replica loaded, so past its grace it stays while one is on its way (serving's unload then drains
+its requests). Only while one is on its way: a current release refused the room the rolled-back
+one holds would otherwise wait for it for good.
+
 Every reason that ends, pauses or fails a release says what the operator can do next.
 """
 
@@ -116,6 +122,9 @@ class View:
     finished_at: float | None = None
     abort_grace_s: float = 30
     own_serving: int = 0
+    # A promoted release rolled back to the current one, which answers in its place (traffic's
+    # fallback) while the current has a replica on its way but none loaded.
+    fallback_waiting: bool = False
     # Promoted releases: it is its deployment's current release; another release is under way;
     # why its own version could not be loaded ("" when it could).
     current: bool = False
@@ -153,6 +162,8 @@ def decide(view: View) -> Decision:
     if view.state == R.PROMOTED:
         return _promoted(view)
     if view.state in ENDED and view.own_serving:
+        if view.fallback_waiting:
+            return WAIT  # unloading it now would leave traffic nothing loaded to answer
         due = (view.finished_at or view.now) + view.abort_grace_s
         if view.now >= due:
             return Decision(Act.UNLOAD_OWN, reason=f"the release {view.state.replace('_', ' ')}")

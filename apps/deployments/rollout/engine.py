@@ -33,8 +33,10 @@ from apps.deployments.domain.strategy import Strategy
 from apps.deployments.models import Deployment, Release, ReleaseEvent, VerificationRun
 from apps.deployments.rollout import moves, replicas, timeline
 from apps.deployments.verification.runner import STALE_AFTER
+from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.models.selectors import version_unusable
 from apps.serving.domain.states import PlacementState
+from apps.serving.models import Placement
 
 log = logging.getLogger(__name__)
 R, P, V = ReleaseState, PlacementState, VerificationState
@@ -208,6 +210,24 @@ def _replica_error(release: Release) -> str:
     return f"placement {broken.pk} on {broken.device} {broken.state}: {why}"
 
 
+def _fallback_waiting(release: Release) -> bool:
+    """Whether traffic falls back to `release` (apps.deployments.traffic): a promoted release rolled
+    back to its deployment's current release, which has a replica on its way but none that answers
+    yet (loaded, on a device that may serve)."""
+    current_id = release.deployment.current_release_id
+    if (
+        release.state != R.ROLLED_BACK
+        or release.promoted_at is None
+        or current_id is None
+        or current_id != release.previous_release_id
+    ):
+        return False
+    theirs = Placement.objects.filter(releases__pk=current_id)
+    if theirs.filter(state=P.LOADED, device__health__in=PLACEABLE_HEALTH).exists():
+        return False
+    return theirs.filter(state__in=replicas.SERVING).exists()
+
+
 def build_view(release: Release, now: datetime) -> View:
     deployment = release.deployment
     state = release.state
@@ -220,6 +240,7 @@ def build_view(release: Release, now: datetime) -> View:
     recreate_loading = state == R.LOADING and release.strategy == Strategy.RECREATE
     promoted = state == R.PROMOTED
     current = promoted and deployment.current_release_id == release.pk
+    own_serving = replicas.releasable(release).count() if state in rollout.ENDED else 0
     return View(
         strategy=release.strategy,
         state=state,
@@ -253,7 +274,8 @@ def build_view(release: Release, now: datetime) -> View:
         on_inconclusive=deployment.on_inconclusive,
         finished_at=release.finished_at.timestamp() if release.finished_at else None,
         abort_grace_s=deployment.abort_grace_s,
-        own_serving=replicas.releasable(release).count() if state in rollout.ENDED else 0,
+        own_serving=own_serving,
+        fallback_waiting=bool(own_serving) and _fallback_waiting(release),
         current=current,
         unloadable=(version_unusable(release.model_version) or "") if current else "",
         others_open=promoted

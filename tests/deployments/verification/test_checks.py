@@ -12,13 +12,17 @@ from typing import Any
 import httpx
 import pytest
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from apps.core import roles
 from apps.core.domain.roles import Role
 from apps.core.models import ApiKey
+from apps.deployments import figures
 from apps.deployments.domain.checks import CheckStatus
+from apps.deployments.domain.figures import Outcome
+from apps.deployments.domain.states import ReleaseState
 from apps.deployments.models import Release
 from apps.deployments.verification import notifications, web
 from apps.deployments.verification.base import Context, context_for
@@ -111,10 +115,11 @@ def test_database_passes_with_every_migration_applied() -> None:
 
 def test_database_fails_naming_an_unapplied_migration() -> None:
     release = release_with()
-    MigrationRecorder(connection).record_unapplied("deployments", "0004_windows_bounded")
+    [(app, latest)] = MigrationLoader(connection).graph.leaf_nodes("deployments")
+    MigrationRecorder(connection).record_unapplied(app, latest)
     outcome = database.run(ctx(release))
     assert outcome.status == CheckStatus.FAIL
-    assert "deployments.0004_windows_bounded" in outcome.reason
+    assert f"deployments.{latest}" in outcome.reason
 
 
 # integrations
@@ -421,6 +426,27 @@ def test_monitoring_never_sends_the_metrics_token_over_plain_http_to_another_hos
 
 def onnx_release() -> Release:
     return ReleaseFactory(model_version=ValidVersionFactory(kind="onnx-graph", format=ModelFormat.ONNX))
+
+
+# performance
+
+
+def test_performance_compares_with_stables_whole_buckets_only(redis_server: Any) -> None:
+    """Stable's recent figures leave out the bucket still filling and span whole buckets, so its
+    requests are never divided by seconds they were not counted in."""
+    stable = ReleaseFactory(state=ReleaseState.PROMOTED)
+    release = ReleaseFactory(deployment=stable.deployment, previous_release=stable)
+    client = redis_server.client()
+    now = 1_000_003.0  # 3 s into the bucket that starts at 1_000_000
+    for at, count in ((now - 1, 3), (now - 150, 10), (now - 304, 4)):
+        for _ in range(count):
+            figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=20, at=at)
+
+    recent = performance._stable_recent(ctx(release), now=now)
+
+    assert recent is not None
+    assert (recent.requests, recent.seconds) == (10, performance.STABLE_WINDOW_S)
+    assert performance._stable_recent(ctx(stable), now=now) is None
 
 
 @pytest.mark.parametrize("check", [health, performance, api_endpoint])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from apps.deployments.domain.figures import BUCKETS, Figures, bucket_of
 from apps.deployments.domain.performance import judge, p99_of
 
 
@@ -12,6 +13,24 @@ def test_p99_of_probes_is_bucketed_like_live_figures() -> None:
     assert p99 is not None
     assert 7.5 < p99 <= 10.0
     assert p99_of([]) is None
+
+
+@pytest.mark.parametrize("latency_ms", [12.3, 1_001.0, 4_321.0])
+def test_probes_read_the_p99_that_live_figures_of_the_same_latencies_read(latency_ms: float) -> None:
+    """Live figures keep each bucket's latency sum; probes estimated from counts alone would read
+    requests all at 1001 ms as a p99 near the bucket's upper bound, 1100 ms."""
+    latencies = [latency_ms] * 100
+    counts, sums = [0] * BUCKETS, [0.0] * BUCKETS
+    for latency in latencies:
+        counts[bucket_of(latency)] += 1
+        sums[bucket_of(latency)] += latency
+    live = Figures(requests=100, buckets=tuple(counts), sums_ms=tuple(sums))
+
+    p99 = p99_of(latencies)
+
+    assert p99 == live.p99_ms
+    assert p99 is not None
+    assert latency_ms <= p99 <= latency_ms * 1.05
 
 
 def test_a_p99_within_stables_bound_and_the_objective_passes() -> None:

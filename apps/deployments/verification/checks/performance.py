@@ -47,7 +47,7 @@ def run(ctx: Context) -> Outcome:
     elapsed_s = time.perf_counter() - began
     p99 = performance.p99_of(latencies)
     assert p99 is not None  # PROBES > 0
-    stable = _stable_recent(ctx)
+    stable = _stable_recent(ctx, now=time.time())
     # Too few requests (the deployment's min_samples) say nothing of stable's p99.
     enough = stable is not None and stable.requests >= ctx.deployment.min_samples
     stable_p99 = stable.p99_ms if stable is not None and enough else None
@@ -74,13 +74,10 @@ def run(ctx: Context) -> Outcome:
     return Outcome(CheckStatus(verdict.status), f"{verdict.reason} ({BENCHMARK_SKIPPED})", evidence)
 
 
-def _stable_recent(ctx: Context) -> Figures | None:
-    """The stable release's figures over the last STABLE_WINDOW_S (None: there is no stable release)."""
+def _stable_recent(ctx: Context, *, now: float) -> Figures | None:
+    """The stable release's figures over the whole buckets of about the last STABLE_WINDOW_S
+    (figures.recent: no partial first bucket, none still filling); None: there is no stable release."""
     if ctx.previous is None:
         return None
-    now = time.time()
-    buckets = figures.series(redis_client(), [ctx.previous.pk], since=now - STABLE_WINDOW_S, until=now)
-    recent = Figures(seconds=STABLE_WINDOW_S)
-    for _, bucket in buckets[ctx.previous.pk]:
-        recent = recent.plus(bucket)
-    return recent
+    _, totals, _ = figures.recent(redis_client(), [ctx.previous.pk], seconds=STABLE_WINDOW_S, now=now)
+    return totals[ctx.previous.pk]
