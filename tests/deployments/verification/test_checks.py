@@ -24,7 +24,7 @@ from apps.deployments.domain.checks import CheckStatus
 from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import ReleaseState
 from apps.deployments.models import Release
-from apps.deployments.verification import notifications, web
+from apps.deployments.verification import notifications, probes, web
 from apps.deployments.verification.base import Context, context_for
 from apps.deployments.verification.checks import (
     api_endpoint,
@@ -447,6 +447,43 @@ def test_performance_compares_with_stables_whole_buckets_only(redis_server: Any)
     assert recent is not None
     assert (recent.requests, recent.seconds) == (10, performance.STABLE_WINDOW_S)
     assert performance._stable_recent(ctx(stable), now=now) is None
+
+
+def test_performance_probes_stable_alongside_only_where_it_has_placements_loaded() -> None:
+    release = release_with()
+    stable = ReleaseFactory(
+        deployment=release.deployment, model_version=release.model_version, state=ReleaseState.PROMOTED
+    )
+    Release.objects.filter(pk=release.pk).update(previous_release=stable)
+    probe = probes.generate("Hello", 4)
+    assert performance._stable_side(ctx(stable), probe) == ([], "first release: no stable release to probe")
+    unloaded = PlacementFactory(version=stable.model_version, state=PlacementState.UNLOADED)
+    stable.placements.add(unloaded)
+    assert performance._stable_side(ctx(release), probe) == (
+        [],
+        f"release #{stable.pk} has nothing loaded to probe",
+    )
+
+    loaded = PlacementFactory(version=stable.model_version, state=PlacementState.LOADED)
+    stable.placements.add(loaded)
+
+    assert performance._stable_side(ctx(release), probe) == ([loaded], "")
+
+
+def test_performance_does_not_probe_a_stable_version_that_answers_another_probe() -> None:
+    release = release_with()
+    stable = ReleaseFactory(
+        deployment=release.deployment,
+        model_version=ValidVersionFactory(kind="embedding", format=ModelFormat.HF),
+        state=ReleaseState.PROMOTED,
+    )
+    stable.placements.add(PlacementFactory(version=stable.model_version, state=PlacementState.LOADED))
+    Release.objects.filter(pk=release.pk).update(previous_release=stable)
+
+    placements, why = performance._stable_side(ctx(release), probes.generate("Hello", 4))
+
+    assert placements == []
+    assert why == f"release #{stable.pk} ({stable.model_version}) answers another probe"
 
 
 @pytest.mark.parametrize("check", [health, performance, api_endpoint])

@@ -1,9 +1,15 @@
 """performance: the release's probe latencies against the version's benchmark (skipped until
-benchmark jobs exist) and against the stable release's recent live p99 and the p99 objective."""
+benchmark jobs exist), against the stable release's and against the p99 objective.
+
+Both are warmed up first, then the same probe is timed on the release and, while stable has
+placements loaded, on stable, alternately, so both see the same load (the rule, and why medians:
+apps.deployments.domain.performance). With nothing of stable loaded, or stable refusing its probes,
+the release is held to stable's recent live figures instead."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from apps.core.redis_clients import redis_client
@@ -13,13 +19,17 @@ from apps.deployments.domain.checks import CheckName, CheckStatus
 from apps.deployments.domain.figures import Figures
 from apps.deployments.verification import probes
 from apps.deployments.verification.base import Context, Outcome
+from apps.serving.domain.states import PlacementState
 from apps.serving.inference import Refused
+from apps.serving.models import Placement
 
 NAME = CheckName.PERFORMANCE
-DESCRIPTION = "Probe latency against the version's benchmark and the stable release's live p99"
+DESCRIPTION = "Probe latency against the stable release's, probed alike, and the p99 objective"
 TIMEOUT_S = 90.0
-PROBES = 20
-# Stable's figures over this many seconds before the run are its recent p99.
+PROBES = performance.SAMPLES  # timed, a side
+# Unmeasured probes to each placement first: the first inference after a load is cold.
+WARMUP = 2
+# Stable's figures over this many seconds before the run are its recent latency.
 STABLE_WINDOW_S = 300
 BENCHMARK_SKIPPED = "no benchmark baseline: benchmark jobs do not exist yet"
 
@@ -30,48 +40,107 @@ def run(ctx: Context) -> Outcome:
         return Outcome(CheckStatus.SKIP, probe)
     if not ctx.placements:
         return Outcome(CheckStatus.FAIL, f"release #{ctx.release.pk} has no placements to time")
-    latencies: list[float] = []
-    began = time.perf_counter()
-    for i in range(PROBES):
-        placement = ctx.placements[i % len(ctx.placements)]
-        try:
-            _, took_ms = probes.ask(ctx.version, placement.pk, probe)
-        except Refused as refused:
-            where = f"probe {i + 1} of {PROBES} was refused by placement {placement.pk}"
-            return Outcome(
-                CheckStatus.FAIL,
-                f"{where} ({refused.status}): {refused}",
-                {"probes_answered": i},
-            )
-        latencies.append(took_ms)
-    elapsed_s = time.perf_counter() - began
-    p99 = performance.p99_of(latencies)
-    assert p99 is not None  # PROBES > 0
-    stable = _stable_recent(ctx, now=time.time())
-    # Too few requests (the deployment's min_samples) say nothing of stable's p99.
-    enough = stable is not None and stable.requests >= ctx.deployment.min_samples
-    stable_p99 = stable.p99_ms if stable is not None and enough else None
+    stable_at, unpaired = _stable_side(ctx, probe)
+    timed = _time(ctx, probe, stable_at)
+    if isinstance(timed, Outcome):
+        return timed
+    unpaired = timed.stable_refused or unpaired
+    live: Figures | None = None
+    if timed.stable_ms:
+        baseline: performance.Baseline | None = performance.paired(timed.stable_ms)
+    else:
+        live = _stable_recent(ctx, now=time.time())
+        baseline = None if live is None else performance.live(live, min_requests=ctx.deployment.min_samples)
     verdict = performance.judge(
-        p99_ms=p99,
-        stable_p99_ms=stable_p99,
+        release_ms=timed.release_ms,
+        baseline=baseline,
         ratio_max=ctx.deployment.p99_ratio_max,
         slo_p99_ms=ctx.deployment.slo_p99_ms,
     )
     evidence: dict[str, Any] = {
         "task": probe.task,
-        "probes": PROBES,
-        "p99_ms": round(p99, 2),
-        "p50_ms": round(sorted(latencies)[len(latencies) // 2], 2),
-        "max_ms": round(max(latencies), 2),
-        "throughput_rps": round(PROBES / elapsed_s, 2),
+        "warmup_per_placement": WARMUP,
+        "release": performance.latencies(timed.release_ms).to_evidence(),
         "stable_release": ctx.previous.pk if ctx.previous else None,
-        "stable_p99_ms": round(stable_p99, 2) if stable_p99 is not None else None,
-        "stable_requests": stable.requests if stable is not None else 0,
+        "compared_with": baseline.what if baseline is not None else None,
+        "unpaired": unpaired or None,
         "p99_ratio_max": ctx.deployment.p99_ratio_max,
         "slo_p99_ms": ctx.deployment.slo_p99_ms,
         "benchmark": BENCHMARK_SKIPPED,
     }
-    return Outcome(CheckStatus(verdict.status), f"{verdict.reason} ({BENCHMARK_SKIPPED})", evidence)
+    if timed.stable_ms:
+        evidence["stable"] = performance.latencies(timed.stable_ms).to_evidence()
+    if live is not None:
+        evidence["stable_live"] = {
+            "requests": live.requests,
+            "seconds": live.seconds,
+            "p50_ms": None if live.p50_ms is None else round(live.p50_ms, 2),
+            "p99_ms": None if live.p99_ms is None else round(live.p99_ms, 2),
+        }
+    notes = "; ".join(n for n in (unpaired, BENCHMARK_SKIPPED) if n)
+    return Outcome(CheckStatus(verdict.status), f"{verdict.reason} ({notes})", evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class _Timed:
+    release_ms: list[float]
+    stable_ms: list[float]  # empty: stable was not probed, or refused (stable_refused says how)
+    stable_refused: str
+
+
+def _time(ctx: Context, probe: probes.Probe, stable_at: list[Placement]) -> _Timed | Outcome:
+    """PROBES latencies of the release and as many of stable (from `stable_at`), alternated, after
+    WARMUP unmeasured probes to each placement; a failed outcome when the release refuses one.
+    Stable refusing one ends its side: the release is then held to stable's live figures."""
+    release_ms: list[float] = []
+    stable_ms: list[float] = []
+    stable_refused = ""
+    # Rounds below 0 warm every placement up, unmeasured; from 0 each round times one placement
+    # of the release, then one of stable.
+    for i in range(-WARMUP, PROBES):
+        for placement in _round(ctx.placements, i):
+            try:
+                _, took_ms = probes.ask(ctx.version, placement.pk, probe)
+            except Refused as refused:
+                which = "a warm-up probe" if i < 0 else f"probe {i + 1} of {PROBES}"
+                return Outcome(
+                    CheckStatus.FAIL,
+                    f"{which} was refused by placement {placement.pk} ({refused.status}): {refused}",
+                    {"probes_answered": len(release_ms)},
+                )
+            if i >= 0:
+                release_ms.append(took_ms)
+        for placement in _round(stable_at, i):
+            assert ctx.previous is not None  # stable_at are its placements
+            try:
+                _, took_ms = probes.ask(ctx.previous.model_version, placement.pk, probe)
+            except Refused as refused:
+                stable_refused = (
+                    f"stable's placement {placement.pk} refused a probe ({refused.status}): {refused}"
+                )
+                stable_at, stable_ms = [], []
+                break
+            if i >= 0:
+                stable_ms.append(took_ms)
+    return _Timed(release_ms, stable_ms, stable_refused)
+
+
+def _round(placements: list[Placement], i: int) -> list[Placement]:
+    """What round `i` probes: every placement while warming up (i < 0), then one in turn."""
+    if not placements:
+        return []
+    return placements if i < 0 else [placements[i % len(placements)]]
+
+
+def _stable_side(ctx: Context, probe: probes.Probe) -> tuple[list[Placement], str]:
+    """The stable release's placements loaded now, which its side of the comparison probes; none,
+    with why, when there is no stable release, nothing of it is loaded or it answers another probe."""
+    if ctx.previous is None:
+        return [], "first release: no stable release to probe"
+    if probes.probe_for(ctx.previous.model_version) != probe:
+        return [], f"release #{ctx.previous.pk} ({ctx.previous.model_version}) answers another probe"
+    loaded = list(ctx.previous.placements.filter(state=PlacementState.LOADED).order_by("pk"))
+    return loaded, "" if loaded else f"release #{ctx.previous.pk} has nothing loaded to probe"
 
 
 def _stable_recent(ctx: Context, *, now: float) -> Figures | None:
