@@ -46,9 +46,9 @@ QUEUE = f"gpu.{NODE}.0"
 R, P = ReleaseState, PlacementState
 SETTLED = {R.PROMOTED, R.PAUSED, R.ABORTED, R.ROLLED_BACK, R.FAILED, R.CANCELLED}
 # Every check runs on every release; these are the ones whose failure stops it here. The slow
-# version is the only other one that answers, and the performance check (its probes against
-# stable's live p99) stops it before traffic moves whenever stable has figures to compare with, so
-# it is not required: the tests watch what happens past verification. The failing version fails
+# version is the only other one that answers, and the performance check (the same probe timed
+# alternately on it and on stable's loaded replica, medians compared) stops it before traffic
+# moves, so it is not required: the tests watch what happens past verification. The failing version fails
 # every check that asks it something, so its canary requires none of those.
 ASKING = {CheckName.HEALTH, CheckName.API_ENDPOINT, CheckName.PERFORMANCE, CheckName.QUALITY}
 REQUIRED = [name.value for name in CheckName if name != CheckName.PERFORMANCE]
