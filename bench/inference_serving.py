@@ -23,10 +23,8 @@ Needs redis-server and the demo extra. Loopback only; every wait is bounded; abo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apps.serving.messages import DEVICE_PING  # noqa: E402
-from tests.procs import Process, RedisServer, free_port, project_env, python, wait_until  # noqa: E402
+from bench._moc import QUEUE, ScratchMOC  # noqa: E402
+from tests.procs import wait_until  # noqa: E402
 
-NODE = "bench"
-QUEUE = f"gpu.{NODE}.0"
 PROMPT = {"prompt": "The fleet", "max_new_tokens": 8, "temperature": 0}
 
 SETUP = """
@@ -77,38 +74,12 @@ def row(name: str, values: list[float]) -> str:
     return f"| {name} | {len(values)} | {statistics.median(values):.2f} | {pct(values, 0.99):.2f} |"
 
 
-class Scratch:
+class Scratch(ScratchMOC):
     def __init__(self, folder: Path, opts: argparse.Namespace) -> None:
-        self.folder, self.opts = folder, opts
-        self.redis = RedisServer(folder / "redis")
-        self.redis.start()
-        self.env = project_env(
-            MOC_VAR_DIR=str(folder),
-            REDIS_URL=self.redis.url,
-            MOC_MODEL_ROOTS=str(folder / "models"),
-            MOC_NODE_NAME=NODE,
-            MOC_DEVICES="sim:1x24GiB",
-            MOC_DEVICE_QUEUES=QUEUE,
-            MOC_REGISTRY_SCAN_ON_START="false",
-            MOC_THROTTLE_API_KEY="1000000/min",
-            PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        )
-        subprocess.run([python(), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
-        out = subprocess.run(
-            [python(), "manage.py", "shell", "-c", SETUP],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        self.setup = json.loads(out.stdout.strip().splitlines()[-1])
-        self.processes: list[Process] = []
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self._start(
+        super().__init__(folder, SETUP)
+        self.start(
             "gunicorn",
-            ["gunicorn", "moc_site.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+            ["gunicorn", "moc_site.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", "2"]
             + [
                 "--threads",
                 str(opts.threads),
@@ -118,7 +89,7 @@ class Scratch:
                 "deploy/gunicorn.conf.py",
             ],
         )
-        self._start(
+        self.start(
             "worker",
             ["celery", "-A", "moc_site", "worker", "-Q", QUEUE, "-n", f"{QUEUE}@%h", "-P", "threads"]
             + [
@@ -130,15 +101,7 @@ class Scratch:
                 "WARNING",
             ],
         )
-        wait_until(lambda: httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200, 60, "gunicorn")
-        self.http = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Bearer {self.setup['key']}"}, timeout=60
-        )
-
-    def _start(self, name: str, args: list[str]) -> None:
-        process = Process(args, self.env, self.folder / f"{name}.log")
-        process.start()
-        self.processes.append(process)
+        self.wait_serving()
 
     def load(self) -> None:
         def placed() -> bool:
@@ -162,11 +125,6 @@ class Scratch:
             json={"version": self.setup["version"], "max_concurrency": concurrency, "max_queue": queue},
         )
         response.raise_for_status()
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
-        self.redis.stop()
 
 
 def direct(path: str, count: int) -> list[float]:

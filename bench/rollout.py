@@ -27,10 +27,7 @@ Needs redis-server and the demo extra. Loopback only; every wait is bounded; a f
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,24 +36,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._moc import NODE, QUEUE, ScratchMOC  # noqa: E402
 from tests.integration.load import Answer, Load  # noqa: E402
-from tests.procs import (  # noqa: E402
-    Process,
-    RedisServer,
-    free_port,
-    gunicorn_command,
-    project_env,
-    python,
-    wait_until,
-)
+from tests.procs import gunicorn_command, python, wait_until  # noqa: E402
 
-NODE = "bench"
-QUEUE = f"gpu.{NODE}.0"
 COPY = "demo-gpt2-copy"
 GOLDEN_PROMPTS = ("The fleet", "The registry", "A model")
 SETTLED = {"promoted", "paused", "aborted", "rolled_back", "failed", "cancelled"}
@@ -93,62 +79,27 @@ def at(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-class Scratch:
+class Scratch(ScratchMOC):
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.redis = RedisServer(folder / "redis")
-        self.redis.start()
-        self.processes: list[Process] = []
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self.env = project_env(
-            MOC_VAR_DIR=str(folder),
-            REDIS_URL=self.redis.url,
-            MOC_MODEL_ROOTS=str(folder / "models"),
-            MOC_NODE_NAME=NODE,
-            MOC_DEVICES="sim:1x24GiB",
-            MOC_DEVICE_QUEUES=QUEUE,
-            MOC_REGISTRY_SCAN_ON_START="false",
-            MOC_THROTTLE_API_KEY="1000000/min",
-            MOC_PUBLIC_URL=self.base,
-            PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        )
-        subprocess.run([python(), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
-        out = subprocess.run(
-            [python(), "manage.py", "shell", "-c", SETUP],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        self.setup = json.loads(out.stdout.strip().splitlines()[-1])
+        super().__init__(folder, SETUP)
         if set(self.setup["states"]) != {"valid"}:
             raise RuntimeError(f"the versions did not all validate: {self.setup}")
         self.versions: dict[str, int] = self.setup["versions"]
-        self._start("gunicorn", gunicorn_command(port))
+        self.start("gunicorn", gunicorn_command(self.port))
         worker = ["-m", "celery", "-A", "moc_site", "worker", "--without-gossip", "--without-mingle"]
-        self._start(
+        self.start(
             "device-worker",
             [python(), *worker, "-Q", QUEUE, "-n", f"{QUEUE}@%h", "-P", "threads", "-c", "4"],
         )
-        self._start("default-worker", [python(), *worker, "-Q", "default", "-n", "default@%h", "-c", "2"])
-        self._start(
+        self.start("default-worker", [python(), *worker, "-Q", "default", "-n", "default@%h", "-c", "2"])
+        self.start(
             "beat",
             [python(), "-m", "celery", "-A", "moc_site", "beat", "--loglevel", "WARNING"]
             + ["--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
             + ["--pidfile", str(folder / "celerybeat.pid")],
         )
-        wait_until(lambda: httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200, 60, "gunicorn")
-        self.http = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Bearer {self.setup['key']}"}, timeout=60
-        )
+        self.wait_serving()
         wait_until(lambda: self.http.get("/api/v1/devices/").json()["count"], 60, "the device to register")
-
-    def _start(self, name: str, args: list[str]) -> None:
-        process = Process(args, self.env, self.folder / f"{name}.log")
-        process.start()
-        self.processes.append(process)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.post(path, json=body or {})
@@ -184,11 +135,6 @@ class Scratch:
 
     def runs(self) -> list[dict[str, Any]]:
         return self.http.get("/api/v1/verification-runs/", params={"page_size": 500}).json()["results"]
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        self.redis.stop()
 
 
 def golden_set(scratch: Scratch, deployment: str) -> int:

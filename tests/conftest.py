@@ -6,6 +6,7 @@ at it. Users of each role, API keys of each role and API clients come from fixtu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 
 from apps.core import dispatch, roles
 from apps.core.domain.roles import Role
+from apps.core.redis_clients import redis_client
 from apps.core.redis_layout import caches_for, channel_layers_for
 from tests.procs import RedisServer
 
@@ -169,3 +171,37 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any], di
 
     monkeypatch.setattr(dispatch, "send", record)
     return sent
+
+
+@pytest.fixture
+def beats_current(settings: Any) -> None:
+    """A worker's one beat (tests/serving/test_inference_faults.heard) stays current all the test."""
+    settings.MOC_WORKER_SILENT_AFTER_S = 60
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Inference without a device worker: every request MOC sends a placement is answered at once,
+    as its worker would, with the placement's id as the text (so a test sees who answered); the
+    placements asked, in order."""
+    placements: list[int] = []
+
+    def answer(name: str, *, args: Any = (), **_: Any) -> None:
+        placements.append(args[0])
+        redis_client().rpush(args[2], json.dumps({"ok": True, "result": {"text": str(args[0])}}))
+
+    monkeypatch.setattr(dispatch, "send", answer)
+    return placements
+
+
+@pytest.fixture
+def scrape(settings: Any) -> Callable[[], str]:
+    """GET /metrics as Prometheus does, with the metrics token; the text it answers."""
+    settings.MOC_METRICS_TOKEN = "metrics-token-for-tests"
+
+    def get() -> str:
+        response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-token-for-tests")
+        assert response.status_code == 200
+        return response.content.decode()
+
+    return get

@@ -4,7 +4,19 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.core.admin import ReadOnlyInline
-from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
+from apps.deployments.models import (
+    ANALYSIS_FIELDS,
+    BULKHEAD_FIELDS,
+    PLACEMENT_FIELDS,
+    ROLLBACK_WINDOW_FIELDS,
+    SLO_FIELDS,
+    VERIFICATION_FIELDS,
+    CheckResult,
+    Deployment,
+    Release,
+    ReleaseEvent,
+    VerificationRun,
+)
 
 
 @admin.register(Deployment)
@@ -29,25 +41,12 @@ class DeploymentAdmin(admin.ModelAdmin):
     readonly_fields = ["state", "current_release", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "description", "environment", "state", "registered_model", "owner"]}),
-        ("Serving", {"fields": ["current_release", "replicas", "strategy", "node", "device"]}),
-        ("Bulkhead", {"fields": ["max_concurrency", "max_queue"]}),
-        ("Service-level objectives", {"fields": ["slo_p99_ms", "slo_error_rate"]}),
-        (
-            "Canary analysis",
-            {
-                "fields": [
-                    "canary_steps",
-                    "step_pause_s",
-                    "step_timeout_s",
-                    "min_samples",
-                    "p99_ratio_max",
-                    "error_rate_delta_max",
-                    "on_inconclusive",
-                ]
-            },
-        ),
-        ("Rollback windows", {"fields": ["blue_green_keep_s", "abort_grace_s"]}),
-        ("Verification", {"fields": ["required_checks", "golden_set"]}),
+        ("Serving", {"fields": ["current_release", *PLACEMENT_FIELDS]}),
+        ("Bulkhead", {"fields": BULKHEAD_FIELDS}),
+        ("Service-level objectives", {"fields": SLO_FIELDS}),
+        ("Canary analysis", {"fields": ANALYSIS_FIELDS}),
+        ("Rollback windows", {"fields": ROLLBACK_WINDOW_FIELDS}),
+        ("Verification", {"fields": VERIFICATION_FIELDS}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
 

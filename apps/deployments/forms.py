@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 
 from apps.deployments.domain.checks import CHECK_NAME_CHOICES
 from apps.deployments.domain.strategy import STRATEGY_CHOICES
-from apps.deployments.models import Deployment
+from apps.deployments.models import SETTINGS_FIELDS, Deployment
 from apps.models.domain.states import ValidationState
 from apps.models.models import ModelVersion
 
@@ -76,29 +76,7 @@ class DeploymentSettingsForm(forms.ModelForm):
 
     class Meta:
         model = Deployment
-        fields = [
-            "description",
-            "environment",
-            "replicas",
-            "strategy",
-            "node",
-            "device",
-            "max_concurrency",
-            "max_queue",
-            "slo_p99_ms",
-            "slo_error_rate",
-            "required_checks",
-            "golden_set",
-            "canary_steps",
-            "step_pause_s",
-            "step_timeout_s",
-            "min_samples",
-            "p99_ratio_max",
-            "error_rate_delta_max",
-            "on_inconclusive",
-            "blue_green_keep_s",
-            "abort_grace_s",
-        ]
+        fields = ["description", "environment", *SETTINGS_FIELDS]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -196,6 +196,35 @@ class Deployment(TimeStamped):
             raise ValidationError({"name": problem})
 
 
+# A deployment's settings by group, in the order the API and the settings page give them: the one
+# list the API's fields, the settings form, the admin's fieldsets and services.EDITABLE are built from.
+PLACEMENT_FIELDS = ("replicas", "strategy", "node", "device")
+BULKHEAD_FIELDS = ("max_concurrency", "max_queue")
+SLO_FIELDS = ("slo_p99_ms", "slo_error_rate")
+VERIFICATION_FIELDS = ("required_checks", "golden_set")
+ANALYSIS_FIELDS = (
+    "canary_steps",
+    "step_pause_s",
+    "step_timeout_s",
+    "min_samples",
+    "p99_ratio_max",
+    "error_rate_delta_max",
+    "on_inconclusive",
+)
+ROLLBACK_WINDOW_FIELDS = ("blue_green_keep_s", "abort_grace_s")
+SETTINGS_FIELDS = (
+    *PLACEMENT_FIELDS,
+    *BULKHEAD_FIELDS,
+    *SLO_FIELDS,
+    *VERIFICATION_FIELDS,
+    *ANALYSIS_FIELDS,
+    *ROLLBACK_WINDOW_FIELDS,
+)
+# Every field deployment create and update take: the settings, and the model and the owner, which
+# the settings page leaves to the API and the admin. The name is set once, at create.
+EDITABLE_FIELDS = ("description", "environment", "registered_model", *SETTINGS_FIELDS, "owner")
+
+
 class Release(TimeStamped):
     """A model version rolled out to a deployment with a strategy, verified, then promoted or rolled back."""
 

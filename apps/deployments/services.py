@@ -142,8 +142,9 @@ def _registered_model(value: Any) -> RegisteredModel | None:
     return value
 
 
-# Every field of a deployment that create and update take, with its check (which returns the value
-# to store or raises ValueError with the reason).
+# Every field of a deployment that create and update take (models.EDITABLE_FIELDS, which the API's
+# input and the settings form are built from; tests/deployments/test_services.py holds the two
+# equal), with its check (which returns the value to store or raises ValueError with the reason).
 EDITABLE: dict[str, Callable[[Any], Any]] = {
     "description": _text,
     "registered_model": _registered_model,

@@ -1,16 +1,11 @@
 """A deployment serving traffic without a device worker, for the traffic tests: its releases'
 placements are LOADED rows on devices whose worker's beat is in Redis, and requests sent to them
-are answered by a stand-in for sending (as tests/serving/test_inference_faults does)."""
+are answered by a stand-in for sending (the `asked` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import pytest
-
-from apps.core import dispatch
-from apps.core.redis_clients import redis_client
 from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.models import Deployment, Release
 from apps.serving.models import Placement
@@ -18,19 +13,6 @@ from tests.deployments.factories import DeploymentFactory, ReleaseFactory
 from tests.serving.test_inference_faults import heard, lm, loaded
 
 ASK = {"task": "generate", "input": {"prompt": "Once upon a time", "max_new_tokens": 4}}
-
-
-def answering(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Answer every request at once, as its worker would; returns the placements asked, in order.
-    Each answer's text is the placement's id, so a test sees who answered."""
-    asked: list[int] = []
-
-    def answer(name: str, *, args: Any = (), **_: Any) -> None:
-        asked.append(args[0])
-        redis_client().rpush(args[2], json.dumps({"ok": True, "result": {"text": str(args[0])}}))
-
-    monkeypatch.setattr(dispatch, "send", answer)
-    return asked
 
 
 def release_on(deployment: Deployment, *, placed: bool = True, **fields: Any) -> Release:

@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.deployments.domain.states import DeploymentState, ReleaseState
-from apps.deployments.models import Release, ReleaseEvent
+from apps.deployments.models import EDITABLE_FIELDS, Release, ReleaseEvent
 from tests.deployments.factories import CheckResultFactory, DeploymentFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +68,13 @@ def test_deployment_change_page_groups_the_rollout_settings(admin_client_: Clien
         assert heading in html
     for field in ["slo_p99_ms", "golden_set", "required_checks", "canary_steps", "on_inconclusive"]:
         assert f'name="{field}"' in html
+
+
+def test_deployment_add_page_offers_every_field_the_api_takes(admin_client_: Client) -> None:
+    html = admin_client_.get(reverse("admin:deployments_deployment_add")).content.decode()
+
+    for field in ["name", *EDITABLE_FIELDS]:
+        assert f'name="{field}"' in html, field
 
 
 def test_release_change_page_shows_its_timeline_read_only(admin_client_: Client) -> None:

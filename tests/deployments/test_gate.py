@@ -60,6 +60,18 @@ def verified_in_staging(
     return run
 
 
+def override(production: Any, by: Any, acting_role: Role | None = None) -> Any:
+    """Ask for a release of a new version to `production` overriding the gate, as `by` acting as
+    `acting_role`."""
+    return services.release_create(
+        deployment=production,
+        model_version=ValidVersionFactory(model=production.registered_model),
+        created_by=by,
+        override_gate=True,
+        acting_role=acting_role,
+    )
+
+
 def test_production_refuses_a_version_never_verified_in_staging(model: Any, production: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         services.release_create(deployment=production, model_version=ValidVersionFactory(model=model))
@@ -102,20 +114,12 @@ def test_staging_needs_no_gate(model: Any) -> None:
     assert services.release_create(deployment=staging, model_version=ValidVersionFactory(model=model))
 
 
-def test_an_admin_overrides_the_gate_on_the_record(
-    rf: Any, model: Any, production: Any, admin_user: Any
-) -> None:
+def test_an_admin_overrides_the_gate_on_the_record(rf: Any, production: Any, admin_user: Any) -> None:
     request = rf.post("/api/v1/releases/")
     request.user = admin_user
     token = audit.bind_request(request)
     try:
-        release = services.release_create(
-            deployment=production,
-            model_version=ValidVersionFactory(model=model),
-            created_by=admin_user,
-            override_gate=True,
-            acting_role=Role.ADMIN,
-        )
+        release = override(production, admin_user, Role.ADMIN)
     finally:
         audit.unbind_request(token)
 
@@ -125,15 +129,9 @@ def test_an_admin_overrides_the_gate_on_the_record(
     assert (event.actor, "without a passed staging verification" in event.message) == (admin_user, True)
 
 
-def test_an_operator_cannot_override_the_gate(model: Any, production: Any, operator: Any) -> None:
+def test_an_operator_cannot_override_the_gate(production: Any, operator: Any) -> None:
     with pytest.raises(ValidationError) as caught:
-        services.release_create(
-            deployment=production,
-            model_version=ValidVersionFactory(model=model),
-            created_by=operator,
-            override_gate=True,
-            acting_role=Role.OPERATOR,
-        )
+        override(production, operator, Role.OPERATOR)
 
     assert caught.value.message_dict["override_gate"] == [
         "Only an admin may release to production without a passed staging verification; this "
@@ -142,30 +140,19 @@ def test_an_operator_cannot_override_the_gate(model: Any, production: Any, opera
 
 
 def test_an_admin_acting_with_an_operator_key_cannot_override_the_gate(
-    model: Any, production: Any, admin_user: Any
+    production: Any, admin_user: Any
 ) -> None:
     # the user is an admin, but the request acts with the role of the key it was made with
     with pytest.raises(ValidationError) as caught:
-        services.release_create(
-            deployment=production,
-            model_version=ValidVersionFactory(model=model),
-            created_by=admin_user,
-            override_gate=True,
-            acting_role=Role.OPERATOR,
-        )
+        override(production, admin_user, Role.OPERATOR)
 
     assert "this request acts as operator" in caught.value.message_dict["override_gate"][0]
     assert not production.releases.exists()
 
 
-def test_no_acting_role_overrides_nothing(model: Any, production: Any, admin_user: Any) -> None:
+def test_no_acting_role_overrides_nothing(production: Any, admin_user: Any) -> None:
     with pytest.raises(ValidationError) as caught:
-        services.release_create(
-            deployment=production,
-            model_version=ValidVersionFactory(model=model),
-            created_by=admin_user,
-            override_gate=True,
-        )
+        override(production, admin_user)
 
     assert "this request acts as no role." in caught.value.message_dict["override_gate"][0]
 

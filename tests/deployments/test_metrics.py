@@ -7,10 +7,8 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from apps.core.redis_clients import redis_client
@@ -23,21 +21,8 @@ from tests.fleet.test_metrics import samples, value
 
 pytestmark = pytest.mark.django_db
 PROMTOOL = shutil.which("promtool")
-TOKEN = "deployment-metrics-token"
 REQUESTS = "moc_deployment_requests_total"
 BUCKET = "moc_deployment_request_duration_seconds_bucket"
-
-
-@pytest.fixture
-def scrape(settings: Any) -> Callable[[], str]:
-    settings.MOC_METRICS_TOKEN = TOKEN
-
-    def get() -> str:
-        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-        assert response.status_code == 200
-        return response.content.decode()
-
-    return get
 
 
 def live(name: str = "chat", state: str = DeploymentState.ACTIVE) -> tuple[Deployment, Release, Release]:

@@ -12,7 +12,7 @@ from apps.core.models import AuditEvent
 from apps.deployments import services
 from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy
-from apps.deployments.models import MAX_WINDOW_S
+from apps.deployments.models import EDITABLE_FIELDS, MAX_WINDOW_S
 from apps.models.domain.states import ValidationState
 from apps.serving import messages as serving_messages
 from apps.serving.domain.states import PlacementState
@@ -314,6 +314,14 @@ def test_release_create_remembers_the_stable_release_and_sends_a_tick(
 
     assert release.previous_release == stable
     assert ("apps.deployments.tasks.release_tick", [release.pk]) in [(n, a) for n, a, _ in dispatched]
+
+
+def test_create_and_update_check_exactly_the_fields_the_api_and_the_pages_offer() -> None:
+    # The API's input, the settings form and the admin are built from EDITABLE_FIELDS, the services
+    # check with EDITABLE: a field in one and not the other would be offered and then refused, or
+    # taken and never offered.
+    assert set(services.EDITABLE) == set(EDITABLE_FIELDS)
+    assert len(EDITABLE_FIELDS) == len(set(EDITABLE_FIELDS))
 
 
 def test_deployment_create_takes_the_rollout_settings() -> None:

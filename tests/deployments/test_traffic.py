@@ -28,21 +28,11 @@ from apps.serving.domain.states import PlacementState
 from apps.serving.models import Placement
 from apps.serving.resilience import Bulkhead
 from tests.deployments.factories import DeploymentFactory
-from tests.deployments.live import ASK, answering, placement_of, release_on, serving
+from tests.deployments.live import ASK, placement_of, release_on, serving
 from tests.serving.test_inference_faults import heard, loaded
 from tests.serving.test_resilience import Holder
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _beats_stay_current(settings: Any) -> None:
-    settings.MOC_WORKER_SILENT_AFTER_S = 60
-
-
-@pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    return answering(monkeypatch)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("beats_current")]
 
 
 def ask(deployment: Deployment, **options: Any) -> dict[str, Any]:
@@ -293,28 +283,26 @@ def test_a_task_stable_answers_and_the_canary_does_not_is_the_canarys_error(aske
     assert counted(canary.pk) == (1, 1, 0)
 
 
-def test_the_canarys_device_queue_full_is_the_canarys_error(asked: list[int], settings: Any) -> None:
-    deployment, _, canary = serving(canary_percent=100)
-    assert canary is not None
-    settings.MOC_SERVING_WAITING_PER_QUEUE = 0
-
-    refusal = refused(deployment)
-
-    assert (refusal.status, refusal.error_class, refusal.process_bound) == (503, "queue_busy", False)
-    assert counted(canary.pk) == (1, 1, 0)
-
-
-def test_this_web_servers_own_bound_on_waiting_requests_judges_no_release(
-    asked: list[int], settings: Any
+@pytest.mark.parametrize(
+    ("bound", "process_bound", "canary_counted"),
+    [
+        # The canary's device queue is full: the canary's error.
+        pytest.param("MOC_SERVING_WAITING_PER_QUEUE", False, (1, 1, 0), id="the-canarys-device-queue"),
+        # This web server's own bound on waiting requests: refused, judging no release.
+        pytest.param("MOC_SERVING_WAITING_PER_PROCESS", True, (0, 0, 1), id="this-web-servers-own"),
+    ],
+)
+def test_a_full_waiting_bound_is_the_canarys_error_only_when_it_is_the_canarys_queue(
+    asked: list[int], settings: Any, bound: str, process_bound: bool, canary_counted: tuple[int, int, int]
 ) -> None:
     deployment, _, canary = serving(canary_percent=100)
     assert canary is not None
-    settings.MOC_SERVING_WAITING_PER_PROCESS = 0
+    setattr(settings, bound, 0)
 
     refusal = refused(deployment)
 
-    assert (refusal.status, refusal.error_class, refusal.process_bound) == (503, "queue_busy", True)
-    assert counted(canary.pk) == (0, 0, 1)
+    assert (refusal.status, refusal.error_class, refusal.process_bound) == (503, "queue_busy", process_bound)
+    assert counted(canary.pk) == canary_counted
 
 
 def test_a_request_that_waited_out_its_time_for_the_shared_bulkhead_is_refused_not_an_error(

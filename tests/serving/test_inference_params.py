@@ -1,10 +1,10 @@
 """inference.infer for a caller that routes requests itself (a deployment): only the placements it
 names, its own limits, its own bulkhead. No device worker runs here: a worker's liveness is its
-beat in Redis, and its answer is pushed onto the reply list by the stand-in for sending."""
+beat in Redis, and its answer is pushed onto the reply list by the stand-in for sending (`asked`,
+tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,35 +17,28 @@ from apps.core import dispatch
 from apps.core.redis_clients import redis_client
 from apps.serving import inference
 from apps.serving.domain.breaker import BreakerConfig
-from apps.serving.models import ServingProfile
+from apps.serving.models import Placement, ServingProfile
 from apps.serving.resilience import Bulkhead
 from tests.serving.test_inference_faults import ASK, heard, lm, loaded
 from tests.serving.test_resilience import Holder
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _beats_stay_current(settings: Any) -> None:
-    settings.MOC_WORKER_SILENT_AFTER_S = 60
-
-
-@pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The placements requests were sent to; each is answered at once, as its worker would."""
-    placements: list[int] = []
-
-    def answer(name: str, *, args: Any = (), **_: Any) -> None:
-        placements.append(args[0])
-        redis_client().rpush(args[2], json.dumps({"ok": True, "result": {"text": "!"}}))
-
-    monkeypatch.setattr(dispatch, "send", answer)
-    return placements
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("beats_current")]
 
 
 def limits(**changes: Any) -> inference.Limits:
     base = {"concurrency": 4, "queue": 0, "timeout_s": 5.0, "breaker": BreakerConfig(5, 30.0)}
     return inference.Limits(**(base | changes))
+
+
+def slot_taken(queue: int) -> tuple[Placement, Holder]:
+    """A loaded placement whose worker is alive, and a request holding the one running slot of the
+    bulkhead "deployment 9" (where `queue` more may wait) until its holder finishes."""
+    placement = loaded()
+    heard(placement.device.queue)
+    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=queue))
+    holder.start()
+    assert holder.got.wait(5)
+    return placement, holder
 
 
 def test_placement_ids_keep_the_request_to_the_placements_named(asked: list[int]) -> None:
@@ -98,11 +91,7 @@ def test_limits_given_override_the_versions_profile(
 
 
 def test_a_named_bulkhead_is_the_one_that_fills_and_the_429_names_it(asked: list[int]) -> None:
-    placement = loaded()
-    heard(placement.device.queue)
-    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=0))
-    holder.start()
-    assert holder.got.wait(5)
+    placement, holder = slot_taken(queue=0)
     try:
         with pytest.raises(inference.Refused) as refused:
             inference.infer(
@@ -125,11 +114,7 @@ def test_a_named_bulkhead_is_the_one_that_fills_and_the_429_names_it(asked: list
 
 def test_an_answer_says_how_long_it_waited_for_its_bulkhead_slot(asked: list[int]) -> None:
     """A deployment leaves the wait out of the version's latency: either side's slowness lengthens it."""
-    placement = loaded()
-    heard(placement.device.queue)
-    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=1))
-    holder.start()
-    assert holder.got.wait(5)
+    placement, holder = slot_taken(queue=1)
     threading.Timer(0.4, holder.finish).start()
 
     answer = inference.infer(
@@ -147,11 +132,7 @@ def test_an_answer_says_how_long_it_waited_for_its_bulkhead_slot(asked: list[int
 def test_a_refusal_after_a_wait_for_the_slot_says_how_long_it_waited(
     asked: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    placement = loaded()
-    heard(placement.device.queue)
-    holder = Holder(Bulkhead(redis_client(), "deployment 9", concurrency=1, queue=1))
-    holder.start()
-    assert holder.got.wait(5)
+    placement, holder = slot_taken(queue=1)
     threading.Timer(0.4, holder.finish).start()
     monkeypatch.setattr(dispatch, "send", lambda name, **_: None)  # nobody answers
 

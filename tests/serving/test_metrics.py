@@ -6,10 +6,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from django.test import Client
 
 from apps.core.redis_clients import redis_client
 from apps.serving.domain.breaker import BreakerConfig
@@ -21,19 +19,6 @@ from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 PROMTOOL = shutil.which("promtool")
-TOKEN = "serving-metrics-token"
-
-
-@pytest.fixture
-def scrape(settings: Any) -> Callable[[], str]:
-    settings.MOC_METRICS_TOKEN = TOKEN
-
-    def get() -> str:
-        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-        assert response.status_code == 200
-        return response.content.decode()
-
-    return get
 
 
 def test_an_open_breaker_shows_as_open_on_its_placements_series(scrape: Callable[[], str]) -> None:

@@ -10,7 +10,15 @@ from apps.core.api.serializers import UserBriefSerializer
 from apps.deployments import selectors
 from apps.deployments.domain.checks import CHECK_NAME_CHOICES
 from apps.deployments.domain.strategy import STRATEGY_CHOICES
-from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
+from apps.deployments.models import (
+    EDITABLE_FIELDS,
+    SETTINGS_FIELDS,
+    CheckResult,
+    Deployment,
+    Release,
+    ReleaseEvent,
+    VerificationRun,
+)
 from apps.models.api.serializers import ModelVersionBriefSerializer, RegisteredModelBriefSerializer
 from apps.models.models import ModelVersion
 
@@ -64,25 +72,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "current_release",
             "open_release",
             "split",
-            "replicas",
-            "strategy",
-            "node",
-            "device",
-            "max_concurrency",
-            "max_queue",
-            "slo_p99_ms",
-            "slo_error_rate",
-            "required_checks",
-            "golden_set",
-            "canary_steps",
-            "step_pause_s",
-            "step_timeout_s",
-            "min_samples",
-            "p99_ratio_max",
-            "error_rate_delta_max",
-            "on_inconclusive",
-            "blue_green_keep_s",
-            "abort_grace_s",
+            *SETTINGS_FIELDS,
             "owner",
             "release_count",
             "created_by",
@@ -124,31 +114,7 @@ class _DeploymentFieldsInput(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = [
-            "description",
-            "environment",
-            "registered_model",
-            "replicas",
-            "strategy",
-            "node",
-            "device",
-            "max_concurrency",
-            "max_queue",
-            "slo_p99_ms",
-            "slo_error_rate",
-            "required_checks",
-            "golden_set",
-            "canary_steps",
-            "step_pause_s",
-            "step_timeout_s",
-            "min_samples",
-            "p99_ratio_max",
-            "error_rate_delta_max",
-            "on_inconclusive",
-            "blue_green_keep_s",
-            "abort_grace_s",
-            "owner",
-        ]
+        fields = list(EDITABLE_FIELDS)
 
 
 class DeploymentCreateInput(_DeploymentFieldsInput):

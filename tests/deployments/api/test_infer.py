@@ -19,20 +19,10 @@ from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.models import Deployment, Release
 from tests.deployments.factories import DeploymentFactory
-from tests.deployments.live import ASK, answering, release_on, serving
+from tests.deployments.live import ASK, release_on, serving
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("beats_current")]
 Client = Callable[[Role | None], APIClient]
-
-
-@pytest.fixture(autouse=True)
-def _beats_stay_current(settings: Any) -> None:
-    settings.MOC_WORKER_SILENT_AFTER_S = 60
-
-
-@pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    return answering(monkeypatch)
 
 
 @pytest.fixture

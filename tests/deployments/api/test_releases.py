@@ -32,6 +32,13 @@ def detail(pk: int, suffix: str = "") -> str:
     return f"{URL}{pk}/{suffix}"
 
 
+def override_the_gate(client: APIClient) -> Any:
+    """Ask for a release to a new production deployment overriding the staging gate."""
+    production = DeploymentFactory(environment="production")
+    body = {"deployment": production.pk, "model_version": ValidVersionFactory().pk, "override_gate": True}
+    return client.post(URL, body, format="json")
+
+
 def test_list_shows_releases_to_a_viewer(client_as: Client) -> None:
     release = ReleaseFactory(deployment__name="chat")
 
@@ -94,26 +101,14 @@ def test_a_production_release_without_staging_verification_is_refused_naming_the
 
 
 def test_an_operator_cannot_override_the_staging_gate(client_as: Client) -> None:
-    deployment = DeploymentFactory(environment="production")
-
-    response = client_as(Role.OPERATOR).post(
-        URL,
-        {"deployment": deployment.pk, "model_version": ValidVersionFactory().pk, "override_gate": True},
-        format="json",
-    )
+    response = override_the_gate(client_as(Role.OPERATOR))
 
     assert response.status_code in (400, 403)
     assert not Release.objects.exists()
 
 
 def test_an_admin_overrides_the_staging_gate_and_is_named_on_the_release(client_as: Client) -> None:
-    deployment = DeploymentFactory(environment="production")
-
-    response = client_as(Role.ADMIN).post(
-        URL,
-        {"deployment": deployment.pk, "model_version": ValidVersionFactory().pk, "override_gate": True},
-        format="json",
-    )
+    response = override_the_gate(client_as(Role.ADMIN))
 
     assert response.status_code == 201, response.json()
     assert response.json()["gate_overridden_by"]["username"].startswith("admin")
@@ -123,14 +118,9 @@ def test_an_admins_operator_key_cannot_override_the_staging_gate(
     key_client: Callable[..., APIClient],
 ) -> None:
     # given: a key scoped to operator, owned by an admin
-    deployment = DeploymentFactory(environment="production")
     client = key_client(Role.OPERATOR, owner_role=Role.ADMIN)
 
-    response = client.post(
-        URL,
-        {"deployment": deployment.pk, "model_version": ValidVersionFactory().pk, "override_gate": True},
-        format="json",
-    )
+    response = override_the_gate(client)
 
     assert response.status_code == 400
     assert (
@@ -140,13 +130,7 @@ def test_an_admins_operator_key_cannot_override_the_staging_gate(
 
 
 def test_an_admin_key_overrides_the_staging_gate(key_client: Callable[..., APIClient]) -> None:
-    deployment = DeploymentFactory(environment="production")
-
-    response = key_client(Role.ADMIN).post(
-        URL,
-        {"deployment": deployment.pk, "model_version": ValidVersionFactory().pk, "override_gate": True},
-        format="json",
-    )
+    response = override_the_gate(key_client(Role.ADMIN))
 
     assert response.status_code == 201, response.json()
 
