@@ -38,6 +38,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The public base URL printed by the run command and used in notifications.
 MOC_PUBLIC_URL = env_str("MOC_PUBLIC_URL", "http://127.0.0.1:8000")
+# Where MOC's own workers reach its web tier (release verification calls it), when that is not
+# MOC_PUBLIC_URL: e.g. compose's http://web:8001 behind the TLS proxy. Empty: MOC_PUBLIC_URL.
+MOC_SELF_URL = env_str("MOC_SELF_URL", "")
 
 # MOC's own apps, the ground floor first (imports run one way: docs/ARCHITECTURE.md). This one list
 # feeds INSTALLED_APPS, the API router (moc_site/api.py), the roles (apps.core.roles) and the

@@ -1,6 +1,10 @@
-"""Requests to MOC's own public URL (MOC_PUBLIC_URL), as a program would make them: through the
-deployment's endpoint, with an API key of MOC's verification user made for one request and
-deleted after it."""
+"""Requests to MOC's own web tier, as a program would make them: through the deployment's
+endpoint, with an API key of MOC's verification user made for one request and deleted after it.
+
+They go to MOC_SELF_URL when it is set (where the workers reach the web tier behind the TLS proxy,
+e.g. compose's http://web:8001: the operator names that address, so a key is sent there as
+given, and requests carry X-Forwarded-Proto: https as the proxy's do), else to MOC_PUBLIC_URL,
+where a key goes only over https or to a loopback host."""
 
 from __future__ import annotations
 
@@ -35,8 +39,24 @@ class Refused(Exception):
     """Why MOC will not send a key for this request; the check fails with this line."""
 
 
+def base() -> str:
+    """The address the checks call MOC at."""
+    return (settings.MOC_SELF_URL or settings.MOC_PUBLIC_URL).rstrip("/")
+
+
 def url(path: str) -> str:
-    return settings.MOC_PUBLIC_URL.rstrip("/") + path
+    return base() + path
+
+
+def headers() -> dict[str, str]:
+    """What every request to MOC carries: behind the proxy (MOC_SELF_URL), that it came over
+    https, so a deployment that redirects plain http (MOC_SSL_REDIRECT) answers it."""
+    return {"X-Forwarded-Proto": "https"} if settings.MOC_SELF_URL else {}
+
+
+def key_problem() -> str | None:
+    """Why no bearer secret may be sent to MOC's address, or None."""
+    return None if settings.MOC_SELF_URL else insecure(settings.MOC_PUBLIC_URL)
 
 
 def infer_path(deployment_name: str) -> str:
@@ -61,7 +81,8 @@ def insecure(public_url: str) -> str | None:
     return (
         f"MOC_PUBLIC_URL is {public_url!r}: an API key is sent only over https, or over http to a "
         "loopback host. Set MOC_PUBLIC_URL to MOC's https:// address (or http://127.0.0.1:<port> "
-        "when the workers run on MOC's machine)."
+        "when the workers run on MOC's machine), or MOC_SELF_URL to where the workers reach MOC's "
+        "web tier on a network you trust."
     )
 
 
@@ -98,7 +119,7 @@ def authenticated_post(path: str, body: dict[str, Any], *, timeout_s: float, pur
     """POST JSON to MOC's own `path` with a key of the verification user made for this request
     alone: operator-scoped (KEY_ROLE), expiring with the request's timeout, deleted after.
     Raises Refused (why no key was sent) or httpx.HTTPError."""
-    if problem := insecure(settings.MOC_PUBLIC_URL):
+    if problem := key_problem():
         raise Refused(problem)
     api_key, secret = services.api_key_create(
         owner=_system_user(),
@@ -116,10 +137,10 @@ def authenticated_post(path: str, body: dict[str, Any], *, timeout_s: float, pur
 
 def post(path: str, body: dict[str, Any], *, timeout_s: float, secret: str | None = None) -> httpx.Response:
     """POST JSON to MOC's own `path`, with the key `secret` as Bearer when given."""
-    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    return httpx.post(url(path), json=body, headers=headers, timeout=timeout_s)
+    sent = {**headers(), **({"Authorization": f"Bearer {secret}"} if secret else {})}
+    return httpx.post(url(path), json=body, headers=sent, timeout=timeout_s)
 
 
 def unreachable(exc: httpx.HTTPError) -> str:
     """An HTTP error as one line naming MOC's URL."""
-    return f"{settings.MOC_PUBLIC_URL} could not be reached: {type(exc).__name__}: {exc}"
+    return f"{base()} could not be reached: {type(exc).__name__}: {exc}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.server
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -349,6 +351,49 @@ def test_no_key_is_sent_to_a_public_url_that_is_not_https_or_loopback(settings: 
 )
 def test_a_key_may_go_over_https_or_to_a_loopback_host(public_url: str) -> None:
     assert web.insecure(public_url) is None
+
+
+def test_moc_self_url_is_called_as_named_and_says_it_came_through_the_tls_proxy(settings: Any) -> None:
+    """Compose's shape: the public URL is the proxy's https name, which inside a worker's container
+    is nobody; the workers reach web at MOC_SELF_URL on the compose network instead."""
+    seen: list[dict[str, str]] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    settings.MOC_PUBLIC_URL = "https://moc.example.org"
+    settings.MOC_SELF_URL = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        assert web.key_problem() is None
+        response = web.post("/api/v1/deployments/chat/infer/", {"task": "generate"}, timeout_s=5)
+    finally:
+        server.server_close()
+
+    assert response.status_code == 401
+    assert seen[0]["path"] == "/api/v1/deployments/chat/infer/"
+    assert seen[0]["x-forwarded-proto"] == "https"
+    assert web.url("/metrics") == f"http://127.0.0.1:{server.server_port}/metrics"
+
+
+def test_a_named_moc_self_url_takes_the_key_over_plain_http_but_the_public_url_alone_does_not(
+    settings: Any,
+) -> None:
+    settings.MOC_PUBLIC_URL = "http://moc.example.org:8000"
+    settings.MOC_SELF_URL = ""
+    assert "MOC_SELF_URL" in (web.key_problem() or "")
+    assert web.headers() == {}
+
+    settings.MOC_SELF_URL = "http://web:8001"
+    assert web.key_problem() is None
+    assert web.base() == "http://web:8001"
 
 
 def test_an_existing_account_someone_can_log_in_as_gets_no_key(

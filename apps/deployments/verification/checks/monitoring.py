@@ -18,9 +18,9 @@ _REQUEST_TIMEOUT_S = 15.0
 
 def run(ctx: Context) -> Outcome:
     token = settings.MOC_METRICS_TOKEN
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**web.headers(), **({"Authorization": f"Bearer {token}"} if token else {})}
     evidence = {"url": web.url("/metrics"), "series": REQUESTS_SERIES}
-    if token and (problem := web.insecure(settings.MOC_PUBLIC_URL)):
+    if token and (problem := web.key_problem()):
         return Outcome(CheckStatus.FAIL, one_line(f"MOC_METRICS_TOKEN not sent: {problem}"), evidence)
     try:
         response = httpx.get(web.url("/metrics"), headers=headers, timeout=_REQUEST_TIMEOUT_S)
