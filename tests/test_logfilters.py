@@ -33,6 +33,7 @@ def test_a_routine_tasks_info_lines_are_dropped(line: logging.LogRecord) -> None
         record("celery.app.trace", logging.ERROR, "Task %s[%s] raised unexpected: boom", ADVANCE, "abc"),
         record("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "apps.jobs.tasks.job_run", "abc"),
         record("apps.deployments.rollout.engine", logging.INFO, "release 4 promoted by %s", ADVANCE),
+        record("celery.app.trace", logging.INFO, "Task %s[%s] retry: Retry in 2s", ADVANCE, "abc"),
     ],
 )
 def test_failures_other_tasks_and_the_tasks_own_lines_stay(line: logging.LogRecord) -> None:

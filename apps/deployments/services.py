@@ -395,6 +395,11 @@ def release_create(
     owner's (apps.core.api.permissions.request_role), or a page user's own. It alone decides the
     override: an admin's operator-scoped key may not override."""
     deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    # The version as it is now, locked: a version moved to another model since the caller read it
+    # (apps.models.services.version_move) must be judged by the model it belongs to now.
+    model_version = (
+        type(model_version).objects.select_for_update().select_related("model").get(pk=model_version.pk)
+    )
     creator = created_by if created_by is not None and created_by.is_authenticated else None
     problems: dict[str, str] = {}
     if deployment.state == DeploymentState.RETIRED:

@@ -14,6 +14,7 @@ from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy
 from apps.deployments.models import EDITABLE_FIELDS, MAX_WINDOW_S
 from apps.models.domain.states import ValidationState
+from apps.models.models import ModelVersion
 from apps.serving import messages as serving_messages
 from apps.serving.domain.states import PlacementState
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory, ValidVersionFactory
@@ -228,6 +229,19 @@ def test_release_create_refuses_a_version_of_another_model() -> None:
 
     with pytest.raises(ValidationError) as caught:
         services.release_create(deployment=deployment, model_version=ValidVersionFactory())
+
+    assert "is not a version of 'llama'" in problems(caught)["model_version"][0]
+
+
+def test_release_create_judges_the_version_as_it_is_now_not_as_the_caller_read_it() -> None:
+    llama = RegisteredModelFactory(name="llama")
+    deployment = DeploymentFactory(registered_model=llama)
+    version = ValidVersionFactory(model=llama)
+    stale = type(version).objects.get(pk=version.pk)  # read before the version moved away
+    ModelVersion.objects.filter(pk=version.pk).update(model=RegisteredModelFactory(name="other"))
+
+    with pytest.raises(ValidationError) as caught:
+        services.release_create(deployment=deployment, model_version=stale)
 
     assert "is not a version of 'llama'" in problems(caught)["model_version"][0]
 
