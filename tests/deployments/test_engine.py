@@ -502,6 +502,49 @@ def test_a_verification_run_that_lost_its_worker_is_asked_for_again_once_then_fa
     )
 
 
+def worker_lost(release: Release) -> VerificationRun:
+    """Its latest run was taken by a worker that went away: RUNNING since past its bound."""
+    run = release.verification_runs.order_by("-id").first()
+    assert run is not None
+    started = timezone.now() - STALE_AFTER - dt.timedelta(seconds=10)
+    VerificationRun.objects.filter(pk=run.pk).update(state=VerificationState.RUNNING, started_at=started)
+    return run
+
+
+def test_a_run_lost_after_a_resume_gets_its_one_retry_again(device: Any, operator: Any) -> None:
+    """A run lost, its retry ran to the end (a failed rollback check paused the release) and the
+    release was resumed: a run lost then is asked for again, not rolled back at once."""
+    deployment, stable = deployment_with_stable()
+    release = new_release(deployment, Strategy.BLUE_GREEN)
+    tick(release_id=release.pk)
+    loaded(release)
+    tick(release_id=release.pk)
+    worker_lost(release)
+    tick(release_id=release.pk)
+    assert release.verification_runs.filter(state=VerificationState.QUEUED).count() == 1  # the retry
+    fail_check(release, "rollback", "no room to load it again")
+    tick(release_id=release.pk)
+    assert state_of(release) == R.PAUSED
+    release_resume(release=release, by=operator)
+
+    lost = worker_lost(release)
+    tick(release_id=release.pk)
+
+    lost.refresh_from_db()
+    assert (lost.state, lost.error[:5]) == (VerificationState.ERRORED, "lost:")
+    assert state_of(release) == R.VERIFYING
+    assert release.verification_runs.count() == 4
+    assert release.verification_runs.filter(state=VerificationState.QUEUED).count() == 1
+
+    worker_lost(release)  # its retry lost too: given up on now
+    tick(release_id=release.pk)
+
+    release.refresh_from_db()
+    deployment.refresh_from_db()
+    assert (release.state, deployment.current_release) == (R.ROLLED_BACK, stable)
+    assert "its worker was lost: a run before it was lost too" in release.reason
+
+
 def test_a_release_is_held_while_its_deployment_is_paused(device: Any) -> None:
     deployment, old = deployment_with_stable()
     release = new_release(deployment, Strategy.RECREATE)

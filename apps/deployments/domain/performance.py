@@ -106,6 +106,19 @@ def live(stable: Figures, *, min_requests: int) -> Baseline | None:
     return Baseline(median, stable.p99_ms, f"stable's live p50 over {stable.requests} requests")
 
 
+def too_slow(*, timed: int, probes: int, probe_ms: float, seconds: float) -> Verdict:
+    """A warning, neither pass nor fail: only `timed` probes a side (fewer than SAMPLES, too few to
+    judge) fit in the `seconds` the check had to probe, the latest taking `probe_ms`, of the
+    `probes` (warm-ups included) a judgement takes."""
+    return Verdict(
+        "warn",
+        f"too slow to judge: {timed} of {SAMPLES} probes a side timed in the {seconds:g} s the check "
+        f"has, about {probe_ms:.0f} ms a probe; the {probes} probes it takes, warm-ups of each replica "
+        f"included, would need about {probes * probe_ms / 1000:.0f} s: a longer timeout for the "
+        "check or fewer replicas would let it judge",
+    )
+
+
 def judge(
     *,
     release_ms: Sequence[float],

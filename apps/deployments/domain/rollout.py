@@ -109,7 +109,8 @@ class View:
     verification_reason: str = ""
     verification_run: int | None = None  # the latest run's id
     # When the latest run was queued (QUEUED) or started (RUNNING), and how long it may take
-    # before it counts as lost with its worker; how many earlier runs were lost so.
+    # before it counts as lost with its worker; how many runs just before it were lost so (since
+    # the latest run that was not: each lost run after one that ended gets its one retry).
     verification_since: float | None = None
     verification_stale_s: float = 3600
     verification_lost_before: int = 0

@@ -177,7 +177,7 @@ class _Run:
     reason: str = ""  # the failed required checks, or why the run broke
     run_id: int | None = None
     since: datetime | None = None  # queued or started, while under way
-    lost_before: int = 0  # earlier runs given up on as lost
+    lost_before: int = 0  # runs given up on as lost just before it (_lost_in_a_row)
     rollback_failed: str = ""
 
 
@@ -186,7 +186,7 @@ def _verification(release: Release) -> _Run:
     run = runs.order_by("-created_at", "-id").first()
     if run is None:
         return _Run()
-    lost_before = runs.filter(state=V.ERRORED, error__startswith=LOST).exclude(pk=run.pk).count()
+    lost_before = _lost_in_a_row(runs.exclude(pk=run.pk))
     if run.state == V.ERRORED:
         return _Run(run.state, run.error[:200], run.pk, lost_before=lost_before)
     if run.state in (V.QUEUED, V.RUNNING):
@@ -200,6 +200,18 @@ def _verification(release: Release) -> _Run:
         lost_before=lost_before,
         rollback_failed=next((c.reason or "failed" for c in failed if c.name == CheckName.ROLLBACK), ""),
     )
+
+
+def _lost_in_a_row(earlier: QuerySet[VerificationRun]) -> int:
+    """How many of the `earlier` runs were lost, counting back from the latest to the first that was
+    not: a lost run gets one retry, and a run that ended (a retry that failed and was resumed, say)
+    gives the next run lost its retry again."""
+    lost = 0
+    for state, error in earlier.order_by("-created_at", "-id").values_list("state", "error"):
+        if state != V.ERRORED or not error.startswith(LOST):
+            break
+        lost += 1
+    return lost
 
 
 def _replica_error(release: Release) -> str:

@@ -531,6 +531,78 @@ def test_performance_does_not_probe_a_stable_version_that_answers_another_probe(
     assert why == f"release #{stable.pk} ({stable.model_version}) answers another probe"
 
 
+class ModelOnAClock:
+    """A model answering each probe in the next of `seconds` (the last repeated), on a clock of its
+    own that moves only while it answers: a slow model timed without waiting for it."""
+
+    def __init__(self, *seconds: float) -> None:
+        self.now = 1_000.0
+        self.seconds = list(seconds)
+        self.asked: list[tuple[float, float]] = []  # (sent, answered), on its clock
+
+    def clock(self) -> float:
+        return self.now
+
+    def ask(self, version: Any, placement_id: int, probe: probes.Probe) -> tuple[dict[str, Any], float]:
+        took = self.seconds.pop(0) if len(self.seconds) > 1 else self.seconds[0]
+        self.asked.append((self.now, self.now + took))
+        self.now += took
+        return {"text": "hi"}, took * 1000
+
+
+def release_and_stable(replicas: int) -> Release:
+    """A release and its stable release, `replicas` loaded a side."""
+    release = release_with(replicas)
+    stable = ReleaseFactory(
+        deployment=release.deployment,
+        model_version=ValidVersionFactory(kind="causal-lm", format=ModelFormat.HF),
+        state=ReleaseState.PROMOTED,
+    )
+    for _ in range(replicas):
+        stable.placements.add(PlacementFactory(version=stable.model_version, state=PlacementState.LOADED))
+    Release.objects.filter(pk=release.pk).update(previous_release=stable)
+    return release
+
+
+def test_performance_too_slow_to_sample_in_its_time_warns_and_stops_probing_at_the_deadline() -> None:
+    """Three replicas a side at 1.7 s a probe: 2 warm-ups each and 20 timed a side are 52 probes,
+    88 s, past the check's 80 s of probing. A warning saying so, not a timeout (a fail)."""
+    model = ModelOnAClock(1.7)
+    deadline = model.now + performance.TIMEOUT_S - performance.MARGIN_S
+
+    outcome = performance.run(ctx(release_and_stable(3)), clock=model.clock, ask=model.ask)
+
+    assert outcome.status == CheckStatus.WARN, outcome.reason
+    assert outcome.reason.startswith(
+        "too slow to judge: 17 of 20 probes a side timed in the 80 s the check has, about 1700 ms a "
+        "probe; the 52 probes it takes, warm-ups of each replica included, would need about 88 s"
+    )
+    assert max(answered for _, answered in model.asked) <= deadline
+    assert len(model.asked) == 47  # every probe that ends by the deadline, and not one more
+    assert outcome.evidence["probes_timed"] == {"release": 18, "stable": 17}
+
+
+def test_performance_stops_after_a_probe_that_outlasts_its_whole_time() -> None:
+    model = ModelOnAClock(200.0, 0.01)
+
+    outcome = performance.run(ctx(release_and_stable(1)), clock=model.clock, ask=model.ask)
+
+    assert outcome.status == CheckStatus.WARN
+    assert outcome.reason.startswith("too slow to judge: 0 of 20 probes a side")
+    assert len(model.asked) == 1
+
+
+def test_performance_judges_probes_that_fit_in_its_time() -> None:
+    model = ModelOnAClock(0.01)
+
+    outcome = performance.run(ctx(release_and_stable(3)), clock=model.clock, ask=model.ask)
+
+    assert outcome.status == CheckStatus.PASS, outcome.reason
+    assert len(model.asked) == 52
+    assert outcome.evidence["release"]["probes"] == outcome.evidence["stable"]["probes"] == 20
+    assert "against stable's median of 20 alternated probes" in outcome.reason
+
+
 @pytest.mark.parametrize("check", [health, performance, api_endpoint])
 def test_a_version_that_only_takes_raw_tensors_is_skipped_saying_why(check: Any) -> None:
     outcome = check.run(ctx(onnx_release()))

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from apps.deployments.domain.figures import BUCKETS, Figures, bucket_of
-from apps.deployments.domain.performance import SAMPLES, judge, latencies, live, paired, quantile_of
+from apps.deployments.domain.performance import (
+    SAMPLES,
+    judge,
+    latencies,
+    live,
+    paired,
+    quantile_of,
+    too_slow,
+)
 
 STEADY = [24.0, 25.0, 26.0, 24.5, 25.5] * 4  # 20 probes, median about 25 ms
 assert len(STEADY) == SAMPLES
@@ -118,3 +126,13 @@ def test_nothing_to_compare_with_is_a_warning_never_a_pass(latency_ms: float) ->
     verdict = judge(release_ms=[latency_ms] * 20, baseline=None, ratio_max=1.5, slo_p99_ms=None)
     assert verdict.status == "warn"
     assert "nothing to compare" in verdict.reason
+
+
+def test_too_few_probes_in_the_checks_time_are_a_warning_saying_what_would_fit_them() -> None:
+    verdict = too_slow(timed=12, probes=52, probe_ms=2_500.0, seconds=80.0)
+    assert verdict.status == "warn"
+    assert verdict.reason == (
+        "too slow to judge: 12 of 20 probes a side timed in the 80 s the check has, about 2500 ms a "
+        "probe; the 52 probes it takes, warm-ups of each replica included, would need about 130 s: a "
+        "longer timeout for the check or fewer replicas would let it judge"
+    )

@@ -4,11 +4,16 @@ benchmark jobs exist), against the stable release's and against the p99 objectiv
 Both are warmed up first, then the same probe is timed on the release and, while stable has
 placements loaded, on stable, alternately, so both see the same load (the rule, and why medians:
 apps.deployments.domain.performance). With nothing of stable loaded, or stable refusing its probes,
-the release is held to stable's recent live figures instead."""
+the release is held to stable's recent live figures instead.
+
+The probes are sequential, so a slow model or many replicas may not fit them in TIMEOUT_S: the
+probing stops at a deadline short of it, and too few probes timed by then is a warning saying so,
+not a timeout (which would fail the release and leave this thread probing)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +24,7 @@ from apps.deployments.domain.checks import CheckName, CheckStatus
 from apps.deployments.domain.figures import Figures
 from apps.deployments.verification import probes
 from apps.deployments.verification.base import Context, Outcome
+from apps.models.models import ModelVersion
 from apps.serving.domain.states import PlacementState
 from apps.serving.inference import Refused
 from apps.serving.models import Placement
@@ -31,17 +37,25 @@ PROBES = performance.SAMPLES  # timed, a side
 WARMUP = 2
 # Stable's figures over this many seconds before the run are its recent latency.
 STABLE_WINDOW_S = 300
+# Probing ends this long before TIMEOUT_S: time for the rest of the check (stable's live figures,
+# the judgement) and for a probe slower than the one before it.
+MARGIN_S = 10.0
 BENCHMARK_SKIPPED = "no benchmark baseline: benchmark jobs do not exist yet"
 
+# A probe sent: the answer and how long it took (ms), as probes.ask; raises inference.Refused.
+Ask = Callable[[ModelVersion, int, probes.Probe], tuple[dict[str, Any], float]]
 
-def run(ctx: Context) -> Outcome:
+
+def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask = probes.ask) -> Outcome:
+    """The check; `clock` (seconds) bounds its probing and `ask` sends each probe."""
+    deadline = clock() + TIMEOUT_S - MARGIN_S
     probe = probes.probe_for(ctx.version)
     if isinstance(probe, str):
         return Outcome(CheckStatus.SKIP, probe)
     if not ctx.placements:
         return Outcome(CheckStatus.FAIL, f"release #{ctx.release.pk} has no placements to time")
     stable_at, unpaired = _stable_side(ctx, probe)
-    timed = _time(ctx, probe, stable_at)
+    timed = _time(ctx, probe, stable_at, _Sender(ask, clock, deadline))
     if isinstance(timed, Outcome):
         return timed
     unpaired = timed.stable_refused or unpaired
@@ -88,40 +102,82 @@ class _Timed:
     stable_refused: str
 
 
-def _time(ctx: Context, probe: probes.Probe, stable_at: list[Placement]) -> _Timed | Outcome:
+class _OutOfTime(Exception):
+    """The next probe would not end by the deadline."""
+
+
+class _Sender:
+    """Sends probes while they end by the deadline; the next is expected to take as long as the
+    latest (the first as long as nothing)."""
+
+    def __init__(self, ask: Ask, clock: Callable[[], float], deadline: float) -> None:
+        self.ask, self.clock, self.deadline = ask, clock, deadline
+        self.seconds = deadline - clock()  # the time it has to probe
+        self.latest_s = 0.0
+
+    def __call__(self, version: ModelVersion, placement: Placement, probe: probes.Probe) -> float:
+        """The probe's latency (ms); raises _OutOfTime instead of sending it past the deadline."""
+        began = self.clock()
+        if began + self.latest_s > self.deadline:
+            raise _OutOfTime
+        _, took_ms = self.ask(version, placement.pk, probe)
+        self.latest_s = self.clock() - began
+        return took_ms
+
+
+def _time(ctx: Context, probe: probes.Probe, stable_at: list[Placement], send: _Sender) -> _Timed | Outcome:
     """PROBES latencies of the release and as many of stable (from `stable_at`), alternated, after
-    WARMUP unmeasured probes to each placement; a failed outcome when the release refuses one.
-    Stable refusing one ends its side: the release is then held to stable's live figures."""
+    WARMUP unmeasured probes to each placement; a failed outcome when the release refuses one, a
+    warning when the deadline comes before they are all timed. Stable refusing one ends its side:
+    the release is then held to stable's live figures."""
     release_ms: list[float] = []
     stable_ms: list[float] = []
     stable_refused = ""
-    # Rounds below 0 warm every placement up, unmeasured; from 0 each round times one placement
-    # of the release, then one of stable.
-    for i in range(-WARMUP, PROBES):
-        for placement in _round(ctx.placements, i):
-            try:
-                _, took_ms = probes.ask(ctx.version, placement.pk, probe)
-            except Refused as refused:
-                which = "a warm-up probe" if i < 0 else f"probe {i + 1} of {PROBES}"
-                return Outcome(
-                    CheckStatus.FAIL,
-                    f"{which} was refused by placement {placement.pk} ({refused.status}): {refused}",
-                    {"probes_answered": len(release_ms)},
-                )
-            if i >= 0:
-                release_ms.append(took_ms)
-        for placement in _round(stable_at, i):
-            assert ctx.previous is not None  # stable_at are its placements
-            try:
-                _, took_ms = probes.ask(ctx.previous.model_version, placement.pk, probe)
-            except Refused as refused:
-                stable_refused = (
-                    f"stable's placement {placement.pk} refused a probe ({refused.status}): {refused}"
-                )
-                stable_at, stable_ms = [], []
-                break
-            if i >= 0:
-                stable_ms.append(took_ms)
+    # All it would send: warm-ups to every placement, then PROBES timed a side.
+    planned = WARMUP * (len(ctx.placements) + len(stable_at)) + PROBES * (2 if stable_at else 1)
+    try:
+        # Rounds below 0 warm every placement up, unmeasured; from 0 each round times one
+        # placement of the release, then one of stable.
+        for i in range(-WARMUP, PROBES):
+            for placement in _round(ctx.placements, i):
+                try:
+                    took_ms = send(ctx.version, placement, probe)
+                except Refused as refused:
+                    which = "a warm-up probe" if i < 0 else f"probe {i + 1} of {PROBES}"
+                    return Outcome(
+                        CheckStatus.FAIL,
+                        f"{which} was refused by placement {placement.pk} ({refused.status}): {refused}",
+                        {"probes_answered": len(release_ms)},
+                    )
+                if i >= 0:
+                    release_ms.append(took_ms)
+            for placement in _round(stable_at, i):
+                assert ctx.previous is not None  # stable_at are its placements
+                try:
+                    took_ms = send(ctx.previous.model_version, placement, probe)
+                except Refused as refused:
+                    stable_refused = (
+                        f"stable's placement {placement.pk} refused a probe ({refused.status}): {refused}"
+                    )
+                    stable_at, stable_ms = [], []
+                    break
+                if i >= 0:
+                    stable_ms.append(took_ms)
+    except _OutOfTime:
+        verdict = performance.too_slow(
+            timed=min(len(release_ms), len(stable_ms)) if stable_at else len(release_ms),
+            probes=planned,
+            probe_ms=send.latest_s * 1000,
+            seconds=send.seconds,
+        )
+        evidence = {
+            "task": probe.task,
+            "warmup_per_placement": WARMUP,
+            "probes_timed": {"release": len(release_ms), "stable": len(stable_ms)},
+            "probing_s": round(send.seconds, 1),
+            "latest_probe_ms": round(send.latest_s * 1000, 1),
+        }
+        return Outcome(CheckStatus(verdict.status), verdict.reason, evidence)
     return _Timed(release_ms, stable_ms, stable_refused)
 
 
