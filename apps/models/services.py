@@ -13,11 +13,10 @@ from django.utils import timezone
 
 from apps.core import audit
 from apps.core.transitions import transition
+from apps.models import signals
 from apps.models.domain import naming
 from apps.models.domain.states import VALIDATION, ValidationState
 from apps.models.models import ModelAlias, ModelVersion, RegisteredModel
-
-_NAMED_MAX = 5  # rows of each kind a refusal names
 
 
 def _check_name(name: str, *, exclude_pk: int | None = None) -> str:
@@ -230,11 +229,13 @@ def version_move(*, version: ModelVersion, model: RegisteredModel) -> ModelVersi
     A scan registers every folder it finds as a model of its own at v1; this makes a retrained
     model's folder a new version of the model it retrains, so that a deployment of that model
     can release it. Only a model's sole version moves, and only while nothing depends on it
-    being what it is: no alias of it or of its model, nothing above the registry (a placement,
-    a release, a deployment of its model) referring to either. The model it leaves is then
-    empty and referred to by nothing, so it is deleted (its name is free again). The version
-    keeps its id, path and files, so the next scan, which matches versions by path, leaves it
-    where it now is. Each refusal is a ValidationError under `model` or `version`.
+    being what it is: no alias of it or of its model, nothing above the registry using the
+    version now (each app answers signals.version_moving: serving an active placement, deployments
+    a live or open release; what is only history, a placement unloaded or a release ended, stays
+    and follows it), and nothing outside the registry keeping its model from being deleted (a
+    deployment of it). The model it leaves is then empty and deleted (its name is free again).
+    The version keeps its id, path and files, so the next scan, which matches versions by path,
+    leaves it where it now is. Each refusal is a ValidationError under `model` or `version`.
     """
     # Both models' rows locked in one order: two moves between the same models cannot deadlock,
     # and the numbering cannot race a concurrent move into `model`.
@@ -264,7 +265,8 @@ def version_move(*, version: ModelVersion, model: RegisteredModel) -> ModelVersi
         raise ValidationError(
             {"version": f"Aliases {', '.join(names)} point at {version}: clear them first."}
         )
-    if held := [*_referred_by(version), *_referred_by(source)]:
+    answers = signals.version_moving.send(sender=ModelVersion, version=version, model=target)
+    if held := [*(answer for _, answer in answers if answer), *_referred_by(source)]:
         raise ValidationError(
             {"version": f"{version} is in use ({'; '.join(held)}): it can only move while unused."}
         )
@@ -281,9 +283,9 @@ def version_move(*, version: ModelVersion, model: RegisteredModel) -> ModelVersi
 
 def _referred_by(obj: models.Model) -> list[str]:
     """What outside the registry refers to `obj` and would keep it from being deleted, e.g.
-    "releases 4, 9": the rows whose foreign key to it is PROTECT or RESTRICT (a placement, a
-    release, a deployment), where history that may follow it (an inference record, a job) is
-    CASCADE or SET_NULL. The registry imports no app above it; the foreign keys say it."""
+    "deployments 4, 9": the rows whose foreign key to it is PROTECT or RESTRICT, where history
+    that may follow it is CASCADE or SET_NULL. The registry imports no app above it; the foreign
+    keys say it."""
     held = []
     for relation in obj._meta.related_objects:
         related = relation.related_model
@@ -291,7 +293,7 @@ def _referred_by(obj: models.Model) -> list[str]:
             related._meta.app_label == obj._meta.app_label
         ):
             continue
-        rows = related._base_manager.filter(**{relation.field.name: obj}).order_by("pk")
-        if ids := list(rows.values_list("pk", flat=True)[:_NAMED_MAX]):
-            held.append(f"{related._meta.verbose_name_plural} {', '.join(map(str, ids))}")
+        rows = related._base_manager.filter(**{relation.field.name: obj})
+        if named := signals.rows_named(str(related._meta.verbose_name_plural), rows):
+            held.append(named)
     return held

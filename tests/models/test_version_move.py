@@ -12,9 +12,12 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
+from apps.deployments.domain.states import RELEASE_OPEN, ReleaseState
+from apps.deployments.models import Deployment
 from apps.models import services
 from apps.models.domain.states import ScanState
 from apps.models.models import ModelAlias, ModelFile, ModelVersion, RegisteredModel
+from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory
 from tests.models.factories import ModelAliasFactory, ModelVersionFactory, RegisteredModelFactory
 from tests.models.formats import corpus
@@ -170,22 +173,71 @@ def test_a_version_an_alias_points_at_is_refused_naming_the_alias() -> None:
     assert ModelAlias.objects.filter(pk=alias.pk).exists()
 
 
-def test_a_placed_version_is_refused_naming_the_placement() -> None:
-    placement = PlacementFactory()
+@pytest.mark.parametrize("state", sorted(PLACEMENT_ACTIVE))
+def test_a_version_with_an_active_placement_is_refused_naming_the_placement(state: str) -> None:
+    placement = PlacementFactory(state=state)
+    PlacementFactory(version=placement.version, state=PlacementState.UNLOADED)
 
     errors = _refusal(placement.version, RegisteredModelFactory())
 
-    assert f"placements {placement.pk}" in errors["version"][0]
+    assert f"active placements {placement.pk}" in errors["version"][0]
     _unchanged(placement.version)
 
 
-def test_a_released_version_is_refused_naming_the_release() -> None:
-    release = ReleaseFactory()
+@pytest.mark.parametrize("state", [PlacementState.UNLOADED, PlacementState.FAILED, PlacementState.LOST])
+def test_a_version_whose_placements_ended_moves_and_they_follow_it(state: PlacementState) -> None:
+    placement = PlacementFactory(state=state)
+    target = ModelVersionFactory(number=1).model
+
+    moved = services.version_move(version=placement.version, model=target)
+
+    assert (moved.model, moved.number) == (target, 2)
+    placement.refresh_from_db()
+    assert (placement.version_id, placement.state) == (moved.pk, state)
+
+
+def test_a_scanned_version_loaded_once_and_unloaded_moves(scanned: tuple[ModelVersion, ModelVersion]) -> None:
+    base, retrained = scanned
+    PlacementFactory(version=retrained, state=PlacementState.UNLOADED)
+
+    assert services.version_move(version=retrained, model=base.model).number == 2
+
+
+@pytest.mark.parametrize("state", sorted(RELEASE_OPEN))
+def test_a_version_with_a_release_in_progress_is_refused_naming_the_release(state: str) -> None:
+    release = ReleaseFactory(state=state)
 
     errors = _refusal(release.model_version, RegisteredModelFactory())
 
-    assert f"releases {release.pk}" in errors["version"][0]
+    assert f"live or in-progress releases {release.pk}" in errors["version"][0]
     _unchanged(release.model_version)
+
+
+def test_a_version_a_deployment_serves_now_is_refused_naming_the_release() -> None:
+    # The deployment serves another model now: only its live release holds the version.
+    release = ReleaseFactory(
+        state=ReleaseState.PROMOTED, deployment__registered_model=RegisteredModelFactory()
+    )
+    Deployment.objects.filter(pk=release.deployment_id).update(current_release=release)
+
+    errors = _refusal(release.model_version, RegisteredModelFactory())
+
+    assert f"live or in-progress releases {release.pk}" in errors["version"][0]
+    assert "deployments" not in errors["version"][0]
+    _unchanged(release.model_version)
+
+
+@pytest.mark.parametrize("state", [ReleaseState.ROLLED_BACK, ReleaseState.PROMOTED, ReleaseState.FAILED])
+def test_a_version_whose_releases_ended_moves(state: ReleaseState) -> None:
+    # A deployment that since serves another model: the release, no longer its current one, is history.
+    release = ReleaseFactory(state=state, deployment__registered_model=RegisteredModelFactory())
+    target = RegisteredModelFactory()
+
+    moved = services.version_move(version=release.model_version, model=target)
+
+    assert moved.model == target
+    release.refresh_from_db()
+    assert release.model_version_id == moved.pk
 
 
 def test_a_version_whose_model_a_deployment_serves_is_refused_naming_the_deployment() -> None:
@@ -196,6 +248,20 @@ def test_a_version_whose_model_a_deployment_serves_is_refused_naming_the_deploym
 
     assert f"deployments {deployment.pk}" in errors["version"][0]
     _unchanged(version)
+
+
+def test_everything_that_uses_it_is_named_in_one_refusal() -> None:
+    placement = PlacementFactory(state=PlacementState.LOADED)
+    release = ReleaseFactory(model_version=placement.version)
+    deployment = DeploymentFactory(registered_model=placement.version.model)
+
+    (message,) = _refusal(placement.version, RegisteredModelFactory())["version"]
+
+    assert message == (
+        f"{placement.version} is in use (active placements {placement.pk}; "
+        f"live or in-progress releases {release.pk}; deployments {deployment.pk}): "
+        "it can only move while unused."
+    )
 
 
 # The version page

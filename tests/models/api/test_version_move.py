@@ -11,7 +11,9 @@ from rest_framework.test import APIClient
 from apps.core.domain.roles import Role
 from apps.core.models import AuditEvent
 from apps.models.models import ModelVersion, RegisteredModel
+from apps.serving.domain.states import PlacementState
 from tests.models.factories import ModelAliasFactory, ModelVersionFactory, RegisteredModelFactory
+from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +80,20 @@ def test_a_refusal_is_400_under_the_field_with_the_reason(
 
     assert response.status_code == 400
     assert "Aliases llama-retrained@staging point at" in response.json()["fields"]["version"][0]
+    assert ModelVersion.objects.get(pk=version.pk).model_id != target.pk
+
+
+def test_a_version_in_use_is_400_under_version_naming_what_uses_it(
+    client_as: Client, two: tuple[ModelVersion, RegisteredModel]
+) -> None:
+    version, target = two
+    placement = PlacementFactory(version=version, state=PlacementState.LOADED)
+
+    response = client_as(Role.OPERATOR).post(move_url(version.pk), {"model": target.pk}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["version"]
+    assert f"active placements {placement.pk}" in response.json()["fields"]["version"][0]
     assert ModelVersion.objects.get(pk=version.pk).model_id != target.pk
 
 
