@@ -36,7 +36,8 @@ def _bucket_key(release_id: int, start: int) -> str:
 def record(
     client: redis.Redis, *, release_id: int, outcome: Outcome, latency_ms: float, at: float | None = None
 ) -> None:
-    """Count one request of a release, in one round trip."""
+    """Count one request of a release, in one round trip. Refused and rejected requests are counted
+    apart, their latency nowhere: what the release took to answer or fail is what its p99 judges."""
     at = time.time() if at is None else at
     start = int(at) // BUCKET_S * BUCKET_S
     total, bucket = _total_key(release_id), _bucket_key(release_id, start)
@@ -45,6 +46,8 @@ def record(
     for key, ttl in ((total, TOTAL_TTL_S), (bucket, BUCKET_TTL_S)):
         if outcome == Outcome.REFUSED:
             pipe.hincrby(key, "r", 1)
+        elif outcome == Outcome.REJECTED:
+            pipe.hincrby(key, "i", 1)
         else:
             pipe.hincrby(key, "n", 1)
             if outcome == Outcome.ERROR:

@@ -66,15 +66,15 @@ def deployment_families() -> list[Metric]:
     labels = ["deployment", "release", "version"]
     requests = CounterMetricFamily(
         REQUESTS,
-        "Requests a deployment answered (ok), failed (error: the release's failure) or refused "
+        "Requests a deployment answered (ok), failed (error: the release's failure), refused "
         "(refused: the deployment's bulkhead, a bound of the web process, MOC's Redis or broker away: "
-        "not the release's doing), by release.",
+        "not the release's doing) or whose input the model rejected (rejected: bad input), by release.",
         labels=[*labels, "outcome"],
     )
     duration = HistogramMetricFamily(
         DURATION,
-        "Time to answer or fail a deployment's request, as the web process saw it, less any wait "
-        "for a slot in the deployment's bulkhead, by release.",
+        "Time to answer or fail a deployment's request (neither refused nor rejected), as the web "
+        "process saw it, less any wait for a slot in the deployment's bulkhead, by release.",
         labels=labels,
     )
     for release in releases:
@@ -83,6 +83,7 @@ def deployment_families() -> list[Metric]:
         requests.add_metric([*values, Outcome.OK.value], total.requests - total.errors)
         requests.add_metric([*values, Outcome.ERROR.value], total.errors)
         requests.add_metric([*values, Outcome.REFUSED.value], total.refused)
+        requests.add_metric([*values, Outcome.REJECTED.value], total.rejected)
         below = [sum(total.buckets[: index + 1]) for index, _ in _EXPORTED]
         cumulative = [(le, float(n)) for (_, le), n in zip(_EXPORTED, below, strict=True)]
         cumulative.append(("+Inf", float(sum(total.buckets))))

@@ -7,12 +7,16 @@ Nothing on this path writes to the database. A request reads the deployment with
 release, its open releases, and the loaded placements of both: three queries before serving's own.
 
 A request is counted against the release it went to unless it was refused for what the release
-shares with the other side or does not control (_is_the_releases): the deployment's bulkhead (429, or
+shares with the other side or does not control (_outcome_of): the deployment's bulkhead (429, or
 the whole time spent waiting for its slot), this web process's bound on waiting requests, MOC's
-Redis or broker, a task no live release answers. Everything else the release could not answer
-(bad input the model refused, its device's queue full, nothing loaded, its breaker open) is its
-error: what stable answers and the canary does not must show in the canary's figures. Latency is
-measured without the wait for the bulkhead's slot, which either side's slowness can lengthen.
+Redis or broker, a task no live release answers. Input the model refused after the API's own
+checks passed (the worker's bad_input: a prompt longer than its context, wrong fields) is counted
+apart as rejected: mostly the caller's doing, so it is judged only beside stable's rate (a canary
+that refuses what stable accepts), never against the error-rate SLO. Everything else the release
+could not answer (a task it does not answer, its device's queue full, nothing loaded, its breaker
+open, a timeout, an internal failure) is its error: what stable answers and the canary does not
+must show in the canary's figures. Latency is measured without the wait for the bulkhead's slot,
+which either side's slowness can lengthen.
 
 After a rollback of a promoted release, traffic goes back to the previous release at once, which
 may have been unloaded long ago: until a replica of it is loaded, the rolled-back release, still
@@ -39,7 +43,7 @@ from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, Releas
 from apps.deployments.models import Deployment, Release
 from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.serving import inference
-from apps.serving.domain.errors import Refusal
+from apps.serving.domain.errors import ErrorClass, Refusal
 from apps.serving.domain.states import PlacementState
 from apps.serving.domain.tasks import tasks_for
 from apps.serving.models import Placement
@@ -104,8 +108,7 @@ def infer(
     try:
         answer = _ask(deployment, release, loaded.get(release.pk, []), task, data)
     except inference.Refused as refused:
-        outcome = Outcome.ERROR if _is_the_releases(refused, task, order) else Outcome.REFUSED
-        _record(release.pk, outcome, began, waited_s=refused.waited_s)
+        _record(release.pk, _outcome_of(refused, task, order), began, waited_s=refused.waited_s)
         about = f"Deployment {deployment.name}, release #{release.pk} ({side}, {version})"
         raise replace(refused, reason=f"{about}: {refused.reason}") from None
     except Exception:
@@ -134,13 +137,16 @@ def _order(
     return [(side, release) for side, release in sides if release is not None]
 
 
-def _is_the_releases(refused: inference.Refused, task: str, order: list[tuple[Side, Release]]) -> bool:
-    """Whether a refusal is the release's doing, to count as its error (see the module's doc)."""
+def _outcome_of(refused: inference.Refused, task: str, order: list[tuple[Side, Release]]) -> Outcome:
+    """How a refusal counts for the release (see the module's doc)."""
     if refused.process_bound or refused.error_class in _NOT_THE_RELEASES:
-        return False
+        return Outcome.REFUSED
+    if refused.error_class == ErrorClass.BAD_INPUT:
+        return Outcome.REJECTED
     if refused.field == "task":  # the caller's mistake when no live release answers it either
-        return any(task in tasks_for(r.model_version.kind, r.model_version.format) for _, r in order)
-    return True
+        answered = any(task in tasks_for(r.model_version.kind, r.model_version.format) for _, r in order)
+        return Outcome.ERROR if answered else Outcome.REFUSED
+    return Outcome.ERROR
 
 
 def _fallback(split: Split[Release]) -> tuple[tuple[Side, Release], dict[int, list[int]]] | None:

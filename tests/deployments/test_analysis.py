@@ -8,10 +8,10 @@ from apps.deployments.domain.analysis import Outcome, Rules, analyse
 from apps.deployments.domain.figures import BUCKETS, Figures, bucket_of
 
 
-def figures(requests: int, errors: int = 0, latency_ms: float = 20.0) -> Figures:
+def figures(requests: int, errors: int = 0, latency_ms: float = 20.0, rejected: int = 0) -> Figures:
     buckets = [0] * BUCKETS
     buckets[bucket_of(latency_ms)] = requests
-    return Figures(requests=requests, errors=errors, buckets=tuple(buckets), seconds=60)
+    return Figures(requests=requests, errors=errors, rejected=rejected, buckets=tuple(buckets), seconds=60)
 
 
 RULES = Rules(
@@ -23,18 +23,19 @@ S, F, N = Outcome.SUCCESSFUL, Outcome.FAILED, Outcome.INCONCLUSIVE  # N: not eno
 
 
 @pytest.mark.parametrize(
-    ("case", "canary", "stable", "rules", "error_rate", "p99", "overall"),
+    ("case", "canary", "stable", "rules", "error_rate", "p99", "rejected", "overall"),
     [
-        ("healthy canary", figures(100), figures(100), RULES, S, S, S),
-        ("no data is never success", figures(0), figures(100), RULES, N, N, N),
-        ("too few canary requests", figures(19, errors=19), figures(100), RULES, N, N, N),
-        ("errors over the SLO", figures(100, errors=10), figures(100, errors=10), ABSOLUTE_ONLY, F, S, F),
+        ("healthy canary", figures(100), figures(100), RULES, S, S, S, S),
+        ("no data is never success", figures(0), figures(100), RULES, N, N, N, N),
+        ("too few canary requests", figures(19, errors=19), figures(100), RULES, N, N, N, N),
+        ("errors over the SLO", figures(100, errors=10), figures(100, errors=10), ABSOLUTE_ONLY, F, S, N, F),
         (
             "errors over stable + delta",
             figures(100, errors=5),
             figures(100, errors=1),
             RELATIVE_ONLY,
             F,
+            S,
             S,
             F,
         ),
@@ -46,6 +47,7 @@ S, F, N = Outcome.SUCCESSFUL, Outcome.FAILED, Outcome.INCONCLUSIVE  # N: not eno
             S,
             S,
             S,
+            S,
         ),
         (
             "p99 over the SLO",
@@ -54,6 +56,7 @@ S, F, N = Outcome.SUCCESSFUL, Outcome.FAILED, Outcome.INCONCLUSIVE  # N: not eno
             ABSOLUTE_ONLY,
             S,
             F,
+            N,
             F,
         ),
         (
@@ -63,11 +66,13 @@ S, F, N = Outcome.SUCCESSFUL, Outcome.FAILED, Outcome.INCONCLUSIVE  # N: not eno
             RELATIVE_ONLY,
             S,
             F,
+            S,
             F,
         ),
-        ("relative needs stable samples", figures(100), figures(5), RELATIVE_ONLY, N, N, N),
-        ("relative without stable at all", figures(100), None, RELATIVE_ONLY, N, N, N),
-        ("absolute judges without stable", figures(100), None, ABSOLUTE_ONLY, S, S, S),
+        # A canary rejecting no more than the delta is within stable's rate + delta, whatever it is.
+        ("relative needs stable samples", figures(100), figures(5), RELATIVE_ONLY, N, N, S, N),
+        ("relative without stable at all", figures(100), None, RELATIVE_ONLY, N, N, S, N),
+        ("absolute judges without stable", figures(100), None, RULES, S, S, S, S),
         (
             "absolute breach judged even if stable is thin",
             figures(100, errors=50),
@@ -75,14 +80,41 @@ S, F, N = Outcome.SUCCESSFUL, Outcome.FAILED, Outcome.INCONCLUSIVE  # N: not eno
             RULES,
             F,
             S,
+            S,
             F,
         ),
-        ("no bound set at all", figures(100), figures(100), Rules(min_samples=20), N, N, N),
+        ("no bound set at all", figures(100), figures(100), Rules(min_samples=20), N, N, N, N),
         (
             "failed beats inconclusive",
             figures(100, latency_ms=900),
             figures(2),
             Rules(max_p99_ms=500),
+            N,
+            F,
+            N,
+            F,
+        ),
+        # Input the model refused: judged beside stable only, never against the error-rate SLO.
+        (
+            "rejections alike on both sides",
+            figures(70, rejected=30),
+            figures(700, rejected=300),
+            RULES,
+            S,
+            S,
+            S,
+            S,
+        ),
+        ("rejecting what stable accepts", figures(70, rejected=30), figures(1_000), RULES, S, S, F, F),
+        ("rejecting everything", figures(0, rejected=40), figures(1_000), RULES, N, N, F, F),
+        ("rejections no SLO judges", figures(50, rejected=50), figures(100), ABSOLUTE_ONLY, S, S, N, N),
+        ("rejections over the delta, stable thin", figures(70, rejected=30), figures(5), RULES, S, S, N, N),
+        (
+            "rejected samples count asked requests",
+            figures(10, rejected=10),
+            figures(1_000),
+            RULES,
+            N,
             N,
             F,
             F,
@@ -96,12 +128,37 @@ def test_analysis_outcomes(
     rules: Rules,
     error_rate: Outcome,
     p99: Outcome,
+    rejected: Outcome,
     overall: Outcome,
 ) -> None:
     result = analyse(canary, stable, rules)
 
     by_name = {m.name: m.outcome for m in result.metrics}
-    assert (by_name["error_rate"], by_name["p99_ms"], result.outcome) == (error_rate, p99, overall), case
+    got = (by_name["error_rate"], by_name["p99_ms"], by_name["rejected_rate"], result.outcome)
+    assert got == (error_rate, p99, rejected, overall), case
+
+
+def test_the_rejected_input_rate_is_never_held_to_an_absolute_limit() -> None:
+    """Half the canary's input rejected, as much as stable's, with a 5% error-rate SLO: successful,
+    and the only limit it was judged by is stable's rate + the delta."""
+    result = analyse(figures(50, rejected=50), figures(500, rejected=500), RULES)
+
+    rejected = next(m for m in result.metrics if m.name == "rejected_rate")
+    assert result.outcome == S
+    assert (rejected.value, rejected.stable_value, rejected.samples, rejected.stable_samples) == (
+        0.5,
+        0.5,
+        100,
+        1_000,
+    )
+    assert rejected.thresholds == pytest.approx({"relative": 0.52})
+
+
+def test_a_canary_rejecting_what_stable_accepts_says_so() -> None:
+    result = analyse(figures(90, rejected=10), figures(1_000, rejected=10), RULES)
+
+    assert result.outcome == F
+    assert result.reason == "rejected_rate 10.00% is over its relative limit 2.99% (stable 0.99%)"
 
 
 def test_a_metric_result_carries_its_values_thresholds_and_reason() -> None:
@@ -124,5 +181,5 @@ def test_analysis_details_are_plain_json() -> None:
     details = analyse(figures(100), figures(100), RULES).to_details()
 
     assert details["outcome"] == "successful"
-    assert [m["name"] for m in details["metrics"]] == ["error_rate", "p99_ms"]
+    assert [m["name"] for m in details["metrics"]] == ["error_rate", "p99_ms", "rejected_rate"]
     assert details["metrics"][1]["thresholds"]["absolute"] == 500

@@ -3,6 +3,8 @@ in a real Redis (totals, 5-second buckets)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import redis
 
@@ -122,15 +124,25 @@ def test_the_open_last_bucket_answers_its_mean_else_its_lower_bound() -> None:
 
 
 def test_a_window_is_the_difference_of_two_totals() -> None:
-    earlier = Figures(requests=10, errors=1, refused=2, buckets=counted((4, 10)))
-    now = Figures(requests=30, errors=4, refused=5, buckets=counted((4, 25), (40, 5)))
+    earlier = Figures(requests=10, errors=1, refused=2, rejected=1, buckets=counted((4, 10)))
+    now = Figures(requests=30, errors=4, refused=5, rejected=6, buckets=counted((4, 25), (40, 5)))
 
     window = now.minus(earlier, seconds=10)
 
-    assert (window.requests, window.errors, window.refused) == (20, 3, 3)
+    assert (window.requests, window.errors, window.refused, window.rejected) == (20, 3, 3, 5)
     assert window.buckets == counted((4, 15), (40, 5))
     assert window.error_rate == pytest.approx(0.15)
     assert window.rps == pytest.approx(2.0)
+
+
+def test_rejected_input_is_no_error_and_has_its_own_rate_over_every_request_asked() -> None:
+    """The rate of input the model refused is over every request that reached it (answered, failed
+    or rejected); the error rate and latency are over the answered or failed ones alone."""
+    f = Figures(requests=30, errors=3, refused=7, rejected=10, buckets=counted((4, 30)))
+
+    assert (f.asked, f.error_rate, f.rejected_rate) == (40, pytest.approx(0.1), pytest.approx(0.25))
+    assert Figures(rejected=3).rejected_rate == 1.0
+    assert (Figures(rejected=3).error_rate, Figures().rejected_rate) == (None, None)
 
 
 def test_a_windows_latency_sums_are_the_difference_too() -> None:
@@ -151,13 +163,20 @@ def test_a_total_that_went_backwards_counts_from_zero() -> None:
     assert window.buckets == counted((4, 4))
 
 
+def test_a_total_whose_rejections_went_backwards_counts_from_zero() -> None:
+    """A canary that rejects every input counts no requests: its rejections alone show the reset."""
+    window = Figures(rejected=3).minus(Figures(rejected=40), seconds=5)
+
+    assert (window.requests, window.rejected) == (0, 3)
+
+
 def test_plus_adds_every_counter() -> None:
-    a = Figures(requests=2, errors=1, refused=1, buckets=counted((1.05, 2)), seconds=5)
-    b = Figures(requests=3, errors=0, refused=2, buckets=counted((1.05, 1), (1.15, 2)), seconds=5)
+    a = Figures(requests=2, errors=1, refused=1, rejected=4, buckets=counted((1.05, 2)), seconds=5)
+    b = Figures(requests=3, errors=0, refused=2, rejected=1, buckets=counted((1.05, 1), (1.15, 2)), seconds=5)
 
     total = a.plus(b)
 
-    assert (total.requests, total.errors, total.refused) == (5, 1, 3)
+    assert (total.requests, total.errors, total.refused, total.rejected) == (5, 1, 3, 5)
     assert total.buckets == counted((1.05, 3), (1.15, 2))
 
 
@@ -168,15 +187,25 @@ def test_summed_adds_parts_over_the_span_they_cover() -> None:
 
 
 def test_fields_round_trip_and_leave_empty_buckets_out() -> None:
-    original = alike(7.2, n=5)
+    original = replace(alike(7.2, n=5), rejected=2)
 
     fields = original.to_fields()
 
-    assert fields == {"n": 5, "e": 0, "r": 0, f"h{bucket_of(7.2)}": 5, f"s{bucket_of(7.2)}": 36.0}
+    assert fields == {"n": 5, "e": 0, "r": 0, "i": 2, f"h{bucket_of(7.2)}": 5, f"s{bucket_of(7.2)}": 36.0}
     assert Figures.from_fields(fields, seconds=60) == original
     assert Figures.from_fields({b"n": b"7", b"h4": b"7", b"s4": b"9.5"}) == Figures(
         requests=7, buckets=counted((1.35, 7)), sums_ms=tuple(9.5 if i == 4 else 0.0 for i in range(BUCKETS))
     )
+
+
+def test_a_baseline_stored_before_rejections_were_counted_reads_as_none_rejected() -> None:
+    stored = {"n": 40, "e": 2, "r": 1, f"h{bucket_of(20)}": 40}
+    now = Figures(requests=60, errors=2, rejected=5, buckets=counted((20, 60)))
+
+    baseline = Figures.from_fields(stored)
+
+    assert (baseline.requests, baseline.rejected) == (40, 0)
+    assert (now.minus(baseline, seconds=30).requests, now.minus(baseline, seconds=30).rejected) == (20, 5)
 
 
 def test_a_baseline_stored_in_the_coarser_layout_reads_as_nothing_counted() -> None:
@@ -194,17 +223,20 @@ def client() -> redis.Redis:
     return redis_client()
 
 
-def test_record_counts_answers_errors_and_refusals_apart(client: redis.Redis) -> None:
+def test_record_counts_answers_errors_refusals_and_rejections_apart(client: redis.Redis) -> None:
     figures.record(client, release_id=5, outcome=Outcome.OK, latency_ms=12)
     figures.record(client, release_id=5, outcome=Outcome.OK, latency_ms=14)
     figures.record(client, release_id=5, outcome=Outcome.ERROR, latency_ms=900)
     figures.record(client, release_id=5, outcome=Outcome.REFUSED, latency_ms=1)
+    figures.record(client, release_id=5, outcome=Outcome.REJECTED, latency_ms=2)
+    figures.record(client, release_id=5, outcome=Outcome.REJECTED, latency_ms=3)
     figures.record(client, release_id=6, outcome=Outcome.OK, latency_ms=3)
 
     totals = figures.totals(client, [5, 6, 7])
 
-    assert (totals[5].requests, totals[5].errors, totals[5].refused) == (3, 1, 1)
-    assert totals[5].buckets == counted((12, 1), (14, 1), (900, 1))  # the refusal has no latency
+    assert (totals[5].requests, totals[5].errors, totals[5].refused, totals[5].rejected) == (3, 1, 1, 2)
+    # Neither the refusal nor the rejections have a latency.
+    assert totals[5].buckets == counted((12, 1), (14, 1), (900, 1))
     assert totals[5].latency_sum_ms == pytest.approx(12 + 14 + 900)
     assert totals[5].p99_ms == pytest.approx(900)
     assert totals[6].requests == 1

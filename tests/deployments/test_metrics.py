@@ -37,7 +37,14 @@ def live(name: str = "chat", state: str = DeploymentState.ACTIVE) -> tuple[Deplo
 def test_each_live_release_has_its_requests_by_outcome(scrape: Callable[[], str]) -> None:
     _, stable, canary = live()
     client = redis_client()
-    for outcome, latency in [(Outcome.OK, 10), (Outcome.OK, 40), (Outcome.ERROR, 900), (Outcome.REFUSED, 0)]:
+    for outcome, latency in [
+        (Outcome.OK, 10),
+        (Outcome.OK, 40),
+        (Outcome.ERROR, 900),
+        (Outcome.REFUSED, 0),
+        (Outcome.REJECTED, 3),
+        (Outcome.REJECTED, 4),
+    ]:
         figures.record(client, release_id=stable.pk, outcome=outcome, latency_ms=latency)
 
     text = scrape()
@@ -46,6 +53,7 @@ def test_each_live_release_has_its_requests_by_outcome(scrape: Callable[[], str]
     assert value(text, REQUESTS, **of_stable, outcome="ok") == 2
     assert value(text, REQUESTS, **of_stable, outcome="error") == 1
     assert value(text, REQUESTS, **of_stable, outcome="refused") == 1
+    assert value(text, REQUESTS, **of_stable, outcome="rejected") == 2
     # A canary nobody asked yet still has its series: monitoring sees it from the start.
     assert value(text, REQUESTS, deployment="chat", release=str(canary.pk), outcome="ok") == 0
 

@@ -46,10 +46,10 @@ def refused(deployment: Deployment, **options: Any) -> inference.Refused:
     return caught.value
 
 
-def counted(release_id: int) -> tuple[int, int, int]:
-    """(requests, errors, refused) recorded for the release."""
+def counted(release_id: int) -> tuple[int, int, int, int]:
+    """(requests, errors, refused, rejected) recorded for the release."""
     total = figures.totals(redis_client(), [release_id])[release_id]
-    return total.requests, total.errors, total.refused
+    return total.requests, total.errors, total.refused, total.rejected
 
 
 def key_on(side: str, percent: int) -> str:
@@ -104,7 +104,7 @@ def test_a_request_writes_nothing_to_the_database_and_counts_its_figures(asked: 
 
     assert all(q["sql"].lstrip().upper().startswith("SELECT") for q in queries.captured_queries)
     total = figures.totals(redis_client(), [stable.pk])[stable.pk]
-    assert (total.requests, total.errors, total.refused) == (1, 0, 0)
+    assert (total.requests, total.errors, total.refused, total.rejected) == (1, 0, 0, 0)
     assert total.p50_ms is not None
 
 
@@ -138,7 +138,7 @@ def test_a_side_with_nothing_loaded_falls_back_to_the_other(asked: list[int]) ->
     answer = ask(deployment)
 
     assert (answer["side"], answer["release"]["id"]) == ("stable", stable.pk)
-    assert counted(canary.pk) == (0, 0, 0)
+    assert counted(canary.pk) == (0, 0, 0, 0)
 
 
 def test_a_release_whose_replica_unloaded_is_a_409_naming_it_and_counted_its_error(asked: list[int]) -> None:
@@ -152,7 +152,7 @@ def test_a_release_whose_replica_unloaded_is_a_409_naming_it_and_counted_its_err
         f"Deployment {deployment.name}, release #{stable.pk} (stable, {stable.model_version}): "
         "no replica is loaded now."
     )
-    assert counted(stable.pk) == (1, 1, 0)
+    assert counted(stable.pk) == (1, 1, 0, 0)
     assert asked == []
 
 
@@ -183,7 +183,7 @@ def test_a_pin_to_a_release_that_ended_or_is_anothers_is_a_400_naming_release(as
         refusal = refused(deployment, release_id=release.pk)
         assert (refusal.status, refusal.field) == (400, "release")
         assert f"Release {release.pk} is neither the stable release of {deployment.name}" in refusal.reason
-        assert counted(release.pk) == (0, 0, 0)
+        assert counted(release.pk) == (0, 0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +201,7 @@ def test_a_paused_or_retired_deployment_is_a_409_saying_so(asked: list[int], sta
 
     assert (refusal.status, refusal.reason) == (409, f"Deployment {deployment.name} {why}")
     assert asked == []
-    assert counted(stable.pk) == (0, 0, 0)
+    assert counted(stable.pk) == (0, 0, 0, 0)
 
 
 def test_a_deployment_with_nothing_live_is_a_409_saying_no_release_is_live() -> None:
@@ -221,7 +221,7 @@ def test_a_task_the_version_does_not_answer_is_a_400_naming_task_counted_as_refu
 
     assert (caught.value.status, caught.value.field) == (400, "task")
     assert "answers: embed, generate" in caught.value.reason
-    assert counted(stable.pk) == (0, 0, 1)
+    assert counted(stable.pk) == (0, 0, 1, 0)
 
 
 def test_the_deployments_bulkhead_bounds_it_and_its_429_names_it_and_counts_refused(
@@ -240,7 +240,7 @@ def test_the_deployments_bulkhead_bounds_it_and_its_429_names_it_and_counts_refu
     assert f"deployment {deployment.pk} has 1 request running and 0 waiting" in refusal.reason
     assert f"release #{stable.pk}" in refusal.reason
     assert refusal.retry_after_s
-    assert counted(stable.pk) == (0, 0, 1)
+    assert counted(stable.pk) == (0, 0, 1, 0)
     # The version's own bulkhead is not the deployment's: it was never touched.
     assert Bulkhead(
         redis_client(), f"version {stable.model_version.pk}", concurrency=1, queue=0
@@ -257,19 +257,34 @@ def failing(monkeypatch: pytest.MonkeyPatch, error_class: str) -> None:
     monkeypatch.setattr(dispatch, "send", answer)
 
 
-def test_a_canary_whose_model_refuses_the_input_stable_takes_counts_the_errors(
+@pytest.mark.parametrize(
+    ("error_class", "status", "field", "canary_counted"),
+    [
+        # The model refused the input (too long, wrong fields) after the API's checks passed:
+        # rejected, judged only beside stable's rate, never as the release's error. (Counted as
+        # refused it judged nothing, not even a canary refusing what stable takes; as an error, a
+        # caller's bad input aborted healthy canaries against the error-rate SLO.)
+        pytest.param("bad_input", 400, "input", (0, 0, 0, 3), id="bad-input-rejected"),
+        # The model failed on it (the cut-vocabulary variant's IndexError): the release's error.
+        pytest.param("internal", 502, "", (3, 3, 0, 0), id="internal-error"),
+    ],
+)
+def test_a_canary_whose_model_fails_the_input_counts_it_by_whose_doing_it_is(
     monkeypatch: pytest.MonkeyPatch,
+    error_class: str,
+    status: int,
+    field: str,
+    canary_counted: tuple[int, int, int, int],
 ) -> None:
-    """bad_input from the worker was counted as refused: the analysis saw no samples, never judged
-    the canary, and an inconclusive pause left it its share."""
-    deployment, _, canary = serving(canary_percent=100)
+    deployment, stable, canary = serving(canary_percent=100)
     assert canary is not None
-    failing(monkeypatch, "bad_input")
+    failing(monkeypatch, error_class)
 
     refusals = [refused(deployment) for _ in range(3)]
 
-    assert {(r.status, r.error_class, r.field) for r in refusals} == {(400, "bad_input", "input")}
-    assert counted(canary.pk) == (3, 3, 0)
+    assert {(r.status, r.error_class, r.field) for r in refusals} == {(status, error_class, field)}
+    assert counted(canary.pk) == canary_counted
+    assert counted(stable.pk) == (0, 0, 0, 0)
 
 
 def test_a_task_stable_answers_and_the_canary_does_not_is_the_canarys_error(asked: list[int]) -> None:
@@ -280,20 +295,24 @@ def test_a_task_stable_answers_and_the_canary_does_not_is_the_canarys_error(aske
     refusal = refused(deployment)
 
     assert (refusal.status, refusal.field) == (400, "task")
-    assert counted(canary.pk) == (1, 1, 0)
+    assert counted(canary.pk) == (1, 1, 0, 0)
 
 
 @pytest.mark.parametrize(
     ("bound", "process_bound", "canary_counted"),
     [
         # The canary's device queue is full: the canary's error.
-        pytest.param("MOC_SERVING_WAITING_PER_QUEUE", False, (1, 1, 0), id="the-canarys-device-queue"),
+        pytest.param("MOC_SERVING_WAITING_PER_QUEUE", False, (1, 1, 0, 0), id="the-canarys-device-queue"),
         # This web server's own bound on waiting requests: refused, judging no release.
-        pytest.param("MOC_SERVING_WAITING_PER_PROCESS", True, (0, 0, 1), id="this-web-servers-own"),
+        pytest.param("MOC_SERVING_WAITING_PER_PROCESS", True, (0, 0, 1, 0), id="this-web-servers-own"),
     ],
 )
 def test_a_full_waiting_bound_is_the_canarys_error_only_when_it_is_the_canarys_queue(
-    asked: list[int], settings: Any, bound: str, process_bound: bool, canary_counted: tuple[int, int, int]
+    asked: list[int],
+    settings: Any,
+    bound: str,
+    process_bound: bool,
+    canary_counted: tuple[int, int, int, int],
 ) -> None:
     deployment, _, canary = serving(canary_percent=100)
     assert canary is not None
@@ -317,7 +336,7 @@ def test_a_request_that_waited_out_its_time_for_the_shared_bulkhead_is_refused_n
 
     assert (refusal.status, refusal.error_class) == (504, "bulkhead_full")
     assert refusal.waited_s == waited
-    assert counted(stable.pk) == (0, 0, 1)
+    assert counted(stable.pk) == (0, 0, 1, 0)
 
 
 def test_the_latency_counted_leaves_out_the_wait_for_the_bulkheads_slot(
@@ -403,8 +422,8 @@ def test_a_rolled_back_release_answers_as_the_fallback_until_the_previous_one_is
         bad.pk,
         "rolled_back",
     )
-    assert counted(bad.pk) == (1, 0, 0)
-    assert counted(previous.pk) == (0, 0, 0)
+    assert counted(bad.pk) == (1, 0, 0, 0)
+    assert counted(previous.pk) == (0, 0, 0, 0)
 
     # Once the previous release has a replica loaded, it answers again.
     placement = loaded(previous.model_version)
@@ -421,8 +440,8 @@ def test_a_release_rolled_back_before_it_was_promoted_is_never_a_fallback(asked:
     refusal = refused(deployment)
 
     assert (refusal.status, refusal.error_class) == (409, "not_loaded")
-    assert counted(previous.pk) == (1, 1, 0)
-    assert counted(bad.pk) == (0, 0, 0)
+    assert counted(previous.pk) == (1, 1, 0, 0)
+    assert counted(bad.pk) == (0, 0, 0, 0)
 
 
 def test_a_rolled_back_release_with_nothing_loaded_left_leaves_the_409_to_the_previous(
@@ -435,4 +454,4 @@ def test_a_rolled_back_release_with_nothing_loaded_left_leaves_the_409_to_the_pr
 
     assert (refusal.status, refusal.error_class) == (409, "not_loaded")
     assert f"release #{previous.pk} (stable" in refusal.reason
-    assert counted(previous.pk) == (1, 1, 0)
+    assert counted(previous.pk) == (1, 1, 0, 0)

@@ -7,6 +7,13 @@ breached, *inconclusive* if it could check none ("no data" never counts as succe
 *successful*. The analysis is failed if any metric failed, inconclusive if any is inconclusive,
 else successful.
 
+The rejected-input rate (input the model refused after the API's checks: mostly the caller's
+doing, and both sides get alike) has no absolute bound: it fails only a canary that rejects more
+than stable by over error_rate_delta_max, as one that refuses what stable accepts does. That limit
+is at least error_rate_delta_max whatever stable's rate, so a canary that rejected no more than
+that is within it without stable's samples (else a thin stable would leave every such step
+inconclusive, where the absolute bounds judge the rest).
+
 Metrics are a list (METRICS), so another one (time to first token) is one more entry.
 """
 
@@ -47,6 +54,11 @@ class Metric:
     absolute: Callable[[Rules], float | None]
     # The limit relative to stable's value, or None when the rules set no relative bound.
     relative: Callable[[Rules, float], float | None]
+    # The requests the metric is read over (its samples, for min_samples).
+    samples: Callable[[Figures], int] = lambda f: f.requests
+    # The least the relative limit can be, whatever stable's value: a value within it passes
+    # without stable's samples. None: the relative bound always needs them.
+    relative_floor: Callable[[Rules], float | None] = lambda r: None
 
 
 def _plus(bound: float | None, stable: float) -> float | None:
@@ -71,6 +83,15 @@ METRICS: tuple[Metric, ...] = (
         read=lambda f: f.p99_ms,
         absolute=lambda r: r.max_p99_ms,
         relative=lambda r, s: _times(r.p99_ratio_max, s),
+    ),
+    Metric(
+        name="rejected_rate",
+        unit="",
+        read=lambda f: f.rejected_rate,
+        absolute=lambda r: None,  # never the SLO: bad input is mostly the caller's
+        relative=lambda r, s: _plus(r.error_rate_delta_max, s),
+        samples=lambda f: f.asked,
+        relative_floor=lambda r: r.error_rate_delta_max,
     ),
 )
 
@@ -120,7 +141,9 @@ def _fmt(value: float, unit: str) -> str:
 def judge(metric: Metric, canary: Figures, stable: Figures | None, rules: Rules) -> MetricResult:
     """One metric's outcome over the window, with the limits it checked and a one-line reason."""
     value = metric.read(canary)
-    stable_ok = stable is not None and stable.requests >= rules.min_samples
+    samples = metric.samples(canary)
+    stable_samples = metric.samples(stable) if stable is not None else 0
+    stable_ok = stable is not None and stable_samples >= rules.min_samples
     stable_value = metric.read(stable) if stable is not None and stable_ok else None
 
     def result(outcome: Outcome, reason: str, limits: dict[str, float]) -> MetricResult:
@@ -130,15 +153,15 @@ def judge(metric: Metric, canary: Figures, stable: Figures | None, rules: Rules)
             value=value,
             stable_value=stable_value,
             thresholds=limits,
-            samples=canary.requests,
-            stable_samples=stable.requests if stable is not None else 0,
+            samples=samples,
+            stable_samples=stable_samples,
             reason=reason,
         )
 
-    if canary.requests < rules.min_samples or value is None:
+    if samples < rules.min_samples or value is None:
         return result(
             Outcome.INCONCLUSIVE,
-            f"{metric.name}: {canary.requests} of {rules.min_samples} requests needed on the canary",
+            f"{metric.name}: {samples} of {rules.min_samples} requests needed on the canary",
             {},
         )
     limits: dict[str, float] = {}
@@ -147,6 +170,8 @@ def judge(metric: Metric, canary: Figures, stable: Figures | None, rules: Rules)
         limits["absolute"] = absolute
     if stable_value is not None and (relative := metric.relative(rules, stable_value)) is not None:
         limits["relative"] = relative
+    elif (floor := metric.relative_floor(rules)) is not None and value <= floor:
+        limits["relative"] = floor  # within stable's limit, whatever stable's value
     if not limits:
         why = "stable has too few requests" if not stable_ok else "no bound is set"
         return result(Outcome.INCONCLUSIVE, f"{metric.name}: nothing to judge it by ({why})", limits)

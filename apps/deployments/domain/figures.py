@@ -1,5 +1,6 @@
 """A release's request figures: counts, errors and a latency histogram, and what follows from them
-(error rate, p50, p99, requests per second). Pure Python: apps.deployments.figures keeps them in Redis.
+(error rate, rejected-input rate, p50, p99, requests per second). Pure Python:
+apps.deployments.figures keeps them in Redis.
 
 Latency is kept as counts in fixed buckets (upper bounds in ms, log-spaced about 10% apart), each
 with the sum of its latencies, so figures from any number of web processes add up by plain sums,
@@ -35,8 +36,9 @@ PROMETHEUS_BOUNDS_MS: tuple[float, ...] = (
     1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
     1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 20_000, 30_000, 60_000,
 )  # fmt: skip
-# Field names: "n" requests, "e" errors, "r" refused, "h<i>" bucket i's count, "s<i>" its latency
-# sum (ms). Figures written before the buckets were made finer used "b<i>" for counts.
+# Field names: "n" requests, "e" errors, "r" refused, "i" rejected (bad input), "h<k>" bucket k's
+# count, "s<k>" its latency sum (ms). Figures written before the buckets were made finer used "b<k>"
+# for counts.
 _COUNT, _SUM, _OLD_COUNT = "h", "s", "b"
 
 
@@ -44,6 +46,9 @@ class Outcome(StrEnum):
     OK = "ok"  # answered
     ERROR = "error"  # the release failed it: the model erred, timed out, its placement's breaker is open
     REFUSED = "refused"  # not the release's doing (the deployment's bulkhead, this process's bound)
+    # The model refused the caller's input (the worker's bad_input: too long, wrong fields) after
+    # the API's own validation passed: the caller's doing unless stable accepts what it refuses.
+    REJECTED = "rejected"
 
 
 def bucket_of(latency_ms: float) -> int:
@@ -62,13 +67,15 @@ def sum_field(bucket: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Figures:
     """Requests over some span of `seconds`: answered or failed (`requests`), of which `errors`;
-    `refused` ones are counted apart and judge nothing. `buckets[i]` counts requests (answered or
-    failed) whose latency fell in bucket i, and `sums_ms[i]` adds up their latencies (0 where it
-    is unknown: figures made from counts alone)."""
+    `refused` ones are counted apart and judge nothing; `rejected` ones (input the model refused)
+    are counted apart too, judged only by their rate beside stable's. `buckets[i]` counts requests
+    (answered or failed) whose latency fell in bucket i, and `sums_ms[i]` adds up their latencies
+    (0 where it is unknown: figures made from counts alone)."""
 
     requests: int = 0
     errors: int = 0
     refused: int = 0
+    rejected: int = 0
     buckets: tuple[int, ...] = field(default=(0,) * BUCKETS)
     seconds: float = 0.0
     sums_ms: tuple[float, ...] = field(default=(0.0,) * BUCKETS)
@@ -76,6 +83,15 @@ class Figures:
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
+
+    @property
+    def asked(self) -> int:
+        """Requests that reached the model: answered, failed, or their input rejected."""
+        return self.requests + self.rejected
+
+    @property
+    def rejected_rate(self) -> float | None:
+        return self.rejected / self.asked if self.asked else None
 
     @property
     def rps(self) -> float | None:
@@ -96,14 +112,17 @@ class Figures:
     def minus(self, earlier: Figures, *, seconds: float) -> Figures:
         """The figures between an earlier total and this one, over `seconds`. A total that went
         backwards (its Redis lost the key) counts from zero instead of going negative."""
-        if self.requests < earlier.requests or any(
-            a < b for a, b in zip(self.buckets, earlier.buckets, strict=True)
+        if (
+            self.requests < earlier.requests
+            or self.rejected < earlier.rejected
+            or any(a < b for a, b in zip(self.buckets, earlier.buckets, strict=True))
         ):
             earlier = Figures()
         return Figures(
             requests=self.requests - earlier.requests,
             errors=max(0, self.errors - earlier.errors),
             refused=max(0, self.refused - earlier.refused),
+            rejected=self.rejected - earlier.rejected,
             buckets=tuple(a - b for a, b in zip(self.buckets, earlier.buckets, strict=True)),
             seconds=seconds,
             sums_ms=tuple(max(0.0, a - b) for a, b in zip(self.sums_ms, earlier.sums_ms, strict=True)),
@@ -114,6 +133,7 @@ class Figures:
             requests=self.requests + other.requests,
             errors=self.errors + other.errors,
             refused=self.refused + other.refused,
+            rejected=self.rejected + other.rejected,
             buckets=tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
             seconds=max(self.seconds, other.seconds),
             sums_ms=tuple(a + b for a, b in zip(self.sums_ms, other.sums_ms, strict=True)),
@@ -121,7 +141,12 @@ class Figures:
 
     def to_fields(self) -> dict[str, int | float]:
         """The counters as a flat dict (the Redis hash's fields; stored in a release's baseline)."""
-        out: dict[str, int | float] = {"n": self.requests, "e": self.errors, "r": self.refused}
+        out: dict[str, int | float] = {
+            "n": self.requests,
+            "e": self.errors,
+            "r": self.refused,
+            "i": self.rejected,
+        }
         for i, (count, total_ms) in enumerate(zip(self.buckets, self.sums_ms, strict=True)):
             if count:
                 out[count_field(i)] = count
@@ -135,7 +160,8 @@ class Figures:
     ) -> Figures:
         """Figures from to_fields' dict (or the Redis hash). Fields of the coarser layout used
         before ("b<i>", stored in older releases' baselines) read as nothing counted: a window
-        measured from such a baseline counts from zero."""
+        measured from such a baseline counts from zero. Figures stored before rejected inputs were
+        counted apart (no "i") read as none rejected."""
         values = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
         if any(k.startswith(_OLD_COUNT) for k in values):
             return cls(seconds=seconds)
@@ -143,6 +169,7 @@ class Figures:
             requests=int(values.get("n", 0)),
             errors=int(values.get("e", 0)),
             refused=int(values.get("r", 0)),
+            rejected=int(values.get("i", 0)),
             buckets=tuple(int(values.get(count_field(i), 0)) for i in range(BUCKETS)),
             seconds=seconds,
             sums_ms=tuple(float(values.get(sum_field(i), 0)) for i in range(BUCKETS)),
