@@ -141,6 +141,9 @@ class FiguresSerializer(serializers.Serializer):
         help_text="The deployment's bulkhead full, this web server's bound on waiting requests, MOC's "
         "Redis or broker away: not counted as the release's"
     )
+    rejected = serializers.IntegerField(
+        help_text="Input the model refused: judged only against stable's rate, never the error-rate SLO"
+    )
     rps = serializers.FloatField(allow_null=True)
     p50_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
@@ -226,6 +229,7 @@ def _figures(f: Figures) -> dict[str, Any]:
         "requests": f.requests,
         "errors": f.errors,
         "refused": f.refused,
+        "rejected": f.rejected,
         "rps": f.rps,
         "p50_ms": f.p50_ms,
         "p99_ms": f.p99_ms,

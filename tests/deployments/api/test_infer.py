@@ -185,6 +185,7 @@ def test_figures_show_each_live_release_per_bucket_with_totals(client_as: Client
         figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=latency, at=at)
     figures.record(client, release_id=canary.pk, outcome=Outcome.ERROR, latency_ms=500, at=at)
     figures.record(client, release_id=canary.pk, outcome=Outcome.REFUSED, latency_ms=1, at=at)
+    figures.record(client, release_id=canary.pk, outcome=Outcome.REJECTED, latency_ms=1, at=at)
 
     response = client_as(Role.VIEWER).get(f"/api/v1/deployments/{deployment.name}/figures/", {"seconds": 60})
 
@@ -199,12 +200,15 @@ def test_figures_show_each_live_release_per_bucket_with_totals(client_as: Client
     assert (totals["requests"], totals["errors"], totals["error_rate"]) == (3, 0, 0.0)
     assert totals["rps"] == pytest.approx(3 / 60)
     assert 10 <= totals["p50_ms"] <= 30
-    assert (by_id[canary.pk]["totals"]["errors"], by_id[canary.pk]["totals"]["refused"]) == (1, 1)
+    canary_totals = by_id[canary.pk]["totals"]
+    assert (canary_totals["errors"], canary_totals["refused"], canary_totals["rejected"]) == (1, 1, 1)
     series = by_id[stable.pk]["series"]
     assert len(series) == 12  # whole buckets, the one still filling left out
     assert sum(b["requests"] for b in series) == 3
     assert series[-1]["t"] % 5 == 0
-    assert set(series[-1]) == {"t", "requests", "errors", "refused", "rps", "p50_ms", "p99_ms", "error_rate"}
+    assert set(series[-1]) == {
+        "t", "requests", "errors", "refused", "rejected", "rps", "p50_ms", "p99_ms", "error_rate"
+    }  # fmt: skip
 
 
 def test_figures_over_five_seconds_are_the_last_whole_bucket_not_the_one_filling(client_as: Client) -> None:
