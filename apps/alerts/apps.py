@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class AlertsConfig(AppConfig):
     name = "apps.alerts"
     label = "alerts"
+
+    def ready(self) -> None:
+        # Release verification's integrations check reaches the channels alerts knows; deployments,
+        # a floor below, cannot ask alerts itself.
+        from apps.alerts.reachability import reach_channels
+        from apps.deployments.verification import notifications
+
+        notifications.register(reach_channels)
