@@ -92,7 +92,7 @@ def release_list() -> QuerySet[Release]:
         "deployment",
         "model_version__model",
         "created_by",
-        "previous_release__model_version",
+        "previous_release__model_version__model",
         "gate_overridden_by",
     ).prefetch_related("placements")
 
@@ -113,19 +113,12 @@ def release_timeline(*, deployment: Deployment) -> list[Release]:
 
 def verification_run_list() -> QuerySet[VerificationRun]:
     return VerificationRun.objects.select_related(
-        "release__deployment", "release__model_version"
+        "release__deployment", "release__model_version__model"
     ).prefetch_related(Prefetch("checks", queryset=CheckResult.objects.order_by("id")))
 
 
 def check_result_list() -> QuerySet[CheckResult]:
     return CheckResult.objects.select_related("run__release__deployment")
-
-
-def latest_verification(*, deployment: Deployment) -> VerificationRun | None:
-    """The newest verification run of any of the deployment's releases."""
-    return (
-        verification_run_list().filter(release__deployment=deployment).order_by("-created_at", "-id").first()
-    )
 
 
 def verification_runs(*, deployment: Deployment) -> list[VerificationRun]:

@@ -4,6 +4,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -446,3 +448,23 @@ def test_a_viewer_cannot_open_the_settings(client_as: Client) -> None:
     DeploymentFactory(name="chat")
 
     assert client_as(Role.VIEWER).get(reverse("deployments:settings", args=["chat"])).status_code == 403
+
+
+def test_the_deployment_page_reads_a_fixed_number_of_queries_however_many_releases(
+    client_as: Callable[[Role | None], APIClient],
+) -> None:
+    deployment = DeploymentFactory(name="chat")
+    client = client_as(Role.VIEWER)
+
+    def releases(count: int) -> int:
+        previous = None
+        for _ in range(count):
+            previous = ReleaseFactory(
+                deployment=deployment, state=ReleaseState.ROLLED_BACK, previous_release=previous
+            )
+            VerificationRunFactory(release=previous)
+        with CaptureQueriesContext(connection) as queries:
+            page(client, reverse("deployments:detail", args=["chat"]))
+        return len(queries)
+
+    assert releases(1) == releases(4)

@@ -28,10 +28,6 @@ def test_overview_card_counts_active_deployments_and_releases_in_progress() -> N
     assert card["hint"] == "1 paused · 0 draft · 1 release in progress"
 
 
-def test_latest_verification_is_none_for_a_deployment_never_verified() -> None:
-    assert selectors.latest_verification(deployment=DeploymentFactory()) is None
-
-
 def _live(name: str) -> tuple[Deployment, Release, Release]:
     stable = ReleaseFactory(deployment__name=name, state=ReleaseState.PROMOTED, traffic_percent=75)
     deployment = stable.deployment
