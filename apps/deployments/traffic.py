@@ -45,7 +45,7 @@ from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.serving import inference
 from apps.serving.domain.errors import ErrorClass, Refusal
 from apps.serving.domain.states import PlacementState
-from apps.serving.domain.tasks import tasks_for
+from apps.serving.domain.tasks import task_problem, tasks_for
 from apps.serving.models import Placement
 
 __all__ = ["Split", "infer", "live_split", "routed_deployments"]
@@ -213,10 +213,7 @@ def _ask(
     deployment: Deployment, release: Release, placement_ids: list[int], task: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     version = release.model_version
-    accepted = tasks_for(version.kind, version.format)
-    if task not in accepted:
-        offered = ", ".join(sorted(accepted)) or "none"
-        why = f"{version} ({version.kind or 'unknown kind'}) answers: {offered}."
+    if why := task_problem(str(version), version.kind, version.format, task):
         raise inference.Refused(400, why, "invalid", field="task")
     if not placement_ids:
         loading = release.state == ReleaseState.LOADING

@@ -35,7 +35,7 @@ from apps.deployments.rollout import moves, replicas, timeline
 from apps.deployments.verification.runner import STALE_AFTER
 from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.models.selectors import version_unusable
-from apps.serving.domain.states import PlacementState
+from apps.serving.domain.states import PLACEMENT_SERVING, PlacementState
 from apps.serving.models import Placement
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def due_release_ids(now: datetime | None = None) -> list[int]:
 def _short_current(live: list[str]) -> QuerySet[Release]:
     serving = (
         Release.placements.through.objects.filter(
-            release_id=OuterRef("pk"), placement__state__in=replicas.SERVING
+            release_id=OuterRef("pk"), placement__state__in=PLACEMENT_SERVING
         )
         .values("release_id")
         .annotate(n=Count("pk"))
@@ -237,7 +237,7 @@ def _fallback_waiting(release: Release) -> bool:
     theirs = Placement.objects.filter(releases__pk=current_id)
     if theirs.filter(state=P.LOADED, device__health__in=PLACEABLE_HEALTH).exists():
         return False
-    return theirs.filter(state__in=replicas.SERVING).exists()
+    return theirs.filter(state__in=PLACEMENT_SERVING).exists()
 
 
 def build_view(release: Release, now: datetime) -> View:

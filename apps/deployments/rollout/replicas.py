@@ -18,11 +18,10 @@ from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
 from apps.deployments.models import Deployment, Release
 from apps.deployments.rollout import timeline
 from apps.serving import placing
-from apps.serving.domain.states import PlacementState
+from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_SERVING, PlacementState
 from apps.serving.models import Placement
 
 P = PlacementState
-SERVING = (P.REQUESTED, P.LOADING, P.LOADED)  # asked for, or in memory: something to unload
 Link = Release.placements.through  # which release holds which placement
 
 
@@ -47,7 +46,7 @@ def releasable(release: Release, *, besides: Iterable[int] = ()) -> QuerySet[Pla
         .filter(_holding())
         .values("placement_id")
     )
-    return release.placements.filter(state__in=SERVING).exclude(pk__in=held)
+    return release.placements.filter(state__in=PLACEMENT_SERVING).exclude(pk__in=held)
 
 
 def has_releasable(field: str = "pk") -> Exists:
@@ -59,7 +58,9 @@ def has_releasable(field: str = "pk") -> Exists:
         .filter(_holding())
     )
     return Exists(
-        Link.objects.filter(release_id=OuterRef(field), placement__state__in=SERVING).exclude(Exists(others))
+        Link.objects.filter(release_id=OuterRef(field), placement__state__in=PLACEMENT_SERVING).exclude(
+            Exists(others)
+        )
     )
 
 
@@ -79,9 +80,7 @@ def load(release: Release, count: int) -> str:
     scheduler's reason)."""
     deployment = release.deployment
     for _ in range(count):
-        taken = release.placements.filter(state__in=[*SERVING, P.UNLOADING]).values_list(
-            "device_id", flat=True
-        )
+        taken = release.placements.filter(state__in=PLACEMENT_ACTIVE).values_list("device_id", flat=True)
         try:
             placement = placing.placement_load(
                 version=release.model_version,
@@ -107,7 +106,7 @@ def deployment_released(*, deployment: Deployment) -> int:
     before or after the deployment's state says retired (deployment_retire calls it)."""
     ours = list(deployment.releases.values_list("pk", flat=True))
     total = 0
-    for release in deployment.releases.filter(placements__state__in=SERVING).distinct():
+    for release in deployment.releases.filter(placements__state__in=PLACEMENT_SERVING).distinct():
         if count := unload(release, reason=f"deployment {deployment.name} was retired", besides=ours):
             timeline.record(
                 release,
@@ -121,6 +120,6 @@ def deployment_released(*, deployment: Deployment) -> int:
 def restore(release: Release) -> str:
     """Bring `release` (the one traffic returns to) back to its replicas where some were unloaded;
     "" when nothing was missing or all were asked for, else why not."""
-    active = release.placements.filter(state__in=SERVING).count()
+    active = release.placements.filter(state__in=PLACEMENT_SERVING).count()
     missing = release.deployment.replicas - active
     return load(release, missing) if missing > 0 else ""

@@ -14,7 +14,7 @@ from apps.core.domain.errors import Conflict
 from apps.models.models import ModelVersion
 from apps.serving import inference, placing, selectors
 from apps.serving.api import serializers as s
-from apps.serving.domain.tasks import tasks_for
+from apps.serving.domain.tasks import task_problem
 from apps.serving.filters import PlacementFilter
 from apps.serving.models import InferenceRecord, Placement, ServingProfile
 
@@ -117,12 +117,8 @@ class InferenceView(APIView):
         data = s.InferenceInput(data=request.data)
         data.is_valid(raise_exception=True)
         task = data.validated_data["task"]
-        accepted = tasks_for(version.kind, version.format)
-        if task not in accepted:
-            offered = ", ".join(sorted(accepted)) or "none"
-            raise ValidationError(
-                {"task": f"{version} ({version.kind or 'unknown kind'}) answers: {offered}."}
-            )
+        if problem := task_problem(str(version), version.kind, version.format, task):
+            raise ValidationError({"task": problem})
         try:
             answer = inference.infer(
                 version=version,

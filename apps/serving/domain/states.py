@@ -42,5 +42,7 @@ PLACEMENT = StateMachine(
 
 # A placement in one of these holds (or is about to hold) memory on its device.
 PLACEMENT_ACTIVE = frozenset({P.REQUESTED.value, P.LOADING.value, P.LOADED.value, P.UNLOADING.value})
+# Active and not on its way out: asked for, loading, or loaded.
+PLACEMENT_SERVING = PLACEMENT_ACTIVE - {P.UNLOADING.value}
 # A placement in one of these is in a worker's memory, or on its way in or out.
 PLACEMENT_ON_WORKER = frozenset({P.LOADING.value, P.LOADED.value, P.UNLOADING.value})

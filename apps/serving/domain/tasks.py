@@ -19,3 +19,12 @@ def tasks_for(kind: str, format: str) -> frozenset[str]:
     if format != "hf":  # a bare weights file names no architecture to build
         return frozenset()
     return {"causal-lm": frozenset({GENERATE, EMBED}), "embedding": frozenset({EMBED})}.get(kind, frozenset())
+
+
+def task_problem(version: str, kind: str, format: str, task: str) -> str | None:
+    """Why a version (named `version`) cannot answer `task`, or None: the message a 400 on the
+    request's task field carries."""
+    accepted = tasks_for(kind, format)
+    if task in accepted:
+        return None
+    return f"{version} ({kind or 'unknown kind'}) answers: {', '.join(sorted(accepted)) or 'none'}."

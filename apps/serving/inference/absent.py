@@ -16,16 +16,14 @@ from apps.fleet.domain.states import NodeState
 from apps.models.models import ModelVersion
 from apps.serving import metrics, placing
 from apps.serving.domain.errors import Refusal
-from apps.serving.domain.states import PLACEMENT_ACTIVE, PlacementState
+from apps.serving.domain.states import PLACEMENT_SERVING, PlacementState
 from apps.serving.inference.refusals import Refused
 from apps.serving.models import Placement
 
 
 def coming(version: ModelVersion) -> Any:
     """The version's placements that serve, or are on their way to (requested or loading)."""
-    return Placement.objects.filter(version=version, state__in=PLACEMENT_ACTIVE).exclude(
-        state=PlacementState.UNLOADING
-    )
+    return Placement.objects.filter(version=version, state__in=PLACEMENT_SERVING)
 
 
 def not_loaded(
