@@ -7,10 +7,9 @@ errors still reach the next scrapes)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import redis
-from django.db.models import F, Q
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -20,9 +19,9 @@ from prometheus_client.utils import floatToGoString
 from apps.core import redis_clients
 from apps.deployments import figures
 from apps.deployments.domain.figures import BOUNDS_MS, PROMETHEUS_BOUNDS_MS, Outcome
-from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
+from apps.deployments.domain.states import DeploymentState
 from apps.deployments.models import Release
-from apps.deployments.selectors import CHART_WINDOW_S
+from apps.deployments.selectors import charted
 
 REQUESTS = "moc_deployment_requests"  # exposed as moc_deployment_requests_total
 DURATION = "moc_deployment_request_duration_seconds"
@@ -40,16 +39,11 @@ class DeploymentCollector(Collector):
 
 
 def exported_releases(now: datetime | None = None) -> list[Release]:
-    """The stable and open releases of the deployments that are not retired, and those that ended
-    in the last CHART_WINDOW_S."""
-    ended_since = (now or timezone.now()) - timedelta(seconds=CHART_WINDOW_S)
+    """The releases of the deployments that are not retired whose figures are shown
+    (selectors.charted): what the deployment page charts is what /metrics exports."""
     return list(
         Release.objects.exclude(deployment__state=DeploymentState.RETIRED)
-        .filter(
-            Q(state__in=RELEASE_OPEN)
-            | Q(deployment__current_release=F("pk"))
-            | Q(finished_at__gte=ended_since)
-        )
+        .filter(charted(now or timezone.now()))
         .select_related("deployment", "model_version")
         .order_by("deployment__name", "pk")
     )

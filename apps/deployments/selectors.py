@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.urls import reverse
 
 from apps.deployments import figures
@@ -130,14 +130,24 @@ def verification_runs(*, deployment: Deployment) -> list[VerificationRun]:
     )
 
 
-def chart_releases(*, deployment: Deployment, now: datetime) -> list[Release]:
-    """The releases the deployment page charts: those live now, and those that ended inside the
-    chart's window (an aborted canary's last minutes stay visible beside stable)."""
+def charted(now: datetime) -> Q:
+    """Releases whose figures are shown (the deployment page's charts, /metrics): open or stable
+    now, ended inside the chart's window (an aborted canary's last minutes stay visible beside
+    stable), or kept loaded for a blue-green window."""
     since = now - timedelta(seconds=CHART_WINDOW_S)
-    live = {r.pk for r in live_releases(deployment)}
+    return (
+        Q(state__in=RELEASE_OPEN)
+        | Q(deployment__current_release=F("pk"))
+        | Q(finished_at__gte=since)
+        | Q(previous_kept_until__gte=now)
+    )
+
+
+def chart_releases(*, deployment: Deployment, now: datetime) -> list[Release]:
+    """The releases the deployment page charts (`charted`)."""
     return list(
         Release.objects.filter(deployment=deployment)
-        .filter(Q(pk__in=live) | Q(finished_at__gte=since) | Q(previous_kept_until__gte=now))
+        .filter(charted(now))
         .select_related("model_version__model")
         .order_by("created_at", "id")
     )
