@@ -7,7 +7,10 @@ live updates are a convenience on top of the database, which clients re-read on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -34,3 +37,28 @@ def publish(group: str, event_type: str, payload: dict[str, Any]) -> bool:
 
 def publish_on_commit(group: str, event_type: str, payload: dict[str, Any]) -> None:
     transaction.on_commit(lambda: publish(group, event_type, payload))
+
+
+def round_trip(group: str, *, timeout_s: float) -> tuple[str, float]:
+    """Send a message to `group` (a group of the caller's own) over the channel layer and receive
+    it back: the layer's backend and the milliseconds it took. Raises when there is no layer, or
+    nothing (or something else) came back within `timeout_s`: the probe of a health check."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    token = uuid.uuid4().hex
+
+    async def there_and_back() -> float:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            started = time.monotonic()
+            await layer.group_send(group, {"type": "probe", "token": token})
+            message = await asyncio.wait_for(layer.receive(channel), timeout_s)
+        finally:
+            await layer.group_discard(group, channel)
+        if message.get("token") != token:
+            raise RuntimeError(f"a message other than the one sent came back: {message!r}")
+        return (time.monotonic() - started) * 1000
+
+    return type(layer).__name__, async_to_sync(there_and_back)()

@@ -6,7 +6,6 @@ check fails the job (error class `check_failed`), with every other check still r
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import socket
@@ -16,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 
+from apps.core import events as core_events
 from apps.core import redis_clients
 from apps.fleet.agent import open_node_backend
 from apps.jobs import events
@@ -51,27 +49,8 @@ def _redis(job: Job) -> tuple[str, dict[str, Any]]:
 
 
 def _channel_layer(job: Job) -> tuple[str, dict[str, Any]]:
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
     group = events.selftest_group(job.pk, uuid.uuid4().hex[:12])
-    token = uuid.uuid4().hex
-
-    async def round_trip() -> float:
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-        try:
-            started = time.monotonic()
-            await layer.group_send(group, {"type": "selftest.ping", "token": token})
-            message = await asyncio.wait_for(layer.receive(channel), _ROUND_TRIP_TIMEOUT_S)
-            if message.get("token") != token:
-                raise RuntimeError(f"got an unexpected message back: {message!r}")
-            return (time.monotonic() - started) * 1000
-        finally:
-            await layer.group_discard(group, channel)
-
-    ms = async_to_sync(round_trip)()
-    backend = type(layer).__name__
+    backend, ms = core_events.round_trip(group, timeout_s=_ROUND_TRIP_TIMEOUT_S)
     return f"{backend}: group_send came back in {ms:.1f} ms", {
         "backend": backend,
         "round_trip_ms": round(ms, 2),

@@ -3,14 +3,12 @@ channels registered with verification.notifications answer."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from celery import current_app
-from channels.layers import get_channel_layer
 
+from apps.core import events
 from apps.deployments.domain.checks import CheckName, CheckStatus
 from apps.deployments.verification import notifications
 from apps.deployments.verification.base import Context, Outcome, one_line
@@ -51,22 +49,6 @@ def broker() -> str:
 
 def channel_layer() -> str:
     """Send a message to a group of its own over the channel layer and receive it."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
-    return async_to_sync(_round_trip)(layer)
-
-
-async def _round_trip(layer: Any) -> str:
     group = f"verification.{uuid.uuid4().hex}"
-    token = uuid.uuid4().hex
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    try:
-        await layer.group_send(group, {"type": "verification.probe", "token": token})
-        message = await asyncio.wait_for(layer.receive(channel), _STEP_TIMEOUT_S)
-    finally:
-        await layer.group_discard(group, channel)
-    if message.get("token") != token:
-        raise RuntimeError(f"a message other than the one sent came back: {message!r}")
-    return f"a message went through group {group} and came back"
+    backend, ms = events.round_trip(group, timeout_s=_STEP_TIMEOUT_S)
+    return f"a message went through group {group} and came back ({backend}, {ms:.1f} ms)"
