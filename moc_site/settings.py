@@ -323,6 +323,17 @@ MOC_INFERENCE_RETENTION_DAYS = env_int("MOC_INFERENCE_RETENTION_DAYS", 7)
 # already runs several requests at once.
 MOC_TORCH_THREADS = env_int("MOC_TORCH_THREADS", 1)
 
+# --- the data plane (/v1, the OpenAI-compatible API on the ASGI server) ------------------------
+# An unpinned deployment idle this long scales to zero (its own keep_alive_s wins).
+MOC_DEPLOYMENT_KEEP_ALIVE_S = env_int("MOC_DEPLOYMENT_KEEP_ALIVE_S", 900)
+# How long a web process trusts what it cached (keys, routes) without hearing of a change: changes
+# are announced at once over Redis pub/sub; this bounds a missed announcement.
+MOC_DATAPLANE_CACHE_S = env_float("MOC_DATAPLANE_CACHE_S", 5.0)
+# Requests one device worker runs at once from the direct channel (its own thread pool).
+MOC_DEVICE_THREADS = env_int("MOC_DEVICE_THREADS", 8)
+# Per-minute serving figures (ServingMinute rows) are kept this long.
+MOC_SERVING_FIGURES_RETENTION_DAYS = env_int("MOC_SERVING_FIGURES_RETENTION_DAYS", 14)
+
 # --- auth -----------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

@@ -164,6 +164,25 @@ class Deployment(TimeStamped):
         validators=[MaxValueValidator(MAX_WINDOW_S)],
         help_text="How long an aborted release stays loaded after traffic left it (at most 7 days)",
     )
+    # Serving on demand: a request that finds nothing loaded wakes the deployment (loads its stable
+    # release) and waits; an idle deployment that is not pinned goes back to zero replicas.
+    pinned = models.BooleanField(
+        default=False,
+        help_text="Keep the stable release's replicas loaded while idle; unpinned, they are unloaded "
+        "after the keep-alive and loaded again by the next request",
+    )
+    keep_alive_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_WINDOW_S)],
+        help_text="Idle seconds before an unpinned deployment scales to zero (blank: "
+        "MOC_DEPLOYMENT_KEEP_ALIVE_S)",
+    )
+    wake_timeout_s = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(600)],
+        help_text="How long a request waits for a sleeping deployment to load before it is refused",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -212,8 +231,10 @@ ANALYSIS_FIELDS = (
     "on_inconclusive",
 )
 ROLLBACK_WINDOW_FIELDS = ("blue_green_keep_s", "abort_grace_s")
+ON_DEMAND_FIELDS = ("pinned", "keep_alive_s", "wake_timeout_s")
 SETTINGS_FIELDS = (
     *PLACEMENT_FIELDS,
+    *ON_DEMAND_FIELDS,
     *BULKHEAD_FIELDS,
     *SLO_FIELDS,
     *VERIFICATION_FIELDS,
@@ -381,3 +402,61 @@ class ReleaseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.release}: {self.kind} {self.message[:60]}"
+
+
+class KeyGrant(models.Model):
+    """Limits an API key to some deployments: a key with grants may call only those through the data
+    plane (/v1); a key with none may call every deployment its role may."""
+
+    moc_write_role = Role.ADMIN
+
+    key = models.ForeignKey("core.ApiKey", on_delete=models.CASCADE, related_name="deployment_grants")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="key_grants")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["deployment", "key"]
+        constraints = [models.UniqueConstraint(fields=["key", "deployment"], name="deployments_grant_once")]
+        verbose_name = "API key grant"
+
+    def __str__(self) -> str:
+        return f"{self.key} may call {self.deployment}"
+
+
+class ServingMinute(models.Model):
+    """One minute of one release's serving figures, rolled up from the live figures in Redis and
+    kept for MOC_SERVING_FIGURES_RETENTION_DAYS: the deployment page's history and the baseline its
+    anomaly badge compares the last minutes with. Latencies in ms; None where nothing measured it."""
+
+    moc_write_role = None  # written by the rollup task
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="minutes")
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="minutes")
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField(db_index=True, help_text="The minute's start (UTC)")
+    requests = models.PositiveIntegerField(default=0, help_text="Every request counted, refused included")
+    ok = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0, help_text="Input the model refused")
+    refused = models.PositiveIntegerField(default=0, help_text="Refused before the model (busy, broker)")
+    refusals = models.JSONField(default=dict, blank=True, help_text="Refused requests by reason")
+    good = models.PositiveIntegerField(default=0, help_text="Answered within the deployment's SLO (goodput)")
+    latency_p50_ms = models.FloatField(null=True, blank=True)
+    latency_p99_ms = models.FloatField(null=True, blank=True)
+    ttft_p50_ms = models.FloatField(null=True, blank=True, help_text="Time to first token")
+    ttft_p99_ms = models.FloatField(null=True, blank=True)
+    itl_p50_ms = models.FloatField(null=True, blank=True, help_text="Inter-token latency")
+    itl_p99_ms = models.FloatField(null=True, blank=True)
+    queue_p50_ms = models.FloatField(null=True, blank=True, help_text="Wait before a worker took it")
+    queue_p99_ms = models.FloatField(null=True, blank=True)
+    tokens_out = models.PositiveIntegerField(default=0, help_text="Output tokens generated")
+
+    class Meta:
+        ordering = ["-minute", "release"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "minute"], name="deployments_minute_once_per_release")
+        ]
+        indexes = [models.Index(fields=["deployment", "minute"], name="deployments_minute_dep")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}/{self.release_id} @ {self.minute:%H:%M}"

@@ -158,6 +158,8 @@ class InferenceRecord(models.Model):
     compute_ms = models.FloatField(null=True, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to first token, on the worker")
+    itl_ms = models.FloatField(null=True, blank=True, help_text="Mean time between tokens, on the worker")
 
     class Meta:
         ordering = ["-at"]
