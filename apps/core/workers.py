@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+import redis.asyncio
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
@@ -176,6 +177,20 @@ def queues_heard(queues: Iterable[str], client: redis.Redis | None = None) -> di
     if not wanted:
         return {}
     answers = client.register_script(_HEARD)(keys=[_queue_key(q) for q in wanted], args=[KEY_PREFIX])
+    return _heard_by_queue(wanted, answers)
+
+
+async def aqueues_heard(queues: Iterable[str], client: redis.asyncio.Redis) -> dict[str, list[Heard]]:
+    """queues_heard() for the asynchronous side (the data plane), in the same one round trip."""
+    wanted = sorted(set(queues))
+    if not wanted:
+        return {}
+    answers = await client.register_script(_HEARD)(keys=[_queue_key(q) for q in wanted], args=[KEY_PREFIX])
+    return _heard_by_queue(wanted, answers)
+
+
+def _heard_by_queue(wanted: list[str], answers: list) -> dict[str, list[Heard]]:
+    """_HEARD's answer for the queues `wanted`: each queue's beats, latest first."""
     return {
         queue: sorted(
             (_heard(queue, raw, live) for raw, live in zip(pairs[::2], pairs[1::2], strict=True)),
@@ -195,7 +210,12 @@ def heartbeats_settled(client: redis.Redis) -> bool:
     """Redis has been up long enough (MOC_WORKER_SILENT_AFTER_S) for every live worker to have
     beaten since it started: before that, a beat that looks old may only be one its append-only
     file brought back, from a worker that is alive and reconnecting."""
-    return int(client.info("server").get("uptime_in_seconds", 0)) > settings.MOC_WORKER_SILENT_AFTER_S
+    return _settled(client.info("server"))
+
+
+def _settled(server_info: dict[str, Any]) -> bool:
+    """heartbeats_settled() from Redis's INFO server section."""
+    return int(server_info.get("uptime_in_seconds", 0)) > settings.MOC_WORKER_SILENT_AFTER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,12 +252,27 @@ def queues_silence(queues: Iterable[str], client: redis.Redis | None = None) -> 
 
 def silence_in(queue: str, heard: list[Heard], client: redis.Redis) -> Silence | None:
     """queue_silence() judged from `heard`, the beats of `queue` already read (queue_heard)."""
-    if not heard or any(h.alive for h in heard):
+    if not _may_be_silent(heard):
         return None
     # The rare path, so the extra round trip is paid only here.
-    if not heartbeats_settled(client):
+    return _silence(queue, heard, client.info("server"))
+
+
+async def asilence_in(queue: str, heard: list[Heard], client: redis.asyncio.Redis) -> Silence | None:
+    """silence_in() for the asynchronous side: the same rule, the same round trip when none is alive."""
+    if not _may_be_silent(heard):
         return None
-    return Silence(queue=queue, last=heard[0])
+    return _silence(queue, heard, await client.info("server"))
+
+
+def _may_be_silent(heard: list[Heard]) -> bool:
+    """A worker of the queue was heard of, and none of them is alive."""
+    return bool(heard) and not any(h.alive for h in heard)
+
+
+def _silence(queue: str, heard: list[Heard], server_info: dict[str, Any]) -> Silence | None:
+    """The silence of a queue none of whose workers (`heard`) is alive, once heartbeats settled."""
+    return Silence(queue=queue, last=heard[0]) if _settled(server_info) else None
 
 
 def alive_runs(heard: list[Heard]) -> frozenset[tuple[str, float]]:
@@ -297,6 +332,13 @@ class _Run:
 
 _runs: dict[str, _Run] = {}
 _goodbye = threading.Lock()  # one goodbye at a time: a second waits until the first is written
+
+
+def run_started(hostname: str) -> float | None:
+    """When this process's run of the worker `hostname` started (with the hostname, the identity
+    its heartbeats carry), or None when it is not running here."""
+    run = _runs.get(hostname)
+    return None if run is None else run.started
 
 
 def note_restart(hostname: str, queues: list[str], started: float) -> Restart | None:

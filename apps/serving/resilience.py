@@ -12,18 +12,27 @@ that lost a race gets the fresh state in the same reply and applies the rules ag
 Bulkheads: slots are leases in a sorted set scored by their expiry, so a process that dies
 mid-request frees its slot when the lease runs out instead of leaking it. Times inside the
 scripts come from the Redis server's clock, the one clock every web process shares.
+
+Each has a twin for the asynchronous side (the data plane: `AsyncBreakers`, `AsyncBulkhead`) over
+the same keys, scripts and rules, so a request on either side counts against the same state. The
+rules that need round trips are written once as plans (generators that yield each Redis call they
+need and are sent its reply); a sync and an async driver run them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 import redis
+import redis.asyncio
 
 from apps.serving.domain import breaker as rules
 from apps.serving.domain.breaker import Breaker, BreakerConfig, BreakerState
@@ -34,6 +43,8 @@ BULKHEAD_PREFIX = "moc:bulkhead:"
 # State of a placement nobody forgot (its process died before unloading it) goes away on its
 # own a day after its last change; a day-old run of failures says nothing about now.
 BREAKER_TTL_S = 86_400
+
+T = TypeVar("T")
 
 # Set the hash only if its version is still the one the caller read; otherwise hand back the
 # hash as it is now. An absent hash is version 0 (a closed breaker with no history).
@@ -69,6 +80,36 @@ class Admission:
 Seen = tuple[Breaker, int]
 
 
+# A plan's Redis calls: (what, its arguments). Breakers: read the hash; check its version; set it.
+_READ, _SAME, _SET = "read", "same", "set"
+# Bulkheads: take a slot (or a place in the queue); wait on the wake list.
+_ACQUIRE_CALL, _WAKE = "acquire", "wake"
+_Call = tuple[str, Any]
+_Plan = Generator[_Call, Any, Any]
+
+
+def _run(plan: _Plan, call: Callable[[str, Any], Any]) -> Any:
+    """Run a plan to its end with a synchronous client: `call(what, args)` makes each Redis call."""
+    reply = None
+    while True:
+        try:
+            what, args = plan.send(reply)
+        except StopIteration as end:
+            return end.value
+        reply = call(what, args)
+
+
+async def _arun(plan: _Plan, call: Callable[[str, Any], Awaitable[Any]]) -> Any:
+    """_run() with an asynchronous client."""
+    reply = None
+    while True:
+        try:
+            what, args = plan.send(reply)
+        except StopIteration as end:
+            return end.value
+        reply = await call(what, args)
+
+
 class Breakers:
     """Every placement's breaker, shared through Redis."""
 
@@ -82,11 +123,7 @@ class Breakers:
     ) -> Admission:
         """Whether a request may go to the placement now. A closed breaker costs one read, none
         when the caller read it already (`seen`, from read()), and no write."""
-        (allowed, after, reason), now_seen = self._change(
-            placement_id, lambda b: rules.admit(b, cfg, now), seen
-        )
-        wait = 0.0 if allowed else rules.retry_after_s(after, cfg, now)
-        return Admission(ok=allowed, state=after.state, reason=reason, retry_after_s=wait, seen=now_seen)
+        return _admission(self._change(placement_id, _admit_step(cfg, now), seen), cfg, now)
 
     def record(
         self,
@@ -105,14 +142,8 @@ class Breakers:
 
         A caller's bad request says nothing about the placement, so it counts as a success.
         """
-        if error_class is None or error_class in NOT_THE_PLACEMENTS_FAULT:
-            return self._change(
-                placement_id, lambda b: (True, rules.on_success(b, cfg, now), ""), seen, verify=True
-            )[0][1]
-        text = f"{error_class.value}: {error}" if error else error_class.value
-        return self._change(
-            placement_id, lambda b: (True, rules.on_failure(b, cfg, now, text), ""), seen, verify=True
-        )[0][1]
+        step = _record_step(cfg, now, error_class, error)
+        return self._change(placement_id, step, seen, verify=True)[0][1]
 
     def read(self, placement_ids: Iterable[int]) -> dict[int, Seen]:
         """Each placement's breaker (closed when it has no state) and its version, in one round trip."""
@@ -120,7 +151,7 @@ class Breakers:
         pipe = self.client.pipeline(transaction=False)
         for placement_id in ids:
             pipe.hgetall(_breaker_key(placement_id))
-        return {pid: _decode(raw) for pid, raw in zip(ids, pipe.execute(), strict=True)}
+        return _read(ids, pipe.execute())
 
     def get(self, placement_ids: Iterable[int]) -> dict[int, Breaker]:
         """Each placement's breaker (closed when it has no state), in one round trip."""
@@ -131,36 +162,128 @@ class Breakers:
         self.client.delete(_breaker_key(placement_id))
 
     def _change(
+        self, placement_id: int, step: _Step, seen: Seen | None = None, *, verify: bool = False
+    ) -> tuple[tuple[bool, Breaker, str], Seen]:
+        key = _breaker_key(placement_id)
+
+        def call(what: str, args: Any) -> Any:
+            if what == _READ:
+                return self.client.hgetall(key)
+            script = self._same_version if what == _SAME else self._compare_and_set
+            return script(keys=[key], args=args)
+
+        return _run(_change_plan(step, seen, verify=verify), call)
+
+
+class AsyncBreakers:
+    """Breakers (the same Redis state, scripts and rules) for the asynchronous side."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
+        self._same_version = client.register_script(_SAME_VERSION)
+
+    async def admit(
+        self, placement_id: int, cfg: BreakerConfig, *, now: float, seen: Seen | None = None
+    ) -> Admission:
+        """Breakers.admit()."""
+        return _admission(await self._change(placement_id, _admit_step(cfg, now), seen), cfg, now)
+
+    async def record(
         self,
         placement_id: int,
-        step: Callable[[Breaker], tuple[bool, Breaker, str]],
-        seen: Seen | None = None,
+        cfg: BreakerConfig,
         *,
-        verify: bool = False,
-    ) -> tuple[tuple[bool, Breaker, str], Seen]:
-        """Apply `step` (a rule of the domain module) to the shared breaker, starting from `seen`
-        when the caller read it, else reading it; writes only on a change. With `verify`, an
-        outcome that changes nothing is trusted only once the version is still `seen`'s. Returns
-        the step's outcome and the breaker with its version as this left it.
+        now: float,
+        error_class: ErrorClass | None,
+        error: str = "",
+        seen: Seen | None = None,
+    ) -> Breaker:
+        """Breakers.record()."""
+        step = _record_step(cfg, now, error_class, error)
+        return (await self._change(placement_id, step, seen, verify=True))[0][1]
 
-        Each lost race means another writer's change landed, so the loop always ends.
-        """
+    async def read(self, placement_ids: Iterable[int]) -> dict[int, Seen]:
+        """Breakers.read(): one pipelined round trip."""
+        ids = list(placement_ids)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for placement_id in ids:
+                pipe.hgetall(_breaker_key(placement_id))
+            return _read(ids, await pipe.execute())
+
+    async def _change(
+        self, placement_id: int, step: _Step, seen: Seen | None = None, *, verify: bool = False
+    ) -> tuple[tuple[bool, Breaker, str], Seen]:
         key = _breaker_key(placement_id)
-        checked = seen is None or not verify
-        current, version = seen if seen is not None else _decode(self.client.hgetall(key))
-        while True:
-            outcome = step(current)
-            unchanged = outcome[1] == current
-            if unchanged and checked:
-                return outcome, (current, version)
-            if unchanged:
-                reply = self._same_version(keys=[key], args=[version])
-                checked = True
-            else:
-                reply = self._compare_and_set(keys=[key], args=[version, BREAKER_TTL_S, *_encode(outcome[1])])
-            if reply[0] == 1:
-                return outcome, (outcome[1], version if unchanged else version + 1)
-            current, version = _decode(_pairs(reply[1]))
+
+        async def call(what: str, args: Any) -> Any:
+            if what == _READ:
+                return await self.client.hgetall(key)
+            script = self._same_version if what == _SAME else self._compare_and_set
+            return await script(keys=[key], args=args)
+
+        return await _arun(_change_plan(step, seen, verify=verify), call)
+
+
+def breaker_order(
+    candidates: Sequence[T], seen: dict[int, Seen], placement_id: Callable[[T], int]
+) -> list[T]:
+    """Closed breakers first, spread at random among them; then the others, which may let a probe by."""
+    if len(candidates) == 1:
+        return list(candidates)
+    shuffled = random.sample(list(candidates), len(candidates))
+    return sorted(shuffled, key=lambda c: seen[placement_id(c)][0].state != BreakerState.CLOSED)
+
+
+# A rule of the domain module applied to a breaker: (allowed, the breaker after, why not).
+_Step = Callable[[Breaker], tuple[bool, Breaker, str]]
+
+
+def _admit_step(cfg: BreakerConfig, now: float) -> _Step:
+    return lambda b: rules.admit(b, cfg, now)
+
+
+def _record_step(cfg: BreakerConfig, now: float, error_class: ErrorClass | None, error: str) -> _Step:
+    """The rule an outcome applies: a success (a caller's bad input counts as one), or a failure."""
+    if error_class is None or error_class in NOT_THE_PLACEMENTS_FAULT:
+        return lambda b: (True, rules.on_success(b, cfg, now), "")
+    text = f"{error_class.value}: {error}" if error else error_class.value
+    return lambda b: (True, rules.on_failure(b, cfg, now, text), "")
+
+
+def _admission(changed: tuple[tuple[bool, Breaker, str], Seen], cfg: BreakerConfig, now: float) -> Admission:
+    (allowed, after, reason), now_seen = changed
+    wait = 0.0 if allowed else rules.retry_after_s(after, cfg, now)
+    return Admission(ok=allowed, state=after.state, reason=reason, retry_after_s=wait, seen=now_seen)
+
+
+def _read(ids: list[int], hashes: list[dict]) -> dict[int, Seen]:
+    return {pid: _decode(raw) for pid, raw in zip(ids, hashes, strict=True)}
+
+
+def _change_plan(step: _Step, seen: Seen | None, *, verify: bool) -> _Plan:
+    """Apply `step` to the shared breaker, starting from `seen` when the caller read it, else
+    reading it; writes only on a change. With `verify`, an outcome that changes nothing is trusted
+    only once the version is still `seen`'s. Returns the step's outcome and the breaker with its
+    version as this left it.
+
+    Each lost race means another writer's change landed, so the loop always ends.
+    """
+    checked = seen is None or not verify
+    current, version = seen if seen is not None else _decode((yield _READ, None))
+    while True:
+        outcome = step(current)
+        unchanged = outcome[1] == current
+        if unchanged and checked:
+            return outcome, (current, version)
+        if unchanged:
+            reply = yield _SAME, [version]
+            checked = True
+        else:
+            reply = yield _SET, [version, BREAKER_TTL_S, *_encode(outcome[1])]
+        if reply[0] == 1:
+            return outcome, (outcome[1], version if unchanged else version + 1)
+        current, version = _decode(_pairs(reply[1]))
 
 
 def _breaker_key(placement_id: int) -> str:
@@ -308,22 +431,29 @@ class BulkheadFull(Exception):
         self.retry_after_s = retry_after_s
 
 
-class Bulkhead:
-    """At most `concurrency` requests in flight for one served version and `queue` waiting.
+class _Shape:
+    """What a bulkhead is, on either side: its name, its bounds and its keys in Redis."""
 
-    `name` keys the state in Redis and names the bulkhead in refusals ("version 12").
-    """
-
-    def __init__(self, client: redis.Redis, name: str, *, concurrency: int, queue: int) -> None:
+    def __init__(self, name: str, *, concurrency: int, queue: int) -> None:
         if concurrency < 1 or queue < 0:
             raise ValueError(f"impossible bulkhead: concurrency {concurrency}, queue {queue}")
-        self.client = client
         self.name = name
         self.concurrency = concurrency
         self.queue = queue
         prefix = f"{BULKHEAD_PREFIX}{name}:"
         self._wake = prefix + "wake"
         self._keys = [prefix + "running", prefix + "waiting", prefix + "place", self._wake, prefix + "hold"]
+
+
+class Bulkhead(_Shape):
+    """At most `concurrency` requests in flight for one served version and `queue` waiting.
+
+    `name` keys the state in Redis and names the bulkhead in refusals ("version 12").
+    """
+
+    def __init__(self, client: redis.Redis, name: str, *, concurrency: int, queue: int) -> None:
+        super().__init__(name, concurrency=concurrency, queue=queue)
+        self.client = client
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._occupancy = client.register_script(_OCCUPANCY)
@@ -336,18 +466,15 @@ class Bulkhead:
         Raises BulkheadFull when there is no room to wait, or no slot came within `wait_s`.
         """
         token = uuid.uuid4().hex
-        started = time.monotonic()
         try:
-            waited = self._wait_for_slot(token, wait_s=wait_s, lease_s=lease_s, started=started)
+            waited = _run(_slot_plan(self, token, wait_s=wait_s, lease_s=lease_s), self._call)
         except BulkheadFull:  # it holds nothing to give back
             raise
         except BaseException:  # interrupted while waiting, perhaps just after it got the slot
             self._give_back(token, held_s=None)
             raise
         if waited is None:
-            running, waiting, mean = self._give_back(token, held_s=None)
-            reason = f"waited {wait_s:g} s for a slot; {self._occupancy_text(running, waiting)}"
-            raise BulkheadFull(reason, self._retry_after_s(waiting, mean))
+            raise _waited_out(self, wait_s, *self._give_back(token, held_s=None))
         holding_since = time.monotonic()
         try:
             yield waited
@@ -359,39 +486,101 @@ class Bulkhead:
         running, waiting = self._occupancy(keys=self._keys)
         return int(running), int(waiting)
 
-    def _wait_for_slot(self, token: str, *, wait_s: float, lease_s: float, started: float) -> float | None:
-        """Seconds it waited for the slot it now holds; None when `wait_s` ran out first."""
-        # Someone who may not wait takes no place in the queue.
-        queue = self.queue if wait_s > 0 else 0
-        hops = 0
-        while True:
-            code, running, waiting, mean = self._acquire(
-                keys=self._keys,
-                args=[token, self.concurrency, queue, lease_s, wait_s + PLACE_GRACE_S, hops],
-            )
-            if code == 1:
-                return time.monotonic() - started
-            if code == -1:
-                reason = self._occupancy_text(int(running), int(waiting))
-                raise BulkheadFull(reason, self._retry_after_s(int(waiting), mean))
-            remaining = wait_s - (time.monotonic() - started)
-            if remaining <= 0:
-                return None
-            popped = self.client.blpop([self._wake], timeout=min(POLL_S, remaining))
-            hops = int(popped[1]) if popped else 0
+    def _call(self, what: str, args: Any) -> Any:
+        if what == _ACQUIRE_CALL:
+            return self._acquire(keys=self._keys, args=args)
+        return self.client.blpop([self._wake], timeout=args)
 
     def _give_back(self, token: str, *, held_s: float | None) -> tuple[int, int, bytes | None]:
-        running, waiting, mean = self._release(
-            keys=self._keys, args=[token, self.concurrency, "" if held_s is None else repr(held_s)]
+        return _released(self._release(keys=self._keys, args=_release_args(self, token, held_s)))
+
+
+class AsyncBulkhead(_Shape):
+    """Bulkhead (the same Redis state, scripts and rules) for the asynchronous side."""
+
+    def __init__(self, client: redis.asyncio.Redis, name: str, *, concurrency: int, queue: int) -> None:
+        super().__init__(name, concurrency=concurrency, queue=queue)
+        self.client = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    @asynccontextmanager
+    async def slot(self, *, wait_s: float, lease_s: float) -> AsyncIterator[float]:
+        """Bulkhead.slot(). The slot is given back however the block ends, a cancelled task's
+        included: the give-back is shielded from a second cancellation."""
+        token = uuid.uuid4().hex
+        try:
+            waited = await _arun(_slot_plan(self, token, wait_s=wait_s, lease_s=lease_s), self._call)
+        except BulkheadFull:
+            raise
+        except BaseException:
+            await asyncio.shield(self._give_back(token, held_s=None))
+            raise
+        if waited is None:
+            raise _waited_out(self, wait_s, *await self._give_back(token, held_s=None))
+        holding_since = time.monotonic()
+        try:
+            yield waited
+        finally:
+            await asyncio.shield(self._give_back(token, held_s=time.monotonic() - holding_since))
+
+    async def _call(self, what: str, args: Any) -> Any:
+        if what == _ACQUIRE_CALL:
+            return await self._acquire(keys=self._keys, args=args)
+        return await self.client.blpop([self._wake], timeout=args)
+
+    async def _give_back(self, token: str, *, held_s: float | None) -> tuple[int, int, bytes | None]:
+        return _released(await self._release(keys=self._keys, args=_release_args(self, token, held_s)))
+
+
+def _slot_plan(bulkhead: _Shape, token: str, *, wait_s: float, lease_s: float) -> _Plan:
+    """Take a slot for `token`: returns the seconds it waited for the slot it now holds, None when
+    `wait_s` ran out first; raises BulkheadFull when there is no room to wait."""
+    started = time.monotonic()
+    # Someone who may not wait takes no place in the queue.
+    queue = bulkhead.queue if wait_s > 0 else 0
+    hops = 0
+    while True:
+        code, running, waiting, mean = yield (
+            _ACQUIRE_CALL,
+            [token, bulkhead.concurrency, queue, lease_s, wait_s + PLACE_GRACE_S, hops],
         )
-        return int(running), int(waiting), mean
+        if code == 1:
+            return time.monotonic() - started
+        if code == -1:
+            reason = _occupancy_text(bulkhead, int(running), int(waiting))
+            raise BulkheadFull(reason, _retry_after_s(bulkhead, int(waiting), mean))
+        remaining = wait_s - (time.monotonic() - started)
+        if remaining <= 0:
+            return None
+        popped = yield _WAKE, min(POLL_S, remaining)
+        hops = int(popped[1]) if popped else 0
 
-    def _retry_after_s(self, waiting: int, mean: bytes | str | None) -> int:
-        """When a slot is likely free for a newcomer: the queue ahead of it and itself, served
-        `concurrency` at a time at the recent mean hold time; at least 1 s."""
-        hold_s = float(mean) if mean else DEFAULT_HOLD_S
-        return max(1, math.ceil(hold_s * (waiting + 1) / self.concurrency))
 
-    def _occupancy_text(self, running: int, waiting: int) -> str:
-        requests = "request" if running == 1 else "requests"
-        return f"{self.name} has {running} {requests} running and {waiting} waiting"
+def _release_args(bulkhead: _Shape, token: str, held_s: float | None) -> list:
+    return [token, bulkhead.concurrency, "" if held_s is None else repr(held_s)]
+
+
+def _released(reply: list) -> tuple[int, int, bytes | None]:
+    running, waiting, mean = reply
+    return int(running), int(waiting), mean
+
+
+def _waited_out(
+    bulkhead: _Shape, wait_s: float, running: int, waiting: int, mean: bytes | None
+) -> BulkheadFull:
+    """No slot came within `wait_s`: the refusal, with the bulkhead as giving the place back left it."""
+    reason = f"waited {wait_s:g} s for a slot; {_occupancy_text(bulkhead, running, waiting)}"
+    return BulkheadFull(reason, _retry_after_s(bulkhead, waiting, mean))
+
+
+def _retry_after_s(bulkhead: _Shape, waiting: int, mean: bytes | str | None) -> int:
+    """When a slot is likely free for a newcomer: the queue ahead of it and itself, served
+    `concurrency` at a time at the recent mean hold time; at least 1 s."""
+    hold_s = float(mean) if mean else DEFAULT_HOLD_S
+    return max(1, math.ceil(hold_s * (waiting + 1) / bulkhead.concurrency))
+
+
+def _occupancy_text(bulkhead: _Shape, running: int, waiting: int) -> str:
+    requests = "request" if running == 1 else "requests"
+    return f"{bulkhead.name} has {running} {requests} running and {waiting} waiting"

@@ -24,7 +24,6 @@ their silence does), handoff.py (sending the request and waiting for its answer)
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -44,9 +43,18 @@ from apps.serving.inference.absent import not_loaded
 from apps.serving.inference.bounds import waiting
 from apps.serving.inference.handoff import BrokerUnreachable, ask, failed
 from apps.serving.inference.liveness import Runs, WorkerSilent, live, workers_silent
-from apps.serving.inference.refusals import BROKER_RETRY_S, BUSY_RETRY_S, Refused
+from apps.serving.inference.refusals import (
+    BROKER_RETRY_S,
+    BUSY_RETRY_S,
+    Refused,
+    breaker_open,
+    bulkhead_full,
+    redis_unreachable,
+    slot_wait_used_up,
+    timed_out,
+)
 from apps.serving.models import Placement, ServingProfile
-from apps.serving.resilience import Admission, Breakers, Bulkhead, BulkheadFull, Seen
+from apps.serving.resilience import Admission, Breakers, Bulkhead, BulkheadFull, Seen, breaker_order
 
 __all__ = ["Limits", "Refused", "infer", "limits_for"]
 
@@ -125,10 +133,9 @@ def infer(
         if isinstance(exc, BrokerUnreachable):
             log.warning("inference for %s not sent: the broker is unreachable: %s", version, exc.__cause__)
             why = "the broker (CELERY_BROKER_URL) is unreachable, so requests cannot reach the workers"
-        else:
-            log.warning("inference for %s refused: MOC's Redis is unreachable: %s", version, exc)
-            why = "MOC's Redis (REDIS_URL), which every request goes through, is unreachable"
-        raise Refused(503, f"{version} cannot be asked now: {why}.", outcome, BROKER_RETRY_S) from exc
+            raise Refused(503, f"{version} cannot be asked now: {why}.", outcome, BROKER_RETRY_S) from exc
+        log.warning("inference for %s refused: MOC's Redis is unreachable: %s", version, exc)
+        raise redis_unreachable(version) from exc
     except Refused as refused:
         outcome = refused.error_class or "refused"
         raise
@@ -174,9 +181,7 @@ def _infer(
                 raise
     except BulkheadFull as full:
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
-        raise Refused(
-            429, f"{version} is busy: {full.reason}", Refusal.BULKHEAD_FULL, full.retry_after_s
-        ) from None
+        raise bulkhead_full(version, full.reason, full.retry_after_s) from None
     finally:
         waiting.leave()
 
@@ -195,8 +200,7 @@ def _through_breaker(
         # The wait for a slot used the time up: the bulkhead's refusal (not a placement's timeout),
         # charged to no placement.
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
-        why = f"{version} waited {waited_s:.1f} s for a free slot, all of its {limits.timeout_s:g} s."
-        raise Refused(504, why, Refusal.BULKHEAD_FULL)
+        raise slot_wait_used_up(version, waited_s, limits.timeout_s)
     breakers = Breakers(client)
     chosen, seen_after = _admit(breakers, version, candidates, limits)
     answer = None
@@ -231,7 +235,7 @@ def _through_breaker(
                 seen=seen_after,
             )
     if answer is None:
-        raise Refused(504, f"{version} did not answer within {limits.timeout_s:g} s.", ErrorClass.TIMEOUT)
+        raise timed_out(version, limits.timeout_s)
     if answer.get("ok"):
         breakers.record(chosen.pk, limits.breaker, now=time.time(), error_class=None, seen=seen_after)
         return {
@@ -263,7 +267,7 @@ def _admit(
     seen = breakers.read(p.pk for p in candidates)  # each breaker read once for this request
     refusal: Admission | None = None
     busy: Placement | None = None
-    for placement in _in_breaker_order(candidates, seen):
+    for placement in breaker_order(candidates, seen, lambda p: p.pk):
         queue = placement.device.queue
         if not waiting.enter_queue(queue):
             busy = busy or placement
@@ -279,8 +283,7 @@ def _admit(
         refusal = refusal or admission
     if refusal is not None:
         metrics.INFERENCE_REFUSED.labels(reason=Refusal.BREAKER_OPEN).inc()
-        retry_after = max(1, round(refusal.retry_after_s))
-        raise Refused(503, f"{version} is not answering: {refusal.reason}", Refusal.BREAKER_OPEN, retry_after)
+        raise breaker_open(version, refusal.reason, refusal.retry_after_s)
     assert busy is not None
     raise _busy(
         version,
@@ -306,11 +309,3 @@ def _loaded(
     if placement_ids is not None:
         rows = rows.filter(pk__in=placement_ids)
     return list(rows)
-
-
-def _in_breaker_order(candidates: list[Placement], seen: dict[int, Seen]) -> list[Placement]:
-    """Closed breakers first, spread at random among them; then the others, which may let a probe by."""
-    if len(candidates) == 1:
-        return candidates
-    shuffled = random.sample(candidates, len(candidates))
-    return sorted(shuffled, key=lambda p: seen[p.pk][0].state != "closed")

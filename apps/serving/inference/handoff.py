@@ -99,48 +99,61 @@ def ask(
             # the old process had taken went with it.
             replaced_at = replaced_at or time.monotonic()
             if time.monotonic() - replaced_at >= _RESTART_GRACE_S:
-                raise Refused(
-                    503,
-                    f"The worker of {placement.device} restarted while this request waited for "
-                    f"{version}, and the request went with the old process; try again.",
-                    ErrorClass.DEVICE_LOST,
-                    RELOADING_RETRY_S,
-                )
+                raise restarted(placement.device, version)
     return None
+
+
+def restarted(device: object, version: object) -> Refused:
+    """The refusal of a request its worker had taken when it restarted (a new run, not the one
+    that took it, is alive)."""
+    return Refused(
+        503,
+        f"The worker of {device} restarted while this request waited for {version}, and the "
+        "request went with the old process; try again.",
+        ErrorClass.DEVICE_LOST,
+        RELOADING_RETRY_S,
+    )
 
 
 def failed(
     placement: Placement, version: ModelVersion, error_class: ErrorClass, error: str, *, resident: bool
 ) -> Refused:
+    """The refusal of a request its worker answered with a failure. Reads the database only for a
+    model the worker no longer holds (`resident` False), which it marks lost and loads again."""
+    if resident or error_class == ErrorClass.BAD_INPUT:
+        return worker_failed(version, error_class, error)
+    placement.refresh_from_db(fields=["state"])
+    if placement.state == PlacementState.LOST:  # its worker restarted and said so first
+        again = Placement.objects.filter(
+            version=version, device=placement.device, state__in=PLACEMENT_ACTIVE
+        ).exists()
+        then = "it is being loaded there again; try again shortly" if again else "load it again"
+        return Refused(
+            503,
+            f"{version} was lost from {placement.device} when its worker restarted: {then}.",
+            error_class,
+            RELOADING_RETRY_S if again else None,
+        )
+    if placement.state != PlacementState.LOADED:  # being unloaded: this request raced the unload
+        return Refused(503, f"{version} is being unloaded from {placement.device}.", error_class, 1)
+    # Still LOADED, yet its worker does not hold it (the worker restarted): lost; load it again.
+    again = placing.placement_lost(placement, error=error, reload=placing.Reload.SAME_DEVICE)
+    if again is not None:
+        return Refused(
+            503,
+            f"{version} was lost by its worker and is being loaded again.",
+            error_class,
+            RELOADING_RETRY_S,
+        )
+    why = "load it again" if placement.depends_on_id is None else "load its base and it again"
+    return Refused(503, f"{version} was lost by its worker; {why}.", error_class)
+
+
+def worker_failed(version: object, error_class: ErrorClass, error: str) -> Refused:
+    """failed() of a model its worker holds, or of the caller's bad input: no database needed."""
     if error_class == ErrorClass.BAD_INPUT:
         metrics.INFERENCE_REFUSED.labels(reason=ErrorClass.BAD_INPUT).inc()
         return Refused(400, error, error_class, field="input")
-    if not resident:
-        placement.refresh_from_db(fields=["state"])
-        if placement.state == PlacementState.LOST:  # its worker restarted and said so first
-            again = Placement.objects.filter(
-                version=version, device=placement.device, state__in=PLACEMENT_ACTIVE
-            ).exists()
-            then = "it is being loaded there again; try again shortly" if again else "load it again"
-            return Refused(
-                503,
-                f"{version} was lost from {placement.device} when its worker restarted: {then}.",
-                error_class,
-                RELOADING_RETRY_S if again else None,
-            )
-        if placement.state != PlacementState.LOADED:  # being unloaded: this request raced the unload
-            return Refused(503, f"{version} is being unloaded from {placement.device}.", error_class, 1)
-        # Still LOADED, yet its worker does not hold it (the worker restarted): lost; load it again.
-        again = placing.placement_lost(placement, error=error, reload=placing.Reload.SAME_DEVICE)
-        if again is not None:
-            return Refused(
-                503,
-                f"{version} was lost by its worker and is being loaded again.",
-                error_class,
-                RELOADING_RETRY_S,
-            )
-        why = "load it again" if placement.depends_on_id is None else "load its base and it again"
-        return Refused(503, f"{version} was lost by its worker; {why}.", error_class)
     status = {ErrorClass.TIMEOUT: 504, ErrorClass.OUT_OF_MEMORY: 503, ErrorClass.DEVICE_LOST: 503}.get(
         error_class, 502
     )
