@@ -68,6 +68,12 @@ app.conf.beat_schedule = {
         "schedule": 2.0,
         "options": {"expires": 2},
     },
+    # Each run rolls up the last few complete minutes again, so a late or missed run is caught up.
+    "deployments-serving-minutes-roll-up": {
+        "task": "apps.deployments.tasks.serving_minutes_roll_up",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 50},
+    },
     # Seconds: a dead worker's deliveries should not look running for longer than its silence.
     "core-reconcile-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_reconcile",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
@@ -7,16 +9,29 @@ from apps.core.admin import ReadOnlyInline
 from apps.deployments.models import (
     ANALYSIS_FIELDS,
     BULKHEAD_FIELDS,
+    ON_DEMAND_FIELDS,
     PLACEMENT_FIELDS,
     ROLLBACK_WINDOW_FIELDS,
     SLO_FIELDS,
     VERIFICATION_FIELDS,
     CheckResult,
     Deployment,
+    KeyGrant,
     Release,
     ReleaseEvent,
     VerificationRun,
 )
+from apps.deployments.rollout import replicas
+
+
+class KeyGrantInline(admin.TabularInline):
+    """The API keys limited to this deployment (a key with no grant may call every deployment)."""
+
+    model = KeyGrant
+    extra = 0
+    fields = ["key", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["key"]
 
 
 @admin.register(Deployment)
@@ -28,13 +43,15 @@ class DeploymentAdmin(admin.ModelAdmin):
         "registered_model",
         "current_release",
         "replicas",
+        "pinned",
         "strategy",
         "owner",
         "updated_at",
     ]
-    list_filter = ["state", "environment", "strategy"]
+    list_filter = ["state", "environment", "strategy", "pinned"]
     search_fields = ["name", "description", "registered_model__name"]
     list_select_related = ["registered_model", "current_release__deployment", "owner"]
+    inlines = [KeyGrantInline]
     raw_id_fields = ["registered_model", "created_by", "owner", "device"]
     # State moves through its actions (activate, pause, retire), so the machine is kept; the
     # current release only by the rollout engine and the release actions, which write the timeline.
@@ -42,6 +59,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "description", "environment", "state", "registered_model", "owner"]}),
         ("Serving", {"fields": ["current_release", *PLACEMENT_FIELDS]}),
+        ("On demand", {"fields": ON_DEMAND_FIELDS}),
         ("Bulkhead", {"fields": BULKHEAD_FIELDS}),
         ("Service-level objectives", {"fields": SLO_FIELDS}),
         ("Canary analysis", {"fields": ANALYSIS_FIELDS}),
@@ -56,6 +74,21 @@ class DeploymentAdmin(admin.ModelAdmin):
         return (
             [*self.readonly_fields, "name", "registered_model"] if obj is not None else self.readonly_fields
         )
+
+    def save_model(self, request: HttpRequest, obj: Deployment, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and {"pinned", "keep_alive_s"} & set(form.changed_data):
+            replicas.settle(obj)  # at once, as services.deployment_update does
+
+
+@admin.register(KeyGrant)
+class KeyGrantAdmin(admin.ModelAdmin):
+    list_display = ["deployment", "key", "created_at"]
+    list_filter = ["deployment"]
+    search_fields = ["deployment__name", "key__name", "key__prefix"]
+    list_select_related = ["deployment", "key"]
+    autocomplete_fields = ["deployment", "key"]
+    readonly_fields = ["created_at"]
 
 
 class VerificationRunInline(ReadOnlyInline):

@@ -1,9 +1,11 @@
 """A deployment page's websocket: `/ws/deployments/<name>/`.
 
 It relays what is published to the deployment's group (release.changed, verification.check) and,
-while connected, pushes the figures of the releases the page charts: the last ten minutes on
-connect, then the newest buckets every PUSH_S seconds, each push one Redis round trip. Which
-releases those are is read from the database on connect and again after each release.changed.
+while connected, pushes the figures of the releases the page charts: the last fifteen minutes on
+connect, then the newest buckets every PUSH_S seconds, each push one Redis round trip; and the
+figures that drifted from their baseline (the anomaly badge) on connect and every ANOMALIES_S, as
+the per-minute rollup they are judged on moves. Which releases are charted is read from the
+database on connect and again after each release.changed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from apps.deployments.models import Deployment, Release
 log = logging.getLogger(__name__)
 
 PUSH_S = 5
+ANOMALIES_S = 60
 # Close code for a deployment that does not exist.
 CLOSE_NOT_FOUND = 4404
 
@@ -74,10 +77,23 @@ class DeploymentConsumer(MocConsumer):
         self.releases = selectors.chart_releases(deployment=deployment, now=timezone.now())
         return True
 
+    def _anomalies(self, now: float) -> list[dict[str, Any]]:
+        deployment = Deployment.objects.filter(name=self.deployment_name).first()
+        if deployment is None:
+            return []
+        return [a.to_dict() for a in selectors.serving_anomalies(deployment=deployment, now=now)]
+
     async def _push_figures(self) -> None:
-        since_s = selectors.CHART_WINDOW_S
+        since_s = selectors.LIVE_WINDOW_S
+        judged = 0.0
         while True:
             now = time.time()
+            if now - judged >= ANOMALIES_S:
+                judged = now
+                found = await database_sync_to_async(self._anomalies)(now)
+                await self.send(
+                    text_data=json.dumps({"type": "deployment.anomalies", "payload": {"anomalies": found}})
+                )
             # Only buckets that are over: a bucket still filling would show a dip.
             until = now - BUCKET_S
             try:

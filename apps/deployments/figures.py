@@ -5,6 +5,9 @@ Two shapes per release:
   moc:dfig2:<release>:total       cumulative counters (apps.deployments.domain.figures fields); a step's
                                   window is the difference between two reads of it
   moc:dfig2:<release>:<t>         the same counters for the BUCKET_S seconds starting at t, for charts
+                                  and the per-minute rollup (apps.deployments.rollup)
+and per minute, which releases counted a request in it (the rollup's list of what to read):
+  moc:dfig2:active:<minute>       a set of release ids
 
 ("dfig2": the finer latency buckets' layout; the coarser one's keys, "moc:dfig:", expire unread.)
 """
@@ -13,14 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
+import redis.asyncio
 
-from apps.deployments.domain.figures import Figures, Outcome, bucket_of, count_field, sum_field, summed
+from apps.deployments.domain.figures import Figures, Outcome, increments, summed
 
 PREFIX = "moc:dfig2:"
 BUCKET_S = 5
-# Chart buckets are kept this long; totals a week after their last request.
+# Chart buckets (and the sets of active releases) are kept this long; totals a week after their
+# last request. The per-minute rollup reads the last few minutes (rollup.LOOKBACK_MINUTES), well
+# inside it (tests/deployments/test_rollup.py holds it to that).
 BUCKET_TTL_S = 3_600
 TOTAL_TTL_S = 7 * 86_400
 
@@ -33,29 +40,123 @@ def _bucket_key(release_id: int, start: int) -> str:
     return f"{PREFIX}{release_id}:{start}"
 
 
-def record(
-    client: redis.Redis, *, release_id: int, outcome: Outcome, latency_ms: float, at: float | None = None
-) -> None:
-    """Count one request of a release, in one round trip. Refused and rejected requests are counted
-    apart, their latency nowhere: what the release took to answer or fail is what its p99 judges."""
+def _active_key(minute: int) -> str:
+    return f"{PREFIX}active:{minute}"
+
+
+# One pipeline's commands: (method, args), queued alike on a sync or an asyncio pipeline.
+_Command = tuple[str, tuple[Any, ...]]
+
+
+def _commands(
+    *,
+    release_id: int,
+    outcome: Outcome,
+    latency_ms: float,
+    ttft_ms: float | None,
+    itl_ms: float | None,
+    tokens_out: int,
+    queue_ms: float | None,
+    refusal: str,
+    at: float | None,
+) -> list[_Command]:
     at = time.time() if at is None else at
     start = int(at) // BUCKET_S * BUCKET_S
-    total, bucket = _total_key(release_id), _bucket_key(release_id, start)
-    index = bucket_of(latency_ms)
+    counts, sums = increments(
+        outcome=outcome,
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        itl_ms=itl_ms,
+        tokens_out=tokens_out,
+        queue_ms=queue_ms,
+        refusal=refusal,
+    )
+    commands: list[_Command] = []
+    for key, ttl in ((_total_key(release_id), TOTAL_TTL_S), (_bucket_key(release_id, start), BUCKET_TTL_S)):
+        commands += [("hincrby", (key, name, n)) for name, n in counts.items()]
+        commands += [("hincrbyfloat", (key, name, ms)) for name, ms in sums.items()]
+        commands.append(("expire", (key, ttl)))
+    active = _active_key(int(at) // 60 * 60)
+    return [*commands, ("sadd", (active, release_id)), ("expire", (active, BUCKET_TTL_S))]
+
+
+def _queue(pipe: Any, commands: list[_Command]) -> None:
+    for method, args in commands:
+        getattr(pipe, method)(*args)
+
+
+def record(
+    client: redis.Redis,
+    *,
+    release_id: int,
+    outcome: Outcome,
+    latency_ms: float,
+    ttft_ms: float | None = None,
+    itl_ms: float | None = None,
+    tokens_out: int = 0,
+    queue_ms: float | None = None,
+    refusal: str = "",
+    at: float | None = None,
+) -> None:
+    """Count one request of a release, in one round trip (domain.figures.increments says what
+    counts where)."""
     pipe = client.pipeline(transaction=False)
-    for key, ttl in ((total, TOTAL_TTL_S), (bucket, BUCKET_TTL_S)):
-        if outcome == Outcome.REFUSED:
-            pipe.hincrby(key, "r", 1)
-        elif outcome == Outcome.REJECTED:
-            pipe.hincrby(key, "i", 1)
-        else:
-            pipe.hincrby(key, "n", 1)
-            if outcome == Outcome.ERROR:
-                pipe.hincrby(key, "e", 1)
-            pipe.hincrby(key, count_field(index), 1)
-            pipe.hincrbyfloat(key, sum_field(index), round(latency_ms, 3))
-        pipe.expire(key, ttl)
+    _queue(
+        pipe,
+        _commands(
+            release_id=release_id,
+            outcome=outcome,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
+            tokens_out=tokens_out,
+            queue_ms=queue_ms,
+            refusal=refusal,
+            at=at,
+        ),
+    )
     pipe.execute()
+
+
+async def arecord(
+    client: redis.asyncio.Redis,
+    *,
+    release_id: int,
+    outcome: Outcome,
+    latency_ms: float,
+    ttft_ms: float | None = None,
+    itl_ms: float | None = None,
+    tokens_out: int = 0,
+    queue_ms: float | None = None,
+    refusal: str = "",
+    at: float | None = None,
+) -> None:
+    """record() from the asynchronous side (the data plane): the same commands, one round trip."""
+    pipe = client.pipeline(transaction=False)
+    _queue(
+        pipe,
+        _commands(
+            release_id=release_id,
+            outcome=outcome,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
+            tokens_out=tokens_out,
+            queue_ms=queue_ms,
+            refusal=refusal,
+            at=at,
+        ),
+    )
+    await pipe.execute()
+
+
+def active(client: redis.Redis, minutes: Iterable[int]) -> dict[int, set[int]]:
+    """The releases that counted a request in each minute (its start, Unix seconds)."""
+    starts = list(minutes)
+    pipe = client.pipeline(transaction=False)
+    for minute in starts:
+        pipe.smembers(_active_key(minute))
+    return {m: {int(r) for r in raw} for m, raw in zip(starts, pipe.execute(), strict=True)}
 
 
 def totals(client: redis.Redis, release_ids: Iterable[int]) -> dict[int, Figures]:

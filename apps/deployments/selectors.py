@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.urls import reverse
 
-from apps.deployments import figures
-from apps.deployments.domain.figures import summed
+from apps.deployments import figures, rollup
+from apps.deployments.domain import anomaly
+from apps.deployments.domain.figures import Figures, summed
+from apps.deployments.domain.series import Point, coarsen, point_of
 from apps.deployments.domain.split import Split, split_from
 from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
-from apps.deployments.models import CheckResult, Deployment, Release, ReleaseEvent, VerificationRun
+from apps.deployments.models import (
+    CheckResult,
+    Deployment,
+    KeyGrant,
+    Release,
+    ReleaseEvent,
+    ServingMinute,
+    VerificationRun,
+)
 
-# The list's figures cover the last minute; the deployment page's charts the last ten.
+# The list's figures cover the last minute. The deployment page charts the releases live now or
+# ended in the last CHART_WINDOW_S (charted), its live charts over the last LIVE_WINDOW_S (longer
+# ranges are drawn from the per-minute rollup).
 LIST_WINDOW_S = 60
 CHART_WINDOW_S = 600
+LIVE_WINDOW_S = 900
 # The deployment page shows this many of the latest releases (the API pages through all of them).
 TIMELINE_RELEASES = 20
 # ...and the verification runs of this many of the latest releases.
@@ -148,7 +161,7 @@ def chart_releases(*, deployment: Deployment, now: datetime) -> list[Release]:
     return list(
         Release.objects.filter(deployment=deployment)
         .filter(charted(now))
-        .select_related("model_version__model")
+        .select_related("deployment", "model_version__model")
         .order_by("created_at", "id")
     )
 
@@ -188,24 +201,76 @@ def recent_figures(
     return out
 
 
+def _points(release: Release, buckets: list[tuple[int, Figures]]) -> list[Point]:
+    return [point_of(f, t=start, slo_p99_ms=release.deployment.slo_p99_ms) for start, f in buckets]
+
+
+def live_points(
+    client: redis.Redis, releases: list[Release], *, since: float, until: float
+) -> dict[int, list[Point]]:
+    """Each release's 5-second points from `since` to `until`, in one Redis round trip (goodput
+    against its deployment's SLO)."""
+    buckets = figures.series(client, [r.pk for r in releases], since=since, until=until)
+    return {r.pk: _points(r, buckets[r.pk]) for r in releases}
+
+
+def recent_points(
+    client: redis.Redis, releases: list[Release], *, seconds: float, now: float
+) -> tuple[dict[int, list[Point]], dict[int, Point], int, int]:
+    """Each release's 5-second points over figures.complete_span(seconds, now) and their total,
+    in one Redis round trip; with the span's start and its seconds."""
+    buckets, totals, span = figures.recent(client, [r.pk for r in releases], seconds=seconds, now=now)
+    since = figures.complete_span(seconds, now)[0]
+    return (
+        {r.pk: _points(r, buckets[r.pk]) for r in releases},
+        {r.pk: point_of(totals[r.pk], t=since, slo_p99_ms=r.deployment.slo_p99_ms) for r in releases},
+        since,
+        span,
+    )
+
+
+def release_label(release: Release) -> str:
+    return f"{release.model_version} (#{release.pk})"
+
+
 def chart_series(
     client: redis.Redis, releases: list[Release], *, since: float, until: float
 ) -> list[dict[str, Any]]:
     """The releases' 5-second figures from `since` to `until`, as the deployment page's charts take
-    them, in one Redis round trip: per release, points of [bucket start (s), requests per second,
-    p50 ms, p99 ms, error rate, requests]."""
-    buckets = figures.series(client, [r.pk for r in releases], since=since, until=until)
+    them, in one Redis round trip: per release, its points (series.Point.to_dict)."""
+    points = live_points(client, releases, since=since, until=until)
     return [
-        {
-            "id": release.pk,
-            "label": f"{release.model_version} (#{release.pk})",
-            "points": [
-                [start, f.rps, f.p50_ms, f.p99_ms, f.error_rate, f.requests]
-                for start, f in buckets[release.pk]
-            ],
-        }
-        for release in releases
+        {"id": r.pk, "label": release_label(r), "points": [p.to_dict() for p in points[r.pk]]}
+        for r in releases
     ]
+
+
+def minute_history(
+    *, deployment: Deployment, since: datetime
+) -> tuple[list[Release], dict[int, list[Point]]]:
+    """The deployment's per-minute points since `since`, per release that has any (oldest
+    first), from the rollup."""
+    rows = ServingMinute.objects.filter(deployment=deployment, minute__gte=since).order_by("minute")
+    points: dict[int, list[Point]] = {}
+    for row in rows:
+        points.setdefault(row.release_id, []).append(rollup.point_of_row(row))
+    releases = list(
+        Release.objects.filter(pk__in=points)
+        .select_related("deployment", "model_version__model")
+        .order_by("created_at", "id")
+    )
+    return releases, points
+
+
+def serving_anomalies(*, deployment: Deployment, now: float) -> list[anomaly.Anomaly]:
+    """The deployment's figures that drifted from their own recent baseline (domain.anomaly),
+    judged over its rolled-up minutes, all its releases together."""
+    rule = anomaly.Rule()
+    end = rollup.last_complete_minute_end(now)
+    since = datetime.fromtimestamp(end - rule.recent_s - rule.baseline_s, tz=UTC)
+    rows = ServingMinute.objects.filter(deployment=deployment, minute__gte=since)
+    minutes = coarsen((rollup.point_of_row(row) for row in rows), 60)
+    return anomaly.anomalies(minutes, now=end, rule=rule)
 
 
 def overview_cards() -> list[dict]:
@@ -224,3 +289,10 @@ def overview_cards() -> list[dict]:
             f"{in_progress} release{'s' if in_progress != 1 else ''} in progress",
         }
     ]
+
+
+def key_grant_list() -> QuerySet[KeyGrant]:
+    """API keys' grants to call deployments, with their keys' owners."""
+    return KeyGrant.objects.select_related("key__owner", "deployment").order_by(
+        "deployment__name", "key__name"
+    )

@@ -32,7 +32,7 @@ from apps.deployments.domain.states import (
     VerificationState,
 )
 from apps.deployments.domain.strategy import Strategy, steps_for
-from apps.deployments.models import Deployment, Release, ReleaseEvent, VerificationRun
+from apps.deployments.models import Deployment, KeyGrant, Release, ReleaseEvent, VerificationRun
 from apps.deployments.rollout import replicas, timeline
 from apps.fleet.domain.states import PLACEABLE_HEALTH, NodeState
 from apps.fleet.models import Device, Node
@@ -119,6 +119,12 @@ def _required_checks(value: Any) -> list[str]:
     return [name for name in known if name in value]  # in run order, once each
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("true or false.")
+    return value
+
+
 def _golden_set(value: Any) -> list[dict[str, Any]]:
     quality.parse_golden_set(value)
     return list(value)
@@ -153,6 +159,9 @@ EDITABLE: dict[str, Callable[[Any], Any]] = {
     "strategy": _choice(Strategy),
     "node": _node,
     "device": _device,
+    "pinned": _flag,
+    "keep_alive_s": _number("keep_alive_s"),
+    "wake_timeout_s": _number("wake_timeout_s"),
     "max_concurrency": _number("max_concurrency", low=1),
     "max_queue": _number("max_queue"),
     "slo_p99_ms": _number("slo_p99_ms"),
@@ -259,11 +268,16 @@ def deployment_update(*, deployment: Deployment, **fields: Any) -> Deployment:
         raise ValidationError(problems)
     if "registered_model" in values:
         _check_model_change(deployment, values["registered_model"])
+    was = (deployment.pinned, deployment.keep_alive_s)
     for name, value in values.items():
         setattr(deployment, name, value)
     if problems := _placement_problems(deployment):
         raise ValidationError(problems)
     deployment.save()
+    if (deployment.pinned, deployment.keep_alive_s) != was:
+        # At once, not at the next release: pinned, its stable replicas stay; unpinned, they go
+        # after the (new) keep-alive.
+        replicas.settle(deployment)
     return deployment
 
 
@@ -526,3 +540,25 @@ def release_cancel(*, release: Release, reason: str = "") -> Release:
     )
     audit.record("cancel", current, changes={"state": [old, ReleaseState.CANCELLED.value]})
     return current
+
+
+@transaction.atomic
+def key_grant_create(*, deployment: Deployment, key: Any) -> KeyGrant:
+    """Let `key` call `deployment` through the data plane; from its first grant on, a key may call
+    only the deployments it was granted. Refused for a revoked key, and (409) when already granted."""
+    if key.revoked:
+        raise ValidationError({"key": f"{key} is revoked; it calls nothing."})
+    if deployment.state == DeploymentState.RETIRED:
+        raise ValidationError(f"'{deployment}' is retired; it serves no requests.")
+    try:
+        with transaction.atomic():
+            return KeyGrant.objects.create(key=key, deployment=deployment)
+    except IntegrityError:
+        raise Conflict(f"{key} may already call '{deployment}'.") from None
+
+
+@transaction.atomic
+def key_grant_delete(*, grant: KeyGrant) -> None:
+    """Take a grant back: the key no longer calls that deployment (nor, with no grant left, is it
+    limited any more: then it may call every deployment its role may)."""
+    grant.delete()

@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.core import roles
@@ -23,21 +24,30 @@ from apps.core.domain.roles import Role
 from apps.core.domain.statemachine import InvalidTransition
 from apps.core.pages import FilteredListView, message_refusal
 from apps.core.redis_clients import redis_client
-from apps.deployments import rollout, selectors, services
+from apps.deployments import rollout, selectors, services, wake
 from apps.deployments.domain.states import RELEASE, DeploymentState, ReleaseState
 from apps.deployments.filters import DeploymentFilter
 from apps.deployments.forms import DeploymentSettingsForm, ReleaseForm
 from apps.deployments.models import Deployment, Release
+from apps.deployments.rollout import replicas
 
 log = logging.getLogger(__name__)
 
 # The deployment page's charts: which figure each draws (static/js/deployment.js), and its title.
 CHARTS = [
     ("rps", "Requests per second"),
+    ("error_rate", "Error rate (%)"),
     ("p50", "p50 latency (ms)"),
     ("p99", "p99 latency (ms)"),
-    ("error_rate", "Error rate (%)"),
+    ("ttft", "Time to first token, p50 and p99 (ms)"),
+    ("itl", "Inter-token latency, p50 and p99 (ms)"),
+    ("tokens", "Output tokens per second"),
+    ("queue", "Queue wait, p50 and p99 (ms)"),
+    ("refusals", "Refusals per second, by reason"),
+    ("goodput", "Goodput (requests per second within the SLO)"),
 ]
+# The history ranges the charts offer: the first live, the others from the per-minute rollup.
+RANGES = [("15m", "15 min"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d")]
 
 # A release's buttons: what each calls, and its label.
 ACTIONS: dict[str, tuple[Callable[..., Release], str]] = {
@@ -101,6 +111,11 @@ class DeploymentListView(FilteredListView):
         return context
 
 
+def _anomalies(deployment: Deployment) -> list[dict[str, Any]]:
+    """The figures that drifted from their own baseline, for the page's badge."""
+    return [a.to_dict() for a in selectors.serving_anomalies(deployment=deployment, now=time.time())]
+
+
 def _deployment(name: str) -> Deployment:
     return get_object_or_404(selectors.deployment_list(), name=name)
 
@@ -130,8 +145,20 @@ def deployment_detail(request: HttpRequest, name: str) -> HttpResponse:
         if may_release
         else None,
         "may_edit": user.has_perm("deployments.change_deployment"),
+        "serving": wake.readiness(deployment.current_release) if deployment.current_release else None,
+        "keep_alive_s": replicas.keep_alive_s(deployment),
+        "grants": list(selectors.key_grant_list().filter(deployment=deployment))
+        if user.has_perm("deployments.view_keygrant")
+        else None,
         "charts": CHARTS,
-        "live": {"ws": f"/ws/deployments/{deployment.name}/", "url": deployment.get_absolute_url()},
+        "ranges": RANGES,
+        # The badge is outside the live part an htmx refresh reads again.
+        "anomalies": [] if request.htmx else _anomalies(deployment),
+        "live": {
+            "ws": f"/ws/deployments/{deployment.name}/",
+            "url": deployment.get_absolute_url(),
+            "figures": reverse("deployment-figures", args=[deployment.name]),
+        },
     }
     template = (
         "deployments/deployment_detail.html#live" if request.htmx else "deployments/deployment_detail.html"

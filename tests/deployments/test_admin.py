@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
 
+from apps.core import services as core_services
+from apps.core.domain.roles import Role
 from apps.deployments.domain.states import DeploymentState, ReleaseState
-from apps.deployments.models import EDITABLE_FIELDS, Release, ReleaseEvent
+from apps.deployments.models import EDITABLE_FIELDS, KeyGrant, Release, ReleaseEvent
 from tests.deployments.factories import CheckResultFactory, DeploymentFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db
@@ -134,3 +139,22 @@ def test_the_current_release_is_shown_not_edited_in_the_admin(admin_client_: Cli
     assert "Current release" in html
     assert 'name="current_release"' not in html
     assert 'name="registered_model"' not in html
+
+
+def test_key_grants_show_on_their_deployment_and_in_their_own_list(
+    admin_client_: Client, make_user: Callable[..., Any]
+) -> None:
+    deployment = DeploymentFactory(name="chat")
+    owner = make_user(Role.OPERATOR, "ci-bot")
+    key, _ = core_services.api_key_create(
+        owner=owner, name="nightly", role=Role.OPERATOR, acting_role=Role.OPERATOR
+    )
+    KeyGrant.objects.create(key=key, deployment=deployment)
+
+    change = admin_client_.get(reverse("admin:deployments_deployment_change", args=[deployment.pk]))
+    listed = admin_client_.get(reverse("admin:deployments_keygrant_changelist"), {"q": "nightly"})
+
+    html = change.content.decode()
+    assert "On demand" in html
+    assert 'name="key_grants-0-key"' in html
+    assert len(listed.context["cl"].result_list) == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from apps.deployments.domain.analysis import Outcome, Rules, analyse
-from apps.deployments.domain.figures import BUCKETS, Figures, bucket_of
+from apps.deployments.domain.figures import BUCKETS, Figures, Histogram, bucket_of
 
 
 def figures(requests: int, errors: int = 0, latency_ms: float = 20.0, rejected: int = 0) -> Figures:
@@ -183,3 +185,45 @@ def test_analysis_details_are_plain_json() -> None:
     assert details["outcome"] == "successful"
     assert [m["name"] for m in details["metrics"]] == ["error_rate", "p99_ms", "rejected_rate"]
     assert details["metrics"][1]["thresholds"]["absolute"] == 500
+
+
+# ---- time to first token ---------------------------------------------------------------------
+
+
+def generating(requests: int, ttft_ms: float) -> Figures:
+    """Requests at 20 ms end to end whose first token came after `ttft_ms`."""
+    counts = [0] * BUCKETS
+    counts[bucket_of(ttft_ms)] = requests
+    sums = [0.0] * BUCKETS
+    sums[bucket_of(ttft_ms)] = ttft_ms * requests
+    return replace(figures(requests), ttft=Histogram(counts=tuple(counts), sums_ms=tuple(sums)))
+
+
+def test_a_canary_whose_first_token_is_slower_than_stables_fails_on_ttft() -> None:
+    analysis = analyse(generating(100, 400), generating(100, 100), RULES)
+
+    by_name = {m.name: m for m in analysis.metrics}
+    assert analysis.outcome == F
+    assert by_name["ttft_p99_ms"].outcome == F
+    assert by_name["ttft_p99_ms"].thresholds == {"relative": pytest.approx(150, rel=0.05)}
+    assert by_name["p99_ms"].outcome == S
+
+
+def test_a_canary_whose_first_token_is_as_fast_as_stables_passes_on_ttft() -> None:
+    analysis = analyse(generating(100, 100), generating(100, 100), RULES)
+
+    assert analysis.outcome == S
+    assert {m.name: m.outcome for m in analysis.metrics}["ttft_p99_ms"] == S
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable"),
+    [(figures(100), figures(100)), (generating(100, 400), figures(100)), (figures(100), generating(100, 1))],
+)
+def test_ttft_is_judged_only_when_both_sides_measured_it(canary: Figures, stable: Figures) -> None:
+    """Embeddings make no token: without TTFT on either side the metric is left out, not
+    inconclusive (which would hold every step of such a deployment)."""
+    analysis = analyse(canary, stable, RULES)
+
+    assert "ttft_p99_ms" not in {m.name for m in analysis.metrics}
+    assert analysis.outcome == S

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,10 +14,11 @@ from apps.core import events as core_events
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
 from apps.core.domain.roles import Role
 from apps.core.redis_clients import redis_client
-from apps.deployments import events, figures
+from apps.deployments import events, figures, rollup
 from apps.deployments.consumers import CLOSE_NOT_FOUND
 from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import ReleaseState
+from apps.deployments.models import ServingMinute
 from moc_site.asgi import application
 from tests.deployments.factories import DeploymentFactory, ReleaseFactory
 from tests.wsclient import LOCAL_ORIGIN, WebsocketCommunicator, session_cookie
@@ -89,9 +91,37 @@ def test_a_viewer_gets_the_live_releases_figures_on_connect(make_user: Callable[
     assert series["id"] == release.pk
     assert str(release.model_version) in series["label"]
     bucket = int(at) // figures.BUCKET_S * figures.BUCKET_S
-    [point] = [p for p in series["points"] if p[0] == bucket]
-    assert (point[1], point[4], point[5]) == (10 / figures.BUCKET_S, 0.0, 10)  # rps, error rate, requests
-    assert len(series["points"]) >= 110  # ten minutes of 5-s buckets, empty ones included
+    [point] = [p for p in series["points"] if p["t"] == bucket]
+    assert (point["rps"], point["error_rate"], point["requests"]) == (10 / figures.BUCKET_S, 0.0, 10)
+    assert point["goodput"] == 10 / figures.BUCKET_S  # no SLO: every answer is good
+    assert len(series["points"]) >= 170  # fifteen minutes of 5-s buckets, empty ones included
+
+
+def test_the_page_hears_which_figures_drifted_on_connect(make_user: Callable[..., object]) -> None:
+    release = ReleaseFactory(deployment__name="chat", state=ReleaseState.PROMOTED, traffic_percent=100)
+    end = rollup.last_complete_minute_end(time.time())
+    for i in range(1, 66):  # an hour at 40 ms, then the last five minutes at 400 ms
+        ServingMinute.objects.create(
+            deployment=release.deployment,
+            release=release,
+            version=release.model_version,
+            minute=datetime.fromtimestamp(end - i * 60, tz=UTC),
+            ok=60,
+            requests=60,
+            latency_p99_ms=400.0 if i <= 5 else 40.0 + i % 3,
+        )
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> dict[str, Any]:
+        communicator, _ = await _open(headers)
+        try:
+            return await _next_of(communicator, "deployment.anomalies")
+        finally:
+            await communicator.disconnect()
+
+    [moved] = async_to_sync(go)()["payload"]["anomalies"]
+
+    assert (moved["figure"], moved["direction"], moved["recent"]) == ("p99_ms", "up", 400.0)
 
 
 def test_a_published_release_change_reaches_the_page_in_the_envelope(

@@ -76,7 +76,7 @@ def placements(release: Release) -> list[str]:
 
 
 def test_a_first_release_is_promoted_once_verified_and_activates_its_deployment(device: Any) -> None:
-    deployment, first = deployment_with_stable()
+    deployment, first = deployment_with_stable(pinned=True)  # unpinned: tests/deployments/test_wake.py
 
     first.refresh_from_db()
     deployment.refresh_from_db()
@@ -240,7 +240,7 @@ def test_a_rolled_back_release_is_not_kept_for_a_current_release_that_has_no_roo
     """One device with room for one replica: the current release's can load only once the
     rolled-back release's is gone, so waiting for it would wait for good."""
     DeviceFactory(capacity_bytes=GIB + GIB // 2)
-    _, stable, release = promoted_over_an_unloaded_stable(abort_grace_s=30)
+    _, stable, release = promoted_over_an_unloaded_stable(abort_grace_s=30, pinned=True)
     release_rollback(release=release, by=operator)
     assert placements(stable) == [P.UNLOADED]
 
@@ -379,9 +379,10 @@ def fail_check(release: Release, name: str, reason: str) -> None:
 
 def test_a_failed_recreate_on_a_full_device_gets_the_previous_release_loaded_again() -> None:
     """One device with room for one replica: the new release's must go before the old one's can
-    come back, and the old one is asked for again until it fits."""
+    come back, and the old one is asked for again until it fits (a pinned deployment's: an
+    unpinned one's wait for a request)."""
     DeviceFactory(capacity_bytes=GIB + GIB // 2)
-    deployment, old = deployment_with_stable()
+    deployment, old = deployment_with_stable(pinned=True)
     release = recreate_until_verifying(deployment, old)
     fail_check(release, "health", "no answer")
 
@@ -565,7 +566,7 @@ def test_a_retired_deployments_replicas_are_unloaded_unless_another_deployment_h
     device: Any,
 ) -> None:
     version = ServableVersionFactory()
-    staging, production = DeploymentFactory(), DeploymentFactory()
+    staging, production = DeploymentFactory(pinned=True), DeploymentFactory(pinned=True)
     first = through_verification(services.release_create(deployment=staging, model_version=version))
     second = through_verification(services.release_create(deployment=production, model_version=version))
     shared = Placement.objects.get(releases=first)

@@ -3,10 +3,13 @@ in a real Redis (totals, 5-second buckets)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
 import redis
+import redis.asyncio
+from django.conf import settings
 
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures
@@ -17,6 +20,7 @@ from apps.deployments.domain.figures import (
     Figures,
     Outcome,
     bucket_of,
+    increments,
     quantile,
     summed,
 )
@@ -290,3 +294,143 @@ def test_recent_rates_are_over_the_seconds_their_buckets_cover(client: redis.Red
     assert [start for start, _ in buckets[5]] == [t0 - 5]
     assert (totals[5].requests, totals[5].rps) == (10, 2.0)
     assert (totals[6].requests, totals[6].seconds) == (0, 5)
+
+
+# ---- serving figures: TTFT, ITL, queue wait, tokens, refusals by reason ----------------------
+
+
+def test_a_request_adds_its_timings_tokens_and_no_refusal() -> None:
+    counts, sums = increments(
+        outcome=Outcome.OK, latency_ms=120, ttft_ms=30, itl_ms=8, tokens_out=12, queue_ms=2
+    )
+
+    assert counts == {
+        "n": 1,
+        f"h{bucket_of(120)}": 1,
+        f"fh{bucket_of(30)}": 1,
+        f"gh{bucket_of(8)}": 1,
+        f"qh{bucket_of(2)}": 1,
+        "o": 12,
+    }
+    assert sums == {
+        f"s{bucket_of(120)}": 120,
+        f"fs{bucket_of(30)}": 30,
+        f"gs{bucket_of(8)}": 8,
+        f"qs{bucket_of(2)}": 2,
+    }
+
+
+def test_a_refusal_counts_its_reason_and_no_timing() -> None:
+    counts, sums = increments(outcome=Outcome.REFUSED, latency_ms=3, queue_ms=1, refusal="bulkhead_full")
+
+    assert (counts, sums) == ({"r": 1, "x:bulkhead_full": 1}, {})
+
+
+def test_a_request_without_tokens_measures_no_ttft_nor_itl() -> None:
+    counts, _ = increments(outcome=Outcome.OK, latency_ms=9)
+
+    assert counts == {"n": 1, f"h{bucket_of(9)}": 1}
+
+
+def served(**timings: float) -> Figures:
+    """One answered request's figures, as record() counts them."""
+    counts, sums = increments(outcome=Outcome.OK, latency_ms=100, **timings)  # type: ignore[arg-type]
+    return Figures.from_fields({**counts, **sums})
+
+
+def test_serving_figures_survive_the_fields_they_are_stored_in() -> None:
+    stored = Figures(
+        requests=2,
+        refused=3,
+        tokens_out=40,
+        ttft=served(ttft_ms=30).ttft,
+        itl=served(itl_ms=7).itl,
+        queue=served(queue_ms=4).queue,
+        refusals={"bulkhead_full": 2, "worker_silent": 1},
+    )
+
+    again = Figures.from_fields(stored.to_fields())
+
+    assert again == stored
+    assert again.ttft.p50_ms == pytest.approx(30)
+    assert (again.itl.count, again.queue.count) == (1, 1)
+
+
+def test_a_window_of_serving_figures_is_the_difference_of_two_totals() -> None:
+    earlier = Figures(tokens_out=10, ttft=served(ttft_ms=30).ttft, refusals={"bulkhead_full": 1})
+    now = earlier.plus(
+        Figures(tokens_out=25, ttft=served(ttft_ms=300).ttft, refusals={"bulkhead_full": 2, "queue_busy": 1})
+    )
+
+    window = now.minus(earlier, seconds=10)
+
+    assert window.tokens_out == 25
+    assert window.ttft.count == 1
+    assert window.ttft.p99_ms == pytest.approx(300)
+    assert window.refusals == {"bulkhead_full": 2, "queue_busy": 1}
+
+
+@pytest.mark.parametrize(("limit_ms", "within"), [(5, 0), (10, 50), (30, 50), (500, 100), (90_000, 100)])
+def test_within_counts_the_samples_at_most_a_limit(limit_ms: float, within: float) -> None:
+    histogram = alike(10, n=50).plus(alike(400, n=50)).latency
+
+    assert histogram.within(limit_ms) == pytest.approx(within)
+
+
+def test_record_keeps_ttft_itl_queue_tokens_and_refusals(client: redis.Redis) -> None:
+    figures.record(
+        client,
+        release_id=5,
+        outcome=Outcome.OK,
+        latency_ms=200,
+        ttft_ms=40,
+        itl_ms=9,
+        tokens_out=16,
+        queue_ms=3,
+    )
+    figures.record(client, release_id=5, outcome=Outcome.OK, latency_ms=50)  # no tokens: an embedding
+    figures.record(client, release_id=5, outcome=Outcome.REFUSED, latency_ms=0, refusal="bulkhead_full")
+    figures.record(client, release_id=5, outcome=Outcome.REFUSED, latency_ms=0)
+
+    total = figures.totals(client, [5])[5]
+
+    assert (total.requests, total.refused, total.tokens_out) == (2, 2, 16)
+    assert (total.ttft.count, total.itl.count, total.queue.count) == (1, 1, 1)
+    assert total.ttft.p50_ms == pytest.approx(40)
+    assert total.itl.p50_ms == pytest.approx(9)
+    assert total.refusals == {"bulkhead_full": 1}
+
+
+def test_the_async_record_counts_exactly_as_the_sync_one(client: redis.Redis) -> None:
+    asks = [
+        {
+            "outcome": Outcome.OK,
+            "latency_ms": 200,
+            "ttft_ms": 40,
+            "itl_ms": 9,
+            "tokens_out": 16,
+            "queue_ms": 3,
+        },
+        {"outcome": Outcome.ERROR, "latency_ms": 900, "queue_ms": 12},
+        {"outcome": Outcome.REFUSED, "latency_ms": 0, "refusal": "worker_silent"},
+    ]
+    at = 1_700_000_003.0
+    for ask in asks:
+        figures.record(client, release_id=5, at=at, **ask)  # type: ignore[arg-type]
+
+    async def record_async() -> None:
+        aclient = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        try:
+            for ask in asks:
+                await figures.arecord(aclient, release_id=6, at=at, **ask)  # type: ignore[arg-type]
+        finally:
+            await aclient.aclose()
+
+    asyncio.run(record_async())
+
+    totals = figures.totals(client, [5, 6])
+    assert totals[6] == totals[5]
+    assert totals[6].requests == 2
+    series = figures.series(client, [5, 6], since=at, until=at)
+    assert series[6] == series[5]
+    assert figures.active(client, [int(at) // 60 * 60]) == {int(at) // 60 * 60: {5, 6}}

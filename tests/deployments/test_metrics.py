@@ -121,3 +121,48 @@ def test_promtool_accepts_the_deployment_series(scrape: Callable[[], str]) -> No
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("family", "field"),
+    [
+        ("moc_deployment_time_to_first_token_seconds", "ttft_ms"),
+        ("moc_deployment_inter_token_latency_seconds", "itl_ms"),
+        ("moc_deployment_queue_wait_seconds", "queue_ms"),
+    ],
+)
+def test_serving_timings_are_histograms_in_seconds_with_the_deployment_label(
+    scrape: Callable[[], str], family: str, field: str
+) -> None:
+    _, stable, canary = live()
+    client = redis_client()
+    for ms in (10, 40, 900):
+        figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=1_000, **{field: ms})
+    figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=5)  # measured none
+
+    text = scrape()
+
+    of_stable = {"deployment": "chat", "release": str(stable.pk), "version": str(stable.model_version.number)}
+    assert value(text, f"{family}_bucket", **of_stable, le="0.01") == 1
+    assert value(text, f"{family}_bucket", **of_stable, le="0.05") == 2
+    assert value(text, f"{family}_bucket", **of_stable, le="+Inf") == 3
+    assert value(text, f"{family}_count", **of_stable) == 3
+    assert value(text, f"{family}_sum", **of_stable) == pytest.approx(0.95)
+    assert value(text, f"{family}_count", deployment="chat", release=str(canary.pk)) == 0
+
+
+def test_output_tokens_and_refusals_by_reason_are_counters(scrape: Callable[[], str]) -> None:
+    _, stable, _ = live()
+    client = redis_client()
+    figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=50, tokens_out=12)
+    figures.record(client, release_id=stable.pk, outcome=Outcome.OK, latency_ms=50, tokens_out=30)
+    for reason in ("bulkhead_full", "bulkhead_full", "worker_silent"):
+        figures.record(client, release_id=stable.pk, outcome=Outcome.REFUSED, latency_ms=0, refusal=reason)
+
+    text = scrape()
+
+    release = str(stable.pk)
+    assert value(text, "moc_deployment_output_tokens_total", deployment="chat", release=release) == 42
+    refusals = "moc_deployment_refusals_total"
+    assert value(text, refusals, deployment="chat", release=release, reason="bulkhead_full") == 2
+    assert value(text, refusals, deployment="chat", release=release, reason="worker_silent") == 1

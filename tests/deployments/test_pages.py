@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -11,11 +12,11 @@ from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
 from apps.core.redis_clients import redis_client
-from apps.deployments import figures
+from apps.deployments import figures, rollup
 from apps.deployments.domain.checks import CheckName, CheckStatus
 from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import DeploymentState, ReleaseState
-from apps.deployments.models import Deployment, Release, ReleaseEvent
+from apps.deployments.models import Deployment, Release, ReleaseEvent, ServingMinute
 from tests.deployments.factories import (
     CheckResultFactory,
     DeploymentFactory,
@@ -162,6 +163,44 @@ def test_deployment_page_shows_the_split_the_charts_and_the_live_socket(client_a
     assert '"ws": "/ws/deployments/chat/"' in html
     assert "vendor/plotly.min.js" in html
     assert "js/deployment.js" in html
+
+
+def test_deployment_page_has_the_serving_charts_and_their_history_ranges(client_as: Client) -> None:
+    deployment = DeploymentFactory(name="chat", state=DeploymentState.ACTIVE)
+    promoted(deployment)
+
+    html = page(client_as(Role.VIEWER), deployment.get_absolute_url())
+
+    for metric in ["ttft", "itl", "tokens", "queue", "refusals", "goodput"]:
+        assert f'data-metric="{metric}"' in html
+    for key in ["15m", "1h", "6h", "24h", "7d"]:
+        assert f'data-range="{key}"' in html
+    assert '"figures": "/api/v1/deployments/chat/figures/"' in html
+    assert '<div id="serving-anomalies"' in html
+    assert 'class="badge warn"' not in html.split('id="serving-anomalies"')[1].split("</div>")[0]
+
+
+def test_deployment_page_shows_the_anomaly_badge_with_the_figure_that_moved(client_as: Client) -> None:
+    deployment = DeploymentFactory(name="chat", state=DeploymentState.ACTIVE)
+    stable = promoted(deployment)
+    end = rollup.last_complete_minute_end(time.time())
+    for i in range(1, 66):  # the error rate at 0-2% for an hour, then 30%
+        errors = 18 if i <= 5 else i % 2
+        ServingMinute.objects.create(
+            deployment=deployment,
+            release=stable,
+            version=stable.model_version,
+            minute=datetime.fromtimestamp(end - 60 * i, tz=UTC),
+            ok=60 - errors,
+            errors=errors,
+            requests=60,
+        )
+
+    html = page(client_as(Role.VIEWER), deployment.get_absolute_url())
+
+    badges = html.split('id="serving-anomalies"')[1].split("</div>")[0]
+    assert 'class="badge warn" data-figure="error_rate"' in badges
+    assert "error rate rose to 30.0%" in badges
 
 
 def test_deployment_page_shows_the_release_timeline_with_causes_and_actors(

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.api.serializers import UserBriefSerializer
+from apps.core.models import ApiKey
 from apps.deployments import selectors
 from apps.deployments.domain.checks import CHECK_NAME_CHOICES
 from apps.deployments.domain.strategy import STRATEGY_CHOICES
@@ -15,6 +16,7 @@ from apps.deployments.models import (
     SETTINGS_FIELDS,
     CheckResult,
     Deployment,
+    KeyGrant,
     Release,
     ReleaseEvent,
     VerificationRun,
@@ -267,3 +269,34 @@ class VerificationRunSerializer(serializers.ModelSerializer):
         model = VerificationRun
         fields = ["id", "release", "state", "error", "created_at", "started_at", "finished_at", "checks"]
         read_only_fields = fields
+
+
+class ApiKeyBriefSerializer(serializers.ModelSerializer):
+    owner = UserBriefSerializer(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["prefix", "name", "role", "owner", "revoked"]
+        read_only_fields = fields
+
+
+class KeyGrantSerializer(serializers.ModelSerializer):
+    key = ApiKeyBriefSerializer(read_only=True, help_text="The key; its prefix is its id")
+    deployment = DeploymentBriefSerializer(read_only=True)
+
+    class Meta:
+        model = KeyGrant
+        fields = ["key", "deployment", "created_at"]
+        read_only_fields = fields
+
+
+class KeyGrantInput(serializers.Serializer):
+    key = serializers.SlugRelatedField(
+        slug_field="prefix",
+        queryset=ApiKey.objects.all(),
+        help_text="The API key's id (its prefix, as /api/v1/api-keys/ lists it)",
+        error_messages={
+            "does_not_exist": "No API key '{value}'.",
+            "invalid": "An API key's id (its prefix).",
+        },
+    )

@@ -1,9 +1,10 @@
-"""A deployment's public endpoint (POST .../infer/) and its live request figures per release
-(GET .../figures/)."""
+"""A deployment's public endpoint (POST .../infer/) and its request and serving figures per release
+(GET .../figures/: live, or history from the per-minute rollup), with the figures that drifted."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -17,8 +18,9 @@ from rest_framework.views import APIView
 
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures, selectors, traffic
-from apps.deployments.domain.figures import Figures
+from apps.deployments.domain.series import Point, coarsen, merged
 from apps.deployments.models import Deployment, Release
+from apps.fleet.domain.history import RANGES_S, bucket_for
 from apps.serving import inference
 from apps.serving.api import serializers as serving
 from apps.serving.api.views import refusal_response
@@ -130,8 +132,22 @@ class DeploymentInferView(APIView):
         return Response(DeploymentInferOutput(answer).data, headers=headers)
 
 
+# The ranges drawn from the live buckets in Redis; longer ones from the per-minute rollup.
+LIVE_RANGES = ("15m",)
+
+
 class FiguresInput(serializers.Serializer):
     seconds = serializers.IntegerField(min_value=5, max_value=MAX_SECONDS, default=300)
+    range = serializers.ChoiceField(
+        choices=sorted(RANGES_S, key=RANGES_S.__getitem__),
+        required=False,
+        help_text="A history range instead of `seconds`: 15m from the live 5-second buckets, "
+        "longer ones from the per-minute rollup in coarser steps",
+    )
+
+
+class _Refusals(serializers.DictField):
+    child = serializers.IntegerField()
 
 
 class FiguresSerializer(serializers.Serializer):
@@ -141,6 +157,7 @@ class FiguresSerializer(serializers.Serializer):
         help_text="The deployment's bulkhead full, this web server's bound on waiting requests, MOC's "
         "Redis or broker away: not counted as the release's"
     )
+    refusals = _Refusals(help_text="Refused requests by reason, where the reason was given")
     rejected = serializers.IntegerField(
         help_text="Input the model refused: judged only against stable's rate, never the error-rate SLO"
     )
@@ -148,6 +165,21 @@ class FiguresSerializer(serializers.Serializer):
     p50_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
     error_rate = serializers.FloatField(allow_null=True)
+    good = serializers.IntegerField(
+        help_text="Answered within the deployment's p99 SLO (all answered ones without one), estimated "
+        "from the latency buckets"
+    )
+    goodput = serializers.FloatField(allow_null=True, help_text="Good requests per second")
+    tokens_out = serializers.IntegerField(help_text="Output tokens generated")
+    tokens_per_s = serializers.FloatField(allow_null=True)
+    ttft_p50_ms = serializers.FloatField(allow_null=True, help_text="Time to first token")
+    ttft_p99_ms = serializers.FloatField(allow_null=True)
+    itl_p50_ms = serializers.FloatField(
+        allow_null=True, help_text="Inter-token latency (each request's mean gap between tokens)"
+    )
+    itl_p99_ms = serializers.FloatField(allow_null=True)
+    queue_p50_ms = serializers.FloatField(allow_null=True, help_text="Wait before a worker took it")
+    queue_p99_ms = serializers.FloatField(allow_null=True)
 
 
 class BucketSerializer(FiguresSerializer):
@@ -166,26 +198,53 @@ class ReleaseFiguresSerializer(serializers.Serializer):
     series = BucketSerializer(many=True)
 
 
+class AnomalySerializer(serializers.Serializer):
+    figure = serializers.CharField(help_text="Which figure moved: rps, error_rate, p99_ms, ttft_p99_ms, ...")
+    direction = serializers.ChoiceField(choices=["up", "down"])
+    recent = serializers.FloatField(help_text="Its median over the last minutes")
+    baseline = serializers.FloatField(help_text="Its median over the hour before")
+    mad = serializers.FloatField(help_text="The baseline's median absolute deviation")
+    score = serializers.FloatField(
+        allow_null=True, help_text="Scaled MADs from the baseline; null when the baseline did not vary"
+    )
+    change = serializers.FloatField(allow_null=True, help_text="Relative to the baseline's median")
+    reason = serializers.CharField()
+
+
 class DeploymentFiguresSerializer(serializers.Serializer):
     deployment = serializers.CharField()
+    range = serializers.CharField(allow_null=True, help_text="The range asked for, if any")
     seconds = serializers.IntegerField(
         help_text="The span covered: the whole buckets nearest the span asked for, up to the one "
         "still filling (left out, so that rates are not diluted by seconds yet to come)"
     )
-    bucket_s = serializers.IntegerField()
+    bucket_s = serializers.IntegerField(help_text="Each point's span: 5 s live, 60 s or more in history")
     releases = ReleaseFiguresSerializer(many=True)
+    anomalies = AnomalySerializer(
+        many=True,
+        help_text="Figures whose last minutes drifted from their own baseline (the page's badge)",
+    )
 
 
 class DeploymentFiguresView(APIView):
-    """The deployment's request figures over the last `seconds`, per release (stable, canary, and
-    those that ended in the last minutes), in 5-second buckets: requests, errors, requests per
-    second, p50 and p99 latency, error rate; and the span's totals."""
+    """The deployment's request and serving figures per release (stable, canary, and those that
+    ended in the last minutes): requests, errors, refusals by reason, latency, time to first
+    token, inter-token latency, queue wait (p50, p99), output tokens, goodput; per point and over
+    the span. Live over the last `seconds` in 5-second buckets, or over a `range`: 15m live, 1h
+    to 7d from the per-minute rollup (in steps of 1 to 30 minutes). With `anomalies`: the figures
+    that drifted from their own recent baseline. 400 naming `range` or `seconds` for a bad one."""
 
     queryset = Deployment.objects.all()  # viewers may read it
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("seconds", int, description=f"The span, 5 to {MAX_SECONDS}; default 300")
+            OpenApiParameter("seconds", int, description=f"The span, 5 to {MAX_SECONDS}; default 300"),
+            OpenApiParameter(
+                "range",
+                str,
+                enum=sorted(RANGES_S, key=RANGES_S.__getitem__),
+                description="History instead of `seconds`: 15m live, 1h, 6h, 24h or 7d from the rollup",
+            ),
         ],
         responses=DeploymentFiguresSerializer,
     )
@@ -193,23 +252,38 @@ class DeploymentFiguresView(APIView):
         deployment = _deployment(name, selectors.deployment_list())
         params = FiguresInput(data=request.query_params)
         params.is_valid(raise_exception=True)
-        seconds = params.validated_data["seconds"]
+        chosen = params.validated_data.get("range")
+        now = time.time()
         split = selectors.split_of(deployment)
-        releases = selectors.chart_releases(deployment=deployment, now=timezone.now())
-        buckets, totals, span = figures.recent(
-            redis_client(), [r.pk for r in releases], seconds=seconds, now=time.time()
-        )
+        if chosen is None or chosen in LIVE_RANGES:
+            seconds = RANGES_S[chosen] if chosen else params.validated_data["seconds"]
+            releases = selectors.chart_releases(deployment=deployment, now=timezone.now())
+            series, totals, since, span = selectors.recent_points(
+                redis_client(), releases, seconds=seconds, now=now
+            )
+            step = figures.BUCKET_S
+        else:
+            span = RANGES_S[chosen]
+            since = int(now) - span
+            releases, minutes = selectors.minute_history(
+                deployment=deployment, since=datetime.fromtimestamp(since, tz=UTC)
+            )
+            step = bucket_for(timedelta(seconds=span), finest_s=60)
+            series = {rid: coarsen(parts, step) for rid, parts in minutes.items()}
+            totals = {rid: merged(parts, t=since, seconds=span) for rid, parts in minutes.items()}
         body = {
             "deployment": deployment.name,
+            "range": chosen,
             "seconds": span,
-            "bucket_s": figures.BUCKET_S,
-            "releases": [_release_figures(r, split, buckets[r.pk], totals[r.pk]) for r in releases],
+            "bucket_s": step,
+            "releases": [_release_figures(r, split, series[r.pk], totals[r.pk]) for r in releases],
+            "anomalies": [a.to_dict() for a in selectors.serving_anomalies(deployment=deployment, now=now)],
         }
         return Response(DeploymentFiguresSerializer(body).data)
 
 
 def _release_figures(
-    release: Release, split: selectors.Split[Release], buckets: list[tuple[int, Figures]], total: Figures
+    release: Release, split: selectors.Split[Release], points: list[Point], total: Point
 ) -> dict[str, Any]:
     side = "stable" if release == split.stable else "canary" if release == split.canary else None
     version = release.model_version
@@ -219,19 +293,6 @@ def _release_figures(
         "state": release.state,
         "traffic_percent": (100 - split.canary_percent) if side == "stable" else release.traffic_percent,
         "version": {"id": version.pk, "number": version.number, "model": version.model.name},
-        "totals": _figures(total),
-        "series": [{"t": start, **_figures(bucket)} for start, bucket in buckets],
-    }
-
-
-def _figures(f: Figures) -> dict[str, Any]:
-    return {
-        "requests": f.requests,
-        "errors": f.errors,
-        "refused": f.refused,
-        "rejected": f.rejected,
-        "rps": f.rps,
-        "p50_ms": f.p50_ms,
-        "p99_ms": f.p99_ms,
-        "error_rate": f.error_rate,
+        "totals": total.to_dict(),
+        "series": [p.to_dict() for p in points],
     }

@@ -12,10 +12,20 @@ def register(router: DefaultRouter) -> None:
     router.register("check-results", views.CheckResultViewSet, basename="checkresult")
 
 
-# Before the router's: /deployments/<name>/infer/ is not a viewset route.
+# Before the router's: /deployments/<name>/infer/ (and figures, keys) are not the viewset's routes.
 urlpatterns = [
     path("deployments/<str:name>/infer/", traffic.DeploymentInferView.as_view(), name="deployment-infer"),
     path(
         "deployments/<str:name>/figures/", traffic.DeploymentFiguresView.as_view(), name="deployment-figures"
+    ),
+    path(
+        "deployments/<str:name>/keys/",
+        views.KeyGrantViewSet.as_view({"get": "list", "post": "create"}),
+        name="deployment-keys",
+    ),
+    path(
+        "deployments/<str:name>/keys/<str:key_id>/",
+        views.KeyGrantViewSet.as_view({"delete": "destroy"}),
+        name="deployment-key",
     ),
 ]

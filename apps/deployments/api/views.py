@@ -4,8 +4,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import viewsets
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +18,7 @@ from apps.deployments import rollout, selectors, services, verification
 from apps.deployments.api import serializers as s
 from apps.deployments.domain.naming import NAME_RE
 from apps.deployments.filters import CheckResultFilter, DeploymentFilter, ReleaseFilter, VerificationRunFilter
-from apps.deployments.models import Deployment, Release
+from apps.deployments.models import Deployment, KeyGrant, Release
 
 REFUSED = OpenApiResponse(description="Refused: the state forbids it, or another action won the race")
 
@@ -179,3 +181,57 @@ class CheckResultViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = CheckResultFilter
     search_fields = ["reason"]
     ordering_fields = ["checked_at", "name", "status", "duration_ms"]
+
+
+_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The deployment's name")
+
+
+class KeyGrantViewSet(ServiceCreateMixin, viewsets.GenericViewSet):
+    """The API keys limited to a deployment. A key with grants may call only the deployments it was
+    granted through the OpenAI-compatible API (/v1/); a key with none, every deployment its role
+    may. Everyone with a role sees them; admins grant and take back."""
+
+    queryset = selectors.key_grant_list()
+    serializer_class = s.KeyGrantSerializer
+    create_input = s.KeyGrantInput
+    create_summary = "Let an API key call this deployment (from its first grant, only the ones granted)"
+    create_refusals = {409: OpenApiResponse(description="The key may already call it")}
+    filter_backends: list[Any] = []
+
+    def deployment(self) -> Deployment:
+        try:
+            return selectors.deployment_by_ref(Deployment.objects.all(), self.kwargs["name"])
+        except (Deployment.DoesNotExist, ValueError):
+            raise Http404 from None
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return KeyGrant.objects.none()
+        return super().get_queryset().filter(deployment=self.deployment())
+
+    def create_with(self, data: dict[str, Any]) -> KeyGrant:
+        return services.key_grant_create(deployment=self.deployment(), **data)
+
+    @extend_schema(parameters=[_NAME], summary="The API keys that may call it")
+    def list(self, request: Request, name: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(parameters=[_NAME])
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().create(request, *args, **kwargs)
+
+    @extend_schema(
+        parameters=[
+            _NAME,
+            OpenApiParameter(
+                "key_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The key's id (its prefix)"
+            ),
+        ],
+        responses={204: None},
+        summary="Take the grant back (with none left, the key may call every deployment its role may)",
+    )
+    def destroy(self, request: Request, name: str, key_id: str) -> Response:
+        grant = get_object_or_404(self.get_queryset(), key__prefix=key_id)
+        services.key_grant_delete(grant=grant)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -14,7 +14,10 @@ is at least error_rate_delta_max whatever stable's rate, so a canary that reject
 that is within it without stable's samples (else a thin stable would leave every such step
 inconclusive, where the absolute bounds judge the rest).
 
-Metrics are a list (METRICS), so another one (time to first token) is one more entry.
+Metrics are a list (METRICS). Time to first token is judged like p99 latency against stable's
+(its p99 at most p99_ratio_max x stable's; no absolute bound), and only when both sides measured
+it: a deployment that generates no text (embeddings), or a window where one side did not, leaves
+it out rather than making every step inconclusive.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class Metric:
     # The least the relative limit can be, whatever stable's value: a value within it passes
     # without stable's samples. None: the relative bound always needs them.
     relative_floor: Callable[[Rules], float | None] = lambda r: None
+    # Whether the window can judge the metric at all (canary's figures, stable's); one that
+    # cannot is left out of the analysis.
+    applies: Callable[[Figures, Figures | None], bool] = lambda canary, stable: True
 
 
 def _plus(bound: float | None, stable: float) -> float | None:
@@ -92,6 +98,15 @@ METRICS: tuple[Metric, ...] = (
         relative=lambda r, s: _plus(r.error_rate_delta_max, s),
         samples=lambda f: f.asked,
         relative_floor=lambda r: r.error_rate_delta_max,
+    ),
+    Metric(
+        name="ttft_p99_ms",
+        unit="ms",
+        read=lambda f: f.ttft.p99_ms,
+        absolute=lambda r: None,  # the SLO bounds end-to-end latency
+        relative=lambda r, s: _times(r.p99_ratio_max, s),
+        samples=lambda f: f.ttft.count,
+        applies=lambda canary, stable: canary.ttft.count > 0 and stable is not None and stable.ttft.count > 0,
     ),
 )
 
@@ -197,7 +212,7 @@ def analyse(
     canary: Figures, stable: Figures | None, rules: Rules, metrics: Sequence[Metric] = METRICS
 ) -> Analysis:
     """The step's verdict over the canary's window (and stable's over the same span)."""
-    results = tuple(judge(m, canary, stable, rules) for m in metrics)
+    results = tuple(judge(m, canary, stable, rules) for m in metrics if m.applies(canary, stable))
     for outcome in (Outcome.FAILED, Outcome.INCONCLUSIVE):
         deciding = [r for r in results if r.outcome == outcome]
         if deciding:

@@ -17,8 +17,10 @@ The flows:
   no stable traffic is left to compare with.
 
 A release whose deployment is paused or retired is held where it is. The current release of a
-live deployment with no release under way gets its missing replicas back (after a rollback to a
-release whose replicas were unloaded, or a lost node).
+live, pinned deployment with no release under way gets its missing replicas back (after a rollback
+to a release whose replicas were unloaded, or a lost node). An unpinned deployment's current
+release is on demand: its idle replicas go after the keep-alive and a request brings them back
+(apps.deployments.wake), never the engine.
 
 An ended release's replicas go once its abort grace is over. A promoted release that was rolled
 back answers traffic in the current release's place (traffic's fallback) until the current one has
@@ -130,6 +132,7 @@ class View:
     # why its own version could not be loaded ("" when it could).
     current: bool = False
     others_open: bool = False
+    on_demand: bool = False  # current, of a deployment that is not pinned: never restored here
     unloadable: str = ""
 
 
@@ -334,7 +337,14 @@ def _promoted(view: View) -> Decision:
         return WAIT
     missing = view.replicas_wanted - view.replicas_active
     # An unloadable version waits for a person to make it loadable (the rollback said so).
-    if view.current and view.deployment_live and not view.others_open and missing > 0 and not view.unloadable:
+    if (
+        view.current
+        and not view.on_demand
+        and view.deployment_live
+        and not view.others_open
+        and missing > 0
+        and not view.unloadable
+    ):
         return Decision(
             Act.RESTORE,
             count=missing,

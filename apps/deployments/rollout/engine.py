@@ -62,7 +62,8 @@ def due_release_ids(now: datetime | None = None) -> list[int]:
     - promoted ones whose previous release's keep window is over while it still holds replicas
       of its own;
     - ended ones that still hold replicas of their own;
-    - the current release of a live deployment with no release under way, short of replicas."""
+    - the current release of a live, pinned deployment with no release under way, short of
+      replicas (an unpinned one's come back with requests)."""
     now = now or timezone.now()
     live = list(rollout.LIVE)
     found: list[QuerySet[Release]] = [
@@ -87,7 +88,7 @@ def _short_current(live: list[str]) -> QuerySet[Release]:
         .values("n")
     )
     current = (
-        Deployment.objects.filter(state__in=live, current_release__isnull=False)
+        Deployment.objects.filter(state__in=live, pinned=True, current_release__isnull=False)
         .exclude(releases__state__in=RELEASE_OPEN)
         .values("current_release")
     )
@@ -289,6 +290,7 @@ def build_view(release: Release, now: datetime) -> View:
         own_serving=own_serving,
         fallback_waiting=bool(own_serving) and _fallback_waiting(release),
         current=current,
+        on_demand=current and not deployment.pinned,
         unloadable=(version_unusable(release.model_version) or "") if current else "",
         others_open=promoted
         and deployment.releases.filter(state__in=RELEASE_OPEN).exclude(pk=release.pk).exists(),

@@ -108,6 +108,7 @@ def promote(release: Release, *, now: datetime, cause: str, actor: Any = None, r
     )
     Deployment.objects.filter(pk=deployment.pk).update(current_release=release, updated_at=now)
     deployment.current_release = release
+    replicas.settle(deployment)  # unpinned, an on-demand deployment's replicas go when idle
     if previous_id:
         Release.objects.filter(pk=previous_id).update(traffic_percent=0, updated_at=now)
     if deployment.state == DeploymentState.DRAFT:
@@ -176,11 +177,15 @@ def end(
             message=f"it never took traffic: asked {count} replica(s) to unload at once",
         )
     if previous is not None and (why := replicas.restore(previous)):
+        then = (
+            "The deployment's next request asks again"
+            if replicas.on_demand(previous)
+            else "The engine asks again as room frees up; make room on its devices if it stays short"
+        )
         timeline.record(
             release,
             kind="note",
             cause=cause,
-            message=f"release #{previous.pk}'s replicas could not be loaded again yet: {why}. The engine "
-            "asks again as room frees up; make room on its devices if it stays short",
+            message=f"release #{previous.pk}'s replicas could not be loaded again yet: {why}. {then}",
         )
     _ended(release, to, reason)

@@ -1,6 +1,12 @@
 """A release's replicas: loading them (pinned, so keep-alive and eviction leave them alone) and
 taking them off once no live release holds them.
 
+Scale to zero: the stable release of a deployment that is not pinned keeps its replicas only
+while they are used. Once promoted they are unpinned and given the deployment's keep-alive
+(settle), so serving's placements_expire_idle unloads them when idle and eviction may take
+them; a request loads them again (apps.deployments.wake, through load()), never the engine. A
+release rolling out keeps its replicas pinned, whatever its deployment says.
+
 One placement may serve several releases: the scheduler hands back a placement of the version
 that is already loaded (a staging and a production deployment of the same version, or the same
 version released again), so a placement leaves only when no other open or current release holds it.
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -25,15 +32,53 @@ P = PlacementState
 Link = Release.placements.through  # which release holds which placement
 
 
-def _holding() -> Q:
+def _holding(*, pinned: bool = False) -> Q:
     """Links whose release keeps the placement: an open release, or the current release of a
-    deployment that is not retired."""
+    deployment that is not retired (with `pinned`, of a pinned one only: the links that keep it
+    pinned)."""
+    deployments = Deployment.objects.filter(pinned=True) if pinned else Deployment.objects.all()
     current = (
-        Deployment.objects.filter(current_release__isnull=False)
+        deployments.filter(current_release__isnull=False)
         .exclude(state=DeploymentState.RETIRED)
         .values("current_release")
     )
     return Q(release__state__in=RELEASE_OPEN) | Q(release_id__in=current)
+
+
+def keep_alive_s(deployment: Deployment) -> int:
+    """How long an unpinned deployment's idle replicas stay loaded."""
+    return deployment.keep_alive_s or settings.MOC_DEPLOYMENT_KEEP_ALIVE_S
+
+
+def on_demand(release: Release) -> bool:
+    """Whether `release`'s replicas come and go with requests: it is the stable release of a
+    deployment that is not pinned. Read from the database, as callers hold rows moved a moment ago."""
+    return Deployment.objects.filter(pk=release.deployment_id, current_release=release, pinned=False).exists()
+
+
+def settle(deployment: Deployment) -> int:
+    """Pin or unpin the stable release's replicas as the deployment says: pinned, they stay loaded;
+    unpinned, they get its keep-alive and go when idle. A replica another release keeps pinned (one
+    rolling out, or the stable release of a pinned deployment) stays pinned. How many changed."""
+    release = deployment.current_release
+    if release is None or deployment.state == DeploymentState.RETIRED:
+        return 0
+    serving = release.placements.filter(state__in=PLACEMENT_SERVING)
+    # A direct update, as unload() does: the reaper times requests and loads by updated_at.
+    if deployment.pinned:
+        return serving.filter(pinned=False).update(pinned=True)
+    pinned_elsewhere = (
+        Link.objects.filter(placement_id__in=release.placements.values("pk"))
+        .exclude(release_id=release.pk)
+        .filter(_holding(pinned=True))
+        .values("placement_id")
+    )
+    keep = keep_alive_s(deployment)
+    return (
+        serving.exclude(pk__in=pinned_elsewhere)
+        .exclude(pinned=False, keep_alive_s=keep)
+        .update(pinned=False, keep_alive_s=keep)
+    )
 
 
 def releasable(release: Release, *, besides: Iterable[int] = ()) -> QuerySet[Placement]:
@@ -76,9 +121,11 @@ def unload(release: Release, *, reason: str, besides: Iterable[int] = ()) -> int
 
 def load(release: Release, count: int) -> str:
     """Ask for `count` more replicas of the release's version, each on a device it does not use
-    yet, within the deployment's node or device. "" when all were asked for, else why not (the
-    scheduler's reason)."""
+    yet, within the deployment's node or device: pinned, unless they are on demand (on_demand:
+    then with the deployment's keep-alive, and a replica already loaded for someone else is left as
+    it is). "" when all were asked for, else why not (the scheduler's reason)."""
     deployment = release.deployment
+    sleeps = on_demand(release)
     for _ in range(count):
         taken = release.placements.filter(state__in=PLACEMENT_ACTIVE).values_list("device_id", flat=True)
         try:
@@ -86,7 +133,8 @@ def load(release: Release, count: int) -> str:
                 version=release.model_version,
                 device=deployment.device,
                 node=deployment.node or None,
-                pinned=True,
+                pinned=not sleeps,
+                keep_alive_s=keep_alive_s(deployment) if sleeps else None,
                 exclude_devices=list(taken),
                 requested_by=release.created_by,
             )
@@ -94,7 +142,7 @@ def load(release: Release, count: int) -> str:
             return str(exc)
         except ValidationError as exc:
             return " ".join(exc.messages)
-        if not placement.pinned:
+        if not sleeps and not placement.pinned:
             placing.placement_pin(placement=placement, pinned=True)
         release.placements.add(placement)
     return ""
