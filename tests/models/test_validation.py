@@ -165,6 +165,18 @@ def test_a_clean_real_folder_has_no_problems(tmp_path: Path) -> None:
     assert problems(report) == []
 
 
+def test_a_real_folder_with_a_hostile_chat_template_is_invalid_saying_why(tmp_path: Path) -> None:
+    names = corpus.write_hf_folder(tmp_path, chat_template=corpus.HOSTILE_TEMPLATE.replace("MARKER", "x"))
+    files = {name: read_header(tmp_path / name, roots=[tmp_path]) for name in names}
+    _, folder_checks, _ = hf.read_folder(tmp_path, names)
+
+    report = version_report(files=files, folder_checks=folder_checks, checksums=dict.fromkeys(names, SHA))
+
+    (problem,) = problems(report)
+    assert "chat_template" in problem
+    assert "reads the attribute '__globals__', a Python internal" in problem
+
+
 # summarise
 
 

@@ -3,8 +3,9 @@
 `make()` writes four artefacts into a folder (normally the first model root):
 
     demo-gpt2/        a tiny GPT-2-style causal LM: safetensors weights, a byte-level BPE tokenizer
-                      trained on corpus.txt, a generation config; trained for a fixed number of
-                      steps (a few seconds), so the same machine makes the same weights every time
+                      trained on corpus.txt with a chat template, a generation config; trained for
+                      a fixed number of steps (a few seconds), so the same machine makes the same
+                      weights every time
     demo-gpt2-lora/   a LoRA adapter for it (peft) trained on status.txt, naming the base by its
                       absolute path
     demo-gpt2-onnx/   its ONNX export (model.onnx)

@@ -32,6 +32,13 @@ LAYERS, HIDDEN, HEADS = 2, 64, 2
 # Measured here: 8 windows a step reach a lower loss in half the tokens (and time) that 16 do.
 BATCH, WINDOW = 8, 64
 LR = 3e-3
+# The demo's chat format: each message as "Role: text" on its own line, then the assistant's turn to
+# continue. The model never trained on chats; this only gives the chat endpoint a real template to
+# render (saved as chat_template.jinja; a demo folder made before it chats by DEFAULT_TEMPLATE).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,8 @@ def quiet() -> Iterator[None]:
 
 
 def train_tokenizer(text: str) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (GPT-2's scheme) learnt from `text`: any text encodes."""
+    """A byte-level BPE tokenizer (GPT-2's scheme) learnt from `text`, with the demo's chat
+    template: any text encodes."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -90,9 +98,11 @@ def train_tokenizer(text: str) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     tok.train_from_iterator([text], trainer=trainer)
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=END, eos_token=END, model_max_length=CONTEXT
     )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def build(tokenizer: PreTrainedTokenizerFast) -> GPT2LMHeadModel:

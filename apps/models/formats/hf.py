@@ -1,8 +1,9 @@
 """Hugging Face folders: what config.json, the tokenizer files and adapter_config.json say.
 
 The JSON files are read bounded (10 MB) and must be objects. A chat template is data: its
-presence and length are recorded, it is never rendered (templates have run code on hosts
-that rendered them: CVE-2024-34359).
+presence and length are recorded, and it is read (parsed, never rendered: templates have run
+code on hosts that rendered them, CVE-2024-34359) so that one reaching for Python internals
+fails the folder's checks (apps.models.domain.chat_template).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from apps.models.domain.chat_template import MAX_TEMPLATE_CHARS, template_problem
 from apps.models.domain.headers import Check
 from apps.models.formats.base import FormatError
 
@@ -26,6 +28,7 @@ TOKENIZER_FILES = (
     "vocab.json",
     "vocab.txt",
 )
+TEMPLATE_FILE = "chat_template.jinja"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # Files sentence-transformers writes beside an embedding model's config.json.
 _EMBEDDING_MARKERS = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
@@ -124,10 +127,10 @@ def read_folder(folder: Path, names: Sequence[str]) -> tuple[dict[str, Any], tup
             checks.append(Check("tokenizer_present", "warn", detail))
 
     tokenizer_config = _load(folder, "tokenizer_config.json", present, checks, "tokenizer_config_json")
-    if tokenizer_config is not None:
-        template = _chat_template(tokenizer_config)
-        if template is not None:
-            metadata["chat_template"] = template
+    templates = _templates(folder, tokenizer_config or {}, present, checks)
+    if templates:
+        metadata["chat_template"] = _chat_template(templates)
+        checks.append(_template_check(templates))
     generation = _load(folder, "generation_config.json", present, checks, "generation_config_json")
     if generation is not None:
         metadata["generation"] = _pick(generation, _GENERATION_KEYS)
@@ -238,16 +241,46 @@ def _adapter(adapter: dict[str, Any], present: set[str]) -> tuple[dict[str, Any]
     return info, [check, weights_check]
 
 
-def _chat_template(tokenizer_config: dict[str, Any]) -> dict[str, Any] | None:
-    """Where a chat template exists, its length (and names, for a list of named templates)."""
+def _templates(
+    folder: Path, tokenizer_config: dict[str, Any], present: set[str], checks: list[Check]
+) -> dict[str, str]:
+    """The folder's chat templates by name ("" for the one unnamed template): tokenizer_config.json's
+    chat_template (one text, or a list of named ones), or the chat_template.jinja file transformers
+    writes since v4.50."""
+    found: dict[str, str] = {}
     template = tokenizer_config.get("chat_template")
     if isinstance(template, str):
-        return {"present": True, "length": len(template)}
-    if isinstance(template, list):
-        named = [t for t in template if isinstance(t, dict) and isinstance(t.get("template"), str)]
-        names = [str(t.get("name"))[:40] for t in named][:8]
-        return {"present": True, "length": sum(len(t["template"]) for t in named), "names": names}
-    return None
+        found[""] = template
+    elif isinstance(template, list):
+        for t in template:
+            if isinstance(t, dict) and isinstance(t.get("template"), str):
+                found[str(t.get("name"))[:40]] = t["template"]
+    if TEMPLATE_FILE in present and not found:
+        try:
+            with open(folder / TEMPLATE_FILE, "rb") as handle:
+                raw = handle.read(MAX_TEMPLATE_CHARS * 4 + 1)
+            found[""] = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            checks.append(Check("chat_template", "fail", f"could not read it: {error}"[:200], TEMPLATE_FILE))
+    return found
+
+
+def _chat_template(templates: dict[str, str]) -> dict[str, Any]:
+    """The chat templates' length (and names, where there are named ones)."""
+    info: dict[str, Any] = {"present": True, "length": sum(map(len, templates.values()))}
+    if list(templates) != [""]:
+        info["names"] = list(templates)[:8]
+    return info
+
+
+def _template_check(templates: dict[str, str]) -> Check:
+    """Fails on the first template MOC would refuse to render, saying why."""
+    for name, source in templates.items():
+        problem = template_problem(source)
+        if problem is not None:
+            where = f"{name!r}: " if name else ""
+            return Check("chat_template", "fail", f"{where}{problem}"[:500])
+    return Check("chat_template", "pass", "read, never run: rendered only in MOC's sandbox")
 
 
 def _pick(data: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ suite, which runs where the package is not installed; only the refusals before i
 from __future__ import annotations
 
 import importlib
-import math
 import secrets
 import threading
 import time
@@ -30,6 +29,7 @@ from apps.serving.runtimes.base import (
     check_deadline,
     first_stop,
     serving_error,
+    unit,
 )
 
 MISSING = "GGUF needs llama-cpp-python, which is not installed on this worker"
@@ -108,15 +108,34 @@ class LlamaLoaded(Loaded):
             "seed": seed,
         }
 
-    def _embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
+    def _chat_template(self) -> tuple[str | None, str, str]:
+        """The file's tokenizer.chat_template (rendered in MOC's sandbox, not by llama.cpp's own
+        formatter) and its start and end-of-text tokens' text."""
         llama = self._live()
+        template = llama.metadata.get("tokenizer.chat_template")
+
+        def text(token: int) -> str:
+            if token < 0:
+                return ""
+            return bytes(llama.detokenize([token], special=True)).decode("utf-8", "replace")
+
+        return (
+            template if isinstance(template, str) else None,
+            text(llama.token_bos()),
+            text(llama.token_eos()),
+        )
+
+    def _embed(self, *, texts: list[str | list[int]], deadline: float | None) -> dict[str, Any]:
+        llama = self._live()
+        if any(isinstance(text, list) for text in texts):
+            raise BadInput("texts: token-id inputs are not available for this runtime")
         check_deadline(deadline, "before the texts were read")
         with self._lock:
             try:
                 result = llama.create_embedding(texts)
             except ValueError as exc:  # a text longer than the context
                 raise BadInput(str(exc)[:2000]) from exc
-        vectors = [_normalised(_pooled(item["embedding"])) for item in result["data"]]
+        vectors = [unit(_pooled(item["embedding"])) for item in result["data"]]
         return {"embeddings": vectors, "dim": len(vectors[0]), "tokens_in": result["usage"]["prompt_tokens"]}
 
     def describe(self) -> dict[str, Any]:
@@ -206,8 +225,3 @@ def _pooled(embedding: list[Any]) -> list[float]:
     if embedding and isinstance(embedding[0], list):
         return [sum(column) / len(embedding) for column in zip(*embedding, strict=True)]
     return embedding
-
-
-def _normalised(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    return [v / norm for v in vector]

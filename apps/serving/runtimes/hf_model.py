@@ -16,10 +16,19 @@ from typing import Any
 import torch
 
 from apps.serving.domain.errors import BadInput
+from apps.serving.domain.wire import Token
 from apps.serving.runtimes import decode
-from apps.serving.runtimes.base import Loaded, check_deadline
+from apps.serving.runtimes.base import (
+    Loaded,
+    OnDelta,
+    check_deadline,
+    choice_result,
+    completion_result,
+)
 
 EMBED_BATCH = 32
+# Prompt positions scored at once for echo: bounds the float32 copy of their logits.
+_SCORED_ROWS = 64
 # Beyond this a tokenizer's model_max_length is transformers' "no limit" placeholder.
 _NO_LIMIT = 10**7
 
@@ -48,6 +57,8 @@ class TransformersLoaded(Loaded):
         self.context_length = _context_length(config, tokenizer)
         self._eos = frozenset(_ids(getattr(model, "generation_config", None), config, tokenizer))
         self._bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else config.bos_token_id
+        # Ids the model has rows for and the tokenizer can write.
+        self._vocabulary = min(len(tokenizer), getattr(config, "vocab_size", None) or len(tokenizer))
         self._pad = next((i for i in (tokenizer.pad_token_id, *sorted(self._eos)) if i is not None), 0)
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._logits_args = {"logits_to_keep": 1} if _accepts(inner, "logits_to_keep") else {}
@@ -64,6 +75,106 @@ class TransformersLoaded(Loaded):
             "vocab_size": len(tokenizer),
         }
 
+    def _complete(
+        self,
+        *,
+        prompts: list[str | list[int]],
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        n: int,
+        stops: list[str],
+        seed: int | None,
+        echo: bool,
+        logprobs: int | None,
+        deadline: float | None,
+        on_delta: OnDelta | None,
+    ) -> dict[str, Any]:
+        """Each prompt's `n` choices (seeds seed, seed + 1, ...), one after another; with `echo`
+        the prompt's own tokens and their log-probabilities from one pass over it, which the first
+        choice then continues from."""
+        model, _ = self._live()
+        encoded = [self._prompt_ids(prompt, f"prompts[{i}]") for i, prompt in enumerate(prompts)]
+        seed = secrets.randbits(63) if seed is None else seed
+        choices: list[dict[str, Any]] = []
+        generated = 0
+        with torch.inference_mode():
+            for p, ids in enumerate(encoded):
+                room = self._room(ids)
+                budget = room if max_tokens is None else min(max_tokens, room)
+                first, prompt_tokens = None, None
+                if echo:
+                    check_deadline(deadline, "before the prompt was read")
+                    first, prompt_tokens = self._prompt_pass(model, ids, logprobs or 0)
+                for j in range(n):
+                    index = p * n + j
+                    if prompt_tokens is not None and on_delta is not None:  # the echo comes first
+                        echoed = prompt_tokens if logprobs is not None else None
+                        on_delta(index, "".join(t.text for t in prompt_tokens), echoed, None)
+                    listen = None if on_delta is None else _listener(on_delta, index, logprobs is not None)
+                    generator = torch.Generator(device=self._torch_device).manual_seed((seed + j) % 2**63)
+                    made = decode.choice(
+                        self._step(model),
+                        prompt_ids=ids,
+                        budget=budget,
+                        eos=self._eos,
+                        stops=stops,
+                        temperature=float(temperature),
+                        top_p=float(top_p),
+                        generator=generator,
+                        device=self._torch_device,
+                        deadline=deadline,
+                        detokenize=self._decode,
+                        top=logprobs,
+                        first=first if j == 0 else None,
+                        on_text=listen,
+                    )
+                    generated += len(made.ids)
+                    finish = "stop" if made.finish_reason == "eos" else made.finish_reason
+                    tokens = made.tokens if logprobs is not None else None
+                    choices.append(
+                        choice_result(index, made.text, finish, tokens=tokens, prompt=prompt_tokens)
+                    )
+        return completion_result(choices, prompt_tokens=sum(map(len, encoded)), completion_tokens=generated)
+
+    def _prompt_pass(
+        self, model: Any, ids: list[int], top: int
+    ) -> tuple[tuple[torch.Tensor, Any], list[Token]]:
+        """One forward pass over the prompt: its last logits and cache (to generate from), and
+        each prompt token with its log-probability given those before it (the first has none),
+        which is how evaluation harnesses score a text's likelihood."""
+        out = model(input_ids=torch.tensor([ids], device=self._torch_device), use_cache=True)
+        logits = out.logits[0]
+        text = decode.Text(self._decode, stops=[])
+        for token in ids:
+            text.add(token)
+        text.finish()
+        _, pieces = text.release(final=True)
+        tokens = [Token(text=pieces[0][1], id=ids[0])]
+        for i in range(1, len(ids)):
+            if (i - 1) % _SCORED_ROWS == 0:  # a few rows at a time: a whole prompt's is vocabulary x length
+                logprobs = torch.log_softmax(logits[i - 1 : i - 1 + _SCORED_ROWS].float(), dim=-1)
+            logprob, top_ids = decode.scores(logprobs[(i - 1) % _SCORED_ROWS], ids[i], top)
+            top_pairs = [(self._decode([t]), lp) for t, lp in top_ids]
+            tokens.append(Token(text=pieces[i][1], id=ids[i], logprob=logprob, top=top_pairs))
+        return (out.logits[0, -1], out.past_key_values), tokens
+
+    def _chat_template(self) -> tuple[str | None, str, str]:
+        template = getattr(self._tokenizer, "chat_template", None)
+        if isinstance(template, dict):  # named templates: the default one chats
+            template = template.get("default")
+        tokenizer = self._tokenizer
+        return (
+            template if isinstance(template, str) else None,
+            tokenizer.bos_token or "",
+            tokenizer.eos_token or "",
+        )
+
+    def _chat_prompt(self, text: str) -> list[int]:
+        # A template writes the start-of-text token itself where the model wants one.
+        with self._tokenizer_lock:
+            return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def _generate(
         self,
         *,
@@ -76,27 +187,13 @@ class TransformersLoaded(Loaded):
         deadline: float | None,
     ) -> dict[str, Any]:
         model, _ = self._live()
-        ids = self._encode(prompt)
-        if not ids:
-            if self._bos is None:
-                raise BadInput("prompt is empty and this tokenizer has no start-of-text token to begin from")
-            ids = [self._bos]
-        room = self.context_length - len(ids) if self.context_length else max_new_tokens
-        if room < 1:
-            raise BadInput(
-                f"prompt is {len(ids)} tokens; the model's context holds {self.context_length},"
-                " which leaves no room to generate"
-            )
+        ids = self._prompt_ids(prompt, "prompt")
+        room = self._room(ids)
         seed = secrets.randbits(63) if seed is None else seed
         generator = torch.Generator(device=self._torch_device).manual_seed(seed)
-
-        def step(inputs: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-            out = model(input_ids=inputs, past_key_values=cache, use_cache=True, **self._logits_args)
-            return out.logits[0, -1], out.past_key_values
-
         with torch.inference_mode():
             decoded = decode.run(
-                step,
+                self._step(model),
                 prompt_ids=ids,
                 budget=min(max_new_tokens, room),
                 eos=self._eos,
@@ -116,10 +213,13 @@ class TransformersLoaded(Loaded):
             "seed": seed,
         }
 
-    def _embed(self, *, texts: list[str], deadline: float | None) -> dict[str, Any]:
+    def _embed(self, *, texts: list[str | list[int]], deadline: float | None) -> dict[str, Any]:
         """Mean of the last hidden state over each text's tokens, L2-normalised."""
         _, backbone = self._live()
-        encoded = [self._encode(text) for text in texts]
+        encoded = [
+            self._known(t, f"texts[{i}]") if isinstance(t, list) else self._encode(t)
+            for i, t in enumerate(texts)
+        ]
         for i, ids in enumerate(encoded):
             if not ids:
                 raise BadInput(f"texts[{i}] encodes to no tokens")
@@ -153,6 +253,44 @@ class TransformersLoaded(Loaded):
             self._open()
         return model, backbone
 
+    def _step(self, model: Any) -> decode.Step:
+        def step(inputs: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+            out = model(input_ids=inputs, past_key_values=cache, use_cache=True, **self._logits_args)
+            return out.logits[0, -1], out.past_key_values
+
+        return step
+
+    def _prompt_ids(self, prompt: str | list[int], name: str) -> list[int]:
+        """A prompt's token ids (a text encoded, token ids checked); an empty prompt begins from the
+        start-of-text token."""
+        ids = self._known(prompt, name) if isinstance(prompt, list) else self._encode(prompt)
+        if not ids:
+            if self._bos is None:
+                raise BadInput(f"{name} is empty and this tokenizer has no start-of-text token to begin from")
+            ids = [self._bos]
+        return ids
+
+    def _known(self, ids: list[int], name: str) -> list[int]:
+        vocabulary = self._vocabulary
+        outside = next((i for i in ids if i >= vocabulary), None)
+        if outside is not None:
+            raise BadInput(
+                f"{name} holds token id {outside}; this model's vocabulary has ids 0 to {vocabulary - 1}"
+            )
+        return ids
+
+    def _room(self, ids: list[int]) -> int:
+        """How many tokens the context leaves after `ids`; BadInput when none."""
+        if not self.context_length:
+            return 2**31
+        room = self.context_length - len(ids)
+        if room < 1:
+            raise BadInput(
+                f"the prompt is {len(ids)} tokens; the model's context holds {self.context_length},"
+                " which leaves no room to generate"
+            )
+        return room
+
     def _encode(self, text: str) -> list[int]:
         with self._tokenizer_lock:
             return list(self._tokenizer(text)["input_ids"])
@@ -168,6 +306,13 @@ class TransformersLoaded(Loaded):
         if holding:
             return refs, f"{len(holding)} adapter(s) loaded on it still hold its weights"
         return refs, ""
+
+
+def _listener(on_delta: OnDelta, index: int, with_tokens: bool) -> decode.OnText:
+    def told(text: str, tokens: list[Token], finish_reason: str | None) -> None:
+        on_delta(index, text, tokens if with_tokens else None, finish_reason)
+
+    return told
 
 
 def _context_length(config: Any, tokenizer: Any) -> int | None:

@@ -39,6 +39,8 @@ class Line:
     compute_ms: float | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    ttft_ms: float | None = None  # taken to first token
+    itl_ms: float | None = None  # mean between tokens
 
 
 class Recorder:
@@ -101,6 +103,8 @@ def _write(lines: list[Line]) -> None:
                 compute_ms=line.compute_ms,
                 tokens_in=line.tokens_in,
                 tokens_out=line.tokens_out,
+                ttft_ms=line.ttft_ms,
+                itl_ms=line.itl_ms,
             )
             for line in lines
         ]

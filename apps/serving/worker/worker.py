@@ -1,6 +1,6 @@
 """A device worker's serving life: at start, what the old process held is marked lost (and what
-had been serving a while is loaded again), the recorder and the orphan sweep start and preloads
-are requested; at stop, they end."""
+had been serving a while is loaded again), the recorder, the orphan sweep and the direct
+channel's reader start and preloads are requested; at stop, they end."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from apps.core.domain.queues import node_device_queues
+from apps.core import workers
+from apps.core.domain.queues import device_queue, node_device_queues
 from apps.fleet.models import Device
 from apps.serving import placing
 from apps.serving.domain.states import PLACEMENT_ON_WORKER, PlacementState
 from apps.serving.models import Placement
 from apps.serving.worker.device import device_id, set_device_id
+from apps.serving.worker.direct import READER
 from apps.serving.worker.loading import free_orphans
 from apps.serving.worker.records import RECORDER
 
@@ -45,9 +47,10 @@ def _sweep_orphans() -> None:
             close_old_connections()
 
 
-def worker_started(queues: list[str]) -> None:
+def worker_started(queues: list[str], hostname: str | None = None) -> None:
     """A device worker starts: what its device held before is gone with the old process (LOST),
-    the recorder starts, and the versions marked for preloading are requested."""
+    the recorder starts, the direct reader starts reading for the run `hostname` (none without
+    one), and the versions marked for preloading are requested."""
     if device_id() is not None:
         return
     mine = node_device_queues(queues, settings.MOC_NODE_NAME)
@@ -57,6 +60,11 @@ def worker_started(queues: list[str]) -> None:
     device = Device.objects.select_related("node").filter(node__name=node, kind=kind, index=index).first()
     if device is None:
         log.debug("device %s.%s.%s is not registered yet", kind, node, index)
+        return
+    # The direct reader's accepted frames name the run its heartbeats carry: wait for that run.
+    started = workers.run_started(hostname) if hostname else None
+    if hostname and started is None:
+        log.debug("worker %s has not started its heartbeat yet", hostname)
         return
     _limit_cpu_threads()
     now = timezone.now()
@@ -72,6 +80,8 @@ def worker_started(queues: list[str]) -> None:
     threading.Thread(target=_sweep_orphans, name="moc-serving-orphans", daemon=True).start()
     # Only now may loads run here: none of them can be taken for what the old process held.
     set_device_id(device.pk)
+    if hostname and started is not None:
+        READER.start(device_queue(kind, node, index), hostname, started)
     placing.preload(device=device)
 
 
@@ -105,6 +115,7 @@ def _limit_cpu_threads() -> None:
 
 def worker_stopping() -> None:
     _sweeping.set()
+    READER.stop()  # before the recorder: what it still answers is recorded
     RECORDER.stop()
 
 
@@ -120,12 +131,13 @@ def _on_worker_ready(sender: Any, **kwargs: Any) -> None:
     queues = [q.name for q in sender.app.amqp.queues.consume_from.values()]
     if not node_device_queues(queues, settings.MOC_NODE_NAME):
         return
+    hostname = sender.hostname
 
     def start() -> None:
         deadline = time.monotonic() + _REGISTRATION_WAIT_S
         while True:
             try:
-                worker_started(queues)
+                worker_started(queues, hostname)
             except Exception:
                 log.exception("serving could not start; trying again")
             else:

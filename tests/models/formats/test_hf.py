@@ -83,19 +83,36 @@ def test_a_complete_causal_lm_folder_passes_its_checks(tmp_path: Path) -> None:
         "config_required_keys": "pass",
         "tokenizer_present": "pass",
         "tokenizer_config_json": "pass",
+        "chat_template": "pass",
         "generation_config_json": "pass",
     }
 
 
-def test_a_chat_template_is_recorded_by_length_and_never_rendered(tmp_path: Path) -> None:
+def test_a_hostile_chat_template_fails_its_check_with_the_reason_and_is_never_rendered(
+    tmp_path: Path,
+) -> None:
     marker = tmp_path / "MARKER"
     template = corpus.HOSTILE_TEMPLATE.replace("MARKER", str(marker))
     corpus.write_hf_folder(tmp_path, chat_template=template)
 
-    metadata, _, _ = _read(tmp_path)
+    metadata, checks, _ = _read(tmp_path)
 
     assert metadata["chat_template"] == {"present": True, "length": len(template)}
+    (check,) = [c for c in checks if c.check == "chat_template"]
+    assert check.status == "fail"
+    assert "'__globals__', a Python internal" in check.detail
     assert not marker.exists()
+
+
+def test_a_hostile_chat_template_in_its_own_file_fails_its_check(tmp_path: Path) -> None:
+    corpus.write_hf_folder(tmp_path, chat_template=None)
+    corpus.write(tmp_path, hf.TEMPLATE_FILE, "{{ self._TemplateReference__context }}")
+
+    metadata, checks, _ = _read(tmp_path)
+
+    assert metadata["chat_template"]["present"] is True
+    (check,) = [c for c in checks if c.check == "chat_template"]
+    assert (check.status, "_TemplateReference__context" in check.detail) == ("fail", True)
 
 
 def test_named_chat_templates_are_recorded_by_name(tmp_path: Path) -> None:
@@ -107,6 +124,21 @@ def test_named_chat_templates_are_recorded_by_name(tmp_path: Path) -> None:
     metadata, _, _ = _read(tmp_path)
 
     assert metadata["chat_template"] == {"present": True, "length": 7, "names": ["default"]}
+
+
+def test_a_hostile_one_of_several_named_chat_templates_is_named_in_the_failed_check(tmp_path: Path) -> None:
+    corpus.write_hf_folder(tmp_path, chat_template=None)
+    named = [
+        {"name": "default", "template": "{{ x }}"},
+        {"name": "tool_use", "template": "{{ x.__class__ }}"},
+    ]
+    corpus.write_json(tmp_path, "tokenizer_config.json", {"chat_template": named})
+
+    _, checks, _ = _read(tmp_path)
+
+    (check,) = [c for c in checks if c.check == "chat_template"]
+    assert check.status == "fail"
+    assert check.detail.startswith("'tool_use': ")
 
 
 def test_a_gpt2_config_is_read_under_the_usual_names(tmp_path: Path) -> None:

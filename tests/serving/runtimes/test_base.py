@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from apps.serving.domain.errors import BadInput, ErrorClass, RuntimeMissing, classify
 from apps.serving.runtimes import DeadlineExceeded, LoadSpec, load, runtime_available, tasks_for
 from apps.serving.runtimes.base import check_deadline, check_generate, first_stop, serving_error
+from tests.serving import doubles
+from tests.serving.doubles import TextOnly
 
 GOOD = {"prompt": "hi", "max_new_tokens": 4, "temperature": 0.7, "top_p": 0.9, "stop": [], "seed": 3}
 
@@ -152,3 +155,69 @@ def test_serving_error_keeps_a_serving_error_as_it_is() -> None:
     error = RuntimeMissing("no llama")
 
     assert serving_error(error, subject="loading x") is error
+
+
+COMPLETE = {
+    **doubles.COMPLETE,
+    "prompts": ["a", "b"],
+    "n": 2,
+    "seed": 10,
+    "temperature": 1.0,
+    "deadline": None,
+}
+
+
+def test_a_text_only_runtime_completes_each_prompts_choices_with_the_next_seeds() -> None:
+    heard: list[tuple[Any, ...]] = []
+
+    result = TextOnly().complete(**COMPLETE, on_delta=lambda *delta: heard.append(delta))
+
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in result["choices"]] == [
+        (0, "a|10", "stop"),
+        (1, "a|11", "stop"),
+        (2, "b|10", "stop"),
+        (3, "b|11", "stop"),
+    ]
+    assert heard == [(c["index"], c["text"], None, "stop") for c in result["choices"]]
+    assert result["usage"] == {"prompt_tokens": 2, "completion_tokens": 16}
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ({"logprobs": 1}, "logprobs are not available for this runtime"),
+        ({"echo": True}, "echo is not available for this runtime"),
+        ({"prompts": [[1, 2]]}, r"prompts\[0\]: token-id prompts are not available"),
+    ],
+)
+def test_a_text_only_runtime_refuses_what_its_library_cannot_give(
+    change: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(BadInput, match=refusal):
+        TextOnly().complete(**COMPLETE | change)
+
+
+def test_a_text_only_runtime_chats_by_the_default_template_when_the_model_has_none() -> None:
+    messages = [{"role": "user", "content": "hi"}]
+
+    result = TextOnly().chat(
+        messages=messages,
+        max_tokens=None,
+        temperature=0.0,
+        top_p=1.0,
+        n=1,
+        stop=[],
+        seed=1,
+        logprobs=None,
+        deadline=None,
+    )
+
+    assert result["choices"][0]["text"] == "<|user|>\nhi\n<|assistant|>\n|1"
+
+
+def test_a_model_that_does_not_generate_says_so_for_completions() -> None:
+    embedder = TextOnly()
+    embedder.tasks = frozenset({"embed"})
+
+    with pytest.raises(BadInput, match="answers embed requests, not generate"):
+        embedder.complete(**COMPLETE)

@@ -116,3 +116,69 @@ def test_pick_gives_the_same_tokens_for_the_same_seed() -> None:
 
     assert draw(11) == draw(11)
     assert draw(11) != draw(12)
+
+
+def utf8(ids: list[int]) -> str:
+    """A byte-level detokenizer: each id is one byte, as byte-level BPE's base tokens are."""
+    return bytes(ids).decode("utf-8", "replace")
+
+
+def test_text_gives_a_multibyte_character_to_the_token_that_completes_it() -> None:
+    text = decode.Text(utf8, stops=[])
+    pieces = []
+    for byte in "aé€".encode():
+        text.add(byte)
+        pieces.append(text.release()[1][-1][1])
+
+    assert pieces == ["a", "", "é", "", "", "€"]
+    assert text.final == "aé€"
+
+
+def test_text_left_with_half_a_character_gives_it_as_the_replacement_character() -> None:
+    text = decode.Text(utf8, stops=[])
+    for byte in b"a\xc3":
+        text.add(byte)
+
+    text.finish()
+
+    assert text.release(final=True) == ("a\ufffd", [(0, "a"), (1, "\ufffd")])
+
+
+def test_text_holds_back_what_could_begin_a_stop_string_until_it_cannot() -> None:
+    text = decode.Text(utf8, stops=["bcd"])
+    released = []
+    for letter in "abcx":
+        text.add(ord(letter))
+        released.append(text.release()[0])
+
+    assert released == ["a", "", "", "bcx"]
+
+
+def test_text_cut_at_a_stop_string_releases_nothing_of_it() -> None:
+    text = decode.Text(utf8, stops=["bcd"])
+    released = []
+    for letter in "xabcd":
+        text.add(ord(letter))
+        released.append(text.release()[0])
+
+    assert (released, text.stop_at, text.final) == (["x", "a", "", "", ""], 2, "xa")
+
+
+def test_choice_tells_its_listener_as_it_goes_and_end_of_text_finishes_with_stop() -> None:
+    heard: list[tuple[str, list[Any], str | None]] = []
+
+    made = decode.choice(
+        scripted([4, 5, 6, EOS])[0],
+        **{**ARGS, "budget": 9, "top": 2},
+        on_text=lambda text, tokens, reason: heard.append((text, tokens, reason)),
+    )
+
+    assert (made.text, made.finish_reason) == ("efg", "eos")
+    assert [(text, [t.text for t in tokens], reason) for text, tokens, reason in heard] == [
+        ("e", ["e"], None),
+        ("f", ["f"], None),
+        ("g", ["g"], None),
+        ("", [], "stop"),
+    ]
+    assert made.tokens[0].logprob == pytest.approx(0.0)
+    assert (len(made.tokens[0].top), made.tokens[0].top[0][0]) == (2, "e")
