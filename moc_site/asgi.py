@@ -1,4 +1,6 @@
-"""ASGI entry point: websockets only. HTTP is served by gunicorn (WSGI); see docs/ARCHITECTURE.md."""
+"""ASGI entry point: websockets, and the data plane (HTTP under /v1/: the OpenAI-compatible API,
+apps.deployments.dataplane). Every other HTTP path is served by gunicorn (WSGI); see
+docs/ARCHITECTURE.md."""
 
 import gc
 import os
@@ -14,6 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.deployments.dataplane import app as dataplane  # noqa: E402
 from apps.fleet.consumers import SERVER_SEND_KEY  # noqa: E402
 from moc_site.routing import websocket_urlpatterns  # noqa: E402
 
@@ -26,11 +29,19 @@ async def websocket_app(scope: dict[str, Any], receive: Callable[..., Any], send
     await websockets(dict(scope, **{SERVER_SEND_KEY: send}), receive, send)
 
 
+async def http_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """The data plane for paths under /v1/ (raw ASGI: no Django request machinery on its path);
+    anything else is Django, so that a stray HTTP request to the ASGI port still gets an answer
+    (the reverse proxy sends only /ws/ and /v1/ here)."""
+    if scope["path"].startswith(dataplane.PREFIX):
+        await dataplane.app(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        # Kept so a stray HTTP request to the ASGI port still gets an answer; the
-        # reverse proxy sends only /ws/ here.
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": websocket_app,
     }
 )

@@ -9,9 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.dispatch import Signal
 from django.utils import timezone
 
 from apps.core.domain.statemachine import InvalidTransition, StateMachine
+
+# Sent (sender: the model class, instance: the row) after a row moved: a conditional UPDATE sends no
+# post_save, and a cache of rows elsewhere (the data plane's routes) must hear of the move.
+transitioned = Signal()
 
 
 def transition(
@@ -34,7 +39,8 @@ def transition(
         setattr(obj, field, dst)
         for name, value in changes.items():
             setattr(obj, name, value)
+        transitioned.send(sender=type(obj), instance=obj)
     return updated == 1
 
 
-__all__ = ["InvalidTransition", "transition"]
+__all__ = ["InvalidTransition", "transition", "transitioned"]

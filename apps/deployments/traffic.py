@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -38,17 +39,33 @@ from django.db.models import QuerySet
 from apps.core.redis_clients import shared_redis
 from apps.deployments import figures
 from apps.deployments.domain.figures import Outcome
-from apps.deployments.domain.split import CANARY, FALLBACK, STABLE, Side, Split, side_for, split_from
+from apps.deployments.domain.split import CANARY, FALLBACK, STABLE, Side, Split, in_order, split_from
 from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, ReleaseState
 from apps.deployments.models import Deployment, Release
 from apps.fleet.domain.states import PLACEABLE_HEALTH
+from apps.models.models import ModelVersion
 from apps.serving import inference
 from apps.serving.domain.errors import ErrorClass, Refusal
 from apps.serving.domain.states import PlacementState
 from apps.serving.domain.tasks import task_problem, tasks_for
 from apps.serving.models import Placement
 
-__all__ = ["Split", "infer", "live_split", "routed_deployments"]
+__all__ = [
+    "Split",
+    "about",
+    "bulkhead_bounds",
+    "bulkhead_of",
+    "deployment_limits",
+    "infer",
+    "live_split",
+    "loaded_placements",
+    "not_serving",
+    "nothing_live",
+    "open_releases",
+    "outcome_of",
+    "rolled_back_to",
+    "routed_deployments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +87,15 @@ def routed_deployments() -> QuerySet[Deployment]:
 def live_split(deployment: Deployment) -> Split[Release]:
     """Who takes the deployment's traffic now (domain.split.split_from): its stable release, and
     the release rolling out with its share."""
-    rolling = Release.objects.select_related(*_RELEASE_RELATED).filter(
-        deployment=deployment, state__in=RELEASE_OPEN
+    return split_from(deployment.current_release, open_releases([deployment.pk]))
+
+
+def open_releases(deployment_ids: Collection[int]) -> QuerySet[Release]:
+    """The releases still open (rolling out, or about to) of these deployments, read as a request
+    reads them."""
+    return Release.objects.select_related(*_RELEASE_RELATED).filter(
+        deployment__in=deployment_ids, state__in=RELEASE_OPEN
     )
-    return split_from(deployment.current_release, rolling)
 
 
 def infer(
@@ -87,19 +109,12 @@ def infer(
     """Answer one request to the deployment: serving's answer, plus which side, release and version
     answered it. Raises inference.Refused saying why, and which release it concerns."""
     began = time.perf_counter()
-    if deployment.state in (DeploymentState.PAUSED, DeploymentState.RETIRED):
-        raise inference.Refused(
-            409,
-            f"Deployment {deployment.name} is {deployment.state}: it serves no requests"
-            + (" until it is activated again." if deployment.state == DeploymentState.PAUSED else "."),
-            "not_serving",
-        )
+    if refused := not_serving(deployment.name, deployment.state):
+        raise refused
     split = live_split(deployment)
     order = _order(deployment, split, key=key, release_id=release_id)
     if not order:
-        raise inference.Refused(
-            409, f"Deployment {deployment.name} serves nothing: no release is live yet.", "not_serving"
-        )
+        raise nothing_live(deployment.name)
     loaded = _loaded([release.pk for _, release in order])
     side, release = next(((s, r) for s, r in order if loaded.get(r.pk)), order[0])
     if not loaded.get(release.pk) and release_id is None and (found := _fallback(split)):
@@ -108,9 +123,9 @@ def infer(
     try:
         answer = _ask(deployment, release, loaded.get(release.pk, []), task, data)
     except inference.Refused as refused:
-        _record(release.pk, _outcome_of(refused, task, order), began, waited_s=refused.waited_s)
-        about = f"Deployment {deployment.name}, release #{release.pk} ({side}, {version})"
-        raise replace(refused, reason=f"{about}: {refused.reason}") from None
+        kinds = [(r.model_version.kind, r.model_version.format) for _, r in order]
+        _record(release.pk, outcome_of(refused, task, kinds), began, waited_s=refused.waited_s)
+        raise about(refused, deployment.name, release.pk, side, str(version)) from None
     except Exception:
         _record(release.pk, Outcome.ERROR, began)
         raise
@@ -123,6 +138,30 @@ def infer(
     }
 
 
+def not_serving(name: str, state: str) -> inference.Refused | None:
+    """Why a deployment in `state` answers no request (409, not_serving), or None when it may."""
+    if state not in (DeploymentState.PAUSED, DeploymentState.RETIRED):
+        return None
+    until = " until it is activated again." if state == DeploymentState.PAUSED else "."
+    return inference.Refused(
+        409, f"Deployment {name} is {state}: it serves no requests{until}", "not_serving"
+    )
+
+
+def nothing_live(name: str) -> inference.Refused:
+    """The refusal of a deployment with no release live (409, not_serving)."""
+    return inference.Refused(409, f"Deployment {name} serves nothing: no release is live yet.", "not_serving")
+
+
+def about(
+    refused: inference.Refused, name: str, release_id: int, side: Side, version: str
+) -> inference.Refused:
+    """The refusal, saying which deployment, release, side and version it concerns."""
+    return replace(
+        refused, reason=f"Deployment {name}, release #{release_id} ({side}, {version}): {refused.reason}"
+    )
+
+
 def _order(
     deployment: Deployment, split: Split, *, key: str | None, release_id: int | None
 ) -> list[tuple[Side, Release]]:
@@ -130,21 +169,18 @@ def _order(
     the other side should the first have nothing loaded."""
     if release_id is not None:
         return [_pinned(deployment, split, release_id)]
-    chosen = side_for(key, split.canary_percent, random.random()) if split.stable else CANARY
-    sides = [(STABLE, split.stable), (CANARY, split.canary)]
-    if chosen == CANARY:
-        sides.reverse()
-    return [(side, release) for side, release in sides if release is not None]
+    return in_order(split.stable, split.canary, split.canary_percent, key, random.random())
 
 
-def _outcome_of(refused: inference.Refused, task: str, order: list[tuple[Side, Release]]) -> Outcome:
-    """How a refusal counts for the release (see the module's doc)."""
+def outcome_of(refused: inference.Refused, task: str, kinds: Iterable[tuple[str, str]]) -> Outcome:
+    """How a refusal counts for the release (see the module's doc); `kinds`: the (kind, format) of
+    each live release's version, which say whether any answers `task`."""
     if refused.process_bound or refused.error_class in _NOT_THE_RELEASES:
         return Outcome.REFUSED
     if refused.error_class == ErrorClass.BAD_INPUT:
         return Outcome.REJECTED
     if refused.field == "task":  # the caller's mistake when no live release answers it either
-        answered = any(task in tasks_for(r.model_version.kind, r.model_version.format) for _, r in order)
+        answered = any(task in tasks_for(kind, format) for kind, format in kinds)
         return Outcome.ERROR if answered else Outcome.REFUSED
     return Outcome.ERROR
 
@@ -155,20 +191,25 @@ def _fallback(split: Split[Release]) -> tuple[tuple[Side, Release], dict[int, li
     that had been promoted: one rolled back before it ever served all traffic never falls back."""
     if split.stable is None:
         return None
-    rolled_back = (
-        Release.objects.select_related(*_RELEASE_RELATED)
-        .filter(
-            deployment_id=split.stable.deployment_id,
-            state=ReleaseState.ROLLED_BACK,
-            previous_release=split.stable,
-            promoted_at__isnull=False,
-        )
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
+    rolled_back = rolled_back_to([split.stable.pk]).get(split.stable.pk)
     if rolled_back is None or not (loaded := _loaded([rolled_back.pk])):
         return None
     return (FALLBACK, rolled_back), loaded
+
+
+def rolled_back_to(stable_ids: Collection[int]) -> dict[int, Release]:
+    """For each of these stable releases, the last release rolled back to it after it had been
+    promoted (the fallback's candidate: see _fallback); in one query."""
+    rows = (
+        Release.objects.select_related(*_RELEASE_RELATED)
+        .filter(state=ReleaseState.ROLLED_BACK, previous_release__in=stable_ids, promoted_at__isnull=False)
+        .order_by("-finished_at", "-pk")
+    )
+    found: dict[int, Release] = {}
+    for release in rows:
+        assert release.previous_release_id is not None  # the filter's
+        found.setdefault(release.previous_release_id, release)
+    return found
 
 
 def _pinned(deployment: Deployment, split: Split, release_id: int) -> tuple[Side, Release]:
@@ -196,17 +237,19 @@ def _pinned(deployment: Deployment, split: Split, release_id: int) -> tuple[Side
 
 def _loaded(release_ids: list[int]) -> dict[int, list[int]]:
     """The loaded placements of each release, on devices that may serve."""
-    rows = (
-        Placement.objects.filter(
-            releases__in=release_ids, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
-        )
-        .values_list("releases", "pk")
-        .order_by()
-    )
+    rows = loaded_placements(release_ids).values_list("releases", "pk").order_by()
     out: dict[int, list[int]] = {}
     for release_id, placement_id in rows:
         out.setdefault(release_id, []).append(placement_id)
     return out
+
+
+def loaded_placements(release_ids: Collection[int]) -> QuerySet[Placement]:
+    """The placements that answer for these releases: loaded, on devices that may serve (a row per
+    placement and release: `releases` names the release)."""
+    return Placement.objects.filter(
+        releases__in=release_ids, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
+    )
 
 
 def _ask(
@@ -223,20 +266,34 @@ def _ask(
             Refusal.NOT_LOADED,
             LOADING_RETRY_S if loading else None,
         )
-    limits = inference.limits_for(version)
-    limits = replace(
-        limits,
-        concurrency=deployment.max_concurrency or settings.MOC_SERVING_CONCURRENCY,
-        queue=settings.MOC_SERVING_QUEUE if deployment.max_queue is None else deployment.max_queue,
-    )
     return inference.infer(
         version=version,
         task=task,
         data=data,
         placement_ids=placement_ids,
-        limits=limits,
-        bulkhead=f"deployment {deployment.pk}",
+        limits=deployment_limits(deployment, version),
+        bulkhead=bulkhead_of(deployment.pk),
     )
+
+
+def deployment_limits(deployment: Deployment, version: ModelVersion) -> inference.Limits:
+    """A request's limits: the version's time and breaker (inference.limits_for), the deployment's
+    bulkhead (its own bounds, else the serving defaults)."""
+    concurrency, queue = bulkhead_bounds(deployment)
+    return replace(inference.limits_for(version), concurrency=concurrency, queue=queue)
+
+
+def bulkhead_bounds(deployment: Deployment) -> tuple[int, int]:
+    """The deployment's bulkhead, (concurrency, queue): its own bounds, else the serving defaults."""
+    return (
+        deployment.max_concurrency or settings.MOC_SERVING_CONCURRENCY,
+        settings.MOC_SERVING_QUEUE if deployment.max_queue is None else deployment.max_queue,
+    )
+
+
+def bulkhead_of(deployment_id: int) -> str:
+    """The name the deployment's bulkhead is kept under in Redis, by every process and path."""
+    return f"deployment {deployment_id}"
 
 
 def _record(release_id: int, outcome: Outcome, began: float, *, waited_s: float = 0.0) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -24,7 +27,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if keyword.lower() not in KEYWORDS:
             return None
         try:
-            api_key = self._check(key.strip())
+            api_key = check_key(key.strip())
         except exceptions.AuthenticationFailed:
             # The key is checked first: a valid one is never refused for others' failures.
             throttle = KeyFailureThrottle()
@@ -39,24 +42,36 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return api_key.owner, api_key
 
-    @staticmethod
-    def _check(key: str) -> ApiKey:
-        if not key or " " in key:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
-        prefix, _, _ = key.partition(".")
-        api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
-        if api_key is None or not api_key.is_valid(key):
-            raise exceptions.AuthenticationFailed("Unknown API key.")
-        if api_key.revoked:
-            raise exceptions.AuthenticationFailed("This API key was revoked.")
-        if api_key.has_expired:
-            raise exceptions.AuthenticationFailed("This API key has expired.")
-        if not api_key.owner.is_active:
-            raise exceptions.AuthenticationFailed("The owner of this API key is inactive.")
-        return api_key
-
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def check_key(key: str) -> ApiKey:
+    """The key the caller presented, with its owner; AuthenticationFailed saying why it is refused.
+    Shared by this API and the data plane (apps.deployments.dataplane.auth)."""
+    if not key or " " in key:
+        raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
+    prefix, _, _ = key.partition(".")
+    api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+    if api_key is None or not api_key.is_valid(key):
+        raise exceptions.AuthenticationFailed("Unknown API key.")
+    if api_key.revoked:
+        raise exceptions.AuthenticationFailed("This API key was revoked.")
+    if api_key.has_expired:
+        raise exceptions.AuthenticationFailed("This API key has expired.")
+    if not api_key.owner.is_active:
+        raise exceptions.AuthenticationFailed("The owner of this API key is inactive.")
+    return api_key
+
+
+def note_used(key_id: int) -> None:
+    """Write the key's last_used_at, unless another request did within the resolution; for callers
+    that cache keys and so hold no fresh last_used_at to compare with."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=_LAST_USED_RESOLUTION_S)
+    ApiKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff), pk=key_id).update(
+        last_used_at=now
+    )
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -30,12 +30,15 @@ def request_has_perm(request: Request, perm: str) -> bool:
     user = request.user
     if not user or not user.is_authenticated:
         return False
-    if not user.has_perm(perm):
-        return False
     key = request.auth
     if isinstance(key, ApiKey):
-        return perm in roles.role_perms(Role(key.role))
-    return True
+        return key_has_perm(key, perm)
+    return user.has_perm(perm)
+
+
+def key_has_perm(key: ApiKey, perm: str) -> bool:
+    """What an API key may do: its role's permission, never more than its owner has now."""
+    return key.owner.has_perm(perm) and perm in roles.role_perms(Role(key.role))
 
 
 def request_role(request: Request) -> Role | None:

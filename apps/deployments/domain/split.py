@@ -40,6 +40,7 @@ class Rolling(Protocol):
 
 
 R = TypeVar("R", bound=Rolling)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +84,15 @@ def side_for(key: str | None, canary_percent: int, draw: float) -> Side:
         return CANARY
     point = key_point(key) if key is not None else draw * 100
     return CANARY if point < canary_percent else STABLE
+
+
+def in_order(
+    stable: T | None, canary: T | None, canary_percent: int, key: str | None, draw: float
+) -> list[tuple[Side, T]]:
+    """The sides to try, in order: the one side_for chose (the canary when nothing is stable), then
+    the other, should the first have nothing loaded; sides that hold nothing are left out."""
+    chosen = side_for(key, canary_percent, draw) if stable is not None else CANARY
+    sides = [(STABLE, stable), (CANARY, canary)]
+    if chosen == CANARY:
+        sides.reverse()
+    return [(side, held) for side, held in sides if held is not None]
