@@ -21,6 +21,26 @@ from tests.procs import ROOT, Process, RedisServer, free_port, project_env, pyth
 NODE = "bench"
 QUEUE = f"gpu.{NODE}.0"
 
+# The start of a `setup` script: the demo models made into the model root and registered by a scan,
+# an operator and their API key (`secret`), the demo LM's version (`version`).
+DEMO_AND_OPERATOR = """
+import json
+from apps.core import roles, services
+from apps.core.domain.roles import Role
+from apps.models import demo, scanning
+from apps.models.models import ModelVersion
+from django.contrib.auth import get_user_model
+from django.conf import settings
+from pathlib import Path
+root = Path(settings.MOC_MODEL_ROOTS[0])
+demo.make(root, force=False, log=lambda line: None)
+scanning.scan_run(scan=scanning.scan_request())
+user = get_user_model().objects.create_user("bench", password="bench-pass-1")
+roles.set_role(user, Role.OPERATOR)
+_, secret = services.api_key_create(owner=user, name="bench", role=Role.OPERATOR, acting_role=Role.OPERATOR)
+version = ModelVersion.objects.get(path=str(root / demo.BASE))
+"""
+
 
 class ScratchMOC:
     """A migrated scratch MOC whose `setup` script has run in its Django shell. The script's last

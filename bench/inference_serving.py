@@ -40,29 +40,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apps.serving.messages import DEVICE_PING  # noqa: E402
-from bench._moc import QUEUE, ScratchMOC  # noqa: E402
+from bench._moc import DEMO_AND_OPERATOR, QUEUE, ScratchMOC  # noqa: E402
 from tests.procs import wait_until  # noqa: E402
 
 PROMPT = {"prompt": "The fleet", "max_new_tokens": 8, "temperature": 0}
 
-SETUP = """
-import json
-from apps.core import roles, services
-from apps.core.domain.roles import Role
-from apps.models import demo, scanning
-from apps.models.models import ModelVersion
-from django.contrib.auth import get_user_model
-from django.conf import settings
-from pathlib import Path
-root = Path(settings.MOC_MODEL_ROOTS[0])
-demo.make(root, force=False, log=lambda line: None)
-scanning.scan_run(scan=scanning.scan_request())
-user = get_user_model().objects.create_user("bench", password="bench-pass-1")
-roles.set_role(user, Role.OPERATOR)
-_, secret = services.api_key_create(owner=user, name="bench", role=Role.OPERATOR, acting_role=Role.OPERATOR)
-version = ModelVersion.objects.get(path=str(root / demo.BASE))
+SETUP = (
+    DEMO_AND_OPERATOR
+    + """
 print(json.dumps({"key": secret, "version": version.pk, "path": version.path}))
 """
+)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -144,6 +144,42 @@ def python() -> str:
     return sys.executable
 
 
+def nginx_binary() -> str:
+    # Debian keeps nginx in /usr/sbin, which is not on every PATH.
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if binary is None:
+        raise RuntimeError("nginx is not installed (Debian package nginx); scripts/test.sh installs it")
+    return binary
+
+
+def nginx_command(prefix: Path, conf: Path) -> list[str]:
+    """nginx in the foreground with `conf`, writing under `prefix`, as scripts/run.sh runs it."""
+    return [nginx_binary(), "-e", "stderr", "-p", f"{prefix}/", "-c", str(conf)]
+
+
+def nginx_render(nginx_dir: Path, env: dict[str, str], *, listen: int, web: int, ws: int) -> Path:
+    """The run command's nginx configuration (`manage.py nginx_conf`, as scripts/run.sh renders it)
+    in `nginx_dir`, listening on `listen` in front of gunicorn on `web` and uvicorn on `ws`."""
+    subprocess.run(
+        [
+            python(),
+            "manage.py",
+            "nginx_conf",
+            str(nginx_dir),
+            "--listen",
+            f"127.0.0.1:{listen}",
+            "--web",
+            f"127.0.0.1:{web}",
+            "--ws",
+            f"127.0.0.1:{ws}",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return nginx_dir / "nginx.conf"
+
+
 def gunicorn_command(port: int) -> list[str]:
     """MOC's web process as scripts/run.sh starts it (2 processes x 4 threads), on `port`."""
     return [

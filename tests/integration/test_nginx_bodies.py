@@ -8,7 +8,6 @@ over one keep-alive connection: a body answered before it was read fails only so
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -26,8 +25,9 @@ from tests.procs import (
     RedisServer,
     free_port,
     gunicorn_command,
+    nginx_command,
+    nginx_render,
     project_env,
-    python,
     wait_until,
 )
 
@@ -45,14 +45,6 @@ class Stack:
     gunicorn: str
     nginx_log: Path
     nginx_pid: int
-
-
-def nginx_binary() -> str:
-    # Debian keeps nginx in /usr/sbin, which is not on every PATH.
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if binary is None:
-        raise RuntimeError("nginx is not installed (Debian package nginx); scripts/test.sh installs it")
-    return binary
 
 
 def _serving(base: str) -> bool:
@@ -85,29 +77,9 @@ def start_stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[
 
         nginx_dir = var / "nginx"
         render_env = {**env, "MOC_MAX_REQUEST_BYTES": str(nginx_limit or limit)}
-        subprocess.run(
-            [
-                python(),
-                "manage.py",
-                "nginx_conf",
-                str(nginx_dir),
-                "--listen",
-                f"127.0.0.1:{nginx_port}",
-                "--web",
-                f"127.0.0.1:{web_port}",
-                "--ws",
-                f"127.0.0.1:{free_port()}",
-            ],
-            cwd=ROOT,
-            env=render_env,
-            check=True,
-        )
+        conf = nginx_render(nginx_dir, render_env, listen=nginx_port, web=web_port, ws=free_port())
         nginx_log = tmp_path / "nginx.log"
-        nginx = Process(
-            [nginx_binary(), "-e", "stderr", "-p", f"{nginx_dir}/", "-c", str(nginx_dir / "nginx.conf")],
-            env,
-            nginx_log,
-        )
+        nginx = Process(nginx_command(nginx_dir, conf), env, nginx_log)
         nginx.start()
         started.append(nginx)
 
@@ -288,11 +260,7 @@ def test_compose_nginx_refuses_a_body_over_moc_limit_with_moc_json_413(
         f"daemon off; pid {tmp_path}/nginx.pid; error_log stderr warn; events {{}}\n"
         f"http {{ access_log off; client_body_temp_path {tmp_path}/body; include {tmp_path}/site.conf; }}\n"
     )
-    nginx = Process(
-        [nginx_binary(), "-e", "stderr", "-p", f"{tmp_path}/", "-c", str(tmp_path / "nginx.conf")],
-        project_env(),
-        tmp_path / "nginx.log",
-    )
+    nginx = Process(nginx_command(tmp_path, tmp_path / "nginx.conf"), project_env(), tmp_path / "nginx.log")
     nginx.start()
     try:
         base = f"http://127.0.0.1:{port}"
