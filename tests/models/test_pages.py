@@ -510,8 +510,10 @@ def test_validate_again_queues_a_validation_and_says_so(
 ) -> None:
     version = ModelVersionFactory(validation_state=ValidationState.INVALID)
 
+    client = client_as(Role.OPERATOR)  # made first: a new person's roles announce a change of their own
+
     with django_capture_on_commit_callbacks() as queued:
-        response = client_as(Role.OPERATOR).post(reverse("models:validate", args=[version.pk]), follow=True)
+        response = client.post(reverse("models:validate", args=[version.pk]), follow=True)
 
     assert len(queued) == 1
     assert "queued for validation" in response.content.decode()
@@ -522,11 +524,12 @@ def test_validate_again_from_the_page_waits_in_place_for_the_new_report(
 ) -> None:
     version = ModelVersionFactory(validation_state=ValidationState.INVALID, validated_at=timezone.now())
     url = reverse("models:validate", args=[version.pk])
-    page = _page(client_as(Role.OPERATOR), reverse("models:version", args=[version.pk]))
+    client = client_as(Role.OPERATOR)
+    page = _page(client, reverse("models:version", args=[version.pk]))
     assert f'hx-post="{url}" hx-target="#validation-live"' in page
 
     with django_capture_on_commit_callbacks() as queued:
-        response = client_as(Role.OPERATOR).post(url, headers={"HX-Request": "true"})
+        response = client.post(url, headers={"HX-Request": "true"})
 
     part = response.content.decode()
     assert len(queued) == 1

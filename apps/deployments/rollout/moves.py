@@ -14,7 +14,7 @@ import redis
 from django.db import transaction
 
 from apps.core.redis_clients import redis_client
-from apps.core.transitions import transition
+from apps.core.transitions import transition, transitioned
 from apps.deployments import figures, signals
 from apps.deployments.domain.states import DEPLOYMENT, RELEASE, DeploymentState, ReleaseState
 from apps.deployments.domain.strategy import Strategy
@@ -80,6 +80,9 @@ def set_step(release: Release, *, index: int, traffic: int, now: datetime, cause
         updated_at=now,
     )
     release.refresh_from_db()
+    # A step is a move too, made by a plain UPDATE: say so, as transition() does, so that the data
+    # plane's cached routes take the new share at once.
+    transitioned.send(sender=Release, instance=release)
     note = f"step {index + 1} of {len(release.steps)}: {traffic}% of traffic"
     timeline.record(release, kind="traffic", cause=cause, message=f"{message}; {note}" if message else note)
 
