@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 import yaml
@@ -75,3 +77,26 @@ def test_the_proxy_template_is_filled_only_with_what_the_proxy_is_given() -> Non
     assert filled <= set(proxy["environment"])
     assert "$MOC_" not in text  # the braced form only, as the integration test renders it
     assert f"./{template.relative_to(ROOT)}:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
+
+
+def test_uvicorn_takes_the_address_nginx_saw_not_one_the_caller_wrote() -> None:
+    """With FORWARDED_ALLOW_IPS "*" uvicorn's client was the leftmost X-Forwarded-For entry, which
+    the caller writes: a fresh failed-key throttle bucket for each guessed key on /v1/."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    env = _compose()["services"]["ws"]["environment"]
+    assert env["FORWARDED_ALLOW_IPS"] == env["MOC_TRUSTED_PROXIES"]
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["client"])
+
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "client": ("172.18.0.5", 40000),  # nginx, on the compose network
+        "headers": [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9")],  # the caller's, then nginx's
+    }
+    asyncio.run(ProxyHeadersMiddleware(app, trusted_hosts=env["FORWARDED_ALLOW_IPS"])(scope, None, None))
+
+    assert seen == [("203.0.113.9", 0)]

@@ -26,6 +26,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from apps.deployments.domain import openai as api
 from apps.serving.domain import wire
 from apps.serving.domain.wire import Token
+from apps.serving.runtimes.base import MAX_STOPS, check_complete
 
 # --- the worker's side, faked: what its done results and delta frames hold -----------------------
 
@@ -381,6 +382,7 @@ def test_a_stream_asks_for_usage_through_stream_options() -> None:
         ({"prompt": {"text": "a"}}, "prompt"),
         ({"prompt": ["a"] * 257}, "prompt"),
         ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": -1, "echo": True}, "max_tokens"),
         ({"max_tokens": 65}, "max_tokens"),
         ({"max_tokens": 1.5}, "max_tokens"),
         ({"max_tokens": True}, "max_tokens"),
@@ -392,7 +394,7 @@ def test_a_stream_asks_for_usage_through_stream_options() -> None:
         ({"top_p": 1.1}, "top_p"),
         ({"n": 0}, "n"),
         ({"n": 17}, "n"),
-        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": ["a"] * 17}, "stop"),
         ({"stop": [""]}, "stop"),
         ({"stop": 5}, "stop"),
         ({"seed": "7"}, "seed"),
@@ -426,6 +428,31 @@ def test_max_tokens_is_bounded_only_by_a_known_context() -> None:
         api.parse_completion({**PROMPT, "max_tokens": 4096}, max_model_len=None).params["max_tokens"] == 4096
     )
     assert api.parse_completion({**PROMPT, "max_tokens": 64}, max_model_len=64).params["max_tokens"] == 64
+
+
+def test_a_completion_takes_every_stop_string_lm_eval_sends_up_to_the_workers_bound() -> None:
+    """lm-eval's local-completions sends a task's stop strings untruncated: humaneval's 5, plus eos."""
+    humaneval = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "</s>"]
+    assert api.parse_completion({**PROMPT, "stop": humaneval}, max_model_len=64).params["stop"] == humaneval
+
+    most = [f"<{i}>" for i in range(MAX_STOPS)]
+    call = api.parse_completion({**PROMPT, "stop": most}, max_model_len=64)
+
+    check_complete(**call.params)  # the device worker takes what the parser passed
+    assert call.params["stop"] == most
+    assert refusal(api.parse_completion, {**PROMPT, "stop": [*most, "x"]}, max_model_len=64).param == "stop"
+
+
+def test_max_tokens_0_is_taken_only_with_echo_to_score_the_prompt() -> None:
+    call = api.parse_completion({**PROMPT, "max_tokens": 0, "echo": True, "logprobs": 1}, max_model_len=64)
+
+    check_complete(**call.params)  # the device worker takes it too
+    assert (call.params["max_tokens"], call.echo) == (0, True)
+    err = refusal(api.parse_completion, {**PROMPT, "max_tokens": 0}, max_model_len=64)
+    assert (err.param, err.message) == (
+        "max_tokens",
+        "'max_tokens' must be at least 1 (0 only with 'echo', to score the prompt).",
+    )
 
 
 def test_a_body_that_is_not_an_object_is_refused_by_every_parser() -> None:
@@ -666,6 +693,28 @@ def test_echo_puts_the_prompt_before_the_completion_with_its_logprobs() -> None:
     assert logprobs.text_offset == [0, 5, 11]
     assert logprobs.token_logprobs == [None, -2.0, -0.125]
     assert logprobs.top_logprobs == [None, {" world": -2.0, " there": -2.5}, {"!": -0.125, ".": -3.0}]
+
+
+def test_echo_with_max_tokens_0_answers_the_prompt_alone_with_its_logprobs() -> None:
+    """The worker's answer to max_tokens 0: no text, no tokens, finish_reason length."""
+    done = {
+        "choices": [{**choice(0, "", "length", prompt=[HELLO, WORLD]), "tokens": []}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 0},
+    }
+    moc = Moc(done)
+
+    answer = moc.client().completions.create(
+        model="tiny", prompt="Hello world", max_tokens=0, echo=True, logprobs=1
+    )
+
+    assert moc.calls[0].params["max_tokens"] == 0
+    assert (answer.choices[0].text, answer.choices[0].finish_reason) == ("Hello world", "length")
+    logprobs = answer.choices[0].logprobs
+    assert logprobs is not None
+    assert (logprobs.tokens, logprobs.token_logprobs) == (["Hello", " world"], [None, -2.0])
+    assert logprobs.text_offset == [0, 5]
+    assert answer.usage is not None
+    assert (answer.usage.completion_tokens, answer.usage.total_tokens) == (0, 2)
 
 
 def test_echo_of_a_token_id_prompt_gives_the_prompts_text() -> None:

@@ -90,6 +90,8 @@ class Loaded:
     """
 
     runtime: str = ""
+    # Whether its `_generate` also takes a prompt of token ids (else the base `_complete` refuses one).
+    token_prompts: bool = False
 
     def __init__(
         self,
@@ -301,7 +303,7 @@ class Loaded:
         seed = secrets.randbits(62) if seed is None else seed
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for p, prompt in enumerate(prompts):
-            if not isinstance(prompt, str):
+            if not isinstance(prompt, str) and not self.token_prompts:
                 raise BadInput(f"prompts[{p}]: token-id prompts are not available for this runtime")
             for j in range(n):
                 made = self._generate(
@@ -439,11 +441,12 @@ def check_complete(
                 raise BadInput(f"prompts[{i}] must be at most {MAX_PROMPT_CHARS:,} characters")
         elif not _is_token_ids(prompt, empty=True):
             raise BadInput(f"prompts[{i}] must be a string or a list of token ids (whole numbers from 0)")
-    if not _is_int(max_tokens) or max_tokens < 1:
-        raise BadInput("max_tokens must be a whole number of at least 1")
-    _check_choices(n, len(prompts))
     if not isinstance(echo, bool):
         raise BadInput("echo must be true or false")
+    # 0 with echo: the prompt scored, nothing generated (how harnesses read a text's likelihood).
+    if not _is_int(max_tokens) or max_tokens < (0 if echo else 1):
+        raise BadInput("max_tokens must be a whole number of at least 1 (0 only with echo)")
+    _check_choices(n, len(prompts))
     _check_logprobs(logprobs, MAX_LOGPROBS_COMPLETE)
     return _check_sampling(temperature=temperature, top_p=top_p, stop=stop, seed=seed)
 

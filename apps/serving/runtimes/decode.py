@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from apps.serving.domain.wire import Token
+from apps.serving.domain.wire import Token, finite_logprob
 from apps.serving.runtimes.base import check_deadline
 
 Step = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
@@ -70,12 +70,13 @@ def pick(logits: torch.Tensor, *, temperature: float, top_p: float, generator: t
 
 
 def scores(logprobs: torch.Tensor, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
-    """`token`'s log-probability in one position's log-softmax, and the `top` most likely ids'."""
+    """`token`'s log-probability in one position's log-softmax, and the `top` most likely ids',
+    each at least wire.LOGPROB_FLOOR (a masked row's -inf, an overflow's NaN, are not JSON)."""
     alternatives: list[tuple[int, float]] = []
     if top:
         values, ids = torch.topk(logprobs, min(top, logprobs.shape[-1]))
-        alternatives = list(zip(ids.tolist(), values.tolist(), strict=True))
-    return float(logprobs[token]), alternatives
+        alternatives = [(i, finite_logprob(v)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
+    return finite_logprob(float(logprobs[token])), alternatives
 
 
 def sample(
@@ -91,7 +92,8 @@ def sample(
     top: int | None = None,
     first: tuple[torch.Tensor, Any] | None = None,
 ) -> Iterator[Picked]:
-    """Up to `budget` tokens after `prompt_ids`, one at a time (the caller stops at end-of-text);
+    """Up to `budget` tokens after `prompt_ids`, one at a time (the caller stops at end-of-text;
+    a budget of 0 runs the model not at all: an echo that only scores its prompt);
     `step(ids, cache)` runs the model once and returns the last position's logits and the grown
     cache; `first` is a prompt pass already run (its last logits and cache). With `top` (0 or more)
     each token carries its log-probability and the `top` most likely alternatives. Call under

@@ -100,7 +100,8 @@ class TransformersLoaded(Loaded):
         generated = 0
         with torch.inference_mode():
             for p, ids in enumerate(encoded):
-                room = self._room(ids)
+                # A budget of 0 (echo only) reads the prompt and decodes nothing: it needs no room.
+                room = self._room(ids, least=0 if max_tokens == 0 else 1)
                 budget = room if max_tokens is None else min(max_tokens, room)
                 first, prompt_tokens = None, None
                 if echo:
@@ -279,15 +280,15 @@ class TransformersLoaded(Loaded):
             )
         return ids
 
-    def _room(self, ids: list[int]) -> int:
-        """How many tokens the context leaves after `ids`; BadInput when none."""
+    def _room(self, ids: list[int], *, least: int = 1) -> int:
+        """How many tokens the context leaves after `ids`; BadInput when fewer than `least`."""
         if not self.context_length:
             return 2**31
         room = self.context_length - len(ids)
-        if room < 1:
+        if room < least:
+            leaves = ", which leaves no room to generate" if least else ""
             raise BadInput(
-                f"the prompt is {len(ids)} tokens; the model's context holds {self.context_length},"
-                " which leaves no room to generate"
+                f"the prompt is {len(ids)} tokens; the model's context holds {self.context_length}{leaves}"
             )
         return room
 

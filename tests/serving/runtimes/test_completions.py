@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from apps.deployments.domain import openai as api
 from apps.models import demo
 from apps.models.domain.chat_template import DEFAULT_TEMPLATE, render
 from apps.serving.domain.errors import BadInput
@@ -95,6 +96,48 @@ def test_echo_gives_the_prompt_tokens_with_the_log_probabilities_torch_computes(
     best = torch.topk(expected[0], 2)
     assert [lp for _, lp in prompt[1]["top"]] == pytest.approx(best.values.tolist(), abs=1e-4)
     assert [text for text, _ in prompt[1]["top"]] == [tokenizer.decode([i]) for i in best.indices.tolist()]
+
+
+def test_echo_with_max_tokens_0_scores_the_prompt_as_max_tokens_1_does_and_makes_nothing(
+    lm: Loaded, reference: tuple[Any, Any]
+) -> None:
+    """How older harnesses (lm-eval's gpt3, HELM) read a text's likelihood: the prompt alone."""
+    _, tokenizer = reference
+    ids = tokenizer(PROMPT)["input_ids"]
+    heard: list[tuple[Any, ...]] = []
+
+    alone = lm.complete(**args(max_tokens=0, echo=True, logprobs=2), on_delta=lambda *d: heard.append(d))
+    with_one = lm.complete(**args(max_tokens=1, echo=True, logprobs=2))
+
+    (choice,) = alone["choices"]
+    assert choice["prompt"] == with_one["choices"][0]["prompt"]
+    assert [t["id"] for t in choice["prompt"]] == ids
+    assert (choice["text"], choice["tokens"], choice["finish_reason"]) == ("", [], "length")
+    assert alone["usage"] == {"prompt_tokens": len(ids), "completion_tokens": 0}
+    assert heard[-1] == (0, "", [], "length")
+    # ... and through the protocol's shapes: the prompt's text and its logprobs, the first null
+    (answer,) = api.completion("cmpl-1", 7, "demo", alone, echo=True, logprobs=2)["choices"]
+    assert (answer["text"], answer["finish_reason"]) == (PROMPT, "length")
+    assert answer["logprobs"]["tokens"] == [t["text"] for t in choice["prompt"]]
+    assert answer["logprobs"]["token_logprobs"] == [None] + [t["logprob"] for t in choice["prompt"][1:]]
+
+
+def test_echo_with_max_tokens_0_scores_a_prompt_that_fills_the_whole_context(lm: Loaded) -> None:
+    context = lm.describe()["context_length"]
+    ids = [(7 * i) % 1000 + 10 for i in range(context)]
+
+    result = lm.complete(**args(prompts=[ids], max_tokens=0, echo=True, logprobs=0))
+
+    assert [t["id"] for t in result["choices"][0]["prompt"]] == ids
+    with pytest.raises(BadInput, match="leaves no room to generate"):
+        lm.complete(**args(prompts=[ids], max_tokens=1, echo=True, logprobs=0))
+    with pytest.raises(BadInput, match=f"is {context + 1} tokens; the model's context holds {context}$"):
+        lm.complete(**args(prompts=[[*ids, 11]], max_tokens=0, echo=True, logprobs=0))
+
+
+def test_max_tokens_0_without_echo_is_refused_naming_it(lm: Loaded) -> None:
+    with pytest.raises(BadInput, match="max_tokens must be a whole number of at least 1"):
+        lm.complete(**args(max_tokens=0))
 
 
 def test_each_generated_token_carries_its_log_probability_and_the_top_alternatives(

@@ -182,3 +182,14 @@ def test_choice_tells_its_listener_as_it_goes_and_end_of_text_finishes_with_stop
     ]
     assert made.tokens[0].logprob == pytest.approx(0.0)
     assert (len(made.tokens[0].top), made.tokens[0].top[0][0]) == (2, "e")
+
+
+def test_a_choice_with_a_budget_of_0_runs_no_step_and_finishes_with_length() -> None:
+    """An echo that only scores its prompt: nothing is decoded, the listener still hears the end."""
+    step, fed = scripted([4])
+    heard: list[tuple[str, list[Any], str | None]] = []
+
+    made = decode.choice(step, **{**ARGS, "budget": 0, "top": 2}, on_text=lambda *told: heard.append(told))
+
+    assert (fed, made.ids, made.text, made.tokens, made.finish_reason) == ([], [], "", [], "length")
+    assert heard == [("", [], "length")]

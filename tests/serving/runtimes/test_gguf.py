@@ -31,13 +31,33 @@ class FakeLlama:
     def n_ctx(self) -> int:
         return self.options["n_ctx"]
 
+    metadata: dict[str, Any] = {}  # the file's key/values, as llama.cpp reads them
+
+    def n_vocab(self) -> int:
+        return 256
+
+    def token_bos(self) -> int:
+        return 1
+
+    def token_eos(self) -> int:
+        return 2
+
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-        return [1] * add_bos + list(text)
+        """Bytes as ids; with `special`, the text of the start and end-of-text tokens as their ids."""
+        ids = list(text)
+        if special:
+            for token, name in ((1, b"<s>"), (2, b"</s>")):
+                ids = _replaced(ids, list(name), token)
+        return [1] * add_bos + ids
+
+    def detokenize(self, ids: list[int], special: bool = False) -> bytes:
+        names = {1: b"<s>", 2: b"</s>"} if special else {}
+        return b"".join(names.get(i, bytes([i]) if i > 2 else b"") for i in ids)
 
     def create_completion(
         self, ids: list[int], *, max_tokens: int, **options: Any
     ) -> Iterator[dict[str, Any]]:
-        FakeLlama.calls.append(("completion", {"max_tokens": max_tokens, **options}))
+        FakeLlama.calls.append(("completion", {"ids": ids, "max_tokens": max_tokens, **options}))
         pieces = ["Hel", "lo ", "wor", "ld!"]
         for piece in pieces[:max_tokens]:
             yield {"choices": [{"text": piece, "finish_reason": None}]}
@@ -51,6 +71,18 @@ class FakeLlama:
 
     def close(self) -> None:
         FakeLlama.calls.append(("close", {}))
+
+
+def _replaced(ids: list[int], pattern: list[int], token: int) -> list[int]:
+    out, i = [], 0
+    while i < len(ids):
+        if ids[i : i + len(pattern)] == pattern:
+            out.append(token)
+            i += len(pattern)
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
 
 
 @pytest.fixture
@@ -145,3 +177,33 @@ def test_closing_frees_the_llama_context_at_once(llama: Loaded, fake_llama_cpp: 
 
     assert fake_llama_cpp.calls[-1] == ("close", {})
     assert unloaded.verified, unloaded.detail
+
+
+CHAT = {"max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "n": 1, "stop": [], "seed": 5, "logprobs": None}
+
+
+def test_a_chat_prompt_reads_its_templates_control_tokens_as_tokens_and_adds_no_second_bos(
+    llama: Loaded, fake_llama_cpp: type[FakeLlama], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What llama-cpp-python's own chat handler does: tokenize(special=True, add_bos=False).
+    template = "{{ bos_token }}{% for m in messages %}[{{ m.content }}]{{ eos_token }}{% endfor %}"
+    monkeypatch.setattr(FakeLlama, "metadata", {"tokenizer.chat_template": template})
+
+    result = llama.chat(messages=[{"role": "user", "content": "hi"}], deadline=None, **CHAT)
+
+    assert result["choices"][0]["text"] == "Hello world!"
+    assert dict(fake_llama_cpp.calls)["completion"]["ids"] == [1, *b"[hi]", 2]
+
+
+def test_a_completion_of_token_ids_goes_to_llama_cpp_as_they_are_checked_against_the_vocabulary(
+    llama: Loaded, fake_llama_cpp: type[FakeLlama]
+) -> None:
+    complete = CHAT | {"echo": False}
+
+    llama.complete(prompts=[[72, 105]], deadline=None, **complete)
+    ids = dict(fake_llama_cpp.calls)["completion"]["ids"]
+    llama.complete(prompts=[[]], deadline=None, **complete)
+
+    assert (ids, fake_llama_cpp.calls[-1][1]["ids"]) == ([72, 105], [1])
+    with pytest.raises(BadInput, match="prompt holds token id 300; this model's vocabulary has ids 0 to 255"):
+        llama.complete(prompts=[[72, 300]], deadline=None, **complete)

@@ -17,7 +17,9 @@ from typing import Any
 from apps.deployments.domain.openai.errors import ApiError, invalid
 
 MAX_N = 16
-MAX_STOP = 4
+# Above OpenAI's 4: lm-evaluation-harness sends a task's every stop string (humaneval's 5, plus
+# end-of-text) untruncated; the device worker's own bound (runtimes.base.MAX_STOPS).
+MAX_STOP = 16
 # Prompts in one completion request, inputs in one embeddings request.
 MAX_INPUTS = 256
 MAX_COMPLETION_LOGPROBS = 5
@@ -84,8 +86,13 @@ def parse_completion(body: Any, *, max_model_len: int | None) -> CompletionCall:
     body = _object(body)
     model = _model(body)
     prompts = _inputs(body, "prompt")
-    max_tokens = _max_tokens(body, "max_tokens", max_model_len)
     echo = _boolean(body, "echo")
+    # max_tokens 0 with echo scores the prompt alone (how harnesses read a text's likelihood).
+    if not echo and _is_int(body.get("max_tokens")) and body["max_tokens"] == 0:
+        raise invalid(
+            "max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo', to score the prompt)."
+        )
+    max_tokens = _max_tokens(body, "max_tokens", max_model_len, least=0 if echo else 1)
     logprobs = _integer(body, "logprobs", 0, MAX_COMPLETION_LOGPROBS)
     sampling = _sampling(body)
     stream, include_usage = _streaming(body)
@@ -217,8 +224,8 @@ def _boolean(body: Body, name: str) -> bool:
     return value
 
 
-def _max_tokens(body: Body, name: str, max_model_len: int | None) -> int | None:
-    value = _integer(body, name, 1)
+def _max_tokens(body: Body, name: str, max_model_len: int | None, *, least: int = 1) -> int | None:
+    value = _integer(body, name, least)
     if value is not None and max_model_len is not None and value > max_model_len:
         raise invalid(name, f"'{name}' must be at most {max_model_len}, the model's context length.")
     return value
