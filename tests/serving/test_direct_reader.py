@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from apps.core.redis_clients import redis_client
 from apps.models import demo
 from apps.serving.domain import wire
-from apps.serving.runtimes import Loaded, LoadSpec, load
+from apps.serving.runtimes import Loaded, LoadSpec, decode, load
 from apps.serving.worker import answering
-from apps.serving.worker.direct import Reader
-from apps.serving.worker.records import Recorder
+from apps.serving.worker.direct import Reader, Reply
+from apps.serving.worker.records import Line, Recorder
 from apps.serving.worker.residents import RESIDENTS
 from tests.serving.doubles import COMPLETE, TextOnly
 from tests.serving.factories import PlacementFactory
@@ -41,6 +42,25 @@ class Gated(TextOnly):
         self.began += 1
         assert self.gate.wait(10), "the test never opened the gate"
         return {"text": prompt.upper(), "tokens_in": 1, "tokens_out": 1, "finish_reason": "length"}
+
+
+class Heard(Recorder):
+    """The worker's real recorder, keeping a copy of each line it is given to read back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[Line] = []
+
+    def add(self, line: Line) -> None:
+        self.lines.append(line)
+        super().add(line)
+
+    def wait(self, wait_s: float = 15.0) -> list[Line]:
+        deadline = time.monotonic() + wait_s
+        while not self.lines:
+            assert time.monotonic() < deadline, f"nothing recorded in {wait_s} s"
+            time.sleep(0.02)
+        return self.lines
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +288,107 @@ def test_a_direct_answer_is_recorded_with_its_token_timings(
     assert record.itl_ms == pytest.approx(figures["itl_ms"])
     assert 0 < record.itl_ms < record.ttft_ms + figures["compute_ms"]
     assert figures["queue_ms"] >= 350  # 250 ms on the list and 100 ms for the web's slot
+
+
+# A long answer: 8 choices of 100 tokens, hundreds of frames when streamed.
+LONG = COMPLETE | {"max_tokens": 100, "n": 8}
+
+
+def cancel(request: wire.Request) -> int:
+    """Do what the web side does when the caller goes away: set the request's cancel key. Returns
+    how many frames the worker had written by then (read in the same transaction)."""
+    with redis_client().pipeline(transaction=True) as pipe:
+        pipe.set(wire.cancel_key(request.id), 1, ex=60)
+        pipe.llen(wire.reply_key(request.id))
+        return int(pipe.execute()[1])
+
+
+def written(request: wire.Request) -> list[dict[str, Any]]:
+    return [wire.decode_frame(raw) for raw in redis_client().lrange(wire.reply_key(request.id), 0, -1)]
+
+
+def test_a_stream_whose_caller_went_away_stops_within_a_frame_and_is_recorded_cancelled(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Heard()
+    monkeypatch.setattr(answering, "RECORDER", recorder)
+    request = send(params=LONG, stream=True)
+    client = redis_client()
+    deadline = time.monotonic() + 15
+    while client.llen(wire.reply_key(request.id)) < 3:  # accepted and two deltas
+        assert time.monotonic() < deadline, "no deltas in 15 s"
+        time.sleep(0.005)
+
+    before = cancel(request)
+    [line] = recorder.wait()
+    time.sleep(0.3)
+    got = written(request)
+
+    assert (line.outcome, line.task) == ("cancelled", "generate")
+    assert len(got) - before <= 1  # at most the frame on its way as the key was set
+    assert {f["k"] for f in got[1:]} == {"delta"}  # no done, no error: nobody reads them
+    assert len(got) < 100  # of the 800 tokens' frames
+
+
+def test_a_request_not_streamed_hears_it_was_cancelled_and_sends_nothing_more(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Heard()
+    monkeypatch.setattr(answering, "RECORDER", recorder)
+    request = send(params=LONG)
+    frames(request, until={"accepted"})
+
+    cancel(request)
+    [line] = recorder.wait()
+    time.sleep(0.3)
+
+    assert line.outcome == "cancelled"
+    assert written(request) == []  # the accepted frame was read above; nothing came after it
+
+
+def test_a_request_cancelled_before_it_ran_does_not_run(
+    reader: Reader, gated: Gated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Heard()
+    monkeypatch.setattr(answering, "RECORDER", recorder)
+    request = wire.Request(
+        id=uuid.uuid4().hex,
+        op=wire.Op.COMPLETE,
+        placement_id=GATED,
+        version_id=1,
+        params=COMPLETE,
+        timeout_s=20.0,
+        sent_at=time.time(),
+    )
+    cancel(request)  # the caller went away while a worker was taking it
+    redis_client().rpush(wire.request_key(QUEUE), request.encode())
+
+    [line] = recorder.wait()
+
+    assert (line.outcome, gated.began) == ("cancelled", 0)
+    assert [f["k"] for f in written(request)] == ["accepted"]
+
+
+def test_a_frame_that_cannot_be_written_as_json_is_answered_with_an_internal_error() -> None:
+    request = send(GATED)  # never taken: no reader runs here
+    reply = Reply(redis_client(), request)
+    nan = wire.Token(text="x", id=5, logprob=float("nan"))
+
+    reply.emit(wire.delta(0, "x", tokens=[nan]))
+    reply.emit(wire.done({}, {}))
+
+    [error] = written(request)
+    assert (error["k"], error["error_class"]) == ("error", "internal")
+    assert "could not encode a delta frame" in error["error"]
+    assert reply.cancelled()  # what it was answering stops: its caller has its answer
+
+
+def test_a_masked_or_overflowed_logprob_is_floored_where_tokens_are_scored() -> None:
+    row = torch.tensor([0.0, float("-inf"), float("nan")])
+
+    masked, top = decode.scores(row, 1, 3)
+    overflowed, _ = decode.scores(row, 2, 0)
+
+    assert (masked, overflowed) == (-9999.0, -9999.0)
+    assert sorted(top) == [(0, 0.0), (1, -9999.0), (2, -9999.0)]
+    assert wire.encode_frame(wire.delta(0, "x", tokens=[wire.Token("x", 1, masked, [("y", top[-1][1])])]))

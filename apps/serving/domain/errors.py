@@ -23,6 +23,7 @@ class ErrorClass(StrEnum):
     NOT_ALLOWED = "not_allowed"  # a policy refused it (pickle weights nobody allowed)
     TRANSIENT = "transient"  # a hiccup that may pass: a file busy, the broker blinking
     INTERNAL = "internal"  # anything else: MOC's own bug or an unknown library error
+    CANCELLED = "cancelled"  # its caller went away: nobody waits for the answer any more
 
 
 class Refusal(StrEnum):
@@ -99,6 +100,13 @@ class DeviceLost(ServingError):
 
 class Transient(ServingError):
     error_class = ErrorClass.TRANSIENT
+
+
+class Cancelled(ServingError):
+    """The request's caller went away (apps.serving.domain.wire's cancel key): it stops where it
+    is, with no answer to send. Raised from a runtime's listener, so decoding ends at once."""
+
+    error_class = ErrorClass.CANCELLED
 
 
 # Words the CUDA runtime and drivers use when the device itself is gone, as torch and

@@ -40,6 +40,7 @@ CONTEXT_CAP = 4096
 
 class LlamaLoaded(Loaded):
     runtime = "llama.cpp"
+    token_prompts = True
 
     def __init__(self, *, llama: Any, file: str, facts: dict[str, Any], **figures: Any) -> None:
         super().__init__(**figures)
@@ -51,7 +52,7 @@ class LlamaLoaded(Loaded):
     def _generate(
         self,
         *,
-        prompt: str,
+        prompt: str | list[int],
         max_new_tokens: int,
         temperature: float,
         top_p: float,
@@ -62,7 +63,7 @@ class LlamaLoaded(Loaded):
         llama = self._live()
         seed = secrets.randbits(32) if seed is None else seed
         with self._lock:
-            ids = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            ids = self._prompt_ids(llama, prompt)
             room = llama.n_ctx() - len(ids)
             if room < 1:
                 raise BadInput(
@@ -107,6 +108,32 @@ class LlamaLoaded(Loaded):
             "finish_reason": finish,
             "seed": seed,
         }
+
+    def _chat_prompt(self, text: str) -> list[int]:
+        """A rendered chat prompt's tokens as llama-cpp-python's own chat handler makes them: the
+        template's control tokens (<|im_start|>, [INST], its bos_token) read as the special tokens
+        they are, not as their characters, and no start-of-text token added before what the
+        template wrote."""
+        llama = self._live()
+        with self._lock:
+            return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _prompt_ids(self, llama: Any, prompt: str | list[int]) -> list[int]:
+        """A completion's prompt as token ids: a text tokenized as plain text after the
+        start-of-text token, token ids checked against the vocabulary (llama.cpp does not check)."""
+        if isinstance(prompt, str):
+            return list(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
+        vocabulary = llama.n_vocab()
+        outside = next((i for i in prompt if i >= vocabulary), None)
+        if outside is not None:
+            raise BadInput(
+                f"prompt holds token id {outside}; this model's vocabulary has ids 0 to {vocabulary - 1}"
+            )
+        if not prompt:
+            if llama.token_bos() < 0:
+                raise BadInput("prompt is empty and this model has no start-of-text token to begin from")
+            return [llama.token_bos()]
+        return prompt
 
     def _chat_template(self) -> tuple[str | None, str, str]:
         """The file's tokenizer.chat_template (rendered in MOC's sandbox, not by llama.cpp's own

@@ -18,6 +18,7 @@ from apps.serving import metrics
 from apps.serving.domain import wire
 from apps.serving.domain.errors import (
     BadInput,
+    Cancelled,
     ErrorClass,
     ServingError,
     classify,
@@ -61,9 +62,11 @@ def infer(placement_id: int, request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "result": result, "queue_ms": queue_ms, "compute_ms": compute_ms}
 
 
-def answer_direct(request: wire.Request, emit: Emit) -> None:
+def answer_direct(request: wire.Request, emit: Emit, *, cancelled: Callable[[], bool] | None = None) -> None:
     """Answer a direct request with a resident model in frames: a delta per stretch of final text
-    for a streamed one, then done with the result and wire.FIGURES, or an error of its class."""
+    for a streamed one, then done with the result and wire.FIGURES, or an error of its class.
+    `cancelled` (asked before it runs and as each stretch of text becomes final) says its caller
+    went away: it then stops where it is, sends nothing more, and is recorded as cancelled."""
     started = time.time()
     queue_ms = _queue_ms(started, request.sent_at, request.waited_ms)
     if request.op == wire.Op.NOOP:  # the transport's own round trip: no model, no record
@@ -79,12 +82,25 @@ def answer_direct(request: wire.Request, emit: Emit) -> None:
         delivered.append(time.perf_counter())
         if request.stream:
             emit(wire.delta(index, text, tokens=tokens, finish_reason=finish_reason))
+        if cancelled is not None and cancelled():
+            raise Cancelled("its caller went away")  # out through the runtime: decoding ends here
 
+    began = time.perf_counter()
     try:
+        if cancelled is not None and cancelled():
+            raise Cancelled("its caller went away before it ran")
         with RESIDENTS.use(request.placement_id) as loaded:
             began = time.perf_counter()
             result = _run_direct(loaded, request, deadline, on_delta)
             compute_ms = (time.perf_counter() - began) * 1000
+    except Cancelled:
+        compute_ms = (time.perf_counter() - began) * 1000
+        RECORDER.add(
+            Line(
+                started, request.version_id, request.placement_id, task, "cancelled", "", queue_ms, compute_ms
+            )
+        )
+        return
     except Exception as exc:
         error_class, message, resident = _failed(
             exc, request.placement_id, request.version_id, task, started, queue_ms

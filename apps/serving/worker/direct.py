@@ -7,12 +7,15 @@ memory. Each request it takes is acknowledged at once with an `accepted` frame n
 (hostname, start): a web side that then sees this run die refuses the request instead of
 waiting out its time. A request that waited in the list past its time limit is answered with a
 timeout error without running: its caller has given up on it.
+
+A request whose caller went away (wire.cancel_key set by the web side) is stopped: each frame's
+push asks for that key in the same round trip, and a request that sends no deltas asks now and
+then on its own (`Reply.cancelled`); answer_direct then ends it without another frame.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +39,10 @@ TAKE_S = 1.0
 STOP_GRACE_S = 30.0
 # A pause after Redis failed, so a Redis that is down is not asked hundreds of times a second.
 _RETRY_S = 1.0
+# A request that pushes no frames asks whether it was cancelled after this many checks (tokens),
+# or this long, whichever comes first.
+ASK_EVERY, ASK_EVERY_S = 16, 0.25
+_LAST = frozenset({wire.Kind.DONE.value, wire.Kind.ERROR.value})
 
 
 class Reader:
@@ -107,28 +114,26 @@ class Reader:
     def _submit(
         self, client: redis.Redis, request: wire.Request, host: str, started: float, taken: float
     ) -> None:
-        def emit(frame: dict[str, Any]) -> None:
-            _push(client, request, frame)
-
-        emit(wire.accepted(host, started))
+        reply = Reply(client, request)
+        reply.emit(wire.accepted(host, started))
         assert self._pool is not None
-        future = self._pool.submit(self._answer, request, emit, taken)
+        future = self._pool.submit(self._answer, request, reply, taken)
         with self._lock:
             self._running.add(future)
         future.add_done_callback(self._finished)
 
-    def _answer(self, request: wire.Request, emit: Any, taken: float) -> None:
+    def _answer(self, request: wire.Request, reply: Reply, taken: float) -> None:
         try:
             close_old_connections()
             waited = taken - request.sent_at
             if waited > request.timeout_s:
                 why = f"the request waited {waited:.1f} s for this worker, past its {request.timeout_s:.1f} s"
-                emit(wire.error(ErrorClass.TIMEOUT.value, why))
+                reply.emit(wire.error(ErrorClass.TIMEOUT.value, why))
             else:
-                answer_direct(request, emit)
+                answer_direct(request, reply.emit, cancelled=reply.cancelled)
         except Exception:  # answer_direct answers its own failures; this is the reader's own
             log.exception("direct request %s failed unanswered", request.id)
-            emit(wire.error(ErrorClass.INTERNAL.value, "the worker failed while answering"))
+            reply.emit(wire.error(ErrorClass.INTERNAL.value, "the worker failed while answering"))
         finally:
             close_old_connections()
 
@@ -139,16 +144,63 @@ class Reader:
             self._free.release()
 
 
-def _push(client: redis.Redis, request: wire.Request, frame: dict[str, Any]) -> None:
-    """Add a frame to the request's reply list, which Redis drops a while after its time is up."""
-    key = wire.reply_key(request.id)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, wire.encode_frame(frame))
-            pipe.expire(key, math.ceil(request.timeout_s) + wire.REPLY_TTL_GRACE_S)
-            pipe.execute()
-    except (redis.RedisError, ValueError) as exc:
-        log.warning("could not hand a %s frame back on %s: %s", frame.get("k"), key, exc)
+class Reply:
+    """One request's reply list, and whether its caller is still there to read it.
+
+    Used by the one thread answering the request (after the reader's `accepted`). Once the caller
+    went away, or a last frame (done, error) went, nothing more is written.
+    """
+
+    def __init__(self, client: redis.Redis, request: wire.Request) -> None:
+        self._client = client
+        self._request = request
+        self._key = wire.reply_key(request.id)
+        self._cancel = wire.cancel_key(request.id)
+        self.gone = False  # the caller went away (or a frame could not be written and was refused)
+        self._ended = False  # a last frame went
+        self._checks = 0  # cancelled() calls since Redis was last asked
+        self._asked = time.monotonic()
+
+    def emit(self, frame: dict[str, Any]) -> None:
+        """Add a frame to the reply list, which Redis drops a while after its time is up, and hear
+        in the same round trip whether the caller went away. A frame that cannot be written as JSON
+        goes as an internal error instead, which ends the request."""
+        if self.gone or self._ended:
+            return
+        try:
+            encoded = wire.encode_frame(frame)
+        except ValueError as exc:
+            log.warning("request %s: could not encode a %s frame: %s", self._request.id, frame.get("k"), exc)
+            why = f"the worker could not encode a {frame.get('k')} frame of the answer: {exc}"
+            encoded, self.gone = wire.encode_frame(wire.error(ErrorClass.INTERNAL.value, why)), True
+        self._ended = self._ended or frame.get("k") in _LAST
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.rpush(self._key, encoded)
+                pipe.expire(self._key, wire.reply_ttl_s(self._request.timeout_s))
+                pipe.exists(self._cancel)
+                cancelled = pipe.execute()[-1]
+        except redis.RedisError as exc:
+            log.warning("could not hand a %s frame back on %s: %s", frame.get("k"), self._key, exc)
+            return
+        self._heard(bool(cancelled))
+
+    def cancelled(self) -> bool:
+        """Whether the request should stop: its caller went away. Called per token; Redis is asked
+        only every ASK_EVERY calls or ASK_EVERY_S since the last frame or question."""
+        if self.gone:
+            return True
+        self._checks += 1
+        if self._checks >= ASK_EVERY or time.monotonic() - self._asked >= ASK_EVERY_S:
+            try:
+                self._heard(bool(self._client.exists(self._cancel)))
+            except redis.RedisError as exc:  # the next frame or question may hear it
+                log.warning("could not ask whether request %s was cancelled: %s", self._request.id, exc)
+        return self.gone
+
+    def _heard(self, cancelled: bool) -> None:
+        self.gone = self.gone or cancelled
+        self._checks, self._asked = 0, time.monotonic()
 
 
 READER = Reader()
