@@ -353,15 +353,23 @@ def test_a_request_that_waited_for_its_slot_checks_its_worker_again_before_sendi
     ServingProfile.objects.create(version=placement.version, max_concurrency=1)
     # Another web process's request holds the version's only slot, and the worker dies while this
     # one waits for it.
-    other = Holder(Bulkhead(redis_client(), f"version {placement.version.pk}", concurrency=1, queue=8))
+    slots = Bulkhead(redis_client(), f"version {placement.version.pk}", concurrency=1, queue=8)
+    other = Holder(slots)
     other.start()
     assert other.got.wait(5)
 
     def die_then_let_go() -> None:
+        # Timed from when this request is seen waiting in the bulkhead, not from the test's start:
+        # on a busy machine the request may take a while to get there, and it re-checks its worker
+        # only after a wait of a second or more.
+        deadline = time.monotonic() + 30
+        while slots.occupancy()[1] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.3)
         heard(placement.device.queue, ago_s=25)
         other.finish()
 
-    threading.Timer(1.5, die_then_let_go).start()
+    threading.Thread(target=die_then_let_go, daemon=True).start()
 
     response = ask(client_as(Role.OPERATOR), placement.version)
 
