@@ -34,8 +34,8 @@ class ReadOnlyInline(admin.TabularInline):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin):
-    list_display = [*APIKeyModelAdmin.list_display, "owner", "role", "last_used_at"]
-    list_filter = [*APIKeyModelAdmin.list_filter, "role"]
+    list_display = [*APIKeyModelAdmin.list_display, "owner", "role", "limited", "last_used_at"]
+    list_filter = [*APIKeyModelAdmin.list_filter, "role", "limited"]
     search_fields = [*APIKeyModelAdmin.search_fields, "owner__username"]
     autocomplete_fields = ["owner"]
 

@@ -26,6 +26,11 @@ class ApiKey(AbstractAPIKey):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     role = models.CharField(max_length=16, choices=ROLE_CHOICES, default=Role.VIEWER.value)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    limited = models.BooleanField(
+        default=False,
+        help_text="Limited to the deployments granted to it (apps.deployments.KeyGrant); with none left "
+        "it may call none",
+    )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"

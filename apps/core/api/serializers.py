@@ -60,6 +60,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "created",
             "expiry_date",
             "revoked",
+            "limited",
             "last_used_at",
         ]
         read_only_fields = fields

@@ -12,10 +12,12 @@ from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.models import ApiKey
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures, selectors, traffic
 from apps.deployments.domain.series import Point, coarsen, merged
@@ -86,7 +88,8 @@ class DeploymentInferView(APIView):
     one traffic went back to has no replica loaded yet); refusals say which release they concern.
     409: the deployment is paused or retired, has no live release, or the release has no replica
     loaded; 400: input the version does not take, or a `release` that is neither stable nor
-    rolling out, naming the field."""
+    rolling out, naming the field. 404 for an API key limited to other deployments (its grants:
+    traffic.key_may_call), as /v1/ answers it: a deployment it may not call is one it cannot see."""
 
     queryset = Placement.objects.all()  # as serving's InferenceView: operators and admins may ask
 
@@ -95,6 +98,9 @@ class DeploymentInferView(APIView):
         responses={
             200: DeploymentInferOutput,
             400: OpenApiResponse(serving.ErrorBody, description="Bad input or release; `fields` names it"),
+            404: OpenApiResponse(
+                serving.ErrorBody, description="No such deployment, or one this API key may not call"
+            ),
             409: OpenApiResponse(
                 serving.ErrorBody,
                 description="Paused or retired, nothing live, or no replica loaded "
@@ -112,6 +118,8 @@ class DeploymentInferView(APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         deployment = _deployment(name, traffic.routed_deployments())
+        if isinstance(request.auth, ApiKey) and not traffic.key_may_call(request.auth, deployment.pk):
+            raise NotFound(f"Deployment '{name}' does not exist or this API key may not call it.")
         data = DeploymentInferInput(data=request.data)
         data.is_valid(raise_exception=True)
         ask = data.validated_data

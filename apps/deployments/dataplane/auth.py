@@ -26,7 +26,7 @@ from apps.core.api.permissions import key_has_perm
 from apps.core.api.throttling import KeyFailureThrottle
 from apps.deployments.dataplane import invalidation
 from apps.deployments.domain.openai.errors import ApiError
-from apps.deployments.models import KeyGrant
+from apps.deployments.traffic import key_deployments
 
 # What the REST API's deployment endpoint asks of a caller (POST, as serving's InferenceView: its
 # queryset is Placement): operators and admins, never more than the key's owner may.
@@ -44,9 +44,10 @@ class Caller:
     prefix: str
     owner_id: int
     may_infer: bool  # its role and its owner both may ask deployments
-    deployment_ids: frozenset[int] | None  # its grants; None: every deployment
+    deployment_ids: frozenset[int] | None  # traffic.key_deployments: its grants; None: every one
 
     def may_call(self, deployment_id: int) -> bool:
+        """traffic.key_may_call, on the ids read once with the key."""
         return self.deployment_ids is None or deployment_id in self.deployment_ids
 
 
@@ -103,13 +104,12 @@ async def authenticate(headers: Mapping[str, str], client: tuple[str, int] | Non
 
 def _load(key: str) -> Caller:
     api_key = check_key(key)
-    grants = frozenset(KeyGrant.objects.filter(key=api_key).values_list("deployment_id", flat=True))
     return Caller(
         key_id=api_key.pk,
         prefix=api_key.prefix,
         owner_id=api_key.owner_id,
         may_infer=key_has_perm(api_key, INFER_PERM),
-        deployment_ids=grants or None,
+        deployment_ids=key_deployments(api_key),
     )
 
 

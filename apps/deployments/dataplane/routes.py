@@ -4,11 +4,17 @@ limits and loaded placements, read by the same rules as the REST API's path (app
 in a few queries on a miss, then cached until invalidation.py hears of a change or
 MOC_DATAPLANE_CACHE_S passes, whichever comes first.
 
+A name no deployment may have (domain.naming) is unknown at once: no query, no cache entry, so
+made-up `model` strings cost nothing and hold no memory. Misses are read once at a time per name in
+a process: concurrent requests for a name not cached (as after a change clears the cache) share
+the read in flight rather than each running it.
+
 A Route is plain frozen data: the request path reads it without touching the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,10 +25,11 @@ from django.db.models import F
 
 from apps.deployments import traffic
 from apps.deployments.dataplane import invalidation
+from apps.deployments.domain.naming import name_problem
 from apps.deployments.domain.split import split_from
 from apps.deployments.domain.states import DeploymentState
 from apps.deployments.models import Deployment, Release
-from apps.serving.domain.states import PlacementState
+from apps.deployments.wake import ON_ITS_WAY
 from apps.serving.inference import Limits
 from apps.serving.inference.aio import Target
 from apps.serving.models import Placement
@@ -30,8 +37,6 @@ from apps.serving.models import Placement
 # Names looked up and not found are cached too (a client retrying a wrong name costs no query);
 # past this many entries the cache starts again, so made-up names cannot grow it without bound.
 _MAX_ENTRIES = 10_000
-# A replica on its way: asked for or loading (an UNLOADING one is leaving).
-_ON_ITS_WAY = (PlacementState.REQUESTED.value, PlacementState.LOADING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +44,6 @@ class Side:
     """One release taking traffic, with what a request to it needs."""
 
     release_id: int
-    release_state: str
     version_id: int
     version_label: str  # "model vN"
     kind: str
@@ -57,23 +61,18 @@ class Route:
     created: int  # Unix seconds
     owned_by: str  # its owner's username, or "moc"
     max_model_len: int | None  # the stable version's context length, where its metadata gives it
-    pinned: bool
     wake_timeout_s: int
-    concurrency: int  # the deployment's bulkhead
-    queue: int
     stable: Side | None
     canary: Side | None
     canary_percent: int
     fallback: Side | None  # a release rolled back from stable, while it alone has loaded replicas
 
-    @property
-    def serving(self) -> bool:
-        return self.state not in (DeploymentState.PAUSED, DeploymentState.RETIRED)
-
 
 _by_name: dict[str, tuple[float, Route | None]] = {}  # name -> (expires, monotonic), route
 _listed: tuple[float, list[Route]] | None = None
 _generation = 0  # bumped by clear(): a read begun before it must not fill the cache
+# The read in flight per name (None: the listing), shared by the misses that come meanwhile.
+_reads: dict[str | None, asyncio.Task[list[Route]]] = {}
 
 
 def clear() -> None:
@@ -89,27 +88,54 @@ invalidation.on_change(invalidation.ROUTES, clear)
 
 async def route(name: str, *, fresh: bool = False) -> Route | None:
     """The deployment called `name` (None: there is none); `fresh` reads it from the database."""
+    if name_problem(name) is not None:
+        return None
     hit = _by_name.get(name)
     if hit is not None and not fresh and hit[0] > time.monotonic():
         return hit[1]
-    generation = _generation
-    found = await database_sync_to_async(_read)(name)
-    if generation == _generation:
-        if len(_by_name) >= _MAX_ENTRIES:
-            _by_name.clear()
-        _by_name[name] = (_expiry(), found[0] if found else None)
+    found = await _shared(name, fresh)
     return found[0] if found else None
 
 
 async def routes() -> list[Route]:
     """Every deployment not retired, by name (/v1/models)."""
-    global _listed
     if _listed is not None and _listed[0] > time.monotonic():
         return _listed[1]
+    return await _shared(None, False)
+
+
+async def _shared(name: str | None, fresh: bool) -> list[Route]:
+    """_read(name), cached, as the read in flight for `name` returns it, else a read of its own; a
+    `fresh` read never joins one begun before it. A caller that goes away (cancelled) leaves the
+    read going for the others."""
+    loop = asyncio.get_running_loop()
+    task = None if fresh else _reads.get(name)
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = loop.create_task(_fill(name))
+        _reads[name] = task
+        task.add_done_callback(lambda done: _forget(name, done))
+    return await asyncio.shield(task)
+
+
+def _forget(name: str | None, task: asyncio.Task[list[Route]]) -> None:
+    if _reads.get(name) is task:
+        del _reads[name]
+    if not task.cancelled():
+        task.exception()  # retrieved: a read nobody awaits any more is not logged as lost
+
+
+async def _fill(name: str | None) -> list[Route]:
+    """Read the routes of `name` (None: the listing) and cache them, unless a change came meanwhile."""
+    global _listed
     generation = _generation
-    found = await database_sync_to_async(_read)(None)
+    found = await database_sync_to_async(_read)(name)
     if generation == _generation:
-        _listed = (_expiry(), found)
+        if name is None:
+            _listed = (_expiry(), found)
+        else:
+            if len(_by_name) >= _MAX_ENTRIES:
+                _by_name.clear()
+            _by_name[name] = (_expiry(), found[0] if found else None)
     return found
 
 
@@ -134,7 +160,7 @@ def _read(name: str | None) -> list[Route]:
     releases += fallbacks.values()
     targets = _targets(r.pk for r in releases)
     loading = set(
-        Placement.objects.filter(releases__in=[r.pk for r in releases], state__in=_ON_ITS_WAY)
+        Placement.objects.filter(releases__in=[r.pk for r in releases], state__in=ON_ITS_WAY)
         .values_list("releases", flat=True)
         .order_by()
     )
@@ -145,7 +171,6 @@ def _read(name: str | None) -> list[Route]:
         version = release.model_version
         return Side(
             release_id=release.pk,
-            release_state=release.state,
             version_id=version.pk,
             version_label=str(version),
             kind=version.kind,
@@ -159,7 +184,6 @@ def _read(name: str | None) -> list[Route]:
     for d in deployments:
         split = splits[d.pk]
         fallback = fallbacks.get(d.current_release_id or 0)
-        concurrency, queue = traffic.bulkhead_bounds(d)
         out.append(
             Route(
                 deployment_id=d.pk,
@@ -168,10 +192,7 @@ def _read(name: str | None) -> list[Route]:
                 created=int(d.created_at.timestamp()),
                 owned_by=d.owner.get_username() if d.owner else "moc",
                 max_model_len=_context_length(split.stable),
-                pinned=d.pinned,
                 wake_timeout_s=d.wake_timeout_s,
-                concurrency=concurrency,
-                queue=queue,
                 stable=side(d, split.stable),
                 canary=side(d, split.canary),
                 canary_percent=split.canary_percent,

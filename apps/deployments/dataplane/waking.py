@@ -5,6 +5,10 @@ processes ask) and waits for a replica to answer, up to the deployment's wake_ti
 One wait per deployment per process: concurrent requests await the same task, which re-reads the
 deployment's route every POLL_S until its stable side has a loaded replica. A request that goes
 away (its client hung up) stops waiting; the shared wait goes on for the others.
+
+The wake itself (a write transaction, the scheduler, on SQLite maybe a wait for the write lock)
+runs in a thread of its own, not on the one thread this process's other database work shares
+(Channels' thread-sensitive executor: key and route misses, the websockets).
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection
 
 from apps.deployments.dataplane import routes
 from apps.deployments.dataplane.routes import Route
-from apps.deployments.wake import REFUSED_RETRY_S, wake
+from apps.deployments.wake import REFUSED_RETRY_S, Waking, wake
 from apps.serving.domain.errors import Refusal
 from apps.serving.inference.refusals import Refused
 
@@ -49,9 +54,19 @@ def _forget(deployment_id: int, task: asyncio.Task[Route]) -> None:
         task.exception()  # retrieved: a wait nobody awaits any more is not logged as lost
 
 
+def _wake(deployment_id: int) -> Waking:
+    """wake(), in a worker thread of the event loop's executor: with a connection of that thread's
+    own, closed once done (no request cycle closes it there)."""
+    close_old_connections()
+    try:
+        return wake(deployment_id)
+    finally:
+        connection.close()
+
+
 async def _wait(route: Route) -> Route:
     began = time.monotonic()
-    waking = await database_sync_to_async(wake)(route.deployment_id)
+    waking = await sync_to_async(_wake, thread_sensitive=False)(route.deployment_id)
     if waking.state == "refused":
         raise Refused(503, waking.reason, Refusal.NOT_LOADED, waking.retry_after_s)
     timeout_s = route.wake_timeout_s

@@ -4,13 +4,14 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api.errors import body
 from apps.core.domain.errors import Conflict
+from apps.core.models import ApiKey
 from apps.models.models import ModelVersion
 from apps.serving import inference, placing, selectors
 from apps.serving.api import serializers as s
@@ -91,7 +92,9 @@ class InferenceView(APIView):
     429 with Retry-After). 503 also when the placement's worker is silent (the placement is lost,
     and its version loaded elsewhere where it can be), when this server already has its bound of
     requests waiting on the device, and when the broker or MOC's Redis cannot be reached. 409: not
-    loaded; 504: no answer in time; 400: input that does not fit the model, naming the field."""
+    loaded; 504: no answer in time; 400: input that does not fit the model, naming the field.
+    403 for an API key limited to some deployments (ApiKey.limited): it calls those, never a
+    version directly."""
 
     queryset = Placement.objects.all()  # a request uses placements: operators and admins may ask
 
@@ -101,6 +104,9 @@ class InferenceView(APIView):
             200: s.InferenceOutput,
             400: OpenApiResponse(
                 s.ErrorBody, description="Input the version does not take; `fields` names it"
+            ),
+            403: OpenApiResponse(
+                s.ErrorBody, description="Not an operator; or an API key limited to some deployments"
             ),
             409: OpenApiResponse(s.ErrorBody, description="Not loaded (Retry-After while it loads)"),
             429: OpenApiResponse(s.ErrorBody, description="The version's bulkhead is full; see Retry-After"),
@@ -113,6 +119,8 @@ class InferenceView(APIView):
         },
     )
     def post(self, request: Request, pk: int) -> Response:
+        if isinstance(request.auth, ApiKey) and request.auth.limited:
+            raise PermissionDenied("This API key is limited to some deployments; call them instead.")
         version = get_object_or_404(ModelVersion.objects.select_related("model", "serving"), pk=pk)
         data = s.InferenceInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -13,11 +13,12 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
+from apps.core.models import ApiKey
 from apps.core.redis_clients import redis_client
-from apps.deployments import figures
+from apps.deployments import figures, services
 from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.states import DeploymentState, ReleaseState
-from apps.deployments.models import Deployment, Release
+from apps.deployments.models import Deployment, KeyGrant, Release
 from tests.deployments.factories import DeploymentFactory
 from tests.deployments.live import ASK, release_on, serving
 
@@ -165,6 +166,29 @@ def test_a_viewer_api_key_may_not_ask(key_client: Callable[..., APIClient], aske
     deployment, _, _ = serving()
 
     assert infer(key_client(Role.VIEWER, owner_role=Role.OPERATOR), deployment.name).status_code == 403
+
+
+def test_a_key_granted_some_deployments_asks_only_those_and_none_once_they_are_taken_back(
+    key_client: Callable[..., APIClient], asked: list[int]
+) -> None:
+    granted, _, _ = serving()
+    other, _, _ = serving()
+    client = key_client(Role.OPERATOR)
+    key = ApiKey.objects.get(prefix=client.key_secret.partition(".")[0])
+    services.key_grant_create(deployment=granted, key=key)
+
+    assert infer(client, granted.name).status_code == 200
+    hidden = infer(client, other.name)
+    assert hidden.status_code == 404  # as /v1/ answers it
+    assert (
+        hidden.json()["detail"]
+        == f"Deployment '{other.name}' does not exist or this API key may not call it."
+    )
+
+    services.key_grant_delete(grant=KeyGrant.objects.get(key=key))
+
+    assert infer(client, granted.name).status_code == 404
+    assert infer(key_client(Role.OPERATOR), other.name).status_code == 200  # other keys: every one
 
 
 def test_a_request_takes_few_queries(

@@ -92,6 +92,8 @@ def test_an_admin_grants_a_key_and_lists_it(client_as: ClientAs, key: ApiKey) ->
     assert (created.json()["key"]["prefix"], created.json()["deployment"]["name"]) == (key.prefix, "chat")
     assert [(g["key"]["prefix"], g["key"]["name"]) for g in listed.json()["results"]] == [(key.prefix, "ci")]
     assert AuditEvent.objects.filter(action="create", content_type__model="keygrant").count() == 1
+    key.refresh_from_db()
+    assert key.limited  # for good: limited to its grants from now on
 
 
 def test_a_deployments_keys_list_only_its_own_grants(client_as: ClientAs, key: ApiKey) -> None:
@@ -149,6 +151,8 @@ def test_an_admin_takes_a_grant_back(client_as: ClientAs, key: ApiKey) -> None:
     assert response.status_code == 204
     assert not KeyGrant.objects.exists()
     assert AuditEvent.objects.filter(action="delete", content_type__model="keygrant").count() == 1
+    key.refresh_from_db()
+    assert key.limited  # with no grant left it calls none (a grant made before the flag too)
     assert admin.delete(keys_url("chat", key.prefix)).status_code == 404
 
 

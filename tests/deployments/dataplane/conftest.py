@@ -10,8 +10,9 @@ import pytest
 from apps.core import services
 from apps.core.domain.roles import Role
 from apps.core.models import ApiKey
+from apps.deployments import services as deployments
 from apps.deployments.dataplane import invalidation
-from apps.deployments.models import Deployment, KeyGrant
+from apps.deployments.models import Deployment
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def make_key(make_user: Callable[..., object]) -> Callable[..., tuple[ApiKey, st
             owner=owner, name="data plane", role=role, acting_role=owner_role or role
         )
         for deployment in grants:
-            KeyGrant.objects.create(key=api_key, deployment=deployment)
+            deployments.key_grant_create(key=api_key, deployment=deployment)
         return api_key, secret
 
     return make

@@ -16,8 +16,10 @@ from apps.core import roles, services
 from apps.core.api import throttling
 from apps.core.domain.roles import Role
 from apps.core.models import ApiKey
+from apps.deployments import services as deployments
 from apps.deployments.dataplane import auth
 from apps.deployments.domain.openai import ApiError
+from apps.deployments.models import KeyGrant
 from tests.deployments.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,6 +75,53 @@ def test_a_key_with_grants_may_call_only_those_deployments(make_key: MakeKey) ->
     assert found.deployment_ids == frozenset({granted.pk})
     assert found.may_call(granted.pk)
     assert not found.may_call(other.pk)
+
+
+def test_a_key_whose_grants_were_all_taken_back_may_call_none(make_key: MakeKey) -> None:
+    granted = DeploymentFactory()
+    api_key, secret = make_key(Role.OPERATOR, grants=[granted])
+    assert caller(f"Bearer {secret}").may_call(granted.pk)
+
+    deployments.key_grant_delete(grant=KeyGrant.objects.get(key=api_key))
+    auth.clear()  # as the change's message does in every process
+
+    found = caller(f"Bearer {secret}")
+    assert found.deployment_ids == frozenset()
+    assert not found.may_call(granted.pk)
+    assert not found.may_call(DeploymentFactory().pk)
+
+
+def test_a_key_whose_granted_deployment_was_deleted_may_call_none(make_key: MakeKey) -> None:
+    granted = DeploymentFactory()
+    _, secret = make_key(Role.OPERATOR, grants=[granted])
+
+    granted.delete()  # its grants go with it
+    auth.clear()
+
+    assert caller(f"Bearer {secret}").deployment_ids == frozenset()
+
+
+def test_a_key_once_cleared_by_an_admin_may_call_every_deployment_again(make_key: MakeKey) -> None:
+    granted = DeploymentFactory()
+    api_key, secret = make_key(Role.OPERATOR, grants=[granted])
+    deployments.key_grant_delete(grant=KeyGrant.objects.get(key=api_key))
+    auth.clear()
+    assert not caller(f"Bearer {secret}").may_call(granted.pk)
+
+    api_key.refresh_from_db()
+    api_key.limited = False
+    api_key.save(update_fields=["limited"])  # as the core admin saves it
+    auth.clear()
+
+    assert caller(f"Bearer {secret}").deployment_ids is None
+
+
+def test_a_grant_made_around_the_service_limits_the_key_too(make_key: MakeKey) -> None:
+    api_key, secret = make_key(Role.OPERATOR)
+    granted = DeploymentFactory()
+    KeyGrant.objects.create(key=api_key, deployment=granted)  # as the deployments admin's inline
+
+    assert caller(f"Bearer {secret}").deployment_ids == frozenset({granted.pk})
 
 
 @pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwdw==", "Token abc"])

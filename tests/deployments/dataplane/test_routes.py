@@ -4,6 +4,7 @@ process until cleared or expired."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ def test_a_route_holds_the_stable_sides_version_limits_and_loaded_placements() -
 
     assert found is not None
     assert (found.deployment_id, found.name, found.state) == (deployment.pk, deployment.name, "active")
-    assert (found.max_model_len, found.wake_timeout_s, found.concurrency, found.queue) == (2048, 20, 3, 7)
+    assert (found.max_model_len, found.wake_timeout_s) == (2048, 20)
     assert found.created == int(deployment.created_at.timestamp())
     assert found.owned_by == "moc"
     assert (found.canary, found.canary_percent, found.fallback) == (None, 0, None)
@@ -108,6 +109,64 @@ def test_an_unknown_name_is_none_and_cached_too() -> None:
     assert queries.captured_queries == []
 
 
+@pytest.mark.parametrize("name", ["Chat", "x" * 64, "a" * 2_000_000, "chat-", "a--b", "", "1st", "chat prod"])
+def test_a_name_no_deployment_may_have_is_unknown_at_once_costing_no_query_nor_memory(name: str) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        assert route(name) is None
+
+    assert queries.captured_queries == []
+    assert name not in routes._by_name
+
+
+def test_misses_at_once_for_a_name_share_one_read() -> None:
+    deployment, _, _ = serving()
+
+    async def at_once() -> list[routes.Route | None]:
+        return await asyncio.gather(*(routes.route(deployment.name) for _ in range(8)))
+
+    with CaptureQueriesContext(connection) as queries:
+        found = async_to_sync(at_once)()
+
+    assert {r.deployment_id if r else None for r in found} == {deployment.pk}
+    assert len(found) == 8
+    assert 0 < len(queries.captured_queries) <= 5  # one read (_read: five queries), not eight
+
+
+def test_a_fresh_read_does_not_join_a_read_begun_before_it() -> None:
+    deployment, _, _ = serving()
+
+    async def stale_then_fresh() -> tuple[routes.Route | None, routes.Route | None]:
+        first = asyncio.ensure_future(routes.route(deployment.name))
+        await asyncio.sleep(0)  # the first read is in flight
+        fresh = routes.route(deployment.name, fresh=True)
+        return await first, await fresh
+
+    with CaptureQueriesContext(connection) as queries:
+        first, fresh = async_to_sync(stale_then_fresh)()
+
+    assert first is not None
+    assert fresh is not None
+    assert first is not fresh  # two reads
+    assert len(queries.captured_queries) > 5
+
+
+def test_a_request_that_goes_away_leaves_the_shared_read_to_the_others() -> None:
+    deployment, _, _ = serving()
+
+    async def one_leaves() -> routes.Route | None:
+        gone = asyncio.ensure_future(routes.route(deployment.name))
+        staying = asyncio.ensure_future(routes.route(deployment.name))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await staying
+
+    found = async_to_sync(one_leaves)()
+
+    assert found is not None
+    assert found.deployment_id == deployment.pk
+    assert deployment.name in routes._by_name  # cached by the read the one gone had begun
+
+
 def test_a_cached_route_costs_no_query_until_cleared() -> None:
     deployment, _, _ = serving()
     route(deployment.name)
@@ -115,12 +174,12 @@ def test_a_cached_route_costs_no_query_until_cleared() -> None:
         route(deployment.name)
     assert queries.captured_queries == []
 
-    deployment.pinned = True
-    deployment.save(update_fields=["pinned"])
-    assert route(deployment.name).pinned is False  # type: ignore[union-attr]  # still cached
+    deployment.wake_timeout_s = 45
+    deployment.save(update_fields=["wake_timeout_s"])
+    assert route(deployment.name).wake_timeout_s == 60  # type: ignore[union-attr]  # still cached
     routes.clear()
 
-    assert route(deployment.name).pinned is True  # type: ignore[union-attr]
+    assert route(deployment.name).wake_timeout_s == 45  # type: ignore[union-attr]
 
 
 def test_a_cached_route_is_read_again_once_it_expires(settings: Any) -> None:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from apps.core import dispatch
 from apps.core.domain.roles import Role
+from apps.core.models import ApiKey
 from apps.core.redis_clients import redis_client
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
@@ -208,6 +209,21 @@ def test_inference_nobody_answers_is_a_504_and_counts_against_the_breaker(
     (sent,) = sent_tasks
     assert sent[2]["queue"] == placement.device.queue
     assert Breakers(redis_client()).get([placement.pk])[placement.pk].failures == 1
+
+
+def test_a_key_limited_to_some_deployments_may_not_ask_a_version_directly(
+    key_client: Callable[..., APIClient],
+) -> None:
+    version = lm()
+    limited, free = key_client(Role.OPERATOR), key_client(Role.OPERATOR)
+    ApiKey.objects.filter(prefix=limited.key_secret.partition(".")[0]).update(limited=True)
+    url = f"/api/v1/model-versions/{version.pk}/infer/"
+
+    refused = limited.post(url, ASK, format="json")
+
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "This API key is limited to some deployments; call them instead."
+    assert free.post(url, ASK, format="json").status_code == 409  # not loaded: it got past the check
 
 
 def test_a_viewer_cannot_run_inference(client_as: Client) -> None:
