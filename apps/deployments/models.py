@@ -3,6 +3,8 @@ strategy), and the verification runs and check results that gate each release.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -10,7 +12,7 @@ from django.db import models
 from django.urls import reverse
 
 from apps.core.domain.roles import Role
-from apps.core.models import TimeStamped
+from apps.core.models import ApiKey, TimeStamped
 from apps.deployments.domain import naming
 from apps.deployments.domain.checks import CHECK_NAME_CHOICES, CHECK_STATUS_CHOICES, all_check_names
 from apps.deployments.domain.states import (
@@ -421,6 +423,12 @@ class KeyGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} may call {self.deployment}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A granted key is limited for good, however the grant was made (the API, the admin's
+        inline or list): taking its grants back later leaves it calling none, never all."""
+        super().save(*args, **kwargs)
+        ApiKey.objects.filter(pk=self.key_id, limited=False).update(limited=True)
 
 
 class ServingMinute(models.Model):

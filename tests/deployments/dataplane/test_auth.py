@@ -119,9 +119,14 @@ def test_a_key_once_cleared_by_an_admin_may_call_every_deployment_again(make_key
 def test_a_grant_made_around_the_service_limits_the_key_too(make_key: MakeKey) -> None:
     api_key, secret = make_key(Role.OPERATOR)
     granted = DeploymentFactory()
-    KeyGrant.objects.create(key=api_key, deployment=granted)  # as the deployments admin's inline
+    grant = KeyGrant.objects.create(key=api_key, deployment=granted)  # as the deployments admin's inline
 
     assert caller(f"Bearer {secret}").deployment_ids == frozenset({granted.pk})
+    api_key.refresh_from_db()
+    assert api_key.limited
+    grant.delete()  # as the admin's delete: the key stays limited, to nothing
+    auth.clear()  # as the change's message does in every process
+    assert caller(f"Bearer {secret}").deployment_ids == frozenset()
 
 
 @pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwdw==", "Token abc"])
