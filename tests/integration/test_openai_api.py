@@ -314,14 +314,15 @@ def test_a_hostile_chat_template_is_refused_without_running_and_fails_validation
     demo_models: Path,
     tmp_path: Path,
 ) -> None:
-    # given: the demo LM with a chat template that reaches for Python internals to write a file
+    # given: the demo LM with a chat template that reaches for Python internals to write a file,
+    # in chat_template.jinja (which transformers loads in preference to the config's harmless one)
     marker, control = tmp_path / "ran", tmp_path / "ran-unsandboxed"
     root = tmp_path / "hostile-root"
     folder = root / "hostile-lm"
     shutil.copytree(demo_models / demo.BASE, folder)
-    (folder / "chat_template.jinja").unlink()
+    (folder / "chat_template.jinja").write_text(HOSTILE.replace("MARKER", str(marker)))
     config = json.loads((folder / "tokenizer_config.json").read_text())
-    config["chat_template"] = HOSTILE.replace("MARKER", str(marker))
+    config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     # (a plain Jinja environment would run it: the template is no pretend attack)
     jinja2.Environment().from_string(HOSTILE.replace("MARKER", str(control))).render(messages=[])

@@ -1,9 +1,10 @@
 """Hugging Face folders: what config.json, the tokenizer files and adapter_config.json say.
 
 The JSON files are read bounded (10 MB) and must be objects. A chat template is data: its
-presence and length are recorded, and it is read (parsed, never rendered: templates have run
-code on hosts that rendered them, CVE-2024-34359) so that one reaching for Python internals
-fails the folder's checks (apps.models.domain.chat_template).
+presence and length are recorded, and every one transformers would load (the config's,
+chat_template.jinja, additional_chat_templates/*.jinja) is read (parsed, never rendered: templates
+have run code on hosts that rendered them, CVE-2024-34359) so that one reaching for Python
+internals fails the folder's checks (apps.models.domain.chat_template).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ TOKENIZER_FILES = (
     "vocab.txt",
 )
 TEMPLATE_FILE = "chat_template.jinja"
+TEMPLATE_DIR = "additional_chat_templates"
+MAX_EXTRA_TEMPLATES = 32
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # Files sentence-transformers writes beside an embedding model's config.json.
 _EMBEDDING_MARKERS = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
@@ -244,9 +247,9 @@ def _adapter(adapter: dict[str, Any], present: set[str]) -> tuple[dict[str, Any]
 def _templates(
     folder: Path, tokenizer_config: dict[str, Any], present: set[str], checks: list[Check]
 ) -> dict[str, str]:
-    """The folder's chat templates by name ("" for the one unnamed template): tokenizer_config.json's
-    chat_template (one text, or a list of named ones), or the chat_template.jinja file transformers
-    writes since v4.50."""
+    """Every chat template transformers would load from the folder, by where it is: tokenizer_config.json's
+    chat_template ("" for one text, or by name), chat_template.jinja and additional_chat_templates/*.jinja
+    (by path). transformers prefers the files to the config's entry; all are read and checked."""
     found: dict[str, str] = {}
     template = tokenizer_config.get("chat_template")
     if isinstance(template, str):
@@ -255,21 +258,39 @@ def _templates(
         for t in template:
             if isinstance(t, dict) and isinstance(t.get("template"), str):
                 found[str(t.get("name"))[:40]] = t["template"]
-    if TEMPLATE_FILE in present and not found:
+    files = _template_files(folder, present, checks)
+    for name in files:
         try:
-            with open(folder / TEMPLATE_FILE, "rb") as handle:
-                raw = handle.read(MAX_TEMPLATE_CHARS * 4 + 1)
-            found[""] = raw.decode("utf-8")
+            path = folder / name
+            if not path.is_file():  # a FIFO would block; a symlink is followed, as transformers does
+                raise OSError("not a regular file")
+            with open(path, "rb") as handle:
+                found[name] = handle.read(MAX_TEMPLATE_CHARS * 4 + 1).decode("utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            checks.append(Check("chat_template", "fail", f"could not read it: {error}"[:200], TEMPLATE_FILE))
+            checks.append(Check("chat_template", "fail", f"could not read it: {error}"[:200], name))
     return found
+
+
+def _template_files(folder: Path, present: set[str], checks: list[Check]) -> list[str]:
+    """chat_template.jinja where listed, and additional_chat_templates/*.jinja: the folder's own
+    listing holds no subfolder's files, so that one is looked into here as transformers does (its
+    .jinja files only, at most MAX_EXTRA_TEMPLATES; Hugging Face's cache makes them symlinks)."""
+    files = [TEMPLATE_FILE] if TEMPLATE_FILE in present else []
+    extra = folder / TEMPLATE_DIR
+    try:
+        if extra.is_dir():
+            names = sorted(p.name for p in extra.iterdir() if p.name.endswith(".jinja"))
+            files += [f"{TEMPLATE_DIR}/{name}" for name in names[:MAX_EXTRA_TEMPLATES]]
+    except OSError as error:
+        checks.append(Check("chat_template", "fail", f"could not list it: {error}"[:200], TEMPLATE_DIR))
+    return files
 
 
 def _chat_template(templates: dict[str, str]) -> dict[str, Any]:
     """The chat templates' length (and names, where there are named ones)."""
     info: dict[str, Any] = {"present": True, "length": sum(map(len, templates.values()))}
     if list(templates) != [""]:
-        info["names"] = list(templates)[:8]
+        info["names"] = [name or "tokenizer_config.json" for name in templates][:8]
     return info
 
 

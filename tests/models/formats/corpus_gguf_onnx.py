@@ -27,7 +27,7 @@ _SCALAR_LAYOUTS |= {U64: "Q", I64: "q", F64: "d"}
 GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_K = 0, 1, 8, 12
 _BLOCKS = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_Q8_0: (32, 34), GGML_Q4_K: (256, 144)}
 
-CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}{{ ''.__class__.__mro__ }}"
+CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 
 
 def gguf_str(text: str | bytes) -> bytes:

@@ -89,13 +89,49 @@ def test_metadata_is_small_and_json_safe(tiny_path: Path) -> None:
     assert "tok255" not in json.dumps(meta)
 
 
-def test_chat_template_is_recorded_as_data_and_never_kept(tiny_path: Path) -> None:
+def test_chat_template_is_checked_and_recorded_as_a_length_never_kept(tiny_path: Path) -> None:
     header = gguf.read(tiny_path)
 
     assert header.metadata["chat_template_bytes"] == len(CHAT_TEMPLATE)
     assert CHAT_TEMPLATE not in json.dumps(header.metadata)
     (check,) = [c for c in header.checks if c.check == "chat_template"]
-    assert "never rendered" in check.detail
+    assert (check.status, "rendered only in MOC's sandbox" in check.detail) == ("pass", True)
+
+
+def _with_template(path: Path, template: str) -> Path:
+    writer = reference.GGUFWriter(path, "llama")
+    writer.add_chat_template(template)
+    writer.add_tensor("output_norm.weight", np.ones(32, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_hostile_chat_template_fails_its_check_saying_why_and_the_rest_is_read(tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    hostile = "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}"
+    path = _with_template(tmp_path / "m.gguf", hostile)
+
+    header = gguf.read(path)
+
+    assert fails(header) == {
+        "chat_template": "tokenizer.chat_template: the chat template reads the attribute '__globals__', "
+        "a Python internal (line 1)"
+    }
+    assert [t.name for t in header.tensors] == ["output_norm.weight"]
+    assert not marker.exists()
+
+
+def test_a_chat_template_that_is_not_utf8_fails_its_check(tmp_path: Path) -> None:
+    path = _with_template(tmp_path / "m.gguf", "{{ messages }}")
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"{{ messages }}", b"{{ \xff\xfe }}".ljust(14)))
+
+    assert fails(gguf.read(path)) == {
+        "chat_template": "tokenizer.chat_template: the chat template is not UTF-8 text"
+    }
 
 
 def test_file_written_by_the_reference_writer_is_read_in_full(tmp_path: Path) -> None:

@@ -115,6 +115,38 @@ def test_a_hostile_chat_template_in_its_own_file_fails_its_check(tmp_path: Path)
     assert (check.status, "_TemplateReference__context" in check.detail) == ("fail", True)
 
 
+def test_a_hostile_template_file_fails_its_check_beside_a_harmless_config_one(tmp_path: Path) -> None:
+    # transformers loads chat_template.jinja in preference to tokenizer_config.json's template
+    corpus.write_hf_folder(tmp_path)
+    corpus.write(tmp_path, hf.TEMPLATE_FILE, "{{ ''.__class__ }}")
+
+    metadata, checks, _ = _read(tmp_path)
+
+    assert metadata["chat_template"]["names"] == ["tokenizer_config.json", "chat_template.jinja"]
+    (check,) = [c for c in checks if c.check == "chat_template"]
+    assert (check.status, check.detail.startswith("'chat_template.jinja': ")) == ("fail", True)
+    assert "'__class__', a Python internal" in check.detail
+
+
+def test_a_hostile_additional_template_fails_its_check_by_its_path(tmp_path: Path) -> None:
+    corpus.write_hf_folder(tmp_path)
+    (tmp_path / hf.TEMPLATE_DIR).mkdir()
+    corpus.write(tmp_path / hf.TEMPLATE_DIR, "rag.jinja", "{{ messages }}")
+    corpus.write(tmp_path / hf.TEMPLATE_DIR, "tool_use.jinja", "{{ joiner.__init__ }}")
+    corpus.write(tmp_path / hf.TEMPLATE_DIR, "notes.txt", "{{ ''.__class__ }}")  # transformers skips it
+
+    metadata, checks, _ = _read(tmp_path)
+
+    assert metadata["chat_template"]["names"] == [
+        "tokenizer_config.json",
+        "additional_chat_templates/rag.jinja",
+        "additional_chat_templates/tool_use.jinja",
+    ]
+    (check,) = [c for c in checks if c.check == "chat_template"]
+    assert check.status == "fail"
+    assert check.detail.startswith("'additional_chat_templates/tool_use.jinja': the chat template reads the")
+
+
 def test_named_chat_templates_are_recorded_by_name(tmp_path: Path) -> None:
     corpus.write_hf_folder(tmp_path, chat_template=None)
     corpus.write_json(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.models.domain import params
+from apps.models.domain.chat_template import MAX_TEMPLATE_CHARS, template_problem
 from apps.models.domain.formats import FileFormat
 from apps.models.domain.headers import Check, FileHeader
 from apps.models.formats.base import FormatError
@@ -64,6 +65,7 @@ class _Parser:
         self.kv_count = 0
         self.values: dict[str, Any] = {}
         self.chat_templates: dict[str, int] = {}
+        self.template_problems: dict[str, str] = {}
         self.alignment = DEFAULT_ALIGNMENT
         self.tensors = Tensors()
         self.tensors_read = 0
@@ -149,9 +151,23 @@ class _Parser:
         self._alignment()
 
     def _chat_template(self, key: str, vtype: int) -> None:
+        """Reads the template (llama.cpp's runtimes render it) and keeps only its length and,
+        where MOC would refuse to render it, why; the text itself is never kept."""
         if vtype != STRING:
             raise FormatError(f"{key!r} is not a string", "gguf_metadata")
-        self.chat_templates[key] = self.src.skip_string(MAX_STRING, f"the value of {key!r}")
+        what = f"the value of {key!r}"
+        length = self.src.length(MAX_STRING, what)
+        self.chat_templates[key] = length
+        if length > MAX_TEMPLATE_CHARS * 4:  # past any UTF-8 spelling of MAX_TEMPLATE_CHARS
+            self.src.skip(length, what)
+            self.template_problems[key] = f"the chat template is {length:,} bytes, too long to be one"
+            return
+        try:
+            problem = template_problem(self.src.take(length, what).decode("utf-8"))
+        except UnicodeDecodeError:
+            problem = "the chat template is not UTF-8 text"
+        if problem is not None:
+            self.template_problems[key] = problem
 
     def _alignment(self) -> None:
         value = self.values.get("general.alignment")
@@ -195,11 +211,12 @@ class _Parser:
         if self.version and not isinstance(architecture, str):
             checks.append(Check("gguf_architecture", "warn", "general.architecture is missing"))
         for key, length in self.chat_templates.items():
-            checks.append(
-                Check(
-                    "chat_template", "pass", f"{key} present ({length:,} bytes): kept as data, never rendered"
-                )
-            )
+            problem = self.template_problems.get(key)
+            if problem is not None:
+                checks.append(Check("chat_template", "fail", f"{key}: {problem}"[:500]))
+            else:
+                detail = f"{key} present ({length:,} bytes): read, never run; rendered only in MOC's sandbox"
+                checks.append(Check("chat_template", "pass", detail))
         complete = self.tensors_read == self.tensor_count
         tensors = self.tensors
         every_name_kept = complete and len(tensors.kept) == self.tensor_count
