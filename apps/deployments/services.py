@@ -18,7 +18,7 @@ from apps.core import audit, dispatch
 from apps.core.domain.errors import Conflict
 from apps.core.domain.roles import Role
 from apps.core.transitions import transition
-from apps.deployments import messages
+from apps.deployments import messages, wake
 from apps.deployments.domain import naming, quality
 from apps.deployments.domain.checks import CheckStatus, all_check_names
 from apps.deployments.domain.states import (
@@ -497,8 +497,31 @@ def release_create(
             message=f"{creator.get_username()} released it to production without a passed staging "
             "verification",
         )
+    _keep_stable(deployment, release)
     dispatch.send_on_commit(messages.RELEASE_TICK, args=[release.pk])
     return release
+
+
+def _keep_stable(deployment: Deployment, release: Release) -> None:
+    """While `release` is open, the stable release's replicas stay loaded (replicas.settle): its
+    analysis judges it against stable, which must not scale to zero under it. A stable asleep now
+    is woken, unless the release recreates (it takes stable's replicas down anyway) or the
+    deployment serves nothing now (paused)."""
+    replicas.settle(deployment)
+    if (
+        deployment.current_release_id is None
+        or release.strategy == Strategy.RECREATE
+        or deployment.state != DeploymentState.ACTIVE
+    ):
+        return
+    waking = wake.wake(deployment.pk)
+    if waking.state == "refused":
+        timeline.record(
+            release,
+            kind="note",
+            message=f"the stable release #{deployment.current_release_id} has no replica loaded and "
+            f"could not be woken: {waking.reason}",
+        )
 
 
 def _version_problem(deployment: Deployment, version: Any) -> str | None:
@@ -538,27 +561,31 @@ def release_cancel(*, release: Release, reason: str = "") -> Release:
         finished_at=timezone.now(),
         reason=(reason or "Cancelled before it started.")[:300],
     )
+    replicas.settle(current.deployment)  # no longer open: the stable's replicas as the deployment says
     audit.record("cancel", current, changes={"state": [old, ReleaseState.CANCELLED.value]})
     return current
 
 
 @transaction.atomic
 def key_grant_create(*, deployment: Deployment, key: Any) -> KeyGrant:
-    """Let `key` call `deployment` through the data plane; from its first grant on, a key may call
-    only the deployments it was granted. Refused for a revoked key, and (409) when already granted."""
+    """Let `key` call `deployment` (through /v1/ and the deployment endpoint); from its first grant
+    on the key is limited (ApiKey.limited) to the deployments granted to it, and calls no version
+    directly. Refused for a revoked key, and (409) when already granted."""
     if key.revoked:
         raise ValidationError({"key": f"{key} is revoked; it calls nothing."})
     if deployment.state == DeploymentState.RETIRED:
         raise ValidationError(f"'{deployment}' is retired; it serves no requests.")
     try:
         with transaction.atomic():
-            return KeyGrant.objects.create(key=key, deployment=deployment)
+            grant = KeyGrant.objects.create(key=key, deployment=deployment)
     except IntegrityError:
         raise Conflict(f"{key} may already call '{deployment}'.") from None
+    key.limited = True  # as KeyGrant.save marked it in the database
+    return grant
 
 
 @transaction.atomic
 def key_grant_delete(*, grant: KeyGrant) -> None:
-    """Take a grant back: the key no longer calls that deployment (nor, with no grant left, is it
-    limited any more: then it may call every deployment its role may)."""
+    """Take a grant back: the key no longer calls that deployment. It stays limited: with no grant
+    left it calls none (an admin lifts the limit, clearing the key's `limited` in the admin)."""
     grant.delete()

@@ -3,8 +3,11 @@ optional key), to a loaded placement of that release, through the deployment's b
 placement's circuit breaker (serving's inference does the rest), and its figures are counted per
 release in Redis (apps.deployments.figures) for the canary's analysis, the page and /metrics.
 
-Nothing on this path writes to the database. A request reads the deployment with its stable
-release, its open releases, and the loaded placements of both: three queries before serving's own.
+Nothing on this path writes to the database but a wake. A request reads the deployment with its
+stable release, its open releases, and the loaded placements of both: three queries before
+serving's own. One that finds the stable release with no replica loaded (an on-demand deployment
+scaled to zero) wakes the deployment (apps.deployments.wake) and is answered 503 with Retry-After
+while its replicas load: a web thread does not wait for a load.
 
 A request is counted against the release it went to unless it was refused for what the release
 shares with the other side or does not control (_outcome_of): the deployment's bulkhead (429, or
@@ -36,19 +39,18 @@ import redis
 from django.conf import settings
 from django.db.models import QuerySet
 
+from apps.core.models import ApiKey
 from apps.core.redis_clients import shared_redis
-from apps.deployments import figures
+from apps.deployments import figures, wake
 from apps.deployments.domain.figures import Outcome
 from apps.deployments.domain.split import CANARY, FALLBACK, STABLE, Side, Split, in_order, split_from
 from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, ReleaseState
-from apps.deployments.models import Deployment, Release
-from apps.fleet.domain.states import PLACEABLE_HEALTH
+from apps.deployments.models import Deployment, KeyGrant, Release
+from apps.deployments.rollout.replicas import loaded_placements
 from apps.models.models import ModelVersion
 from apps.serving import inference
 from apps.serving.domain.errors import ErrorClass, Refusal
-from apps.serving.domain.states import PlacementState
 from apps.serving.domain.tasks import task_problem, tasks_for
-from apps.serving.models import Placement
 
 __all__ = [
     "Split",
@@ -57,6 +59,9 @@ __all__ = [
     "bulkhead_of",
     "deployment_limits",
     "infer",
+    "key_deployments",
+    "key_may_call",
+    "latency_ms",
     "live_split",
     "loaded_placements",
     "not_serving",
@@ -244,20 +249,14 @@ def _loaded(release_ids: list[int]) -> dict[int, list[int]]:
     return out
 
 
-def loaded_placements(release_ids: Collection[int]) -> QuerySet[Placement]:
-    """The placements that answer for these releases: loaded, on devices that may serve (a row per
-    placement and release: `releases` names the release)."""
-    return Placement.objects.filter(
-        releases__in=release_ids, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
-    )
-
-
 def _ask(
     deployment: Deployment, release: Release, placement_ids: list[int], task: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     version = release.model_version
     if why := task_problem(str(version), version.kind, version.format, task):
         raise inference.Refused(400, why, "invalid", field="task")
+    if not placement_ids and release.pk == deployment.current_release_id:
+        raise _woken(deployment)
     if not placement_ids:
         loading = release.state == ReleaseState.LOADING
         raise inference.Refused(
@@ -273,6 +272,22 @@ def _ask(
         placement_ids=placement_ids,
         limits=deployment_limits(deployment, version),
         bulkhead=bulkhead_of(deployment.pk),
+    )
+
+
+def _woken(deployment: Deployment) -> inference.Refused:
+    """The refusal of a request that found the stable release with no replica loaded (scaled to
+    zero, or lost): it wakes the deployment (apps.deployments.wake: one load however many ask) and
+    says to try again shortly (503, Retry-After) rather than wait for the load in a web thread, as
+    /v1/ does; or, when it cannot be woken, why not."""
+    waking = wake.wake(deployment.pk)
+    if waking.state == "refused":
+        return inference.Refused(503, waking.reason, Refusal.NOT_LOADED, waking.retry_after_s)
+    return inference.Refused(
+        503,
+        "no replica is loaded now: waking, its replicas are loading; try again shortly.",
+        Refusal.NOT_LOADED,
+        LOADING_RETRY_S,
     )
 
 
@@ -296,15 +311,33 @@ def bulkhead_of(deployment_id: int) -> str:
     return f"deployment {deployment_id}"
 
 
+def key_deployments(key: ApiKey) -> frozenset[int] | None:
+    """The deployments `key` may call (on /v1/ and the deployment endpoint): the ones granted to
+    it once it is limited (a key is from its first grant on, for good: taking its grants back
+    leaves it calling none), else None, every deployment its role may. A key with a grant is
+    limited even should its flag not say so (a grant made around key_grant_create)."""
+    granted = frozenset(KeyGrant.objects.filter(key=key).values_list("deployment_id", flat=True))
+    return granted if key.limited or granted else None
+
+
+def key_may_call(key: ApiKey, deployment_id: int) -> bool:
+    """Whether `key` may call the deployment (key_deployments)."""
+    allowed = key_deployments(key)
+    return allowed is None or deployment_id in allowed
+
+
+def latency_ms(began: float, waited_s: float = 0.0) -> float:
+    """A request's latency as its release is judged by, from `began` (time.perf_counter()) to now,
+    less `waited_s` for the bulkhead's slot, which either side's slowness can lengthen."""
+    return max(0.0, time.perf_counter() - began - waited_s) * 1000
+
+
 def _record(release_id: int, outcome: Outcome, began: float, *, waited_s: float = 0.0) -> None:
-    """Count the request for its release, its latency less `waited_s` for the bulkhead's slot; an
-    answer is never lost to Redis failing here."""
+    """Count the request for its release, its latency_ms; an answer is never lost to Redis
+    failing here."""
     try:
         figures.record(
-            shared_redis(),
-            release_id=release_id,
-            outcome=outcome,
-            latency_ms=max(0.0, time.perf_counter() - began - waited_s) * 1000,
+            shared_redis(), release_id=release_id, outcome=outcome, latency_ms=latency_ms(began, waited_s)
         )
     except redis.RedisError as exc:
         log.warning("figures of release %s not recorded: %s", release_id, exc)

@@ -18,7 +18,7 @@ from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState, Releas
 from apps.deployments.domain.strategy import Strategy
 from apps.deployments.models import Deployment, Release
 from apps.deployments.rollout import replicas, timeline
-from apps.deployments.traffic import loaded_placements
+from apps.deployments.rollout.replicas import loaded_placements
 from apps.serving.domain.states import PLACEMENT_SERVING, PlacementState
 
 # How soon to try again when nothing can make room now: a replica's keep-alive, a job's end or an
@@ -27,7 +27,7 @@ REFUSED_RETRY_S = 30
 # ...and while a recreate release replaces the stable one (a load and a verification).
 RECREATING_RETRY_S = 10
 # Asked for or loading: on their way in (not UNLOADING, which is on its way out).
-_ON_ITS_WAY = sorted(PLACEMENT_SERVING - {PlacementState.LOADED.value})
+ON_ITS_WAY = sorted(PLACEMENT_SERVING - {PlacementState.LOADED.value})
 
 WakeState = Literal["loaded", "loading", "refused"]
 Readiness = Literal["loaded", "loading", "asleep"]
@@ -49,7 +49,7 @@ def readiness(release: Release) -> Readiness:
     ones on their way in (loading), or none (asleep: scaled to zero, or all lost)."""
     if loaded_placements([release.pk]).exists():
         return "loaded"
-    if release.placements.filter(state__in=_ON_ITS_WAY).exists():
+    if release.placements.filter(state__in=ON_ITS_WAY).exists():
         return "loading"
     return "asleep"
 

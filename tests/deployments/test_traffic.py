@@ -141,17 +141,24 @@ def test_a_side_with_nothing_loaded_falls_back_to_the_other(asked: list[int]) ->
     assert counted(canary.pk) == (0, 0, 0, 0)
 
 
-def test_a_release_whose_replica_unloaded_is_a_409_naming_it_and_counted_its_error(asked: list[int]) -> None:
+def test_a_stable_release_whose_replica_unloaded_is_woken_a_503_naming_it_and_counted_its_error(
+    asked: list[int],
+) -> None:
+    """It answered 409 for good: only a /v1/ request woke a deployment scaled to zero."""
     deployment, stable, _ = serving()
     Placement.objects.filter(pk=placement_of(stable).pk).update(state=PlacementState.UNLOADED)
 
     refusal = refused(deployment)
 
-    assert (refusal.status, refusal.error_class) == (409, "not_loaded")
+    assert (refusal.status, refusal.error_class, refusal.retry_after_s) == (503, "not_loaded", 2)
     assert refusal.reason == (
         f"Deployment {deployment.name}, release #{stable.pk} (stable, {stable.model_version}): "
-        "no replica is loaded now."
+        "no replica is loaded now: waking, its replicas are loading; try again shortly."
     )
+    assert list(stable.placements.order_by("pk").values_list("state", flat=True)) == [
+        PlacementState.UNLOADED,
+        PlacementState.REQUESTED,
+    ]
     assert counted(stable.pk) == (1, 1, 0, 0)
     assert asked == []
 
@@ -439,12 +446,12 @@ def test_a_release_rolled_back_before_it_was_promoted_is_never_a_fallback(asked:
 
     refusal = refused(deployment)
 
-    assert (refusal.status, refusal.error_class) == (409, "not_loaded")
+    assert (refusal.status, refusal.error_class) == (503, "not_loaded")  # the previous one is woken
     assert counted(previous.pk) == (1, 1, 0, 0)
     assert counted(bad.pk) == (0, 0, 0, 0)
 
 
-def test_a_rolled_back_release_with_nothing_loaded_left_leaves_the_409_to_the_previous(
+def test_a_rolled_back_release_with_nothing_loaded_left_leaves_the_refusal_to_the_previous(
     asked: list[int],
 ) -> None:
     deployment, previous, bad = rolled_back(previous_loaded=False)
@@ -452,6 +459,14 @@ def test_a_rolled_back_release_with_nothing_loaded_left_leaves_the_409_to_the_pr
 
     refusal = refused(deployment)
 
-    assert (refusal.status, refusal.error_class) == (409, "not_loaded")
+    assert (refusal.status, refusal.error_class) == (503, "not_loaded")
     assert f"release #{previous.pk} (stable" in refusal.reason
     assert counted(previous.pk) == (1, 1, 0, 0)
+
+
+def test_a_requests_latency_leaves_out_its_wait_for_the_bulkheads_slot_and_is_never_negative() -> None:
+    began = time.perf_counter() - 1.0
+
+    assert 740 <= traffic.latency_ms(began, waited_s=0.25) < 1000
+    assert 990 <= traffic.latency_ms(began) < 1250
+    assert traffic.latency_ms(time.perf_counter(), waited_s=5.0) == 0.0

@@ -1,6 +1,7 @@
 """Scale to zero and wake-on-request with the database, no worker: an unpinned deployment's stable
 replicas go when idle (serving's keep-alive), the engine does not bring them back, and a request
-does (wake), once however many ask at once."""
+does (wake), once however many ask at once, through /v1/ or the REST deployment endpoint. While a
+release is open, the stable's replicas stay loaded."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from django.utils import timezone
 
 from apps.core import services as core_services
 from apps.core.domain.roles import Role
-from apps.deployments import services
+from apps.deployments import services, traffic
 from apps.deployments.dataplane import routes, waking
 from apps.deployments.dataplane.routes import Route
-from apps.deployments.domain.states import DeploymentState
+from apps.deployments.domain.states import DeploymentState, ReleaseState
+from apps.deployments.domain.strategy import Strategy
 from apps.deployments.models import Deployment, KeyGrant, Release
-from apps.deployments.rollout import due_release_ids, tick
+from apps.deployments.rollout import due_release_ids, release_abort, release_promote, tick
 from apps.deployments.wake import RECREATING_RETRY_S, REFUSED_RETRY_S, Waking, readiness, wake
 from apps.serving import placing
 from apps.serving import services as serving
@@ -347,6 +349,39 @@ def test_requests_waiting_at_once_share_one_wake_and_get_the_loaded_route(device
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_wake_leaves_the_processs_database_thread_free(
+    device: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment, release = asleep()
+    route = route_of(deployment)
+    going_on = threading.Event()
+    woken_in: list[int] = []
+
+    def slow_wake(deployment_id: int) -> Waking:  # the real wake, held up midway
+        woken_in.append(threading.get_ident())
+        assert going_on.wait(5)
+        return wake(deployment_id)
+
+    monkeypatch.setattr(waking, "wake", slow_wake)
+
+    async def request() -> Route:
+        waiting = asyncio.create_task(waking.until_loaded(route))
+        await asyncio.sleep(0.2)
+        # While the wake is held up, a key or route miss still reads the database at once.
+        assert await asyncio.wait_for(database_sync_to_async(Deployment.objects.count)(), 2) == 1
+        going_on.set()
+        await asyncio.sleep(0.3)
+        await database_sync_to_async(loaded)(release)
+        return await waiting
+
+    answered = asyncio.run(request())
+
+    assert answered.stable is not None
+    assert answered.stable.targets
+    assert len(woken_in) == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_request_that_goes_away_leaves_the_wait_to_the_others(device: Any) -> None:
     deployment, release = asleep()
     route = route_of(deployment)
@@ -466,3 +501,130 @@ def test_a_deployment_being_recreated_is_not_woken_back_to_its_old_release(devic
     assert (refused.state, refused.retry_after_s) == ("refused", RECREATING_RETRY_S)
     assert f"release #{release.pk} (loading) answers once it is promoted" in refused.reason
     assert [state for state, _, _ in replicas_of(old)] == [P.UNLOADED]
+
+
+# ---- a release open on an on-demand deployment keeps its stable loaded --------------------------
+
+
+def canary_on(deployment: Deployment) -> Release:
+    return services.release_create(
+        deployment=deployment,
+        model_version=ServableVersionFactory(model=deployment.registered_model),
+        strategy=Strategy.CANARY,
+    )
+
+
+@pytest.mark.parametrize("ending", ["abort", "cancel"])
+def test_the_stable_replicas_stay_loaded_while_a_canary_is_open_and_go_back_to_on_demand_after(
+    device: Any, ending: str
+) -> None:
+    """The stable's replicas unloaded mid-canary sent all traffic to the unverified canary, and its
+    analysis had no stable to judge it against."""
+    deployment, stable = promoted(keep_alive_s=60)
+    assert replicas_of(stable) == [(P.LOADED, False, 60)]
+
+    canary = canary_on(deployment)
+    assert replicas_of(stable) == [(P.LOADED, True, 60)]
+    if ending == "abort":
+        through_verification(canary)
+        assert (canary.state, canary.traffic_percent) == (ReleaseState.PROGRESSING, 10)
+    idle_for(stable, 3600)
+    assert placing.placements_expire_idle() == 0
+    assert [state for state, _, _ in replicas_of(stable)] == [P.LOADED]
+
+    if ending == "abort":
+        release_abort(release=canary, by=None, reason="enough")
+    else:
+        services.release_cancel(release=canary)
+
+    assert replicas_of(stable) == [(P.LOADED, False, 60)]
+    assert placing.placements_expire_idle() == 1
+
+
+def test_a_promoted_canary_leaves_its_replicas_on_demand_and_the_old_stable_kept_for_its_window(
+    device: Any,
+) -> None:
+    deployment, stable = promoted(keep_alive_s=60)
+    canary = through_verification(canary_on(deployment))
+
+    release_promote(release=canary, by=None, reason="looks fine")
+
+    assert replicas_of(canary) == [(P.LOADED, False, 60)]
+    assert [(state, pinned) for state, pinned, _ in replicas_of(stable)] == [(P.LOADED, True)]
+
+
+def test_a_sleeping_stable_is_woken_when_a_canary_opens_and_loads_pinned_until_it_ends(device: Any) -> None:
+    deployment, stable = asleep()
+
+    canary = canary_on(deployment)
+
+    assert [(state, pinned) for state, pinned, _ in replicas_of(stable)] == [
+        (P.UNLOADED, False),
+        (P.REQUESTED, True),
+    ]
+    assert woken_notes(stable) == 1
+    loaded(stable)
+    services.release_cancel(release=canary)
+    assert replicas_of(stable)[1] == (P.LOADED, False, 60)
+
+
+def test_a_stable_that_cannot_be_woken_when_a_canary_opens_says_so_on_its_timeline() -> None:
+    DeviceFactory(capacity_bytes=2 * GIB)
+    deployment, stable = asleep()
+    PlacementFactory(
+        device=Placement.objects.get(releases=stable).device,
+        state=P.LOADED,
+        pinned=True,
+        reserved_bytes=2 * GIB,
+    )
+
+    canary = canary_on(deployment)
+
+    note = canary.events.get(kind="note").message
+    assert note.startswith(f"the stable release #{stable.pk} has no replica loaded and could not be woken: ")
+    assert "cannot be placed: needs 1.0 GiB" in note
+
+
+# ---- the REST deployment endpoint wakes a sleeping deployment too ------------------------------
+
+
+def rest_infer(client_as: Any, name: str) -> Any:
+    return client_as(Role.OPERATOR).post(
+        f"/api/v1/deployments/{name}/infer/",
+        {"task": "generate", "input": {"prompt": "Once upon a time"}},
+        content_type="application/json",
+    )
+
+
+def test_the_rest_endpoint_wakes_a_sleeping_deployment_and_says_to_try_again_shortly(
+    client_as: Any, device: Any
+) -> None:
+    """It answered 409 'no replica is loaded now.' for good: only a /v1/ request woke it."""
+    deployment, release = asleep()
+
+    first, second = rest_infer(client_as, deployment.name), rest_infer(client_as, deployment.name)
+
+    for response in (first, second):
+        assert response.status_code == 503
+        assert response.json()["error"] == "not_loaded"
+        assert "waking, its replicas are loading; try again shortly" in response.json()["detail"]
+        assert response["Retry-After"] == "2"
+    assert [state for state, _, _ in replicas_of(release)] == [P.UNLOADED, P.REQUESTED]
+    assert woken_notes(release) == 1
+
+
+def test_the_rest_endpoint_says_why_a_sleeping_deployment_cannot_be_woken() -> None:
+    DeviceFactory(capacity_bytes=2 * GIB)
+    deployment, release = asleep()
+    PlacementFactory(
+        device=Placement.objects.get(releases=release).device,
+        state=P.LOADED,
+        pinned=True,
+        reserved_bytes=2 * GIB,
+    )
+
+    with pytest.raises(Refused) as refused:
+        traffic.infer(deployment=traffic.routed_deployments().get(pk=deployment.pk), task="generate", data={})
+
+    assert (refused.value.status, refused.value.retry_after_s) == (503, REFUSED_RETRY_S)
+    assert "cannot be placed: needs 1.0 GiB" in refused.value.reason

@@ -103,15 +103,17 @@ class DeploymentInferView(APIView):
             ),
             409: OpenApiResponse(
                 serving.ErrorBody,
-                description="Paused or retired, nothing live, or no replica loaded "
-                "(Retry-After while loading)",
+                description="Paused or retired, nothing live, or a release pinned by `release` with no "
+                "replica loaded (Retry-After while loading)",
             ),
             429: OpenApiResponse(
                 serving.ErrorBody, description="The deployment's bulkhead is full; see Retry-After"
             ),
             503: OpenApiResponse(
                 serving.ErrorBody,
-                description="Circuit breaker open, worker lost or busy, or the broker unreachable",
+                description="Circuit breaker open, worker lost or busy, the broker unreachable, or a "
+                "sleeping deployment waking (its replicas are loading; Retry-After) or unable to wake "
+                "(the scheduler's reason)",
             ),
             504: OpenApiResponse(serving.ErrorBody, description="No answer within the request's time limit"),
         },

@@ -111,7 +111,8 @@ def promote(release: Release, *, now: datetime, cause: str, actor: Any = None, r
     )
     Deployment.objects.filter(pk=deployment.pk).update(current_release=release, updated_at=now)
     deployment.current_release = release
-    replicas.settle(deployment)  # unpinned, an on-demand deployment's replicas go when idle
+    # The release is no longer open: an on-demand deployment's stable replicas go when idle again.
+    replicas.settle(deployment)
     if previous_id:
         Release.objects.filter(pk=previous_id).update(traffic_percent=0, updated_at=now)
     if deployment.state == DeploymentState.DRAFT:
@@ -172,6 +173,9 @@ def end(
         if previous is not None:
             Release.objects.filter(pk=previous.pk).update(traffic_percent=100, updated_at=now)
             previous.traffic_percent = 100
+    # The release is no longer open: the stable's replicas, pinned while it was, settle to the
+    # deployment's own setting again.
+    replicas.settle(deployment)
     if not took_traffic and (count := replicas.unload(release, reason=f"release #{release.pk}: {reason}")):
         timeline.record(
             release,

@@ -5,7 +5,10 @@ Scale to zero: the stable release of a deployment that is not pinned keeps its r
 while they are used. Once promoted they are unpinned and given the deployment's keep-alive
 (settle), so serving's placements_expire_idle unloads them when idle and eviction may take
 them; a request loads them again (apps.deployments.wake, through load()), never the engine. A
-release rolling out keeps its replicas pinned, whatever its deployment says.
+release rolling out keeps its replicas pinned, whatever its deployment says, and so does the
+stable release while a release is open on its deployment (stays_loaded): the canary's analysis
+judges it against stable, which must not scale to zero under it. When the release ends, the
+stable's replicas settle to the deployment's own setting again.
 
 One placement may serve several releases: the scheduler hands back a placement of the version
 that is already loaded (a staging and a production deployment of the same version, or the same
@@ -15,7 +18,7 @@ A retired deployment's current release holds nothing: its replicas go (deploymen
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,6 +27,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from apps.deployments.domain.states import RELEASE_OPEN, DeploymentState
 from apps.deployments.models import Deployment, Release
 from apps.deployments.rollout import timeline
+from apps.fleet.domain.states import PLACEABLE_HEALTH
 from apps.serving import placing
 from apps.serving.domain.states import PLACEMENT_ACTIVE, PLACEMENT_SERVING, PlacementState
 from apps.serving.models import Placement
@@ -32,11 +36,24 @@ P = PlacementState
 Link = Release.placements.through  # which release holds which placement
 
 
+def _stays_loaded() -> Q:
+    """Deployments whose stable replicas stay pinned (loaded while idle): pinned ones, and any with
+    a release open on it (the release's analysis needs stable)."""
+    opened = Release.objects.filter(deployment=OuterRef("pk"), state__in=RELEASE_OPEN)
+    return Q(pinned=True) | Q(Exists(opened))
+
+
+def stays_loaded(deployment: Deployment) -> bool:
+    """Whether `deployment`'s stable replicas are pinned now (_stays_loaded), read from the
+    database, as callers hold rows moved a moment ago."""
+    return Deployment.objects.filter(_stays_loaded(), pk=deployment.pk).exists()
+
+
 def _holding(*, pinned: bool = False) -> Q:
     """Links whose release keeps the placement: an open release, or the current release of a
-    deployment that is not retired (with `pinned`, of a pinned one only: the links that keep it
-    pinned)."""
-    deployments = Deployment.objects.filter(pinned=True) if pinned else Deployment.objects.all()
+    deployment that is not retired (with `pinned`, of one whose stable stays loaded only: the
+    links that keep it pinned)."""
+    deployments = Deployment.objects.filter(_stays_loaded()) if pinned else Deployment.objects.all()
     current = (
         deployments.filter(current_release__isnull=False)
         .exclude(state=DeploymentState.RETIRED)
@@ -52,20 +69,27 @@ def keep_alive_s(deployment: Deployment) -> int:
 
 def on_demand(release: Release) -> bool:
     """Whether `release`'s replicas come and go with requests: it is the stable release of a
-    deployment that is not pinned. Read from the database, as callers hold rows moved a moment ago."""
-    return Deployment.objects.filter(pk=release.deployment_id, current_release=release, pinned=False).exists()
+    deployment whose stable does not stay loaded (_stays_loaded). Read from the database, as
+    callers hold rows moved a moment ago."""
+    return (
+        Deployment.objects.filter(pk=release.deployment_id, current_release=release)
+        .exclude(_stays_loaded())
+        .exists()
+    )
 
 
 def settle(deployment: Deployment) -> int:
-    """Pin or unpin the stable release's replicas as the deployment says: pinned, they stay loaded;
-    unpinned, they get its keep-alive and go when idle. A replica another release keeps pinned (one
-    rolling out, or the stable release of a pinned deployment) stays pinned. How many changed."""
+    """Pin or unpin the stable release's replicas as the deployment says now (stays_loaded):
+    pinned, or while a release is open on it, they stay loaded; else they get its keep-alive and go
+    when idle. A replica another release keeps pinned (one rolling out, or the stable release of a
+    deployment whose stable stays loaded) stays pinned. How many changed. Called when the setting
+    changes, and when a release opens or ends."""
     release = deployment.current_release
     if release is None or deployment.state == DeploymentState.RETIRED:
         return 0
     serving = release.placements.filter(state__in=PLACEMENT_SERVING)
     # A direct update, as unload() does: the reaper times requests and loads by updated_at.
-    if deployment.pinned:
+    if stays_loaded(deployment):
         return serving.filter(pinned=False).update(pinned=True)
     pinned_elsewhere = (
         Link.objects.filter(placement_id__in=release.placements.values("pk"))
@@ -78,6 +102,14 @@ def settle(deployment: Deployment) -> int:
         serving.exclude(pk__in=pinned_elsewhere)
         .exclude(pinned=False, keep_alive_s=keep)
         .update(pinned=False, keep_alive_s=keep)
+    )
+
+
+def loaded_placements(release_ids: Collection[int]) -> QuerySet[Placement]:
+    """The placements that answer for these releases: loaded, on devices that may serve (a row per
+    placement and release: `releases` names the release)."""
+    return Placement.objects.filter(
+        releases__in=release_ids, state=PlacementState.LOADED, device__health__in=PLACEABLE_HEALTH
     )
 
 
