@@ -86,7 +86,7 @@ async def exchange(
         raise timed_out(version, timeout_s)
     finally:
         if not ended and sent:
-            await asyncio.shield(_take_back(client, queue, encoded, key))
+            await asyncio.shield(_take_back(client, queue, encoded, request))
 
 
 async def _wait(
@@ -138,11 +138,14 @@ def _fate(accepted: Run, heard: list[Heard]) -> str:
     return "working" if run.alive or run.stopped else "dead"
 
 
-async def _take_back(client: redis.asyncio.Redis, queue: str, encoded: str, key: str) -> None:
-    """Take an unanswered request off its queue (if no worker took it yet) and drop its frames.
-    With Redis out of reach, the refusal already under way says so; the list expires on its own."""
+async def _take_back(client: redis.asyncio.Redis, queue: str, encoded: str, request: wire.Request) -> None:
+    """Take an unanswered request off its queue (if no worker took it yet), drop its frames, and
+    tell a worker already running it to stop (its cancel key, which the worker reads in the round
+    trip of each frame it pushes). With Redis out of reach, the refusal already under way says so;
+    the keys expire on their own."""
     with contextlib.suppress(redis.RedisError):
         async with client.pipeline(transaction=False) as pipe:
             pipe.lrem(wire.request_key(queue), 1, encoded)
-            pipe.delete(key)
+            pipe.delete(wire.reply_key(request.id))
+            pipe.set(wire.cancel_key(request.id), 1, ex=wire.reply_ttl_s(request.timeout_s))
             await pipe.execute()
