@@ -34,7 +34,7 @@ import redis.asyncio
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
-from apps.core import metrics
+from apps.core import metrics, redis_batch
 from apps.core.domain import tones
 from apps.core.redis_clients import redis_client
 
@@ -168,16 +168,16 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+_HEARD_LUA = redis_batch.Lua(_HEARD)
 
 
 def queues_heard(queues: Iterable[str], client: redis.Redis | None = None) -> dict[str, list[Heard]]:
     """queue_heard() of each of `queues`, in one round trip (a page of devices)."""
-    client = client or redis_client()
     wanted = sorted(set(queues))
     if not wanted:
         return {}
-    answers = client.register_script(_HEARD)(keys=[_queue_key(q) for q in wanted], args=[KEY_PREFIX])
-    return _heard_by_queue(wanted, answers)
+    (answers,) = redis_batch.run(client or redis_client(), [heard_command(wanted)])
+    return heard_by_queue(wanted, answers)
 
 
 async def aqueues_heard(queues: Iterable[str], client: redis.asyncio.Redis) -> dict[str, list[Heard]]:
@@ -185,11 +185,17 @@ async def aqueues_heard(queues: Iterable[str], client: redis.asyncio.Redis) -> d
     wanted = sorted(set(queues))
     if not wanted:
         return {}
-    answers = await client.register_script(_HEARD)(keys=[_queue_key(q) for q in wanted], args=[KEY_PREFIX])
-    return _heard_by_queue(wanted, answers)
+    (answers,) = await redis_batch.arun(client, [heard_command(wanted)])
+    return heard_by_queue(wanted, answers)
 
 
-def _heard_by_queue(wanted: list[str], answers: list) -> dict[str, list[Heard]]:
+def heard_command(queues: list[str]) -> redis_batch.Command:
+    """The one command that reads the beats of `queues` (for a caller's own pipeline); its reply
+    read by heard_by_queue()."""
+    return _HEARD_LUA([_queue_key(q) for q in queues], [KEY_PREFIX])
+
+
+def heard_by_queue(wanted: list[str], answers: list) -> dict[str, list[Heard]]:
     """_HEARD's answer for the queues `wanted`: each queue's beats, latest first."""
     return {
         queue: sorted(

@@ -1,5 +1,6 @@
-"""Each release's request figures in Redis: written by web processes on the request path (one round
-trip, no database write), read by the canary analysis, the deployment page and /metrics.
+"""Each release's request figures in Redis, never in the database: written by web processes (the REST
+path one round trip per request; the data plane off its request path, summed in process and written
+as a Batch every half second), read by the canary analysis, the deployment page and /metrics.
 
 Two shapes per release:
   moc:dfig2:<release>:total       cumulative counters (apps.deployments.domain.figures fields); a step's
@@ -15,12 +16,14 @@ and per minute, which releases counted a request in it (the rollup's list of wha
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
-from typing import Any
 
 import redis
 import redis.asyncio
 
+from apps.core import redis_batch
+from apps.core.redis_batch import Command
 from apps.deployments.domain.figures import Figures, Outcome, increments, summed
 
 PREFIX = "moc:dfig2:"
@@ -44,45 +47,64 @@ def _active_key(minute: int) -> str:
     return f"{PREFIX}active:{minute}"
 
 
-# One pipeline's commands: (method, args), queued alike on a sync or an asyncio pipeline.
-_Command = tuple[str, tuple[Any, ...]]
+class Batch:
+    """Requests counted in process and written together: each key's fields summed here, so a
+    batch of any size is one pipeline of a few commands per release (the data plane's counting:
+    one write every half second per process, never one per request)."""
 
+    def __init__(self) -> None:
+        self._fields: dict[str, tuple[Counter[str], dict[str, float], int]] = {}  # key: counts, sums, TTL
+        self._active: dict[str, set[int]] = {}  # active set's key: release ids
 
-def _commands(
-    *,
-    release_id: int,
-    outcome: Outcome,
-    latency_ms: float,
-    ttft_ms: float | None,
-    itl_ms: float | None,
-    tokens_out: int,
-    queue_ms: float | None,
-    refusal: str,
-    at: float | None,
-) -> list[_Command]:
-    at = time.time() if at is None else at
-    start = int(at) // BUCKET_S * BUCKET_S
-    counts, sums = increments(
-        outcome=outcome,
-        latency_ms=latency_ms,
-        ttft_ms=ttft_ms,
-        itl_ms=itl_ms,
-        tokens_out=tokens_out,
-        queue_ms=queue_ms,
-        refusal=refusal,
-    )
-    commands: list[_Command] = []
-    for key, ttl in ((_total_key(release_id), TOTAL_TTL_S), (_bucket_key(release_id, start), BUCKET_TTL_S)):
-        commands += [("hincrby", (key, name, n)) for name, n in counts.items()]
-        commands += [("hincrbyfloat", (key, name, ms)) for name, ms in sums.items()]
-        commands.append(("expire", (key, ttl)))
-    active = _active_key(int(at) // 60 * 60)
-    return [*commands, ("sadd", (active, release_id)), ("expire", (active, BUCKET_TTL_S))]
+    def __bool__(self) -> bool:
+        return bool(self._fields)
 
+    def add(
+        self,
+        *,
+        release_id: int,
+        outcome: Outcome,
+        latency_ms: float,
+        ttft_ms: float | None = None,
+        itl_ms: float | None = None,
+        tokens_out: int = 0,
+        queue_ms: float | None = None,
+        refusal: str = "",
+        at: float | None = None,
+    ) -> None:
+        """Count one request of a release (domain.figures.increments says what counts where)."""
+        at = time.time() if at is None else at
+        counts, sums = increments(
+            outcome=outcome,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
+            tokens_out=tokens_out,
+            queue_ms=queue_ms,
+            refusal=refusal,
+        )
+        start = int(at) // BUCKET_S * BUCKET_S
+        for key, ttl in (
+            (_total_key(release_id), TOTAL_TTL_S),
+            (_bucket_key(release_id, start), BUCKET_TTL_S),
+        ):
+            kept_counts, kept_sums, _ = self._fields.setdefault(key, (Counter(), {}, ttl))
+            kept_counts.update(counts)
+            for name, ms in sums.items():
+                kept_sums[name] = kept_sums.get(name, 0.0) + ms
+        self._active.setdefault(_active_key(int(at) // 60 * 60), set()).add(release_id)
 
-def _queue(pipe: Any, commands: list[_Command]) -> None:
-    for method, args in commands:
-        getattr(pipe, method)(*args)
+    def take(self) -> list[Command]:
+        """The commands that write everything counted so far; the batch is empty after."""
+        commands: list[Command] = []
+        for key, (counts, sums, ttl) in self._fields.items():
+            commands += [("hincrby", (key, name, n)) for name, n in counts.items()]
+            commands += [("hincrbyfloat", (key, name, ms)) for name, ms in sums.items()]
+            commands.append(("expire", (key, ttl)))
+        for key, releases in self._active.items():
+            commands += [("sadd", (key, *sorted(releases))), ("expire", (key, BUCKET_TTL_S))]
+        self._fields, self._active = {}, {}
+        return commands
 
 
 def record(
@@ -98,24 +120,20 @@ def record(
     refusal: str = "",
     at: float | None = None,
 ) -> None:
-    """Count one request of a release, in one round trip (domain.figures.increments says what
-    counts where)."""
-    pipe = client.pipeline(transaction=False)
-    _queue(
-        pipe,
-        _commands(
-            release_id=release_id,
-            outcome=outcome,
-            latency_ms=latency_ms,
-            ttft_ms=ttft_ms,
-            itl_ms=itl_ms,
-            tokens_out=tokens_out,
-            queue_ms=queue_ms,
-            refusal=refusal,
-            at=at,
-        ),
+    """Count one request of a release now, in one round trip (Batch.add())."""
+    batch = Batch()
+    batch.add(
+        release_id=release_id,
+        outcome=outcome,
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        itl_ms=itl_ms,
+        tokens_out=tokens_out,
+        queue_ms=queue_ms,
+        refusal=refusal,
+        at=at,
     )
-    pipe.execute()
+    redis_batch.run(client, batch.take())
 
 
 async def arecord(
@@ -131,23 +149,21 @@ async def arecord(
     refusal: str = "",
     at: float | None = None,
 ) -> None:
-    """record() from the asynchronous side (the data plane): the same commands, one round trip."""
-    pipe = client.pipeline(transaction=False)
-    _queue(
-        pipe,
-        _commands(
-            release_id=release_id,
-            outcome=outcome,
-            latency_ms=latency_ms,
-            ttft_ms=ttft_ms,
-            itl_ms=itl_ms,
-            tokens_out=tokens_out,
-            queue_ms=queue_ms,
-            refusal=refusal,
-            at=at,
-        ),
+    """record() from the asynchronous side, for a caller that needs it written now (the data
+    plane's requests are counted in a Batch instead: dataplane/counting.py)."""
+    batch = Batch()
+    batch.add(
+        release_id=release_id,
+        outcome=outcome,
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        itl_ms=itl_ms,
+        tokens_out=tokens_out,
+        queue_ms=queue_ms,
+        refusal=refusal,
+        at=at,
     )
-    await pipe.execute()
+    await redis_batch.arun(client, batch.take())
 
 
 def active(client: redis.Redis, minutes: Iterable[int]) -> dict[int, set[int]]:

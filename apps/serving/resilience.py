@@ -16,7 +16,9 @@ scripts come from the Redis server's clock, the one clock every web process shar
 Each has a twin for the asynchronous side (the data plane: `AsyncBreakers`, `AsyncBulkhead`) over
 the same keys, scripts and rules, so a request on either side counts against the same state. The
 rules that need round trips are written once as plans (generators that yield each Redis call they
-need and are sent its reply); a sync and an async driver run them.
+need and are sent its reply); a sync and an async driver run them. On the async side a call can
+ride in the caller's own pipeline (AsyncBulkhead.ask/holding, Held.give_back, read_commands, and
+AsyncBreakers.record's `along`), so the data plane pays one round trip where it needs several.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
 
+from apps.core import redis_batch
+from apps.core.redis_batch import Command, Lua
 from apps.serving.domain import breaker as rules
 from apps.serving.domain.breaker import Breaker, BreakerConfig, BreakerState
 from apps.serving.domain.errors import NOT_THE_PLACEMENTS_FAULT, ErrorClass
@@ -65,6 +69,7 @@ if v == tonumber(ARGV[1]) then
 end
 return {0, redis.call('HGETALL', KEYS[1])}
 """
+_COMPARE_AND_SET_LUA, _SAME_VERSION_LUA = Lua(_COMPARE_AND_SET), Lua(_SAME_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +104,9 @@ def _run(plan: _Plan, call: Callable[[str, Any], Any]) -> Any:
         reply = call(what, args)
 
 
-async def _arun(plan: _Plan, call: Callable[[str, Any], Awaitable[Any]]) -> Any:
-    """_run() with an asynchronous client."""
-    reply = None
+async def _arun(plan: _Plan, call: Callable[[str, Any], Awaitable[Any]], reply: Any = None) -> Any:
+    """_run() with an asynchronous client; `reply` answers the call a plan already made (one
+    advanced to its first call by its caller, who sent that call in its own round trip)."""
     while True:
         try:
             what, args = plan.send(reply)
@@ -115,8 +120,6 @@ class Breakers:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
-        self._same_version = client.register_script(_SAME_VERSION)
 
     def admit(
         self, placement_id: int, cfg: BreakerConfig, *, now: float, seen: Seen | None = None
@@ -148,10 +151,7 @@ class Breakers:
     def read(self, placement_ids: Iterable[int]) -> dict[int, Seen]:
         """Each placement's breaker (closed when it has no state) and its version, in one round trip."""
         ids = list(placement_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for placement_id in ids:
-            pipe.hgetall(_breaker_key(placement_id))
-        return _read(ids, pipe.execute())
+        return seen_from(ids, redis_batch.run(self.client, read_commands(ids)))
 
     def get(self, placement_ids: Iterable[int]) -> dict[int, Breaker]:
         """Each placement's breaker (closed when it has no state), in one round trip."""
@@ -167,10 +167,7 @@ class Breakers:
         key = _breaker_key(placement_id)
 
         def call(what: str, args: Any) -> Any:
-            if what == _READ:
-                return self.client.hgetall(key)
-            script = self._same_version if what == _SAME else self._compare_and_set
-            return script(keys=[key], args=args)
+            return redis_batch.run(self.client, [_breaker_command(key, what, args)])[0]
 
         return _run(_change_plan(step, seen, verify=verify), call)
 
@@ -180,8 +177,6 @@ class AsyncBreakers:
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
-        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
-        self._same_version = client.register_script(_SAME_VERSION)
 
     async def admit(
         self, placement_id: int, cfg: BreakerConfig, *, now: float, seen: Seen | None = None
@@ -198,31 +193,58 @@ class AsyncBreakers:
         error_class: ErrorClass | None,
         error: str = "",
         seen: Seen | None = None,
+        along: Sequence[Command] = (),
     ) -> Breaker:
-        """Breakers.record()."""
+        """Breakers.record(); `along` (a slot's give-back: Held.give_back()) rides in its first
+        round trip."""
         step = _record_step(cfg, now, error_class, error)
-        return (await self._change(placement_id, step, seen, verify=True))[0][1]
+        return (await self._change(placement_id, step, seen, verify=True, along=along))[0][1]
 
     async def read(self, placement_ids: Iterable[int]) -> dict[int, Seen]:
         """Breakers.read(): one pipelined round trip."""
         ids = list(placement_ids)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for placement_id in ids:
-                pipe.hgetall(_breaker_key(placement_id))
-            return _read(ids, await pipe.execute())
+        return seen_from(ids, await redis_batch.arun(self.client, read_commands(ids)))
 
     async def _change(
-        self, placement_id: int, step: _Step, seen: Seen | None = None, *, verify: bool = False
+        self,
+        placement_id: int,
+        step: _Step,
+        seen: Seen | None = None,
+        *,
+        verify: bool = False,
+        along: Sequence[Command] = (),
     ) -> tuple[tuple[bool, Breaker, str], Seen]:
         key = _breaker_key(placement_id)
+        riding = list(along)
 
         async def call(what: str, args: Any) -> Any:
-            if what == _READ:
-                return await self.client.hgetall(key)
-            script = self._same_version if what == _SAME else self._compare_and_set
-            return await script(keys=[key], args=args)
+            replies = await redis_batch.arun(self.client, [_breaker_command(key, what, args), *riding])
+            riding.clear()
+            return replies[0]
 
-        return await _arun(_change_plan(step, seen, verify=verify), call)
+        changed = await _arun(_change_plan(step, seen, verify=verify), call)
+        if riding:  # the rule needed no round trip of its own
+            await redis_batch.arun(self.client, riding)
+        return changed
+
+
+def read_commands(placement_ids: Sequence[int]) -> list[Command]:
+    """The commands that read the placements' breakers (for a caller's own pipeline); their
+    replies read by seen_from()."""
+    return [("hgetall", (_breaker_key(pid),)) for pid in placement_ids]
+
+
+def seen_from(placement_ids: Sequence[int], replies: Sequence[dict]) -> dict[int, Seen]:
+    """Each placement's breaker (closed when it has no state) and its version, from
+    read_commands()' replies."""
+    return {pid: _decode(raw) for pid, raw in zip(placement_ids, replies, strict=True)}
+
+
+def _breaker_command(key: str, what: str, args: Any) -> Command:
+    """A breaker plan's call as a command."""
+    if what == _READ:
+        return ("hgetall", (key,))
+    return (_SAME_VERSION_LUA if what == _SAME else _COMPARE_AND_SET_LUA)([key], args)
 
 
 def breaker_order(
@@ -255,10 +277,6 @@ def _admission(changed: tuple[tuple[bool, Breaker, str], Seen], cfg: BreakerConf
     (allowed, after, reason), now_seen = changed
     wait = 0.0 if allowed else rules.retry_after_s(after, cfg, now)
     return Admission(ok=allowed, state=after.state, reason=reason, retry_after_s=wait, seen=now_seen)
-
-
-def _read(ids: list[int], hashes: list[dict]) -> dict[int, Seen]:
-    return {pid: _decode(raw) for pid, raw in zip(ids, hashes, strict=True)}
 
 
 def _change_plan(step: _Step, seen: Seen | None, *, verify: bool) -> _Plan:
@@ -301,9 +319,9 @@ def _pairs(flat: list) -> dict:
 def _encode(b: Breaker) -> list[str]:
     """The hash's field/value pairs (str() of a float reads back as the same float)."""
     out: list[str] = []
-    for field in fields(Breaker):
-        value = getattr(b, field.name)
-        out += [field.name, "" if value is None else str(value)]
+    for part in fields(Breaker):
+        value = getattr(b, part.name)
+        out += [part.name, "" if value is None else str(value)]
     return out
 
 
@@ -412,6 +430,7 @@ _OCCUPANCY = (
 return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
 """
 )
+_ACQUIRE_LUA, _RELEASE_LUA, _OCCUPANCY_LUA = Lua(_ACQUIRE), Lua(_RELEASE), Lua(_OCCUPANCY)
 
 # How long a waiter blocks on the wake list before it looks again by itself (a lease that
 # expired frees a slot without anybody waking the queue).
@@ -444,6 +463,15 @@ class _Shape:
         self._wake = prefix + "wake"
         self._keys = [prefix + "running", prefix + "waiting", prefix + "place", self._wake, prefix + "hold"]
 
+    def _command(self, what: str, args: Any) -> Command:
+        """A slot plan's call as a command."""
+        if what == _ACQUIRE_CALL:
+            return _ACQUIRE_LUA(self._keys, args)
+        return ("blpop", ([self._wake], args))
+
+    def _release_command(self, token: str, held_s: float | None) -> Command:
+        return _RELEASE_LUA(self._keys, [token, self.concurrency, "" if held_s is None else repr(held_s)])
+
 
 class Bulkhead(_Shape):
     """At most `concurrency` requests in flight for one served version and `queue` waiting.
@@ -454,9 +482,6 @@ class Bulkhead(_Shape):
     def __init__(self, client: redis.Redis, name: str, *, concurrency: int, queue: int) -> None:
         super().__init__(name, concurrency=concurrency, queue=queue)
         self.client = client
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._occupancy = client.register_script(_OCCUPANCY)
 
     @contextmanager
     def slot(self, *, wait_s: float, lease_s: float) -> Iterator[float]:
@@ -483,16 +508,43 @@ class Bulkhead(_Shape):
 
     def occupancy(self) -> tuple[int, int]:
         """(running, waiting) now; leases and places that ran out are not counted."""
-        running, waiting = self._occupancy(keys=self._keys)
+        ((running, waiting),) = redis_batch.run(self.client, [_OCCUPANCY_LUA(self._keys, [])])
         return int(running), int(waiting)
 
     def _call(self, what: str, args: Any) -> Any:
-        if what == _ACQUIRE_CALL:
-            return self._acquire(keys=self._keys, args=args)
-        return self.client.blpop([self._wake], timeout=args)
+        return redis_batch.run(self.client, [self._command(what, args)])[0]
 
     def _give_back(self, token: str, *, held_s: float | None) -> tuple[int, int, bytes | None]:
-        return _released(self._release(keys=self._keys, args=_release_args(self, token, held_s)))
+        return _released(redis_batch.run(self.client, [self._release_command(token, held_s)])[0])
+
+
+@dataclass(slots=True)
+class Asked:
+    """A slot asked for (AsyncBulkhead.ask): `command`, its first try, goes in the caller's own
+    round trip; AsyncBulkhead.holding() takes it on from that command's reply."""
+
+    token: str
+    wait_s: float
+    command: Command
+    plan: _Plan  # advanced to `command`
+
+
+@dataclass(slots=True)
+class Held:
+    """A slot held (AsyncBulkhead.holding)."""
+
+    waited_s: float  # spent waiting for it
+    queued: bool  # it was not free at once: the caller waited in the queue
+    bulkhead: AsyncBulkhead
+    token: str
+    since: float = field(default_factory=time.monotonic)
+    given: bool = False
+
+    def give_back(self) -> Command:
+        """The command that gives the slot back, for the caller's own round trip; the block then
+        leaves it be (were that round trip lost, the lease frees the slot)."""
+        self.given = True
+        return self.bulkhead._release_command(self.token, time.monotonic() - self.since)
 
 
 class AsyncBulkhead(_Shape):
@@ -501,36 +553,58 @@ class AsyncBulkhead(_Shape):
     def __init__(self, client: redis.asyncio.Redis, name: str, *, concurrency: int, queue: int) -> None:
         super().__init__(name, concurrency=concurrency, queue=queue)
         self.client = client
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
 
     @asynccontextmanager
     async def slot(self, *, wait_s: float, lease_s: float) -> AsyncIterator[float]:
         """Bulkhead.slot(). The slot is given back however the block ends, a cancelled task's
         included: the give-back is shielded from a second cancellation."""
-        token = uuid.uuid4().hex
+        asked = self.ask(wait_s=wait_s, lease_s=lease_s)
         try:
-            waited = await _arun(_slot_plan(self, token, wait_s=wait_s, lease_s=lease_s), self._call)
+            (first,) = await redis_batch.arun(self.client, [asked.command])
+        except BaseException:
+            await asyncio.shield(self.withdraw(asked))
+            raise
+        async with self.holding(asked, first) as held:
+            yield held.waited_s
+
+    def ask(self, *, wait_s: float, lease_s: float) -> Asked:
+        """A slot asked for, its first try to be sent by the caller (with other commands, in one
+        round trip), its reply handed to holding(). A caller that ends up not taking it on
+        withdraw()s it."""
+        token = uuid.uuid4().hex
+        plan = _slot_plan(self, token, wait_s=wait_s, lease_s=lease_s)
+        return Asked(token=token, wait_s=wait_s, command=self._command(*plan.send(None)), plan=plan)
+
+    @asynccontextmanager
+    async def holding(self, asked: Asked, first: Any) -> AsyncIterator[Held]:
+        """slot() from `asked` whose first try answered `first`: waits its turn where it has to,
+        yields the slot held, and gives it back when the block ends, unless the caller gave it
+        back itself (Held.give_back())."""
+        try:
+            waited = await _arun(asked.plan, self._call, first)
         except BulkheadFull:
             raise
         except BaseException:
-            await asyncio.shield(self._give_back(token, held_s=None))
+            await asyncio.shield(self.withdraw(asked))
             raise
         if waited is None:
-            raise _waited_out(self, wait_s, *await self._give_back(token, held_s=None))
-        holding_since = time.monotonic()
+            raise _waited_out(self, asked.wait_s, *await self._give_back(asked.token, held_s=None))
+        held = Held(waited_s=waited, queued=int(first[0]) != 1, bulkhead=self, token=asked.token)
         try:
-            yield waited
+            yield held
         finally:
-            await asyncio.shield(self._give_back(token, held_s=time.monotonic() - holding_since))
+            if not held.given:
+                await asyncio.shield(self._give_back(held.token, held_s=time.monotonic() - held.since))
+
+    async def withdraw(self, asked: Asked) -> None:
+        """Give back whatever `asked` holds (a slot, or a place in the queue; nothing is fine)."""
+        await self._give_back(asked.token, held_s=None)
 
     async def _call(self, what: str, args: Any) -> Any:
-        if what == _ACQUIRE_CALL:
-            return await self._acquire(keys=self._keys, args=args)
-        return await self.client.blpop([self._wake], timeout=args)
+        return (await redis_batch.arun(self.client, [self._command(what, args)]))[0]
 
     async def _give_back(self, token: str, *, held_s: float | None) -> tuple[int, int, bytes | None]:
-        return _released(await self._release(keys=self._keys, args=_release_args(self, token, held_s)))
+        return _released((await redis_batch.arun(self.client, [self._release_command(token, held_s)]))[0])
 
 
 def _slot_plan(bulkhead: _Shape, token: str, *, wait_s: float, lease_s: float) -> _Plan:
@@ -555,10 +629,6 @@ def _slot_plan(bulkhead: _Shape, token: str, *, wait_s: float, lease_s: float) -
             return None
         popped = yield _WAKE, min(POLL_S, remaining)
         hops = int(popped[1]) if popped else 0
-
-
-def _release_args(bulkhead: _Shape, token: str, held_s: float | None) -> list:
-    return [token, bulkhead.concurrency, "" if held_s is None else repr(held_s)]
 
 
 def _released(reply: list) -> tuple[int, int, bytes | None]:

@@ -11,6 +11,7 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+from apps.core import redis_batch
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures
 from apps.deployments.domain.figures import (
@@ -434,3 +435,37 @@ def test_the_async_record_counts_exactly_as_the_sync_one(client: redis.Redis) ->
     series = figures.series(client, [5, 6], since=at, until=at)
     assert series[6] == series[5]
     assert figures.active(client, [int(at) // 60 * 60]) == {int(at) // 60 * 60: {5, 6}}
+
+
+def test_a_batch_writes_the_same_figures_as_recording_each_request(client: redis.Redis) -> None:
+    at = 1_700_000_003.0
+    asks = [
+        {"outcome": Outcome.OK, "latency_ms": 200.125, "ttft_ms": 40.5, "itl_ms": 9.25, "tokens_out": 16},
+        {"outcome": Outcome.OK, "latency_ms": 210.5, "ttft_ms": 41.0, "queue_ms": 3.0, "at": at + 6},
+        {"outcome": Outcome.ERROR, "latency_ms": 900.0, "queue_ms": 12.5},
+        {"outcome": Outcome.REFUSED, "latency_ms": 0, "refusal": "worker_silent", "at": at + 61},
+        {"outcome": Outcome.REJECTED, "latency_ms": 3.0},
+    ]
+    batch = figures.Batch()
+    for ask in asks:
+        request = {"at": at, **ask}
+        figures.record(client, release_id=5, **request)  # type: ignore[arg-type]
+        batch.add(release_id=6, **request)  # type: ignore[arg-type]
+        batch.add(release_id=7, **request)  # type: ignore[arg-type]
+
+    commands = batch.take()
+    redis_batch.run(client, commands)
+
+    totals = figures.totals(client, [5, 6, 7])
+    assert totals[6] == totals[5] == totals[7]
+    assert (totals[6].requests, totals[6].errors, totals[6].refused, totals[6].rejected) == (3, 1, 1, 1)
+    series = figures.series(client, [5, 6, 7], since=at, until=at + 61)
+    assert series[6] == series[5] == series[7]
+    minutes = [int(at) // 60 * 60, int(at + 61) // 60 * 60]
+    assert figures.active(client, minutes) == {minutes[0]: {5, 6, 7}, minutes[1]: {5, 6, 7}}
+    # Each key written once, its requests summed: per release its total and three buckets, and the
+    # two minutes' active sets.
+    expired = [args[0] for method, args in commands if method == "expire"]
+    assert len(expired) == len(set(expired)) == 2 * 4 + 2
+    assert not batch
+    assert batch.take() == []

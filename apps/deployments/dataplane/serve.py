@@ -4,16 +4,15 @@ body parsed into the worker's params (domain.openai), the side of the live split
 when the first has nothing loaded, the fallback after a rollback), a wake when nothing is loaded
 (waking.py), then serving's asynchronous flow (apps.serving.inference.aio: the deployment's
 bulkhead, the placements' breakers, the direct channel), the answer shaped as OpenAI's, and the
-request counted for its release (apps.deployments.figures, by traffic's rules).
+request counted for its release (apps.deployments.figures, by traffic's rules, in a batch: counting.py).
 
 A streamed answer starts only once its first frame came: a refusal before it is an ordinary JSON
 error with its status; after it, an error event and then `[DONE]`. Counting the figures happens
-off the request path (a task), never delaying an answer.
+off the request path (in process, written in batches), never delaying an answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -22,10 +21,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from apps.deployments import figures, traffic
-from apps.deployments.dataplane import clients, routes, waking
+from apps.deployments import traffic
+from apps.deployments.dataplane import clients, counting, routes, waking
 from apps.deployments.dataplane.auth import Caller
 from apps.deployments.dataplane.routes import Route, Side
 from apps.deployments.domain import openai
@@ -43,8 +40,6 @@ log = logging.getLogger(__name__)
 Headers = tuple[tuple[str, str], ...]
 # Retry-After for a 429 or 503 whose refusal named no time: one the SDKs' retries can use.
 _RETRY_S = {429: 1, 503: BROKER_RETRY_S}
-
-_counting: set[asyncio.Task[None]] = set()  # figures being written (kept referenced until done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +203,7 @@ _SSE_HEADERS = (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
 
 
 class _Done:
-    """Counts a request for its release once it ended (figures.arecord, off the request path)."""
+    """Counts a request for its release once it ended (counting.py, off the request path)."""
 
     def __init__(self, route: Route, side_name: SideName, side: Side, began: float) -> None:
         self.route, self.side_name, self.side, self.began = route, side_name, side, began
@@ -347,21 +342,10 @@ def _api_error(refused: Refused) -> openai.ApiError:
 def _count(
     release_id: int, outcome: Outcome, began: float, *, waited_s: float = 0.0, **measured: Any
 ) -> None:
-    """Count the request for its release (latency less its wait for the bulkhead's slot), in a task:
-    the answer never waits for it, and is never lost to Redis failing here."""
+    """Count the request for its release (latency less its wait for the bulkhead's slot) in this
+    process's batch of figures (counting.py): the answer never waits for Redis, nor fails with it."""
     latency_ms = max(0.0, time.perf_counter() - began - waited_s) * 1000
-
-    async def write() -> None:
-        try:
-            await figures.arecord(
-                clients.redis(), release_id=release_id, outcome=outcome, latency_ms=latency_ms, **measured
-            )
-        except redis.RedisError as exc:
-            log.warning("figures of release %s not recorded: %s", release_id, exc)
-
-    task = asyncio.get_running_loop().create_task(write())
-    _counting.add(task)
-    task.add_done_callback(_counting.discard)
+    counting.batch().add(release_id=release_id, outcome=outcome, latency_ms=latency_ms, **measured)
 
 
 def _entry(route: Route) -> openai.ModelEntry:

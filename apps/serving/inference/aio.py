@@ -3,21 +3,25 @@ path (this package's __init__), over redis.asyncio and the direct channel (infer
 holding no thread while it waits.
 
 The caller (the data plane's routing) brings the targets, the version's limits and the bulkhead's
-name, so nothing here reads the database on the common path. The flow: the targets' workers (one
-round trip for every queue; a silent worker's placements are lost and their version loaded
-elsewhere, as the sync path does it, through sync_to_async), a slot in the bulkhead, the breakers
-(read once, closed first, admitted), the request sent and its frames read, the outcome recorded on
-the breaker, the slot given back (on cancel too). Breakers and bulkheads are the very Redis state
-the sync path uses, so both paths count against the same bounds.
+name, so nothing here reads the database on the common path. The flow: the targets' workers (a
+silent worker's placements are lost and their version loaded elsewhere, as the sync path does it,
+through sync_to_async; none alive, and the slot taken meanwhile is given back), a slot in the
+bulkhead, the breakers (closed first, admitted; read again, with the workers, after a wait for the
+slot), the request sent and its frames read, the outcome recorded on the breaker, the slot given
+back (on cancel too). After the done frame a failure to record it is logged, not raised: the
+answer is whole. Breakers and bulkheads are the very Redis state the sync path uses, so both paths
+count against the same bounds.
 
-Round trips of a request that finds a slot, a closed breaker and a live worker: the workers (1),
-the slot (1), the breakers (1, pipelined), the request sent and its first frames (1, pipelined),
-each later slice with frames (1 per wait: a non-streamed answer after its acceptance is one
-more), the breaker's record (1), the slot's release (1): 7 for a non-streamed answer.
+Round trips of a request that finds a slot, a closed breaker and a live worker: the prelude (1:
+the workers, the slot's first try and the breakers, pipelined), the request sent and its first
+frames (1, pipelined), each later slice with frames (1 per wait: a non-streamed answer after its
+acceptance is one more), the epilogue (1: the breaker's record and the slot's give-back,
+pipelined, after the done frame was handed on): 4 for a non-streamed answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -30,14 +34,16 @@ import redis
 import redis.asyncio
 from asgiref.sync import sync_to_async
 
+from apps.core import redis_batch
+from apps.core.redis_batch import Command
 from apps.core.redis_clients import shared_redis
-from apps.core.workers import Silence, aqueues_heard, asilence_in
+from apps.core.workers import Heard, Silence, asilence_in, heard_by_queue, heard_command
 from apps.models.models import ModelVersion
 from apps.serving import metrics
 from apps.serving.domain import wire
 from apps.serving.domain.errors import ErrorClass, Refusal
 from apps.serving.inference import Limits
-from apps.serving.inference.direct import WAIT_SLICE_S, exchange
+from apps.serving.inference.direct import exchange
 from apps.serving.inference.handoff import failed, worker_failed
 from apps.serving.inference.liveness import WorkerSilent, workers_silent
 from apps.serving.inference.refusals import (
@@ -49,7 +55,16 @@ from apps.serving.inference.refusals import (
     slot_wait_used_up,
 )
 from apps.serving.models import Placement
-from apps.serving.resilience import AsyncBreakers, AsyncBulkhead, BulkheadFull, Seen, breaker_order
+from apps.serving.resilience import (
+    AsyncBreakers,
+    AsyncBulkhead,
+    BulkheadFull,
+    Held,
+    Seen,
+    breaker_order,
+    read_commands,
+    seen_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,20 +175,26 @@ async def _stream(
     release_id: int | None,
     deployment_id: int | None,
 ) -> AsyncGenerator[dict[str, Any], None]:
-    candidates = await _live(client, version_id, targets)
-    # The bulkhead first: a half-open breaker's probe, once admitted, always gets its outcome
-    # recorded, instead of being lost to a 429 between the two.
+    # The bulkhead before the breakers: a half-open breaker's probe, once admitted, always gets
+    # its outcome recorded, instead of being lost to a 429 between the two.
     slots = AsyncBulkhead(client, bulkhead, concurrency=limits.concurrency, queue=limits.queue)
+    asked = slots.ask(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10)
+    try:  # the prelude: one round trip
+        candidates, seen, (first,) = await _looked(client, version_id, targets, asked.command)
+    except BaseException:  # every worker silent (or Redis failing): whatever it took is given back
+        await asyncio.shield(slots.withdraw(asked))
+        raise
+    breakers = AsyncBreakers(client)
     try:
-        async with slots.slot(wait_s=limits.timeout_s, lease_s=limits.timeout_s + 10) as waited_s:
+        async with slots.holding(asked, first) as held:
+            waited_s = held.waited_s
             try:
                 if limits.timeout_s - waited_s < _MIN_LEFT_S:
                     metrics.INFERENCE_REFUSED.labels(reason=Refusal.BULKHEAD_FULL).inc()
                     raise slot_wait_used_up(version, waited_s, limits.timeout_s)
-                if waited_s >= WAIT_SLICE_S:  # what was read of the workers is as old: look again
-                    candidates = await _live(client, version_id, candidates)
-                breakers = AsyncBreakers(client)
-                chosen, seen = await _admit(breakers, version, candidates, limits)
+                if held.queued:  # what was read of the workers and breakers is as old: look again
+                    candidates, seen, _ = await _looked(client, version_id, candidates)
+                chosen, seen_now = await _admit(breakers, version, candidates, limits, seen)
                 request = wire.Request(
                     id=uuid.uuid4().hex,
                     op=op,
@@ -187,7 +208,9 @@ async def _stream(
                     deployment_id=deployment_id,
                     waited_ms=waited_s * 1000,
                 )
-                frames = _answer(client, breakers, chosen, seen, request, version_id, version, limits)
+                frames = _answer(
+                    client, breakers, held, chosen, seen_now, request, version_id, version, limits
+                )
                 async with contextlib.aclosing(frames):
                     async for frame in frames:
                         if frame["k"] == wire.Kind.DONE.value:
@@ -204,9 +227,22 @@ async def _stream(
         raise bulkhead_full(version, full.reason, full.retry_after_s) from None
 
 
+async def _looked(
+    client: redis.asyncio.Redis, version_id: int, targets: Sequence[Target], *riding: Command
+) -> tuple[list[Target], dict[int, Seen], list[Any]]:
+    """The targets' workers and breakers, with the `riding` commands (a slot's first try), in one
+    round trip: the live targets (_live), the breakers as read, the riding commands' replies."""
+    queues = sorted({t.queue for t in targets})
+    ids = [t.placement_id for t in targets]
+    replies = await redis_batch.arun(client, [heard_command(queues), *riding, *read_commands(ids)])
+    candidates = await _live(client, version_id, targets, heard_by_queue(queues, replies[0]))
+    return candidates, seen_from(ids, replies[1 + len(riding) :]), replies[1 : 1 + len(riding)]
+
+
 async def _answer(
     client: redis.asyncio.Redis,
     breakers: AsyncBreakers,
+    held: Held,
     chosen: Target,
     seen: Seen,
     request: wire.Request,
@@ -214,18 +250,35 @@ async def _answer(
     version: str,
     limits: Limits,
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """The request sent to `chosen` and its frames; the outcome recorded on its breaker (nothing
-    for a caller that went away or for Redis out of reach: neither is the placement's doing)."""
+    """The request sent to `chosen` and its frames; the outcome recorded on its breaker, with the
+    slot given back in the same round trip (nothing recorded for a caller that went away or for
+    Redis out of reach: neither is the placement's doing; the slot is then given back as the
+    block holding it ends). After the done frame, a failure of that round trip is only logged:
+    the answer is whole, and the slot's lease frees it."""
 
     async def record(error_class: ErrorClass | None, error: str = "") -> None:
-        await breakers.record(
-            chosen.placement_id,
-            limits.breaker,
-            now=time.time(),
-            error_class=error_class,
-            error=error,
-            seen=seen,
+        # Shielded: once the give-back rides with it, a cancelled caller must not stop it halfway.
+        await asyncio.shield(
+            breakers.record(
+                chosen.placement_id,
+                limits.breaker,
+                now=time.time(),
+                error_class=error_class,
+                error=error,
+                seen=seen,
+                along=[held.give_back()],
+            )
         )
+
+    async def succeeded() -> None:
+        try:
+            await record(None)
+        except redis.RedisError as exc:
+            log.warning(
+                "%s answered, but its success and slot were not recorded (the slot's lease frees it): %s",
+                version,
+                exc,
+            )
 
     frames = exchange(
         client, request, queue=chosen.queue, version=version, device=chosen.device, timeout_s=limits.timeout_s
@@ -238,8 +291,10 @@ async def _answer(
                     yield frame
                     continue
                 if frame["k"] == wire.Kind.DONE.value:
-                    await record(None)
-                    yield frame
+                    try:
+                        yield frame
+                    finally:  # the caller's aclose() at the done frame lands here too
+                        await succeeded()
                     return
                 error_class, error = _error_class(frame), str(frame.get("error") or "")
                 await record(error_class, error)
@@ -273,11 +328,12 @@ def _failed_not_resident(placement_id: int, version_id: int, error_class: ErrorC
     return failed(placement, ModelVersion.objects.get(pk=version_id), error_class, error, resident=False)
 
 
-async def _live(client: redis.asyncio.Redis, version_id: int, targets: Sequence[Target]) -> list[Target]:
-    """The targets whose device queue a live worker consumes, read in one round trip for every
-    queue. The others are lost now (liveness.workers_silent, their version loaded elsewhere where
-    it can be), and when none is left the request is refused."""
-    heard = await aqueues_heard({t.queue for t in targets}, client)
+async def _live(
+    client: redis.asyncio.Redis, version_id: int, targets: Sequence[Target], heard: dict[str, list[Heard]]
+) -> list[Target]:
+    """The targets whose device queue a live worker consumes, as `heard` (the queues' beats) says.
+    The others are lost now (liveness.workers_silent, their version loaded elsewhere where it can
+    be), and when none is left the request is refused."""
     silences = {queue: await asilence_in(queue, beats, client) for queue, beats in heard.items()}
     silent = [(t.placement_id, silence) for t in targets if (silence := silences[t.queue]) is not None]
     if not silent:
@@ -308,12 +364,11 @@ def _lose(
 
 
 async def _admit(
-    breakers: AsyncBreakers, version: str, candidates: list[Target], limits: Limits
+    breakers: AsyncBreakers, version: str, candidates: list[Target], limits: Limits, seen: dict[int, Seen]
 ) -> tuple[Target, Seen]:
     """The candidate whose breaker admits the request, and its breaker as admission left it:
-    every breaker read once, closed ones first (which cost no further round trip)."""
+    from the breakers as read (`seen`), closed ones first (which cost no further round trip)."""
     now = time.time()
-    seen = await breakers.read(t.placement_id for t in candidates)
     refusal = None
     for target in breaker_order(candidates, seen, lambda t: t.placement_id):
         admission = await breakers.admit(

@@ -21,7 +21,7 @@ from apps.core.models import ApiKey
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures
 from apps.deployments.dataplane import app as dataplane
-from apps.deployments.dataplane import serve
+from apps.deployments.dataplane import counting
 from apps.deployments.domain.split import key_point
 from apps.deployments.domain.states import DeploymentState, ReleaseState
 from apps.deployments.models import Deployment, Release
@@ -45,7 +45,7 @@ def call(method: str, path: str, secret: str | None = None, **options: Any) -> h
         transport = httpx.ASGITransport(app=dataplane.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://moc") as client:
             response = await client.request(method, path, headers=headers, **options)
-        await asyncio.gather(*serve._counting)
+        await counting.flush()
         return response
 
     return async_to_sync(go)()

@@ -4,7 +4,6 @@ errors."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -17,7 +16,7 @@ from apps.core.domain.roles import Role
 from apps.core.models import ApiKey
 from apps.core.redis_clients import redis_client
 from apps.deployments.dataplane import app as dataplane
-from apps.deployments.dataplane import serve
+from apps.deployments.dataplane import counting
 from apps.serving.resilience import Bulkhead
 from tests.deployments.dataplane.standin import StandIn
 from tests.deployments.live import placement_of, serving
@@ -45,7 +44,7 @@ def sdk(
                 return await use(client)
             finally:
                 await client.close()
-                await asyncio.gather(*serve._counting)
+                await counting.flush()
 
         return async_to_sync(go)()
 
