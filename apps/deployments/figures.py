@@ -136,36 +136,6 @@ def record(
     redis_batch.run(client, batch.take())
 
 
-async def arecord(
-    client: redis.asyncio.Redis,
-    *,
-    release_id: int,
-    outcome: Outcome,
-    latency_ms: float,
-    ttft_ms: float | None = None,
-    itl_ms: float | None = None,
-    tokens_out: int = 0,
-    queue_ms: float | None = None,
-    refusal: str = "",
-    at: float | None = None,
-) -> None:
-    """record() from the asynchronous side, for a caller that needs it written now (the data
-    plane's requests are counted in a Batch instead: dataplane/counting.py)."""
-    batch = Batch()
-    batch.add(
-        release_id=release_id,
-        outcome=outcome,
-        latency_ms=latency_ms,
-        ttft_ms=ttft_ms,
-        itl_ms=itl_ms,
-        tokens_out=tokens_out,
-        queue_ms=queue_ms,
-        refusal=refusal,
-        at=at,
-    )
-    await redis_batch.arun(client, batch.take())
-
-
 def active(client: redis.Redis, minutes: Iterable[int]) -> dict[int, set[int]]:
     """The releases that counted a request in each minute (its start, Unix seconds)."""
     starts = list(minutes)

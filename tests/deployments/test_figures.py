@@ -3,13 +3,11 @@ in a real Redis (totals, 5-second buckets)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
 import redis
 import redis.asyncio
-from django.conf import settings
 
 from apps.core import redis_batch
 from apps.core.redis_clients import redis_client
@@ -400,41 +398,6 @@ def test_record_keeps_ttft_itl_queue_tokens_and_refusals(client: redis.Redis) ->
     assert total.ttft.p50_ms == pytest.approx(40)
     assert total.itl.p50_ms == pytest.approx(9)
     assert total.refusals == {"bulkhead_full": 1}
-
-
-def test_the_async_record_counts_exactly_as_the_sync_one(client: redis.Redis) -> None:
-    asks = [
-        {
-            "outcome": Outcome.OK,
-            "latency_ms": 200,
-            "ttft_ms": 40,
-            "itl_ms": 9,
-            "tokens_out": 16,
-            "queue_ms": 3,
-        },
-        {"outcome": Outcome.ERROR, "latency_ms": 900, "queue_ms": 12},
-        {"outcome": Outcome.REFUSED, "latency_ms": 0, "refusal": "worker_silent"},
-    ]
-    at = 1_700_000_003.0
-    for ask in asks:
-        figures.record(client, release_id=5, at=at, **ask)  # type: ignore[arg-type]
-
-    async def record_async() -> None:
-        aclient = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-        try:
-            for ask in asks:
-                await figures.arecord(aclient, release_id=6, at=at, **ask)  # type: ignore[arg-type]
-        finally:
-            await aclient.aclose()
-
-    asyncio.run(record_async())
-
-    totals = figures.totals(client, [5, 6])
-    assert totals[6] == totals[5]
-    assert totals[6].requests == 2
-    series = figures.series(client, [5, 6], since=at, until=at)
-    assert series[6] == series[5]
-    assert figures.active(client, [int(at) // 60 * 60]) == {int(at) // 60 * 60: {5, 6}}
 
 
 def test_a_batch_writes_the_same_figures_as_recording_each_request(client: redis.Redis) -> None:
