@@ -38,30 +38,33 @@ def queue(pipe: Any, commands: Sequence[Command]) -> None:
         getattr(pipe, method)(*args)
 
 
-def run(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
-    """Each command's reply, in one round trip (two when the server lacked a script)."""
+def run(client: redis.Redis, commands: Sequence[Command], *, reload: bool = True) -> list[Any]:
+    """Each command's reply, in one round trip (two when the server lacked a script, which is
+    loaded and sent again once: a server that still lacks it raises NOSCRIPT)."""
     with client.pipeline(transaction=False) as pipe:
         queue(pipe, commands)
         replies = pipe.execute(raise_on_error=False)
-    missing = _missing(commands, replies)
+    missing = _missing(commands, replies) if reload else []
     for sha in {commands[i][1][0] for i in missing}:
         client.script_load(_sources[sha])
     if missing:
-        for i, reply in zip(missing, run(client, [commands[i] for i in missing]), strict=True):
+        again = run(client, [commands[i] for i in missing], reload=False)
+        for i, reply in zip(missing, again, strict=True):
             replies[i] = reply
     return _checked(replies)
 
 
-async def arun(client: redis.asyncio.Redis, commands: Sequence[Command]) -> list[Any]:
+async def arun(client: redis.asyncio.Redis, commands: Sequence[Command], *, reload: bool = True) -> list[Any]:
     """run() with an asyncio client."""
     async with client.pipeline(transaction=False) as pipe:
         queue(pipe, commands)
         replies = await pipe.execute(raise_on_error=False)
-    missing = _missing(commands, replies)
+    missing = _missing(commands, replies) if reload else []
     for sha in {commands[i][1][0] for i in missing}:
         await client.script_load(_sources[sha])
     if missing:
-        for i, reply in zip(missing, await arun(client, [commands[i] for i in missing]), strict=True):
+        again = await arun(client, [commands[i] for i in missing], reload=False)
+        for i, reply in zip(missing, again, strict=True):
             replies[i] = reply
     return _checked(replies)
 

@@ -212,6 +212,11 @@ def test_a_big_constant_is_never_computed_when_the_template_compiles() -> None:
         "{% set s = 'a' * 2000 %}{% set x = s|replace('a', s) %}",
         "{% set s = 'a' * 10000 %}{% set x = ([s] * 1000)|join %}",
         "{% set x = '%3000000d' % 1 %}",
+        # widths each under the bound, past it together; and str.format's, built in one C call
+        "{% set x = '%1900000s%1900000s' % ('a', 'b') %}",
+        '{% set x = "{:>800000000}".format(1) %}',
+        '{% set x = "{v:>900000000}".format_map({"v": 1}) %}',
+        '{% set x = "{:{}}".format(1, 900000000) %}',
     ],
 )
 def test_a_template_that_makes_a_huge_value_without_writing_it_is_refused_before_making_it(

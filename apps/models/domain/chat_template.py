@@ -24,9 +24,10 @@ device worker's runtimes render with it.
 from __future__ import annotations
 
 import re
+import string
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache, wraps
 from types import FrameType
@@ -97,10 +98,42 @@ _FORMAT_WIDTHS = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
 def _check_format(fmt: str) -> None:
-    for width in (w for m in _FORMAT_WIDTHS.finditer(fmt) for w in m.groups() if w):
-        if width == "*" or int(width) > MAX_OUTPUT_CHARS:
+    """A printf-style format's widths and precisions, all of them together, within the bound."""
+    _check_widths(w for m in _FORMAT_WIDTHS.finditer(fmt) for w in m.groups() if w)
+
+
+# A str.format field's spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
+_SPEC_WIDTHS = re.compile(r"^(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?")
+
+
+def _check_str_format(pattern: str) -> None:
+    """A str.format pattern's widths and precisions, all together, within the bound, before the
+    string is built (one C call, which the time budget cannot interrupt); a width another field
+    gives is refused."""
+    widths: list[str] = []
+    try:
+        for _, _, spec, _ in string.Formatter().parse(pattern):
+            if spec and "{" in spec:
+                widths.append("*")
+            elif spec and (found := _SPEC_WIDTHS.match(spec)):
+                widths.extend(w for w in found.groups() if w)
+    except ValueError as exc:
+        raise TemplateRefused(f"the chat template formats with a malformed pattern: {exc}") from None
+    _check_widths(widths)
+
+
+def _check_widths(widths: Iterable[str]) -> None:
+    total = 0
+    for width in widths:
+        if width == "*":
             raise TemplateRefused(
-                f"the chat template formats with a width of {width}, which MOC does not render"
+                "the chat template formats with a width it computes, which MOC does not render"
+            )
+        total += int(width)
+        if total > MAX_OUTPUT_CHARS:
+            raise TemplateRefused(
+                f"the chat template formats with widths of {total:,} characters or more, past "
+                f"{MAX_OUTPUT_CHARS:,}"
             )
 
 
@@ -204,6 +237,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         result = super().call(__context, __obj, *args, **kwargs)
         _bounded(_size(result))
         return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """str.format and format_map, which the sandbox wraps: their widths are checked before the
+        string is built (one C call, which the time budget cannot interrupt)."""
+        wrapped = super().wrap_str_format(value)
+        pattern = getattr(value, "__self__", None)
+        if wrapped is None or not isinstance(pattern, str):
+            return wrapped
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_str_format(pattern)
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def joined(self, values: Sequence[Any]) -> str:
         texts = [str(v) for v in values]
