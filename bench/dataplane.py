@@ -59,6 +59,7 @@ from tests.procs import (  # noqa: E402
     nginx_command,
     nginx_render,
     python,
+    uvicorn_command,
     wait_until,
 )
 
@@ -105,9 +106,7 @@ class Scratch(ScratchMOC):
         self.uvicorn_port = free_port()
         self.start(
             "uvicorn",
-            [python(), "-m", "uvicorn", "moc_site.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", str(self.uvicorn_port), "--ws", "auto", "--ws-per-message-deflate", "false"]
-            + ["--lifespan", "off", "--log-level", "warning"],
+            uvicorn_command(self.uvicorn_port, "--ws-per-message-deflate", "false", "--lifespan", "off"),
         )
         self.uvicorn = psutil.Process(self.processes[-1].proc.pid)  # type: ignore[union-attr]
         self.start(

@@ -180,6 +180,23 @@ def nginx_render(nginx_dir: Path, env: dict[str, str], *, listen: int, web: int,
     return nginx_dir / "nginx.conf"
 
 
+def uvicorn_command(port: int, *extra: str) -> list[str]:
+    """MOC's ASGI process (websockets and the data plane) on `port`, quiet but for warnings."""
+    return [
+        python(),
+        "-m",
+        "uvicorn",
+        "moc_site.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
 def gunicorn_command(port: int) -> list[str]:
     """MOC's web process as scripts/run.sh starts it (2 processes x 4 threads), on `port`."""
     return [

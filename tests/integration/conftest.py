@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.procs import Process, RedisServer, free_port, project_env, python, wait_until
+from tests.procs import Process, RedisServer, free_port, project_env, python, uvicorn_command, wait_until
 
 
 def database_env() -> dict[str, str]:
@@ -96,20 +96,7 @@ def asgi_server(redis_server: RedisServer, transactional_db: None, tmp_path: Pat
     import httpx
 
     port = free_port()
-    args = [
-        python(),
-        "-m",
-        "uvicorn",
-        "moc_site.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws",
-        "websockets",
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn_command(port, "--ws", "websockets")
     proc = Process(args, worker_env(redis_server), tmp_path / "uvicorn.log")
     proc.start()
     base = f"http://127.0.0.1:{port}"

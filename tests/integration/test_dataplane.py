@@ -25,7 +25,15 @@ from apps.serving.domain import wire
 from tests.deployments.dataplane.standin import FIGURES, StandIn
 from tests.deployments.live import placement_of, serving
 from tests.integration.conftest import worker_env
-from tests.procs import Process, RedisServer, free_port, nginx_command, nginx_render, python, wait_until
+from tests.procs import (
+    Process,
+    RedisServer,
+    free_port,
+    nginx_command,
+    nginx_render,
+    uvicorn_command,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("beats_current")]
 
@@ -45,20 +53,7 @@ def start_web(
 
     def start() -> int:
         port = free_port()
-        args = [
-            python(),
-            "-m",
-            "uvicorn",
-            "moc_site.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ]
+        args = uvicorn_command(port, "--lifespan", "off")
         env = worker_env(redis_server, MOC_DATAPLANE_CACHE_S=str(CACHE_S), MOC_WORKER_SILENT_AFTER_S="60")
         proc = Process(args, env, tmp_path / f"uvicorn-{port}.log")
         proc.start()
