@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -107,32 +108,10 @@ class Batch:
         return commands
 
 
-def record(
-    client: redis.Redis,
-    *,
-    release_id: int,
-    outcome: Outcome,
-    latency_ms: float,
-    ttft_ms: float | None = None,
-    itl_ms: float | None = None,
-    tokens_out: int = 0,
-    queue_ms: float | None = None,
-    refusal: str = "",
-    at: float | None = None,
-) -> None:
-    """Count one request of a release now, in one round trip (Batch.add())."""
+def record(client: redis.Redis, **request: Any) -> None:
+    """Count one request of a release now, in one round trip; `request` is Batch.add()'s keywords."""
     batch = Batch()
-    batch.add(
-        release_id=release_id,
-        outcome=outcome,
-        latency_ms=latency_ms,
-        ttft_ms=ttft_ms,
-        itl_ms=itl_ms,
-        tokens_out=tokens_out,
-        queue_ms=queue_ms,
-        refusal=refusal,
-        at=at,
-    )
+    batch.add(**request)
     redis_batch.run(client, batch.take())
 
 

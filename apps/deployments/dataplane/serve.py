@@ -344,7 +344,7 @@ def _count(
 ) -> None:
     """Count the request for its release (latency less its wait for the bulkhead's slot) in this
     process's batch of figures (counting.py): the answer never waits for Redis, nor fails with it."""
-    latency_ms = max(0.0, time.perf_counter() - began - waited_s) * 1000
+    latency_ms = traffic.latency_ms(began, waited_s)
     counting.batch().add(release_id=release_id, outcome=outcome, latency_ms=latency_ms, **measured)
 
 
