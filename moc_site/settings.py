@@ -334,6 +334,35 @@ MOC_DEVICE_THREADS = env_int("MOC_DEVICE_THREADS", 8)
 # Per-minute serving figures (ServingMinute rows) are kept this long.
 MOC_SERVING_FIGURES_RETENTION_DAYS = env_int("MOC_SERVING_FIGURES_RETENTION_DAYS", 14)
 
+# --- jobs and datasets ------------------------------------------------------------------
+# Where datasets are discovered (JSONL or plain text) and where uploads are written (the first).
+MOC_DATASET_ROOTS = [
+    str(Path(p).resolve()) for p in env_list("MOC_DATASET_ROOTS", [str(VAR_DIR / "datasets")])
+]
+# The largest dataset file the API and page accept as an upload.
+MOC_DATASET_UPLOAD_MAX_BYTES = env_int("MOC_DATASET_UPLOAD_MAX_BYTES", 50 * 1024 * 1024)
+# Where running fine-tunes write their checkpoints (shared storage when several nodes train), and how
+# many complete ones each job keeps.
+MOC_CHECKPOINT_ROOT = str(Path(env_str("MOC_CHECKPOINT_ROOT") or VAR_DIR / "checkpoints").resolve())
+MOC_CHECKPOINT_KEEP = env_int("MOC_CHECKPOINT_KEEP", 2)
+# Where fine-tunes write the versions they register: inside a model root, so the registry owns them.
+MOC_FINETUNE_OUTPUT_ROOT = str(
+    Path(env_str("MOC_FINETUNE_OUTPUT_ROOT") or Path(MOC_MODEL_ROOTS[0]) / "fine-tuned").resolve()
+)
+# Checkpoint-then-preempt: a running fine-tune holding memory a higher-priority job or a pinned load
+# needs is asked to checkpoint and yield, and resumes when memory is free. Off by default.
+MOC_JOB_PREEMPT = env_bool("MOC_JOB_PREEMPT", False)
+# Automatic retries of transient failures (worker or device lost) wait this long, doubled per attempt.
+MOC_JOB_RETRY_BACKOFF_S = env_float("MOC_JOB_RETRY_BACKOFF_S", 10.0)
+# A fine-tune out of memory resumes with half the batch and twice the accumulation this many times.
+MOC_JOB_OOM_RETRIES = env_int("MOC_JOB_OOM_RETRIES", 2)
+# How often beat looks for waiting jobs that now fit (they are also looked at when a job ends).
+MOC_JOB_DISPATCH_S = env_float("MOC_JOB_DISPATCH_S", 5.0)
+if MOC_CHECKPOINT_KEEP < 1 or MOC_JOB_OOM_RETRIES < 0 or MOC_JOB_DISPATCH_S <= 0:
+    raise ImproperlyConfigured(
+        "MOC_CHECKPOINT_KEEP must be at least 1, MOC_JOB_OOM_RETRIES 0 or more and MOC_JOB_DISPATCH_S above 0"
+    )
+
 # --- auth -----------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

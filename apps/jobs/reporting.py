@@ -1,17 +1,33 @@
-"""What a runner gets to talk back with (`Report`) and gives back when done (`Outcome`)."""
+"""What a runner gets to talk back with (`Report`) and gives back when done (`Outcome`).
+
+A long runner (a fine-tune, an evaluation) calls `step()` after each step: it records progress,
+pace, ETA and metric points, and answers whether the runner should stop now (`Stop`) — a cancel, a
+request to yield the device to higher-priority work, the worker shutting down, the time limit.
+The runner then writes a checkpoint when the stop asks for one and raises `report.stop_now(stop)`.
+Writes are batched (at most one row update per FLUSH_S, metric points in bulk) so reporting costs a
+fine-tune next to nothing; the stop is looked for at most every STOP_CHECK_S.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.utils import timezone
 
-from apps.jobs import services
+from apps.jobs import live, services, shutdown
 from apps.jobs.domain.kinds import LogLevel
+from apps.jobs.domain.pace import Pace
 from apps.jobs.models import Job
+
+# A runner's row update and metric points are written at most this often (and at the end).
+FLUSH_S = 0.5
+# ... and whether it was asked to stop is read from the database at most this often.
+STOP_CHECK_S = 0.25
 
 
 class JobStopped(Exception):
@@ -26,6 +42,23 @@ class JobTimedOut(JobStopped):
         self.limit_s = limit_s
 
 
+class JobYielded(JobStopped):
+    """The job stopped to go back to the queue: its device's memory is wanted by higher-priority
+    work (`preempt`), or its worker is shutting down (`shutdown`). It resumes from its checkpoint."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the job yields: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why a runner should stop now, and whether it should write a checkpoint first."""
+
+    reason: str  # cancel | preempt | shutdown | timeout
+    save: bool
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A runner's result. With an error_class the job ends FAILED, its result still kept."""
@@ -36,11 +69,13 @@ class Outcome:
 
 
 class Report:
-    """Progress and log lines from a runner to the job's row and its log.
+    """Progress, metric points, checkpoints and log lines from a runner to the job's rows and its
+    page (live over the websocket, apps.jobs.live).
 
-    Every report is also the runner's check for the task time limit, and every progress
-    report its check for a cancel: when the job ran past `deadline` it raises JobTimedOut,
-    and when the job is no longer running under this task it raises JobStopped.
+    Every report is also the runner's check for the task time limit, and `progress()` its check
+    for a cancel: when the job ran past `deadline` it raises JobTimedOut, and when the job is no
+    longer running under this task it raises JobStopped. `step()` returns a Stop instead, so the
+    runner can checkpoint before it stops.
 
     The limit is enforced here, cooperatively, because Celery's own time limits do nothing
     in the thread pool device-queue workers run: a job past the limit would run on while the
@@ -52,6 +87,12 @@ class Report:
         self.task_id = task_id
         self.limit_s: int = settings.MOC_TASK_TIME_LIMIT
         self.deadline = (job.started_at or timezone.now()) + dt.timedelta(seconds=self.limit_s)
+        self._pace = Pace()
+        self._points: list[tuple[str, int, float]] = []
+        self._row: dict[str, Any] = {}
+        self._flushed = 0.0
+        self._stop_checked = 0.0
+        self._stop: Stop | None = None
 
     def past_deadline(self) -> bool:
         return timezone.now() >= self.deadline
@@ -63,12 +104,96 @@ class Report:
             job_id=self.job_id, task_id=self.task_id, progress=fraction, message=message
         ):
             raise JobStopped(f"job #{self.job_id} is no longer running under task {self.task_id}")
+        live.job_changed(self.job_id)
 
     def log(
         self, message: str, *, level: LogLevel = LogLevel.INFO, data: dict[str, Any] | None = None
     ) -> None:
         self._check_deadline()
         services.job_log(job_id=self.job_id, message=message, level=level, data=data)
+        live.job_logged(self.job_id)
+
+    def step(
+        self,
+        *,
+        step: int,
+        total: int,
+        tokens: int = 0,
+        metrics: Mapping[str, float] | None = None,
+        memory_bytes: int | None = None,
+        message: str = "",
+    ) -> Stop | None:
+        """Record that `step` of `total` steps is done (`tokens` processed since the last call,
+        `metrics` at this step), and say whether to stop now."""
+        now = time.monotonic()
+        pace = self._pace.add(step=step, tokens=tokens, now=now)
+        for name, value in (metrics or {}).items():
+            self._points.append((name, step, float(value)))
+        self._row.update(
+            step=step,
+            total_steps=total,
+            progress=min(1.0, step / total) if total else 0.0,
+            eta_s=pace.eta_s(step=step, total=total),
+            tokens_per_s=pace.tokens_per_s,
+        )
+        if memory_bytes is not None:
+            self._row["memory_bytes"] = memory_bytes
+        if message:
+            self._row["message"] = message[:300]
+        if now - self._flushed >= FLUSH_S or (total and step >= total):
+            self.flush()
+        return self.stop_asked()
+
+    def metrics(self, *, step: int, values: Mapping[str, float]) -> None:
+        """Metric points at `step` outside a step report (an evaluation's losses), written at once."""
+        self._points.extend((name, step, float(value)) for name, value in values.items())
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what was reported since the last flush (called by step() on its own schedule)."""
+        self._flushed = time.monotonic()
+        points, self._points = self._points, []
+        row, self._row = self._row, {}
+        if row and not services.job_report(job_id=self.job_id, task_id=self.task_id, changes=row):
+            self._stop = self._stop or Stop("cancel", save=False)
+        if points:
+            services.job_metrics_add(job_id=self.job_id, points=points)
+        if row or points:
+            live.job_changed(self.job_id)
+
+    def stop_asked(self) -> Stop | None:
+        """Whether the runner should stop now, and checkpoint first: looked up at most every
+        STOP_CHECK_S; the worker's own shutdown and the time limit are seen at once."""
+        if self.past_deadline():
+            return Stop("timeout", save=True)
+        if shutdown.requested():
+            return Stop("shutdown", save=True)
+        now = time.monotonic()
+        if self._stop is None and now - self._stop_checked >= STOP_CHECK_S:
+            self._stop_checked = now
+            asked = services.job_stop_asked(job_id=self.job_id, task_id=self.task_id)
+            self._stop = Stop(*asked) if asked else None
+        return self._stop
+
+    def stop_now(self, stop: Stop) -> NoReturn:
+        """Raise what ends the run for `stop` (after the runner's checkpoint, when it asked for one)."""
+        self.flush()
+        if stop.reason == "timeout":
+            raise JobTimedOut(self.limit_s)
+        if stop.reason in ("preempt", "shutdown"):
+            raise JobYielded(stop.reason)
+        raise JobStopped(f"job #{self.job_id} was cancelled")
+
+    def checkpoint_saved(self, *, step: int, path: str, size_bytes: int, reason: str) -> None:
+        """A complete checkpoint is on disk (its marker written)."""
+        services.job_checkpoint_add(
+            job_id=self.job_id, step=step, path=path, size_bytes=size_bytes, reason=reason
+        )
+        live.job_changed(self.job_id)
+
+    def checkpoints_pruned(self, *, steps: Collection[int]) -> None:
+        """The checkpoints at `steps` were deleted (keep the last MOC_CHECKPOINT_KEEP)."""
+        services.job_checkpoints_drop(job_id=self.job_id, steps=steps)
 
     def _check_deadline(self) -> None:
         if self.past_deadline():

@@ -103,6 +103,23 @@ class ModelVersion(TimeStamped):
         blank=True,
         help_text="The base path an adapter's adapter_config.json named when a scan set its parent",
     )
+    lineage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How it was made, when MOC made it: the job, its base version, dataset, parameters and "
+        "final metrics",
+    )
+    evaluations = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Its latest evaluation per dataset: loss, perplexity, exact match, the job and when",
+    )
+    benchmark = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Its performance baseline from the latest benchmark job: load time, first-token and "
+        "per-token latency, throughput, peak memory (the deployments' performance check reads it)",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -37,6 +37,25 @@ class ErrorClass(StrEnum):
     WORKER_LOST = "worker_lost"  # its worker died or vanished, too many times
     POISONED = "poisoned"  # its task message kept killing workers
     INTERNAL = "internal"  # MOC's own code raised while running it (recording its outcome, say)
+    OUT_OF_MEMORY = "out_of_memory"  # the device ran out of memory (a fine-tune first retries smaller)
+    BAD_DATA = "bad_data"  # a dataset row it could not use (the row is named)
+    RUNTIME_MISSING = "runtime_missing"  # the worker lacks a library the kind needs (torch, peft, ...)
+    DEVICE_LOST = "device_lost"  # the device stopped answering (a CUDA error, a lost GPU)
+    CANCELLED = "cancelled"  # an operator cancelled it
+
+
+# Failures worth another attempt by themselves (with backoff, up to max_attempts): the same job on
+# a sound worker or device may well succeed. Bad data, a missing runtime or a time limit will not.
+TRANSIENT = frozenset({ErrorClass.WORKER_LOST, ErrorClass.DEVICE_LOST, ErrorClass.OUT_OF_MEMORY})
+# Kinds that run on a device worker and reserve device memory in serving's ledger while they run.
+DEVICE_KINDS = frozenset({JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK})
+# Kinds only an admin may queue: conversion unpickles (weights-only) a file an operator named.
+ADMIN_KINDS = frozenset({JobKind.CONVERT})
+
+
+def retry_delay_s(attempt: int, *, base_s: float, cap_s: float = 600.0) -> float:
+    """How long an automatic retry waits after `attempt` (1-based) failed: base, doubled each time."""
+    return float(min(cap_s, base_s * 2.0 ** max(0, attempt - 1)))
 
 
 class LogLevel(StrEnum):

@@ -32,3 +32,23 @@ JOB = StateMachine(
 
 # A job in one of these holds (or is about to hold) a worker.
 JOB_ACTIVE = frozenset({J.RUNNING.value, J.CANCELLING.value})
+
+
+class DatasetState(StrEnum):
+    PENDING = "pending"  # registered, not yet read row by row
+    VALID = "valid"
+    INVALID = "invalid"  # a row (named in its errors) or the file itself is unusable
+
+
+D = DatasetState
+DATASET = StateMachine(
+    "dataset",
+    DatasetState,
+    initial=D.PENDING,
+    transitions={
+        D.PENDING: {D.VALID, D.INVALID},
+        D.VALID: {D.PENDING, D.VALID, D.INVALID},
+        D.INVALID: {D.PENDING, D.VALID, D.INVALID},
+    },
+    tones={D.VALID: "ok", D.INVALID: "bad"},
+)

@@ -16,8 +16,20 @@ from apps.jobs.services.lifecycle import (
     job_stopped,
 )
 from apps.jobs.services.reconciler import jobs_redispatch_stale
+from apps.jobs.services.running import (
+    job_checkpoint_add,
+    job_checkpoints_drop,
+    job_metrics_add,
+    job_report,
+    job_stop_asked,
+)
 
 __all__ = [
+    "job_checkpoint_add",
+    "job_checkpoints_drop",
+    "job_metrics_add",
+    "job_report",
+    "job_stop_asked",
     "job_cancel",
     "job_create",
     "job_crashed",
