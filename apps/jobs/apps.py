@@ -7,7 +7,9 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: they import models, which Django readies only now.
+        from apps.jobs import live
         from apps.jobs.holdings import JOBS
         from apps.serving import ledger
 
         ledger.register(JOBS)
+        live.connect()

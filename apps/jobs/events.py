@@ -1,7 +1,7 @@
 """Channel-layer groups of jobs.
 
-Job changes are not published: the job page polls (htmx), and the Overview's activity feed
-gets operators' actions on jobs from the audit log.
+A job's own changes go out through apps.jobs.live (groups `job.<id>` and `jobs`); the Overview's
+activity feed gets operators' actions on jobs from the audit log.
 """
 
 from __future__ import annotations

@@ -13,11 +13,16 @@ from django.utils import timezone
 from apps.core import workers
 from apps.core.domain.queues import Queue
 from apps.jobs.domain.states import JOB, JobState
-from apps.jobs.models import Job, JobEvent
+from apps.jobs.models import Job, JobCheckpoint, JobEvent, JobMetric
+
+# A job's page follows its retry_of chain at most this far back.
+LINEAGE_MAX = 20
 
 
 def job_list() -> QuerySet[Job]:
-    return Job.objects.select_related("created_by", "model_version__model", "device__node")
+    return Job.objects.select_related(
+        "created_by", "model_version__model", "device__node", "dataset", "output_version__model", "retry_of"
+    )
 
 
 def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
@@ -29,6 +34,46 @@ def job_event_tail(*, job: Job, limit: int) -> tuple[list[JobEvent], int]:
     events = job_event_list(job=job)
     tail = list(events.order_by("-at", "-id")[:limit])
     return tail[::-1], events.count()
+
+
+def job_series(*, job: Job) -> dict[str, list[tuple[int, float]]]:
+    """Every metric series of the job (train_loss, eval_loss, ...): name -> [(step, value)] by step."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in (
+        JobMetric.objects.filter(job=job).order_by("name", "step", "id").values_list("name", "step", "value")
+    ):
+        series.setdefault(name, []).append((step, value))
+    return series
+
+
+def job_checkpoints(*, job: Job) -> QuerySet[JobCheckpoint]:
+    """The job's complete checkpoints still on disk, newest first."""
+    return JobCheckpoint.objects.filter(job=job).order_by("-step")
+
+
+def job_metrics_after(*, job_id: int, after: int, limit: int) -> list[JobMetric]:
+    """The job's metric points written after the point with id `after`: the newest `limit` of them
+    (plus one older, so a caller can tell whether some were left out), oldest first."""
+    newest = JobMetric.objects.filter(job_id=job_id, pk__gt=after).order_by("-pk")[: limit + 1]
+    return list(newest)[::-1]
+
+
+def job_events_after(*, job_id: int, after: int, limit: int) -> list[JobEvent]:
+    """The job's log lines written after the line with id `after`, as job_metrics_after."""
+    newest = JobEvent.objects.filter(job_id=job_id, pk__gt=after).order_by("-pk")[: limit + 1]
+    return list(newest)[::-1]
+
+
+def job_lineage(*, job: Job) -> tuple[list[Job], list[Job]]:
+    """The jobs this one retries (nearest first) and the jobs that retried it."""
+    chain: list[Job] = []
+    seen = {job.pk}
+    current = job.retry_of
+    while current is not None and current.pk not in seen and len(chain) < LINEAGE_MAX:
+        chain.append(current)
+        seen.add(current.pk)
+        current = current.retry_of
+    return chain, list(Job.objects.filter(retry_of=job).order_by("created_at", "id"))
 
 
 def queue_choices() -> list[str]:
