@@ -453,6 +453,7 @@ SPECTACULAR_SETTINGS = {
         "ModelFileFormatEnum": "apps.models.domain.formats.FILE_FORMAT_CHOICES",
         "ValidationStateEnum": "apps.models.domain.states.VALIDATION.choices",
         "ScanStateEnum": "apps.models.domain.states.SCAN.choices",
+        "DatasetStateEnum": "apps.jobs.domain.states.DATASET.choices",
         "GoalStateEnum": "apps.goals.domain.states.GOAL.choices",
         "GoalKindEnum": "apps.goals.domain.targets.KIND_CHOICES",
         "AlertStateEnum": "apps.alerts.domain.states.ALERT.choices",

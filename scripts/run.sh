@@ -327,6 +327,7 @@ python manage.py ensure_admin
 if [[ ${MOC_DEMO_MODELS:-yes} == yes ]]; then
   log "making the demo models (skipped when they exist)"
   python manage.py models_demo || warn "could not make the demo models; MOC runs without them"
+  python manage.py datasets_demo || warn "could not make the demo datasets; MOC runs without them"
 fi
 
 python manage.py nginx_conf "$NGINX_DIR" --listen "$MOC_LISTEN:$MOC_PORT" \

@@ -14,6 +14,7 @@ NAV = [
     ("models", "Models", "models:list"),
     ("deployments", "Deployments", "deployments:list"),
     ("jobs", "Jobs", "jobs:list"),
+    ("datasets", "Datasets", "jobs:datasets"),
     ("goals", "Goals", "goals:list"),
     ("alerts", "Alerts", "alerts:list"),
     ("audit", "Audit", "core:audit"),

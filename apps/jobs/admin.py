@@ -1,16 +1,24 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.core.admin import ReadOnlyInline
-from apps.jobs.models import Job, JobEvent
+from apps.jobs.datasets import services as dataset_services
+from apps.jobs.models import Dataset, Job, JobCheckpoint, JobEvent, JobMetric
 
 
 class JobEventInline(ReadOnlyInline):
     model = JobEvent
     fields = ["at", "level", "message"]
     ordering = ["at", "id"]
+
+
+class JobCheckpointInline(ReadOnlyInline):
+    model = JobCheckpoint
+    fields = ["step", "reason", "size_bytes", "at", "path"]
+    ordering = ["-step"]
 
 
 @admin.register(Job)
@@ -52,7 +60,7 @@ class JobAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    inlines = [JobEventInline]
+    inlines = [JobCheckpointInline, JobEventInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Jobs are created through the pages and the API, which validate and dispatch them.
@@ -70,3 +78,64 @@ class JobEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(JobMetric)
+class JobMetricAdmin(admin.ModelAdmin):
+    """A job's metric series, point by point (its page draws them; this is for looking one up)."""
+
+    list_display = ["job", "name", "step", "value", "at"]
+    list_filter = ["name"]
+    search_fields = ["=job__id", "name"]
+    list_select_related = ["job"]
+    readonly_fields = ["job", "name", "step", "value", "at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "state",
+        "format",
+        "shape",
+        "rows",
+        "error_count",
+        "size_bytes",
+        "source",
+        "archived",
+    ]
+    list_filter = ["state", "format", "shape", "source", "archived"]
+    search_fields = ["name", "description", "path", "sha256"]
+    raw_id_fields = ["created_by"]
+    # What the file holds is found by validation, not typed in.
+    readonly_fields = [
+        "root",
+        "path",
+        "format",
+        "shape",
+        "source",
+        "size_bytes",
+        "sha256",
+        "fingerprint",
+        "rows",
+        "state",
+        "errors",
+        "error_count",
+        "validated_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["validate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Datasets come from the roots (a scan) or an upload, which writes the file first.
+        return False
+
+    @admin.action(description="Validate the selected datasets again")
+    def validate(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
+        for dataset in queryset:
+            dataset_services.dataset_validate_request(dataset=dataset)
+        self.message_user(request, f"{queryset.count()} dataset(s) validated or queued for validation.")

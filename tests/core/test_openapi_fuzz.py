@@ -30,7 +30,7 @@ from tests.core.factories import AuditEventFactory, TaskDeliveryFactory
 from tests.deployments.factories import CheckResultFactory
 from tests.fleet.factories import TelemetrySampleFactory
 from tests.goals.factories import GoalEventFactory
-from tests.jobs.factories import JobEventFactory
+from tests.jobs.factories import DatasetFactory, JobEventFactory
 from tests.models.factories import ModelAliasFactory, ModelFileFactory, ModelVersionFactory
 from tests.serving.factories import PlacementFactory
 
@@ -78,6 +78,7 @@ def rows() -> None:
     PlacementFactory(version=base)
     TelemetrySampleFactory()
     JobEventFactory()
+    DatasetFactory()
     CheckResultFactory()
     GoalEventFactory()
     AlertFactory()

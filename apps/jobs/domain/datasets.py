@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -57,6 +59,11 @@ ROLES = ("system", "user", "assistant")
 ROW_MAX_CHARS = 1_000_000
 # The first bad rows kept on the dataset; the count covers them all.
 ERRORS_KEPT = 100
+# A problem with the file as a whole (missing, unreadable, empty) is reported as this row.
+FILE_ROW = 0
+NAME_MAX = 100
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,7 @@ def parse_line(
     if not isinstance(data, dict):
         return RowProblem(row, f"a row must be a JSON object, not {type(data).__name__}")
     found = _shape_of(data)
-    if isinstance(found, str):
+    if not isinstance(found, Shape):  # a Shape is a str too: ask for the enum
         return RowProblem(row, found)
     if shape is not None and found != shape:
         return RowProblem(row, f"a {found.value} row in a dataset of {shape.value} rows")
@@ -174,3 +181,111 @@ def wanted(row: int, *, split: Split, share: float, seed: int) -> bool:
     if split == Split.ALL:
         return True
     return in_eval(row, share=share, seed=seed) == (split == Split.EVAL)
+
+
+def parse_lines(
+    lines: Iterable[tuple[int, str | RowProblem]], *, fmt: DatasetFormat
+) -> Iterator[Example | RowProblem]:
+    """The rows of a file, given its lines as (row number, text or a problem found reading it):
+    each an Example or a RowProblem; blank lines are left out. The file's shape is set by its first
+    good row, so a later row of another shape is a problem."""
+    shape: Shape | None = None
+    for row, line in lines:
+        if isinstance(line, RowProblem):
+            yield line
+            continue
+        parsed = parse_line(line, row=row, fmt=fmt, shape=shape)
+        if parsed is None:
+            continue
+        if isinstance(parsed, Example):
+            shape = parsed.shape
+        yield parsed
+
+
+def decode_line(raw: bytes, *, row: int) -> str | RowProblem:
+    """One line's bytes as text, or why not (not UTF-8; a NUL byte, which text never holds). The
+    first line loses a UTF-8 byte-order mark, which editors on Windows write."""
+    if row == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        return RowProblem(row, f"a NUL byte at column {nul + 1}: this is not a text file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RowProblem(row, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
+
+
+@dataclass(slots=True)
+class Tally:
+    """What validation learns of a file, row by row: usable rows, the shape, the bad rows (the first
+    ERRORS_KEPT of them) and how many there were."""
+
+    rows: int = 0
+    shape: Shape | None = None
+    errors: list[RowProblem] = field(default_factory=list)
+    error_count: int = 0
+
+    def add(self, item: Example | RowProblem) -> None:
+        if isinstance(item, Example):
+            self.rows += 1
+            self.shape = self.shape or item.shape
+            return
+        self.problem(item)
+
+    def problem(self, problem: RowProblem) -> None:
+        self.error_count += 1
+        if len(self.errors) < ERRORS_KEPT:
+            self.errors.append(problem)
+
+    @property
+    def valid(self) -> bool:
+        return self.error_count == 0 and self.rows > 0
+
+    def finish(self) -> Tally:
+        """The tally, with a problem for a file that held no rows at all."""
+        if self.rows == 0 and self.error_count == 0:
+            self.problem(RowProblem(FILE_ROW, "the file has no rows"))
+        return self
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a dataset, or None: letters, digits, '.', '_', '-'; a letter or digit first."""
+    if not name:
+        return "a name is required"
+    if len(name) > NAME_MAX:
+        return f"at most {NAME_MAX} characters"
+    if not _NAME.fullmatch(name):
+        return "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+    return None
+
+
+def name_from(raw: str) -> str:
+    """`raw` (a file's path or stem) made into a valid dataset name."""
+    stem = raw.rsplit(".", 1)[0] if format_of(raw) else raw
+    name = _UNSAFE_NAME_CHARS.sub("-", stem).lstrip("._-")[:NAME_MAX].rstrip("._-")
+    return name if name and name_problem(name) is None else "dataset"
+
+
+def numbered(name: str, n: int, *, limit: int = NAME_MAX) -> str:
+    """The n-th alternative of `name` when it is taken ("corpus-2"), within `limit` characters;
+    n = 1 is the name itself."""
+    if n <= 1:
+        return name
+    suffix = f"-{n}"
+    return name[: limit - len(suffix)] + suffix
+
+
+def upload_file_name(raw: str) -> str:
+    """An uploaded file's name made safe to write: no folders, only [A-Za-z0-9._-], no leading dot.
+    Raises ValueError, saying why, for a name MOC does not read (not .jsonl or .txt)."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    suffix = next((s for s in SUFFIXES if base.lower().endswith(s)), None)
+    if suffix is None:
+        raise ValueError(f"the file name must end in {' or '.join(SUFFIXES)}")
+    stem = (
+        _UNSAFE_NAME_CHARS.sub("-", base[: -len(suffix)])
+        .lstrip("._-")[: NAME_MAX - len(suffix)]
+        .rstrip("._-")
+    )
+    return f"{stem or 'dataset'}{suffix}"
