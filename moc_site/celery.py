@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import import_modules
+from django.conf import settings
 
 from apps.serving.messages import LEGACY_NAMES
 
@@ -24,6 +25,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 50},
     },
+    # Seconds: a waiting job starts within MOC_JOB_DISPATCH_S of room freeing up (kicks come sooner).
+    "jobs-dispatch": {
+        "task": "apps.jobs.tasks.jobs_dispatch",
+        "schedule": settings.MOC_JOB_DISPATCH_S,
+        "options": {"expires": settings.MOC_JOB_DISPATCH_S},
+    },
     # Seconds, not a crontab: offline detection must not wait a whole extra minute.
     "fleet-nodes-sweep": {
         "task": "apps.fleet.tasks.fleet_nodes_sweep",
@@ -37,6 +44,11 @@ app.conf.beat_schedule = {
     },
     "registry-scan": {
         "task": "apps.models.tasks.registry_scan_periodic",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
+    "datasets-scan": {
+        "task": "apps.jobs.tasks.datasets_scan",
         "schedule": crontab(minute="*/15"),
         "options": {"expires": 600},
     },

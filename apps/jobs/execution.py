@@ -1,4 +1,10 @@
-"""Running one job on a worker: take it, hand it to its kind's runner, record how it ended."""
+"""Running one job on a worker: take it, hand it to its kind's runner, record how it ended.
+
+How it ends: the runner's Outcome (its error class, if any); a stop it was asked for (cancelled,
+yielded back to the queue, past its time limit); or an exception it let escape, classified by
+domain.failures.classify (out of memory, bad data, missing runtime, lost device, ...). A failure of
+a transient class goes back to the queue by itself while attempts are left (services.job_finish).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from apps.jobs import runners, services
+from apps.jobs.domain.failures import classify
 from apps.jobs.domain.kinds import ErrorClass, LogLevel, time_limit_error
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
-from apps.jobs.reporting import JobStopped, JobTimedOut, Report
+from apps.jobs.reporting import JobStopped, JobTimedOut, JobYielded, Report
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,11 @@ def _run(*, job_id: int, task_id: str) -> None:
     except JobTimedOut as exc:
         _timed_out(job_id, task_id, f"{time_limit_error(exc.limit_s)} It was stopped at its next report.")
         return
+    except JobYielded as exc:
+        # Back to the queue, unless a cancel came meanwhile: then the stop completes the cancel.
+        if not services.job_yield(job_id=job_id, task_id=task_id, reason=exc.reason):
+            services.job_stopped(job_id=job_id, task_id=task_id)
+        return
     except JobStopped:
         services.job_stopped(job_id=job_id, task_id=task_id)
         return
@@ -81,7 +93,11 @@ def _run(*, job_id: int, task_id: str) -> None:
             data={"traceback": traceback.format_exc()},
         )
         services.job_finish(
-            job_id=job_id, task_id=task_id, state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}"
+            job_id=job_id,
+            task_id=task_id,
+            state=JobState.FAILED,
+            error_class=classify(exc),
+            error=f"{type(exc).__name__}: {exc}",
         )
         return
     if report.past_deadline():

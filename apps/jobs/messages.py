@@ -2,3 +2,4 @@
 not import apps.jobs.tasks, which imports them."""
 
 JOB_RUN = "apps.jobs.tasks.job_run"
+JOBS_DISPATCH = "apps.jobs.tasks.jobs_dispatch"

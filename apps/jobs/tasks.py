@@ -14,6 +14,10 @@ from django.utils import timezone
 
 from apps.core.delivery import DurableTask
 from apps.jobs import execution, messages, services
+from apps.jobs.datasets import messages as dataset_messages
+from apps.jobs.datasets import services as dataset_services
+from apps.jobs.datasets import validation as dataset_validation
+from apps.jobs.models import Dataset
 
 
 class JobTask(DurableTask):
@@ -37,3 +41,24 @@ def jobs_redispatch_stale() -> dict[str, int]:
     would be read by nobody.
     """
     return services.jobs_redispatch_stale(now=timezone.now())
+
+
+@shared_task(base=DurableTask, name=messages.JOBS_DISPATCH, ignore_result=True)
+def jobs_dispatch() -> int:
+    """A dispatch round: waiting jobs get their device memory reserved and are sent to its queue.
+    Run by beat every MOC_JOB_DISPATCH_S (moc_site/celery.py) and kicked when a job is created, ends,
+    yields or goes back to the queue; a second delivery is just another round."""
+    return services.jobs_dispatch(now=timezone.now())
+
+
+@shared_task(base=DurableTask, name=dataset_messages.DATASETS_SCAN, ignore_result=True)
+def datasets_scan() -> dict[str, int]:
+    """Beat's scan of the dataset roots (moc_site/celery.py); stat only, validations are queued."""
+    return dataset_services.datasets_scan().counts()
+
+
+@shared_task(base=DurableTask, name=dataset_messages.DATASET_VALIDATE)
+def dataset_validate(dataset_id: int) -> str | None:
+    """Read one dataset's file row by row; a second delivery reads it again to the same verdict."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    return dataset_validation.dataset_validate(dataset=dataset).state if dataset is not None else None

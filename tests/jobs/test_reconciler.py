@@ -85,7 +85,7 @@ def test_queued_job_the_broker_took_longer_ago_than_its_visibility_timeout_is_se
 
 def test_sending_again_is_logged_on_the_job() -> None:
     heartbeat("celery@cpu", ["default"])
-    job = JobFactory(queued_at=ago(600), dispatched_at=None)
+    job = JobFactory(queued_at=ago(600), dispatched_at=None, task_id="lost")
 
     services.jobs_redispatch_stale(now=timezone.now())
 

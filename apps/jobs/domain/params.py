@@ -8,8 +8,13 @@ here are the only names there are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
+
+from apps.jobs.domain import kinds
+from apps.jobs.domain.kinds import JobKind
 
 
 class Method(StrEnum):
@@ -95,3 +100,349 @@ class DatasetFacts:
     state: str  # pending / valid / invalid
     rows: int
     errors: int
+
+
+# --- Parsing: the one entry point job_create goes through --------------------------------------
+
+Problems = dict[str, str]
+Params = FineTuneParams | EvaluateParams | BenchmarkParams | ConvertParams
+
+# Bounds wide enough for any real run, tight enough that a typo (an extra zero or three) is caught.
+MAX_STEPS_LIMIT = 10_000_000
+EPOCHS_LIMIT = 10_000.0
+BATCH_LIMIT = 4096
+GRAD_ACCUM_LIMIT = 1024
+SEQ_LEN_LIMIT = 1_048_576
+NEW_TOKENS_LIMIT = 4096
+SEED_LIMIT = 2**32 - 1
+GOLDEN_LIMIT = 1000
+BENCH_POINTS_LIMIT = 8  # batch sizes, prompt lengths: each at most this many
+REPEATS_LIMIT = 100
+NAME_MAX = 100  # RegisteredModel.name
+SPLITS = ("eval", "train", "all")
+CAUSAL_LM, ADAPTER, HF_FOLDER, PYTORCH = "causal-lm", "adapter", "hf", "pytorch"
+
+_KIND_CLASSES: dict[str, type[Params]] = {
+    JobKind.FINE_TUNE: FineTuneParams,
+    JobKind.EVALUATE: EvaluateParams,
+    JobKind.BENCHMARK: BenchmarkParams,
+    JobKind.CONVERT: ConvertParams,
+}
+# The parameters that name a model version, and the one that names a dataset.
+_VERSION_KEYS = ("base_version", "version")
+_DATASET_KEY = "dataset"
+
+
+def facts_needed(kind: str, raw: Any) -> tuple[set[int], set[int]]:
+    """The ids of the versions and datasets `raw` names, so the services look up only those."""
+    if kind not in _KIND_CLASSES or not isinstance(raw, Mapping):
+        return set(), set()
+    versions = {raw[k] for k in _VERSION_KEYS if _is_int(raw.get(k))}
+    datasets = {raw[_DATASET_KEY]} if _is_int(raw.get(_DATASET_KEY)) else set()
+    return versions, datasets
+
+
+def parse(kind: str, raw: Any, facts: Facts) -> tuple[Any | None, Problems]:
+    """The kind's parameters from a request's JSON object, or the problems with it by parameter name
+    ('' for the object as a whole). Types, ranges, unknown names, and the checks against what the
+    parameters name (`facts`). The self-test's parameters keep their own rules (kinds.params_problems)
+    and come back as the plain object."""
+    if kind == JobKind.SELFTEST or not isinstance(raw, Mapping):
+        problems = kinds.params_problems(kind, raw)
+        return (None if problems else dict(raw)), problems
+    cls = _KIND_CLASSES.get(kind)
+    if cls is None:
+        return None, {"": f"No parameters are known for kind {kind}."}
+    read = _Reader(raw, cls, kind)
+    parser = {
+        JobKind.FINE_TUNE: _fine_tune,
+        JobKind.EVALUATE: _evaluate,
+        JobKind.BENCHMARK: _benchmark,
+        JobKind.CONVERT: _convert,
+    }[JobKind(kind)]
+    parsed = parser(read, facts)
+    return (None if read.problems else parsed), read.problems
+
+
+def as_stored(params: Any) -> dict[str, Any]:
+    """A parsed kind's parameters as the JSON the job row keeps: every field, defaults filled."""
+    if isinstance(params, Mapping):
+        return dict(params)
+    return {f.name: _jsonable(getattr(params, f.name)) for f in fields(params)}
+
+
+def from_stored(kind: str, stored: Mapping[str, Any]) -> Any:
+    """The kind's parameters dataclass from a job row's `params` (as `as_stored` wrote them: already
+    checked when the job was created, so only the shapes JSON lost are restored)."""
+    cls = _KIND_CLASSES.get(kind)
+    if cls is None:
+        return dict(stored)
+    known = {f.name for f in fields(cls)}
+    values: dict[str, Any] = {k: v for k, v in stored.items() if k in known}
+    if "method" in values:
+        values["method"] = Method(values["method"])
+    if "golden" in values:
+        values["golden"] = tuple((str(p), str(e)) for p, e in values["golden"])
+    for name in ("batch_sizes", "prompt_lengths"):
+        if name in values:
+            values[name] = tuple(values[name])
+    return cls(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Reader:
+    """Reads one kind's parameters from a JSON object, noting each problem under its name."""
+
+    def __init__(self, raw: Mapping[str, Any], cls: type[Params], kind: str) -> None:
+        self.raw = raw
+        self.problems: Problems = {}
+        self.defaults: dict[str, Any] = {f.name: f.default for f in fields(cls)}
+        for name in raw:
+            if name not in self.defaults:
+                known = ", ".join(sorted(self.defaults))
+                self.problems[str(name)[:60]] = f"A {kind} job takes no such parameter; it takes {known}."
+
+    def given(self, name: str) -> bool:
+        return name in self.raw
+
+    def note(self, name: str, problem: str) -> None:
+        self.problems.setdefault(name, problem)
+
+    def id(self, name: str, *, required: bool = True) -> int | None:
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                self.note(name, "Required: an id.")
+            return None
+        if not _is_int(value) or value < 1:
+            self.note(name, "An id: a whole number above 0.")
+            return None
+        return int(value)
+
+    def whole(self, name: str, *, low: int, high: int) -> int:
+        default = self.defaults[name]
+        value = self.raw.get(name, default)
+        if not _is_int(value) or not low <= value <= high:
+            self.note(name, f"A whole number from {low} to {high:,}.")
+            return int(default)
+        return int(value)
+
+    def number(self, name: str, *, low: float, high: float, low_open: bool = False) -> float:
+        default = self.defaults[name]
+        value = self.raw.get(name, default)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        if ok and (value < low or value > high or (low_open and value == low)):
+            ok = False
+        if not ok:
+            above = f"above {low:g}" if low_open else f"from {low:g}"
+            self.note(name, f"A number {above} to {high:g}.")
+            return float(default)
+        return float(value)
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.raw.get(name, self.defaults[name])
+        if value not in choices:
+            self.note(name, f"One of {', '.join(choices)}.")
+            return str(self.defaults[name])
+        return str(value)
+
+    def name(self, name: str) -> str:
+        value = self.raw.get(name, self.defaults[name])
+        if not isinstance(value, str) or len(value.strip()) > NAME_MAX or "/" in value:
+            self.note(name, f"A model name of at most {NAME_MAX} characters, without '/'.")
+            return ""
+        return value.strip()
+
+    def ints(self, name: str, *, low: int, high: int) -> tuple[int, ...]:
+        default: tuple[int, ...] = self.defaults[name]
+        value = self.raw.get(name, list(default))
+        if (
+            not isinstance(value, list)
+            or not 1 <= len(value) <= BENCH_POINTS_LIMIT
+            or not all(_is_int(v) and low <= v <= high for v in value)
+        ):
+            self.note(
+                name, f"A list of 1 to {BENCH_POINTS_LIMIT} whole numbers, each from {low} to {high:,}."
+            )
+            return default
+        return tuple(sorted(set(value)))
+
+    def golden(self, name: str) -> tuple[tuple[str, str], ...]:
+        value = self.raw.get(name, [])
+        pairs: list[tuple[str, str]] = []
+        if not isinstance(value, list) or len(value) > GOLDEN_LIMIT:
+            self.note(name, f"A list of at most {GOLDEN_LIMIT} [prompt, expected] pairs.")
+            return ()
+        for number, item in enumerate(value, start=1):
+            if isinstance(item, Mapping):
+                item = [item.get("prompt"), item.get("expected")]
+            if not (
+                isinstance(item, list | tuple)
+                and len(item) == 2
+                and all(isinstance(text, str) for text in item)
+                and item[0].strip()
+            ):
+                self.note(
+                    name,
+                    f"Pair {number} is not a [prompt, expected] pair of strings "
+                    '(or {"prompt": ..., "expected": ...}) with a prompt.',
+                )
+                return ()
+            pairs.append((item[0], item[1]))
+        return tuple(pairs)
+
+
+def _version(read: _Reader, name: str, facts: Facts, version_id: int | None) -> VersionFacts | None:
+    """The named version's facts, noting an unknown or unusable one."""
+    if version_id is None:
+        return None
+    version = facts.versions.get(version_id)
+    if version is None:
+        read.note(name, f"No model version has id {version_id}.")
+        return None
+    if version.usable is not None:
+        read.note(name, version.usable)
+        return None
+    return version
+
+
+def _dataset(read: _Reader, facts: Facts, dataset_id: int | None) -> DatasetFacts | None:
+    """The named dataset's facts, noting an unknown one or one not (yet) valid."""
+    if dataset_id is None:
+        return None
+    dataset = facts.datasets.get(dataset_id)
+    if dataset is None:
+        read.note(_DATASET_KEY, f"No dataset has id {dataset_id}.")
+        return None
+    if dataset.state == "pending":
+        read.note(_DATASET_KEY, f"Dataset {dataset.name} is not validated yet; validate it first.")
+    elif dataset.state != "valid":
+        rows = "row" if dataset.errors == 1 else "rows"
+        read.note(
+            _DATASET_KEY,
+            f"Dataset {dataset.name} failed validation ({dataset.errors} bad {rows}); fix the file "
+            "and validate it again.",
+        )
+    elif dataset.rows < 1:
+        read.note(_DATASET_KEY, f"Dataset {dataset.name} has no rows.")
+    return dataset
+
+
+def _generates(read: _Reader, name: str, version: VersionFacts | None, what: str) -> None:
+    """Note a version the kind cannot load as a causal LM (a Hugging Face folder, or an adapter)."""
+    if version is None:
+        return
+    if version.kind == ADAPTER or (version.kind == CAUSAL_LM and version.format == HF_FOLDER):
+        return
+    read.note(
+        name,
+        f"{version.label} is a {version.kind or 'model of unknown kind'} in {version.format or 'an unknown'} "
+        f"format; {what} takes a causal LM in a Hugging Face folder (or an adapter on one).",
+    )
+
+
+def _within_context(read: _Reader, name: str, tokens: int, version: VersionFacts | None) -> None:
+    if version is not None and version.context and tokens > version.context:
+        read.note(name, f"{tokens:,} tokens is more than {version.label}'s context of {version.context:,}.")
+
+
+def _fine_tune(read: _Reader, facts: Facts) -> FineTuneParams:
+    base = _version(read, "base_version", facts, read.id("base_version"))
+    if base is not None and not (base.kind == CAUSAL_LM and base.format == HF_FOLDER):
+        read.note(
+            "base_version",
+            f"{base.label} is a {base.kind or 'model of unknown kind'} in {base.format or 'an unknown'} "
+            "format; fine-tuning takes a causal LM in a Hugging Face folder.",
+        )
+    dataset_id = read.id(_DATASET_KEY)
+    _dataset(read, facts, dataset_id)
+    method = Method(read.choice("method", tuple(m.value for m in Method)))
+    epochs = read.number("epochs", low=0.0, high=EPOCHS_LIMIT)
+    max_steps = read.whole("max_steps", low=0, high=MAX_STEPS_LIMIT)
+    if epochs == 0 and max_steps == 0:
+        read.note("max_steps", "Give max_steps or epochs above 0: the run would take no step.")
+    seq_len = read.whole("seq_len", low=2, high=SEQ_LEN_LIMIT)
+    _within_context(read, "seq_len", seq_len, base)
+    lora_rank = read.whole("lora_rank", low=1, high=SEQ_LEN_LIMIT)
+    if method == Method.LORA and base is not None and base.hidden_size and lora_rank > base.hidden_size:
+        read.note(
+            "lora_rank",
+            f"Rank {lora_rank} is above {base.label}'s width (hidden size {base.hidden_size}); "
+            f"choose at most {base.hidden_size}.",
+        )
+    return FineTuneParams(
+        base_version=base.id if base else 0,
+        dataset=dataset_id or 0,
+        method=method,
+        learning_rate=read.number("learning_rate", low=0.0, high=1.0, low_open=True),
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=read.whole("batch_size", low=1, high=BATCH_LIMIT),
+        grad_accum=read.whole("grad_accum", low=1, high=GRAD_ACCUM_LIMIT),
+        seq_len=seq_len,
+        eval_interval=read.whole("eval_interval", low=0, high=MAX_STEPS_LIMIT),
+        checkpoint_interval=read.whole("checkpoint_interval", low=0, high=MAX_STEPS_LIMIT),
+        seed=read.whole("seed", low=0, high=SEED_LIMIT),
+        lora_rank=lora_rank,
+        lora_alpha=read.whole("lora_alpha", low=1, high=SEQ_LEN_LIMIT),
+        lora_dropout=read.number("lora_dropout", low=0.0, high=0.9),
+        output_name=read.name("output_name"),
+        memory_bytes=read.whole("memory_bytes", low=0, high=2**62),
+    )
+
+
+def _evaluate(read: _Reader, facts: Facts) -> EvaluateParams:
+    version = _version(read, "version", facts, read.id("version"))
+    _generates(read, "version", version, "evaluation")
+    dataset_id = read.id(_DATASET_KEY, required=False)
+    _dataset(read, facts, dataset_id)
+    golden = read.golden("golden")
+    if dataset_id is None and not golden and not read.given("golden"):
+        read.note(_DATASET_KEY, "Give a dataset, golden pairs, or both: there is nothing to evaluate.")
+    seq_len = read.whole("seq_len", low=2, high=SEQ_LEN_LIMIT)
+    _within_context(read, "seq_len", seq_len, version)
+    return EvaluateParams(
+        version=version.id if version else 0,
+        dataset=dataset_id,
+        split=read.choice("split", SPLITS),
+        golden=golden,
+        max_new_tokens=read.whole("max_new_tokens", low=1, high=NEW_TOKENS_LIMIT),
+        seq_len=seq_len,
+        batch_size=read.whole("batch_size", low=1, high=BATCH_LIMIT),
+        memory_bytes=read.whole("memory_bytes", low=0, high=2**62),
+    )
+
+
+def _benchmark(read: _Reader, facts: Facts) -> BenchmarkParams:
+    version = _version(read, "version", facts, read.id("version"))
+    _generates(read, "version", version, "a benchmark")
+    prompt_lengths = read.ints("prompt_lengths", low=1, high=SEQ_LEN_LIMIT)
+    new_tokens = read.whole("new_tokens", low=1, high=NEW_TOKENS_LIMIT)
+    if "prompt_lengths" not in read.problems and "new_tokens" not in read.problems:
+        _within_context(read, "prompt_lengths", max(prompt_lengths) + new_tokens, version)
+    return BenchmarkParams(
+        version=version.id if version else 0,
+        batch_sizes=read.ints("batch_sizes", low=1, high=BATCH_LIMIT),
+        prompt_lengths=prompt_lengths,
+        new_tokens=new_tokens,
+        repeats=read.whole("repeats", low=1, high=REPEATS_LIMIT),
+        memory_bytes=read.whole("memory_bytes", low=0, high=2**62),
+    )
+
+
+def _convert(read: _Reader, facts: Facts) -> ConvertParams:
+    version = _version(read, "version", facts, read.id("version"))
+    if version is not None and not version.has_pickle:
+        read.note("version", f"{version.label} holds no pickle checkpoint to convert.")
+    return ConvertParams(version=version.id if version else 0, output_name=read.name("output_name"))

@@ -2,10 +2,12 @@
 so a task delivered twice, a late cancel or a reconciler racing a worker can never move a
 job twice."""
 
+from apps.jobs.services.creating import job_create, job_retry
+from apps.jobs.services.dispatcher import jobs_dispatch
 from apps.jobs.services.lifecycle import (
+    dispatcher_kick,
     job_cancel,
     job_crashed,
-    job_create,
     job_dispatch,
     job_fail,
     job_finish,
@@ -14,6 +16,9 @@ from apps.jobs.services.lifecycle import (
     job_progress,
     job_start,
     job_stopped,
+    job_wait,
+    job_yield,
+    retries_by_itself,
 )
 from apps.jobs.services.reconciler import jobs_redispatch_stale
 from apps.jobs.services.running import (
@@ -25,21 +30,27 @@ from apps.jobs.services.running import (
 )
 
 __all__ = [
+    "dispatcher_kick",
+    "job_cancel",
     "job_checkpoint_add",
     "job_checkpoints_drop",
-    "job_metrics_add",
-    "job_report",
-    "job_stop_asked",
-    "job_cancel",
     "job_create",
     "job_crashed",
     "job_dispatch",
     "job_fail",
     "job_finish",
     "job_log",
+    "job_metrics_add",
     "job_poisoned",
     "job_progress",
+    "job_report",
+    "job_retry",
     "job_start",
+    "job_stop_asked",
     "job_stopped",
+    "job_wait",
+    "job_yield",
+    "jobs_dispatch",
     "jobs_redispatch_stale",
+    "retries_by_itself",
 ]

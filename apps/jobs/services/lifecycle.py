@@ -1,18 +1,23 @@
-"""A job's life: create and dispatch, start, report progress, finish, cancel, poison.
+"""A job's life after it is created: dispatch, start, report progress, finish (or go back to
+waiting: an automatic retry, a yield, a lost worker), cancel, poison.
 
 Every state change goes through `transition()` (a conditional UPDATE), so a task delivered
 twice, a late cancel or a reconciler racing a worker can never move a job twice.
+
+Waiting. A job of a device kind (kinds.DEVICE_KINDS) is not sent to a queue when it is created:
+it waits (QUEUED, no task id) for the dispatcher (services.dispatcher), which reserves its device
+memory in serving's ledger and only then sends it to that device's queue. Any job put back in the
+queue (retried after a transient failure, yielded, or its worker lost) waits the same way, so the
+dispatcher is also what sends a retry once its backoff (`not_before`) is over.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import uuid
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -21,16 +26,13 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from apps.core import audit, dispatch
-from apps.core import workers as core_workers
 from apps.core.domain.queues import Queue
-from apps.core.domain.units import format_bytes
 from apps.core.transitions import transition
-from apps.jobs import messages, runners
+from apps.jobs import messages
 from apps.jobs.domain import kinds
 from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
 from apps.jobs.models import Job, JobEvent
-from apps.serving import placing
 
 log = logging.getLogger(__name__)
 
@@ -71,86 +73,44 @@ def job_message_sent(sender: Any, *, name: str, task_id: str, args: list[Any], *
         Job.objects.filter(pk=args[0], task_id=task_id).update(dispatched_at=timezone.now())
 
 
-def _unconsumed_queue_problem(queue: str) -> str | None:
-    """Why no worker would ever take a job sent to `queue`; None when Redis cannot tell."""
-    if queue == Queue.DEFAULT:
-        return None
-    try:
-        live = core_workers.live_queues()
-    except redis.RedisError as exc:
-        # A monitoring hiccup must not stop work from being queued: accept it unchecked.
-        log.warning("cannot read worker heartbeats, queue '%s' accepted unchecked: %s", queue, exc)
-        return None
-    return kinds.queue_consumer_problem(queue, live)
-
-
-@transaction.atomic
-def job_create(
-    *,
-    kind: str,
-    params: dict[str, Any] | None = None,
-    queue: str = Queue.DEFAULT,
-    priority: int = kinds.PRIORITY_DEFAULT,
-    max_attempts: int = 3,
-    model_version: Any = None,
-    device: Any = None,
-    reserved_bytes: int = 0,
-    created_by: Any = None,
-) -> Job:
-    """Queue a job and dispatch it on commit. Refuses kinds no worker can run yet.
-
-    `reserved_bytes` of its device's memory count as taken while it runs: the placement
-    scheduler leaves them free."""
-    params = {} if params is None else params
-    problems: dict[str, list[str]] = {}
-    if kind not in {k.value for k in JobKind}:
-        problems["kind"] = [f"Unknown kind '{kind}'; choose from {[k.value for k in JobKind]}."]
-    elif not runners.has_runner(kind):
-        problems["kind"] = [f"MOC has no runner for kind {kind} yet, so such a job could never run."]
-    if queue_problem := kinds.queue_problem(queue) or _unconsumed_queue_problem(queue):
-        problems["queue"] = [queue_problem]
-    if params_problems := kinds.params_problems(kind, params):
-        problems["params"] = [f"{name}: {text}" if name else text for name, text in params_problems.items()]
-    if not kinds.PRIORITY_MIN <= priority <= kinds.PRIORITY_MAX:
-        problems["priority"] = [f"Between {kinds.PRIORITY_MIN} and {kinds.PRIORITY_MAX}; higher runs first."]
-    if not 1 <= max_attempts <= kinds.MAX_ATTEMPTS_LIMIT:
-        problems["max_attempts"] = [f"Between 1 and {kinds.MAX_ATTEMPTS_LIMIT}."]
-    if reserved_bytes < 0:
-        problems["reserved_bytes"] = ["Must be 0 or more."]
-    elif reserved_bytes and device is None:
-        problems["reserved_bytes"] = ["Memory is reserved on a device: give the device too."]
-    elif reserved_bytes and (room := placing.device_room(device.pk, now=time.time())) < reserved_bytes:
-        problems["reserved_bytes"] = [
-            f"{device} has {format_bytes(room)} free for it now, not {format_bytes(reserved_bytes)}."
-        ]
-    if problems:
-        raise ValidationError(problems)
-    job = Job.objects.create(
-        kind=kind,
-        params=params,
-        queue=queue,
-        priority=priority,
-        max_attempts=max_attempts,
-        model_version=model_version,
-        device=device,
-        reserved_bytes=reserved_bytes,
-        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+def dispatcher_kick() -> None:
+    """Ask a default worker for a dispatch round once the transaction commits (beat runs one every
+    MOC_JOB_DISPATCH_S anyway: a kick lost with the broker only waits for that)."""
+    dispatch.send_on_commit(
+        messages.JOBS_DISPATCH, queue=Queue.DEFAULT, expires=max(60.0, 10 * settings.MOC_JOB_DISPATCH_S)
     )
-    job_dispatch(job=job)
-    return job
+
+
+def holds_memory(job: Job) -> bool:
+    return job.kind in kinds.DEVICE_KINDS and job.reserved_bytes > 0
 
 
 @transaction.atomic
-def job_cancel(*, job: Job) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (it becomes CANCELLING)."""
+def job_cancel(*, job: Job, save: bool = False) -> Job:
+    """Cancel a queued job at once (its reservation let go); ask a running one to stop at its next
+    report (it becomes CANCELLING), a fine-tune with `save` writing a checkpoint first."""
     current = Job.objects.select_for_update().get(pk=job.pk)
     old = current.state
+    if save and current.kind != JobKind.FINE_TUNE:
+        raise ValidationError(
+            {"save": f"Only a fine-tune writes a checkpoint; this job is a {current.kind}."}
+        )
     if old == JobState.CANCELLING:
         return current
     dst = JobState.CANCELLING if old == JobState.RUNNING else JobState.CANCELLED
-    changes = {"finished_at": timezone.now()} if dst == JobState.CANCELLED else {}
+    held = holds_memory(current)
+    changes: dict[str, Any] = (
+        {"finished_at": timezone.now(), "message": "Cancelled."}
+        if dst == JobState.CANCELLED
+        else {"stop_save": save}
+    )
     transition(current, dst, machine=JOB, **changes)
-    audit.record("cancel", current, changes={"state": [old, dst.value]})
+    audited = {"state": [old, dst.value]} | ({"save": True} if save and dst == JobState.CANCELLING else {})
+    audit.record("cancel", current, changes=audited)
+    if dst == JobState.CANCELLING and save:
+        job_log(job_id=current.pk, message="Cancel asked: it writes a checkpoint, then stops.")
+    if held and dst == JobState.CANCELLED:
+        dispatcher_kick()
     return current
 
 
@@ -164,7 +124,10 @@ def job_start(*, job_id: int, worker: str, task_id: str) -> bool:
     if job is None:
         return False
     now = timezone.now()
-    if job.state == JobState.QUEUED:
+    # A job that waits for the dispatcher runs only from the message the dispatcher sent, after it
+    # reserved its memory: a stale copy of an earlier message must not start it anywhere.
+    sent_for_now = job.kind not in kinds.DEVICE_KINDS or (bool(task_id) and job.task_id == task_id)
+    if job.state == JobState.QUEUED and sent_for_now:
         moved = transition(
             job,
             JobState.RUNNING,
@@ -254,9 +217,14 @@ def job_finish(
     job = _own_active_job(job_id, task_id)
     if job is None:
         return False
+    if holds_memory(job):
+        dispatcher_kick()  # its memory is free once this commits
+    error_class = error_class or ErrorClass.RUNNER_ERROR
+    if state == JobState.FAILED and job.state == JobState.RUNNING and _retried(job, error_class, error):
+        return True
     changes: dict[str, Any] = {"finished_at": timezone.now(), "result": result or {}}
     if state == JobState.FAILED:
-        return job_fail(job=job, error_class=error_class or ErrorClass.RUNNER_ERROR, error=error, **changes)
+        return job_fail(job=job, error_class=error_class, error=error, **changes)
     if state == JobState.SUCCEEDED:
         changes.update(progress=1.0, message="Succeeded.")
     else:
@@ -265,6 +233,67 @@ def job_finish(
     if moved:
         job_log(job_id=job.pk, message=changes["message"])
     return moved
+
+
+def retries_by_itself(kind: str, error_class: str) -> bool:
+    """Whether a failure of this class is worth another attempt of its own: the transient classes,
+    except a fine-tune's out of memory (its runner already retried smaller, MOC_JOB_OOM_RETRIES times)."""
+    if kind == JobKind.FINE_TUNE and error_class == ErrorClass.OUT_OF_MEMORY:
+        return False
+    return error_class in kinds.TRANSIENT
+
+
+def _retried(job: Job, error_class: str, error: str) -> bool:
+    """Put a job whose run failed transiently back in the queue, after its backoff, while it has
+    attempts left (`job` is locked). False: it fails."""
+    if not retries_by_itself(job.kind, error_class) or job.attempts >= job.max_attempts:
+        return False
+    delay = kinds.retry_delay_s(job.attempts, base_s=settings.MOC_JOB_RETRY_BACKOFF_S)
+    retry_at = timezone.now() + dt.timedelta(seconds=delay)
+    why = f"Attempt {job.attempts} of {job.max_attempts} failed ({error_class}): {error}"
+    if not job_wait(job=job, reason=f"retried in {delay:g} s", not_before=retry_at):
+        return False
+    job_log(job_id=job.pk, level=LogLevel.WARNING, message=f"{why} Retried in {delay:g} s.")
+    return True
+
+
+def job_wait(*, job: Job, reason: str, **changes: Any) -> bool:
+    """Put a running job back in the queue to wait for the dispatcher: its reservation, device and
+    task let go (a lost worker, a yield, an automatic retry). False if it already moved on."""
+    moved = transition(
+        job,
+        JobState.QUEUED,
+        machine=JOB,
+        device=None,
+        reserved_bytes=0,
+        task_id="",
+        worker="",
+        dispatched_at=None,
+        queued_at=timezone.now(),
+        preempt_requested_at=None,
+        stop_save=False,
+        message=f"Waiting: {reason}."[:300],
+        **changes,
+    )
+    if moved:
+        dispatcher_kick()
+    return moved
+
+
+@transaction.atomic
+def job_yield(*, job_id: int, task_id: str, reason: str) -> bool:
+    """The runner of this task stopped to give its device back (`preempt`, or its worker's
+    `shutdown`) after writing a checkpoint: the job waits again and resumes from it. A yield is not
+    a failed attempt, so it gives its attempt back. False when the job is not running under this
+    task (a cancel that came meanwhile wins: the caller finishes it)."""
+    job = Job.objects.select_for_update().filter(pk=job_id, task_id=task_id, state=JobState.RUNNING).first()
+    if job is None:
+        return False
+    step = job.step
+    if not job_wait(job=job, reason=f"yielded its device ({reason})", attempts=F("attempts") - 1):
+        return False
+    job_log(job_id=job_id, level=LogLevel.WARNING, message=f"Yielded at step {step} ({reason}).")
+    return True
 
 
 def job_stopped(*, job_id: int, task_id: str) -> bool:

@@ -17,11 +17,11 @@ from apps.core import outbox
 from apps.core import workers as core_workers
 from apps.core.transitions import transition
 from apps.jobs import messages
-from apps.jobs.domain import reconcile
+from apps.jobs.domain import kinds, reconcile
 from apps.jobs.domain.kinds import ErrorClass, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
 from apps.jobs.models import Job
-from apps.jobs.services.lifecycle import job_dispatch, job_fail, job_log
+from apps.jobs.services.lifecycle import job_dispatch, job_fail, job_log, job_wait
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,13 @@ def jobs_redispatch_stale(*, now: dt.datetime) -> dict[str, int]:
     # A queued job whose message still waits in the outbox (the broker was away) was not lost: it
     # goes once the broker is back. One query, so a message sent meanwhile is seen either still
     # waiting or with the dispatched_at its send records before its outbox row goes.
+    # A queued job with no task id was never sent: it waits for the dispatcher (its room, its
+    # backoff), which sends it; there is no message of it to lose.
     open_jobs = Job.objects.filter(
         Q(state=JobState.QUEUED, dispatched_at__isnull=True, queued_at__lte=now - redispatch_after)
         & ~Q(task_id__in=outbox.waiting_task_ids(messages.JOB_RUN))
-        | Q(state=JobState.QUEUED, dispatched_at__lte=now - visibility_timeout)
+        & ~Q(task_id="")
+        | Q(state=JobState.QUEUED, dispatched_at__lte=now - visibility_timeout) & ~Q(task_id="")
         | Q(state__in=JOB_ACTIVE)
     )
     snapshots = {job.pk: _snapshot(job) for job in open_jobs}
@@ -97,9 +100,15 @@ def _apply(decision: reconcile.Decision, seen: reconcile.JobSnapshot) -> bool:
         job_log(job_id=job.pk, level=LogLevel.WARNING, message=f"Sent again: {decision.reason}.")
         return True
     if decision.action == reconcile.Action.REQUEUE:
-        moved = transition(job, JobState.QUEUED, machine=JOB, progress=0.0, message="Queued again.")
+        if job.kind in kinds.DEVICE_KINDS:
+            # Its reservation goes with its worker: it waits for the dispatcher to reserve room again,
+            # and a fine-tune resumes from its last complete checkpoint when it starts.
+            moved = job_wait(job=job, reason=f"queued again, {decision.reason}")
+        else:
+            moved = transition(job, JobState.QUEUED, machine=JOB, progress=0.0, message="Queued again.")
+            if moved:
+                job_dispatch(job=job)
         if moved:
-            job_dispatch(job=job)
             job_log(job_id=job.pk, level=LogLevel.WARNING, message=f"Queued again: {decision.reason}.")
         return moved
     if decision.action == reconcile.Action.CANCEL:

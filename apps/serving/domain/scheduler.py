@@ -51,7 +51,7 @@ class DeviceView:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    version_id: int
+    version_id: int | None  # None: not a model load (a job's reservation), so nothing is "already loaded"
     need_bytes: int  # what it needs on a device with no figure of its own in `need_on`
     device_id: int | None = None  # only this device
     node: str | None = None  # only devices of this node
@@ -104,8 +104,8 @@ def free_bytes(device: DeviceView) -> int:
     return max(0, _headroom(device))
 
 
-def _holds(device: DeviceView, version_id: int) -> bool:
-    return any(r.version_id == version_id for r in device.residents)
+def _holds(device: DeviceView, version_id: int | None) -> bool:
+    return version_id is not None and any(r.version_id == version_id for r in device.residents)
 
 
 def _loss(victims: Sequence[Resident], policy: Policy) -> float:

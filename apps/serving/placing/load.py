@@ -12,26 +12,20 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Max, Subquery
 
-from apps.core.domain.errors import Conflict
 from apps.fleet.domain.kinds import MemoryKind
 from apps.fleet.models import Device
 from apps.models.models import ModelVersion
 from apps.models.selectors import adapter_base, version_unusable
 from apps.serving import messages, services
-from apps.serving.domain import eviction, scheduler
+from apps.serving.domain import scheduler
 from apps.serving.domain.states import PlacementState
 from apps.serving.domain.tasks import tasks_for
 from apps.serving.models import Placement, ServingProfile
-from apps.serving.placing.devices import device_views, memory_kind_of
-from apps.serving.placing.unload import placement_unload, send_on_commit
+from apps.serving.placing.devices import memory_kind_of
+from apps.serving.placing.reserve import PlacementRefused, decide, evict_victims, lock_devices
+from apps.serving.placing.unload import send_on_commit
 
 P = PlacementState
-
-
-class PlacementRefused(Conflict):
-    """No device can take the version now; the message says why, in the scheduler's words."""
-
-    code = "placement_refused"
 
 
 def profile_for(version: ModelVersion) -> ServingProfile | None:
@@ -140,7 +134,7 @@ def placement_load(
             evict=evict,
         )
         device = base_placement.device
-    candidates = _lock_candidates(device=device, node=node, exclude=exclude_devices)
+    candidates = lock_devices(device=device, node=node, exclude=exclude_devices)
     # Again under the lock: a concurrent request for the same version may have placed it meanwhile.
     existing = _active(version, device=device, node=node, exclude=exclude_devices)
     if existing is not None:
@@ -149,7 +143,6 @@ def placement_load(
         raise PlacementRefused(f"{version} is being unloaded from {device}; load it again once it is gone.")
     # An adapter's base is in use by the adapter about to load on it: never its victim.
     protect = {base_placement.pk} if base_placement else set()
-    views = device_views(candidates, now=now, protect=protect)
     request = scheduler.Request(
         version_id=version.pk,
         need_bytes=estimate_bytes(version),
@@ -157,13 +150,7 @@ def placement_load(
         node=node or None,
         need_on=need_bytes(version, candidates),
     )
-    decision = scheduler.decide(
-        request,
-        views,
-        now=now,
-        policy=eviction.Policy(settings.MOC_EVICTION_POLICY),
-        min_residency_s=settings.MOC_PLACEMENT_MIN_RESIDENCY_S,
-    )
+    decision, views = decide(request, candidates, now=now, protect=protect)
     if isinstance(decision, scheduler.Refusal):
         raise PlacementRefused(f"{version} cannot be placed: {decision.reason}.")
     if decision.evict and not evict:
@@ -180,15 +167,7 @@ def placement_load(
         depends_on=base_placement,
         requested_by=requested_by,
     )
-    if decision.evict:
-        view = next(v for v in views if v.id == chosen.pk)
-        Device.objects.filter(pk=chosen.pk).update(
-            eviction_clock=eviction.clock_after(view.clock, decision.evict)
-        )
-        for victim in Placement.objects.filter(pk__in=[r.placement_id for r in decision.evict]):
-            placement_unload(
-                placement=victim, reason=f"evicted to make room for {version}", displaced_by=placement
-            )
+    evict_victims(decision, views, reason=f"evicted to make room for {version}", displaced_by=placement)
     send_on_commit(messages.PLACEMENT_LOAD, placement)
     return placement
 
@@ -210,17 +189,6 @@ def _active(
     if node:
         found = found.filter(device__node__name=node)
     return found.exclude(device_id__in=list(exclude)).order_by("pk").first()
-
-
-def _lock_candidates(*, device: Device | None, node: str | None, exclude: Iterable[int]) -> list[Device]:
-    """The devices the decision may choose among, locked in id order (no deadlocks between
-    requests locking overlapping sets)."""
-    rows = Device.objects.select_for_update(of=("self",)).select_related("node").order_by("pk")
-    if device is not None:
-        rows = rows.filter(pk=device.pk)
-    if node:
-        rows = rows.filter(node__name=node)
-    return list(rows.exclude(pk__in=list(exclude)))
 
 
 def profile_timeout_s(version: ModelVersion) -> float:

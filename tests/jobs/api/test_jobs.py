@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.core import redis_clients, workers
 from apps.core.domain.roles import Role
+from apps.jobs import runners
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
@@ -111,7 +112,11 @@ def test_viewer_cannot_create_jobs(client_as: Client) -> None:
     assert not Job.objects.exists()
 
 
-def test_create_of_a_kind_without_a_runner_is_a_400_that_says_so(client_as: Client) -> None:
+def test_create_of_a_kind_without_a_runner_is_a_400_that_says_so(
+    client_as: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(runners.RUNNERS, JobKind.FINE_TUNE.value, raising=False)
+
     response = client_as(Role.OPERATOR).post(URL, {"kind": "fine_tune"}, format="json")
 
     assert response.status_code == 400
@@ -129,7 +134,8 @@ def test_create_of_a_kind_without_a_runner_is_a_400_that_says_so(client_as: Clie
         ({"kind": "selftest", "queue": "not a queue"}, "queue"),
         ({"kind": "selftest", "params": {"checks": ["disk"]}}, "params"),
         ({"kind": "selftest", "params": [1, 2]}, "params"),
-        ({"kind": "selftest", "model_version": 999_999}, "model_version"),
+        ({"kind": "selftest", "device": 999_999}, "device"),
+        ({"kind": "selftest", "wait_for_room": "maybe"}, "wait_for_room"),
         ({"kind": "selftest", "max_attempts": 0}, "max_attempts"),
     ],
 )

@@ -1,0 +1,97 @@
+"""The job queue's rules: which waiting job goes first, where a later one may backfill, and which
+running fine-tune is asked to yield its memory (pure Python; the dispatcher reads the rows).
+
+Order. Waiting jobs go by priority (higher first), then by when they went into the queue (older
+first), then by id; a job whose automatic retry waits out its backoff (`not_before` in the future)
+is not due yet and is skipped.
+
+Backfill. The dispatcher tries each due job in that order. A job that finds no room waits, and the
+devices it could run on are kept for it: its pinned device, or else every device big enough to ever
+hold what it needs. A later job may still start on any other device (backfill), never on one kept
+for a job ahead of it, so a stream of small jobs cannot starve a large one of the room it waits for.
+
+Preemption (checkpoint, then yield; MOC_JOB_PREEMPT, off by default). When a waiting job finds no
+room, a running fine-tune of strictly lower priority may be asked to checkpoint and go back to the
+queue, on a device the waiting job may use where the room it holds plus what is free there would be
+enough. The lowest priority goes first, then the one started last (it has done the least), then
+the newest. One at a time: while a fine-tune on such a device is already yielding, no other is asked.
+Equal or higher priority work is never preempted, and only fine-tunes are (they checkpoint).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A job waiting in the queue, as the rules see it."""
+
+    id: int
+    priority: int
+    queued_at: dt.datetime
+    not_before: dt.datetime | None = None  # an automatic retry's backoff
+    need_bytes: int = 0  # device memory it must reserve; 0 for a kind that holds none
+    device_id: int | None = None  # the device it is pinned to, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A running job that holds device memory, as a preemption candidate."""
+
+    id: int
+    priority: int
+    device_id: int
+    reserved_bytes: int
+    started_at: dt.datetime | None
+    preemptible: bool  # a fine-tune: it checkpoints and yields when asked
+    yielding: bool = False  # already asked to yield
+
+
+def order(jobs: Iterable[Waiting], *, now: dt.datetime) -> list[Waiting]:
+    """The due jobs, first to try first: priority (higher first), then age, then id."""
+    due = [j for j in jobs if j.not_before is None or j.not_before <= now]
+    return sorted(due, key=lambda j: (-j.priority, j.queued_at, j.id))
+
+
+def usable_devices(job: Waiting, capacities: Mapping[int, int]) -> frozenset[int]:
+    """The devices `job` could ever run on: its pinned one, else each big enough for its need."""
+    if job.device_id is not None:
+        return frozenset({job.device_id})
+    return frozenset(pk for pk, capacity in capacities.items() if capacity >= job.need_bytes)
+
+
+def kept_for(blocked: Iterable[Waiting], capacities: Mapping[int, int]) -> dict[int, int]:
+    """The devices kept for the jobs ahead that wait for room, each with the first job it is kept
+    for (`blocked` in queue order): no later job may start there."""
+    kept: dict[int, int] = {}
+    for job in blocked:
+        for pk in usable_devices(job, capacities):
+            kept.setdefault(pk, job.id)
+    return kept
+
+
+def preemption_victim(
+    waiting: Waiting, running: Sequence[Running], free_bytes: Mapping[int, int]
+) -> Running | None:
+    """The running fine-tune to ask to checkpoint and yield for `waiting`, or None (see the module)."""
+    scope = {waiting.device_id} if waiting.device_id is not None else None
+    on_scope = [r for r in running if scope is None or r.device_id in scope]
+    candidates = [
+        r
+        for r in on_scope
+        if r.preemptible
+        and r.priority < waiting.priority
+        and free_bytes.get(r.device_id, 0) + r.reserved_bytes >= waiting.need_bytes
+    ]
+    if not candidates:
+        return None
+    if any(r.yielding and r.device_id in {c.device_id for c in candidates} for r in on_scope):
+        return None
+    return min(
+        (c for c in candidates if not c.yielding),
+        key=lambda r: (r.priority, -(r.started_at.timestamp() if r.started_at else 0.0), -r.id),
+        default=None,
+    )

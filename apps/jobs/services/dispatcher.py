@@ -1,0 +1,191 @@
+"""The dispatcher: waiting jobs get their device memory reserved in serving's ledger, by the
+placement rules and under the same device locks, and only then are sent to that device's queue.
+
+Run by beat every MOC_JOB_DISPATCH_S, and kicked (lifecycle.dispatcher_kick) when a job is created,
+ends, yields or goes back to the queue. A round is safe to run twice at once: each job is taken
+under its row lock and re-checked, and each reservation is decided under the devices' locks.
+
+The order, backfill and preemption rules are in domain.queueing. A reservation that had to evict
+idle models holds its room at once, but the job is sent only when the evicted models are gone
+(their memory still counts as held until their worker says so), as a placement would load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.domain.units import format_bytes
+from apps.fleet.models import Device
+from apps.jobs.domain import kinds, queueing
+from apps.jobs.domain import params as job_params
+from apps.jobs.domain.kinds import JobKind, LogLevel
+from apps.jobs.domain.states import JobState
+from apps.jobs.models import Job
+from apps.jobs.services.facts import need_bytes
+from apps.jobs.services.lifecycle import job_dispatch, job_log
+from apps.serving import placing
+
+log = logging.getLogger(__name__)
+
+
+def jobs_dispatch(*, now: dt.datetime) -> int:
+    """One dispatch round; how many jobs it sent to a worker."""
+    sent = _send_reserved()
+    waiting = list(
+        Job.objects.filter(state=JobState.QUEUED, task_id="", reserved_bytes=0).select_related(
+            "model_version__parent", "device"
+        )
+    )
+    if not waiting:
+        return sent
+    jobs = {job.pk: job for job in waiting}
+    capacities = dict(Device.objects.values_list("pk", "capacity_bytes"))
+    blocked: list[queueing.Waiting] = []
+    for entry in queueing.order((_waiting(job) for job in waiting), now=now):
+        job = jobs[entry.id]
+        if entry.need_bytes == 0:
+            sent += _send(job)
+            continue
+        refusal = _reserve(job, entry, kept=queueing.kept_for(blocked, capacities))
+        if refusal is None:
+            sent += _send_if_room_is_free(job.pk)
+            continue
+        _note_waiting(job, f"Waiting for room: {refusal}.")
+        if not blocked and settings.MOC_JOB_PREEMPT:
+            _preempt_for(entry, job)
+        blocked.append(entry)
+    return sent
+
+
+def _waiting(job: Job) -> queueing.Waiting:
+    need = 0
+    if job.kind in kinds.DEVICE_KINDS:
+        need = max(1, need_bytes(job.kind, job_params.from_stored(job.kind, job.params), job.model_version))
+    return queueing.Waiting(
+        id=job.pk,
+        priority=job.priority,
+        queued_at=job.queued_at,
+        not_before=job.not_before,
+        need_bytes=need,
+        device_id=job.device_id,
+    )
+
+
+@transaction.atomic
+def _send(job: Job) -> int:
+    """Send a job that needs no device memory (a retry of a self-test, of a conversion)."""
+    locked = Job.objects.select_for_update().filter(pk=job.pk, state=JobState.QUEUED, task_id="").first()
+    if locked is None:
+        return 0
+    job_dispatch(job=locked)
+    return 1
+
+
+@transaction.atomic
+def _reserve(job: Job, entry: queueing.Waiting, *, kept: dict[int, int]) -> str | None:
+    """Reserve the job's memory on a device; None when it did, else why it waits."""
+    locked = (
+        Job.objects.select_for_update()
+        .filter(pk=job.pk, state=JobState.QUEUED, task_id="", reserved_bytes=0)
+        .select_related("device")
+        .first()
+    )
+    if locked is None:
+        return None
+    pinned = locked.device
+    if pinned is not None and pinned.pk in kept:
+        return f"{pinned} is kept for job #{kept[pinned.pk]}, ahead of it in the queue"
+    try:
+        decision = placing.job_room(
+            need_bytes=entry.need_bytes,
+            device=pinned,
+            exclude=set(kept) if pinned is None else (),
+            now=time.time(),
+            label=str(locked),
+        )
+    except placing.PlacementRefused as refused:
+        return str(refused)
+    device = Device.objects.select_related("node").get(pk=decision.device_id)
+    evicting = len(decision.evict)
+    message = (
+        f"Reserved {format_bytes(entry.need_bytes)} on {device}; waiting for {evicting} idle "
+        f"model{'s' if evicting != 1 else ''} to be unloaded."
+        if evicting
+        else f"Reserved {format_bytes(entry.need_bytes)} on {device}."
+    )
+    Job.objects.filter(pk=locked.pk).update(
+        device=device, reserved_bytes=entry.need_bytes, queue=device.queue, message=message[:300]
+    )
+    job_log(job_id=locked.pk, message=message)
+    return None
+
+
+def _send_reserved() -> int:
+    """Send the jobs whose room is reserved and no longer taken by models on their way out."""
+    reserved = Job.objects.filter(
+        state=JobState.QUEUED, task_id="", reserved_bytes__gt=0, device__isnull=False
+    )
+    return sum(_send_if_room_is_free(pk) for pk in reserved.values_list("pk", flat=True))
+
+
+@transaction.atomic
+def _send_if_room_is_free(job_id: int) -> int:
+    job = (
+        Job.objects.select_for_update()
+        .filter(pk=job_id, state=JobState.QUEUED, task_id="", reserved_bytes__gt=0, device__isnull=False)
+        .first()
+    )
+    if job is None or placing.unloads_pending(job.device_id):
+        return 0
+    job_dispatch(job=job)
+    job_log(job_id=job.pk, message=f"Sent to {job.queue}.")
+    return 1
+
+
+def _note_waiting(job: Job, message: str) -> None:
+    Job.objects.filter(pk=job.pk, state=JobState.QUEUED, task_id="").exclude(message=message[:300]).update(
+        message=message[:300], updated_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def _preempt_for(entry: queueing.Waiting, job: Job) -> None:
+    """Ask a running lower-priority fine-tune to checkpoint and yield its device for `job`
+    (domain.queueing's rule), when one would make room."""
+    rows = list(
+        Job.objects.select_for_update().filter(
+            state=JobState.RUNNING, device__isnull=False, reserved_bytes__gt=0
+        )
+    )
+    running = [
+        queueing.Running(
+            id=r.pk,
+            priority=r.priority,
+            device_id=r.device_id,
+            reserved_bytes=r.reserved_bytes,
+            started_at=r.started_at,
+            preemptible=r.kind == JobKind.FINE_TUNE,
+            yielding=r.preempt_requested_at is not None,
+        )
+        for r in rows
+    ]
+    free = {pk: placing.device_room(pk, now=time.time()) for pk in {r.device_id for r in running}}
+    victim = queueing.preemption_victim(entry, running, free)
+    if victim is None:
+        return
+    asked = Job.objects.filter(
+        pk=victim.id, state=JobState.RUNNING, preempt_requested_at__isnull=True
+    ).update(preempt_requested_at=timezone.now())
+    if asked:
+        job_log(
+            job_id=victim.id,
+            level=LogLevel.WARNING,
+            message=f"Asked to checkpoint and yield its device to {job} (priority {job.priority}).",
+        )
+        log.info("job #%s asked to yield its device to job #%s", victim.id, job.pk)
