@@ -53,7 +53,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ["model__name", "path", "sha256"]
     list_select_related = ["model"]
     # Validation is the validator's to change, through its state machine; what the scan
-    # derived from the files (report, VRAM estimate) is recomputed from them, never typed in.
+    # derived from the files (report, VRAM estimate) is recomputed from them, never typed in;
+    # lineage, evaluations and the benchmark baseline are what jobs recorded of the version.
     readonly_fields = [
         "validation_state",
         "validation_error",
@@ -61,6 +62,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "validated_at",
         "vram_estimate",
         "estimated_vram_bytes",
+        "lineage",
+        "evaluations",
+        "benchmark",
         "created_at",
         "updated_at",
     ]

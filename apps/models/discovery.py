@@ -154,6 +154,32 @@ def walk(roots: Iterable[str | Path]) -> Walk:
     )
 
 
+def candidate_at(path: str, roots: Iterable[str | Path]) -> Candidate | Refusal:
+    """The candidate a walk of `roots` would find at `path` (a version folder or a weight file on
+    its own), or why a walk would find none there."""
+    resolved = resolve_roots(roots)
+    real = os.path.realpath(path)
+    root = next((root for root in resolved if under(real, root)), None)
+    if root is None:
+        return Refusal(path, f"not under a model root ({', '.join(resolved) or 'none configured'})")
+    if any(part.startswith(".") for part in Path(os.path.relpath(real, root)).parts if part != "."):
+        return Refusal(path, "a hidden name (starting with '.') is in the path: scans skip it")
+    if not os.path.exists(real):
+        return Refusal(path, "there is no such folder or file")
+    folder = real if os.path.isdir(real) else os.path.dirname(real)
+    refused: list[Refusal] = []
+    unreadable: list[Refusal] = []
+    files = _scan_folder(folder, resolved, [], refused, unreadable)
+    if problem := next((r for r in (*refused, *unreadable) if r.path in (folder, real)), None):
+        return Refusal(path, problem.reason)
+    found = next((c for c in _group(root, folder, files) if c.abspath == real), None)
+    if found is not None:
+        return found
+    if os.path.isdir(real):
+        return Refusal(path, "not a model folder: no config.json, adapter_config.json or shard index in it")
+    return Refusal(path, "not a model of its own: a scan reads it as a file of its folder's model")
+
+
 def _scan_folder(
     folder: str, roots: Sequence[str], stack: list[str], refused: list[Refusal], unreadable: list[Refusal]
 ) -> dict[str, os.stat_result]:

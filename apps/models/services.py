@@ -1,5 +1,6 @@
 """Writes to the model registry: register, edit, archive and restore models; move versions
-through validation; set and clear aliases; make a version one of another model."""
+through validation; set and clear aliases; make a version one of another model; record a
+version's evaluations and benchmark baseline (what jobs measured of it)."""
 
 from __future__ import annotations
 
@@ -192,6 +193,34 @@ def version_set_parent(*, version: ModelVersion, parent: ModelVersion | None) ->
     version.parent = parent
     version.save(update_fields=["parent", "updated_at"])
     return version
+
+
+@transaction.atomic
+def version_record_evaluation(*, version: ModelVersion, key: str, figures: dict) -> None:
+    """Store an evaluation's figures (loss, perplexity, exact match, the job ...) as the version's
+    latest under `key` (the dataset, or a golden set), with when it was recorded. The row is locked
+    so that two evaluations finishing together each keep their key."""
+    key = key.strip()
+    if not key:
+        raise ValidationError({"key": "An evaluation needs a key (the dataset it was measured on)."})
+    locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    old = locked.evaluations.get(key)
+    locked.evaluations = {**locked.evaluations, key: {**figures, "at": timezone.now().isoformat()}}
+    locked.save(update_fields=["evaluations", "updated_at"])
+    audit.record("evaluation", locked, changes={f"evaluations.{key}": [old, locked.evaluations[key]]})
+    version.evaluations = locked.evaluations
+
+
+@transaction.atomic
+def version_record_benchmark(*, version: ModelVersion, figures: dict) -> None:
+    """Make `figures` (a benchmark job's load time, first-token and per-token latencies, throughput,
+    peak memory, device, when) the version's performance baseline, replacing the last one."""
+    locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    old = locked.benchmark
+    locked.benchmark = dict(figures)
+    locked.save(update_fields=["benchmark", "updated_at"])
+    audit.record("benchmark", locked, changes={"benchmark": [old or None, locked.benchmark]})
+    version.benchmark = locked.benchmark
 
 
 @transaction.atomic

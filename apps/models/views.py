@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.generic import DetailView
@@ -19,7 +20,7 @@ from django.views.generic import DetailView
 from apps.core.domain.errors import Conflict
 from apps.core.pages import FilteredListView, message_refusal
 from apps.models import scanning, selectors, services
-from apps.models.domain import naming
+from apps.models.domain import measured, naming
 from apps.models.domain.states import SCAN_ACTIVE, ValidationState
 from apps.models.filters import RegisteredModelFilter, ScanRunFilter
 from apps.models.models import ModelVersion, RegisteredModel
@@ -142,9 +143,11 @@ class ModelDetailView(DetailView):
         model: RegisteredModel = self.object
         user = self.request.user
         can_alias = user.has_perm("registry.change_modelalias")
+        versions = list(selectors.model_version_list().filter(model=model).order_by("-number"))
         return super().get_context_data(
             section="models",
-            versions=selectors.model_version_list().filter(model=model).order_by("-number"),
+            versions=versions,
+            **_measured(versions),
             lineage=selectors.model_lineage(model=model),
             can_archive=user.has_perm("registry.change_registeredmodel"),
             can_alias=can_alias,
@@ -152,6 +155,58 @@ class ModelDetailView(DetailView):
             alias_suggestions=ALIAS_SUGGESTIONS,
             **kwargs,
         )
+
+
+def _measured(versions: list[ModelVersion]) -> dict[str, Any]:
+    """The model page's evaluations (a table, and charts comparing the versions oldest first) and
+    each version's benchmark baseline, from what the jobs recorded on them."""
+    evaluated = [v for v in versions if v.evaluations]
+    return {
+        "evaluations": [(v, measured.evaluation_rows(v.evaluations)) for v in evaluated],
+        "evaluation_charts": measured.evaluation_charts([(v.number, v.evaluations) for v in evaluated[::-1]]),
+        "baselines": [(v, row) for v in versions if (row := measured.baseline_row(v.benchmark))],
+    }
+
+
+def _lineage(version: ModelVersion) -> dict[str, Any] | None:
+    """What the version's lineage JSON says, with links: the version it was made from, the
+    dataset and the job (by URL name: the registry imports nothing of the jobs app)."""
+    lineage = version.lineage
+    if not lineage:
+        return None
+    base_id = lineage.get("base_version") or lineage.get("converted_from")
+    base = None
+    if isinstance(base_id, int) and not isinstance(base_id, bool):
+        base = ModelVersion.objects.select_related("model").filter(pk=base_id).first()
+    dataset = lineage.get("dataset")
+    dataset_id = dataset.get("id") if isinstance(dataset, dict) else None
+    job = lineage.get("job")
+    job_id = job.get("id") if isinstance(job, dict) else job
+    metrics = lineage.get("metrics")
+    return {
+        "made_by": str(lineage.get("made_by") or ""),
+        "base": base,
+        "base_id": base_id,
+        "dataset": dataset.get("name") if isinstance(dataset, dict) else dataset,
+        "dataset_url": _url("jobs:dataset", dataset_id),
+        "dataset_sha256": dataset.get("sha256") if isinstance(dataset, dict) else None,
+        "job": job_id,
+        "job_url": (job.get("url") if isinstance(job, dict) else None) or _url("jobs:detail", job_id),
+        "adapter": lineage.get("adapter"),
+        "metrics": {k: v for k, v in metrics.items() if v is not None} if isinstance(metrics, dict) else {},
+        "source_sha256": lineage.get("source_sha256"),
+        "at": measured.moment(lineage.get("at")),
+    }
+
+
+def _url(name: str, pk: Any) -> str:
+    """The page of another app's object by URL name, or "" where there is none."""
+    if not isinstance(pk, int) or isinstance(pk, bool):
+        return ""
+    try:
+        return reverse(name, args=[pk])
+    except NoReverseMatch:
+        return ""
 
 
 def _validation_part(request: HttpRequest, version: ModelVersion, *, asked_at: float) -> HttpResponse:
@@ -191,6 +246,8 @@ class VersionDetailView(DetailView):
             files=version.files.order_by("path"),
             aliases=version.aliases.order_by("name"),
             children=version.children.select_related("model").order_by("model__name", "number"),
+            lineage=_lineage(version),
+            **_measured([version]),
             facts=_facts(version.metadata),
             problems=_problems(version),
             can_validate=can_change,

@@ -16,12 +16,21 @@ SAMPLES probes, not their p99: with 20 probes the p99 is the slowest one, so one
 decide; the p90 is the 18th of 20, so it takes three slow probes in twenty to fail, while a release
 whose latency is over the objective most of the time still fails. A p90 over the objective means
 the p99 is over it too, so this fails only a release that certainly misses its p99 objective.
+
+The version's benchmark baseline (a benchmark job's figures on the version, `benchmark_expected`)
+is a third comparison: what the probe's request should take by the benchmark, its first token and
+then one per-token latency for each further token the probe asks for. The benchmark timed the
+runtime in the worker's own process, where a probe also crosses the data plane, and it may be weeks
+old or from another device: so a median over the baseline × p99_ratio_max only warns, and fails
+when it is over BENCHMARK_FAIL_FACTOR times that bound, a slowdown no overhead explains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from apps.deployments.domain.figures import BUCKETS, Figures, bucket_of, quantile
 
@@ -29,6 +38,8 @@ from apps.deployments.domain.figures import BUCKETS, Figures, bucket_of, quantil
 SAMPLES = 20
 # The quantile of the probes held to the p99 objective (see the module's docstring).
 TAIL_Q = 0.90
+# A median over the benchmark's bound warns; over this many times the bound it fails.
+BENCHMARK_FAIL_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,39 @@ def live(stable: Figures, *, min_requests: int) -> Baseline | None:
     return Baseline(median, stable.p99_ms, f"stable's live p50 over {stable.requests} requests")
 
 
+def benchmark_expected(benchmark: Mapping[str, Any], *, new_tokens: int | None) -> Baseline | None:
+    """What a probe generating `new_tokens` (None: a probe that generates nothing, an embedding)
+    should take by the version's benchmark baseline: its first-token p50 plus a per-token p50 for
+    each further token where it has both, else its whole single-request p50; None without either.
+    The baseline's p99 is its single request's, reported only."""
+    ttft, token = _positive(benchmark.get("ttft_ms_p50")), _positive(benchmark.get("token_ms_p50"))
+    whole, p99 = _positive(benchmark.get("latency_ms_p50")), _positive(benchmark.get("latency_ms_p99"))
+    if new_tokens is not None and ttft is not None and token is not None:
+        expected = ttft + token * max(new_tokens - 1, 0)
+        how = f"first token {ttft:.1f} ms + {max(new_tokens - 1, 0)} × {token:.1f} ms a token"
+    elif whole is not None:
+        expected, how = whole, "a whole request's p50"
+    else:
+        return None
+    device = benchmark.get("device")
+    label = device.get("label") if isinstance(device, Mapping) else device
+    where = f" on {label}" if isinstance(label, str) and label else ""
+    at = benchmark.get("at")
+    when = f" of {at[:10]}" if isinstance(at, str) and at else ""
+    return Baseline(expected, p99, f"the version's benchmark baseline{where}{when} ({how})")
+
+
+def _positive(value: Any) -> float | None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        return None
+    return float(value)
+
+
 def too_slow(*, timed: int, probes: int, probe_ms: float, seconds: float) -> Verdict:
     """A warning, neither pass nor fail: only `timed` probes a side (fewer than SAMPLES, too few to
     judge) fit in the `seconds` the check had to probe, the latest taking `probe_ms`, of the
@@ -125,11 +169,15 @@ def judge(
     baseline: Baseline | None,
     ratio_max: float,
     slo_p99_ms: float | None,
+    benchmark: Baseline | None = None,
 ) -> Verdict:
     """Fail when the release's median exceeds the baseline's × `ratio_max`, or its tail (TAIL_Q)
-    the objective; warn when there is neither to compare with: nothing judged is never a pass."""
+    the objective; against the version's `benchmark`, warn over its bound and fail over
+    BENCHMARK_FAIL_FACTOR times it (see the module's docstring); warn when there is nothing to
+    compare with: nothing judged is never a pass."""
     release = latencies(release_ms)
     problems: list[str] = []
+    warnings: list[str] = []
     judged: list[str] = []
     if baseline is not None:
         bound = baseline.median_ms * ratio_max
@@ -145,8 +193,22 @@ def judge(
             f"{slo_p99_ms:g} ms"
         )
         (problems if release.tail_ms > slo_p99_ms else judged).append(line)
+    if benchmark is not None:
+        bound = benchmark.median_ms * ratio_max
+        line = (
+            f"median {release.median_ms:.1f} ms against {benchmark.what}, {benchmark.median_ms:.1f} ms × "
+            f"{ratio_max:g} = {bound:.1f} ms"
+        )
+        if release.median_ms > bound * BENCHMARK_FAIL_FACTOR:
+            problems.append(f"{line}: over {BENCHMARK_FAIL_FACTOR:g} times that")
+        elif release.median_ms > bound:
+            warnings.append(f"{line}: slower, within {BENCHMARK_FAIL_FACTOR:g} times it")
+        else:
+            judged.append(line)
     if problems:
         return Verdict("fail", "; ".join(problems))
+    if warnings:
+        return Verdict("warn", "; ".join([*warnings, *judged]))
     if not judged:
         nothing = "no stable latencies, no p99 objective"
         return Verdict(

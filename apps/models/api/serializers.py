@@ -162,6 +162,25 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     files = ModelFileBriefSerializer(many=True, read_only=True)
     validation_report = ValidationLineSerializer(many=True, read_only=True)
     vram_estimate = serializers.SerializerMethodField()
+    lineage = serializers.JSONField(
+        read_only=True,
+        help_text='How MOC made it, when a job did ({} otherwise): {"job": {"id", "url"}, "base_version", '
+        '"dataset": {"id", "name"}, "params", "metrics"} for a fine-tune; a conversion names its source '
+        "version and the input's sha256",
+    )
+    evaluations = serializers.JSONField(
+        read_only=True,
+        help_text='Its latest evaluation per dataset (the key: a dataset\'s name, or "golden"): {"loss", '
+        '"perplexity", "exact_match", "rows", "tokens", "job", "at"}, as the evaluate job measured them',
+    )
+    benchmark = serializers.JSONField(
+        read_only=True,
+        help_text='Its performance baseline from the latest benchmark job ({} before one ran): {"at", "job", '
+        '"device": {"label", "kind", "simulated"}, "load_s", "memory_bytes", "memory_meter", "runs": '
+        '[{"batch", "prompt_tokens", "new_tokens", "ttft_ms_p50", "ttft_ms_p99", "token_ms_p50", '
+        '"token_ms_p99", "tokens_per_s"}], "ttft_ms_p50", "token_ms_p50", "latency_ms_p50", '
+        "\"latency_ms_p99\"}; the deployments' performance check holds a release's probes to it",
+    )
 
     class Meta:
         model = ModelVersion
@@ -186,6 +205,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "validated_at",
             "parent",
             "parent_version",
+            "lineage",
+            "evaluations",
+            "benchmark",
             "created_by",
             "file_count",
             "files",

@@ -34,5 +34,8 @@ def scan_fail(scan: ScanRun, why: str) -> bool:
     return transition(scan, ScanState.FAILED, machine=SCAN, finished_at=timezone.now(), errors=errors)
 
 
-def scan_lock(client: Any) -> Lock:
-    return client.lock(LOCK_KEY, timeout=LOCK_TTL_S, blocking=False)
+def scan_lock(client: Any, *, wait_s: float | None = None) -> Lock:
+    """The one-scan-at-a-time lock; its acquire waits up to `wait_s` (None: does not wait)."""
+    if wait_s is None:
+        return client.lock(LOCK_KEY, timeout=LOCK_TTL_S, blocking=False)
+    return client.lock(LOCK_KEY, timeout=LOCK_TTL_S, blocking=True, blocking_timeout=wait_s)

@@ -5,33 +5,26 @@ validations when it commits."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
-import stat
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 from redis.lock import Lock
 
 from apps.core import dispatch, redis_clients
-from apps.core.domain.text import printable
 from apps.core.transitions import transition
-from apps.models import discovery, formats, messages
-from apps.models.discovery import Candidate, FoundFile
+from apps.models import discovery, messages
+from apps.models.discovery import Candidate
 from apps.models.domain import naming
-from apps.models.domain.formats import FileFormat, ModelFormat
-from apps.models.domain.headers import FileHeader
 from apps.models.domain.states import SCAN, ScanState, ValidationState
 from apps.models.models import ModelFile, ModelVersion, RegisteredModel, ScanRun
-from apps.models.scanning.base import ERRORS_MAX, QUEUED_RESEND_AFTER, scan_fail, scan_lock
+from apps.models.scanning.base import QUEUED_RESEND_AFTER, scan_fail, scan_lock
 from apps.models.scanning.checksums import checksum_chunks
-from apps.models.scanning.describe import describe, header_json
+from apps.models.scanning.describe import describe
 from apps.models.scanning.lineage import adapters_link
+from apps.models.scanning.reading import CandidateReader, KnownFile, new_version
 
 _BATCH_FILES = 500  # files per transaction, and between two progress saves
 
@@ -63,39 +56,24 @@ def scan_run(*, scan: ScanRun) -> ScanRun:
     return scan
 
 
-@dataclass(slots=True)
-class _Row:
-    """A ModelFile row as the fingerprint query loads it."""
-
-    pk: int
-    path: str
-    fingerprint: str
-    checksummed: str
-    size: int
-
-
-class _Scanner:
-    """One scan's state: what the tables held, what was found, and the counts."""
+class _Scanner(CandidateReader):
+    """One scan's state: what the tables held, what was found, and the counts (reading.py reads
+    each candidate's files)."""
 
     def __init__(self, scan: ScanRun, lock: Lock) -> None:
+        super().__init__(discovery.resolve_roots(scan.roots))
         self.scan, self.lock = scan, lock
-        self.roots = discovery.resolve_roots(scan.roots)
-        self.read_roots = [Path(root) for root in self.roots]
-        self.counts = {"new": 0, "changed": 0, "unchanged": 0, "removed": 0, "failed": 0}
-        self.errors: list[dict[str, str]] = []
         self.seen = 0
         self.total = 1
         self.touched: set[int] = set()
-        self.to_hash: dict[int, int] = {}  # file id -> size
-        self.read_ahead: dict[str, FileHeader] = {}  # by absolute path: headers read before their batch
 
     def run(self) -> None:
         found = discovery.walk(self.scan.roots)
         for root in found.missing_roots:
-            self._error(root, "the model root is missing or not a folder")
+            self.error(root, "the model root is missing or not a folder")
         for refusal in (*found.refused, *found.unreadable):
             self.counts["failed"] += 1
-            self._error(refusal.path, refusal.reason)
+            self.error(refusal.path, refusal.reason)
         self._load(found.roots)
         candidates = self._without_onnx_data(found.candidates)
         self.total = max(sum(len(candidate.files) for candidate in candidates), 1)
@@ -118,13 +96,13 @@ class _Scanner:
                 "pk", "root", "path"
             )
         }
-        self.files: dict[int, dict[str, _Row]] = defaultdict(dict)
+        self.files: dict[int, dict[str, KnownFile]] = defaultdict(dict)
         rows = ModelFile.objects.filter(version__root__in=roots).values_list(
             "pk", "version_id", "path", "size_bytes", "mtime_ns", "inode", "checksummed"
         )
         for pk, version_id, path, size, mtime_ns, inode, checksummed in rows.iterator(chunk_size=5000):
             fingerprint = discovery.fingerprint(size, mtime_ns or 0, inode or 0)
-            self.files[version_id][path] = _Row(pk, path, fingerprint, checksummed, size)
+            self.files[version_id][path] = KnownFile(pk, path, fingerprint, checksummed, size)
         self.names = {name.lower() for name in RegisteredModel.objects.values_list("name", flat=True)}
 
     def _apply(self, batch: list[Candidate]) -> None:
@@ -135,22 +113,12 @@ class _Scanner:
         for candidate in batch:
             version_id = self.versions.get((candidate.root, candidate.abspath))
             known = self.files.pop(version_id, {}) if version_id is not None else {}
-            files = {f.path: f for f in candidate.files}
-            # Files the version reached through references last time stay while they exist.
-            data = {path for path in known if path not in files}
-            for path in data:
-                if (extra := self._stat(candidate.base, path)) is not None:
-                    files[path] = extra
-            removed = [row.pk for path, row in known.items() if path not in files]
             first_new = len(new)
-            headers = self._compare(version_id, candidate.base, files, known, data, new, changed)
-            for ref in sorted(_references(headers) - files.keys()):
-                if (extra := self._reference(candidate.base, ref)) is not None:
-                    files[ref] = extra
-                    data.add(ref)
-                    self._compare(version_id, candidate.base, {ref: extra}, known, data, new, changed)
+            files = self.read_candidate(candidate, version_id, known, new, changed)
+            removed = [row.pk for path, row in known.items() if path not in files]
             if version_id is None:
-                created.append((candidate, self._new_version(candidate, new[first_new:]), new[first_new:]))
+                version = new_version(candidate, new[first_new:], created_by=self.scan.requested_by)
+                created.append((candidate, version, new[first_new:]))
             elif removed:
                 self.touched.add(version_id)
                 gone += removed
@@ -167,37 +135,6 @@ class _Scanner:
             self.to_hash[row.pk] = row.size_bytes
             self.touched.add(row.version_id)
         self._summarise(batch, exclude={version.pk for _, version, _ in created})
-
-    def _compare(
-        self,
-        version_id: int | None,
-        base: str,
-        files: dict[str, FoundFile],
-        known: dict[str, _Row],
-        data: set[str],
-        new: list[ModelFile],
-        changed: list[ModelFile],
-    ) -> dict[str, FileHeader]:
-        """Sort files into unchanged (not read) and new or changed (header read); the fresh headers."""
-        headers: dict[str, FileHeader] = {}
-        for path, found in files.items():
-            row = known.get(path)
-            if row is not None and row.fingerprint == found.fingerprint:
-                self.counts["unchanged"] += 1
-                if row.checksummed != found.fingerprint:
-                    self.to_hash[row.pk] = row.size
-                continue
-            header = None if path in data else self._read(base, found)
-            if header is not None:
-                headers[path] = header
-            fields = _file_fields(found, header)
-            if row is None:
-                self.counts["new"] += 1
-                new.append(ModelFile(version_id=version_id, path=path, **fields))
-            else:
-                self.counts["changed"] += 1
-                changed.append(ModelFile(pk=row.pk, version_id=version_id, path=path, **fields))
-        return headers
 
     def _without_onnx_data(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The candidates less the files an ONNX model names as its external data: those join its
@@ -218,57 +155,10 @@ class _Scanner:
         row = known.get(found.path)
         if row is not None and row.fingerprint == found.fingerprint:
             return [path for path in known if path != found.path]
-        header = self._read_now(onnx.base, found)
+        header = self.read_now(onnx.base, found)
         # The tensors are not stored, and thousands of read-ahead headers must stay small.
         self.read_ahead[onnx.abspath] = dataclasses.replace(header, tensors=())
         return header.references
-
-    def _read(self, base: str, found: FoundFile) -> FileHeader | None:
-        if found.format == FileFormat.OTHER:
-            return None
-        ahead = self.read_ahead.pop(os.path.join(base, found.path), None)
-        return ahead if ahead is not None else self._read_now(base, found)
-
-    def _read_now(self, base: str, found: FoundFile) -> FileHeader:
-        header = formats.read_header(Path(base, found.path), roots=self.read_roots)
-        if header.failed:
-            self.counts["failed"] += 1
-            first = next(check for check in header.checks if check.status == "fail")
-            self._error(os.path.join(base, found.path), f"{first.check}: {first.detail}")
-        return header
-
-    def _stat(self, base: str, path: str) -> FoundFile | None:
-        full = os.path.normpath(os.path.join(base, path))
-        if not discovery.inside(full, self.roots):
-            return None
-        try:
-            info = os.stat(full)
-        except OSError:
-            return None
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        return FoundFile(path, info.st_size, info.st_mtime_ns, info.st_ino, FileFormat.OTHER)
-
-    def _reference(self, base: str, ref: str) -> FoundFile | None:
-        full = os.path.normpath(os.path.join(base, ref))
-        if not discovery.inside(full, self.roots):
-            self.counts["failed"] += 1
-            self._error(full, "a file a header refers to lies outside the model roots; not followed")
-            return None
-        return self._stat(base, ref)  # a missing one is the reader's check to report
-
-    def _new_version(self, candidate: Candidate, files: list[ModelFile]) -> ModelVersion:
-        """A version for a new candidate, described from the headers just read (all its files are new)."""
-        version = ModelVersion(
-            number=1,
-            format=_first_format(candidate),
-            root=candidate.root,
-            path=candidate.abspath,
-            created_by=self.scan.requested_by,
-        )
-        folder = candidate.base if candidate.folder else None
-        describe(version, folder, [(f.path, f.size_bytes, f.header) for f in files])
-        return version
 
     def _create_versions(self, created: list[tuple[Candidate, ModelVersion, list[ModelFile]]]) -> None:
         """Insert new models and versions in bulk and point their files at them."""
@@ -372,12 +262,6 @@ class _Scanner:
             **self.counts,
         )
 
-    def _error(self, path: str, error: str) -> None:
-        # `path` stays as the disk has it (the API adds a printable copy); the sentence, which may
-        # quote a name (a symlink's target), has its control characters made visible.
-        if len(self.errors) < ERRORS_MAX:
-            self.errors.append({"path": path, "error": printable(error)})
-
 
 def _batches(candidates: Iterable[Candidate]) -> Iterator[list[Candidate]]:
     batch: list[Candidate] = []
@@ -390,28 +274,3 @@ def _batches(candidates: Iterable[Candidate]) -> Iterator[list[Candidate]]:
             batch, size = [], 0
     if batch:
         yield batch
-
-
-def _references(headers: dict[str, FileHeader]) -> set[str]:
-    return {os.path.normpath(ref) for header in headers.values() for ref in header.references}
-
-
-def _first_format(candidate: Candidate) -> str:
-    """A placeholder until the headers are read: what the file names suggest."""
-    if candidate.folder and any(f.path == "config.json" for f in candidate.files):
-        return ModelFormat.HF
-    weights = [f.format for f in candidate.files if f.format not in (FileFormat.CONFIG, FileFormat.OTHER)]
-    return weights[0] if weights else ModelFormat.SAFETENSORS
-
-
-def _file_fields(found: FoundFile, header: FileHeader | None) -> dict[str, Any]:
-    return {
-        "size_bytes": found.size,
-        "mtime": dt.datetime.fromtimestamp(found.mtime_ns / 1e9, tz=dt.UTC),
-        "mtime_ns": found.mtime_ns,
-        "inode": found.inode,
-        "format": header.format if header is not None else found.format,
-        "header": header_json(header) if header is not None else {},
-        "sha256": "",
-        "checksummed": "",
-    }

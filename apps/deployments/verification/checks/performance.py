@@ -1,5 +1,6 @@
-"""performance: the release's probe latencies against the version's benchmark (skipped until
-benchmark jobs exist), against the stable release's and against the p99 objective.
+"""performance: the release's probe latencies against the version's benchmark baseline (what its
+latest benchmark job measured; no baseline is a note, not a verdict), against the stable release's
+and against the p99 objective.
 
 Both are warmed up first, then the same probe is timed on the release and, while stable has
 placements loaded, on stable, alternately, so both see the same load (the rule, and why medians:
@@ -26,6 +27,7 @@ from apps.deployments.verification import probes
 from apps.deployments.verification.base import Context, Outcome
 from apps.models.models import ModelVersion
 from apps.serving.domain.states import PlacementState
+from apps.serving.domain.tasks import GENERATE
 from apps.serving.inference import Refused
 from apps.serving.models import Placement
 
@@ -40,7 +42,7 @@ STABLE_WINDOW_S = 300
 # Probing ends this long before TIMEOUT_S: time for the rest of the check (stable's live figures,
 # the judgement) and for a probe slower than the one before it.
 MARGIN_S = 10.0
-BENCHMARK_SKIPPED = "no benchmark baseline: benchmark jobs do not exist yet"
+NO_BENCHMARK = "no benchmark baseline: run a benchmark job on {version} to judge against one"
 
 # A probe sent: the answer and how long it took (ms), as probes.ask; raises inference.Refused.
 Ask = Callable[[ModelVersion, int, probes.Probe], tuple[dict[str, Any], float]]
@@ -65,11 +67,14 @@ def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask =
     else:
         live = _stable_recent(ctx, now=time.time())
         baseline = None if live is None else performance.live(live, min_requests=ctx.deployment.min_samples)
+    benchmark = performance.benchmark_expected(ctx.version.benchmark, new_tokens=_new_tokens(probe))
+    no_benchmark = NO_BENCHMARK.format(version=ctx.version) if benchmark is None else ""
     verdict = performance.judge(
         release_ms=timed.release_ms,
         baseline=baseline,
         ratio_max=ctx.deployment.p99_ratio_max,
         slo_p99_ms=ctx.deployment.slo_p99_ms,
+        benchmark=benchmark,
     )
     evidence: dict[str, Any] = {
         "task": probe.task,
@@ -80,7 +85,7 @@ def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask =
         "unpaired": unpaired or None,
         "p99_ratio_max": ctx.deployment.p99_ratio_max,
         "slo_p99_ms": ctx.deployment.slo_p99_ms,
-        "benchmark": BENCHMARK_SKIPPED,
+        "benchmark": _benchmark_evidence(ctx.version, benchmark) if benchmark else no_benchmark,
     }
     if timed.stable_ms:
         evidence["stable"] = performance.latencies(timed.stable_ms).to_evidence()
@@ -91,8 +96,30 @@ def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask =
             "p50_ms": None if live.p50_ms is None else round(live.p50_ms, 2),
             "p99_ms": None if live.p99_ms is None else round(live.p99_ms, 2),
         }
-    notes = "; ".join(n for n in (unpaired, BENCHMARK_SKIPPED) if n)
+    notes = "; ".join(n for n in (unpaired, no_benchmark) if n)
     return Outcome(CheckStatus(verdict.status), f"{verdict.reason} ({notes})", evidence)
+
+
+def _new_tokens(probe: probes.Probe) -> int | None:
+    """The tokens the probe generates; None for one that generates none (an embedding)."""
+    tokens = probe.data.get("max_new_tokens") if probe.task == GENERATE else None
+    return tokens if isinstance(tokens, int) else None
+
+
+def _benchmark_evidence(version: ModelVersion, expected: performance.Baseline) -> dict[str, Any]:
+    """Both figures the probes were held to, and where and when the benchmark measured them."""
+    figures = version.benchmark
+    return {
+        "expected_ms": round(expected.median_ms, 2),
+        "what": expected.what,
+        "ttft_ms_p50": figures.get("ttft_ms_p50"),
+        "token_ms_p50": figures.get("token_ms_p50"),
+        "latency_ms_p50": figures.get("latency_ms_p50"),
+        "latency_ms_p99": figures.get("latency_ms_p99"),
+        "device": figures.get("device"),
+        "at": figures.get("at"),
+        "job": figures.get("job"),
+    }
 
 
 @dataclass(frozen=True, slots=True)
