@@ -22,6 +22,10 @@ Runner = Callable[["Job", "Report"], "Outcome"]
 
 RUNNERS: dict[str, str] = {
     JobKind.SELFTEST.value: "apps.jobs.selftest.run",
+    JobKind.FINE_TUNE.value: "apps.jobs.training.finetune.run",
+    JobKind.EVALUATE.value: "apps.jobs.measuring.evaluate.run",
+    JobKind.BENCHMARK.value: "apps.jobs.measuring.benchmark.run",
+    JobKind.CONVERT.value: "apps.jobs.converting.convert.run",
 }
 
 

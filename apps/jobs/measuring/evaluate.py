@@ -1,0 +1,172 @@
+"""The evaluate runner: a causal LM's loss and perplexity over a dataset's split, and its exact match
+on golden (prompt, expected) pairs, stored on the version (services.version_record_evaluation).
+
+The loss is the mean cross-entropy over every learned token of the split (the completion's, as a
+fine-tune learns them: apps.jobs.training.data), summed across batches and divided once, so
+batches of different sizes weigh by their tokens; perplexity is exp(loss). A golden answer is the
+greedy continuation of its prompt (max_new_tokens, ending at the end-of-text token), and matches
+when it equals the expected text once both are stripped of surrounding whitespace.
+
+The version's evaluations keep one entry per key: the dataset's name for loss and perplexity, and
+"golden" for the exact match, so evaluations on different data of the same version stand side by
+side, and the model page compares versions key by key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from apps.jobs.datasets.reading import examples
+from apps.jobs.domain import params as job_params
+from apps.jobs.domain.failures import JobFailure
+from apps.jobs.domain.kinds import ErrorClass, JobKind
+from apps.jobs.domain.params import EvaluateParams
+from apps.jobs.measuring.where import job_device
+from apps.jobs.models import Dataset, Job
+from apps.jobs.reporting import Outcome, Report
+from apps.jobs.training.data import IGNORE, batches, encode
+from apps.jobs.training.loading import LoadedLM, load_causal_lm
+from apps.models import services as model_services
+from apps.models.models import ModelVersion
+
+GOLDEN_KEY = "golden"
+
+
+def run(job: Job, report: Report) -> Outcome:
+    params: EvaluateParams = job_params.from_stored(JobKind.EVALUATE, job.params)
+    version = ModelVersion.objects.select_related("model", "parent").get(pk=params.version)
+    dataset = Dataset.objects.get(pk=params.dataset) if params.dataset else None
+    result: dict[str, Any] = {"version": version.pk, "rows": 0, "tokens": 0}
+    try:
+        lm = _load(version, job_device().torch)
+        report.progress(0.02, f"Loaded {version} on {lm.device}")
+        scorer = _Scorer(lm, report, params)
+        if dataset is not None:
+            result.update(dataset=dataset.name, split=params.split, **scorer.loss(dataset))
+        if params.golden:
+            result.update(scorer.golden(params.golden))
+    except JobFailure as failure:  # a bad row, a model that cannot load: its class, in its words
+        return Outcome(result, failure.error_class, str(failure))
+    if dataset is not None and not result["rows"]:
+        return Outcome(
+            result, ErrorClass.BAD_DATA, f"dataset {dataset.name}: its {params.split} split holds no rows"
+        )
+    report.flush()
+    _store(version, job, result)
+    return Outcome(result)
+
+
+def _load(version: ModelVersion, device: str) -> LoadedLM:
+    if version.kind == "adapter" and version.parent is not None:
+        return load_causal_lm(path=version.path, base_path=version.parent.path, device=device)
+    return load_causal_lm(path=version.path, device=device)
+
+
+class _Scorer:
+    """The steps of one evaluation (loss batches, then golden prompts), reported as they are done."""
+
+    def __init__(self, lm: LoadedLM, report: Report, params: EvaluateParams) -> None:
+        self.lm, self.report, self.params = lm, report, params
+        self.model = lm.model.eval()
+        self.step = 0
+        self.total = len(params.golden)
+
+    def loss(self, dataset: Dataset) -> dict[str, Any]:
+        rows = encode(
+            examples(dataset, split=self.params.split),
+            self.lm.tokenizer,
+            seq_len=self.params.seq_len,
+            dataset=dataset.name,
+        )
+        self.total += math.ceil(len(rows) / self.params.batch_size)
+        summed, scored = 0.0, 0
+        pad = self.lm.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for batch in batches(rows, batch_size=self.params.batch_size, pad_id=pad):
+                batch = {k: v.to(self.lm.device) for k, v in batch.items()}
+                logits = self.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+                labels = batch["labels"][:, 1:]
+                summed += float(
+                    torch.nn.functional.cross_entropy(
+                        logits[:, :-1].flatten(0, 1).float(),
+                        labels.flatten(),
+                        ignore_index=IGNORE,
+                        reduction="sum",
+                    )
+                )
+                learned = int((labels != IGNORE).sum())
+                scored += learned
+                self._stepped(tokens=int(batch["attention_mask"].sum()), message="Scoring the dataset")
+        loss = summed / scored if scored else math.nan
+        if scored:
+            self.report.metrics(step=self.step, values={"eval_loss": loss})
+        return {
+            "loss": round(loss, 6) if scored else None,
+            "perplexity": round(math.exp(min(loss, 700.0)), 4) if scored else None,
+            "rows": len(rows),
+            "tokens": scored,
+        }
+
+    def golden(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+        tokenizer = self.lm.tokenizer
+        answers = []
+        with torch.inference_mode():
+            for prompt, expected in pairs:
+                ids = tokenizer(prompt, return_tensors="pt").to(self.lm.device)
+                made = self.model.generate(
+                    **ids,
+                    max_new_tokens=self.params.max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+                got = tokenizer.decode(made[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+                answers.append(
+                    {
+                        "prompt": prompt,
+                        "expected": expected,
+                        "got": got,
+                        "ok": got.strip() == expected.strip(),
+                    }
+                )
+                self._stepped(tokens=int(made.shape[1]), message="Answering the golden prompts")
+        right = sum(a["ok"] for a in answers)
+        return {"exact_match": round(right / len(answers), 6), "golden": answers}
+
+    def _stepped(self, *, tokens: int, message: str) -> None:
+        self.step += 1
+        memory = torch.cuda.memory_allocated(self.lm.device) if self.lm.device.startswith("cuda") else None
+        stop = self.report.step(
+            step=self.step,
+            total=max(self.total, self.step),
+            tokens=tokens,
+            memory_bytes=memory,
+            message=message,
+        )
+        if stop:
+            self.report.stop_now(stop)  # an evaluation keeps nothing to resume from: it starts again
+
+
+def _store(version: ModelVersion, job: Job, result: dict[str, Any]) -> None:
+    if "dataset" in result:
+        figures = {k: result[k] for k in ("loss", "perplexity", "rows", "tokens", "split")}
+        model_services.version_record_evaluation(
+            version=version, key=result["dataset"], figures={**figures, "job": job.pk}
+        )
+    if "golden" in result:
+        right = sum(a["ok"] for a in result["golden"])
+        model_services.version_record_evaluation(
+            version=version,
+            key=GOLDEN_KEY,
+            figures={
+                "exact_match": result["exact_match"],
+                "right": right,
+                "of": len(result["golden"]),
+                "job": job.pk,
+            },
+        )
