@@ -1,0 +1,236 @@
+"""The fine_tune runner in process, on the demo LM and a small dataset written by the test: full and
+LoRA runs that lower the eval loss and register a version with lineage; cancel, cancel with a
+checkpoint, resume at the checkpoint's step; a simulated GPU's out-of-memory retried at half the
+batch; a bad row named."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from safetensors import safe_open
+
+from apps.jobs import reporting, services
+from apps.jobs.domain import memory
+from apps.jobs.domain.kinds import ErrorClass
+from apps.jobs.domain.params import Method
+from apps.jobs.domain.states import JobState
+from apps.jobs.models import Dataset, Job
+from apps.jobs.reporting import JobStopped, Report, Stop
+from apps.jobs.training import checkpoints, finetune
+from apps.jobs.training.loading import load_causal_lm
+from apps.models.models import ModelVersion
+from tests.fleet.factories import DeviceFactory
+from tests.jobs.training.conftest import TASK, status_rows
+
+pytestmark = pytest.mark.django_db
+
+MakeJob = Callable[..., Job]
+
+
+class CancelAt(Report):
+    """A real Report whose job an operator cancels (through the service) once step `at` is done."""
+
+    def __init__(self, job: Job, *, at: int, save: bool = False) -> None:
+        super().__init__(job, TASK)
+        self.at, self.save, self.steps = at, save, []
+
+    def step(self, *, step: int, **kwargs: Any) -> Stop | None:
+        self.steps.append(step)
+        if step == self.at:
+            services.job_cancel(job=Job.objects.get(pk=self.job_id), save=self.save)
+        return super().step(step=step, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _stop_seen_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step looks for a stop (the worker's default is at most every 0.25 s, many demo steps).
+    The row is written only at the end: a flush that lands on the cancel's step (its update refused,
+    the job no longer RUNNING) would read it as a cancel without the save (reporting.Report.flush)."""
+    monkeypatch.setattr(reporting, "STOP_CHECK_S", 0.0)
+    monkeypatch.setattr(reporting, "FLUSH_S", 3600.0)
+
+
+def _series(job: Job, name: str) -> list[tuple[int, float]]:
+    return list(job.metrics.filter(name=name).order_by("step", "id").values_list("step", "value"))
+
+
+def test_a_full_fine_tune_lowers_the_eval_loss_and_registers_a_version_with_lineage(
+    make_job: MakeJob, base: ModelVersion, dataset: Dataset
+) -> None:
+    job = make_job()
+
+    outcome = finetune.run(job, Report(job, TASK))
+
+    assert outcome.error_class == ""
+    result = outcome.result
+    assert result["steps"] == 8
+    assert result["tokens"] > 0
+    assert result["tokens_per_s"] > 0
+    assert result["eval_loss"] < result["eval_loss_before"]
+    version = ModelVersion.objects.get(pk=result["output_version"])
+    assert (version.model.name, version.number, version.parent_id) == ("demo-gpt2", 2, base.pk)
+    assert version.lineage["base_version"] == base.pk
+    assert version.lineage["dataset"] == {"id": dataset.pk, "name": "status", "sha256": "0" * 64}
+    assert version.lineage["params"]["max_steps"] == 8
+    assert version.lineage["adapter"] is False
+    assert version.lineage["metrics"]["eval_loss"] == result["eval_loss"]
+    folder = Path(version.path)
+    assert folder.name == f"demo-gpt2-job{job.pk}"
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= names
+    job.refresh_from_db()
+    assert job.output_version_id == version.pk
+    assert (job.step, job.total_steps) == (8, 8)
+    train_loss = _series(job, "train_loss")
+    assert [step for step, _ in train_loss] == list(range(1, 9))
+    eval_loss = _series(job, "eval_loss")
+    assert eval_loss[0][0] == 0
+    assert eval_loss[-1][0] == 8
+    assert eval_loss[-1][1] < eval_loss[0][1]
+    # The weights registered are the trained ones, loadable as they are.
+    reloaded = load_causal_lm(path=str(folder), device="cpu")
+    assert not reloaded.adapter
+
+
+def test_a_lora_fine_tune_registers_an_adapter_naming_its_base(make_job: MakeJob, base: ModelVersion) -> None:
+    job = make_job(method=Method.LORA, learning_rate=2e-2, lora_rank=4)
+
+    outcome = finetune.run(job, Report(job, TASK))
+
+    assert outcome.error_class == ""
+    assert outcome.result["eval_loss"] < outcome.result["eval_loss_before"]
+    version = ModelVersion.objects.get(pk=outcome.result["output_version"])
+    folder = Path(version.path)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == base.path
+    assert config["r"] == 4
+    with safe_open(folder / "adapter_model.safetensors", framework="pt") as weights:
+        names = weights.keys()
+    assert names
+    assert all("lora_" in name for name in names)
+    assert version.lineage["adapter"] is True
+    assert version.parent_id == base.pk
+    adapted = load_causal_lm(path=str(folder), base_path=base.path, device="cpu")
+    assert adapted.adapter
+
+
+def test_a_cancel_stops_the_run_at_the_step_it_was_asked_at_without_a_checkpoint(make_job: MakeJob) -> None:
+    job = make_job(max_steps=50)
+    report = CancelAt(job, at=3)
+
+    with pytest.raises(JobStopped):
+        finetune.run(job, report)
+
+    job.refresh_from_db()
+    assert report.steps == [1, 2, 3]
+    assert job.state == JobState.CANCELLING
+    assert checkpoints.complete(job.pk) == []
+    assert not job.checkpoints.exists()
+    assert job.output_version is None
+
+
+def test_a_cancel_with_save_writes_a_checkpoint_at_that_step_first(make_job: MakeJob) -> None:
+    job = make_job(max_steps=50)
+
+    with pytest.raises(JobStopped):
+        finetune.run(job, CancelAt(job, at=4, save=True))
+
+    [saved] = checkpoints.complete(job.pk)
+    assert saved.step == 4
+    assert saved.state["reason"] == "cancel"
+    assert saved.state["examples"] == 4 * 4
+    assert list(job.checkpoints.values_list("step", "reason")) == [(4, "cancel")]
+
+
+def test_a_retry_resumes_at_its_checkpoint_and_ends_where_an_unbroken_run_ends(make_job: MakeJob) -> None:
+    unbroken = make_job(max_steps=8)
+    straight = finetune.run(unbroken, Report(unbroken, TASK)).result
+    first = make_job(max_steps=8, checkpoint_interval=2)
+    with pytest.raises(JobStopped):
+        finetune.run(first, CancelAt(first, at=5, save=True))
+    assert [c.step for c in checkpoints.complete(first.pk)] == [4, 5]  # keep 2: step 2 was pruned
+    retry = make_job(max_steps=8, checkpoint_interval=2, retry_of=first)
+    report = CancelAt(retry, at=-1)
+
+    resumed = finetune.run(retry, report).result
+
+    assert report.steps == [6, 7, 8]
+    assert resumed["resumed_from"] == 5
+    assert resumed["steps"] == 8
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-4)
+    assert resumed["eval_loss"] == pytest.approx(straight["eval_loss"], rel=1e-4)
+    assert retry.events.filter(
+        message__startswith=f"Resuming at step 5 from the checkpoint of job #{first.pk}"
+    ).exists()
+
+
+def _reserve_for(batch: int, job: Job) -> int:
+    lm = load_causal_lm(path=job.model_version.path, device="cpu", trainable=True)
+    return memory.training_bytes(lm.shape(), trainable=lm.trainable_params(), batch=batch, seq_len=32)
+
+
+def test_out_of_memory_at_batch_8_resumes_at_batch_4_with_accumulation_2(make_job: MakeJob) -> None:
+    job = make_job(batch_size=8, max_steps=4, checkpoint_interval=0, device=DeviceFactory(simulated=True))
+    job.reserved_bytes = _reserve_for(4, job)
+    job.save(update_fields=["reserved_bytes"])
+
+    outcome = finetune.run(job, Report(job, TASK))
+
+    assert outcome.error_class == ""
+    assert outcome.result["steps"] == 4
+    job.refresh_from_db()
+    assert (job.adjustments["batch_size"], job.adjustments["grad_accum"]) == (4, 2)
+    [event] = job.adjustments["out_of_memory"]
+    assert "simulated device" in event["error"]
+    assert "batch 8" in event["error"]
+    assert job.events.filter(
+        message="Out of memory: resuming from the start with batch 4 and gradient accumulation 2"
+    ).exists()
+
+
+def test_out_of_memory_past_the_retries_fails_the_job_as_out_of_memory(
+    make_job: MakeJob, settings: Any
+) -> None:
+    settings.MOC_JOB_OOM_RETRIES = 1
+    job = make_job(batch_size=8, max_steps=4, device=DeviceFactory(simulated=True))
+    job.reserved_bytes = _reserve_for(2, job)
+    job.save(update_fields=["reserved_bytes"])
+
+    outcome = finetune.run(job, Report(job, TASK))
+
+    assert outcome.error_class == ErrorClass.OUT_OF_MEMORY
+    assert "after 1 out-of-memory retries; the batch was 4" in outcome.error
+    assert "simulated device" in outcome.error
+    job.refresh_from_db()
+    assert job.output_version is None
+    assert job.adjustments["batch_size"] == 4
+
+
+def test_a_row_that_leaves_nothing_to_learn_fails_the_job_as_bad_data_naming_it(
+    make_job: MakeJob, make_dataset: Callable[..., Dataset]
+) -> None:
+    rows = status_rows(12)
+    rows[6] = {"prompt": "The registry holds models. " * 20, "completion": " green"}
+    bad = make_dataset(rows, name="too-long", eval_share=0.0)
+    job = make_job(dataset=bad.pk)
+
+    outcome = finetune.run(job, Report(job, TASK))
+
+    assert outcome.error_class == ErrorClass.BAD_DATA
+    assert outcome.error.startswith("dataset too-long, row 7: nothing to learn within the sequence length")
+
+
+def test_a_row_that_is_not_json_fails_the_job_as_bad_data_naming_it(
+    make_job: MakeJob, make_dataset: Callable[..., Dataset]
+) -> None:
+    rows: list[Any] = [*status_rows(5), '{"prompt": "cut short', *status_rows(3)]
+    job = make_job(dataset=make_dataset(rows, name="broken", eval_share=0.0).pk)
+
+    outcome = finetune.run(job, Report(job, TASK))
+
+    assert outcome.error_class == ErrorClass.BAD_DATA
+    assert outcome.error.startswith("dataset broken, row 6: not JSON")
