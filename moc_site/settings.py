@@ -471,6 +471,15 @@ SPECTACULAR_SETTINGS = {
 # Bodies above this are refused with 413 before anything parses them.
 MOC_MAX_REQUEST_BYTES = env_int("MOC_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MOC_MAX_REQUEST_BYTES
+# What a file upload's body may hold past the file itself: multipart boundaries, part headers and
+# the form's other fields. compose's proxy adds the same figure (deploy/nginx/upload-limit.envsh).
+MOC_UPLOAD_ENVELOPE_BYTES = 64 * 1024
+# The paths (exactly these) whose bodies may pass MOC_MAX_REQUEST_BYTES, with their limit: the request
+# size middleware and both nginx configurations (deploy/nginx) read it.
+MOC_UPLOAD_PATHS = {
+    path: MOC_DATASET_UPLOAD_MAX_BYTES + MOC_UPLOAD_ENVELOPE_BYTES
+    for path in ("/api/v1/datasets/", "/jobs/datasets/upload/")
+}
 
 # --- static, i18n ---------------------------------------------------------------------
 STATIC_URL = "/static/"

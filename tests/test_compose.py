@@ -65,7 +65,8 @@ def test_the_proxy_refuses_bodies_at_the_limit_web_has() -> None:
 
 def test_the_proxy_template_is_filled_only_with_what_the_proxy_is_given() -> None:
     # The nginx image replaces the ${NAME}s that NGINX_ENVSUBST_FILTER matches; nginx's own
-    # $variables must not match it, and each that does must be in the proxy's environment.
+    # $variables must not match it, and each that does must be in the proxy's environment, or be
+    # the upload paths' limit, which deploy/nginx/upload-limit.envsh adds up from it at start.
     proxy = _compose()["services"]["proxy"]
     template = ROOT / "deploy" / "nginx" / "compose.conf.template"
     text = template.read_text()
@@ -73,8 +74,8 @@ def test_the_proxy_template_is_filled_only_with_what_the_proxy_is_given() -> Non
 
     filled = {name for name in re.findall(r"\$\{?(\w+)", text) if matched.search(name)}
 
-    assert filled == {"MOC_MAX_REQUEST_BYTES"}
-    assert filled <= set(proxy["environment"])
+    assert filled == {"MOC_MAX_REQUEST_BYTES", "MOC_UPLOAD_MAX_BODY_BYTES"}
+    assert filled - {"MOC_UPLOAD_MAX_BODY_BYTES"} <= set(proxy["environment"])
     assert "$MOC_" not in text  # the braced form only, as the integration test renders it
     assert f"./{template.relative_to(ROOT)}:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
 

@@ -14,8 +14,8 @@ from apps.core import audit, metrics, roles
 
 
 class RequestSizeLimitMiddleware:
-    """Refuse bodies over MOC_MAX_REQUEST_BYTES with a 413 before anything parses them, and
-    answer only once the body has been read.
+    """Refuse bodies over MOC_MAX_REQUEST_BYTES (over their own limit on MOC_UPLOAD_PATHS) with a 413
+    before anything parses them, and answer only once the body has been read.
 
     A WSGI server that answers while the client is still sending must drop the connection
     with the rest unread (gunicorn reads at most 64 KiB of it to keep a connection alive),
@@ -36,13 +36,14 @@ class RequestSizeLimitMiddleware:
                 {"error": "bad_request", "detail": "Content-Length is not a number.", "fields": {}},
                 status=400,
             )
-        if length > settings.MOC_MAX_REQUEST_BYTES:
+        limit = body_limit(request.path_info)
+        if length > limit:
             if length <= DRAIN_MAX_BYTES:
                 _drain(request)
             return JsonResponse(
                 {
                     "error": "request_too_large",
-                    "detail": f"The body is {length} bytes; the limit is {settings.MOC_MAX_REQUEST_BYTES}.",
+                    "detail": f"The body is {length} bytes; the limit is {limit}.",
                     "fields": {},
                 },
                 status=413,
@@ -50,6 +51,13 @@ class RequestSizeLimitMiddleware:
         response = self.get_response(request)
         _drain(request)
         return response
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request to `path` may send: its own limit if it is one of the upload paths
+    (exactly; nginx gives the same paths the same limit), else MOC_MAX_REQUEST_BYTES."""
+    limit: int = settings.MOC_UPLOAD_PATHS.get(path, settings.MOC_MAX_REQUEST_BYTES)
+    return limit
 
 
 # Past this, reading a refused body only to throw it away costs more than the reset the

@@ -232,12 +232,26 @@ def test_nginx_workers_never_run_as_root(start_stack: Callable[..., Stack]) -> N
 def compose_proxy_conf(limit: int | None = None) -> tuple[str, int]:
     """deploy/nginx/compose.conf.template as the nginx image renders it at start, and the body
     limit it was given: compose's default, or `limit` as if set in .env. Like the image's
-    entrypoint, it replaces each ${NAME} that NGINX_ENVSUBST_FILTER matches from the
-    proxy's environment in compose.yaml."""
+    entrypoint, it sources deploy/nginx/upload-limit.envsh (mounted in /docker-entrypoint.d/),
+    then replaces each ${NAME} that NGINX_ENVSUBST_FILTER matches from the proxy's environment
+    in compose.yaml and what the script exported."""
     environment = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["proxy"]["environment"]
     values = {name: re.sub(r"^\$\{\w+:-(.*)\}$", r"\1", str(value)) for name, value in environment.items()}
     if limit is not None:
         values["MOC_MAX_REQUEST_BYTES"] = str(limit)
+    sourced = subprocess.run(
+        [
+            "sh",
+            "-c",
+            '. "$0" && echo "$MOC_UPLOAD_MAX_BODY_BYTES"',
+            str(ROOT / "deploy" / "nginx" / "upload-limit.envsh"),
+        ],
+        env=values,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    values["MOC_UPLOAD_MAX_BODY_BYTES"] = sourced.stdout.strip()
     matched = re.compile(values["NGINX_ENVSUBST_FILTER"])
     template = (ROOT / "deploy" / "nginx" / "compose.conf.template").read_text()
     text = re.sub(
