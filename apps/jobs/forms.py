@@ -68,8 +68,16 @@ def parse_golden(text: str) -> list[list[str]]:
     return pairs
 
 
-def _version_choices() -> Any:
-    return ModelVersion.objects.select_related("model").order_by("model__name", "-number")
+def _version_field(**options: Any) -> forms.ModelChoiceField:
+    """A registered version to choose, by model name, newest first. (The queryset is lazy, and each
+    form's copy of the field reads it afresh.)"""
+    queryset = ModelVersion.objects.select_related("model").order_by("model__name", "-number")
+    return forms.ModelChoiceField(queryset=queryset, **options)
+
+
+def _dataset_field(**options: Any) -> forms.ModelChoiceField:
+    """A dataset to choose (archived ones are not offered)."""
+    return forms.ModelChoiceField(queryset=Dataset.objects.filter(archived=False), **options)
 
 
 class JobForm(forms.Form):
@@ -97,10 +105,11 @@ class JobForm(forms.Form):
                 self.fields[name].initial = value
 
     def params(self) -> dict[str, Any]:
-        """The kind's parameters from the cleaned data (an object chosen becomes its id)."""
+        """The kind's parameters from the cleaned data (an object chosen becomes its id); a field left
+        empty is left out, so the kind's default applies."""
         params: dict[str, Any] = {}
         for name, value in self.cleaned_data.items():
-            if name in self.JOB_FIELDS or value is None or value == "":
+            if name in self.JOB_FIELDS or value is None or value == "" or value == []:
                 continue
             params[name] = value.pk if hasattr(value, "pk") else value
         return params
@@ -129,8 +138,8 @@ class FineTuneForm(JobForm):
     kind = JobKind.FINE_TUNE
     params_class = FineTuneParams
 
-    base_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Base version")
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    base_version = _version_field(label="Base version")
+    dataset = _dataset_field()
     method = forms.ChoiceField(choices=[(m.value, m.value) for m in Method])
     learning_rate = forms.FloatField(min_value=0)
     max_steps = forms.IntegerField(min_value=0, label="Steps", help_text="0: as many as the epochs take")
@@ -143,11 +152,6 @@ class FineTuneForm(JobForm):
     lora_rank = forms.IntegerField(min_value=1, label="LoRA rank", help_text="LoRA only")
     seed = forms.IntegerField(min_value=0)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["base_version"].queryset = _version_choices()
-        self.fields["dataset"].queryset = Dataset.objects.filter(archived=False)
-
     def params(self) -> dict[str, Any]:
         params = super().params()
         if params.get("method") != Method.LORA:
@@ -159,44 +163,30 @@ class EvaluateForm(JobForm):
     kind = JobKind.EVALUATE
     params_class = EvaluateParams
 
-    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
-    dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.none(), required=False, help_text="Loss and perplexity on its eval split"
-    )
+    version = _version_field()
+    dataset = _dataset_field(required=False, help_text="Loss and perplexity on its eval split")
     golden = forms.CharField(
         required=False,
+        initial="",
         widget=forms.Textarea(attrs={"rows": 4}),
         label="Golden pairs",
         help_text='One "prompt => expected" per line, scored by exact match',
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = _version_choices()
-        self.fields["dataset"].queryset = Dataset.objects.filter(archived=False)
-        self.fields["golden"].initial = ""
-
     def clean_golden(self) -> list[list[str]]:
         return parse_golden(self.cleaned_data.get("golden") or "")
-
-    def params(self) -> dict[str, Any]:
-        params = super().params()
-        if not params.get("golden"):
-            params.pop("golden", None)
-        return params
 
 
 class BenchmarkForm(JobForm):
     kind = JobKind.BENCHMARK
     params_class = BenchmarkParams
 
-    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+    version = _version_field()
     batch_sizes = forms.CharField(help_text="Comma-separated, e.g. 1, 4")
     prompt_lengths = forms.CharField(help_text="Tokens, comma-separated, e.g. 16, 128")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = _version_choices()
         for name in ("batch_sizes", "prompt_lengths"):
             self.fields[name].initial = ", ".join(str(n) for n in self.fields[name].initial or ())
 
@@ -214,15 +204,11 @@ class ConvertForm(JobForm):
     params_class = ConvertParams
     JOB_FIELDS = ("priority",)
 
-    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+    version = _version_field()
     output_name = forms.CharField(
         required=False, max_length=100, help_text="The model the output joins; empty: the source's"
     )
     wait_for_room = None  # type: ignore[assignment]  # a conversion runs on a CPU worker
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = _version_choices()
 
 
 JOB_FORMS: dict[str, type[JobForm]] = {

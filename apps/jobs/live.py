@@ -242,13 +242,24 @@ class Publisher:
         while True:
             self._wake.wait(timeout=wait)
             self._wake.clear()
-            try:
-                wait = self.publish_due(time.monotonic())
-            except Exception:  # the database or Redis failed us: the pages re-read on reconnect
-                log.exception("could not publish job updates")
-                wait = GAP_S
-            finally:
-                close_old_connections()
+            wait = self.run_once(time.monotonic())
+
+    def run_once(self, now: float) -> float | None:
+        """One round of the thread: publish what is due, then let go of a stale database connection.
+        Never raises: the thread is the process's only publisher, so whatever fails here (the
+        database or Redis, or closing a broken connection) is logged and the next round goes on;
+        the pages re-read on reconnect. The seconds until the next round (None: when marked)."""
+        wait: float | None
+        try:
+            wait = self.publish_due(now)
+        except Exception:
+            log.exception("could not publish job updates")
+            wait = GAP_S
+        try:
+            close_old_connections()
+        except Exception:
+            log.exception("could not close the job publisher's database connection")
+        return wait
 
 
 # The process's one publisher (its thread starts at the first mark).

@@ -155,7 +155,10 @@ class Report:
         points, self._points = self._points, []
         row, self._row = self._row, {}
         if row and not services.job_report(job_id=self.job_id, task_id=self.task_id, changes=row):
-            self._stop = self._stop or Stop("cancel", save=False)
+            # Refused: the job is no longer this task's to run. Why, and whether to checkpoint
+            # first, is the job's own answer (a cancel with save keeps its checkpoint).
+            asked = services.job_stop_asked(job_id=self.job_id, task_id=self.task_id)
+            self._stop = self._stop or Stop(*(asked or ("cancel", False)))
         if points:
             services.job_metrics_add(job_id=self.job_id, points=points)
         if row or points:

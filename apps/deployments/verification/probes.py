@@ -9,6 +9,7 @@ from typing import Any
 
 from apps.models.models import ModelVersion
 from apps.serving import inference
+from apps.serving.domain.probe import PROBE_NEW_TOKENS, PROBE_PROMPT
 from apps.serving.domain.tasks import EMBED, GENERATE, tasks_for
 
 
@@ -35,7 +36,7 @@ def probe_for(version: ModelVersion) -> Probe | str:
     """The probe `version` answers, or why none can be built for it."""
     served = tasks_for(version.kind, version.format)
     if GENERATE in served:
-        return generate("Hello", 4)
+        return generate(PROBE_PROMPT, PROBE_NEW_TOKENS)
     if EMBED in served:
         return Probe(EMBED, {"texts": ["probe"]})
     if served:

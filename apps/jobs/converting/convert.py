@@ -7,8 +7,8 @@
    that would import code is refused there, never run.
 3. The child writes into a staging folder (a dot-name, which scans skip) in MOC_FINETUNE_OUTPUT_ROOT;
    renamed to <name>-converted-job<id> once complete, it is registered as the next version of the
-   output model, with lineage (source version, job, the input's sha256). Its checksums and
-   validation follow by themselves (the registry queues them).
+   output model, with lineage (source version, job, the input's sha256), and recorded as the job's
+   output version. Its checksums and validation follow by themselves (the registry queues them).
 
 A second run of the same job (a retry after a lost worker) finds the renamed folder and registers
 it again, which the registry answers with the version already there.
@@ -28,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.jobs import services
 from apps.jobs.converting import child, sandbox
 from apps.jobs.domain import params as job_params
 from apps.jobs.domain.failures import classify
@@ -84,6 +85,7 @@ def run(job: Job, report: Report) -> Outcome:
     registered = version_register(
         path=str(final), model_name=model_name, parent=version, lineage=lineage, created_by=job.created_by
     )
+    services.job_output_set(job_id=job.pk, task_id=report.task_id, version_id=registered.pk)
     report.progress(1.0, f"Registered {registered}")
     return Outcome({**result, "output_version": registered.pk, "output_label": str(registered)})
 

@@ -16,7 +16,7 @@ The baseline (ModelVersion.benchmark, through services.version_record_benchmark)
      "latency_ms_p50", "latency_ms_p99": a single request's whole latency at batch 1 with the
         shortest prompt (what the deployments' performance check holds a probe against),
      "probe": {"prompt", "max_new_tokens", "ms_p50", "ms_p99"}: the deployments' own probe
-        request (apps.deployments.verification.probes) timed in the runtime, without the network}
+        request (apps.serving.domain.probe) timed in the runtime, without the network}
 """
 
 from __future__ import annotations
@@ -25,28 +25,25 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.jobs.devices import Where, job_device
 from apps.jobs.domain import params as job_params
 from apps.jobs.domain.kinds import ErrorClass, JobKind
 from apps.jobs.domain.params import BenchmarkParams
 from apps.jobs.measuring import timing
-from apps.jobs.measuring.where import Where, job_device
 from apps.jobs.models import Job
 from apps.jobs.reporting import Outcome, Report
 from apps.models import services as model_services
 from apps.models.models import ModelVersion
 from apps.serving import runtimes
+from apps.serving.domain.probe import PROBE_NEW_TOKENS, PROBE_PROMPT
 from apps.serving.placing import profile_for
 from apps.serving.runtimes import memory
-
-# The deployments' performance probe (apps.deployments.verification.probes.probe_for): a greedy
-# generation of 4 tokens after "Hello". Jobs sit beside deployments, so its words are repeated here.
-PROBE_PROMPT, PROBE_TOKENS = "Hello", 4
 
 
 def run(job: Job, report: Report) -> Outcome:
     params: BenchmarkParams = job_params.from_stored(JobKind.BENCHMARK, job.params)
     version = ModelVersion.objects.select_related("model", "parent").get(pk=params.version)
-    where = job_device()
+    where = job_device(job)
     report.progress(0.01, f"Loading {version} on {where.torch}")
     held = load(version, where)
     if isinstance(held, str):
@@ -136,7 +133,8 @@ def _measure(loaded: Any, params: BenchmarkParams, report: Report) -> dict[str, 
         repeats=params.repeats,
         on_progress=progress,
     )
-    probe = [timing.one_request(loaded, PROBE_PROMPT, PROBE_TOKENS) for _ in range(params.repeats + 1)][1:]
+    timed = [timing.one_request(loaded, PROBE_PROMPT, PROBE_NEW_TOKENS) for _ in range(params.repeats + 1)]
+    probe = timed[1:]  # the first is the warm-up
     first = min(figures["runs"], key=lambda r: (r["batch"], r["prompt_tokens"]))
     return {
         **figures,
@@ -146,7 +144,7 @@ def _measure(loaded: Any, params: BenchmarkParams, report: Report) -> dict[str, 
         "latency_ms_p99": first["latency_ms_p99"],
         "probe": {
             "prompt": PROBE_PROMPT,
-            "max_new_tokens": PROBE_TOKENS,
+            "max_new_tokens": PROBE_NEW_TOKENS,
             "ms_p50": round(timing.percentile([t.total_ms for t in probe], 0.5) or 0.0, 3),
             "ms_p99": round(timing.percentile([t.total_ms for t in probe], 0.99) or 0.0, 3),
         },

@@ -20,15 +20,16 @@ from typing import Any
 import torch
 
 from apps.jobs.datasets.reading import examples
+from apps.jobs.devices import job_device
 from apps.jobs.domain import params as job_params
 from apps.jobs.domain.failures import JobFailure
 from apps.jobs.domain.kinds import ErrorClass, JobKind
 from apps.jobs.domain.params import EvaluateParams
-from apps.jobs.measuring.where import job_device
 from apps.jobs.models import Dataset, Job
 from apps.jobs.reporting import Outcome, Report
-from apps.jobs.training.data import IGNORE, batches, encode
+from apps.jobs.training.data import encode
 from apps.jobs.training.loading import LoadedLM, load_causal_lm
+from apps.jobs.training.scoring import mean_loss
 from apps.models import services as model_services
 from apps.models.models import ModelVersion
 
@@ -41,7 +42,7 @@ def run(job: Job, report: Report) -> Outcome:
     dataset = Dataset.objects.get(pk=params.dataset) if params.dataset else None
     result: dict[str, Any] = {"version": version.pk, "rows": 0, "tokens": 0}
     try:
-        lm = _load(version, job_device().torch)
+        lm = _load(version, job_device(job).torch)
         report.progress(0.02, f"Loaded {version} on {lm.device}")
         scorer = _Scorer(lm, report, params)
         if dataset is not None:
@@ -82,34 +83,22 @@ class _Scorer:
             dataset=dataset.name,
         )
         self.total += math.ceil(len(rows) / self.params.batch_size)
-        summed, scored = 0.0, 0
-        pad = self.lm.tokenizer.pad_token_id
-        with torch.inference_mode():
-            for batch in batches(rows, batch_size=self.params.batch_size, pad_id=pad):
-                batch = {k: v.to(self.lm.device) for k, v in batch.items()}
-                logits = self.model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).logits
-                labels = batch["labels"][:, 1:]
-                summed += float(
-                    torch.nn.functional.cross_entropy(
-                        logits[:, :-1].flatten(0, 1).float(),
-                        labels.flatten(),
-                        ignore_index=IGNORE,
-                        reduction="sum",
-                    )
-                )
-                learned = int((labels != IGNORE).sum())
-                scored += learned
-                self._stepped(tokens=int(batch["attention_mask"].sum()), message="Scoring the dataset")
-        loss = summed / scored if scored else math.nan
-        if scored:
+        scored = mean_loss(
+            self.model,
+            rows,
+            batch_size=self.params.batch_size,
+            pad_id=self.lm.tokenizer.pad_token_id,
+            device=self.lm.device,
+            on_batch=lambda tokens: self._stepped(tokens=tokens, message="Scoring the dataset"),
+        )
+        loss = scored.loss
+        if loss is not None:
             self.report.metrics(step=self.step, values={"eval_loss": loss})
         return {
-            "loss": round(loss, 6) if scored else None,
-            "perplexity": round(math.exp(min(loss, 700.0)), 4) if scored else None,
+            "loss": round(loss, 6) if loss is not None else None,
+            "perplexity": round(math.exp(min(loss, 700.0)), 4) if loss is not None else None,
             "rows": len(rows),
-            "tokens": scored,
+            "tokens": scored.tokens,
         }
 
     def golden(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:

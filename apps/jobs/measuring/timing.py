@@ -105,16 +105,12 @@ def prompt_ids(length: int, *, vocab: int) -> list[int]:
     return [_FIRST_ID + (i * 7919) % span for i in range(length)]
 
 
-def one_request(loaded: Any, prompt: list[int] | str, new_tokens: int) -> Timed:
-    """One greedy completion of up to `new_tokens` tokens, timed by its stream (see the module)."""
-    told: list[float] = []
-
-    def on_delta(index: int, text: str, tokens: Any, finish: str | None) -> None:
-        if finish is None:
-            told.append(time.perf_counter())
-
-    began = time.perf_counter()
-    answer = loaded.complete(
+def _greedy(
+    loaded: Any, prompt: list[int] | str, new_tokens: int, *, on_delta: Callable[..., None] | None = None
+) -> dict[str, Any]:
+    """The runtime's own completion of one prompt, greedy (the same tokens every time), up to
+    `new_tokens` tokens; `on_delta` hears its stream."""
+    answer: dict[str, Any] = loaded.complete(
         prompts=[prompt],
         max_tokens=new_tokens,
         temperature=0.0,
@@ -127,6 +123,19 @@ def one_request(loaded: Any, prompt: list[int] | str, new_tokens: int) -> Timed:
         deadline=None,
         on_delta=on_delta,
     )
+    return answer
+
+
+def one_request(loaded: Any, prompt: list[int] | str, new_tokens: int) -> Timed:
+    """One greedy completion of up to `new_tokens` tokens, timed by its stream (see the module)."""
+    told: list[float] = []
+
+    def on_delta(index: int, text: str, tokens: Any, finish: str | None) -> None:
+        if finish is None:
+            told.append(time.perf_counter())
+
+    began = time.perf_counter()
+    answer = _greedy(loaded, prompt, new_tokens, on_delta=on_delta)
     ended = time.perf_counter()
     tokens = int(answer["usage"]["completion_tokens"])
     total_ms = (ended - began) * 1000
@@ -142,18 +151,7 @@ def one_request(loaded: Any, prompt: list[int] | str, new_tokens: int) -> Timed:
 def one_request_ttft(loaded: Any, prompt: list[int] | str) -> float:
     """A request of one token's whole time: the first-token latency of a runtime without a token stream."""
     began = time.perf_counter()
-    loaded.complete(
-        prompts=[prompt],
-        max_tokens=1,
-        temperature=0.0,
-        top_p=1.0,
-        n=1,
-        stop=[],
-        seed=0,
-        echo=False,
-        logprobs=None,
-        deadline=None,
-    )
+    _greedy(loaded, prompt, 1)
     return (time.perf_counter() - began) * 1000
 
 

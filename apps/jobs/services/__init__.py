@@ -22,15 +22,18 @@ from apps.jobs.services.lifecycle import (
 )
 from apps.jobs.services.reconciler import jobs_redispatch_stale
 from apps.jobs.services.running import (
+    job_adjustments_set,
     job_checkpoint_add,
     job_checkpoints_drop,
     job_metrics_add,
+    job_output_set,
     job_report,
     job_stop_asked,
 )
 
 __all__ = [
     "dispatcher_kick",
+    "job_adjustments_set",
     "job_cancel",
     "job_checkpoint_add",
     "job_checkpoints_drop",
@@ -41,6 +44,7 @@ __all__ = [
     "job_finish",
     "job_log",
     "job_metrics_add",
+    "job_output_set",
     "job_poisoned",
     "job_progress",
     "job_report",

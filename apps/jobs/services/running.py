@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.jobs.domain.states import JobState
@@ -13,20 +14,25 @@ from apps.jobs.models import Job, JobCheckpoint, JobMetric
 
 # A runner's row: only these fields, so a report can never move the state or the task.
 _REPORTED = frozenset({"step", "total_steps", "progress", "eta_s", "tokens_per_s", "memory_bytes", "message"})
+# The states a job's runner still runs in: running, and being cancelled (it stops within one step,
+# and a cancel that lands after the runner finished does not hide its outcome).
+_RUNS = (JobState.RUNNING, JobState.CANCELLING)
+
+
+def _running(job_id: int, task_id: str) -> QuerySet[Job]:
+    """The job's row while this task runs it: what a runner's writes update (never another's job,
+    never one that ended or went back to the queue)."""
+    return Job.objects.filter(pk=job_id, task_id=task_id, state__in=_RUNS)
 
 
 def job_report(*, job_id: int, task_id: str, changes: dict[str, Any]) -> bool:
     """Write a runner's pace (step, total_steps, progress, eta_s, tokens_per_s, memory_bytes,
-    message); False when the job is no longer running under this task (cancelled, taken over)."""
+    message); False when the job is no longer running under this task (taken over, ended). A job
+    being cancelled still runs its last steps (and its checkpoint), so they are recorded too."""
     unknown = set(changes) - _REPORTED
     if unknown:
         raise ValueError(f"a runner does not report {sorted(unknown)}")
-    return (
-        Job.objects.filter(pk=job_id, task_id=task_id, state=JobState.RUNNING).update(
-            **changes, updated_at=timezone.now()
-        )
-        == 1
-    )
+    return _running(job_id, task_id).update(**changes, updated_at=timezone.now()) == 1
 
 
 def job_metrics_add(*, job_id: int, points: Sequence[tuple[str, int, float]]) -> None:
@@ -70,3 +76,16 @@ def job_stop_asked(*, job_id: int, task_id: str) -> tuple[str, bool] | None:
     if row["preempt_requested_at"] is not None:
         return ("preempt", True)
     return None
+
+
+def job_adjustments_set(*, job_id: int, task_id: str, adjustments: dict[str, Any]) -> bool:
+    """Replace what MOC changed in the job's parameters while running it (a fine-tune's batch after an
+    out-of-memory); False when the job no longer runs under this task. Written by the worker,
+    so not audited (apps.core.audit: MOC acting, not a person)."""
+    return _running(job_id, task_id).update(adjustments=adjustments, updated_at=timezone.now()) == 1
+
+
+def job_output_set(*, job_id: int, task_id: str, version_id: int) -> bool:
+    """Record the version the job registered (a fine-tune's or a conversion's output); False when the
+    job no longer runs under this task, so a late runner cannot touch a job taken from it."""
+    return _running(job_id, task_id).update(output_version_id=version_id, updated_at=timezone.now()) == 1

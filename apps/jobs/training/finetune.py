@@ -32,8 +32,9 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.fleet.models import Device
+from apps.jobs import services
 from apps.jobs.datasets import reading
+from apps.jobs.devices import job_device
 from apps.jobs.domain import params as job_params
 from apps.jobs.domain.datasets import Split
 from apps.jobs.domain.failures import BadData, JobFailure, OutOfMemory, classify
@@ -41,13 +42,12 @@ from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
 from apps.jobs.domain.params import FineTuneParams, Method
 from apps.jobs.models import Dataset, Job
 from apps.jobs.reporting import JobStopped, Outcome, Report
-from apps.jobs.training import checkpoints, records
+from apps.jobs.training import checkpoints
 from apps.jobs.training.data import Encoded, encode
 from apps.jobs.training.loading import LoadedLM, LoraSpec, load_causal_lm, load_tokenizer
 from apps.jobs.training.loop import Plan, Trained, train
 from apps.models.models import ModelVersion
 from apps.models.scanning.register import version_register
-from apps.serving.worker.device import this_device, torch_device
 
 
 def run(job: Job, report: Report) -> Outcome:
@@ -87,7 +87,7 @@ def run(job: Job, report: Report) -> Outcome:
     version = version_register(
         path=str(final), model_name=model_name, parent=base, lineage=lineage, created_by=job.created_by
     )
-    records.job_output_set(job_id=job.pk, task_id=report.task_id, version_id=version.pk)
+    services.job_output_set(job_id=job.pk, task_id=report.task_id, version_id=version.pk)
     report.log(f"Registered {version}", data={"version": version.pk, "path": str(final)})
     return Outcome(
         {**result, "output_version": version.pk, "output_label": str(version), "output": str(final)}
@@ -98,9 +98,7 @@ def _train_with_retries(
     job: Job, params: FineTuneParams, base: ModelVersion, dataset: Dataset, report: Report
 ) -> Trained:
     """Train, and after an out-of-memory resume with half the batch and twice the accumulation."""
-    device = this_device() or job.device
-    where = torch_device(device) if device is not None else "cpu"
-    simulated = device is not None and device.simulated and where == "cpu"
+    where = job_device(job)
     tokenizer = load_tokenizer(base.path)
     train_rows = _encoded(dataset, Split.TRAIN, tokenizer, params)
     if not train_rows:
@@ -119,9 +117,9 @@ def _train_with_retries(
             total_steps=total,
             batch_size=batch,
             grad_accum=accum,
-            device=where,
-            memory_limit=job.reserved_bytes if simulated else 0,
-            simulated=_label(device) if simulated else "",
+            device=where.torch,
+            memory_limit=job.reserved_bytes if where.simulated else 0,
+            simulated=str(where.device) if where.simulated else "",
         )
         lm = _load(plan, base, resume)
         if resume is not None:
@@ -135,7 +133,7 @@ def _train_with_retries(
             if not _out_of_memory(exc):
                 raise
             del lm
-            _free(where)
+            _free(where.torch)
             if retries >= settings.MOC_JOB_OOM_RETRIES or batch == 1:
                 raise OutOfMemory(
                     f"{exc} (after {retries} out-of-memory retries; the batch was {batch})"
@@ -210,7 +208,7 @@ def _adjust(
         {"at": timezone.now().isoformat(), "batch_size": batch, "grad_accum": accum, "error": error[:300]}
     )
     job.adjustments = {**job.adjustments, "batch_size": batch, "grad_accum": accum, "out_of_memory": events}
-    if not records.job_adjustments_set(job_id=job.pk, task_id=report.task_id, adjustments=job.adjustments):
+    if not services.job_adjustments_set(job_id=job.pk, task_id=report.task_id, adjustments=job.adjustments):
         raise JobStopped(f"job #{job.pk} is no longer running under task {report.task_id}")
     where = f"its checkpoint at step {resumed.step}" if resumed else "the start"
     report.log(
@@ -218,10 +216,6 @@ def _adjust(
         level=LogLevel.WARNING,
         data={"batch_size": batch, "grad_accum": accum, "error": error[:1000]},
     )
-
-
-def _label(device: Device | None) -> str:
-    return str(device) if device is not None else "?"
 
 
 def _write_output(lm: LoadedLM, final: Path) -> None:

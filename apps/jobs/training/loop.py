@@ -97,7 +97,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
 
     def evaluate() -> float | None:
-        return mean_loss(model, eval_rows, batch_size=plan.batch_size, pad_id=pad_id, device=plan.device)
+        return mean_loss(model, eval_rows, batch_size=plan.batch_size, pad_id=pad_id, device=plan.device).loss
 
     if resume is not None:
         checkpoints.restore(resume, optimizer=optimizer, scheduler=scheduler)

@@ -3,7 +3,8 @@ evaluation reports (with its perplexity, exp(loss))."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,12 +13,28 @@ import torch.nn.functional as F
 from apps.jobs.training.data import IGNORE, Encoded, batches
 
 
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The mean next-token loss per learned token (None when the rows hold none) and how many
+    learned tokens it is the mean of."""
+
+    loss: float | None
+    tokens: int
+
+
 @torch.no_grad()
 def mean_loss(
-    model: Any, rows: Sequence[Encoded], *, batch_size: int, pad_id: int, device: str
-) -> float | None:
-    """The mean next-token loss per learned token over `rows` (the model put in eval mode for it and
-    back as it was after); None when the rows hold no learned token."""
+    model: Any,
+    rows: Sequence[Encoded],
+    *,
+    batch_size: int,
+    pad_id: int,
+    device: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> Scored:
+    """The loss over `rows`, summed across batches and divided once, so batches of different sizes
+    weigh by their tokens (the model put in eval mode for it and back as it was after).
+    `on_batch(tokens)` is told after each batch how many tokens (prompt and all) it held."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -35,6 +52,8 @@ def mean_loss(
             )
             total += float(loss)
             count += int((labels != IGNORE).sum())
+            if on_batch is not None:
+                on_batch(int(mask.sum()))
     finally:
         model.train(was_training)
-    return total / count if count else None
+    return Scored(total / count if count else None, count)

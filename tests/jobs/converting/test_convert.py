@@ -65,6 +65,7 @@ def test_a_pickle_checkpoint_becomes_a_registered_safetensors_version_with_the_s
     torch.testing.assert_close(logits(out), logits(pickled), rtol=0, atol=0)
     made = ModelVersion.objects.get(pk=job.result["output_version"])
     assert (made.model.name, made.path, made.parent) == ("demo-safe", str(out), source)
+    assert job.output_version == made
     sha = hashlib.sha256((pickled / "pytorch_model.bin").read_bytes()).hexdigest()
     assert made.lineage["source_sha256"] == sha
     assert (made.lineage["converted_from"], made.lineage["job"]) == (source.pk, job.pk)
@@ -86,6 +87,7 @@ def test_a_conversion_run_again_after_its_folder_was_renamed_registers_it_withou
     assert again.state == JobState.SUCCEEDED, again.error
     assert "tensors" not in again.result, "the finished folder was converted a second time"
     assert again.result["output_version"] == first.result["output_version"]
+    assert again.output_version_id == first.result["output_version"]
     assert ModelVersion.objects.filter(path=first.result["output"]).count() == 1
 
 

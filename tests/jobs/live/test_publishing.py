@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db.utils import OperationalError
 from django.utils import timezone
 
 from apps.jobs import live
@@ -154,3 +155,36 @@ def test_with_redis_down_a_mark_returns_at_once_and_a_publish_fails_quietly(sett
     live.job_changed(job.pk)
     assert time.monotonic() - started < 0.05
     assert live.Publisher().publish(job.pk) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publisher_thread_lives_on_when_closing_a_broken_connection_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    closes: list[float] = []
+
+    def broken_close() -> None:  # what closing a connection the server dropped can do
+        closes.append(time.monotonic())
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(live, "close_old_connections", broken_close)
+    job = JobFactory(state=JobState.RUNNING, step=1)
+    listener = Listener(live.job_group(job.pk))
+    publisher = live.Publisher(gap_s=0.05)
+
+    publisher.mark(job.pk)
+    first = _payload(listener.next())
+    thread = publisher._thread
+    deadline = time.monotonic() + 3
+    while not closes and time.monotonic() < deadline:  # the round that sent it has closed
+        time.sleep(0.01)
+    Job.objects.filter(pk=job.pk).update(step=2)
+    publisher.mark(job.pk)
+    second = _payload(listener.next())
+
+    assert (first["step"], second["step"]) == (1, 2)
+    assert len(closes) >= 2
+    assert thread is not None
+    assert thread.is_alive()
+    assert publisher._thread is thread  # the same thread went on, not one started again
+    assert "could not close the job publisher's database connection" in caplog.text

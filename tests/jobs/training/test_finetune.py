@@ -47,11 +47,10 @@ class CancelAt(Report):
 
 @pytest.fixture(autouse=True)
 def _stop_seen_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each step looks for a stop (the worker's default is at most every 0.25 s, many demo steps).
-    The row is written only at the end: a flush that lands on the cancel's step (its update refused,
-    the job no longer RUNNING) would read it as a cancel without the save (reporting.Report.flush)."""
+    """Each step writes its row and looks for a stop (the worker's defaults: at most every 0.5 s and
+    0.25 s, many demo steps), so a cancel lands on a flush: its save still stands."""
     monkeypatch.setattr(reporting, "STOP_CHECK_S", 0.0)
-    monkeypatch.setattr(reporting, "FLUSH_S", 3600.0)
+    monkeypatch.setattr(reporting, "FLUSH_S", 0.0)
 
 
 def _series(job: Job, name: str) -> list[tuple[int, float]]:
