@@ -111,6 +111,15 @@ class Job(TimeStamped):
     device = models.ForeignKey(
         "fleet.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    pinned_device = models.ForeignKey(
+        "fleet.Device",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The device an operator pinned it to: it is only ever placed there, also after a "
+        "yield, a lost worker or a retry (`device` is where it was placed last)",
+    )
     reserved_bytes = models.PositiveBigIntegerField(
         default=0, help_text="Device memory held for it while it runs; the scheduler counts it as taken"
     )

@@ -21,7 +21,13 @@ LINEAGE_MAX = 20
 
 def job_list() -> QuerySet[Job]:
     return Job.objects.select_related(
-        "created_by", "model_version__model", "device__node", "dataset", "output_version__model", "retry_of"
+        "created_by",
+        "model_version__model",
+        "device__node",
+        "pinned_device__node",
+        "dataset",
+        "output_version__model",
+        "retry_of",
     )
 
 

@@ -14,7 +14,14 @@ from apps.models.api.serializers import ModelVersionBriefSerializer
 
 class JobSerializer(serializers.ModelSerializer):
     model_version = ModelVersionBriefSerializer(read_only=True, allow_null=True)
-    device = DeviceBriefSerializer(read_only=True, allow_null=True)
+    device = DeviceBriefSerializer(
+        read_only=True, allow_null=True, help_text="Where it was placed last (its memory reserved there)"
+    )
+    pinned_device = DeviceBriefSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The device it was pinned to: it is only ever placed there, also when it waits again",
+    )
     dataset = DatasetBriefSerializer(read_only=True, allow_null=True)
     output_version = ModelVersionBriefSerializer(
         read_only=True, allow_null=True, help_text="The version it registered (a fine-tune's, a conversion's)"
@@ -38,6 +45,7 @@ class JobSerializer(serializers.ModelSerializer):
             "output_version",
             "retry_of",
             "device",
+            "pinned_device",
             "reserved_bytes",
             "wait_for_room",
             "not_before",

@@ -16,13 +16,24 @@ queue, on a device the waiting job may use where the room it holds plus what is 
 enough. The lowest priority goes first, then the one started last (it has done the least), then
 the newest. One at a time: while a fine-tune on such a device is already yielding, no other is asked.
 Equal or higher priority work is never preempted, and only fine-tunes are (they checkpoint).
+
+A pinned serving load refused for room (apps.serving.signals.room_wanted) asks by the same rule, as
+a want above any job's priority (PINNED_LOAD_PRIORITY) over the devices it would fit on, each with
+what it needs there (`Waiting.need_on`). Nothing holds the memory for it while the load is refused,
+so the fine-tune that yields to it stays out of the queue for LOAD_HOLD_S after it yields: long
+enough for the load, tried again, to find the room.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from apps.jobs.domain.kinds import PRIORITY_MAX
+
+PINNED_LOAD_PRIORITY = PRIORITY_MAX + 1  # a pinned serving load comes before any job
+LOAD_HOLD_S = 60.0  # how long a fine-tune that yielded to a pinned load keeps out of the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +46,11 @@ class Waiting:
     not_before: dt.datetime | None = None  # an automatic retry's backoff
     need_bytes: int = 0  # device memory it must reserve; 0 for a kind that holds none
     device_id: int | None = None  # the device it is pinned to, if any
+    need_on: Mapping[int, int] = field(default_factory=dict)  # per device id, a need other than need_bytes
+
+    def need(self, device_id: int) -> int:
+        """What it needs on this device."""
+        return self.need_on.get(device_id, self.need_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +100,7 @@ def preemption_victim(
         for r in on_scope
         if r.preemptible
         and r.priority < waiting.priority
-        and free_bytes.get(r.device_id, 0) + r.reserved_bytes >= waiting.need_bytes
+        and free_bytes.get(r.device_id, 0) + r.reserved_bytes >= waiting.need(r.device_id)
     ]
     if not candidates:
         return None

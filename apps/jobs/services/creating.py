@@ -82,7 +82,8 @@ def job_create(
     """Queue a job. Its parameters are checked against its kind and what they name (ValidationError
     keyed `params`, one "name: problem" line each); the versions and dataset they name become its
     model_version and dataset. A device kind waits for the dispatcher, which reserves its memory on
-    a device (`device`, when pinned) before sending it there; when no device could take it even by
+    a device (only on `device`, when pinned: its `pinned_device`, kept each time it waits again)
+    before sending it there; when no device could take it even by
     evicting idle models, it is refused (PlacementRefused, a 409, with the scheduler's reason) unless
     `wait_for_room`. Other kinds are sent to `queue` once the transaction commits. `acting_role`:
     the request's role where an API key acts below its owner's (an admin-only kind checks it)."""
@@ -128,7 +129,7 @@ def job_create(
         max_attempts=max_attempts,
         model_version=version,
         dataset_id=getattr(parsed, "dataset", None),
-        device=device,
+        pinned_device=device,
         wait_for_room=wait_for_room,
         message=message,
         retry_of=retry_of,
@@ -159,9 +160,9 @@ def _room_now(kind: str, need: int, device: Any, wait_for_room: bool) -> str:
 @transaction.atomic
 def job_retry(*, job: Job, created_by: Any, acting_role: Role | None = None) -> Job:
     """A new job doing what a failed or cancelled one did (kind, parameters, priority, attempts,
-    wait_for_room; its queue for kinds that have one), as its retry: a fine-tune resumes from the
-    checkpoints of the job it retries. The parameters are checked again, against what they name
-    now."""
+    wait_for_room, pinned device; its queue for kinds that have one), as its retry: a fine-tune
+    resumes from the checkpoints of the job it retries. The parameters are checked again, against
+    what they name now."""
     current = Job.objects.select_for_update().get(pk=job.pk)
     if current.state not in (JobState.FAILED, JobState.CANCELLED):
         raise Conflict(
@@ -173,6 +174,7 @@ def job_retry(*, job: Job, created_by: Any, acting_role: Role | None = None) -> 
         queue=current.queue if current.kind not in kinds.DEVICE_KINDS else Queue.DEFAULT,
         priority=current.priority,
         max_attempts=current.max_attempts,
+        device=current.pinned_device,
         wait_for_room=current.wait_for_room,
         created_by=created_by,
         acting_role=acting_role,

@@ -5,9 +5,15 @@ Run by beat every MOC_JOB_DISPATCH_S, and kicked (lifecycle.dispatcher_kick) whe
 ends, yields or goes back to the queue. A round is safe to run twice at once: each job is taken
 under its row lock and re-checked, and each reservation is decided under the devices' locks.
 
-The order, backfill and preemption rules are in domain.queueing. A reservation that had to evict
-idle models holds its room at once, but the job is sent only when the evicted models are gone
-(their memory still counts as held until their worker says so), as a placement would load.
+A job pinned to a device (`pinned_device`, what the operator asked) is placed there only, every
+time it waits again; `device` is where it was placed last.
+
+The order, backfill and preemption rules are in domain.queueing; `preempt_for` asks a fine-tune to
+yield for a waiting job here, and for a pinned serving load refused for room (jobs.receivers).
+
+A reservation that had to evict idle models holds its room at once, but the job is sent only when
+the evicted models are gone (their memory still counts as held until their worker says so), as a
+placement would load.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -39,7 +47,7 @@ def jobs_dispatch(*, now: dt.datetime) -> int:
     sent = _send_reserved()
     waiting = list(
         Job.objects.filter(state=JobState.QUEUED, task_id="", reserved_bytes=0).select_related(
-            "model_version__parent", "device"
+            "model_version__parent"
         )
     )
     if not waiting:
@@ -58,7 +66,7 @@ def jobs_dispatch(*, now: dt.datetime) -> int:
             continue
         _note_waiting(job, f"Waiting for room: {refusal}.")
         if not blocked and settings.MOC_JOB_PREEMPT:
-            _preempt_for(entry, job)
+            preempt_for(entry, wanted_by=f"{job} (priority {job.priority})")
         blocked.append(entry)
     return sent
 
@@ -73,7 +81,7 @@ def _waiting(job: Job) -> queueing.Waiting:
         queued_at=job.queued_at,
         not_before=job.not_before,
         need_bytes=need,
-        device_id=job.device_id,
+        device_id=job.pinned_device_id,
     )
 
 
@@ -93,12 +101,12 @@ def _reserve(job: Job, entry: queueing.Waiting, *, kept: dict[int, int]) -> str 
     locked = (
         Job.objects.select_for_update()
         .filter(pk=job.pk, state=JobState.QUEUED, task_id="", reserved_bytes=0)
-        .select_related("device")
+        .select_related("pinned_device")
         .first()
     )
     if locked is None:
         return None
-    pinned = locked.device
+    pinned = locked.pinned_device
     if pinned is not None and pinned.pk in kept:
         return f"{pinned} is kept for job #{kept[pinned.pk]}, ahead of it in the queue"
     try:
@@ -154,15 +162,33 @@ def _note_waiting(job: Job, message: str) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """What `preempt_for` did: the fine-tune it asked to yield, if any, and those in its scope that
+    were already yielding (asked earlier) whose room would be enough for the want."""
+
+    asked: int | None
+    yielding: tuple[int, ...]
+
+
 @transaction.atomic
-def _preempt_for(entry: queueing.Waiting, job: Job) -> None:
-    """Ask a running lower-priority fine-tune to checkpoint and yield its device for `job`
-    (domain.queueing's rule), when one would make room."""
-    rows = list(
-        Job.objects.select_for_update().filter(
-            state=JobState.RUNNING, device__isnull=False, reserved_bytes__gt=0
-        )
+def preempt_for(
+    want: queueing.Waiting,
+    *,
+    wanted_by: str,
+    devices: Collection[int] | None = None,
+    hold_s: float = 0.0,
+) -> Preemption:
+    """Ask a running lower-priority fine-tune to checkpoint and yield its device for `want`
+    (domain.queueing's rule), when one would make room: among those on `devices` only, when given.
+    `wanted_by` names what wants the room in the fine-tune's log. With `hold_s`, the fine-tune
+    stays out of the queue that long once it yields (lifecycle.job_yield), as nothing in the queue
+    holds the room for what wanted it."""
+    rows = Job.objects.select_for_update().filter(
+        state=JobState.RUNNING, device__isnull=False, reserved_bytes__gt=0
     )
+    if devices is not None:
+        rows = rows.filter(device_id__in=list(devices))
     running = [
         queueing.Running(
             id=r.pk,
@@ -176,16 +202,23 @@ def _preempt_for(entry: queueing.Waiting, job: Job) -> None:
         for r in rows
     ]
     free = {pk: placing.device_room(pk, now=time.time()) for pk in {r.device_id for r in running}}
-    victim = queueing.preemption_victim(entry, running, free)
+    yielding = tuple(
+        r.id for r in running if r.yielding and free[r.device_id] + r.reserved_bytes >= want.need(r.device_id)
+    )
+    victim = queueing.preemption_victim(want, running, free)
     if victim is None:
-        return
+        return Preemption(asked=None, yielding=yielding)
+    now = timezone.now()
+    hold = {"not_before": now + dt.timedelta(seconds=hold_s)} if hold_s > 0 else {}
     asked = Job.objects.filter(
         pk=victim.id, state=JobState.RUNNING, preempt_requested_at__isnull=True
-    ).update(preempt_requested_at=timezone.now())
-    if asked:
-        job_log(
-            job_id=victim.id,
-            level=LogLevel.WARNING,
-            message=f"Asked to checkpoint and yield its device to {job} (priority {job.priority}).",
-        )
-        log.info("job #%s asked to yield its device to job #%s", victim.id, job.pk)
+    ).update(preempt_requested_at=now, **hold)
+    if not asked:
+        return Preemption(asked=None, yielding=yielding)
+    job_log(
+        job_id=victim.id,
+        level=LogLevel.WARNING,
+        message=f"Asked to checkpoint and yield its device to {wanted_by}.",
+    )
+    log.info("job #%s asked to yield its device to %s", victim.id, wanted_by)
+    return Preemption(asked=victim.id, yielding=yielding)

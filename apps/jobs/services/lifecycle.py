@@ -259,7 +259,8 @@ def _retried(job: Job, error_class: str, error: str) -> bool:
 
 def job_wait(*, job: Job, reason: str, **changes: Any) -> bool:
     """Put a running job back in the queue to wait for the dispatcher: its reservation, device and
-    task let go (a lost worker, a yield, an automatic retry). False if it already moved on."""
+    task let go (a lost worker, a yield, an automatic retry), its pinned device kept. False if it
+    already moved on."""
     moved = transition(
         job,
         JobState.QUEUED,
@@ -284,13 +285,19 @@ def job_wait(*, job: Job, reason: str, **changes: Any) -> bool:
 def job_yield(*, job_id: int, task_id: str, reason: str) -> bool:
     """The runner of this task stopped to give its device back (`preempt`, or its worker's
     `shutdown`) after writing a checkpoint: the job waits again and resumes from it. A yield is not
-    a failed attempt, so it gives its attempt back. False when the job is not running under this
-    task (a cancel that came meanwhile wins: the caller finishes it)."""
+    a failed attempt, so it gives its attempt back. A hold the preemption asked for (`not_before`
+    set past `preempt_requested_at`: it yielded to a pinned serving load) starts now, as it yields.
+    False when the job is not running under this task (a cancel that came meanwhile wins: the
+    caller finishes it)."""
     job = Job.objects.select_for_update().filter(pk=job_id, task_id=task_id, state=JobState.RUNNING).first()
     if job is None:
         return False
     step = job.step
-    if not job_wait(job=job, reason=f"yielded its device ({reason})", attempts=F("attempts") - 1):
+    changes: dict[str, Any] = {"attempts": F("attempts") - 1}
+    asked_at, hold_until = job.preempt_requested_at, job.not_before
+    if asked_at is not None and hold_until is not None and hold_until > asked_at:
+        changes["not_before"] = timezone.now() + (hold_until - asked_at)
+    if not job_wait(job=job, reason=f"yielded its device ({reason})", **changes):
         return False
     job_log(job_id=job_id, level=LogLevel.WARNING, message=f"Yielded at step {step} ({reason}).")
     return True

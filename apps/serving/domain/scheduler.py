@@ -104,6 +104,13 @@ def free_bytes(device: DeviceView) -> int:
     return max(0, _headroom(device))
 
 
+def _in_scope(request: Request, device: DeviceView) -> bool:
+    """Whether the request may go to `device` at all (its device or node, if it names one)."""
+    return (request.device_id is None or device.id == request.device_id) and (
+        request.node is None or device.node == request.node
+    )
+
+
 def _holds(device: DeviceView, version_id: int | None) -> bool:
     return version_id is not None and any(r.version_id == version_id for r in device.residents)
 
@@ -159,12 +166,7 @@ def decide(
     placed <= capacity.
     """
     need = request.need
-    scoped = [
-        d
-        for d in devices
-        if (request.device_id is None or d.id == request.device_id)
-        and (request.node is None or d.node == request.node)
-    ]
+    scoped = [d for d in devices if _in_scope(request, d)]
     candidates = [d for d in scoped if d.accepts and not _holds(d, request.version_id)]
     if not candidates:
         return _scope_refusal(request, devices, scoped)
@@ -193,6 +195,20 @@ def decide(
     if chosen is not None:
         return chosen
     return _capacity_refusal(request, candidates, now=now, min_residency_s=min_residency_s)
+
+
+def short_of_room(request: Request, devices: Sequence[DeviceView]) -> dict[int, int]:
+    """Per device in the request's scope that accepts it, does not hold it yet and is big enough for
+    what it needs there, that need: the devices where only what others hold (and eviction could not
+    free) keeps it out, were it refused. Empty when no memory let go anywhere could help."""
+    return {
+        d.id: request.need(d.id)
+        for d in devices
+        if _in_scope(request, d)
+        and d.accepts
+        and not _holds(d, request.version_id)
+        and request.need(d.id) <= d.capacity_bytes
+    }
 
 
 def _capacity_refusal(

@@ -1,5 +1,6 @@
 """Loading a version: checks, the scheduler's decision under the candidate devices' locks, the
-reservation and its victims, and adapters bringing their base."""
+reservation and its victims, adapters bringing their base, and a pinned load refused for room asking
+the apps above for it (signals.room_wanted)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from apps.fleet.domain.kinds import MemoryKind
 from apps.fleet.models import Device
 from apps.models.models import ModelVersion
 from apps.models.selectors import adapter_base, version_unusable
-from apps.serving import messages, services
+from apps.serving import messages, services, signals
 from apps.serving.domain import scheduler
 from apps.serving.domain.states import PlacementState
 from apps.serving.domain.tasks import tasks_for
@@ -96,7 +97,6 @@ def _check_loadable(version: ModelVersion) -> None:
         )
 
 
-@transaction.atomic
 def placement_load(
     *,
     version: ModelVersion,
@@ -113,7 +113,63 @@ def placement_load(
     the policy where room is needed. An active placement that already matches is returned as it
     is. An adapter brings its base first, onto the same device. With `evict` False only free
     room will do. Raises PlacementRefused with the scheduler's reason, or ValidationError for a
-    version that cannot be served at all."""
+    version that cannot be served at all.
+
+    A pinned load (`pinned`, else its serving profile's) that may evict and is refused for room
+    asks for it (signals.room_wanted) once its own transaction has rolled back, so what the
+    receivers write stays: a running fine-tune may be asked to yield its memory. It is refused
+    all the same, with what they did appended; the caller tries again."""
+    exclude_devices = list(exclude_devices)
+    try:
+        return _placement_load(
+            version=version,
+            device=device,
+            node=node,
+            pinned=pinned,
+            keep_alive_s=keep_alive_s,
+            requested_by=requested_by,
+            exclude_devices=exclude_devices,
+            evict=evict,
+            now=now,
+        )
+    except PlacementRefused as refused:
+        if not (refused.room_on and evict and _pins(version, pinned)):
+            raise
+        notes = _room_wanted(version, refused.room_on)
+        if not notes:
+            raise
+        raise PlacementRefused(" ".join([str(refused), *notes]), room_on=refused.room_on) from refused
+
+
+def _pins(version: ModelVersion, pinned: bool | None) -> bool:
+    """Whether a load asked with `pinned` is a pinned one: as asked, else as its profile says."""
+    if pinned is not None:
+        return pinned
+    profile = profile_for(version)
+    return bool(profile and profile.pinned)
+
+
+def _room_wanted(version: ModelVersion, room_on: dict[int, int]) -> list[str]:
+    """Ask the apps above for room for a pinned load of `version`; the sentences they answer."""
+    answers = signals.room_wanted.send(
+        sender=Placement, need_on=dict(room_on), wanted_by=f"a pinned load of {version}"
+    )
+    return [answer for _, answer in answers if answer]
+
+
+@transaction.atomic
+def _placement_load(
+    *,
+    version: ModelVersion,
+    device: Device | None,
+    node: str | None,
+    pinned: bool | None,
+    keep_alive_s: int | None,
+    requested_by: Any,
+    exclude_devices: Iterable[int],
+    evict: bool,
+    now: float | None,
+) -> Placement:
     _check_loadable(version)
     now = time.time() if now is None else now
     profile = profile_for(version)
@@ -125,13 +181,16 @@ def placement_load(
     if version.kind == "adapter":
         if base is None:
             raise ValidationError({"version": f"{version} is an adapter whose base model is not registered."})
-        base_placement = placement_load(
+        base_placement = _placement_load(
             version=base,
             device=device,
             node=node,
+            pinned=None,
+            keep_alive_s=None,
             requested_by=requested_by,
             exclude_devices=exclude_devices,
             evict=evict,
+            now=None,
         )
         device = base_placement.device
     candidates = lock_devices(device=device, node=node, exclude=exclude_devices)
@@ -152,7 +211,10 @@ def placement_load(
     )
     decision, views = decide(request, candidates, now=now, protect=protect)
     if isinstance(decision, scheduler.Refusal):
-        raise PlacementRefused(f"{version} cannot be placed: {decision.reason}.")
+        raise PlacementRefused(
+            f"{version} cannot be placed: {decision.reason}.",
+            room_on=scheduler.short_of_room(request, views),
+        )
     if decision.evict and not evict:
         raise PlacementRefused(f"{version} cannot be placed without evicting, which was not allowed.")
     chosen = next(d for d in candidates if d.pk == decision.device_id)

@@ -10,7 +10,7 @@ that made room by evicting waits for `unloads_pending` to clear before its work 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -25,9 +25,14 @@ from apps.serving.placing.unload import placement_unload
 
 
 class PlacementRefused(Conflict):
-    """No device can take the version (or the job) now; the message says why, in the scheduler's words."""
+    """No device can take the version (or the job) now; the message says why, in the scheduler's words.
+    `room_on`: where only memory others hold kept it out (scheduler.short_of_room), empty otherwise."""
 
     code = "placement_refused"
+
+    def __init__(self, message: str, *, room_on: Mapping[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.room_on: dict[int, int] = dict(room_on or {})
 
 
 def lock_devices(*, device: Device | None, node: str | None, exclude: Iterable[int]) -> list[Device]:
