@@ -11,7 +11,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('fleet', '0005_device_retired_at'),
         ('jobs', '0002_job_reserved_bytes'),
         ('registry', '0005_version_lineage_evaluations_benchmark'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

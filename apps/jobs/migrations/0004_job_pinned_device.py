@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('fleet', '0005_device_retired_at'),
+        ('fleet', '0001_initial'),
         ('jobs', '0003_datasets_progress_checkpoints'),
     ]
 
