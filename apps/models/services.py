@@ -198,8 +198,9 @@ def version_set_parent(*, version: ModelVersion, parent: ModelVersion | None) ->
 @transaction.atomic
 def version_record_evaluation(*, version: ModelVersion, key: str, figures: dict) -> None:
     """Store an evaluation's figures (loss, perplexity, exact match, the job ...) as the version's
-    latest under `key` (the dataset, or a golden set), with when it was recorded. The row is locked
-    so that two evaluations finishing together each keep their key."""
+    latest under `key` (a dataset's split or a golden set: measured.dataset_key, measured.golden_key),
+    with when it was recorded. The row is locked so that two evaluations finishing together each
+    keep their key."""
     key = key.strip()
     if not key:
         raise ValidationError({"key": "An evaluation needs a key (the dataset it was measured on)."})

@@ -1,5 +1,6 @@
 // A model page's evaluations compared across its versions: one Plotly chart per figure (eval
-// loss, perplexity, exact match), a line per dataset over the versions that were evaluated on it.
+// loss, perplexity, exact match), a line per evaluation key (a dataset's split, a golden set) and the
+// data it was measured on, over the versions evaluated on it: like is only drawn against like.
 // The data is the page's "evaluations-data" (apps.models.domain.measured.evaluation_charts); the
 // table beside the charts shows the same figures without JavaScript.
 (function () {
@@ -15,7 +16,7 @@
     if (!el) return;
     el.textContent = "";
     var traces = chart.series.map(function (s) {
-      return { name: s.key, x: s.x, y: s.y, type: "scatter", mode: "lines+markers" };
+      return { name: s.label || s.key, x: s.x, y: s.y, type: "scatter", mode: "lines+markers" };
     });
     Plotly.react(el, traces, {
       title: { text: chart.title, font: { size: 13 } },

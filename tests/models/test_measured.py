@@ -100,9 +100,55 @@ def test_the_charts_have_a_line_per_dataset_over_the_versions_evaluated_on_it() 
     )
 
     by_figure = {chart["figure"]: chart["series"] for chart in charts}
-    assert by_figure["loss"] == [{"key": "greetings", "x": ["v1", "v2"], "y": [2.0, 1.5]}]
-    assert by_figure["perplexity"] == [{"key": "greetings", "x": ["v1"], "y": [7.4]}]
-    assert by_figure["exact_match"] == [{"key": "golden", "x": ["v2"], "y": [0.5]}]
+    assert by_figure["loss"] == [
+        {"key": "greetings", "label": "greetings", "x": ["v1", "v2"], "y": [2.0, 1.5]}
+    ]
+    assert by_figure["perplexity"] == [{"key": "greetings", "label": "greetings", "x": ["v1"], "y": [7.4]}]
+    assert by_figure["exact_match"] == [{"key": "golden", "label": "golden", "x": ["v2"], "y": [0.5]}]
+
+
+def test_keys_are_namespaced_and_read_as_words() -> None:
+    pairs = [("The", " cat"), ("A", " dog")]
+
+    sha256 = measured.golden_sha256(pairs)
+
+    assert measured.dataset_key("golden", "eval") == "dataset:golden:eval"
+    assert measured.golden_key(sha256) == f"golden:{sha256[:8]}" != measured.dataset_key("golden", "eval")
+    assert measured.golden_sha256(list(reversed(pairs))) != sha256  # a golden set is its pairs, in order
+    assert measured.key_label("dataset:demo-status:eval") == "demo-status (eval)"
+    assert measured.key_label("dataset:demo.v2:all") == "demo.v2 (all rows)"
+    assert measured.key_label("golden:1a2b3c4d") == "golden set 1a2b3c4d"
+    assert [measured.key_label(old) for old in ("greetings", "golden")] == ["greetings", "golden"]
+
+
+def test_the_charts_draw_only_like_against_like() -> None:
+    """A split, a golden set and a dataset whose file or split rule changed are each their own line."""
+    same = {"sha256": "a" * 64, "eval_share": 0.1, "split_seed": 0}
+    charts = measured.evaluation_charts(
+        [
+            (1, {"dataset:chat:eval": {"loss": 2.0, **same}, "golden:11111111": {"exact_match": 0.25}}),
+            (
+                2,
+                {
+                    "dataset:chat:eval": {"loss": 1.5, **same},
+                    "dataset:chat:train": {"loss": 0.5, **same},
+                    "golden:22222222": {"exact_match": 1.0},
+                },
+            ),
+            (3, {"dataset:chat:eval": {"loss": 1.0, **same, "sha256": "b" * 64}}),
+        ]
+    )
+
+    by_figure = {chart["figure"]: chart["series"] for chart in charts}
+    assert [(s["label"], s["x"], s["y"]) for s in by_figure["loss"]] == [
+        ("chat (eval) · data aaaaaaaa, eval share 0.1, seed 0", ["v1", "v2"], [2.0, 1.5]),
+        ("chat (eval) · data bbbbbbbb, eval share 0.1, seed 0", ["v3"], [1.0]),
+        ("chat (train)", ["v2"], [0.5]),
+    ]
+    assert [(s["label"], s["x"]) for s in by_figure["exact_match"]] == [
+        ("golden set 11111111", ["v1"]),
+        ("golden set 22222222", ["v2"]),
+    ]
 
 
 def test_a_baseline_row_reads_the_single_short_request_and_the_best_throughput() -> None:
@@ -131,14 +177,18 @@ def test_the_model_page_compares_its_versions_evaluations_and_baselines(client_a
     page = _page(client_as(Role.VIEWER), model.get_absolute_url())
 
     evaluations = _section(page, "evaluations")
-    assert re.search(r"v1</a></td>\s*<td>greetings</td>\s*<td class=\"num\">2.2500", evaluations)
-    assert re.search(r"v2</a></td>\s*<td>golden</td>", evaluations)
+    assert re.search(
+        r"v1</a></td>\s*<td title=\"greetings\">greetings</td>\s*<td class=\"num\">2.2500", evaluations
+    )
+    assert re.search(r"v2</a></td>\s*<td title=\"golden\">golden</td>", evaluations)
     assert 'id="evaluations-chart-loss"' in evaluations
     data = json.loads(
         page.split('id="evaluations-data" type="application/json">', 1)[1].split("</script>")[0]
     )
     loss = next(chart for chart in data if chart["figure"] == "loss")
-    assert loss["series"] == [{"key": "greetings", "x": ["v1", "v2"], "y": [2.25, 1.75]}]
+    assert loss["series"] == [
+        {"key": "greetings", "label": "greetings", "x": ["v1", "v2"], "y": [2.25, 1.75]}
+    ]
     assert "js/model_evaluations.js" in page
     baselines = _section(page, "benchmarks")
     assert "node-1/gpu0" in baselines
@@ -146,6 +196,37 @@ def test_the_model_page_compares_its_versions_evaluations_and_baselines(client_a
     for shown in ("12.5 ms", "4.5 / 7.5 ms", "76.0 / 90.0 ms", "610 tokens/s", "3.0\xa0MiB", "0.42 s"):
         assert shown in baselines
     assert reverse("jobs:detail", args=[12]) in baselines
+
+
+def test_the_pages_label_namespaced_keys_readably(client_as: Client) -> None:
+    model = RegisteredModelFactory(name="demo")
+    data = {"sha256": "c" * 64, "eval_share": 0.2, "split_seed": 7}
+    evaluations = {
+        "dataset:demo-status:eval": {"loss": 1.25, "rows": 4, **data},
+        "golden:1a2b3c4d": {"exact_match": 0.75, "golden_sha256": "1a2b3c4d" + "0" * 56},
+        "greetings": {"loss": 2.5},  # written before the namespaces
+    }
+    version = ModelVersionFactory(model=model, number=1, evaluations=evaluations)
+    viewer = client_as(Role.VIEWER)
+
+    model_page = _page(viewer, model.get_absolute_url())
+    version_page = _page(viewer, version.get_absolute_url())
+
+    for page in (model_page, version_page):
+        table = _section(page, "evaluations")
+        assert re.search(
+            r">demo-status \(eval\) <span class=\"muted\">data cccccccc, eval share 0.2, seed 7</span>"
+            r"</td>\s*"
+            r"<td class=\"num\">1.2500",
+            table,
+        )
+        assert re.search(
+            r">golden set 1a2b3c4d</td>(\s*<td class=\"num\">—</td>){2}\s*<td class=\"num\">0.750", table
+        )
+        assert re.search(r">greetings</td>\s*<td class=\"num\">2.5000", table)
+    data_json = model_page.split('id="evaluations-data" type="application/json">', 1)[1].split("</script>")[0]
+    labels = {chart["figure"]: [s["label"] for s in chart["series"]] for chart in json.loads(data_json)}
+    assert labels == {"loss": ["demo-status (eval)", "greetings"], "exact_match": ["golden set 1a2b3c4d"]}
 
 
 def test_a_model_page_without_measurements_says_how_to_get_them(client_as: Client) -> None:
@@ -187,7 +268,7 @@ def test_the_version_page_shows_its_lineage_evaluations_and_baseline(client_as: 
     assert f'<a href="{reverse("jobs:detail", args=[7])}">job 7</a>' in made
     assert "a LoRA adapter" in made
     assert re.search(r"eval_loss</dt><dd class=\"num\">1.5000", made)
-    assert re.search(r"<td>greetings</td>\s*<td class=\"num\">1.5000", _section(page, "evaluations"))
+    assert re.search(r">greetings</td>\s*<td class=\"num\">1.5000", _section(page, "evaluations"))
     assert "node-1/gpu0" in _section(page, "benchmark")
 
 

@@ -7,9 +7,12 @@ batches of different sizes weigh by their tokens; perplexity is exp(loss). A gol
 greedy continuation of its prompt (max_new_tokens, ending at the end-of-text token), and matches
 when it equals the expected text once both are stripped of surrounding whitespace.
 
-The version's evaluations keep one entry per key: the dataset's name for loss and perplexity, and
-"golden" for the exact match, so evaluations on different data of the same version stand side by
-side, and the model page compares versions key by key.
+The version's evaluations keep one entry per key (apps.models.domain.measured): `dataset:<name>:<split>`
+for loss and perplexity, and `golden:<first 8 hex of the pairs' sha256>` for the exact match, in
+namespaces a dataset's name cannot collide with. So evaluations on different data, splits or golden
+sets of the same version stand side by side, and the model page compares versions key by key. The
+figures also record what the key does not: the dataset file's sha256 and its split rule (eval_share,
+split_seed) as they were when it was read, and the golden set's whole sha256 and its pairs' count.
 """
 
 from __future__ import annotations
@@ -31,9 +34,22 @@ from apps.jobs.training.data import encode
 from apps.jobs.training.loading import LoadedLM, load_causal_lm
 from apps.jobs.training.scoring import mean_loss
 from apps.models import services as model_services
+from apps.models.domain import measured
 from apps.models.models import ModelVersion
 
-GOLDEN_KEY = "golden"
+# What an evaluation on a dataset stores on the version, under measured.dataset_key.
+DATASET_FIGURES = (
+    "loss",
+    "perplexity",
+    "rows",
+    "tokens",
+    "split",
+    "dataset",
+    "dataset_id",
+    "sha256",
+    "eval_share",
+    "split_seed",
+)
 
 
 def run(job: Job, report: Report) -> Outcome:
@@ -46,7 +62,7 @@ def run(job: Job, report: Report) -> Outcome:
         report.progress(0.02, f"Loaded {version} on {lm.device}")
         scorer = _Scorer(lm, report, params)
         if dataset is not None:
-            result.update(dataset=dataset.name, split=params.split, **scorer.loss(dataset))
+            result.update(_dataset_facts(dataset), split=params.split, **scorer.loss(dataset))
         if params.golden:
             result.update(scorer.golden(params.golden))
     except JobFailure as failure:  # a bad row, a model that cannot load: its class, in its words
@@ -58,6 +74,18 @@ def run(job: Job, report: Report) -> Outcome:
     report.flush()
     _store(version, job, result)
     return Outcome(result)
+
+
+def _dataset_facts(dataset: Dataset) -> dict[str, Any]:
+    """What identifies the rows an evaluation read beyond the dataset's name: its file's sha256 and
+    its split rule, which may change later."""
+    return {
+        "dataset": dataset.name,
+        "dataset_id": dataset.pk,
+        "sha256": dataset.sha256 or None,
+        "eval_share": dataset.eval_share,
+        "split_seed": dataset.split_seed,
+    }
 
 
 def _load(version: ModelVersion, device: str) -> LoadedLM:
@@ -143,19 +171,23 @@ class _Scorer:
 
 def _store(version: ModelVersion, job: Job, result: dict[str, Any]) -> None:
     if "dataset" in result:
-        figures = {k: result[k] for k in ("loss", "perplexity", "rows", "tokens", "split")}
-        model_services.version_record_evaluation(
-            version=version, key=result["dataset"], figures={**figures, "job": job.pk}
-        )
-    if "golden" in result:
-        right = sum(a["ok"] for a in result["golden"])
+        figures = {k: result[k] for k in DATASET_FIGURES}
         model_services.version_record_evaluation(
             version=version,
-            key=GOLDEN_KEY,
+            key=measured.dataset_key(result["dataset"], result["split"]),
+            figures={**figures, "job": job.pk},
+        )
+    if "golden" in result:
+        pairs = [(a["prompt"], a["expected"]) for a in result["golden"]]
+        sha256 = measured.golden_sha256(pairs)
+        model_services.version_record_evaluation(
+            version=version,
+            key=measured.golden_key(sha256),
             figures={
                 "exact_match": result["exact_match"],
-                "right": right,
-                "of": len(result["golden"]),
+                "right": sum(a["ok"] for a in result["golden"]),
+                "of": len(pairs),
+                "golden_sha256": sha256,
                 "job": job.pk,
             },
         )

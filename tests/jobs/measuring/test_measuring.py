@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,7 @@ from apps.jobs.models import Dataset, Job
 from apps.models import demo
 from apps.models.domain.formats import ModelFormat
 from apps.models.models import ModelVersion
+from apps.serving.domain.probe import PROBE_NEW_TOKENS, PROBE_PROMPT
 from tests.jobs.factories import JobFactory
 from tests.models.factories import ModelVersionFactory
 
@@ -57,6 +59,9 @@ def dataset(tmp_path: Path) -> Dataset:
         shape="prompt_completion",
         rows=len(rows),
         state="valid",
+        sha256="ab" * 32,
+        eval_share=0.25,
+        split_seed=3,
     )
 
 
@@ -88,8 +93,10 @@ def test_evaluate_gives_a_finite_loss_and_perplexity_and_stores_them_on_the_vers
     assert job.result["rows"] == dataset.rows
     assert job.result["tokens"] > dataset.rows
     lm.refresh_from_db()
-    stored = lm.evaluations[dataset.name]
+    stored = lm.evaluations[f"dataset:{dataset.name}:all"]
     assert (stored["loss"], stored["perplexity"], stored["job"]) == (loss, perplexity, job.pk)
+    assert (stored["split"], stored["dataset"], stored["dataset_id"]) == ("all", dataset.name, dataset.pk)
+    assert (stored["sha256"], stored["eval_share"], stored["split_seed"]) == ("ab" * 32, 0.25, 3)
     assert list(job.metrics.filter(name="eval_loss").values_list("value", flat=True)) == [pytest.approx(loss)]
     assert (job.step, job.total_steps) == (job.total_steps, math.ceil(dataset.rows / 8))  # batches of 8
 
@@ -106,11 +113,49 @@ def test_exact_match_counts_right_and_wrong_answers(lm: ModelVersion, demo_model
     assert job.result["exact_match"] == 0.5
     assert [(g["ok"], g["got"]) for g in job.result["golden"]] == [(True, answer), (False, answer)]
     lm.refresh_from_db()
-    assert {k: lm.evaluations["golden"][k] for k in ("exact_match", "right", "of")} == {
+    sha256 = hashlib.sha256(
+        json.dumps(golden, ensure_ascii=False, separators=(",", ":")).encode()
+    ).hexdigest()
+    stored = lm.evaluations[f"golden:{sha256[:8]}"]
+    assert {k: stored[k] for k in ("exact_match", "right", "of", "golden_sha256")} == {
         "exact_match": 0.5,
         "right": 1,
         "of": 2,
+        "golden_sha256": sha256,
     }
+
+
+def test_a_dataset_named_golden_keeps_both_its_loss_and_the_golden_exact_match(
+    lm: ModelVersion, dataset: Dataset
+) -> None:
+    Dataset.objects.filter(pk=dataset.pk).update(name="golden")
+    golden = [[PROMPT, "no model says this"]]
+    params = {"version": lm.pk, "dataset": dataset.pk, "split": "all", "golden": golden, "max_new_tokens": 4}
+
+    job = run(JobFactory(kind=JobKind.EVALUATE, params=params))
+
+    assert job.state == JobState.SUCCEEDED, job.error
+    lm.refresh_from_db()
+    golden_keys = [key for key in lm.evaluations if key.startswith("golden:")]
+    assert len(golden_keys) == 1
+    assert sorted(lm.evaluations) == ["dataset:golden:all", *golden_keys]
+    assert lm.evaluations["dataset:golden:all"]["loss"] == job.result["loss"] > 0
+    assert lm.evaluations[golden_keys[0]]["exact_match"] == 0.0
+
+
+def test_an_evaluation_on_another_split_stands_beside_the_first(lm: ModelVersion, dataset: Dataset) -> None:
+    for split in ("eval", "train"):
+        job = run(
+            JobFactory(
+                kind=JobKind.EVALUATE, params={"version": lm.pk, "dataset": dataset.pk, "split": split}
+            )
+        )
+        assert job.state == JobState.SUCCEEDED, job.error
+
+    lm.refresh_from_db()
+    assert sorted(lm.evaluations) == ["dataset:corpus-pc:eval", "dataset:corpus-pc:train"]
+    eval_rows, train_rows = (lm.evaluations[f"dataset:corpus-pc:{s}"]["rows"] for s in ("eval", "train"))
+    assert (eval_rows + train_rows, eval_rows > 0, train_rows > 0) == (dataset.rows, True, True)
 
 
 def test_evaluate_names_a_bad_row_that_appeared_after_validation(lm: ModelVersion, dataset: Dataset) -> None:
@@ -137,6 +182,8 @@ BASELINE_KEYS = {
     "token_ms_p50",
     "latency_ms_p50",
     "latency_ms_p99",
+    "single",
+    "probe",
 }
 RUN_KEYS = {
     "batch",
@@ -177,6 +224,10 @@ def test_benchmark_stores_the_baseline_with_the_documented_keys(lm: ModelVersion
     first = runs[0]
     assert 0 < first["ttft_ms_p50"] <= first["latency_ms_p50"]
     assert baseline["latency_ms_p50"] == first["latency_ms_p50"]
+    assert baseline["single"] == {"batch": 1, "prompt_tokens": 8}
+    probe = baseline["probe"]
+    assert (probe["prompt"], probe["max_new_tokens"]) == (PROBE_PROMPT, PROBE_NEW_TOKENS)
+    assert 0 < probe["ms_p50"] <= probe["ms_p99"]
     assert baseline["latency_ms_p99"] >= baseline["latency_ms_p50"]
     assert all(r["tokens_per_s"] > 0 and r["token_ms_p50"] > 0 for r in runs)
     assert baseline["peak_memory_bytes"] >= baseline["memory_bytes"]

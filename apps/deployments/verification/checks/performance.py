@@ -1,6 +1,6 @@
 """performance: the release's probe latencies against the version's benchmark baseline (what its
-latest benchmark job measured; no baseline is a note, not a verdict), against the stable release's
-and against the p99 objective.
+latest benchmark job timed of the same probe, plus MOC_PERF_PATH_ALLOWANCE_MS for the serving path;
+no baseline is a note, not a verdict), against the stable release's and against the p99 objective.
 
 Both are warmed up first, then the same probe is timed on the release and, while stable has
 placements loaded, on stable, alternately, so both see the same load (the rule, and why medians:
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
 
 from apps.core.redis_clients import redis_client
 from apps.deployments import figures
@@ -43,6 +45,10 @@ STABLE_WINDOW_S = 300
 # the judgement) and for a probe slower than the one before it.
 MARGIN_S = 10.0
 NO_BENCHMARK = "no benchmark baseline: run a benchmark job on {version} to judge against one"
+UNLIKE_BENCHMARK = (
+    "the benchmark baseline of {version} has no figure like this probe (its own timing of the probe, or "
+    "first-token and per-token latencies): run a benchmark job on {version} again"
+)
 
 # A probe sent: the answer and how long it took (ms), as probes.ask; raises inference.Refused.
 Ask = Callable[[ModelVersion, int, probes.Probe], tuple[dict[str, Any], float]]
@@ -67,8 +73,14 @@ def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask =
     else:
         live = _stable_recent(ctx, now=time.time())
         baseline = None if live is None else performance.live(live, min_requests=ctx.deployment.min_samples)
-    benchmark = performance.benchmark_expected(ctx.version.benchmark, new_tokens=_new_tokens(probe))
-    no_benchmark = NO_BENCHMARK.format(version=ctx.version) if benchmark is None else ""
+    expected = performance.benchmark_expected(
+        ctx.version.benchmark,
+        prompt=probe.data.get("prompt"),
+        new_tokens=_new_tokens(probe),
+        allowance_ms=settings.MOC_PERF_PATH_ALLOWANCE_MS,
+    )
+    benchmark = expected.baseline() if expected is not None else None
+    no_benchmark = _no_benchmark(ctx.version) if expected is None else ""
     verdict = performance.judge(
         release_ms=timed.release_ms,
         baseline=baseline,
@@ -85,7 +97,7 @@ def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask =
         "unpaired": unpaired or None,
         "p99_ratio_max": ctx.deployment.p99_ratio_max,
         "slo_p99_ms": ctx.deployment.slo_p99_ms,
-        "benchmark": _benchmark_evidence(ctx.version, benchmark) if benchmark else no_benchmark,
+        "benchmark": _benchmark_evidence(ctx.version, expected) if expected else no_benchmark,
     }
     if timed.stable_ms:
         evidence["stable"] = performance.latencies(timed.stable_ms).to_evidence()
@@ -97,7 +109,8 @@ def run(ctx: Context, *, clock: Callable[[], float] = time.monotonic, ask: Ask =
             "p99_ms": None if live.p99_ms is None else round(live.p99_ms, 2),
         }
     notes = "; ".join(n for n in (unpaired, no_benchmark) if n)
-    return Outcome(CheckStatus(verdict.status), f"{verdict.reason} ({notes})", evidence)
+    reason = f"{verdict.reason} ({notes})" if notes else verdict.reason
+    return Outcome(CheckStatus(verdict.status), reason, evidence)
 
 
 def _new_tokens(probe: probes.Probe) -> int | None:
@@ -106,16 +119,28 @@ def _new_tokens(probe: probes.Probe) -> int | None:
     return tokens if isinstance(tokens, int) else None
 
 
-def _benchmark_evidence(version: ModelVersion, expected: performance.Baseline) -> dict[str, Any]:
-    """Both figures the probes were held to, and where and when the benchmark measured them."""
+def _no_benchmark(version: ModelVersion) -> str:
+    """Why the probes are not held to the version's benchmark: it has none, or none like the probe."""
+    if not version.benchmark:
+        return NO_BENCHMARK.format(version=version)
+    return UNLIKE_BENCHMARK.format(version=version)
+
+
+def _benchmark_evidence(version: ModelVersion, expected: performance.Expected) -> dict[str, Any]:
+    """The figure the probes were held to, how it was reached, and where and when the benchmark
+    measured it."""
     figures = version.benchmark
     return {
-        "expected_ms": round(expected.median_ms, 2),
-        "what": expected.what,
+        "expected_ms": round(expected.ms, 2),
+        "measured_ms": round(expected.measured_ms, 2),
+        "path_allowance_ms": expected.allowance_ms,
+        "basis": expected.basis,
+        "how": expected.how,
+        "note": expected.note or None,
+        "what": expected.baseline().what,
+        "probe": figures.get("probe"),
         "ttft_ms_p50": figures.get("ttft_ms_p50"),
         "token_ms_p50": figures.get("token_ms_p50"),
-        "latency_ms_p50": figures.get("latency_ms_p50"),
-        "latency_ms_p99": figures.get("latency_ms_p99"),
         "device": figures.get("device"),
         "at": figures.get("at"),
         "job": figures.get("job"),
