@@ -21,7 +21,11 @@ class RequestSizeLimitMiddleware:
     with the rest unread (gunicorn reads at most 64 KiB of it to keep a connection alive),
     and the client, or nginx in front, sees a reset instead of the answer: nginx turns it
     into a 502. So whatever a view left of the body (an early 401 or 404, or the 413 here)
-    is read and discarded first, and the connection stays usable.
+    is read and discarded first, and the connection stays usable: up to DRAIN_MAX_BYTES of
+    it. Past that, or for a response marked `leave_body_unread` (an upload refused before
+    its body was looked at: apps/core/upload_gate.py), nothing more is read: a client that
+    trickles its body must not hold a thread, so the server reads its own small amount and
+    closes the connection instead (gunicorn: 64 KiB).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -38,8 +42,7 @@ class RequestSizeLimitMiddleware:
             )
         limit = body_limit(request.path_info)
         if length > limit:
-            if length <= DRAIN_MAX_BYTES:
-                _drain(request)
+            _drain(request, length)
             return JsonResponse(
                 {
                     "error": "request_too_large",
@@ -49,7 +52,8 @@ class RequestSizeLimitMiddleware:
                 status=413,
             )
         response = self.get_response(request)
-        _drain(request)
+        if not getattr(response, LEAVE_BODY_UNREAD, False):
+            _drain(request, length)
         return response
 
 
@@ -60,15 +64,23 @@ def body_limit(path: str) -> int:
     return limit
 
 
-# Past this, reading a refused body only to throw it away costs more than the reset the
-# client gets instead (nginx refuses such bodies itself: deploy/nginx).
-DRAIN_MAX_BYTES = 64 * 1024 * 1024
+# Past this, reading a body only to throw it away holds a thread for as long as the client takes
+# to send it; the connection is closed instead (nginx refuses bodies over the limits itself:
+# deploy/nginx, and reads no more than client_body_timeout allows between two reads).
+DRAIN_MAX_BYTES = 4 * 1024 * 1024
+LEAVE_BODY_UNREAD = "moc_leave_body_unread"
 
 
-def _drain(request: HttpRequest) -> None:
-    """Read and discard what is left of a WSGI request's body (under ASGI, Django has
-    read it all before the view runs)."""
-    if not isinstance(request, WSGIRequest):
+def leave_body_unread(response: HttpResponse) -> HttpResponse:
+    """Mark `response` as one whose request body nothing reads: the server closes the connection."""
+    setattr(response, LEAVE_BODY_UNREAD, True)
+    return response
+
+
+def _drain(request: HttpRequest, length: int) -> None:
+    """Read and discard what is left of a WSGI request's body of `length` bytes, when that is at most
+    DRAIN_MAX_BYTES (under ASGI, Django has read it all before the view runs)."""
+    if not isinstance(request, WSGIRequest) or length > DRAIN_MAX_BYTES:
         return
     # A client that went away mid-body has no connection left to keep.
     with contextlib.suppress(UnreadablePostError):

@@ -110,8 +110,10 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ["state", "format", "shape", "source", "archived"]
     search_fields = ["name", "description", "path", "sha256"]
     raw_id_fields = ["created_by"]
-    # What the file holds is found by validation, not typed in.
+    # What the file holds is found by validation, not typed in. The name follows the rule uploads
+    # and scans keep (apps.jobs.domain.datasets.name_problem), which a free-text edit here would not.
     readonly_fields = [
+        "name",
         "root",
         "path",
         "format",
@@ -133,6 +135,13 @@ class DatasetAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Datasets come from the roots (a scan) or an upload, which writes the file first.
         return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Dataset | None = None) -> list[str]:
+        # Once a job used the dataset its split stays (dataset_services.dataset_update refuses too).
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and dataset_services.split_frozen(obj):
+            fields += dataset_services.SPLIT_FIELDS
+        return fields
 
     @admin.action(description="Validate the selected datasets again")
     def validate(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:

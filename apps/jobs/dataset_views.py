@@ -56,12 +56,15 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     split = request.GET.get("split", Split.ALL.value)
     if split not in {s.value for s in Split}:
         split = Split.ALL.value
+    shown = preview.preview(dataset, rows=PREVIEW_ROWS, split=split)
+    if shown.note:
+        messages.info(request, f"Preview: {shown.note}")
     context = {
         "section": SECTION,
         "dataset": dataset,
         "split": split,
         "splits": [s.value for s in Split],
-        "preview": preview.preview(dataset, rows=PREVIEW_ROWS, split=split),
+        "preview": shown.rows,
         "preview_rows": PREVIEW_ROWS,
         "can_validate": request.user.has_perm("jobs.change_dataset"),
     }
@@ -87,7 +90,7 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("jobs.change_dataset", raise_exception=True)
 def datasets_scan(request: HttpRequest) -> HttpResponse:
-    result = services.datasets_scan()
+    result = services.datasets_scan_request()
     text = (
         f"Scanned the dataset roots: {result.new} new, {result.changed} changed, "
         f"{result.unchanged} unchanged, {result.missing} gone."

@@ -1,5 +1,6 @@
 """Both nginx configurations give the upload paths (MOC_UPLOAD_PATHS) their own body limit and stream
-their bodies to gunicorn; every other path keeps MOC_MAX_REQUEST_BYTES."""
+their bodies to gunicorn, with a short body timeout and at most 2 upload connections per address;
+every other path keeps MOC_MAX_REQUEST_BYTES."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def limit_map(text: str) -> dict[str, str]:
     return dict(line.strip().rstrip(";").split() for line in body[1].splitlines() if line.strip())
 
 
+# What an upload location adds to the generic proxying, after its body limit: a streamed body
+# holds a gunicorn thread, so a client that trickles one or opens many is cut off here.
+STREAMING = [
+    "proxy_request_buffering off;",
+    "client_body_timeout 10s;",
+    "limit_conn moc_uploads 2;",
+    "limit_conn_status 429;",
+]
+CONN_ZONE = "limit_conn_zone $binary_remote_addr zone=moc_uploads:10m;"
+
+
 def generic_directives(text: str) -> list[str]:
     """The generic location's directives, with nothing about the body limit."""
     body = re.search(r"location / \{\n(.*?)\n\s*\}", text, re.DOTALL)
@@ -59,11 +71,12 @@ def test_the_run_commands_nginx_has_a_streaming_location_per_upload_path_with_it
     generic = generic_directives(text)
     for path, limit in settings.MOC_UPLOAD_PATHS.items():
         lines = directives(found[path])
-        assert lines[:2] == [f"client_max_body_size {limit};", "proxy_request_buffering off;"]
+        assert lines[:5] == [f"client_max_body_size {limit};", *STREAMING]
         # The same proxying as every other page and API call (headers included).
-        assert [line for line in lines[2:] if "#" not in line] == [
+        assert [line for line in lines[5:] if "#" not in line] == [
             line for line in generic if "#" not in line
         ]
+    assert CONN_ZONE in directives(text)
     assert limit_map(text) == {
         "default": "1000",
         "/api/v1/datasets/": "5000",
@@ -118,11 +131,9 @@ def test_compose_nginx_streams_exactly_the_upload_paths_with_the_summed_limit() 
     assert sorted(found) == sorted(settings.MOC_UPLOAD_PATHS)
     for body in found.values():
         lines = directives(body)
-        assert lines[:2] == [
-            "client_max_body_size ${MOC_UPLOAD_MAX_BODY_BYTES};",
-            "proxy_request_buffering off;",
-        ]
-        assert lines[2:] == generic_directives(text)
+        assert lines[:5] == ["client_max_body_size ${MOC_UPLOAD_MAX_BODY_BYTES};", *STREAMING]
+        assert lines[5:] == generic_directives(text)
+    assert CONN_ZONE in directives(text)
     assert limit_map(text) == {
         "default": "${MOC_MAX_REQUEST_BYTES}",
         **dict.fromkeys(settings.MOC_UPLOAD_PATHS, "${MOC_UPLOAD_MAX_BODY_BYTES}"),

@@ -11,21 +11,32 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core import audit
 from apps.core.api.commands import ServiceWriteMixin
 from apps.core.api.parsers import JSONParser
 from apps.core.api.serializers import UserBriefSerializer
 from apps.jobs.datasets import preview, selectors, services, upload
 from apps.jobs.datasets.filters import DatasetFilter
-from apps.jobs.domain.datasets import EVAL_SHARE_DEFAULT, NAME_MAX, Split
+from apps.jobs.domain.datasets import EVAL_SHARE_DEFAULT, NAME_MAX, SHAPE_CHOICES, Split
 from apps.jobs.domain.states import DatasetState
 from apps.jobs.models import Dataset
 
 SPLIT_SEED_MAX = 2**31 - 1
 
 
+def shape_field() -> serializers.ChoiceField:
+    """A dataset's shape: "" until validation finds the shape of its first good row."""
+    return serializers.ChoiceField(
+        choices=SHAPE_CHOICES,
+        allow_blank=True,
+        read_only=True,
+        help_text="What each row holds: text, prompt/completion or chat messages; empty until "
+        "validation has read a good row",
+    )
+
+
 class DatasetSerializer(serializers.ModelSerializer):
     created_by = UserBriefSerializer(read_only=True, allow_null=True)
+    shape = shape_field()
     errors = serializers.JSONField(
         read_only=True,
         help_text='The first bad rows: [{"row": 1-based number (0: the file itself), "error"}]',
@@ -60,6 +71,8 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class DatasetBriefSerializer(serializers.ModelSerializer):
+    shape = shape_field()
+
     class Meta:
         model = Dataset
         fields = ["id", "name", "state", "shape", "rows"]
@@ -103,11 +116,19 @@ class PreviewRowSerializer(serializers.Serializer):
     completion = serializers.CharField(help_text="What is learned (a text row's whole text)")
     messages = MessageSerializer(many=True, help_text="A chat row's messages")
     error = serializers.CharField(help_text="Why the row is bad; empty for a good row")
+    note = serializers.CharField(
+        help_text="Why the row's texts are not shown (too long to preview); empty when they are"
+    )
 
 
 class PreviewSerializer(serializers.Serializer):
     split = serializers.CharField()
     rows = PreviewRowSerializer(many=True)
+    note = serializers.CharField(
+        help_text="Why fewer rows than asked came back when the file has more: a preview reads a bounded "
+        "part of the file (e.g. 'None in the first 2,000 rows of the file: ...'), or why the file "
+        "cannot be read; empty otherwise"
+    )
 
 
 class RefusalSerializer(serializers.Serializer):
@@ -140,6 +161,21 @@ class DatasetViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
         "validated (at once when under 1 MiB, else by a worker: its state is pending until then)"
     )
     update_input = DatasetUpdateInput
+    create_refusals = {
+        413: OpenApiResponse(
+            description="The body is over the upload limit (MOC_DATASET_UPLOAD_MAX_BYTES and the multipart "
+            "envelope): refused by nginx or Django before it is read"
+        )
+    }
+
+    def get_parsers(self) -> list[parsers.BaseParser]:
+        # An upload carries a file, which only a multipart body can: any other body is a 415.
+        # (Read at dispatch, before DRF sets `action`; the schema generator sets `action` itself.)
+        method = getattr(getattr(self, "request", None), "method", "") or ""
+        action = getattr(self, "action", None) or getattr(self, "action_map", {}).get(method.lower())
+        if action == "create":
+            return [parsers.MultiPartParser()]
+        return super().get_parsers()
 
     def create_with(self, data: dict[str, Any]) -> Dataset:
         return upload.dataset_upload(created_by=self.request.user, **data)
@@ -155,8 +191,7 @@ class DatasetViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"])
     def scan(self, request: Request) -> Response:
-        result = services.datasets_scan()
-        audit.record("scan", None, changes={"datasets": [None, result.counts()]})
+        result = services.datasets_scan_request()
         return Response(ScanResultSerializer(result.as_json()).data)
 
     @extend_schema(
@@ -188,5 +223,9 @@ class DatasetViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
         shown = preview.preview(
             dataset, rows=query.validated_data["rows"], split=query.validated_data["split"]
         )
-        body = {"split": query.validated_data["split"], "rows": [row.as_json() for row in shown]}
+        body = {
+            "split": query.validated_data["split"],
+            "rows": [row.as_json() for row in shown.rows],
+            "note": shown.note,
+        }
         return Response(PreviewSerializer(body).data)

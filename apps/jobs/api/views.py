@@ -60,7 +60,11 @@ class JobViewSet(ServiceCreateMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=None,
-        responses={201: JobSerializer, 409: REFUSED},
+        responses={
+            201: JobSerializer,
+            403: OpenApiResponse(description="An admin-only kind (convert), retried by a non-admin"),
+            409: REFUSED,
+        },
         summary="Retry a failed or cancelled job as a new job (a fine-tune resumes from its checkpoints)",
     )
     @action(detail=True, methods=["post"])

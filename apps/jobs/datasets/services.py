@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.core import audit, dispatch
+from apps.core.domain.errors import Conflict
 from apps.core.transitions import transition
 from apps.jobs.datasets import discovery, messages, validation
 from apps.jobs.datasets.discovery import FoundDataset, Refusal
@@ -81,6 +82,13 @@ def datasets_scan(*, roots: Sequence[str] | None = None) -> ScanResult:
     with transaction.atomic():
         pending = Dataset.objects.filter(root__in=walk.roots, state=DatasetState.PENDING, archived=False)
         validations_queue(ids=pending.values_list("pk", flat=True))
+    return result
+
+
+def datasets_scan_request() -> ScanResult:
+    """A scan someone asked for (the page's Scan now, the API's scan): run now, and audited."""
+    result = datasets_scan()
+    audit.record("scan", None, changes={"datasets": [None, result.counts()]})
     return result
 
 
@@ -164,14 +172,38 @@ def dataset_validate_request(*, dataset: Dataset) -> Dataset:
     return dataset
 
 
+class SplitInUse(Conflict):
+    """The split of a dataset some job used cannot move: a later "eval split" evaluation would
+    score rows the fine-tune trained on, and a retry would train on other rows than its first try."""
+
+    code = "split_in_use"
+
+
+# What decides which rows are held out for evaluation.
+SPLIT_FIELDS = ("eval_share", "split_seed")
+
+
+def split_frozen(dataset: Dataset) -> bool:
+    """Whether a job refers to the dataset, so its split may no longer change."""
+    return dataset.pk is not None and dataset.jobs.exists()
+
+
 @transaction.atomic
 def dataset_update(*, dataset: Dataset, **fields: Any) -> Dataset:
-    """Change what an operator may change: description, eval_share, split_seed (the split moves,
-    the rows stay valid, so no validation)."""
-    allowed = {"description", "eval_share", "split_seed"}
+    """Change what an operator may change: description, and the split (eval_share, split_seed) until
+    a job refers to the dataset (SplitInUse naming the field then). The rows stay valid, so no
+    validation."""
+    allowed = {"description", *SPLIT_FIELDS}
     unknown = set(fields) - allowed
     if unknown:
         raise TypeError(f"dataset_update cannot change {', '.join(sorted(unknown))}")
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    moved = [name for name in SPLIT_FIELDS if name in fields and fields[name] != getattr(dataset, name)]
+    if moved and split_frozen(dataset):
+        raise SplitInUse(
+            f"{moved[0]}: jobs have used dataset {dataset.name}, so its split (eval_share, split_seed) "
+            "can no longer change; upload the file again under another name for a new split."
+        )
     for name, value in fields.items():
         setattr(dataset, name, value)
     dataset.full_clean(exclude=["created_by"])

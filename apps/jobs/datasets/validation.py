@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 
 from django.utils import timezone
 
 from apps.core import audit
 from apps.core.transitions import transition
-from apps.jobs.datasets.files import lines
+from apps.jobs.datasets.files import DatasetFile, Unreadable, lines, open_dataset
 from apps.jobs.domain.datasets import FILE_ROW, DatasetFormat, RowProblem, Tally, parse_lines
 from apps.jobs.domain.states import DATASET, DatasetState
 from apps.jobs.models import Dataset
-from apps.models.discovery import fingerprint, under
+from apps.models.discovery import fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,22 +31,18 @@ class FileReport:
     fingerprint: str = ""
 
 
-def file_report(path: str, *, fmt: DatasetFormat, root: str) -> FileReport:
-    """What the file at `path` holds, row by row; a file that cannot be read is one problem (row 0)."""
-    real = os.path.realpath(path)
-    if not under(real, os.path.realpath(root)):
-        return _refused(f"the file resolves to {real}, outside its dataset root")
+def file_report(dataset: DatasetFile, *, fmt: DatasetFormat) -> FileReport:
+    """What the dataset's file holds, row by row; a file that may not or cannot be read is one
+    problem (row 0)."""
     try:
-        with open(path, "rb") as handle:
+        with open_dataset(dataset) as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return _refused("not a regular file")
             hasher = hashlib.sha256()
             tally = Tally()
             for item in parse_lines(lines(handle, hasher=hasher), fmt=fmt):
                 tally.add(item)
-    except FileNotFoundError:
-        return _refused("the file is no longer in its dataset root")
+    except Unreadable as why:
+        return _refused(str(why))
     except OSError as error:
         return _refused(f"the file could not be read: {error.strerror or error}")
     return FileReport(
@@ -67,7 +62,7 @@ def _refused(why: str) -> FileReport:
 def dataset_validate(*, dataset: Dataset) -> Dataset:
     """Read the dataset's file and record the verdict: valid or invalid, rows, shape, sha256, the
     first bad rows with their numbers and how many there were. Safe to run twice."""
-    report = file_report(dataset.file_path, fmt=DatasetFormat(dataset.format), root=dataset.root)
+    report = file_report(dataset, fmt=DatasetFormat(dataset.format))
     tally = report.tally
     old = dataset.state
     dst = DatasetState.VALID if tally.valid else DatasetState.INVALID

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.jobs.domain.states import DatasetState
-from tests.jobs.factories import DatasetFactory
+from tests.jobs.factories import DatasetFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,3 +38,17 @@ def test_the_validate_action_validates_the_chosen_datasets(admin_client_: Client
     dataset.refresh_from_db()
     assert response.status_code == 302
     assert (dataset.state, dataset.rows) == (DatasetState.VALID, 1)
+
+
+def test_the_admin_keeps_the_name_and_a_used_datasets_split_read_only(admin_client_: Client) -> None:
+    fresh = DatasetFactory()
+    used = DatasetFactory()
+    JobFactory(dataset=used)
+
+    def editable(dataset: object) -> set[str]:
+        response = admin_client_.get(reverse("admin:jobs_dataset_change", args=[dataset.pk]))  # type: ignore[attr-defined]
+        return set(response.context["adminform"].form.fields)
+
+    assert {"eval_share", "split_seed"} <= editable(fresh)
+    assert "name" not in editable(fresh)
+    assert not {"eval_share", "split_seed", "name"} & editable(used)

@@ -16,7 +16,7 @@ from apps.core.models import AuditEvent, OutboxMessage
 from apps.jobs.datasets import messages, services
 from apps.jobs.domain.states import DatasetState
 from apps.jobs.models import Dataset
-from tests.jobs.factories import DatasetFactory
+from tests.jobs.factories import DatasetFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
 Client = Callable[[Role | None], APIClient]
@@ -161,6 +161,34 @@ def test_operator_changes_the_split(client_as: Client) -> None:
     assert AuditEvent.objects.filter(action="update", object_repr=dataset.name).exists()
 
 
+@pytest.mark.parametrize(("field", "value"), [("eval_share", 0.5), ("split_seed", 7)])
+def test_the_split_of_a_dataset_a_job_used_cannot_change(
+    client_as: Client, field: str, value: object
+) -> None:
+    dataset = DatasetFactory(state=DatasetState.VALID, eval_share=0.1, split_seed=0)
+    JobFactory(dataset=dataset)
+
+    response = client_as(Role.OPERATOR).patch(f"{URL}{dataset.pk}/", {field: value})
+
+    assert response.status_code == 409
+    assert response.json()["error"] == "split_in_use"
+    assert response.json()["detail"].startswith(f"{field}: ")
+    dataset.refresh_from_db()
+    assert (dataset.eval_share, dataset.split_seed) == (0.1, 0)
+
+
+def test_a_used_datasets_description_and_unchanged_split_may_still_be_sent(client_as: Client) -> None:
+    dataset = DatasetFactory(state=DatasetState.VALID, eval_share=0.1, split_seed=3)
+    JobFactory(dataset=dataset)
+
+    response = client_as(Role.OPERATOR).patch(
+        f"{URL}{dataset.pk}/", {"description": "new words", "eval_share": 0.1, "split_seed": 3}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["description"] == "new words"
+
+
 def test_a_patch_out_of_range_is_refused_naming_the_field(client_as: Client) -> None:
     dataset = DatasetFactory()
 
@@ -231,3 +259,23 @@ def test_datasets_are_not_deleted(client_as: Client) -> None:
     dataset = DatasetFactory()
 
     assert client_as(Role.ADMIN).delete(f"{URL}{dataset.pk}/").status_code == 405
+
+
+def test_an_upload_must_be_multipart(client_as: Client, dataset_root: Path) -> None:
+    response = client_as(Role.OPERATOR).post(URL, {"name": "x"}, format="json")
+
+    assert response.status_code == 415
+    assert not Dataset.objects.exists()
+
+
+def test_the_schema_documents_the_upload_as_multipart_with_its_413_and_retrys_403(
+    client_as: Client,
+) -> None:
+    schema = json.loads(client_as(Role.VIEWER).get("/api/schema/", {"format": "json"}).content)
+
+    upload_op = schema["paths"]["/api/v1/datasets/"]["post"]
+    assert list(upload_op["requestBody"]["content"]) == ["multipart/form-data"]
+    assert "413" in upload_op["responses"]
+    assert "403" in schema["paths"]["/api/v1/jobs/{id}/retry/"]["post"]["responses"]
+    shape = schema["components"]["schemas"]["Dataset"]["properties"]["shape"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in shape["oneOf"]} == {"ShapeEnum", "BlankEnum"}

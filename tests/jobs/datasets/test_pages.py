@@ -11,6 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
+from apps.core.models import AuditEvent
 from apps.jobs.datasets import validation
 from apps.jobs.domain.states import DatasetState
 from apps.jobs.models import Dataset
@@ -125,6 +126,18 @@ def test_scan_now_registers_and_reports(client_as: Client, dataset_root: Path) -
 
     assert "1 new" in response.content.decode()
     assert Dataset.objects.filter(name="c").exists()
+    # Audited as the API's scan is.
+    scan = AuditEvent.objects.get(action="scan")
+    assert scan.changes["datasets"][1]["new"] == 1
+
+
+def test_a_preview_that_stops_short_says_so_on_the_page(client_as: Client, dataset_root: Path) -> None:
+    (dataset_root / "big.txt").write_text("".join(f"row {n}\n" for n in range(1, 1001)))
+    dataset = DatasetFactory(root=str(dataset_root), path="big.txt", format="text", eval_share=0.0)
+
+    html = page(client_as(Role.VIEWER), dataset.get_absolute_url(), split="eval")
+
+    assert "Preview: None in the first 200 rows of the file: a preview reads no further." in html
 
 
 def test_validate_again_shows_the_verdict(client_as: Client, dataset_root: Path) -> None:

@@ -169,7 +169,7 @@ def test_examples_raise_bad_data_naming_the_row(write_jsonl: Callable[..., Path]
 def test_examples_of_a_missing_file_raise_bad_data(dataset_root: Path) -> None:
     dataset = dataset_at(dataset_root / "gone.jsonl")
 
-    with pytest.raises(BadData, match="could not be read"):
+    with pytest.raises(BadData, match="row 0: the file is no longer in its dataset root"):
         list(reading.examples(dataset, split=Split.ALL))
 
 
@@ -178,8 +178,8 @@ def test_preview_marks_each_rows_split_and_shows_bad_rows(write_jsonl: Callable[
     rows[4] = {"prompt": 1}
     dataset = dataset_at(write_jsonl("p.jsonl", rows), eval_share=0.3)
 
-    shown = preview.preview(dataset, rows=10)
-    held_out = preview.preview(dataset, rows=10, split=Split.EVAL)
+    shown = preview.preview(dataset, rows=10).rows
+    held_out = preview.preview(dataset, rows=10, split=Split.EVAL).rows
 
     assert [r.row for r in shown] == list(range(1, 11))
     assert shown[4].error == "'prompt' must be a string"

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth.models import Group, Permission
 
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
 from apps.core.domain.roles import Role
-from apps.jobs.consumers import CLOSE_NOT_FOUND
+from apps.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from apps.jobs.domain.states import JobState
 from apps.jobs.reporting import Report
 from moc_site.asgi import application
@@ -90,3 +91,21 @@ def test_a_viewer_sees_a_runners_step_on_the_job_and_the_list_sockets(
     assert payload["message"] == "training"
     assert [p[1:] for p in payload["metrics"]["items"]] == [["train_loss", 4, 2.5]]
     assert (row["payload"]["id"], row["payload"]["percent"]) == (job.pk, 40)
+
+
+@pytest.mark.parametrize("path", ["/ws/jobs/{pk}/", "/ws/jobs/"])
+def test_a_role_without_view_job_is_refused(make_user: Callable[..., object], path: str) -> None:
+    job = _running_job()
+    viewers = Group.objects.get(name=Role.VIEWER.value)
+    view_job = Permission.objects.get(content_type__app_label="jobs", codename="view_job")
+    viewers.permissions.remove(view_job)
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> Any:
+        communicator = WebsocketCommunicator(application, path.format(pk=job.pk), headers=headers)
+        return await communicator.connect(timeout=5)
+
+    try:
+        assert async_to_sync(go)() == (False, CLOSE_FORBIDDEN)
+    finally:
+        viewers.permissions.add(view_job)
