@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -23,6 +23,7 @@ from apps.jobs import live, services, shutdown
 from apps.jobs.domain.kinds import LogLevel
 from apps.jobs.domain.pace import Pace
 from apps.jobs.models import Job
+from apps.jobs.services import running
 
 # A runner's row update and metric points are written at most this often (and at the end).
 FLUSH_S = 0.5
@@ -93,15 +94,26 @@ class Report:
         self._flushed = 0.0
         self._stop_checked = 0.0
         self._stop: Stop | None = None
+        self._settled = False
 
     def past_deadline(self) -> bool:
         return timezone.now() >= self.deadline
 
+    def settle(self) -> None:
+        """The runner's result is on disk (a fine-tune's output folder): from now on no report raises
+        a stop. Registering the result takes moments, and a stop now would leave it written but not
+        registered, for a scan to find as a stray model (a cancel that lands after the runner
+        finished does not hide the outcome; past the time limit the result is kept as well)."""
+        self._settled = True
+
     def progress(self, fraction: float, message: str = "") -> None:
         self._check_deadline()
         fraction = min(max(fraction, 0.0), 1.0)
-        if not services.job_progress(
-            job_id=self.job_id, task_id=self.task_id, progress=fraction, message=message
+        if (
+            not services.job_progress(
+                job_id=self.job_id, task_id=self.task_id, progress=fraction, message=message
+            )
+            and not self._settled
         ):
             raise JobStopped(f"job #{self.job_id} is no longer running under task {self.task_id}")
         live.job_changed(self.job_id)
@@ -159,8 +171,8 @@ class Report:
             # first, is the job's own answer (a cancel with save keeps its checkpoint).
             asked = services.job_stop_asked(job_id=self.job_id, task_id=self.task_id)
             self._stop = self._stop or Stop(*(asked or ("cancel", False)))
-        if points:
-            services.job_metrics_add(job_id=self.job_id, points=points)
+        if points and not services.job_metrics_add(job_id=self.job_id, task_id=self.task_id, points=points):
+            self._stop = self._stop or Stop("cancel", save=False)
         if row or points:
             live.job_changed(self.job_id)
 
@@ -178,6 +190,13 @@ class Report:
             self._stop = Stop(*asked) if asked else None
         return self._stop
 
+    def stop_if_asked(self) -> None:
+        """Stop now when asked: between the pieces of a long stretch with nothing to checkpoint yet
+        (reading and encoding the data, loading the model)."""
+        stop = self.stop_asked()
+        if stop is not None:
+            self.stop_now(stop)
+
     def stop_now(self, stop: Stop) -> NoReturn:
         """Raise what ends the run for `stop` (after the runner's checkpoint, when it asked for one)."""
         self.flush()
@@ -187,17 +206,53 @@ class Report:
             raise JobYielded(stop.reason)
         raise JobStopped(f"job #{self.job_id} was cancelled")
 
+    def ensure_running(self) -> None:
+        """Raise JobStopped unless this task still runs the job: asked before the runner writes to
+        disk what another attempt of the job could be reading (its checkpoints)."""
+        if not running.job_runs(job_id=self.job_id, task_id=self.task_id):
+            self._lost()
+
+    def rewind(self, *, step: int) -> None:
+        """The run starts at `step` (0: from the start): the job's metric points past it, written by
+        an earlier run, are deleted, and so are any not yet written, so each step has one point."""
+        after = step if step > 0 else -1
+        self._points = [point for point in self._points if point[1] <= after]
+        if not running.job_metrics_rewind(job_id=self.job_id, task_id=self.task_id, step=after):
+            self._lost()
+
     def checkpoint_saved(self, *, step: int, path: str, size_bytes: int, reason: str) -> None:
         """A complete checkpoint is on disk (its marker written)."""
-        services.job_checkpoint_add(
-            job_id=self.job_id, step=step, path=path, size_bytes=size_bytes, reason=reason
-        )
+        if (
+            services.job_checkpoint_add(
+                job_id=self.job_id,
+                task_id=self.task_id,
+                step=step,
+                path=path,
+                size_bytes=size_bytes,
+                reason=reason,
+            )
+            is None
+        ):
+            self._lost()
         live.job_changed(self.job_id)
 
     def checkpoints_pruned(self, *, steps: Collection[int]) -> None:
         """The checkpoints at `steps` were deleted (keep the last MOC_CHECKPOINT_KEEP)."""
-        services.job_checkpoints_drop(job_id=self.job_id, steps=steps)
+        if services.job_checkpoints_drop(job_id=self.job_id, task_id=self.task_id, steps=steps) is None:
+            self._lost()
+
+    def checkpoints_release(self, *, job_ids: Sequence[int]) -> list[int]:
+        """The job's output is registered: forget the checkpoints of `job_ids` (the job, then the jobs
+        it retries) and return those whose folders the runner may now delete (not one that another
+        unfinished retry may still resume from; none when the job is no longer this task's)."""
+        cleared = running.job_checkpoints_clear(job_id=self.job_id, task_id=self.task_id, job_ids=job_ids)
+        return cleared or []
+
+    def _lost(self) -> NoReturn:
+        """The job is no longer this task's to run: a stop without a save (a cancel, as flush says)."""
+        self._stop = Stop("cancel", save=False)
+        raise JobStopped(f"job #{self.job_id} is no longer running under task {self.task_id}")
 
     def _check_deadline(self) -> None:
-        if self.past_deadline():
+        if self.past_deadline() and not self._settled:
             raise JobTimedOut(self.limit_s)

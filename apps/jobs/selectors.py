@@ -43,12 +43,17 @@ def job_event_tail(*, job: Job, limit: int) -> tuple[list[JobEvent], int]:
 
 
 def job_series(*, job: Job) -> dict[str, list[tuple[int, float]]]:
-    """Every metric series of the job (train_loss, eval_loss, ...): name -> [(step, value)] by step."""
+    """Every metric series of the job (train_loss, eval_loss, ...): name -> [(step, value)] by step,
+    one point per step: the newest (a run that replays steps deletes the points it replays, but the
+    points of a run from before that was so may still be there twice)."""
     series: dict[str, list[tuple[int, float]]] = {}
     for name, step, value in (
         JobMetric.objects.filter(job=job).order_by("name", "step", "id").values_list("name", "step", "value")
     ):
-        series.setdefault(name, []).append((step, value))
+        points = series.setdefault(name, [])
+        if points and points[-1][0] == step:
+            points.pop()
+        points.append((step, value))
     return series
 
 

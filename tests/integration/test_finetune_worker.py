@@ -1,7 +1,8 @@
 """A fine-tune through a real device worker (simulated GPU, thread pool): queued through the
 services, placed by the dispatcher, run to SUCCEEDED with a new version registered; and a worker
 killed (SIGKILL) mid-run: the reconciler puts the job back, and a new worker resumes it from its
-last complete checkpoint, never from a half-written step folder."""
+last complete checkpoint, never from a half-written step folder, reporting each replayed step once and
+deleting its checkpoints once its output is registered."""
 
 from __future__ import annotations
 
@@ -155,3 +156,10 @@ def test_a_worker_killed_mid_run_is_resumed_from_its_last_complete_checkpoint_by
         message=f"Resuming at step {last.step} from the checkpoint of job #{job.pk}"
     ).exists()
     assert not (half / checkpoints.COMPLETE).exists()
+    # The steps the killed run reported past its checkpoint were replayed: one point each.
+    steps = list(job.metrics.filter(name="train_loss").values_list("step", flat=True))
+    assert len(steps) == len(set(steps))
+    assert max(steps) == 400
+    # The output is registered: the checkpoints (a half-written folder too) are gone.
+    assert not checkpoints.job_folder(job.pk).exists()
+    assert not JobCheckpoint.objects.filter(job=job).exists()

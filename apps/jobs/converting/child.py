@@ -2,9 +2,10 @@
 
 IN is a version's folder (pytorch_model.bin, or its shards and their index) or a single pickle
 file; OUT a folder to write (the runner's staging folder, renamed into place once this succeeds).
-Started by the runner inside the sandbox (apps.jobs.converting.sandbox), it seals itself before it
-opens anything, reads each pickle with torch.load(weights_only=True) only - a pickle that would
-import anything beyond tensors and plain containers is refused, never run - and writes:
+Started by the runner inside the sandbox (apps.jobs.converting.sandbox), it asks to die with the
+worker and seals itself before it opens anything, reads each pickle with
+torch.load(weights_only=True) only - a pickle that would import anything beyond tensors and plain
+containers is refused, never run - and writes:
 
 - the tensors as safetensors (model.safetensors, or model-0000k-of-0000n.safetensors and their
   index for sharded input), contiguous, with tensors that share memory handled: an exact alias (a
@@ -12,11 +13,13 @@ import anything beyond tensors and plain containers is refused, never run - and 
   embedding's name when the config ties them (transformers ties it again on load), and any other
   shared or overlapping tensor is written as a copy of its own;
 - the folder's config, tokenizer and template files (JSON, text, sentencepiece, Jinja), and never
-  any other pickle (training_args.bin, optimizer.pt) or Python file.
+  any other pickle (training_args.bin, optimizer.pt), Python file or symbolic link (whose target may
+  lie anywhere). The shards an index names must be plain file names in the folder.
 
 Its last line of output is one JSON object: {"ok": true, "files", "tensors", "bytes", "sha256",
-"aliases", "copied", "skipped"} or {"ok": false, "refused": bool, "error"}; the exit status is 0,
-2 (refused: the pickle is not weights only) or 1 (anything else). No Django here.
+"aliases", "copied", "skipped"} or {"ok": false, "refused": bool, "error", "error_class"} (the
+class the job fails with: out_of_memory for a MemoryError); the exit status is 0, 2 (refused: the
+pickle is not weights only) or 1 (anything else). No Django here.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from apps.jobs.converting.sandbox import seal
+from apps.jobs.converting.sandbox import die_with_parent, parent_pid, seal
+from apps.jobs.domain.failures import classify
+from apps.jobs.domain.kinds import ErrorClass
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 # Pickles beside the weights that are not weights (the Trainer's), and never read.
@@ -45,6 +50,8 @@ INDEX = "pytorch_model.bin.index.json"
 _HEAD_WORDS = ("lm_head", "embed_out", "output.weight")
 # Nested state dicts some training scripts save ({"state_dict": {...}}, {"model": {...}}).
 _NESTED = ("state_dict", "model", "module")
+# What torch's CPU allocator says when it cannot have the memory (a RuntimeError, not a MemoryError).
+_CPU_OUT_OF_MEMORY = "can't allocate memory"
 OK, FAILED, REFUSED = 0, 1, 2
 
 
@@ -65,7 +72,7 @@ def pickle_inputs(source: Path) -> list[Path]:
     index = source / INDEX
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [source / name for name in shards]
+        return [source / _plain(str(name), index.name) for name in shards]
     if (source / "pytorch_model.bin").is_file():
         return [source / "pytorch_model.bin"]
     found = sorted(
@@ -77,6 +84,13 @@ def pickle_inputs(source: Path) -> list[Path]:
         names = ", ".join(p.name for p in found) or "none"
         raise Unusable(f"{source.name}: expected one pickle checkpoint or an index of shards, found {names}")
     return found
+
+
+def _plain(name: str, where: str) -> str:
+    """`name` when it is a plain file name (no folder, not . or ..); ValueError naming it otherwise."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{where} names a shard that is not a plain file name in the folder: {name!r}")
+    return name
 
 
 def output_name(index: int, count: int) -> str:
@@ -196,8 +210,12 @@ def _ties_embeddings(folder: Path) -> bool:
 
 
 def _copy_side_files(folder: Path, out: Path, inputs: list[Path]) -> tuple[list[str], list[str]]:
+    """Copy the config, tokenizer and template files beside the weights; (copied, skipped) names."""
     copied, skipped = [], []
     for path in sorted(folder.iterdir()):
+        if path.is_symlink():  # its target may be anything the worker can read
+            skipped.append(path.name)
+            continue
         if not path.is_file() or path in inputs or path.name == INDEX:
             continue
         if path.suffix.lower() in SIDE_SUFFIXES and path.name not in NOT_WEIGHTS:
@@ -217,18 +235,29 @@ def _refusal(text: str) -> str:
     return f"the weights-only loader refused it ({why})"[:1000]
 
 
+def failure(exc: BaseException) -> dict[str, Any]:
+    """What the child says when `exc` ended the conversion (not a refusal)."""
+    error_class = classify(exc)
+    if _CPU_OUT_OF_MEMORY in str(exc).lower():
+        error_class = ErrorClass.OUT_OF_MEMORY
+    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return {"ok": False, "refused": False, "error": error[:2000], "error_class": error_class.value}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(json.dumps({"ok": False, "refused": False, "error": "usage: child IN OUT"}))
         return FAILED
+    if not die_with_parent(parent_pid()):
+        return FAILED  # the worker died while this started: nobody waits for the result
     seal()  # before anything is opened: the libraries above are imported by now
     try:
         result = convert(Path(argv[0]), Path(argv[1]))
     except Refused as exc:
         print(json.dumps({"ok": False, "refused": True, "error": str(exc)}))
         return REFUSED
-    except Exception as exc:
-        print(json.dumps({"ok": False, "refused": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}))
+    except Exception as exc:  # MemoryError included: it is an Exception
+        print(json.dumps(failure(exc)))
         return FAILED
     print(json.dumps(result))
     return OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ _REPORTED = frozenset({"step", "total_steps", "progress", "eta_s", "tokens_per_s
 # The states a job's runner still runs in: running, and being cancelled (it stops within one step,
 # and a cancel that lands after the runner finished does not hide its outcome).
 _RUNS = (JobState.RUNNING, JobState.CANCELLING)
+_UNFINISHED = (JobState.QUEUED, *_RUNS)
 
 
 def _running(job_id: int, task_id: str) -> QuerySet[Job]:
@@ -35,29 +37,89 @@ def job_report(*, job_id: int, task_id: str, changes: dict[str, Any]) -> bool:
     return _running(job_id, task_id).update(**changes, updated_at=timezone.now()) == 1
 
 
-def job_metrics_add(*, job_id: int, points: Sequence[tuple[str, int, float]]) -> None:
-    """Append metric points (name, step, value) to the job's series."""
-    now = timezone.now()
-    JobMetric.objects.bulk_create(
-        [
-            JobMetric(job_id=job_id, name=name[:40], step=step, value=value, at=now)
-            for name, step, value in points
-        ]
-    )
+def _held(job_id: int, task_id: str) -> bool:
+    """Whether this task runs the job, its row locked to the end of the transaction, so that the job
+    cannot be requeued or ended between this answer and the write that follows it."""
+    return _running(job_id, task_id).select_for_update().values_list("pk", flat=True).first() is not None
 
 
-def job_checkpoint_add(*, job_id: int, step: int, path: str, size_bytes: int, reason: str) -> JobCheckpoint:
-    """Record a complete checkpoint (written again at the same step: the newer one stands)."""
-    checkpoint, _ = JobCheckpoint.objects.update_or_create(
-        job_id=job_id,
-        step=step,
-        defaults={"path": path, "size_bytes": size_bytes, "reason": reason[:16], "at": timezone.now()},
-    )
+def job_runs(*, job_id: int, task_id: str) -> bool:
+    """Whether this task still runs the job (RUNNING or CANCELLING under it): a runner asks before
+    it writes to disk what another attempt of the job could be reading."""
+    return _running(job_id, task_id).exists()
+
+
+def job_metrics_add(*, job_id: int, task_id: str, points: Sequence[tuple[str, int, float]]) -> bool:
+    """Append metric points (name, step, value) to the job's series; False (nothing written) when
+    the job no longer runs under this task."""
+    with transaction.atomic():
+        if not _held(job_id, task_id):
+            return False
+        now = timezone.now()
+        JobMetric.objects.bulk_create(
+            [
+                JobMetric(job_id=job_id, name=name[:40], step=step, value=value, at=now)
+                for name, step, value in points
+            ]
+        )
+    return True
+
+
+def job_metrics_rewind(*, job_id: int, task_id: str, step: int) -> bool:
+    """Delete the job's metric points past `step` (-1: all of them): a run that starts again, or
+    resumes from a checkpoint behind where an earlier run got, reports those steps anew, and the
+    curves would otherwise go back and forth. False when the job no longer runs under this task."""
+    with transaction.atomic():
+        if not _held(job_id, task_id):
+            return False
+        JobMetric.objects.filter(job_id=job_id, step__gt=step).delete()
+    return True
+
+
+def job_checkpoint_add(
+    *, job_id: int, task_id: str, step: int, path: str, size_bytes: int, reason: str
+) -> JobCheckpoint | None:
+    """Record a complete checkpoint (written again at the same step: the newer one stands); None
+    (nothing written) when the job no longer runs under this task."""
+    with transaction.atomic():
+        if not _held(job_id, task_id):
+            return None
+        checkpoint, _ = JobCheckpoint.objects.update_or_create(
+            job_id=job_id,
+            step=step,
+            defaults={"path": path, "size_bytes": size_bytes, "reason": reason[:16], "at": timezone.now()},
+        )
     return checkpoint
 
 
-def job_checkpoints_drop(*, job_id: int, steps: Collection[int]) -> int:
-    return JobCheckpoint.objects.filter(job_id=job_id, step__in=list(steps)).delete()[0]
+def job_checkpoints_drop(*, job_id: int, task_id: str, steps: Collection[int]) -> int | None:
+    """Forget the job's checkpoints at `steps` (deleted from disk); None when the job no longer runs
+    under this task."""
+    with transaction.atomic():
+        if not _held(job_id, task_id):
+            return None
+        return JobCheckpoint.objects.filter(job_id=job_id, step__in=list(steps)).delete()[0]
+
+
+def job_checkpoints_clear(*, job_id: int, task_id: str, job_ids: Sequence[int]) -> list[int] | None:
+    """Forget the checkpoints of `job_ids` (the job, then the jobs it retries) once the job's output
+    is registered, and say whose folders may be deleted: all of them, except where another unfinished
+    job retries one of them (it may still resume from its checkpoints or older ones). None when the
+    job no longer runs under this task (nothing is forgotten)."""
+    with transaction.atomic():
+        if not _held(job_id, task_id):
+            return None
+        resumed_from = set(
+            Job.objects.filter(retry_of_id__in=job_ids, state__in=_UNFINISHED)
+            .exclude(pk=job_id)
+            .values_list("retry_of_id", flat=True)
+        )
+        # An unfinished retry resumes from the newest checkpoint along the chain from the job it
+        # retries: that job's folder and every older one's stay.
+        kept_from = min((job_ids.index(pk) for pk in resumed_from), default=len(job_ids))
+        cleared = list(job_ids[:kept_from])
+        JobCheckpoint.objects.filter(job_id__in=cleared).delete()
+    return cleared
 
 
 def job_stop_asked(*, job_id: int, task_id: str) -> tuple[str, bool] | None:

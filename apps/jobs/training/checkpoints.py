@@ -109,8 +109,8 @@ def save(
         existing = _read_state(final)
         if existing is not None:
             return Checkpoint(job_id=job_id, step=step, path=final, state=existing)
+    _drop_partial(folder)
     tmp = folder / f"{step_name(step)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         model.save_pretrained(tmp / MODEL, safe_serialization=True)
@@ -148,15 +148,42 @@ def restore(checkpoint: Checkpoint, *, optimizer: torch.optim.Optimizer, schedul
 
 
 def prune(job_id: int, *, keep: int) -> list[int]:
-    """Delete all but the last `keep` complete checkpoints of the job; the steps deleted."""
+    """Delete all but the last `keep` complete checkpoints of the job, and any write cut short; the
+    steps deleted."""
+    _drop_partial(job_folder(job_id))
     found = complete(job_id)
     dropped = []
     for checkpoint in found[: max(0, len(found) - keep)]:
-        # The marker goes first: a delete cut short leaves a folder that is never loaded.
-        (checkpoint.path / COMPLETE).unlink(missing_ok=True)
-        shutil.rmtree(checkpoint.path, ignore_errors=True)
+        _delete(checkpoint.path)
         dropped.append(checkpoint.step)
     return dropped
+
+
+def remove(job_id: int) -> bool:
+    """Delete the job's checkpoint folder, every checkpoint in it (complete or not); whether there
+    was one. Each marker goes first, so a delete cut short leaves nothing that would be loaded."""
+    folder = job_folder(job_id)
+    if not folder.is_dir():
+        return False
+    for checkpoint in complete(job_id):
+        (checkpoint.path / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def _delete(path: Path) -> None:
+    # The marker goes first: a delete cut short leaves a folder that is never loaded.
+    (path / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _drop_partial(folder: Path) -> None:
+    """Delete the `step-N.tmp-<pid>` folders of writes cut short (a crash, a kill): never loaded,
+    and a later run, with another pid, would otherwise never remove them. Only the task that runs
+    the job writes in its folder (the runner asks first), so none of them is being written now."""
+    if folder.is_dir():
+        for path in folder.glob("step-*.tmp-*"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def folder_bytes(path: Path) -> int:

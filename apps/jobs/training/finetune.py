@@ -7,13 +7,16 @@ full or LoRA, then the result registered as the next version of a model, with it
    (`retry_of`, and that one's), with the batch and accumulation the checkpoint ran with; otherwise
    it starts from the base version, seeded.
 3. The loop (loop.py) reports each step, evaluates and checkpoints on its intervals, and stops
-   between steps when asked (checkpointing first when the stop asks for it).
+   between steps and evaluation batches when asked (checkpointing first when the stop asks for it);
+   reading the data and loading the model look for a stop too.
 4. Out of memory: the run resumes from its last complete checkpoint with half the batch and twice
    the accumulation (the effective batch is kept), at most MOC_JOB_OOM_RETRIES times; the change is
    kept on the job (`adjustments`) and logged.
 5. The model (full: safetensors, config, tokenizer, generation config; LoRA: the adapter, naming its
    base) is written to a staging folder (a dot-name, which scans skip) in MOC_FINETUNE_OUTPUT_ROOT,
-   renamed to <model>-job<id>, and registered (apps.models.scanning.register).
+   renamed to <model>-job<id>, and registered (apps.models.scanning.register). Once it is written no
+   stop throws it away (Report.settle): a cancel or the time limit that lands now leaves it registered.
+6. With the output registered, the checkpoints of the job and of the jobs it retries are deleted.
 
 A second run of a job whose output was written (a retry after a lost worker) registers it again,
 which the registry answers with the version already there.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import gc
 import math
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +40,13 @@ from apps.jobs import services
 from apps.jobs.datasets import reading
 from apps.jobs.devices import job_device
 from apps.jobs.domain import params as job_params
-from apps.jobs.domain.datasets import Split
+from apps.jobs.domain.datasets import Example, Split
 from apps.jobs.domain.failures import BadData, JobFailure, OutOfMemory, classify
 from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
 from apps.jobs.domain.params import FineTuneParams, Method
 from apps.jobs.models import Dataset, Job
 from apps.jobs.reporting import JobStopped, Outcome, Report
+from apps.jobs.services.facts import shape_of
 from apps.jobs.training import checkpoints
 from apps.jobs.training.data import Encoded, encode
 from apps.jobs.training.loading import LoadedLM, LoraSpec, load_causal_lm, load_tokenizer
@@ -58,11 +63,14 @@ def run(job: Job, report: Report) -> Outcome:
     final = Path(settings.MOC_FINETUNE_OUTPUT_ROOT) / f"{slugify(model_name) or 'model'}-job{job.pk}"
     try:
         if final.is_dir():
+            report.settle()
             report.log(f"{final.name} was written by an earlier run of this job: registering it")
             result: dict[str, Any] = dict(job.result or {})
         else:
             trained = _train_with_retries(job, params, base, dataset, report)
+            report.ensure_running()  # a runner that lost its job leaves the output to the one that has it
             _write_output(trained.lm, final)
+            report.settle()  # written: no stop may throw it away now, it is registered whatever comes
             result = _figures(trained)
             del trained
     except JobStopped:
@@ -78,7 +86,15 @@ def run(job: Job, report: Report) -> Outcome:
         "made_by": "fine_tune",
         "job": job.pk,
         "base_version": base.pk,
-        "dataset": {"id": dataset.pk, "name": dataset.name, "sha256": dataset.sha256},
+        "dataset": {
+            "id": dataset.pk,
+            "name": dataset.name,
+            "sha256": dataset.sha256,
+            # What split it trained on: the eval split of a later evaluation is the same rows only
+            # while these are what they were.
+            "eval_share": dataset.eval_share,
+            "split_seed": dataset.split_seed,
+        },
         "params": job_params.as_stored(params),
         "metrics": {k: result.get(k) for k in ("train_loss", "eval_loss_before", "eval_loss")},
         "adapter": params.method == Method.LORA,
@@ -87,8 +103,10 @@ def run(job: Job, report: Report) -> Outcome:
     version = version_register(
         path=str(final), model_name=model_name, parent=base, lineage=lineage, created_by=job.created_by
     )
-    services.job_output_set(job_id=job.pk, task_id=report.task_id, version_id=version.pk)
+    registered = services.job_output_set(job_id=job.pk, task_id=report.task_id, version_id=version.pk)
     report.log(f"Registered {version}", data={"version": version.pk, "path": str(final)})
+    if registered:
+        _remove_checkpoints(job, report)
     return Outcome(
         {**result, "output_version": version.pk, "output_label": str(version), "output": str(final)}
     )
@@ -100,10 +118,11 @@ def _train_with_retries(
     """Train, and after an out-of-memory resume with half the batch and twice the accumulation."""
     where = job_device(job)
     tokenizer = load_tokenizer(base.path)
-    train_rows = _encoded(dataset, Split.TRAIN, tokenizer, params)
+    train_rows = _encoded(dataset, Split.TRAIN, tokenizer, params, report)
     if not train_rows:
         raise BadData(dataset.name, 0, "its train split holds no rows")
-    eval_rows = _encoded(dataset, Split.EVAL, tokenizer, params)
+    eval_rows = _encoded(dataset, Split.EVAL, tokenizer, params, report)
+    base_shape = shape_of(base)  # what the dispatcher reserved with, when the registry read it
     chain = _job_chain(job)
     resume = checkpoints.latest_complete(chain)
     batch, accum = _batching(job, params, resume)
@@ -120,8 +139,11 @@ def _train_with_retries(
             device=where.torch,
             memory_limit=job.reserved_bytes if where.simulated else 0,
             simulated=str(where.device) if where.simulated else "",
+            base_shape=base_shape,
         )
+        report.stop_if_asked()
         lm = _load(plan, base, resume)
+        report.stop_if_asked()
         if resume is not None:
             report.log(
                 f"Resuming at step {resume.step} from the checkpoint of job #{resume.job_id}",
@@ -144,10 +166,23 @@ def _train_with_retries(
             _adjust(job, report, batch=batch, accum=accum, error=str(exc), resumed=resume)
 
 
-def _encoded(dataset: Dataset, split: Split, tokenizer: Any, params: FineTuneParams) -> list[Encoded]:
+def _encoded(
+    dataset: Dataset, split: Split, tokenizer: Any, params: FineTuneParams, report: Report
+) -> list[Encoded]:
     return encode(
-        reading.examples(dataset, split=split), tokenizer, seq_len=params.seq_len, dataset=dataset.name
+        _stoppable(reading.examples(dataset, split=split), report),
+        tokenizer,
+        seq_len=params.seq_len,
+        dataset=dataset.name,
     )
+
+
+def _stoppable(rows: Iterable[Example], report: Report) -> Iterator[Example]:
+    """The rows, looking for a stop before each (reading and encoding a large dataset takes a while;
+    Report looks in the database at most every STOP_CHECK_S)."""
+    for row in rows:
+        report.stop_if_asked()
+        yield row
 
 
 def _job_chain(job: Job) -> list[int]:
@@ -161,14 +196,16 @@ def _job_chain(job: Job) -> list[int]:
 
 
 def _batching(job: Job, params: FineTuneParams, resume: checkpoints.Checkpoint | None) -> tuple[int, int]:
-    """The batch and accumulation to run with: the checkpoint's when resuming, else what an earlier
-    out-of-memory of this job set, else the parameters'."""
+    """The batch and accumulation to run with: of the checkpoint's (when resuming) and what an
+    earlier out-of-memory of this job set, the pair with the smaller batch (an out-of-memory after
+    the checkpoint was written must not be run into again); else the parameters'. Each pair keeps
+    the effective batch."""
+    pairs = []
     if resume is not None and "batch_size" in resume.state:
-        return int(resume.state["batch_size"]), int(resume.state["grad_accum"])
-    adjusted = job.adjustments.get("batch_size")
-    if adjusted:
-        return int(adjusted), int(job.adjustments["grad_accum"])
-    return params.batch_size, params.grad_accum
+        pairs.append((int(resume.state["batch_size"]), int(resume.state["grad_accum"])))
+    if job.adjustments.get("batch_size"):
+        pairs.append((int(job.adjustments["batch_size"]), int(job.adjustments["grad_accum"])))
+    return min(pairs) if pairs else (params.batch_size, params.grad_accum)
 
 
 def _load(plan: Plan, base: ModelVersion, resume: checkpoints.Checkpoint | None) -> LoadedLM:
@@ -216,6 +253,21 @@ def _adjust(
         level=LogLevel.WARNING,
         data={"batch_size": batch, "grad_accum": accum, "error": error[:1000]},
     )
+
+
+def _remove_checkpoints(job: Job, report: Report) -> None:
+    """The output is registered: the checkpoints of the job and of the jobs it retries (each the
+    model and AdamW's state, several times the model's size) are deleted, except those another
+    unfinished retry may still resume from."""
+    chain = _job_chain(job)
+    removed = [job_id for job_id in report.checkpoints_release(job_ids=chain) if checkpoints.remove(job_id)]
+    if removed:
+        report.log(
+            "Deleted the checkpoints of "
+            + ", ".join(f"job #{job_id}" for job_id in removed)
+            + ": the output is registered",
+            data={"jobs": removed},
+        )
 
 
 def _write_output(lm: LoadedLM, final: Path) -> None:

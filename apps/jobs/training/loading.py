@@ -10,7 +10,7 @@ adapter, an adapter resumed from a checkpoint with its gradients on.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,15 @@ class LoadedLM:
             vocab=_config_int(config, "vocab_size"),
             dtype_bytes=torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4,
         )
+
+    def base_shape(self) -> memory.Shape:
+        """shape() without an adapter's weights: the base model's, as the registry reads it and the
+        dispatcher reserves for it (domain.memory.fine_tune_bytes adds the adapter itself)."""
+        shape = self.shape()
+        if not self.adapter:
+            return shape
+        adapter = sum(p.numel() for name, p in self.model.named_parameters() if "lora_" in name)
+        return replace(shape, params=shape.params - adapter)
 
 
 def load_causal_lm(

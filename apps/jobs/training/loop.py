@@ -1,6 +1,9 @@
 """The fine-tune's training loop: AdamW with a linear schedule, gradient accumulation, an evaluation
 every `eval_interval` steps, a checkpoint every `checkpoint_interval` steps and before any stop that
-asks for one.
+asks for one. A stop is looked for after each step and between the batches of every evaluation (the
+one before the first step, those on the interval, the one after the last step), so a cancel lands
+within a step or an evaluation batch. A run that starts (again) at step S first deletes the job's
+metric points past S, so a replayed step has one point, not two.
 
 A plain torch loop rather than transformers' Trainer: on the demo model Trainer ran about a fifth
 slower than a bare loop (bench/finetune_overhead.py prints all three), over the issue's 5% bound, and the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 from django.conf import settings
@@ -24,7 +28,7 @@ from apps.core.domain.units import format_bytes
 from apps.jobs.domain import memory
 from apps.jobs.domain.failures import OutOfMemory
 from apps.jobs.domain.params import FineTuneParams
-from apps.jobs.reporting import Report
+from apps.jobs.reporting import Report, Stop
 from apps.jobs.training import checkpoints
 from apps.jobs.training.checkpoints import Checkpoint
 from apps.jobs.training.data import Encoded, batches
@@ -46,6 +50,9 @@ class Plan:
     # the job holds on it instead (0: no check). `simulated` names the device for the message.
     memory_limit: int = 0
     simulated: str = ""
+    # The base model's shape as the dispatcher reserved for it (the registry's); None: the loaded
+    # model's, less any adapter. domain.memory.fine_tune_bytes makes both sides agree to the byte.
+    base_shape: memory.Shape | None = None
 
 
 @dataclass
@@ -96,20 +103,8 @@ def train(
     total = plan.total_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
 
-    def evaluate() -> float | None:
-        return mean_loss(model, eval_rows, batch_size=plan.batch_size, pad_id=pad_id, device=plan.device).loss
-
-    if resume is not None:
-        checkpoints.restore(resume, optimizer=optimizer, scheduler=scheduler)
-        step, consumed = resume.step, int(resume.state["examples"])
-        before = resume.state.get("eval_loss_before")
-    else:
-        step, consumed = 0, 0
-        before = evaluate()
-        if before is not None:
-            report.metrics(step=0, values={"eval_loss": before})
-
     def save(reason: str) -> None:
+        report.ensure_running()  # a runner that lost its job leaves its folder to the one that has it
         state = {
             "examples": consumed,
             "batch_size": plan.batch_size,
@@ -133,8 +128,43 @@ def train(
         if pruned:
             report.checkpoints_pruned(steps=pruned)
 
+    def stop(asked: Stop) -> NoReturn:
+        """Checkpoint where the stop asks for it (not before the first step: nothing to keep), then stop."""
+        if asked.save and step > 0:
+            save(asked.reason)
+        report.stop_now(asked)
+
+    def stop_if_asked(_tokens: int) -> None:
+        """Between the batches of an evaluation (a pass over the whole eval split can be long)."""
+        asked = report.stop_asked()
+        if asked is not None:
+            stop(asked)
+
+    def evaluate() -> float | None:
+        return mean_loss(
+            model,
+            eval_rows,
+            batch_size=plan.batch_size,
+            pad_id=pad_id,
+            device=plan.device,
+            on_batch=stop_if_asked,
+        ).loss
+
+    before: float | None
+    if resume is not None:
+        checkpoints.restore(resume, optimizer=optimizer, scheduler=scheduler)
+        step, consumed = resume.step, int(resume.state["examples"])
+        before = resume.state.get("eval_loss_before")
+        report.rewind(step=step)
+    else:
+        step, consumed = 0, 0
+        report.rewind(step=0)
+        before = evaluate()
+        if before is not None:
+            report.metrics(step=0, values={"eval_loss": before})
+
     order = Order(len(train_rows), params.seed)
-    shape, trainable = lm.shape(), lm.trainable_params()
+    shape = plan.base_shape or lm.base_shape()
     model.train()
     tokens, train_loss = 0, None
     started = time.perf_counter()
@@ -144,7 +174,7 @@ def train(
         step_tokens = 0
         for _ in range(plan.grad_accum):
             rows = [train_rows[i] for i in order.take(consumed, plan.batch_size)]
-            _check_fits(plan, shape, trainable=trainable, batch=len(rows))
+            _check_fits(plan, shape, batch=len(rows))
             batch = {
                 k: v.to(plan.device)
                 for k, v in next(batches(rows, batch_size=len(rows), pad_id=pad_id)).items()
@@ -159,25 +189,22 @@ def train(
         step += 1
         tokens += step_tokens
         train_loss = float(step_loss) / plan.grad_accum
-        metrics = {"train_loss": train_loss, "learning_rate": scheduler.get_last_lr()[0]}
-        if params.eval_interval and step % params.eval_interval == 0 and step < total:
-            eval_loss = evaluate()
-            if eval_loss is not None:
-                metrics["eval_loss"] = eval_loss
-        if params.checkpoint_interval and step % params.checkpoint_interval == 0 and step < total:
-            save("interval")
-        stop = report.step(
+        asked = report.step(
             step=step,
             total=total,
             tokens=step_tokens,
-            metrics=metrics,
-            memory_bytes=_memory_bytes(plan, shape, trainable),
+            metrics={"train_loss": train_loss, "learning_rate": float(scheduler.get_last_lr()[0])},
+            memory_bytes=_memory_bytes(plan, shape),
             message=f"step {step} of {total}, loss {train_loss:.3f}",
         )
-        if stop is not None and step < total:
-            if stop.save:
-                save(stop.reason)
-            report.stop_now(stop)
+        if asked is not None:
+            stop(asked)
+        if params.eval_interval and step % params.eval_interval == 0 and step < total:
+            eval_loss = evaluate()
+            if eval_loss is not None:
+                report.metrics(step=step, values={"eval_loss": eval_loss})
+        if params.checkpoint_interval and step % params.checkpoint_interval == 0 and step < total:
+            save("interval")
     seconds = time.perf_counter() - started
     after = evaluate()
     if after is not None:
@@ -195,12 +222,12 @@ def train(
     )
 
 
-def _check_fits(plan: Plan, shape: memory.Shape, *, trainable: int, batch: int) -> None:
+def _check_fits(plan: Plan, base: memory.Shape, *, batch: int) -> None:
     """On a simulated GPU, what a real one's allocator would say: out of memory when the step's
-    estimate exceeds what the job holds."""
+    estimate exceeds what the job holds (the same estimate the dispatcher reserved with)."""
     if not plan.memory_limit:
         return
-    need = memory.training_bytes(shape, trainable=trainable, batch=batch, seq_len=plan.params.seq_len)
+    need = _step_bytes(plan, base, batch=batch)
     if need > plan.memory_limit:
         raise OutOfMemory(
             f"simulated device {plan.simulated}: the step needs {format_bytes(need)} (batch {batch} of"
@@ -208,9 +235,14 @@ def _check_fits(plan: Plan, shape: memory.Shape, *, trainable: int, batch: int) 
         )
 
 
-def _memory_bytes(plan: Plan, shape: memory.Shape, trainable: int) -> int:
+def _memory_bytes(plan: Plan, base: memory.Shape) -> int:
     if plan.device.startswith("cuda"):
         return int(torch.cuda.max_memory_allocated(plan.device))
-    return memory.training_bytes(
-        shape, trainable=trainable, batch=plan.batch_size, seq_len=plan.params.seq_len
+    return _step_bytes(plan, base, batch=plan.batch_size)
+
+
+def _step_bytes(plan: Plan, base: memory.Shape, *, batch: int) -> int:
+    params = plan.params
+    return memory.fine_tune_bytes(
+        base, method=params.method.value, lora_rank=params.lora_rank, batch=batch, seq_len=params.seq_len
     )

@@ -4,6 +4,8 @@ sandbox), and the sandbox's walls on their own."""
 from __future__ import annotations
 
 import hashlib
+import json
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import torch
 from django.conf import settings
 
 from apps.jobs import execution
-from apps.jobs.converting import child, sandbox
+from apps.jobs.converting import child, convert, sandbox
 from apps.jobs.domain.kinds import ErrorClass, JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
@@ -113,7 +115,8 @@ def test_the_child_refuses_a_hostile_pickle_the_scan_missed_without_running_it(
 ) -> None:
     folder, marker = hostile
     argv, _ = sandbox.command(
-        [sys.executable, "-m", "apps.jobs.converting.child", str(folder), str(tmp_path / "o")]
+        [sys.executable, "-m", "apps.jobs.converting.child", str(folder), str(tmp_path / "o")],
+        without_namespace=True,
     )
 
     done = subprocess.run(argv, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120)
@@ -122,6 +125,109 @@ def test_the_child_refuses_a_hostile_pickle_the_scan_missed_without_running_it(
     assert "weights-only loader refused it" in done.stdout
     assert "posix.system" in done.stdout
     assert not marker.exists()
+
+
+def test_a_worker_without_a_network_namespace_refuses_to_convert_naming_the_setting(
+    pickled: Path, dispatched: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan_now()
+    source = version_at(pickled)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an install without unshare
+
+    job = run(convert_job(source))
+
+    assert (job.state, job.error_class) == (JobState.FAILED, ErrorClass.RUNTIME_MISSING)
+    assert "network namespace" in job.error
+    assert "MOC_CONVERT_WITHOUT_NAMESPACE=true" in job.error
+    assert job.output_version is None
+    assert not Path(settings.MOC_FINETUNE_OUTPUT_ROOT).exists() or not any(
+        Path(settings.MOC_FINETUNE_OUTPUT_ROOT).iterdir()
+    )
+
+
+def test_the_operator_may_let_a_conversion_run_behind_the_audit_hook_alone(
+    pickled: Path, dispatched: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    scan_now()
+    source = version_at(pickled)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    settings.MOC_CONVERT_WITHOUT_NAMESPACE = True
+
+    job = run(convert_job(source))
+
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.result["walls"] == [sandbox.AUDIT_HOOK]
+    assert job.events.filter(message__contains="behind the audit hook alone").exists()
+
+
+def test_each_attempt_stages_into_its_own_folder_and_a_success_removes_the_earlier_ones(
+    pickled: Path, dispatched: list[Any]
+) -> None:
+    scan_now()
+    job = convert_job(version_at(pickled))
+    out_root = Path(settings.MOC_FINETUNE_OUTPUT_ROOT)
+    final = out_root / f"demo-pt-converted-job{job.pk}"
+    earlier = final.with_name(f".{final.name}.partial-t0")  # a worker that died mid-conversion
+    other_job = out_root / f".demo-pt-converted-job{job.pk + 1}.partial-t9"
+    for folder in (earlier, other_job):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"half")
+
+    job = run(job)  # task t1
+
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert sorted(p.name for p in out_root.iterdir()) == sorted([final.name, other_job.name])
+    assert job.result["output"] == str(final)
+
+
+def test_an_index_that_names_a_shard_outside_the_folder_is_refused_naming_it(
+    pickled: Path, dispatched: list[Any], tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.bin"
+    (pickled / "pytorch_model.bin").rename(outside)
+    for name in (str(outside), "../elsewhere.bin"):
+        (pickled / child.INDEX).write_text(json.dumps({"weight_map": {"transformer.wte.weight": name}}))
+        with pytest.raises(ValueError, match="not a plain file name"):
+            child.pickle_inputs(pickled)
+    scan_now()
+
+    job = run(convert_job(version_at(pickled)))
+
+    assert (job.state, job.error_class) == (JobState.FAILED, ErrorClass.CHECK_FAILED)
+    assert "'../elsewhere.bin'" in job.error
+
+
+def test_side_files_that_are_symbolic_links_are_skipped(pickled: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the worker's eyes only")
+    (pickled / "notes.txt").symlink_to(secret)
+
+    said = child.convert(pickled, tmp_path / "out")
+
+    assert "notes.txt" in said["skipped"]
+    assert "notes.txt" not in said["copied"]
+    assert not (tmp_path / "out" / "notes.txt").exists()
+    assert "config.json" in said["copied"]
+
+
+def test_a_child_out_of_memory_fails_the_job_as_out_of_memory() -> None:
+    said = child.failure(MemoryError())
+
+    assert said == {"ok": False, "refused": False, "error": "MemoryError", "error_class": "out_of_memory"}
+    assert convert.failed(said, child.FAILED, "")["error_class"] == ErrorClass.OUT_OF_MEMORY
+    cpu = child.failure(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 GB"))
+    assert cpu["error_class"] == ErrorClass.OUT_OF_MEMORY
+    assert child.failure(ValueError("no"))["error_class"] == ErrorClass.RUNNER_ERROR
+    # Killed by the kernel (nothing said): out of memory, the likely cause; any other death is not.
+    killed = convert.failed({}, -signal.SIGKILL, "")
+    assert killed["error_class"] == ErrorClass.OUT_OF_MEMORY
+    assert "SIGKILL" in killed["error"]
+    crashed = convert.failed({}, 1, "Traceback (most recent call last):\nKeyError: 'x'")
+    assert crashed == {
+        "ok": False,
+        "error": "the conversion process failed: KeyError: 'x'",
+        "error_class": ErrorClass.RUNNER_ERROR,
+    }
 
 
 @pytest.fixture

@@ -96,12 +96,12 @@ def dataset(make_dataset: Callable[..., Dataset]) -> Dataset:
 
 @pytest.fixture
 def make_job(base: ModelVersion, dataset: Dataset) -> Callable[..., Job]:
-    """A fine-tune job of the demo LM on the dataset, RUNNING under TASK; `changes` override the
-    parameters (small and quick by default)."""
+    """A fine-tune job of the demo LM (or of `base_version`) on the dataset, RUNNING under TASK;
+    `changes` override the parameters (small and quick by default)."""
 
-    def make(**changes: Any) -> Job:
-        fields = {"retry_of", "reserved_bytes", "device", "adjustments"}
-        job_fields = {k: changes.pop(k) for k in list(changes) if k in fields}
+    def make(*, base_version: ModelVersion = base, **changes: Any) -> Job:
+        fields = {"retry_of", "reserved_bytes", "device", "adjustments", "state"}
+        job_fields = {"state": JobState.RUNNING} | {k: changes.pop(k) for k in list(changes) if k in fields}
         quick: dict[str, Any] = {
             "dataset": dataset.pk,
             "learning_rate": 5e-3,
@@ -110,15 +110,14 @@ def make_job(base: ModelVersion, dataset: Dataset) -> Callable[..., Job]:
             "seq_len": 32,
             "checkpoint_interval": 0,
         }
-        params = FineTuneParams(base_version=base.pk, **(quick | changes))
+        params = FineTuneParams(base_version=base_version.pk, **(quick | changes))
         return JobFactory(
             kind=JobKind.FINE_TUNE,
             params=job_params.as_stored(params),
-            state=JobState.RUNNING,
             task_id=TASK,
             started_at=timezone.now(),
             attempts=1,
-            model_version=base,
+            model_version=base_version,
             **job_fields,
         )
 

@@ -86,6 +86,32 @@ def test_pruning_keeps_the_last_k_complete_checkpoints(lm: LoadedLM) -> None:
     assert sorted(p.name for p in checkpoints.job_folder(7).iterdir()) == ["step-00000006", "step-00000008"]
 
 
+def test_the_folders_of_writes_cut_short_are_removed_by_the_next_save_and_by_prune(lm: LoadedLM) -> None:
+    folder = Path(checkpoints.job_folder(7))
+    (folder / "step-00000002.tmp-4242" / "model").mkdir(parents=True)  # a worker killed mid-write
+
+    _save(lm, 7, 4)
+
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000004"]
+    (folder / "step-00000006.tmp-4343").mkdir()
+
+    checkpoints.prune(7, keep=2)
+
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000004"]
+
+
+def test_remove_deletes_the_jobs_whole_checkpoint_folder(lm: LoadedLM) -> None:
+    _save(lm, 7, 2)
+    (Path(checkpoints.job_folder(7)) / "step-00000004.tmp-4242").mkdir()
+    _save(lm, 8, 2)
+
+    assert checkpoints.remove(7) is True
+
+    assert not checkpoints.job_folder(7).exists()
+    assert checkpoints.remove(7) is False
+    assert [c.step for c in checkpoints.complete(8)] == [2]
+
+
 def test_a_retry_resumes_from_its_own_checkpoints_first_then_its_chain(lm: LoadedLM) -> None:
     _save(lm, 1, 4)
     _save(lm, 1, 6)
