@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Refuses an upload its session user may not send before CSRF's view hook parses its body.
+    "apps.core.upload_gate.UploadPermissionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -333,6 +335,11 @@ MOC_DATAPLANE_CACHE_S = env_float("MOC_DATAPLANE_CACHE_S", 5.0)
 MOC_DEVICE_THREADS = env_int("MOC_DEVICE_THREADS", 8)
 # Per-minute serving figures (ServingMinute rows) are kept this long.
 MOC_SERVING_FIGURES_RETENTION_DAYS = env_int("MOC_SERVING_FIGURES_RETENTION_DAYS", 14)
+# The performance check adds this to what a version's benchmark says a probe takes (timed in the
+# runtime) for the serving path a probe crosses and the benchmark does not, before its ratio.
+MOC_PERF_PATH_ALLOWANCE_MS = env_float("MOC_PERF_PATH_ALLOWANCE_MS", 25.0)
+if MOC_PERF_PATH_ALLOWANCE_MS < 0:
+    raise ImproperlyConfigured("MOC_PERF_PATH_ALLOWANCE_MS must be 0 or more")
 
 # --- jobs and datasets ------------------------------------------------------------------
 # Where datasets are discovered (JSONL or plain text) and where uploads are written (the first).
@@ -349,6 +356,12 @@ MOC_CHECKPOINT_KEEP = env_int("MOC_CHECKPOINT_KEEP", 2)
 MOC_FINETUNE_OUTPUT_ROOT = str(
     Path(env_str("MOC_FINETUNE_OUTPUT_ROOT") or Path(MOC_MODEL_ROOTS[0]) / "fine-tuned").resolve()
 )
+if not any(Path(MOC_FINETUNE_OUTPUT_ROOT).is_relative_to(root) for root in MOC_MODEL_ROOTS):
+    # Else every fine-tune and conversion would run to the end, then fail to register its output.
+    raise ImproperlyConfigured(
+        f"MOC_FINETUNE_OUTPUT_ROOT ({MOC_FINETUNE_OUTPUT_ROOT}) must be inside one of MOC_MODEL_ROOTS "
+        f"({', '.join(MOC_MODEL_ROOTS)}), so that the registry owns what fine-tunes and conversions write"
+    )
 # Checkpoint-then-preempt: a running fine-tune holding memory a higher-priority job or a pinned load
 # needs is asked to checkpoint and yield, and resumes when memory is free. Off by default.
 MOC_JOB_PREEMPT = env_bool("MOC_JOB_PREEMPT", False)
@@ -358,6 +371,9 @@ MOC_JOB_RETRY_BACKOFF_S = env_float("MOC_JOB_RETRY_BACKOFF_S", 10.0)
 MOC_JOB_OOM_RETRIES = env_int("MOC_JOB_OOM_RETRIES", 2)
 # How often beat looks for waiting jobs that now fit (they are also looked at when a job ends).
 MOC_JOB_DISPATCH_S = env_float("MOC_JOB_DISPATCH_S", 5.0)
+# A convert job runs its child in a network namespace of its own; a worker that cannot make one
+# refuses the job unless this allows the child to run behind its audit hook alone.
+MOC_CONVERT_WITHOUT_NAMESPACE = env_bool("MOC_CONVERT_WITHOUT_NAMESPACE", False)
 if MOC_CHECKPOINT_KEEP < 1 or MOC_JOB_OOM_RETRIES < 0 or MOC_JOB_DISPATCH_S <= 0:
     raise ImproperlyConfigured(
         "MOC_CHECKPOINT_KEEP must be at least 1, MOC_JOB_OOM_RETRIES 0 or more and MOC_JOB_DISPATCH_S above 0"

@@ -45,8 +45,10 @@ class ErrorClass(StrEnum):
 
 
 # Failures worth another attempt by themselves (with backoff, up to max_attempts): the same job on
-# a sound worker or device may well succeed. Bad data, a missing runtime or a time limit will not.
-TRANSIENT = frozenset({ErrorClass.WORKER_LOST, ErrorClass.DEVICE_LOST, ErrorClass.OUT_OF_MEMORY})
+# a sound worker or device may well succeed. Bad data, a missing runtime or a time limit will not,
+# and neither will out of memory: the same parameters on the same reservation run out again. Only a
+# fine-tune retries it, inside its run, at half the batch (MOC_JOB_OOM_RETRIES times).
+TRANSIENT = frozenset({ErrorClass.WORKER_LOST, ErrorClass.DEVICE_LOST})
 # Kinds that run on a device worker and reserve device memory in serving's ledger while they run.
 DEVICE_KINDS = frozenset({JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK})
 # Kinds only an admin may queue: conversion unpickles (weights-only) a file an operator named.

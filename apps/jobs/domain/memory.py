@@ -7,12 +7,13 @@ one forward pass's activations. The activation rule is the usual transformer fig
 per token, per layer, per unit of width, kept for the backward pass) plus the logits over the
 vocabulary (and their gradient when training); the overhead share covers the allocator's slack and
 the runtime. It is an estimate: an out-of-memory run halves its batch and tries again (the runner),
-and an operator may name the bytes to reserve instead (`memory_bytes`).
+and an operator may reserve more (`memory_bytes`; an admin may reserve less).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 ADAM_BYTES_PER_PARAM = 8  # two fp32 moments
 ACTIVATION_VALUES = 16  # per token, per layer, per unit of width, kept for the backward pass
@@ -65,3 +66,23 @@ def inference_bytes(shape: Shape, *, batch: int, seq_len: int) -> int:
 def lora_trainable(shape: Shape, *, rank: int, targets_per_layer: int = 2) -> int:
     """Parameters LoRA trains: two rank-r factors per adapted (width x width) projection."""
     return shape.layers * targets_per_layer * 2 * rank * shape.hidden
+
+
+def fine_tune_bytes(base: Shape, *, method: str, lora_rank: int, batch: int, seq_len: int) -> int:
+    """A fine-tune step's peak on the base model `base`: what the dispatcher reserves and what the
+    runner's simulated check holds a step to, so that both sides agree to the byte at any batch.
+
+    A LoRA run holds the base's weights plus the adapter's, and trains only the adapter; a full run
+    trains every weight. `method` is domain.params.Method's value ("full" or "lora")."""
+    if method == "lora":
+        adapter = lora_trainable(base, rank=lora_rank)
+        with_adapter = replace(base, params=base.params + adapter)
+        return training_bytes(with_adapter, trainable=adapter, batch=batch, seq_len=seq_len)
+    return training_bytes(base, trainable=base.params, batch=batch, seq_len=seq_len)
+
+
+def benchmark_bytes(
+    base: Shape, *, batch_sizes: Sequence[int], prompt_lengths: Sequence[int], new_tokens: int
+) -> int:
+    """A benchmark's peak: its largest batch over its longest prompt and the tokens it generates."""
+    return inference_bytes(base, batch=max(batch_sizes), seq_len=max(prompt_lengths) + new_tokens)

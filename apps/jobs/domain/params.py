@@ -100,6 +100,7 @@ class DatasetFacts:
     state: str  # pending / valid / invalid
     rows: int
     errors: int
+    archived: bool = False
 
 
 # --- Parsing: the one entry point job_create goes through --------------------------------------
@@ -318,14 +319,16 @@ def _version(read: _Reader, name: str, facts: Facts, version_id: int | None) -> 
 
 
 def _dataset(read: _Reader, facts: Facts, dataset_id: int | None) -> DatasetFacts | None:
-    """The named dataset's facts, noting an unknown one or one not (yet) valid."""
+    """The named dataset's facts, noting an unknown or archived one, or one not (yet) valid."""
     if dataset_id is None:
         return None
     dataset = facts.datasets.get(dataset_id)
     if dataset is None:
         read.note(_DATASET_KEY, f"No dataset has id {dataset_id}.")
         return None
-    if dataset.state == "pending":
+    if dataset.archived:
+        read.note(_DATASET_KEY, f"Dataset {dataset.name} is archived; un-archive it to use it.")
+    elif dataset.state == "pending":
         read.note(_DATASET_KEY, f"Dataset {dataset.name} is not validated yet; validate it first.")
     elif dataset.state != "valid":
         rows = "row" if dataset.errors == 1 else "rows"

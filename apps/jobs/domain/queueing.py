@@ -6,9 +6,16 @@ first), then by id; a job whose automatic retry waits out its backoff (`not_befo
 is not due yet and is skipped.
 
 Backfill. The dispatcher tries each due job in that order. A job that finds no room waits, and the
-devices it could run on are kept for it: its pinned device, or else every device big enough to ever
-hold what it needs. A later job may still start on any other device (backfill), never on one kept
-for a job ahead of it, so a stream of small jobs cannot starve a large one of the room it waits for.
+devices it could run on are kept for it: its pinned device, or else every device where it would fit
+once everything that may be freed is freed (`reach`: the device's capacity less what pinned serving
+placements hold; running jobs end, and idle models may be evicted). A later job may still start on
+any other device (backfill), never on one kept for a job ahead of it, so a stream of small jobs
+cannot starve a large one of the room it waits for. A job that could never fit anywhere (what is
+pinned leaves too little) keeps nothing, so it cannot stop the queue behind it; its message says so.
+
+Alone. A benchmark measures latency and peak memory, which anything else on its device would
+distort: no other job is placed on a device where a benchmark runs or holds a reservation, and a
+benchmark waits until no other job runs or holds a reservation on a device (`sharing_refused`).
 
 Preemption (checkpoint, then yield; MOC_JOB_PREEMPT, off by default). When a waiting job finds no
 room, a running fine-tune of strictly lower priority may be asked to checkpoint and go back to the
@@ -19,21 +26,22 @@ Equal or higher priority work is never preempted, and only fine-tunes are (they 
 
 A pinned serving load refused for room (apps.serving.signals.room_wanted) asks by the same rule, as
 a want above any job's priority (PINNED_LOAD_PRIORITY) over the devices it would fit on, each with
-what it needs there (`Waiting.need_on`). Nothing holds the memory for it while the load is refused,
-so the fine-tune that yields to it stays out of the queue for LOAD_HOLD_S after it yields: long
-enough for the load, tried again, to find the room.
+what it needs there (`Waiting.need_on`). The room it needs is then held on that device for
+LOAD_HOLD_S (services.load_holds: the dispatcher counts it as taken, for every job), and the
+fine-tune that yields to it stays out of the queue as long after it yields: long enough for the
+load, tried again, to find the room.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from apps.jobs.domain.kinds import PRIORITY_MAX
+from apps.jobs.domain.kinds import PRIORITY_MAX, JobKind
 
 PINNED_LOAD_PRIORITY = PRIORITY_MAX + 1  # a pinned serving load comes before any job
-LOAD_HOLD_S = 60.0  # how long a fine-tune that yielded to a pinned load keeps out of the queue
+LOAD_HOLD_S = 60.0  # how long room is held for a pinned load, and its fine-tune keeps out of the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +80,37 @@ def order(jobs: Iterable[Waiting], *, now: dt.datetime) -> list[Waiting]:
     return sorted(due, key=lambda j: (-j.priority, j.queued_at, j.id))
 
 
-def usable_devices(job: Waiting, capacities: Mapping[int, int]) -> frozenset[int]:
-    """The devices `job` could ever run on: its pinned one, else each big enough for its need."""
-    if job.device_id is not None:
-        return frozenset({job.device_id})
-    return frozenset(pk for pk, capacity in capacities.items() if capacity >= job.need_bytes)
+def usable_devices(job: Waiting, reach: Mapping[int, int]) -> frozenset[int]:
+    """The devices `job` could ever run on (its pinned one only, when pinned): those whose `reach`,
+    the most room the device could ever give a job, is enough for what it needs there."""
+    scope = reach.keys() if job.device_id is None else {job.device_id} & reach.keys()
+    return frozenset(pk for pk in scope if reach[pk] >= job.need(pk))
 
 
-def kept_for(blocked: Iterable[Waiting], capacities: Mapping[int, int]) -> dict[int, int]:
+def kept_for(blocked: Iterable[Waiting], reach: Mapping[int, int]) -> dict[int, int]:
     """The devices kept for the jobs ahead that wait for room, each with the first job it is kept
     for (`blocked` in queue order): no later job may start there."""
     kept: dict[int, int] = {}
     for job in blocked:
-        for pk in usable_devices(job, capacities):
+        for pk in usable_devices(job, reach):
             kept.setdefault(pk, job.id)
     return kept
+
+
+def sharing_refused(kind: str, holding: Mapping[int, Collection[str]]) -> dict[int, str]:
+    """The devices a job of `kind` may not go to because a benchmark runs alone (see the module),
+    each with why; `holding`: per device, the kinds of the jobs that run or hold a reservation there."""
+    if kind == JobKind.BENCHMARK:
+        return {
+            pk: "runs other jobs, and a benchmark waits until it runs alone on its device"
+            for pk, kinds in holding.items()
+            if kinds
+        }
+    return {
+        pk: "runs a benchmark, which runs alone on its device"
+        for pk, kinds in holding.items()
+        if JobKind.BENCHMARK in kinds
+    }
 
 
 def preemption_victim(

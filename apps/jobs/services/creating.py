@@ -16,13 +16,14 @@ from apps.core import workers as core_workers
 from apps.core.domain.errors import Conflict
 from apps.core.domain.queues import Queue
 from apps.core.domain.roles import Role
+from apps.core.domain.units import format_bytes
 from apps.jobs import runners
 from apps.jobs.domain import kinds
 from apps.jobs.domain import params as job_params
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
-from apps.jobs.services.facts import need_bytes, params_facts
+from apps.jobs.services.facts import estimate_bytes, need_bytes, params_facts
 from apps.jobs.services.lifecycle import dispatcher_kick, job_dispatch, job_log
 from apps.models.models import ModelVersion
 from apps.serving import placing
@@ -45,11 +46,16 @@ def _unconsumed_queue_problem(queue: str) -> str | None:
     return kinds.queue_consumer_problem(queue, live)
 
 
+def _acting_role(created_by: Any, acting_role: Role | None) -> Role | None:
+    """The role a request acts as; Role.ADMIN for MOC itself (no user), which may do what an admin may."""
+    if created_by is None or not getattr(created_by, "is_authenticated", False):
+        return Role.ADMIN
+    return acting_role if acting_role is not None else roles.role_of(created_by)
+
+
 def _check_admin(kind: str, created_by: Any, acting_role: Role | None) -> None:
     """Refuse an admin-only kind to anyone else; MOC itself (no user) may queue it."""
-    if created_by is None or not getattr(created_by, "is_authenticated", False):
-        return
-    role = acting_role if acting_role is not None else roles.role_of(created_by)
+    role = _acting_role(created_by, acting_role)
     if role is not Role.ADMIN:
         raise PermissionDenied(
             f"Only an admin may queue a {kind} job (it unpickles a checkpoint); this request acts as "
@@ -114,10 +120,14 @@ def job_create(
             problems["params"] = [
                 f"{name}: {text}" if name else text for name, text in params_problems.items()
             ]
-    if problems:
-        raise ValidationError(problems)
     version_id = getattr(parsed, "base_version", None) or getattr(parsed, "version", None)
     version = ModelVersion.objects.select_related("parent").filter(pk=version_id).first()
+    if parsed is not None and (
+        memory_problem := _memory_problem(kind, parsed, version, created_by, acting_role)
+    ):
+        problems.setdefault("params", []).append(f"memory_bytes: {memory_problem}")
+    if problems:
+        raise ValidationError(problems)
     message = ""
     if on_device:
         message = _room_now(kind, need_bytes(kind, parsed, version), device, wait_for_room)
@@ -140,6 +150,23 @@ def job_create(
     else:
         job_dispatch(job=job)
     return job
+
+
+def _memory_problem(
+    kind: str, parsed: Any, version: ModelVersion | None, created_by: Any, acting_role: Role | None
+) -> str | None:
+    """Why `memory_bytes` may not be reserved: it is a floor over MOC's estimate, so the ledger never
+    shows as free what the job will use; only an admin (who may know the model better) goes below."""
+    named = getattr(parsed, "memory_bytes", 0)
+    if not named:
+        return None
+    estimate = estimate_bytes(kind, parsed, version)
+    if named >= estimate or _acting_role(created_by, acting_role) is Role.ADMIN:
+        return None
+    return (
+        f"{format_bytes(named)} is below MOC's estimate of {format_bytes(estimate)} ({estimate:,} bytes) "
+        "for this job; name at least that, or leave it out. Only an admin may reserve less."
+    )
 
 
 def _room_now(kind: str, need: int, device: Any, wait_for_room: bool) -> str:

@@ -27,7 +27,9 @@ def params_facts(kind: str, raw: Any) -> params.Facts:
     return params.Facts(
         versions={v.pk: version_facts(v, has_pickle=v.pk in pickled) for v in versions},
         datasets={
-            d.pk: params.DatasetFacts(id=d.pk, name=d.name, state=d.state, rows=d.rows, errors=d.error_count)
+            d.pk: params.DatasetFacts(
+                id=d.pk, name=d.name, state=d.state, rows=d.rows, errors=d.error_count, archived=d.archived
+            )
             for d in Dataset.objects.filter(pk__in=dataset_ids)
         },
     )
@@ -65,29 +67,53 @@ def shape_of(version: ModelVersion) -> memory.Shape | None:
     return memory.Shape(params=source.params_count, hidden=hidden, layers=layers, vocab=vocab)
 
 
-def need_bytes(kind: str, parsed: Any, version: ModelVersion | None) -> int:
-    """The device memory a job of `kind` reserves: what its parameters name (`memory_bytes`), else
-    domain.memory's estimate from the version's shape, else (no shape) the registry's inference
-    estimate, four times over for training (gradients and AdamW's two moments). 0 for kinds that hold
-    no device memory."""
+def estimate_bytes(
+    kind: str, parsed: Any, version: ModelVersion | None, *, adjustments: Mapping[str, Any] | None = None
+) -> int:
+    """domain.memory's estimate of the device memory a job of `kind` needs, from the version's shape
+    (the base's for an adapter), at the batch an out-of-memory adjustment left it (`adjustments`'
+    batch_size, when there is one); without a shape, the registry's inference estimate, four times
+    over for training (gradients and AdamW's two moments). 0 for kinds that hold no device memory."""
     if kind not in {JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK} or version is None:
         return 0
-    if parsed.memory_bytes:
-        return int(parsed.memory_bytes)
     shape = shape_of(version)
     if shape is None:
         fallback = int(version.estimated_vram_bytes or version.size_bytes or 1)
         return fallback * 4 if kind == JobKind.FINE_TUNE else fallback
     if isinstance(parsed, params.FineTuneParams):
-        trainable = (
-            memory.lora_trainable(shape, rank=parsed.lora_rank)
-            if parsed.method == params.Method.LORA
-            else shape.params
-        )
-        return memory.training_bytes(
-            shape, trainable=trainable, batch=parsed.batch_size, seq_len=parsed.seq_len
+        return memory.fine_tune_bytes(
+            shape,
+            method=parsed.method,
+            lora_rank=parsed.lora_rank,
+            batch=_adjusted_batch(parsed.batch_size, adjustments),
+            seq_len=parsed.seq_len,
         )
     if isinstance(parsed, params.BenchmarkParams):
-        longest = max(parsed.prompt_lengths) + parsed.new_tokens
-        return memory.inference_bytes(shape, batch=max(parsed.batch_sizes), seq_len=longest)
-    return memory.inference_bytes(shape, batch=parsed.batch_size, seq_len=parsed.seq_len)
+        return memory.benchmark_bytes(
+            shape,
+            batch_sizes=parsed.batch_sizes,
+            prompt_lengths=parsed.prompt_lengths,
+            new_tokens=parsed.new_tokens,
+        )
+    return memory.inference_bytes(
+        shape, batch=_adjusted_batch(parsed.batch_size, adjustments), seq_len=parsed.seq_len
+    )
+
+
+def _adjusted_batch(batch: int, adjustments: Mapping[str, Any] | None) -> int:
+    """The batch a run goes on at: the one an out-of-memory adjustment left, when smaller."""
+    adjusted = (adjustments or {}).get("batch_size")
+    return min(batch, adjusted) if _positive(adjusted) else batch
+
+
+def need_bytes(
+    kind: str, parsed: Any, version: ModelVersion | None, *, adjustments: Mapping[str, Any] | None = None
+) -> int:
+    """The device memory a job of `kind` reserves: what its parameters name (`memory_bytes`), else
+    `estimate_bytes`. job_create refuses a `memory_bytes` below the estimate unless an admin names it
+    (services.creating), so for anyone else this is the larger of the two."""
+    if kind not in {JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK} or version is None:
+        return 0
+    if parsed.memory_bytes:
+        return int(parsed.memory_bytes)
+    return estimate_bytes(kind, parsed, version, adjustments=adjustments)

@@ -33,6 +33,7 @@ from apps.jobs.domain import kinds
 from apps.jobs.domain.kinds import ErrorClass, JobKind, LogLevel
 from apps.jobs.domain.states import JOB, JOB_ACTIVE, JobState
 from apps.jobs.models import Job, JobEvent
+from apps.jobs.services.load_holds import load_hold_renew
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def holds_memory(job: Job) -> bool:
 @transaction.atomic
 def job_cancel(*, job: Job, save: bool = False) -> Job:
     """Cancel a queued job at once (its reservation let go); ask a running one to stop at its next
-    report (it becomes CANCELLING), a fine-tune with `save` writing a checkpoint first."""
+    report (it becomes CANCELLING), a fine-tune with `save` writing a checkpoint first (also when
+    `save` comes with a second cancel, while it is already CANCELLING)."""
     current = Job.objects.select_for_update().get(pk=job.pk)
     old = current.state
     if save and current.kind != JobKind.FINE_TUNE:
@@ -96,6 +98,18 @@ def job_cancel(*, job: Job, save: bool = False) -> Job:
             {"save": f"Only a fine-tune writes a checkpoint; this job is a {current.kind}."}
         )
     if old == JobState.CANCELLING:
+        if save and not current.stop_save:
+            # A second cancel that asks for the save the first did not: the runner reads it at its
+            # next stop check (Report.stop_asked), as it would have from the first.
+            Job.objects.filter(pk=current.pk, state=JobState.CANCELLING).update(
+                stop_save=True, updated_at=timezone.now()
+            )
+            current.stop_save = True
+            audit.record("cancel", current, changes={"save": True})
+            job_log(
+                job_id=current.pk,
+                message="Cancel asked again with a save: it writes a checkpoint, then stops.",
+            )
         return current
     dst = JobState.CANCELLING if old == JobState.RUNNING else JobState.CANCELLED
     held = holds_memory(current)
@@ -235,18 +249,17 @@ def job_finish(
     return moved
 
 
-def retries_by_itself(kind: str, error_class: str) -> bool:
-    """Whether a failure of this class is worth another attempt of its own: the transient classes,
-    except a fine-tune's out of memory (its runner already retried smaller, MOC_JOB_OOM_RETRIES times)."""
-    if kind == JobKind.FINE_TUNE and error_class == ErrorClass.OUT_OF_MEMORY:
-        return False
+def retries_by_itself(error_class: str) -> bool:
+    """Whether a failure of this class is worth another attempt of its own: the transient classes
+    (kinds.TRANSIENT). Out of memory is final here: a fine-tune's runner already retried it at
+    smaller batches, and any other kind would run out again with the same parameters."""
     return error_class in kinds.TRANSIENT
 
 
 def _retried(job: Job, error_class: str, error: str) -> bool:
     """Put a job whose run failed transiently back in the queue, after its backoff, while it has
     attempts left (`job` is locked). False: it fails."""
-    if not retries_by_itself(job.kind, error_class) or job.attempts >= job.max_attempts:
+    if not retries_by_itself(error_class) or job.attempts >= job.max_attempts:
         return False
     delay = kinds.retry_delay_s(job.attempts, base_s=settings.MOC_JOB_RETRY_BACKOFF_S)
     retry_at = timezone.now() + dt.timedelta(seconds=delay)
@@ -286,7 +299,8 @@ def job_yield(*, job_id: int, task_id: str, reason: str) -> bool:
     """The runner of this task stopped to give its device back (`preempt`, or its worker's
     `shutdown`) after writing a checkpoint: the job waits again and resumes from it. A yield is not
     a failed attempt, so it gives its attempt back. A hold the preemption asked for (`not_before`
-    set past `preempt_requested_at`: it yielded to a pinned serving load) starts now, as it yields.
+    set past `preempt_requested_at`: it yielded to a pinned serving load) starts now, as it yields,
+    and so does the room held for that load on its device (services.load_holds).
     False when the job is not running under this task (a cancel that came meanwhile wins: the
     caller finishes it)."""
     job = Job.objects.select_for_update().filter(pk=job_id, task_id=task_id, state=JobState.RUNNING).first()
@@ -297,6 +311,10 @@ def job_yield(*, job_id: int, task_id: str, reason: str) -> bool:
     asked_at, hold_until = job.preempt_requested_at, job.not_before
     if asked_at is not None and hold_until is not None and hold_until > asked_at:
         changes["not_before"] = timezone.now() + (hold_until - asked_at)
+        # The room held on its device for the load starts over too, once the yield is committed.
+        held_on, hold_s = job.device_id, (hold_until - asked_at).total_seconds()
+        if held_on is not None:
+            transaction.on_commit(lambda: load_hold_renew(device_id=held_on, seconds=hold_s))
     if not job_wait(job=job, reason=f"yielded its device ({reason})", **changes):
         return False
     job_log(job_id=job_id, level=LogLevel.WARNING, message=f"Yielded at step {step} ({reason}).")

@@ -9,6 +9,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.domain.roles import Role
+from apps.core.models import AuditEvent
+from apps.jobs import services
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job, JobCheckpoint, JobMetric
@@ -69,6 +71,19 @@ def test_an_operator_may_not_queue_a_conversion(client_as: Client) -> None:
 
     assert response.status_code == 403
     assert not Job.objects.exists()
+
+
+def test_a_second_cancel_asking_for_a_save_is_heard_and_audited(client_as: Client) -> None:
+    job = JobFactory(kind=JobKind.FINE_TUNE, state=JobState.RUNNING, task_id="t1")
+    client = client_as(Role.OPERATOR)
+    assert client.post(f"{URL}{job.pk}/cancel/", {}, format="json").json()["stop_save"] is False
+
+    response = client.post(f"{URL}{job.pk}/cancel/", {"save": True}, format="json")
+
+    assert (response.json()["state"], response.json()["stop_save"]) == ("cancelling", True)
+    assert services.job_stop_asked(job_id=job.pk, task_id="t1") == ("cancel", True)
+    last = AuditEvent.objects.filter(action="cancel", object_id=str(job.pk)).latest("pk")
+    assert last.changes == {"save": True}
 
 
 def test_cancel_with_save_asks_a_running_fine_tune_to_checkpoint(client_as: Client) -> None:

@@ -43,6 +43,17 @@ def test_an_evaluation_links_the_version_it_scores() -> None:
     assert (job.model_version, job.dataset) == (version, None)
 
 
+def test_an_archived_dataset_is_refused_naming_the_parameter() -> None:
+    gpu(24)
+
+    with pytest.raises(ValidationError) as refused:
+        services.job_create(kind="fine_tune", params=fine_tune(lm(), dataset(name="old", archived=True)))
+
+    assert refused.value.message_dict["params"] == [
+        "dataset: Dataset old is archived; un-archive it to use it."
+    ]
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [

@@ -153,16 +153,39 @@ def test_a_smaller_job_backfills_a_device_the_waiting_head_cannot_use(dispatched
 
 def test_a_later_job_never_takes_the_device_kept_for_the_waiting_head(dispatched: list) -> None:
     device = gpu(24)
-    PlacementFactory(device=device, state=PlacementState.LOADED, pinned=True, reserved_bytes=10 * GIB)
+    just_used = timezone.now()
+    PlacementFactory(  # in use now, so not evicted yet; it will be idle one day
+        device=device,
+        state=PlacementState.LOADED,
+        reserved_bytes=10 * GIB,
+        loaded_at=just_used,
+        last_used_at=just_used,
+    )
     head = queue(20, priority=90)
-    later = queue(6, priority=10)  # it would fit beside the pinned model, but the head waits for that room
+    later = queue(6, priority=10)  # it would fit beside the busy model, but the head waits for that room
 
     assert dispatch() == 0
 
     (later,) = refreshed(later)
     assert later.reserved_bytes == 0
-    assert "kept for jobs ahead" in later.message
-    assert head.pk
+    assert f"is kept for job #{head.pk}, ahead of it in the queue" in later.message
+
+
+def test_a_head_that_could_never_fit_beside_the_pinned_models_keeps_nothing(dispatched: list) -> None:
+    device = gpu(24)
+    PlacementFactory(device=device, state=PlacementState.LOADED, pinned=True, reserved_bytes=10 * GIB)
+    head = queue(20, priority=90)  # 24 GiB less the pinned 10 GiB can never hold 20 GiB
+    later = queue(1, priority=10)
+
+    for _ in range(2):
+        dispatch()
+
+    head, later = refreshed(head, later)
+    assert (later.device, later.reserved_bytes) == (device, GIB)
+    assert head.reserved_bytes == 0
+    assert (
+        "no device could ever hold it beside the pinned models there, so none is kept for it" in head.message
+    )
 
 
 def test_a_pinned_job_goes_only_to_its_device(dispatched: list) -> None:

@@ -17,6 +17,7 @@ from apps.jobs.domain import queueing
 from apps.jobs.domain.queueing import PINNED_LOAD_PRIORITY, Running, Waiting, preemption_victim
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
+from apps.jobs.services.load_holds import load_holds
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from apps.serving import placing
@@ -111,6 +112,71 @@ def test_the_fine_tune_that_yielded_keeps_out_of_the_queue_so_the_load_tried_aga
     tuning.refresh_from_db()
     assert tuning.reserved_bytes == 0
     assert "Waiting for room" in tuning.message
+
+
+def evaluation_waiting(gib: float, *, priority: int) -> Job:
+    return services.job_create(
+        kind="evaluate",
+        params={"version": lm().pk, "dataset": dataset().pk, "memory_bytes": int(gib * GIB)},
+        wait_for_room=True,
+        priority=priority,
+    )
+
+
+def test_the_room_a_fine_tune_yields_to_a_pinned_load_is_held_for_it_not_given_to_a_waiting_job(
+    dispatched: list, settings: Any
+) -> None:
+    settings.MOC_JOB_PREEMPT = True
+    device = gpu(24)
+    tuning = running_fine_tune(device, gib=20)
+    other = evaluation_waiting(16, priority=5)  # fits once the fine-tune is gone, but not beside the load
+    dispatch()
+    version = served(10)
+    refused_load(version=version, device=device, pinned=True)
+
+    assert services.job_yield(job_id=tuning.pk, task_id="t-run", reason="preempt")
+    dispatch()
+
+    other.refresh_from_db()
+    assert (other.reserved_bytes, other.device) == (0, None)
+    assert "10.0 GiB held for a pinned serving load" in other.message
+    placement = placing.placement_load(version=version, device=device, pinned=True)
+    assert placement.device == device
+
+
+def test_a_job_that_fits_beside_the_held_room_still_runs_there(dispatched: list, settings: Any) -> None:
+    settings.MOC_JOB_PREEMPT = True
+    device = gpu(24)
+    tuning = running_fine_tune(device, gib=20)
+    version = served(10)
+    refused_load(version=version, device=device, pinned=True)
+    assert services.job_yield(job_id=tuning.pk, task_id="t-run", reason="preempt")
+    small = evaluation_waiting(8, priority=5)
+
+    dispatch()
+
+    small.refresh_from_db()
+    assert (small.device, small.reserved_bytes) == (device, 8 * GIB)
+    placing.placement_load(version=version, device=device, pinned=True)  # 24 - 8 still holds 10
+
+
+def test_the_hold_goes_once_the_pinned_load_is_placed_and_lapses_by_itself(
+    dispatched: list, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.MOC_JOB_PREEMPT = True
+    device = gpu(24)
+    tuning = running_fine_tune(device, gib=20)
+    version = served(10)
+    refused_load(version=version, device=device, pinned=True)
+    [(held, left_s)] = load_holds([device.pk]).values()
+    assert held == 10 * GIB
+    assert queueing.LOAD_HOLD_S - 5 < left_s <= queueing.LOAD_HOLD_S
+    assert services.job_yield(job_id=tuning.pk, task_id="t-run", reason="preempt")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        placing.placement_load(version=version, device=device, pinned=True)
+
+    assert load_holds([device.pk]) == {}
 
 
 def test_a_load_its_serving_profile_pins_asks_too(dispatched: list, settings: Any) -> None:

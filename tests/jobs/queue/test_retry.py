@@ -79,10 +79,10 @@ def test_a_transient_failure_goes_back_to_the_queue_after_its_backoff(
 
 def test_the_backoff_doubles_with_each_attempt(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     settings.MOC_JOB_RETRY_BACKOFF_S = 10.0
-    job = running(JobKind.BENCHMARK, "raises_torch_oom", monkeypatch, attempts=1)
+    job = running(JobKind.BENCHMARK, "raises_device_lost", monkeypatch, attempts=1)
     before = timezone.now()
 
-    job = run(job)  # its second attempt: out of memory, classified from torch's words
+    job = run(job)  # its second attempt
 
     assert job.state == JobState.QUEUED
     assert before + dt.timedelta(seconds=19) < job.not_before < before + dt.timedelta(seconds=22)
@@ -102,6 +102,16 @@ def test_a_fine_tune_out_of_memory_is_not_retried_again_after_its_runners_own_re
     job = run(running(JobKind.FINE_TUNE, "raises_oom", monkeypatch))
 
     assert (job.state, job.error_class) == (JobState.FAILED, ErrorClass.OUT_OF_MEMORY)
+
+
+@pytest.mark.parametrize("kind", [JobKind.EVALUATE, JobKind.BENCHMARK])
+def test_out_of_memory_of_another_kind_is_final_as_the_same_parameters_would_run_out_again(
+    kind: JobKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = run(running(kind, "raises_torch_oom", monkeypatch))  # classified from torch's words
+
+    assert (job.state, job.error_class, job.attempts) == (JobState.FAILED, ErrorClass.OUT_OF_MEMORY, 1)
+    assert job.not_before is None
 
 
 def test_bad_data_fails_at_once_naming_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
