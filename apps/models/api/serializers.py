@@ -170,8 +170,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     )
     evaluations = serializers.JSONField(
         read_only=True,
-        help_text='Its latest evaluation per dataset (the key: a dataset\'s name, or "golden"): {"loss", '
-        '"perplexity", "exact_match", "rows", "tokens", "job", "at"}, as the evaluate job measured them',
+        help_text="Its latest evaluation per key, as the evaluate job measured them: "
+        '"dataset:<name>:<split>" '
+        '-> {"loss", "perplexity", "rows", "tokens", "split", "dataset", "dataset_id", "sha256", '
+        '"eval_share", "split_seed", "job", "at"}; "golden:<8 hex of the pairs\' sha256>" -> '
+        '{"exact_match", "right", "of", "golden_sha256", "job", "at"} (older entries may be keyed by a bare '
+        'dataset name or "golden")',
     )
     benchmark = serializers.JSONField(
         read_only=True,
@@ -179,7 +183,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         '"device": {"label", "kind", "simulated"}, "load_s", "memory_bytes", "memory_meter", "runs": '
         '[{"batch", "prompt_tokens", "new_tokens", "ttft_ms_p50", "ttft_ms_p99", "token_ms_p50", '
         '"token_ms_p99", "tokens_per_s"}], "ttft_ms_p50", "token_ms_p50", "latency_ms_p50", '
-        "\"latency_ms_p99\"}; the deployments' performance check holds a release's probes to it",
+        '"latency_ms_p99", "single", "probe": {"ms_p50", ...}}; the deployments\' performance check '
+        "holds a release's probes to probe.ms_p50 plus MOC_PERF_PATH_ALLOWANCE_MS",
     )
 
     class Meta:
