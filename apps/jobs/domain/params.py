@@ -360,6 +360,16 @@ def _within_context(read: _Reader, name: str, tokens: int, version: VersionFacts
         read.note(name, f"{tokens:,} tokens is more than {version.label}'s context of {version.context:,}.")
 
 
+def _seq_len(read: _Reader, version: VersionFacts | None) -> int:
+    """The sequence length asked for, checked against the model's context; left out, the default cut to
+    that context, so a kind's defaults fit every model."""
+    seq_len = read.whole("seq_len", low=2, high=SEQ_LEN_LIMIT)
+    if not read.given("seq_len") and version is not None and version.context:
+        return min(seq_len, version.context)
+    _within_context(read, "seq_len", seq_len, version)
+    return seq_len
+
+
 def _fine_tune(read: _Reader, facts: Facts) -> FineTuneParams:
     base = _version(read, "base_version", facts, read.id("base_version"))
     if base is not None and not (base.kind == CAUSAL_LM and base.format == HF_FOLDER):
@@ -375,8 +385,7 @@ def _fine_tune(read: _Reader, facts: Facts) -> FineTuneParams:
     max_steps = read.whole("max_steps", low=0, high=MAX_STEPS_LIMIT)
     if epochs == 0 and max_steps == 0:
         read.note("max_steps", "Give max_steps or epochs above 0: the run would take no step.")
-    seq_len = read.whole("seq_len", low=2, high=SEQ_LEN_LIMIT)
-    _within_context(read, "seq_len", seq_len, base)
+    seq_len = _seq_len(read, base)
     lora_rank = read.whole("lora_rank", low=1, high=SEQ_LEN_LIMIT)
     if method == Method.LORA and base is not None and base.hidden_size and lora_rank > base.hidden_size:
         read.note(
@@ -413,8 +422,7 @@ def _evaluate(read: _Reader, facts: Facts) -> EvaluateParams:
     golden = read.golden("golden")
     if dataset_id is None and not golden and not read.given("golden"):
         read.note(_DATASET_KEY, "Give a dataset, golden pairs, or both: there is nothing to evaluate.")
-    seq_len = read.whole("seq_len", low=2, high=SEQ_LEN_LIMIT)
-    _within_context(read, "seq_len", seq_len, version)
+    seq_len = _seq_len(read, version)
     return EvaluateParams(
         version=version.id if version else 0,
         dataset=dataset_id,
@@ -432,7 +440,11 @@ def _benchmark(read: _Reader, facts: Facts) -> BenchmarkParams:
     _generates(read, "version", version, "a benchmark")
     prompt_lengths = read.ints("prompt_lengths", low=1, high=SEQ_LEN_LIMIT)
     new_tokens = read.whole("new_tokens", low=1, high=NEW_TOKENS_LIMIT)
-    if "prompt_lengths" not in read.problems and "new_tokens" not in read.problems:
+    if not read.given("prompt_lengths") and version is not None and version.context:
+        # The defaults, cut to what the model's context leaves beside the new tokens.
+        room = max(1, version.context - new_tokens)
+        prompt_lengths = tuple(sorted({min(length, room) for length in prompt_lengths}))
+    elif "prompt_lengths" not in read.problems and "new_tokens" not in read.problems:
         _within_context(read, "prompt_lengths", max(prompt_lengths) + new_tokens, version)
     return BenchmarkParams(
         version=version.id if version else 0,

@@ -183,3 +183,31 @@ def test_only_the_named_versions_and_datasets_are_looked_up() -> None:
     assert params.facts_needed("fine_tune", {"base_version": 1, "dataset": 10, "seed": 3}) == ({1}, {10})
     assert params.facts_needed("evaluate", {"version": 5}) == ({5}, set())
     assert params.facts_needed("selftest", {"checks": []}) == (set(), set())
+
+
+SHORT = Facts(
+    versions={9: VersionFacts(9, "tiny v1", "causal-lm", "hf", None, 64, 128, 1_000)},
+    datasets={d.id: d for d in (VALID,)},
+)
+
+
+def test_left_out_the_defaults_fit_a_model_with_a_short_context() -> None:
+    """The demo LM's context is 128: an evaluation (default seq_len 256) and a benchmark (default
+    prompts up to 128 tokens + 32 new) asked with their defaults are not refused for it."""
+    evaluate, problems = params.parse("evaluate", {"version": 9, "dataset": 10}, SHORT)
+    assert problems == {}
+    assert evaluate.seq_len == 128
+
+    benchmark, problems = params.parse("benchmark", {"version": 9}, SHORT)
+    assert problems == {}
+    assert max(benchmark.prompt_lengths) + benchmark.new_tokens <= 128
+
+    fine_tune, problems = params.parse("fine_tune", {"base_version": 9, "dataset": 10}, SHORT)
+    assert problems == {}
+    assert fine_tune.seq_len <= 128
+
+
+def test_a_sequence_length_asked_for_is_still_held_to_the_context() -> None:
+    _, problems = params.parse("evaluate", {"version": 9, "dataset": 10, "seq_len": 256}, SHORT)
+
+    assert "more than tiny v1's context of 128" in problems["seq_len"]
