@@ -44,6 +44,16 @@ def lm(**fields: Any) -> Any:
     return ModelVersionFactory(**values)
 
 
+def served(gib: float) -> Any:
+    """A valid causal LM to place, estimated at `gib` GiB."""
+    return ModelVersionFactory(
+        format=ModelFormat.HF,
+        kind="causal-lm",
+        validation_state=ValidationState.VALID,
+        estimated_vram_bytes=int(gib * GIB),
+    )
+
+
 def dataset(**fields: Any) -> Any:
     return DatasetFactory(**{"state": "valid", "rows": 100, "shape": "text", **fields})
 

@@ -12,14 +12,11 @@ from django.utils import timezone
 from apps.jobs import messages, services
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
-from apps.models.domain.formats import ModelFormat
-from apps.models.domain.states import ValidationState
 from apps.serving import placing
 from apps.serving.domain.states import PlacementState
 from tests.fleet.factories import GIB
 from tests.jobs.factories import JobFactory
-from tests.jobs.queue.conftest import dataset, fine_tune, gpu, lm
-from tests.models.factories import ModelVersionFactory
+from tests.jobs.queue.conftest import dataset, fine_tune, gpu, lm, served
 from tests.serving.factories import PlacementFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,15 +45,6 @@ def refreshed(*jobs: Job) -> list[Job]:
     for job in jobs:
         job.refresh_from_db()
     return list(jobs)
-
-
-def served(gib: float) -> Any:
-    return ModelVersionFactory(
-        format=ModelFormat.HF,
-        kind="causal-lm",
-        validation_state=ValidationState.VALID,
-        estimated_vram_bytes=int(gib * GIB),
-    )
 
 
 def test_a_waiting_job_gets_its_memory_reserved_and_is_sent_to_that_devices_queue(

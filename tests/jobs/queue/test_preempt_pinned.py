@@ -18,27 +18,15 @@ from apps.jobs.domain.queueing import PINNED_LOAD_PRIORITY, Running, Waiting, pr
 from apps.jobs.domain.states import JobState
 from apps.jobs.models import Job
 from apps.jobs.services.load_holds import load_holds
-from apps.models.domain.formats import ModelFormat
-from apps.models.domain.states import ValidationState
 from apps.serving import placing
 from apps.serving.models import ServingProfile
 from tests.fleet.factories import GIB
 from tests.jobs.factories import JobFactory
-from tests.jobs.queue.conftest import dataset, fine_tune, gpu, lm
-from tests.models.factories import ModelVersionFactory
+from tests.jobs.queue.conftest import dataset, fine_tune, gpu, lm, served
 
 pytestmark = pytest.mark.django_db
 
 ASKED = "a fine-tune was asked to yield its memory; try again in a few seconds"
-
-
-def served(gib: float) -> Any:
-    return ModelVersionFactory(
-        format=ModelFormat.HF,
-        kind="causal-lm",
-        validation_state=ValidationState.VALID,
-        estimated_vram_bytes=int(gib * GIB),
-    )
 
 
 def running_fine_tune(device: Any, *, gib: float, priority: int = 10, task_id: str = "t-run") -> Job:
