@@ -25,7 +25,7 @@ from tests.core.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
 
-NAV = ["Overview", "GPUs", "Serving", "Models", "Deployments", "Jobs", "Goals", "Alerts", "Audit"]
+NAV = ["Overview", "GPUs", "Serving", "Models", "Deployments", "Jobs", "Datasets", "Goals", "Alerts", "Audit"]
 
 
 @pytest.fixture

@@ -172,7 +172,8 @@ def _reserve(job: Job, entry: queueing.Waiting, *, barred: dict[int, str], this_
     """Reserve the job's memory on a device it is not `barred` from; None when it did (or the job
     moved on meanwhile), else why it waits."""
     locked = (
-        Job.objects.select_for_update()
+        # of=self: PostgreSQL refuses to lock the nullable side of the pinned device's outer join.
+        Job.objects.select_for_update(of=("self",))
         .filter(pk=job.pk, state=JobState.QUEUED, task_id="", reserved_bytes=0)
         .select_related("pinned_device")
         .first()
