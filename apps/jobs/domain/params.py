@@ -15,6 +15,7 @@ from typing import Any
 
 from apps.jobs.domain import kinds
 from apps.jobs.domain.kinds import JobKind
+from apps.jobs.domain.param_reading import Problems, Reader, is_whole
 
 
 class Method(StrEnum):
@@ -105,7 +106,6 @@ class DatasetFacts:
 
 # --- Parsing: the one entry point job_create goes through --------------------------------------
 
-Problems = dict[str, str]
 Params = FineTuneParams | EvaluateParams | BenchmarkParams | ConvertParams
 
 # Bounds wide enough for any real run, tight enough that a typo (an extra zero or three) is caught.
@@ -116,10 +116,7 @@ GRAD_ACCUM_LIMIT = 1024
 SEQ_LEN_LIMIT = 1_048_576
 NEW_TOKENS_LIMIT = 4096
 SEED_LIMIT = 2**32 - 1
-GOLDEN_LIMIT = 1000
-BENCH_POINTS_LIMIT = 8  # batch sizes, prompt lengths: each at most this many
 REPEATS_LIMIT = 100
-NAME_MAX = 100  # RegisteredModel.name
 SPLITS = ("eval", "train", "all")
 CAUSAL_LM, ADAPTER, HF_FOLDER, PYTORCH = "causal-lm", "adapter", "hf", "pytorch"
 
@@ -138,8 +135,8 @@ def facts_needed(kind: str, raw: Any) -> tuple[set[int], set[int]]:
     """The ids of the versions and datasets `raw` names, so the services look up only those."""
     if kind not in _KIND_CLASSES or not isinstance(raw, Mapping):
         return set(), set()
-    versions = {raw[k] for k in _VERSION_KEYS if _is_int(raw.get(k))}
-    datasets = {raw[_DATASET_KEY]} if _is_int(raw.get(_DATASET_KEY)) else set()
+    versions = {raw[k] for k in _VERSION_KEYS if is_whole(raw.get(k))}
+    datasets = {raw[_DATASET_KEY]} if is_whole(raw.get(_DATASET_KEY)) else set()
     return versions, datasets
 
 
@@ -154,7 +151,7 @@ def parse(kind: str, raw: Any, facts: Facts) -> tuple[Any | None, Problems]:
     cls = _KIND_CLASSES.get(kind)
     if cls is None:
         return None, {"": f"No parameters are known for kind {kind}."}
-    read = _Reader(raw, cls, kind)
+    read = Reader(raw, cls, kind)
     parser = {
         JobKind.FINE_TUNE: _fine_tune,
         JobKind.EVALUATE: _evaluate,
@@ -198,113 +195,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-class _Reader:
-    """Reads one kind's parameters from a JSON object, noting each problem under its name."""
-
-    def __init__(self, raw: Mapping[str, Any], cls: type[Params], kind: str) -> None:
-        self.raw = raw
-        self.problems: Problems = {}
-        self.defaults: dict[str, Any] = {f.name: f.default for f in fields(cls)}
-        for name in raw:
-            if name not in self.defaults:
-                known = ", ".join(sorted(self.defaults))
-                self.problems[str(name)[:60]] = f"A {kind} job takes no such parameter; it takes {known}."
-
-    def given(self, name: str) -> bool:
-        return name in self.raw
-
-    def note(self, name: str, problem: str) -> None:
-        self.problems.setdefault(name, problem)
-
-    def id(self, name: str, *, required: bool = True) -> int | None:
-        value = self.raw.get(name)
-        if value is None:
-            if required:
-                self.note(name, "Required: an id.")
-            return None
-        if not _is_int(value) or value < 1:
-            self.note(name, "An id: a whole number above 0.")
-            return None
-        return int(value)
-
-    def whole(self, name: str, *, low: int, high: int) -> int:
-        default = self.defaults[name]
-        value = self.raw.get(name, default)
-        if not _is_int(value) or not low <= value <= high:
-            self.note(name, f"A whole number from {low} to {high:,}.")
-            return int(default)
-        return int(value)
-
-    def number(self, name: str, *, low: float, high: float, low_open: bool = False) -> float:
-        default = self.defaults[name]
-        value = self.raw.get(name, default)
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-        if ok and (value < low or value > high or (low_open and value == low)):
-            ok = False
-        if not ok:
-            above = f"above {low:g}" if low_open else f"from {low:g}"
-            self.note(name, f"A number {above} to {high:g}.")
-            return float(default)
-        return float(value)
-
-    def choice(self, name: str, choices: tuple[str, ...]) -> str:
-        value = self.raw.get(name, self.defaults[name])
-        if value not in choices:
-            self.note(name, f"One of {', '.join(choices)}.")
-            return str(self.defaults[name])
-        return str(value)
-
-    def name(self, name: str) -> str:
-        value = self.raw.get(name, self.defaults[name])
-        if not isinstance(value, str) or len(value.strip()) > NAME_MAX or "/" in value:
-            self.note(name, f"A model name of at most {NAME_MAX} characters, without '/'.")
-            return ""
-        return value.strip()
-
-    def ints(self, name: str, *, low: int, high: int) -> tuple[int, ...]:
-        default: tuple[int, ...] = self.defaults[name]
-        value = self.raw.get(name, list(default))
-        if (
-            not isinstance(value, list)
-            or not 1 <= len(value) <= BENCH_POINTS_LIMIT
-            or not all(_is_int(v) and low <= v <= high for v in value)
-        ):
-            self.note(
-                name, f"A list of 1 to {BENCH_POINTS_LIMIT} whole numbers, each from {low} to {high:,}."
-            )
-            return default
-        return tuple(sorted(set(value)))
-
-    def golden(self, name: str) -> tuple[tuple[str, str], ...]:
-        value = self.raw.get(name, [])
-        pairs: list[tuple[str, str]] = []
-        if not isinstance(value, list) or len(value) > GOLDEN_LIMIT:
-            self.note(name, f"A list of at most {GOLDEN_LIMIT} [prompt, expected] pairs.")
-            return ()
-        for number, item in enumerate(value, start=1):
-            if isinstance(item, Mapping):
-                item = [item.get("prompt"), item.get("expected")]
-            if not (
-                isinstance(item, list | tuple)
-                and len(item) == 2
-                and all(isinstance(text, str) for text in item)
-                and item[0].strip()
-            ):
-                self.note(
-                    name,
-                    f"Pair {number} is not a [prompt, expected] pair of strings "
-                    '(or {"prompt": ..., "expected": ...}) with a prompt.',
-                )
-                return ()
-            pairs.append((item[0], item[1]))
-        return tuple(pairs)
-
-
-def _version(read: _Reader, name: str, facts: Facts, version_id: int | None) -> VersionFacts | None:
+def _version(read: Reader, name: str, facts: Facts, version_id: int | None) -> VersionFacts | None:
     """The named version's facts, noting an unknown or unusable one."""
     if version_id is None:
         return None
@@ -318,7 +209,7 @@ def _version(read: _Reader, name: str, facts: Facts, version_id: int | None) -> 
     return version
 
 
-def _dataset(read: _Reader, facts: Facts, dataset_id: int | None) -> DatasetFacts | None:
+def _dataset(read: Reader, facts: Facts, dataset_id: int | None) -> DatasetFacts | None:
     """The named dataset's facts, noting an unknown or archived one, or one not (yet) valid."""
     if dataset_id is None:
         return None
@@ -342,7 +233,7 @@ def _dataset(read: _Reader, facts: Facts, dataset_id: int | None) -> DatasetFact
     return dataset
 
 
-def _generates(read: _Reader, name: str, version: VersionFacts | None, what: str) -> None:
+def _generates(read: Reader, name: str, version: VersionFacts | None, what: str) -> None:
     """Note a version the kind cannot load as a causal LM (a Hugging Face folder, or an adapter)."""
     if version is None:
         return
@@ -355,12 +246,12 @@ def _generates(read: _Reader, name: str, version: VersionFacts | None, what: str
     )
 
 
-def _within_context(read: _Reader, name: str, tokens: int, version: VersionFacts | None) -> None:
+def _within_context(read: Reader, name: str, tokens: int, version: VersionFacts | None) -> None:
     if version is not None and version.context and tokens > version.context:
         read.note(name, f"{tokens:,} tokens is more than {version.label}'s context of {version.context:,}.")
 
 
-def _seq_len(read: _Reader, version: VersionFacts | None) -> int:
+def _seq_len(read: Reader, version: VersionFacts | None) -> int:
     """The sequence length asked for, checked against the model's context; left out, the default cut to
     that context, so a kind's defaults fit every model."""
     seq_len = read.whole("seq_len", low=2, high=SEQ_LEN_LIMIT)
@@ -370,7 +261,7 @@ def _seq_len(read: _Reader, version: VersionFacts | None) -> int:
     return seq_len
 
 
-def _fine_tune(read: _Reader, facts: Facts) -> FineTuneParams:
+def _fine_tune(read: Reader, facts: Facts) -> FineTuneParams:
     base = _version(read, "base_version", facts, read.id("base_version"))
     if base is not None and not (base.kind == CAUSAL_LM and base.format == HF_FOLDER):
         read.note(
@@ -414,7 +305,7 @@ def _fine_tune(read: _Reader, facts: Facts) -> FineTuneParams:
     )
 
 
-def _evaluate(read: _Reader, facts: Facts) -> EvaluateParams:
+def _evaluate(read: Reader, facts: Facts) -> EvaluateParams:
     version = _version(read, "version", facts, read.id("version"))
     _generates(read, "version", version, "evaluation")
     dataset_id = read.id(_DATASET_KEY, required=False)
@@ -435,7 +326,7 @@ def _evaluate(read: _Reader, facts: Facts) -> EvaluateParams:
     )
 
 
-def _benchmark(read: _Reader, facts: Facts) -> BenchmarkParams:
+def _benchmark(read: Reader, facts: Facts) -> BenchmarkParams:
     version = _version(read, "version", facts, read.id("version"))
     _generates(read, "version", version, "a benchmark")
     prompt_lengths = read.ints("prompt_lengths", low=1, high=SEQ_LEN_LIMIT)
@@ -456,7 +347,7 @@ def _benchmark(read: _Reader, facts: Facts) -> BenchmarkParams:
     )
 
 
-def _convert(read: _Reader, facts: Facts) -> ConvertParams:
+def _convert(read: Reader, facts: Facts) -> ConvertParams:
     version = _version(read, "version", facts, read.id("version"))
     if version is not None and not version.has_pickle:
         read.note("version", f"{version.label} holds no pickle checkpoint to convert.")
