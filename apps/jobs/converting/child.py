@@ -228,7 +228,7 @@ def _copy_side_files(folder: Path, out: Path, inputs: list[Path]) -> tuple[list[
 
 def _refusal(text: str) -> str:
     """What torch's refusal says about the pickle (the global it would have imported), without its
-    advice to load the file with weights_only=False."""
+    advice to turn the weights-only loader off for the file (which MOC never does)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     named = [line for line in lines if "global" in line.lower() and "weights_only" not in line]
     why = named[0] if named else (lines[0] if lines else "refused")
