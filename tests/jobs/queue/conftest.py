@@ -1,14 +1,10 @@
-"""What the queue's tests share: a registered causal LM, a validated dataset, GPUs, and runners for
-every kind (the kinds' own runners are tested elsewhere; here no job is run)."""
+"""What the queue's tests share: a registered causal LM, a validated dataset and GPUs (the kinds'
+runners are tested elsewhere; here no job is run)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from apps.jobs import runners
-from apps.jobs.domain.kinds import JobKind
 from apps.models.domain.formats import ModelFormat
 from apps.models.domain.states import ValidationState
 from tests.fleet.factories import GIB, DeviceFactory
@@ -21,13 +17,6 @@ TINY = {
     "vocab_size": 1000,
     "context_length": 256,
 }
-
-
-@pytest.fixture(autouse=True)
-def every_kind_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    for kind in JobKind:
-        if not runners.has_runner(kind):
-            monkeypatch.setitem(runners.RUNNERS, kind.value, "apps.jobs.selftest.run")
 
 
 def lm(**fields: Any) -> Any:
