@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.jobs.datasets import selectors as dataset_selectors
 from apps.jobs.domain import kinds
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.domain.params import BenchmarkParams, ConvertParams, EvaluateParams, FineTuneParams, Method
-from apps.jobs.models import Dataset
 from apps.models.models import ModelVersion
 
 
@@ -76,8 +76,8 @@ def _version_field(**options: Any) -> forms.ModelChoiceField:
 
 
 def _dataset_field(**options: Any) -> forms.ModelChoiceField:
-    """A dataset to choose (archived ones are not offered)."""
-    return forms.ModelChoiceField(queryset=Dataset.objects.filter(archived=False), **options)
+    """A dataset a job may use (valid, not archived): the parameters' rules refuse any other."""
+    return forms.ModelChoiceField(queryset=dataset_selectors.dataset_usable(), **options)
 
 
 class JobForm(forms.Form):

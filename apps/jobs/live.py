@@ -1,12 +1,12 @@
 """A job's page and the jobs list, live: what changed is announced on the job's channel-layer group
 (`job.<id>`) and the list's (`jobs`).
 
-The runner's Report calls `job_changed` / `job_logged` as often as it likes; they only mark the job
-and return (no database read, no Redis: a runner is never held up or failed by its page). A
-publisher thread per process sends each marked job at most once per GAP_S: one message, encoded
-once, carrying the job's row (state, percent, step, ETA, tokens/s, memory), the metric points and
-log lines written since this process last sent it, and its checkpoints. The `jobs` group gets the
-row alone, for the list.
+The runner's Report calls `job_changed` (its row, series, checkpoints or log moved) as often as it
+likes; it only marks the job and returns (no database read, no Redis: a runner is never held up or
+failed by its page). A publisher thread per process sends each marked job at most once per GAP_S:
+one message, encoded once, carrying the job's row (state, percent, step, ETA, tokens/s, memory), the
+metric points and log lines written since this process last sent it, and its checkpoints. The `jobs`
+group gets the row alone, for the list.
 
 Each batch of points (and of lines) says which id it follows (`after`) and which it ends at
 (`until`): a page that holds less than `after` missed some (another process sent them, or it
@@ -56,12 +56,7 @@ def job_group(job_id: int) -> str:
 
 
 def job_changed(job_id: int) -> None:
-    """The job's row, metric series or checkpoints changed: its page and the list hear of it soon."""
-    PUBLISHER.mark(job_id)
-
-
-def job_logged(job_id: int) -> None:
-    """A line was added to the job's log."""
+    """The job's row, metric series, checkpoints or log changed: its page and the list hear of it soon."""
     PUBLISHER.mark(job_id)
 
 

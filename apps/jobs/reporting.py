@@ -123,7 +123,7 @@ class Report:
     ) -> None:
         self._check_deadline()
         services.job_log(job_id=self.job_id, message=message, level=level, data=data)
-        live.job_logged(self.job_id)
+        live.job_changed(self.job_id)
 
     def step(
         self,

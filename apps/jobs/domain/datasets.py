@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from apps.models.domain import naming
+
 
 class DatasetFormat(StrEnum):
     JSONL = "jsonl"
@@ -61,8 +63,7 @@ ROW_MAX_CHARS = 1_000_000
 ERRORS_KEPT = 100
 # A problem with the file as a whole (missing, unreadable, empty) is reported as this row.
 FILE_ROW = 0
-NAME_MAX = 100
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NAME_MAX = naming.NAME_MAX
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -250,14 +251,9 @@ class Tally:
 
 
 def name_problem(name: str) -> str | None:
-    """Why `name` cannot name a dataset, or None: letters, digits, '.', '_', '-'; a letter or digit first."""
-    if not name:
-        return "a name is required"
-    if len(name) > NAME_MAX:
-        return f"at most {NAME_MAX} characters"
-    if not _NAME.fullmatch(name):
-        return "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
-    return None
+    """Why `name` cannot name a dataset, or None: the registry's rule for model names (a dataset's name
+    appears in the same places: URLs, paths, lineage)."""
+    return naming.name_problem(name)
 
 
 def name_from(raw: str) -> str:

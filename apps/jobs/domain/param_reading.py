@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from apps.models.domain import naming
+
 Problems = dict[str, str]
 GOLDEN_LIMIT = 1000
 BENCH_POINTS_LIMIT = 8  # batch sizes, prompt lengths: each at most this many
-NAME_MAX = 100  # RegisteredModel.name
 
 
 def is_whole(value: Any) -> bool:
@@ -76,10 +77,15 @@ class Reader:
 
     def name(self, name: str) -> str:
         value = self.raw.get(name, self.defaults[name])
-        if not isinstance(value, str) or len(value.strip()) > NAME_MAX or "/" in value:
-            self.note(name, f"A model name of at most {NAME_MAX} characters, without '/'.")
+        if not isinstance(value, str):
+            self.note(name, "A registered model's name, or empty.")
             return ""
-        return value.strip()
+        value = value.strip()
+        if value and (problem := naming.name_problem(value)):
+            # Checked now, not when the finished output is registered hours later.
+            self.note(name, problem)
+            return ""
+        return value
 
     def ints(self, name: str, *, low: int, high: int) -> tuple[int, ...]:
         default: tuple[int, ...] = self.defaults[name]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from apps.jobs.domain import memory, params
+from apps.jobs.domain import kinds, memory, params
 from apps.jobs.domain.kinds import JobKind
 from apps.jobs.models import Dataset
 from apps.models.domain.formats import FileFormat, ModelFormat
@@ -74,7 +74,7 @@ def estimate_bytes(
     (the base's for an adapter), at the batch an out-of-memory adjustment left it (`adjustments`'
     batch_size, when there is one); without a shape, the registry's inference estimate, four times
     over for training (gradients and AdamW's two moments). 0 for kinds that hold no device memory."""
-    if kind not in {JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK} or version is None:
+    if kind not in kinds.DEVICE_KINDS or version is None:
         return 0
     shape = shape_of(version)
     if shape is None:
@@ -112,7 +112,7 @@ def need_bytes(
     """The device memory a job of `kind` reserves: what its parameters name (`memory_bytes`), else
     `estimate_bytes`. job_create refuses a `memory_bytes` below the estimate unless an admin names it
     (services.creating), so for anyone else this is the larger of the two."""
-    if kind not in {JobKind.FINE_TUNE, JobKind.EVALUATE, JobKind.BENCHMARK} or version is None:
+    if kind not in kinds.DEVICE_KINDS or version is None:
         return 0
     if parsed.memory_bytes:
         return int(parsed.memory_bytes)

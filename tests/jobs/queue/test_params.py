@@ -100,7 +100,7 @@ def test_a_lora_fine_tune_keeps_what_was_given() -> None:
         ({"grad_accum": 2.5}, "grad_accum", "whole number"),
         ({"learning_rate": 0}, "learning_rate", "above 0"),
         ({"method": "qlora"}, "method", "One of full, lora"),
-        ({"output_name": "a/b"}, "output_name", "without '/'"),
+        ({"output_name": "a/b"}, "output_name", "Use letters, digits"),
         ({"warmup": 10}, "warmup", "takes no such parameter"),
     ],
 )
