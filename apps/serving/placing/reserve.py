@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from apps.core.domain.errors import Conflict
 from apps.fleet.models import Device
@@ -38,12 +39,16 @@ class PlacementRefused(Conflict):
 def lock_devices(*, device: Device | None, node: str | None, exclude: Iterable[int]) -> list[Device]:
     """The devices a decision may choose among, locked in id order (no deadlocks between requests
     locking overlapping sets)."""
-    rows = Device.objects.select_for_update(of=("self",)).select_related("node").order_by("pk")
+    return list(_candidates(device=device, node=node, exclude=exclude).select_for_update(of=("self",)))
+
+
+def _candidates(*, device: Device | None, node: str | None, exclude: Iterable[int]) -> QuerySet[Device]:
+    rows = Device.objects.select_related("node").order_by("pk")
     if device is not None:
         rows = rows.filter(pk=device.pk)
     if node:
         rows = rows.filter(node__name=node)
-    return list(rows.exclude(pk__in=list(exclude)))
+    return rows.exclude(pk__in=list(exclude))
 
 
 def decide(
@@ -93,10 +98,14 @@ def job_room(
 ) -> scheduler.Decision:
     """Where `need_bytes` for a job fit now (on `device` only, if given; never on `exclude`), by the
     placement rules, with idle unpinned placements evicted where room is needed (unless `evict` is
-    False). The victims are unloaded here (not with `dry_run`); the caller writes its reservation in
-    its own transaction, in which the devices stay locked. Raises PlacementRefused with the
-    scheduler's reason."""
-    candidates = lock_devices(device=device, node=None, exclude=exclude)
+    False). The victims are unloaded here; the caller writes its reservation in its own transaction,
+    in which the devices stay locked. A `dry_run` (a job's create-time check, which the dispatcher
+    decides again under the locks) locks nothing and unloads nothing. Raises PlacementRefused with
+    the scheduler's reason."""
+    if dry_run:
+        candidates = list(_candidates(device=device, node=None, exclude=exclude))
+    else:
+        candidates = lock_devices(device=device, node=None, exclude=exclude)
     request = scheduler.Request(
         version_id=None, need_bytes=need_bytes, device_id=device.pk if device else None
     )
