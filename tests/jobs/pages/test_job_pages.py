@@ -14,6 +14,7 @@ from apps.jobs import selectors
 from apps.jobs.domain.states import JobState
 from apps.jobs.forms import BenchmarkForm, EvaluateForm, FineTuneForm, parse_golden
 from apps.jobs.models import Job, JobCheckpoint, JobMetric
+from tests.fleet.factories import DeviceFactory
 from tests.jobs.factories import JobEventFactory, JobFactory
 from tests.models.factories import ModelVersionFactory
 
@@ -237,3 +238,14 @@ def test_retrying_a_running_job_is_refused_with_the_reason(client_as: ClientAs) 
 
     assert "only a failed or cancelled job can be retried" in response.content.decode()
     assert Job.objects.count() == 1
+
+
+def test_a_jobs_memory_on_a_simulated_device_is_labelled_an_estimate(client_as: ClientAs) -> None:
+    """A simulated GPU (or a CPU) has no allocator to measure: the figure is MOC's estimate, and says so."""
+    simulated = _fine_tune(memory_bytes=64 * 2**20, device=DeviceFactory(simulated=True))
+    real = _fine_tune(memory_bytes=64 * 2**20, device=DeviceFactory(simulated=False, kind="gpu"))
+
+    assert "(estimated)" in client_as(Role.VIEWER).get(simulated.get_absolute_url()).content.decode()
+    page = client_as(Role.VIEWER).get(real.get_absolute_url()).content.decode()
+    assert "(estimated)" not in page
+    assert "(peak allocated)" in page
