@@ -92,6 +92,23 @@ app.conf.beat_schedule = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
+    # Seconds: a rule's `for` is honoured to within one evaluation; notifications go out on the same tick.
+    "alerts-evaluate": {
+        "task": "apps.alerts.tasks.alerts_evaluate",
+        "schedule": settings.MOC_ALERT_EVAL_S,
+        "options": {"expires": settings.MOC_ALERT_EVAL_S},
+    },
+    # Deliveries whose retry is due (a retry's own countdown may have died with its worker).
+    "alerts-deliveries-retry": {
+        "task": "apps.alerts.tasks.deliveries_retry_due",
+        "schedule": 30.0,
+        "options": {"expires": 29},
+    },
+    "alerts-prune": {
+        "task": "apps.alerts.tasks.alerts_prune",
+        "schedule": crontab(minute=41, hour="*"),
+        "options": {"expires": 3000},
+    },
     "core-prune-task-deliveries": {
         "task": "apps.core.tasks.task_deliveries_prune",
         "schedule": crontab(minute=17, hour="*"),

@@ -379,6 +379,23 @@ if MOC_CHECKPOINT_KEEP < 1 or MOC_JOB_OOM_RETRIES < 0 or MOC_JOB_DISPATCH_S <= 0
         "MOC_CHECKPOINT_KEEP must be at least 1, MOC_JOB_OOM_RETRIES 0 or more and MOC_JOB_DISPATCH_S above 0"
     )
 
+# --- alerts ---------------------------------------------------------------------------
+# How often beat evaluates the threshold rules against the live figures (and notifies).
+MOC_ALERT_EVAL_S = env_float("MOC_ALERT_EVAL_S", 15.0)
+# A notification that failed is tried again with a doubling backoff, this many times in all.
+MOC_ALERT_DELIVERY_ATTEMPTS = env_int("MOC_ALERT_DELIVERY_ATTEMPTS", 8)
+# Seconds one webhook, Alertmanager or SMTP attempt may take.
+MOC_ALERT_DELIVERY_TIMEOUT_S = env_float("MOC_ALERT_DELIVERY_TIMEOUT_S", 10.0)
+# Active alerts are posted to an Alertmanager channel again this often (Alertmanager resolves an
+# alert it has not heard of for its resolve_timeout, 5 minutes by default).
+MOC_ALERTMANAGER_RESEND_S = env_float("MOC_ALERTMANAGER_RESEND_S", 60.0)
+# Resolved alerts and deliveries are kept this many days (the history page charts them).
+MOC_ALERT_RETENTION_DAYS = env_int("MOC_ALERT_RETENTION_DAYS", 90)
+if MOC_ALERT_EVAL_S <= 0 or MOC_ALERT_DELIVERY_ATTEMPTS < 1 or MOC_ALERT_DELIVERY_TIMEOUT_S <= 0:
+    raise ImproperlyConfigured(
+        "MOC_ALERT_EVAL_S and MOC_ALERT_DELIVERY_TIMEOUT_S must be above 0 and MOC_ALERT_DELIVERY_ATTEMPTS at least 1"
+    )
+
 # --- auth -----------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

@@ -2,7 +2,10 @@
 
 - webhook: {"url": "http(s)://…", "max_alerts": <int ≥ 0, optional; 0 = all>}
   receives Alertmanager's webhook payload (see webhook.py)
+  "template": <a Jinja template of the body, optional; rendered sandboxed>,
+  "secret": <a key, optional; signs each body with HMAC-SHA256 in X-MOC-Signature>}
 - email: {"to": ["ops@example.com", …]}
+- alertmanager: {"url": "http://alertmanager:9093"}: alerts are posted to its API v2
 - log: {"level": "info" | "warning" | "error", optional}; writes to MOC's log
 """
 
@@ -17,13 +20,15 @@ from urllib.parse import urlsplit
 class ChannelKind(StrEnum):
     WEBHOOK = "webhook"
     EMAIL = "email"
+    ALERTMANAGER = "alertmanager"
     LOG = "log"
 
 
 LOG_LEVELS = ("info", "warning", "error")
 _KEYS = {
-    ChannelKind.WEBHOOK: ({"url"}, {"max_alerts"}),
+    ChannelKind.WEBHOOK: ({"url"}, {"max_alerts", "template", "secret"}),
     ChannelKind.EMAIL: ({"to"}, set()),
+    ChannelKind.ALERTMANAGER: ({"url"}, set()),
     ChannelKind.LOG: (set(), {"level"}),
 }
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces.

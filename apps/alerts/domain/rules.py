@@ -24,6 +24,11 @@ class Op(StrEnum):
     NE = "!="
 
 
+class RuleKind(StrEnum):
+    THRESHOLD = "threshold"
+    EVENT = "event"
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
