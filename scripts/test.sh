@@ -6,7 +6,7 @@
 #   scripts/test.sh tests/fleet -k place  a part of the suite (the other checks still run)
 #
 # As root, installs the Debian packages the integration and browser tests use (Redis,
-# Chromium and its driver, PostgreSQL, nginx, docker-compose, Prometheus's promtool) when they are missing; as
+# Chromium and its driver, PostgreSQL, nginx, docker-compose, Prometheus's promtool, Alertmanager) when they are missing; as
 # anyone else, says which are missing and goes on (those tests skip, saying why).
 # Every check runs even after one fails; the exit status is pytest's when pytest failed,
 # otherwise 1 when any other check failed, otherwise 0.
@@ -24,7 +24,8 @@ ensure_debs optional \
   postgresql:pg_ctl \
   nginx:nginx \
   docker-compose:docker-compose \
-  prometheus:promtool
+  prometheus:promtool \
+  prometheus-alertmanager:prometheus-alertmanager
 
 export PATH="$PWD/.venv/bin:$PATH"
 export VIRTUAL_ENV="$PWD/.venv"
