@@ -18,4 +18,4 @@ MAX_RETRY_S = 600.0
 def retry_delay_s(attempts: int) -> float:
     """Seconds before the next attempt after `attempts` failed ones: doubling from
     FIRST_RETRY_S, at most MAX_RETRY_S."""
-    return min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** max(0, attempts - 1))
+    return min(MAX_RETRY_S, FIRST_RETRY_S * 2.0 ** max(0, attempts - 1))

@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.core import dispatch
+from apps.core.transitions import transitioned
 from apps.deployments import events, messages
 from apps.deployments.domain.checks import CheckStatus
 from apps.deployments.domain.states import VerificationState
@@ -159,6 +160,8 @@ def _finish(
     ended = _ours(verification, claim).update(state=state, finished_at=timezone.now(), error=error)
     verification.refresh_from_db()
     if ended:
+        # A conditional UPDATE sends no post_save: listeners (alerts' verification_failed) hear it here.
+        transitioned.send(sender=VerificationRun, instance=verification)
         _publish(verification, {"state": verification.state, **({"error": error} if error else {})})
         dispatch.send_on_commit(messages.RELEASE_TICK, args=[verification.release_id])
     return verification
