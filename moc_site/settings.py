@@ -391,6 +391,15 @@ MOC_ALERT_DELIVERY_TIMEOUT_S = env_float("MOC_ALERT_DELIVERY_TIMEOUT_S", 10.0)
 MOC_ALERTMANAGER_RESEND_S = env_float("MOC_ALERTMANAGER_RESEND_S", 60.0)
 # Resolved alerts and deliveries are kept this many days (the history page charts them).
 MOC_ALERT_RETENTION_DAYS = env_int("MOC_ALERT_RETENTION_DAYS", 90)
+# Email notification channels go through Django's email backend (SMTP by default).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "moc@localhost")
 if MOC_ALERT_EVAL_S <= 0 or MOC_ALERT_DELIVERY_ATTEMPTS < 1 or MOC_ALERT_DELIVERY_TIMEOUT_S <= 0:
     raise ImproperlyConfigured(
         "MOC_ALERT_EVAL_S and MOC_ALERT_DELIVERY_TIMEOUT_S must be above 0 and MOC_ALERT_DELIVERY_ATTEMPTS at least 1"

@@ -58,3 +58,22 @@ def test_redacting_a_webhook_keeps_only_scheme_and_host() -> None:
 
 def test_redacting_leaves_other_kinds_alone() -> None:
     assert redact_config("email", {"to": ["a@b.io"]}) == {"to": ["a@b.io"]}
+
+
+def test_a_webhook_template_and_secret_are_checked() -> None:
+    errors = config_errors(
+        "webhook", {"url": "https://h.example.com/x", "template": "{{ ''.__class__ }}", "secret": "short"}
+    )
+
+    assert errors[0].startswith("template: reads the attribute '__class__'")
+    assert errors[1] == "secret: must be text of at least 16 characters"
+
+
+def test_redacting_hides_the_secret_and_keeps_the_template() -> None:
+    config = {"url": "https://h.example.com/x", "template": "{{ status }}", "secret": "s" * 20}
+
+    assert redact_config("webhook", config) == {
+        "url": "https://h.example.com/…",
+        "template": "{{ status }}",
+        "secret": "…",
+    }

@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from apps.alerts.domain.templates import template_errors
+
 
 class ChannelKind(StrEnum):
     WEBHOOK = "webhook"
@@ -25,6 +27,8 @@ class ChannelKind(StrEnum):
 
 
 LOG_LEVELS = ("info", "warning", "error")
+MIN_SECRET_CHARS = 16
+REDACTED = "…"
 _KEYS = {
     ChannelKind.WEBHOOK: ({"url"}, {"max_alerts", "template", "secret"}),
     ChannelKind.EMAIL: ({"to"}, set()),
@@ -50,6 +54,12 @@ def config_errors(kind: str, config: Any) -> list[str]:
         errors.append("max_alerts: must be a whole number, 0 or more")
     if "to" in config:
         errors += _address_errors(config["to"])
+    if "template" in config:
+        errors += template_errors(config["template"])
+    if "secret" in config and not (
+        isinstance(config["secret"], str) and len(config["secret"]) >= MIN_SECRET_CHARS
+    ):
+        errors.append(f"secret: must be text of at least {MIN_SECRET_CHARS} characters")
     if "level" in config and config["level"] not in LOG_LEVELS:
         errors.append(f"level: must be one of {', '.join(LOG_LEVELS)}")
     return errors
@@ -78,8 +88,14 @@ def _address_errors(value: Any) -> list[str]:
 
 def redact_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """The config as shown to people who may not change it: a webhook URL keeps only its
-    scheme and host, since paths and queries often carry tokens."""
-    if kind != ChannelKind.WEBHOOK or not _http_url(config.get("url")):
+    scheme and host, since paths and queries often carry tokens, and a signing secret is hidden.
+    A template is shown as it is (it is how the body is made, not a key)."""
+    if kind != ChannelKind.WEBHOOK:
         return config
-    parts = urlsplit(config["url"])
-    return {**config, "url": f"{parts.scheme}://{parts.hostname}/…"}
+    shown = dict(config)
+    if _http_url(config.get("url")):
+        parts = urlsplit(config["url"])
+        shown["url"] = f"{parts.scheme}://{parts.hostname}/{REDACTED}"
+    if "secret" in config:
+        shown["secret"] = REDACTED
+    return shown

@@ -25,6 +25,7 @@ class NotifiedAlert:
     fingerprint: str
     generator_url: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    value: float | None = None  # for texts (email, log); Alertmanager's payload has no value
 
 
 def rfc3339(moment: dt.datetime | None) -> str:
