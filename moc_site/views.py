@@ -26,6 +26,7 @@ from apps.core.views import has_metrics_token
 from apps.deployments.metrics import DeploymentCollector
 from apps.fleet.metrics import FleetCollector
 from apps.fleet.selectors import fleet_totals
+from apps.jobs.metrics import JobCollector
 from apps.jobs.selectors import jobs_finished_per_hour
 from apps.serving.metrics import BreakerCollector
 
@@ -71,7 +72,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(
         metrics.render(
             settings.PROMETHEUS_MULTIPROC_DIR,
-            [StateCollector(), FleetCollector(), BreakerCollector(), DeploymentCollector()],
+            [StateCollector(), FleetCollector(), BreakerCollector(), DeploymentCollector(), JobCollector()],
         ),
         content_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -7,12 +7,14 @@ page charts it (an aborted canary's last errors still reach the next scrapes).""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
+from django.db.models import Count, Q
 from django.utils import timezone
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -20,8 +22,8 @@ from prometheus_client.utils import floatToGoString
 from apps.core import redis_clients
 from apps.deployments import figures
 from apps.deployments.domain.figures import BOUNDS_MS, PROMETHEUS_BOUNDS_MS, Histogram, Outcome
-from apps.deployments.domain.states import DeploymentState
-from apps.deployments.models import Release
+from apps.deployments.domain.states import DeploymentState, VerificationState
+from apps.deployments.models import Deployment, Release
 from apps.deployments.selectors import charted
 
 REQUESTS = "moc_deployment_requests"  # exposed as moc_deployment_requests_total
@@ -31,6 +33,9 @@ ITL = "moc_deployment_inter_token_latency_seconds"
 QUEUE = "moc_deployment_queue_wait_seconds"
 TOKENS = "moc_deployment_output_tokens"  # exposed as moc_deployment_output_tokens_total
 REFUSALS = "moc_deployment_refusals"  # exposed as moc_deployment_refusals_total
+# The window of the per-release gauges alert rules watch (complete buckets, figures.recent).
+WINDOW_S = 60
+FAILURES_WINDOW = timedelta(hours=1)
 # The coarser buckets exported: the index in BOUNDS_MS of each, and its `le` label (seconds).
 _EXPORTED = [(BOUNDS_MS.index(bound), floatToGoString(bound / 1000)) for bound in PROMETHEUS_BOUNDS_MS]
 
@@ -41,7 +46,10 @@ class DeploymentCollector(Collector):
     and Redis (their totals) at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
-        yield from deployment_families()
+        releases = exported_releases()
+        yield from deployment_families(releases)
+        yield from window_families(releases, now=time.time())
+        yield from verification_failure_families(timezone.now())
 
 
 def exported_releases(now: datetime | None = None) -> list[Release]:
@@ -62,8 +70,8 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
     return [*cumulative, ("+Inf", float(histogram.count))]
 
 
-def deployment_families() -> list[Metric]:
-    releases = exported_releases()
+def deployment_families(releases: list[Release] | None = None) -> list[Metric]:
+    releases = exported_releases() if releases is None else releases
     if not releases:
         return []
     try:
@@ -122,3 +130,81 @@ def deployment_families() -> list[Metric]:
         for reason, count in sorted(total.refusals.items()):
             refusals.add_metric([*values, reason], count)
     return [requests, *timings.values(), tokens, refusals]
+
+
+def window_families(releases: list[Release], *, now: float) -> list[Metric]:
+    """Each release's p99 latency and time to first token (ms), error rate (0-1: errors of answered
+    or failed requests) and requests per second over the last WINDOW_S seconds of complete buckets:
+    the figures alert rules compare with a threshold. A release with no request in the window has no
+    sample (no latency is not 0 ms); Redis away, none at all."""
+    if not releases:
+        return []
+    try:
+        _, totals, _ = figures.recent(
+            redis_clients.redis_client(timeout=1.0), [r.pk for r in releases], seconds=WINDOW_S, now=now
+        )
+    except redis.RedisError:
+        return []
+    labels = ["deployment", "release", "version"]
+    p99 = GaugeMetricFamily(
+        "moc_deployment_latency_p99_ms",
+        f"99th percentile of a release's request latency over the last {WINDOW_S} s (ms).",
+        labels=labels,
+    )
+    ttft = GaugeMetricFamily(
+        "moc_deployment_ttft_p99_ms",
+        f"99th percentile of a release's time to first token over the last {WINDOW_S} s (ms).",
+        labels=labels,
+    )
+    error_rate = GaugeMetricFamily(
+        "moc_deployment_error_rate",
+        f"Share of a release's answered or failed requests that failed over the last {WINDOW_S} s (0-1).",
+        labels=labels,
+    )
+    rps = GaugeMetricFamily(
+        "moc_deployment_requests_per_second",
+        f"A release's answered or failed requests per second over the last {WINDOW_S} s.",
+        labels=labels,
+    )
+    for release in releases:
+        total = totals[release.pk]
+        if not total.requests:
+            continue
+        values = [release.deployment.name, str(release.pk), str(release.model_version.number)]
+        for family, value in (
+            (p99, total.p99_ms),
+            (ttft, total.ttft.p99_ms),
+            (error_rate, total.error_rate),
+            (rps, total.rps),
+        ):
+            if value is not None:
+                family.add_metric(values, value)
+    return [family for family in (p99, ttft, error_rate, rps) if family.samples]
+
+
+def verification_failure_families(now: datetime) -> list[Metric]:
+    """Verification runs that failed in the last hour, per deployment that is not retired (0 where
+    none did, so a rule sees the count fall back)."""
+    since = now - FAILURES_WINDOW
+    counts = (
+        Deployment.objects.exclude(state=DeploymentState.RETIRED)
+        .annotate(
+            failed=Count(
+                "releases__verification_runs",
+                filter=Q(
+                    releases__verification_runs__state=VerificationState.FAILED,
+                    releases__verification_runs__finished_at__gte=since,
+                ),
+            )
+        )
+        .order_by("name")
+        .values_list("name", "failed")
+    )
+    family = GaugeMetricFamily(
+        "moc_verification_failures_last_hour",
+        "Release verification runs that failed in the last hour, by deployment.",
+        labels=["deployment"],
+    )
+    for name, failed in counts:
+        family.add_metric([name], failed)
+    return [family] if family.samples else []

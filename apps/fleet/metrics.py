@@ -16,10 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
+from django.apps import apps
 from django.conf import settings
+from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -97,6 +100,9 @@ def device_families(messages: Iterable[Mapping[str, Any]], *, now: float, stale_
     processes = GaugeMetricFamily(
         "moc_device_processes", "Processes holding memory on the device.", labels=DEVICE_LABELS
     )
+    used_ratio = GaugeMetricFamily(
+        "moc_device_memory_used_ratio", "Share of the device's memory in use (0-1).", labels=DEVICE_LABELS
+    )
     for message in messages:
         # A newer worker's schema, met during a rolling upgrade, is left to the newer web processes.
         if message.get("v") != telemetry.SCHEMA_VERSION or now - message["at"] > stale_after:
@@ -113,8 +119,16 @@ def device_families(messages: Iterable[Mapping[str, Any]], *, now: float, stale_
             age.add_metric(labels, max(0.0, now - message["at"]))
             if device.get("processes") is not None:
                 processes.add_metric(labels, len(device["processes"]))
-    families = [*figures.values(), health, age, processes]
+            if device.get("mem_used_bytes") is not None and device.get("mem_total_bytes"):
+                used_ratio.add_metric(labels, device["mem_used_bytes"] / device["mem_total_bytes"])
+    families = [*figures.values(), health, age, processes, used_ratio]
     return [family for family in families if family.samples]
+
+
+def device_labels(node: str, device: Mapping[str, Any]) -> dict[str, str]:
+    """A device's labels on /metrics, by name; `device` has the telemetry message's index, kind,
+    uuid, name and simulated (stored readings are labelled with it as the live ones are)."""
+    return dict(zip(DEVICE_LABELS, _labels(node, device), strict=True))
 
 
 def _labels(node: str, device: Mapping[str, Any]) -> list[str]:
@@ -128,10 +142,28 @@ def _labels(node: str, device: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def heartbeat_families(now: datetime) -> list[Metric]:
+    """Seconds since each node's last heartbeat (from the database: every node that ever sent one,
+    offline ones included, so a rule on the age sees a lost node's age grow)."""
+    age = GaugeMetricFamily(
+        "moc_node_heartbeat_age_seconds",
+        "Seconds since the node's workers last sent a heartbeat.",
+        labels=["node"],
+    )
+    # The model is looked up when called: this module is imported by processes that record the
+    # counters below before Django's apps are loaded (the sampler's and relay's metrics files).
+    nodes = apps.get_model("fleet", "Node").objects.exclude(last_heartbeat_at=None)
+    for name, at in nodes.values_list("name", "last_heartbeat_at"):
+        age.add_metric([name], max(0.0, (now - at).total_seconds()))
+    return [age] if age.samples else []
+
+
 class FleetCollector(Collector):
-    """Every node's devices as their latest telemetry message in Redis says, read at scrape time."""
+    """Every node's devices as their latest telemetry message in Redis says, read at scrape time,
+    and each node's heartbeat age from the database."""
 
     def collect(self) -> Iterator[Metric]:
+        yield from heartbeat_families(timezone.now())
         try:
             with redis_clients.redis_client(timeout=1.0) as client:
                 messages = telemetry.latest(client)
