@@ -1,8 +1,8 @@
-"""Threshold rules: does a value break the rule, and what state does that put its alert in."""
+"""Threshold rules: does a value break the rule; an alert's labels and identity (the state it is in:
+evaluation.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import math
@@ -11,8 +11,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-
-from apps.alerts.domain.states import AlertState
 
 
 class Op(StrEnum):
@@ -53,9 +51,10 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass(frozen=True, slots=True)
 class ThresholdRule:
+    """A rule's condition, `value op threshold` (its `for` and keep-firing: evaluation.RuleSpec)."""
+
     op: str
     threshold: float
-    for_seconds: float = 0.0
 
 
 def breaches(rule: ThresholdRule, value: float | None) -> bool:
@@ -63,21 +62,6 @@ def breaches(rule: ThresholdRule, value: float | None) -> bool:
     if value is None or math.isnan(value):
         return False
     return _COMPARE[rule.op](value, rule.threshold)
-
-
-def evaluate(
-    rule: ThresholdRule, value: float | None, since: dt.datetime | None, now: dt.datetime
-) -> AlertState | None:
-    """The state the rule's alert should be in after observing `value` at `now`.
-
-    `since` is when the open alert's condition started holding (None when no alert is
-    open). Returns None when the condition does not hold and no alert is open. Like
-    Prometheus, an alert fires once the condition has held for at least `for_seconds`.
-    """
-    if not breaches(rule, value):
-        return None if since is None else AlertState.RESOLVED
-    held = (now - since).total_seconds() if since is not None else 0.0
-    return AlertState.FIRING if held >= rule.for_seconds else AlertState.PENDING
 
 
 # The labels an alert gets from its rule, on top of its series' own.
