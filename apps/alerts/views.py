@@ -1,34 +1,65 @@
+"""The alerting pages: alerts (acknowledge, silence), rules and their editor, silences, channels
+with their deliveries, and the history of what fired."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import DetailView
 
-from apps.alerts import selectors, services
+from apps.alerts import delivering, reports, selectors, services, sources
+from apps.alerts.domain.catalog import CATALOG
 from apps.alerts.domain.matchers import format_matchers
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
-from apps.alerts.forms import SilenceForm
-from apps.alerts.models import Alert, Silence
+from apps.alerts.forms import AcknowledgeForm, AlertRuleForm, SilenceForm
+from apps.alerts.models import GROUP_BY_EACH, Alert, AlertRule, NotificationChannel, Silence
 from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView
+from apps.core.pages import FilteredListView, message_refusal
+
+HISTORY_DAYS = 30
+# The alerts page shows alerts resolved this recently unless filtered.
+RESOLVED_HOURS = 24
+
+
+def _may(request: HttpRequest, perm: str) -> bool:
+    return bool(request.user.has_perm(perm))
+
+
+def _back(request: HttpRequest, default: str) -> str:
+    """Where a button's form asked to go back to (the list it was on), if it is a page of ours."""
+    target = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+    return target if target and safe else default
 
 
 class AlertListView(FilteredListView):
+    """Firing, then pending, then resolved in the last day (all of them through the state filter)."""
+
     queryset = selectors.alert_list()
     filterset_class = AlertFilter
     template_name = "alerts/alert_list.html"
     section = "alerts"
-    extra_context = {"tab": "alerts"}
+    extra_context = {"tab": "alerts", "resolved_hours": RESOLVED_HOURS}
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        queryset = super().get_queryset()
+        if not self.filterset.is_bound:
+            return selectors.alerts_page(now=timezone.now(), resolved_hours=RESOLVED_HOURS)
+        return queryset
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        selectors.mark_silenced(context["object_list"], now=timezone.now())
+        context.update(can_act=_may(self.request, "alerts.change_alert"), ack_form=AcknowledgeForm())
         return context
 
 
@@ -41,30 +72,53 @@ class AlertDetailView(DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         alert = self.object
-        selectors.mark_silenced([alert], now=timezone.now())
-        same = [
-            {"label": k, "op": "=", "value": v} for k, v in sorted(alert.labels.items()) if k != "severity"
-        ]
+        may_act = _may(self.request, "alerts.change_alert") and alert.is_open
         context.update(
-            can_acknowledge=alert.is_open
-            and alert.acknowledged_at is None
-            and self.request.user.has_perm("alerts.change_alert"),
-            silence_matchers=format_matchers(same),
+            can_acknowledge=may_act,
+            can_unacknowledge=may_act and alert.acknowledged_at is not None,
+            can_silence=_may(self.request, "alerts.add_silence") and alert.is_open,
+            ack_form=AcknowledgeForm(initial={"comment": alert.ack_comment}),
+            silence_matchers=format_matchers(services.alert_matchers(alert)),
+            silences=selectors.silences_matching(alert, now=timezone.now()),
+            deliveries=selectors.alert_deliveries(alert),
         )
         return context
 
 
 @require_POST
 def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("alerts.change_alert"):
+    if not _may(request, "alerts.change_alert"):
+        raise PermissionDenied
+    alert = get_object_or_404(Alert, pk=pk)
+    form = AcknowledgeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect(alert)
+    try:
+        services.alert_acknowledge(
+            alert=alert,
+            user=request.user,
+            comment=form.cleaned_data["comment"],
+            expires_at=form.expires_at(),
+        )
+    except (Conflict, ValidationError) as exc:
+        message_refusal(request, exc)
+    else:
+        messages.success(request, "Acknowledged: others can see you are on it, and repeats are muted.")
+    return redirect(_back(request, alert.get_absolute_url()))
+
+
+@require_POST
+def alert_unacknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    if not _may(request, "alerts.change_alert"):
         raise PermissionDenied
     alert = get_object_or_404(Alert, pk=pk)
     try:
-        services.alert_acknowledge(alert=alert, user=request.user)
+        services.alert_unacknowledge(alert=alert, user=request.user)
     except Conflict as exc:
-        messages.error(request, str(exc))
+        message_refusal(request, exc)
     else:
-        messages.success(request, "Acknowledged: others can see you are on it.")
+        messages.success(request, "Acknowledgement taken back: repeats notify again.")
     return redirect(alert)
 
 
@@ -77,7 +131,7 @@ class AlertRuleListView(FilteredListView):
 
 
 class AlertRuleDetailView(DetailView):
-    queryset = selectors.alert_rule_list()
+    queryset = selectors.alert_rule_list().prefetch_related("channels")
     template_name = "alerts/rule_detail.html"
     context_object_name = "rule"
     extra_context = {"section": "alerts", "tab": "rules"}
@@ -85,11 +139,61 @@ class AlertRuleDetailView(DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["recent_alerts"] = selectors.alert_list().filter(rule=self.object)[:20]
+        context["spec"] = CATALOG.get(self.object.metric)
         return context
 
 
+def _catalog_json() -> dict[str, dict[str, Any]]:
+    return {
+        s.name: {
+            "help": s.help,
+            "unit": s.unit,
+            "labels": list(s.labels),
+            "group": s.group,
+            "history": s.history,
+        }
+        for s in CATALOG.values()
+    }
+
+
+def _rule_editor(request: HttpRequest, rule: AlertRule | None) -> HttpResponse:
+    form = AlertRuleForm(request.POST or None, instance=rule)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()  # audited by the request's model signals (apps/core/audit.py)
+        messages.success(request, f"Rule {saved.name} saved: it is evaluated from the next tick.")
+        return redirect(saved)
+    context = {
+        "form": form,
+        "rule": rule,
+        "catalog": _catalog_json(),
+        "section": "alerts",
+        "tab": "rules",
+    }
+    return render(request, "alerts/rule_form.html", context, status=400 if form.errors else 200)
+
+
+@permission_required("alerts.add_alertrule", raise_exception=True)
+def rule_create(request: HttpRequest) -> HttpResponse:
+    return _rule_editor(request, None)
+
+
+@permission_required("alerts.change_alertrule", raise_exception=True)
+def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _rule_editor(request, get_object_or_404(AlertRule, pk=pk))
+
+
+@require_GET
+@permission_required("alerts.view_alertrule", raise_exception=True)
+def label_values(request: HttpRequest) -> JsonResponse:
+    """The values each label of a catalogue metric has now: the rule editor's suggestions."""
+    metric = request.GET.get("metric", "")
+    if metric not in CATALOG:
+        return JsonResponse({"metric": [f"unknown metric {metric!r}"]}, status=400)
+    return JsonResponse({"metric": metric, "labels": sources.label_values(metric)})
+
+
 class SilenceListView(FilteredListView):
-    """Silences, with a form for operators to add one."""
+    """Silences in force first, with a form for operators to add one (prefilled from an alert)."""
 
     queryset = selectors.silence_list()
     filterset_class = SilenceFilter
@@ -98,38 +202,54 @@ class SilenceListView(FilteredListView):
     extra_context = {"tab": "silences"}
     form: SilenceForm | None = None
 
+    def _initial(self) -> dict[str, Any]:
+        initial: dict[str, Any] = {"matchers": self.request.GET.get("matchers", "")}
+        alert_id = self.request.GET.get("alert", "")
+        if alert_id.isdigit() and (alert := Alert.objects.filter(pk=alert_id).first()) is not None:
+            initial.update(
+                matchers=format_matchers(services.alert_matchers(alert)),
+                alert=alert.pk,
+                expire_on_resolve=alert.is_open,
+            )
+        return initial
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        if self.request.user.has_perm("alerts.add_silence"):
-            initial = {"matchers": self.request.GET.get("matchers", "")}
-            context["form"] = self.form or SilenceForm(initial=initial)
-            context["can_expire"] = self.request.user.has_perm("alerts.change_silence")
+        if _may(self.request, "alerts.add_silence"):
+            context["form"] = self.form or SilenceForm(initial=self._initial())
+            context["can_expire"] = _may(self.request, "alerts.change_silence")
         return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm("alerts.add_silence"):
+        if not _may(request, "alerts.add_silence"):
             raise PermissionDenied
-        self.form = SilenceForm(request.POST)
-        if self.form.is_valid():
+        self.form = form = SilenceForm(request.POST)
+        if form.is_valid():
+            alert_id = form.cleaned_data["alert"]
+            alert = Alert.objects.filter(pk=alert_id).first() if alert_id else None
             try:
                 services.silence_create(
                     created_by=request.user,
-                    matchers=self.form.cleaned_data["matchers"],
-                    ends_at=timezone.now() + self.form.lasts(),
-                    comment=self.form.cleaned_data["comment"],
+                    matchers=form.cleaned_data["matchers"],
+                    ends_at=form.ends(),
+                    comment=form.cleaned_data["comment"],
+                    alert=alert,
+                    expire_on_resolve=form.cleaned_data["expire_on_resolve"],
                 )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
-                    self.form.add_error(field if field in self.form.fields else None, errors)
+                    form.add_error(field if field in form.fields else None, errors)
             else:
                 messages.success(request, "Silence created: matching alerts will not notify until it ends.")
                 return redirect("alerts:silences")
-        return self.get(request, *args, **kwargs)
+        response = self.get(request, *args, **kwargs)
+        response.status_code = 400
+        return response
 
 
 @require_POST
 def silence_expire(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("alerts.change_silence"):
+    if not _may(request, "alerts.change_silence"):
         raise PermissionDenied
     silence = get_object_or_404(Silence, pk=pk)
     try:
@@ -147,3 +267,46 @@ class NotificationChannelListView(FilteredListView):
     template_name = "alerts/channel_list.html"
     section = "alerts"
     extra_context = {"tab": "channels"}
+
+
+class NotificationChannelDetailView(DetailView):
+    """A channel: its settings (secrets redacted), grouping, and its last deliveries."""
+
+    queryset = selectors.notification_channel_list()
+    template_name = "alerts/channel_detail.html"
+    context_object_name = "channel"
+    extra_context = {"section": "alerts", "tab": "channels"}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            deliveries=selectors.channel_deliveries(self.object),
+            can_test=_may(self.request, "alerts.change_notificationchannel"),
+            each_alone=self.object.group_by == [GROUP_BY_EACH],
+        )
+        return context
+
+
+@require_POST
+def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
+    if not _may(request, "alerts.change_notificationchannel"):
+        raise PermissionDenied
+    channel = get_object_or_404(NotificationChannel, pk=pk)
+    delivery = delivering.channel_test(channel=channel, user=request.user)
+    if delivery.status == "failed" or delivery.error:
+        messages.error(request, f"The test was not delivered: {delivery.error or 'see the delivery below'}.")
+    else:
+        messages.success(request, f"Test sent: {delivery.get_status_display().lower()}.")
+    return redirect(channel)
+
+
+@require_GET
+@permission_required("alerts.view_alert", raise_exception=True)
+def history(request: HttpRequest) -> HttpResponse:
+    summary = reports.history_summary(days=HISTORY_DAYS, now=timezone.now())
+    rows = [{**r, "last_fired": parse_datetime(r["last_fired_at"])} for r in summary["rules"]]
+    return render(
+        request,
+        "alerts/history.html",
+        {"summary": summary, "rows": rows, "section": "alerts", "tab": "history"},
+    )

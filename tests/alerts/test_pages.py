@@ -11,9 +11,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.alerts import services
 from apps.alerts.domain.states import AlertState
-from apps.alerts.models import Alert, Silence
+from apps.alerts.models import Alert, AlertRule, Delivery, Silence
 from apps.core.domain.roles import Role
+from apps.core.models import AuditEvent
 from tests.alerts.factories import AlertFactory, AlertRuleFactory, NotificationChannelFactory, SilenceFactory
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +31,10 @@ def page_as(make_user: Callable[..., Any]) -> Callable[[Role], Client]:
     return make
 
 
-@pytest.mark.parametrize("name", ["alerts:list", "alerts:rules", "alerts:silences", "alerts:channels"])
+PAGES = ["alerts:list", "alerts:rules", "alerts:silences", "alerts:channels", "alerts:history"]
+
+
+@pytest.mark.parametrize("name", PAGES)
 def test_every_alerting_page_requires_login(name: str) -> None:
     response = Client().get(reverse(name))
 
@@ -37,7 +42,7 @@ def test_every_alerting_page_requires_login(name: str) -> None:
     assert response["Location"].startswith(reverse("login"))
 
 
-@pytest.mark.parametrize("name", ["alerts:list", "alerts:rules", "alerts:silences", "alerts:channels"])
+@pytest.mark.parametrize("name", PAGES)
 def test_every_alerting_page_says_what_to_do_when_empty(page_as: Callable[[Role], Client], name: str) -> None:
     response = page_as(Role.VIEWER).get(reverse(name))
 
@@ -45,13 +50,31 @@ def test_every_alerting_page_says_what_to_do_when_empty(page_as: Callable[[Role]
     assert 'class="empty"' in response.content.decode()
 
 
-def test_the_alerts_page_lists_firing_alerts_first(page_as: Callable[[Role], Client]) -> None:
-    resolved = AlertFactory(state=AlertState.RESOLVED, series={"n": "1"})
+def _resolved(hours_ago: float, **fields: Any) -> Alert:
+    at = timezone.now() - dt.timedelta(hours=hours_ago)
+    return AlertFactory(state=AlertState.RESOLVED, resolved_at=at, **fields)
+
+
+def test_the_alerts_page_lists_firing_then_pending_then_resolved_in_the_last_day(
+    page_as: Callable[[Role], Client],
+) -> None:
+    resolved = _resolved(2, series={"n": "1"})
+    _resolved(30, series={"n": "0"})
+    pending = AlertFactory(series={"n": "3"}, state=AlertState.PENDING, fired_at=None)
     firing = AlertFactory(series={"n": "2"})
 
     response = page_as(Role.VIEWER).get(reverse("alerts:list"))
 
-    assert list(response.context["object_list"]) == [firing, resolved]
+    assert list(response.context["object_list"]) == [firing, pending, resolved]
+    assert "?state=resolved" in response.content.decode()
+
+
+def test_the_resolved_filter_shows_every_resolved_alert(page_as: Callable[[Role], Client]) -> None:
+    old, recent = _resolved(30, series={"n": "0"}), _resolved(2, series={"n": "1"})
+
+    response = page_as(Role.VIEWER).get(reverse("alerts:list"), {"state": "resolved"})
+
+    assert set(response.context["object_list"]) == {old, recent}
 
 
 def test_the_alerts_page_shows_a_severity_badge(page_as: Callable[[Role], Client]) -> None:
@@ -63,8 +86,13 @@ def test_the_alerts_page_shows_a_severity_badge(page_as: Callable[[Role], Client
 
 
 def test_the_alerts_page_marks_silenced_alerts(page_as: Callable[[Role], Client]) -> None:
-    SilenceFactory(matchers=[{"label": "node", "op": "=", "value": "gpu-01"}])
     AlertFactory(series={"node": "gpu-01"})
+    services.silence_create(
+        created_by=None,
+        matchers=[{"label": "node", "op": "=", "value": "gpu-01"}],
+        ends_at=timezone.now() + dt.timedelta(hours=1),
+        comment="fans",
+    )
 
     response = page_as(Role.VIEWER).get(reverse("alerts:list"))
 
@@ -90,10 +118,95 @@ def test_the_alert_page_offers_a_viewer_nothing_to_do(page_as: Callable[[Role], 
 def test_an_operator_acknowledges_from_the_alert_page(page_as: Callable[[Role], Client]) -> None:
     alert = AlertFactory()
 
-    response = page_as(Role.OPERATOR).post(reverse("alerts:acknowledge", args=[alert.pk]))
+    response = page_as(Role.OPERATOR).post(
+        reverse("alerts:acknowledge", args=[alert.pk]), {"comment": "swapping the fan", "expires": "4"}
+    )
 
+    alert.refresh_from_db()
     assert response.status_code == 302
-    assert Alert.objects.get(pk=alert.pk).acknowledged_at is not None
+    assert alert.ack_comment == "swapping the fan"
+    assert dt.timedelta(hours=3, minutes=59) < alert.ack_expires_at - timezone.now() <= dt.timedelta(hours=4)
+    event = AuditEvent.objects.get(action="acknowledge")
+    assert event.changes["ack_comment"] == ["", "swapping the fan"]
+
+
+def test_an_acknowledgement_until_it_resolves_has_no_expiry(page_as: Callable[[Role], Client]) -> None:
+    alert = AlertFactory()
+
+    page_as(Role.OPERATOR).post(
+        reverse("alerts:acknowledge", args=[alert.pk]), {"comment": "", "expires": ""}
+    )
+
+    alert.refresh_from_db()
+    assert alert.acknowledged
+    assert alert.ack_expires_at is None
+
+
+def test_acknowledging_from_the_list_goes_back_to_the_list(page_as: Callable[[Role], Client]) -> None:
+    alert = AlertFactory()
+    back = reverse("alerts:list") + "?severity=warning"
+
+    response = page_as(Role.OPERATOR).post(
+        reverse("alerts:acknowledge", args=[alert.pk]), {"expires": "1", "next": back}
+    )
+
+    assert response["Location"] == back
+
+
+def test_acknowledging_never_sends_you_off_site(page_as: Callable[[Role], Client]) -> None:
+    alert = AlertFactory()
+
+    response = page_as(Role.OPERATOR).post(
+        reverse("alerts:acknowledge", args=[alert.pk]), {"expires": "1", "next": "https://evil.example/"}
+    )
+
+    assert response["Location"] == alert.get_absolute_url()
+
+
+def test_acknowledging_a_resolved_alert_says_why(page_as: Callable[[Role], Client]) -> None:
+    alert = _resolved(1)
+
+    response = page_as(Role.OPERATOR).post(reverse("alerts:acknowledge", args=[alert.pk]), follow=True)
+
+    assert "only pending or firing alerts can be acknowledged" in response.content.decode()
+
+
+def test_an_operator_unacknowledges_from_the_alert_page(page_as: Callable[[Role], Client]) -> None:
+    client = page_as(Role.OPERATOR)
+    alert = AlertFactory()
+    client.post(reverse("alerts:acknowledge", args=[alert.pk]), {"comment": "mine"})
+    assert client.get(alert.get_absolute_url()).context["can_unacknowledge"]
+
+    client.post(reverse("alerts:unacknowledge", args=[alert.pk]))
+
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is None
+    assert AuditEvent.objects.filter(action="unacknowledge").exists()
+
+
+def test_the_alert_page_shows_its_values_timeline_silences_and_notifications(
+    page_as: Callable[[Role], Client],
+) -> None:
+    alert = AlertFactory(
+        series={"node": "gpu-01"},
+        fired_value=88.5,
+        peak_value=97.25,
+        annotations={"summary": "gpu-01 is hot"},
+    )
+    SilenceFactory(matchers=[{"label": "node", "op": "=", "value": "gpu-01"}], comment="fan swap")
+    SilenceFactory(matchers=[{"label": "node", "op": "=", "value": "gpu-02"}], comment="other node")
+    channel = NotificationChannelFactory(name="ops")
+    Delivery.objects.create(channel=channel, status="delivered", fingerprints=[alert.fingerprint], body="{}")
+    Delivery.objects.create(channel=channel, status="failed", fingerprints=["0" * 16], body="{}")
+
+    response = page_as(Role.VIEWER).get(alert.get_absolute_url())
+
+    content = response.content.decode()
+    assert "gpu-01 is hot" in content
+    assert "88.5" in content
+    assert "97.25" in content
+    assert [s.comment for s in response.context["silences"]] == ["fan swap"]
+    assert [d.status for d in response.context["deliveries"]] == ["delivered"]
 
 
 def test_a_viewer_cannot_acknowledge_from_the_page(page_as: Callable[[Role], Client]) -> None:
@@ -108,6 +221,56 @@ def test_the_rule_page_lists_its_recent_alerts(page_as: Callable[[Role], Client]
     response = page_as(Role.VIEWER).get(alert.rule.get_absolute_url())
 
     assert list(response.context["recent_alerts"]) == [alert]
+
+
+def test_silence_from_an_alert_is_prefilled_with_its_labels_and_ends_when_it_resolves(
+    page_as: Callable[[Role], Client],
+) -> None:
+    alert = AlertFactory(series={"node": "gpu-01"})
+    client = page_as(Role.OPERATOR)
+
+    form = client.get(reverse("alerts:silences"), {"alert": alert.pk}).context["form"]
+    assert form.initial["expire_on_resolve"] is True
+    response = client.post(
+        reverse("alerts:silences"),
+        {
+            "matchers": form.initial["matchers"],
+            "duration": "4",
+            "comment": "fan swap",
+            "expire_on_resolve": "on",
+            "alert": alert.pk,
+        },
+    )
+
+    silence = Silence.objects.get()
+    assert response.status_code == 302
+    assert (silence.alert, silence.expire_on_resolve) == (alert, True)
+    assert {"label": "node", "op": "=", "value": "gpu-01"} in silence.matchers
+    assert not any(m["label"] == "severity" for m in silence.matchers)
+
+
+def test_expire_on_resolve_without_an_alert_is_refused_on_the_field(
+    page_as: Callable[[Role], Client],
+) -> None:
+    response = page_as(Role.OPERATOR).post(
+        reverse("alerts:silences"),
+        {"matchers": 'node="x"', "duration": "2", "comment": "c", "expire_on_resolve": "on"},
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["expire_on_resolve"]
+    assert not Silence.objects.exists()
+
+
+def test_a_silence_can_end_at_a_time(page_as: Callable[[Role], Client]) -> None:
+    ends = (timezone.localtime() + dt.timedelta(days=2)).replace(second=0, microsecond=0)
+
+    page_as(Role.OPERATOR).post(
+        reverse("alerts:silences"),
+        {"matchers": 'node="x"', "ends_at": ends.strftime("%Y-%m-%dT%H:%M"), "comment": "c"},
+    )
+
+    assert Silence.objects.get().ends_at == ends
 
 
 def test_an_operator_silences_from_the_silences_page(page_as: Callable[[Role], Client]) -> None:
@@ -126,7 +289,7 @@ def test_a_bad_regex_in_the_silence_form_is_shown_on_the_field(page_as: Callable
         reverse("alerts:silences"), {"matchers": 'node=~"gpu-("', "duration": "2", "comment": "fans"}
     )
 
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "not a valid regular expression" in response.context["form"].errors["matchers"][0]
     assert not Silence.objects.exists()
 
@@ -181,3 +344,174 @@ def test_the_channels_page_shows_only_the_host_of_a_webhook(page_as: Callable[[R
 
     assert "https://hooks.example.com/…" in content
     assert "secret-token" not in content
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR, Role.ADMIN])
+def test_every_alerting_page_renders_real_rows_for_each_role(
+    page_as: Callable[[Role], Client], role: Role
+) -> None:
+    channel = NotificationChannelFactory(name="ops-hook")
+    alert = AlertFactory(
+        rule=AlertRuleFactory(name="GpuTemperatureHigh", metric="DCGM_FI_DEV_GPU_TEMP"),
+        annotations={"summary": "gpu-01 at 91"},
+        acknowledged_at=timezone.now(),
+    )
+    alert.rule.channels.add(channel)
+    SilenceFactory(comment="fan swap")
+    Delivery.objects.create(
+        channel=channel, status="failed", fingerprints=[alert.fingerprint], body="{}", error="timed out"
+    )
+    client = page_as(role)
+
+    pages = {
+        reverse("alerts:list"): "gpu-01 at 91",
+        alert.get_absolute_url(): "timed out",
+        reverse("alerts:rules"): "GpuTemperatureHigh",
+        alert.rule.get_absolute_url(): "ops-hook",
+        reverse("alerts:silences"): "fan swap",
+        reverse("alerts:channels"): "ops-hook",
+        channel.get_absolute_url(): "timed out",
+        reverse("alerts:history"): "GpuTemperatureHigh",
+    }
+    for url, text in pages.items():
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert text in response.content.decode(), url
+    editable = role == Role.ADMIN
+    assert (reverse("alerts:rule_create") in client.get(reverse("alerts:rules")).content.decode()) == editable
+    assert ("Send a test" in client.get(channel.get_absolute_url()).content.decode()) == editable
+
+
+def test_every_page_shows_the_bell_to_those_who_may_view_alerts(page_as: Callable[[Role], Client]) -> None:
+    content = page_as(Role.VIEWER).get(reverse("overview")).content.decode()
+
+    assert 'id="alert-bell"' in content
+    assert 'id="alert-toasts"' in content
+    assert "alerts/live.js" in content
+
+
+def test_a_failed_delivery_stands_out_on_the_channel_page(page_as: Callable[[Role], Client]) -> None:
+    channel = NotificationChannelFactory(config={"url": "https://hooks.example.com/T0/secret-token"})
+    Delivery.objects.create(
+        channel=channel, status="failed", body="{}", attempts=3, error="HTTP 502", response_status=502
+    )
+
+    content = page_as(Role.VIEWER).get(channel.get_absolute_url()).content.decode()
+
+    assert 'class="failed"' in content
+    assert "HTTP 502" in content
+    assert "secret-token" not in content
+
+
+def test_an_admin_sends_a_test_from_the_channel_page(page_as: Callable[[Role], Client]) -> None:
+    channel = NotificationChannelFactory(kind="log", config={})
+
+    response = page_as(Role.ADMIN).post(reverse("alerts:channel_test", args=[channel.pk]), follow=True)
+
+    delivery = Delivery.objects.get(channel=channel)
+    assert delivery.test
+    assert delivery.status == "delivered"
+    assert "Test sent" in response.content.decode()
+
+
+def test_an_operator_cannot_send_a_test(page_as: Callable[[Role], Client]) -> None:
+    channel = NotificationChannelFactory(kind="log", config={})
+
+    response = page_as(Role.OPERATOR).post(reverse("alerts:channel_test", args=[channel.pk]))
+
+    assert response.status_code == 403
+    assert not Delivery.objects.exists()
+
+
+RULE = {
+    "name": "GpuTemperatureHigh",
+    "kind": "threshold",
+    "metric": "DCGM_FI_DEV_GPU_TEMP",
+    "event": "",
+    "matchers": 'node=~"gpu-0[12]"',
+    "op": ">",
+    "threshold": "85",
+    "for_seconds": "120",
+    "keep_firing_seconds": "60",
+    "severity": "critical",
+    "summary": "{{ labels.node }} GPU {{ labels.gpu }} at {{ value }} C",
+    "description": "",
+    "enabled": "on",
+}
+
+
+def test_an_admin_creates_a_rule_in_the_editor_and_it_is_audited(page_as: Callable[[Role], Client]) -> None:
+    channel = NotificationChannelFactory()
+
+    response = page_as(Role.ADMIN).post(reverse("alerts:rule_create"), {**RULE, "channels": [channel.pk]})
+
+    rule = AlertRule.objects.get()
+    assert response["Location"] == rule.get_absolute_url()
+    assert rule.matchers == [{"label": "node", "op": "=~", "value": "gpu-0[12]"}]
+    assert (rule.threshold, rule.for_seconds, rule.keep_firing_seconds) == (85.0, 120, 60)
+    assert list(rule.channels.all()) == [channel]
+    event = AuditEvent.objects.get(content_type__model="alertrule", object_id=str(rule.pk), action="create")
+    assert event.source == AuditEvent.Source.PAGE
+
+
+def test_the_editor_offers_the_catalogues_metrics_grouped(page_as: Callable[[Role], Client]) -> None:
+    content = page_as(Role.ADMIN).get(reverse("alerts:rule_create")).content.decode()
+
+    assert '<optgroup label="Devices">' in content
+    assert "DCGM_FI_DEV_GPU_TEMP" in content
+    assert 'id="alert-catalog"' in content
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "text"),
+    [
+        ({"metric": "gpu_utilization_percent"}, "metric", "gpu_utilization_percent"),
+        ({"matchers": 'deployment="chat"'}, "matchers", "deployment"),
+        ({"threshold": ""}, "threshold", ""),
+        ({"summary": "{{ labels.__class__ }}"}, "summary", "Python internal"),
+        ({"matchers": "node"}, "matchers", "cannot read a matcher"),
+    ],
+)
+def test_the_editor_names_the_field_that_is_wrong(
+    page_as: Callable[[Role], Client], change: dict[str, str], field: str, text: str
+) -> None:
+    response = page_as(Role.ADMIN).post(reverse("alerts:rule_create"), {**RULE, **change})
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert field in errors
+    assert text in " ".join(errors[field])
+    assert not AlertRule.objects.exists()
+
+
+def test_an_admin_edits_a_rule(page_as: Callable[[Role], Client]) -> None:
+    rule = AlertRuleFactory(name="GpuTemperatureHigh", metric="DCGM_FI_DEV_GPU_TEMP")
+    client = page_as(Role.ADMIN)
+    assert client.get(reverse("alerts:rule_edit", args=[rule.pk])).status_code == 200
+
+    client.post(reverse("alerts:rule_edit", args=[rule.pk]), {**RULE, "threshold": "90"})
+
+    rule.refresh_from_db()
+    assert rule.threshold == 90.0
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR])
+def test_only_admins_open_the_rule_editor(page_as: Callable[[Role], Client], role: Role) -> None:
+    client = page_as(role)
+
+    assert client.get(reverse("alerts:rule_create")).status_code == 403
+    assert client.post(reverse("alerts:rule_create"), RULE).status_code == 403
+    assert not AlertRule.objects.exists()
+
+
+def test_the_editor_suggests_label_values_of_a_catalogue_metric(page_as: Callable[[Role], Client]) -> None:
+    client = page_as(Role.ADMIN)
+
+    ok = client.get(reverse("alerts:label_values"), {"metric": "DCGM_FI_DEV_GPU_TEMP"})
+    bad = client.get(reverse("alerts:label_values"), {"metric": "nope"})
+
+    assert ok.status_code == 200
+    assert ok.json()["metric"] == "DCGM_FI_DEV_GPU_TEMP"
+    assert isinstance(ok.json()["labels"], dict)
+    assert bad.status_code == 400
+    assert "metric" in bad.json()

@@ -1,0 +1,23 @@
+// The history page's charts (apps/alerts/reports.py history_summary): alerts fired per day, stacked
+// by rule, and the time each rule spent firing.
+(function () {
+  "use strict";
+  var source = document.getElementById("alert-history");
+  var Plotly = window.Plotly;
+  if (!source || !Plotly) return;
+  var summary = JSON.parse(source.textContent);
+  var CONFIG = { displayModeBar: false, responsive: true };
+  var perDay = summary.rules.map(function (r) {
+    return { type: "bar", name: r.name, x: summary.dates, y: r.per_day };
+  });
+  Plotly.newPlot("history-per-day", perDay, {
+    barmode: "stack", margin: { t: 10, r: 10, b: 40, l: 40 }, yaxis: { title: "alerts fired" },
+  }, CONFIG);
+  Plotly.newPlot("history-firing", [{
+    type: "bar", orientation: "h",
+    y: summary.rules.map(function (r) { return r.name; }),
+    x: summary.rules.map(function (r) { return r.firing_s / 3600; }),
+  }], {
+    margin: { t: 10, r: 10, b: 40, l: 160 }, xaxis: { title: "hours firing" }, yaxis: { autorange: "reversed" },
+  }, CONFIG);
+})();
