@@ -14,8 +14,9 @@ from django.utils import timezone
 from apps.alerts.domain import matchers as m
 from apps.alerts.domain.rules import SEVERITY_RANK
 from apps.alerts.domain.states import OPEN, AlertState
-from apps.alerts.domain.webhook import NotifiedAlert, webhook_payload
-from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
+from apps.alerts.domain.webhook import webhook_payload
+from apps.alerts.models import Alert, AlertRule, Delivery, InhibitRule, NotificationChannel, Silence
+from apps.alerts.notifying import notifiable, notified
 
 # Firing first, then pending, then resolved.
 _STATE_RANK = {AlertState.FIRING.value: 0, AlertState.PENDING.value: 1, AlertState.RESOLVED.value: 2}
@@ -62,6 +63,15 @@ def notification_channel_list() -> QuerySet[NotificationChannel]:
     return NotificationChannel.objects.all()
 
 
+def delivery_list() -> QuerySet[Delivery]:
+    """Notifications, latest first."""
+    return Delivery.objects.order_by("-created_at", "-id")
+
+
+def inhibit_rule_list() -> QuerySet[InhibitRule]:
+    return InhibitRule.objects.all()
+
+
 def silences_in_force(*, now: dt.datetime) -> list[m.Silence]:
     """Silences active at `now`, as the domain's plain values."""
     rows = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
@@ -75,36 +85,18 @@ def mark_silenced(alerts: Iterable[Alert], *, now: dt.datetime) -> None:
         alert.silenced = alert.is_open and m.is_silenced(alert.labels, silences, now)
 
 
-def _notified(alert: Alert, external_url: str) -> NotifiedAlert:
-    rule = alert.rule
-    summary = f"{rule.name}: {rule.condition}"
-    if alert.value is not None:
-        summary += f" (value {alert.value:g})"
-    annotations = {"summary": summary}
-    if rule.description:
-        annotations["description"] = rule.description
-    return NotifiedAlert(
-        status=alert.state,
-        labels=alert.labels,
-        annotations=annotations,
-        # Like Prometheus, an alert starts (for receivers) when it fires.
-        starts_at=alert.fired_at or alert.started_at,
-        ends_at=alert.resolved_at,
-        generator_url=external_url.rstrip("/") + alert.get_absolute_url(),
-        fingerprint=alert.fingerprint,
-    )
-
-
 def webhook_preview(*, channel: NotificationChannel, now: dt.datetime) -> dict[str, Any]:
-    """The Alertmanager-format payload `channel` would get for the firing alerts no silence mutes."""
+    """The Alertmanager-format payload `channel` would get for the firing alerts nothing mutes
+    (no silence in force now, not inhibited, not acknowledged)."""
     firing = list(alert_list().filter(state=AlertState.FIRING))
     silences = silences_in_force(now=now)
-    loud = [a for a in firing if not m.is_silenced(a.labels, silences, now)]
+    loud = [a for a in firing if notifiable(a) and not m.is_silenced(a.labels, silences, now)]
     external_url = settings.MOC_PUBLIC_URL
     return webhook_payload(
-        [_notified(a, external_url) for a in loud],
+        [notified(a) for a in loud],
         receiver=channel.name,
         external_url=external_url,
+        group_by=channel.group_by or ["alertname"],
         max_alerts=channel.config.get("max_alerts", 0),
     )
 
@@ -127,3 +119,44 @@ def overview_cards() -> list[dict]:
             "hint": hint,
         }
     ]
+
+
+def firing_count(*, now: dt.datetime) -> int:
+    """The bell's count: alerts firing that nothing mutes (silence, inhibition) and nobody is on
+    (an acknowledgement that has not expired)."""
+    acknowledged = Q(acknowledged_at__isnull=False) & (
+        Q(ack_expires_at__isnull=True) | Q(ack_expires_at__gt=now)
+    )
+    return (
+        Alert.objects.filter(state=AlertState.FIRING, silenced=False, inhibited=False)
+        .exclude(acknowledged)
+        .count()
+    )
+
+
+def alerts_page(*, now: dt.datetime, resolved_hours: int = 24) -> QuerySet[Alert]:
+    """The alerts page's default rows: open alerts, then those resolved in the last `resolved_hours`."""
+    recent = Q(state=AlertState.RESOLVED, resolved_at__gte=now - dt.timedelta(hours=resolved_hours))
+    return alert_list().filter(Q(state__in=OPEN) | recent)
+
+
+def silences_matching(alert: Alert, *, now: dt.datetime) -> list[Silence]:
+    """Silences not yet expired whose matchers match the alert's labels (or made from it)."""
+    rows = Silence.objects.select_related("created_by").filter(ends_at__gt=now)
+    return [
+        s for s in rows if s.alert_id == alert.pk or m.matches_all(m.to_matchers(s.matchers), alert.labels)
+    ]
+
+
+def alert_deliveries(alert: Alert, *, limit: int = 50) -> QuerySet[Delivery]:
+    """Notifications that carried the alert (its fingerprint is in the delivery's list)."""
+    # JSON text search works on SQLite and PostgreSQL alike; fingerprints are 16 hex digits.
+    return (
+        Delivery.objects.select_related("channel")
+        .filter(fingerprints__icontains=alert.fingerprint)
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def channel_deliveries(channel: NotificationChannel, *, limit: int = 50) -> QuerySet[Delivery]:
+    return channel.deliveries.order_by("-created_at", "-id")[:limit]
