@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from apps.alerts import selectors, signals
 from apps.alerts.domain import matchers as m
-from apps.alerts.domain.events import EVENT_LABEL_NAMES, EVENT_LABELS, EventKind
+from apps.alerts.domain.events import EVENT_IDENTITY, EVENT_LABEL_NAMES, EVENT_LABELS, EventKind
 from apps.alerts.domain.rules import RuleKind, alert_labels, fingerprint
 from apps.alerts.domain.states import ALERT, OPEN, AlertState
 from apps.alerts.domain.templates import render_annotations
@@ -38,17 +38,6 @@ log = logging.getLogger(__name__)
 # An event alert stays firing at least this long after its last event, whatever the rule's
 # keep-firing time: long enough for a notification round to see it.
 EVENT_FIRING_MIN_S = 60
-
-# The labels that say which thing an event is about: one alert per rule and identity, however
-# often it happens while the alert is open (a breaker that opens again bumps its alert).
-EVENT_IDENTITY: dict[EventKind, tuple[str, ...]] = {
-    EventKind.JOB_FAILED: ("job",),
-    EventKind.VERIFICATION_FAILED: ("release",),
-    EventKind.RELEASE_ROLLED_BACK: ("release",),
-    EventKind.NODE_LOST: ("node",),
-    EventKind.PLACEMENT_LOST: ("placement",),
-    EventKind.BREAKER_OPENED: ("placement",),
-}
 
 # What breakers_check saw of each placement's breaker last time: placement id -> opened_count.
 BREAKERS_SEEN_KEY = "moc:alerts:breakers_seen"

@@ -33,3 +33,14 @@ EVENT_LABEL_NAMES: dict[EventKind, tuple[str, ...]] = {
     EventKind.PLACEMENT_LOST: ("placement", "model", "version", "node", "device"),
     EventKind.BREAKER_OPENED: ("placement", "model", "version", "node", "device"),
 }
+
+# The labels that say which thing an event is about: one alert per rule and identity, however
+# often it happens while the alert is open (a breaker that opens again bumps its alert).
+EVENT_IDENTITY: dict[EventKind, tuple[str, ...]] = {
+    EventKind.JOB_FAILED: ("job",),
+    EventKind.VERIFICATION_FAILED: ("release",),
+    EventKind.RELEASE_ROLLED_BACK: ("release",),
+    EventKind.NODE_LOST: ("node",),
+    EventKind.PLACEMENT_LOST: ("placement",),
+    EventKind.BREAKER_OPENED: ("placement",),
+}
