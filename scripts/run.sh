@@ -329,6 +329,9 @@ if [[ ${MOC_DEMO_MODELS:-yes} == yes ]]; then
   python manage.py models_demo || warn "could not make the demo models; MOC runs without them"
   python manage.py datasets_demo || warn "could not make the demo datasets; MOC runs without them"
 fi
+# The starter alert rules (GPU hot, node down, …): only those absent by name, so an edited or
+# deleted one stays as its admin left it... until deleted ones come back; disable rather than delete.
+python manage.py alerts_defaults || warn "could not create the starter alert rules; MOC runs without them"
 
 python manage.py nginx_conf "$NGINX_DIR" --listen "$MOC_LISTEN:$MOC_PORT" \
   --web "127.0.0.1:$MOC_WEB_PORT" --ws "127.0.0.1:$MOC_WS_PORT"

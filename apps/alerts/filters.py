@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.alerts.domain.matchers import SilenceStatus
@@ -23,22 +23,32 @@ class AlertFilter(FilterSet):
         field_name="rule__severity", choices=SEVERITY_CHOICES, label="Severity"
     )
     rule = django_filters.CharFilter(field_name="rule__name", label="Rule")
-    acknowledged = django_filters.BooleanFilter(
-        field_name="acknowledged_at", lookup_expr="isnull", exclude=True, label="Acknowledged"
-    )
+    acknowledged = django_filters.BooleanFilter(method="filter_acknowledged", label="Acknowledged")
+    muted = django_filters.BooleanFilter(method="filter_muted", label="Silenced or inhibited")
     since = django_filters.IsoDateTimeFilter(
         field_name="started_at", lookup_expr="gte", label="Started since"
     )
 
     class Meta:
         model = Alert
-        fields = ["state", "severity", "rule", "acknowledged", "fingerprint"]
+        fields = ["state", "severity", "rule", "acknowledged", "muted", "fingerprint"]
+
+    def filter_acknowledged(self, queryset: QuerySet[Alert], name: str, value: bool) -> QuerySet[Alert]:
+        # An acknowledgement that expired no longer counts (Alert.acknowledged).
+        current = Q(acknowledged_at__isnull=False) & (
+            Q(ack_expires_at__isnull=True) | Q(ack_expires_at__gt=timezone.now())
+        )
+        return queryset.filter(current) if value else queryset.exclude(current)
+
+    def filter_muted(self, queryset: QuerySet[Alert], name: str, value: bool) -> QuerySet[Alert]:
+        muted = Q(silenced=True) | Q(inhibited=True)
+        return queryset.filter(muted) if value else queryset.exclude(muted)
 
 
 class AlertRuleFilter(FilterSet):
     class Meta:
         model = AlertRule
-        fields = ["severity", "enabled", "metric"]
+        fields = ["kind", "event", "severity", "enabled", "metric"]
 
 
 class SilenceFilter(FilterSet):

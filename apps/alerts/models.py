@@ -6,12 +6,19 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.alerts.domain.catalog import rule_errors
 from apps.alerts.domain.channels import ChannelKind, config_errors, redact_config
 from apps.alerts.domain.delivery import DeliveryStatus
 from apps.alerts.domain.events import EVENT_LABELS, EventKind
-from apps.alerts.domain.matchers import SilenceStatus, format_matchers, matcher_errors, silence_status
-from apps.alerts.domain.rules import METRIC_NAME, METRIC_NAME_HELP, RULE_LABELS, Op, RuleKind, Severity
-from apps.alerts.domain.states import ALERT, OPEN
+from apps.alerts.domain.grouping import group_by_errors
+from apps.alerts.domain.matchers import (
+    SilenceStatus,
+    format_matchers,
+    matcher_errors,
+    silence_status,
+)
+from apps.alerts.domain.rules import RULE_LABELS, Op, RuleKind, Severity
+from apps.alerts.domain.states import ALERT, OPEN, ack_in_force
 from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
 
@@ -92,11 +99,19 @@ class AlertRule(TimeStamped):
         return reverse("alerts:rule_detail", args=[self.pk])
 
     def clean(self) -> None:
-        errors = {}
-        if self.metric and not METRIC_NAME.fullmatch(self.metric):
-            errors["metric"] = [METRIC_NAME_HELP]
+        errors: dict[str, list[str]] = {}
         if problems := matcher_errors(self.matchers, require_one=False):
             errors["matchers"] = problems
+        # What the catalogue knows: the metric or event exists and has the matchers' labels.
+        named = rule_errors(
+            kind=self.kind,
+            metric=self.metric,
+            event=self.event,
+            threshold=self.threshold,
+            matchers=[] if problems else self.matchers,
+        )
+        for field, messages in named.items():
+            errors.setdefault(field, []).extend(messages)
         if errors:
             raise ValidationError(errors)
 
@@ -172,9 +187,7 @@ class Alert(TimeStamped):
     @property
     def acknowledged(self) -> bool:
         """Acknowledged and the acknowledgement has not expired."""
-        if self.acknowledged_at is None:
-            return False
-        return self.ack_expires_at is None or self.ack_expires_at > timezone.now()
+        return ack_in_force(self.acknowledged_at, self.ack_expires_at, timezone.now())
 
     @property
     def series_labels(self) -> dict[str, str]:
@@ -283,9 +296,13 @@ class NotificationChannel(TimeStamped):
 
     def clean(self) -> None:
         # An unknown kind is reported by the field's own choices check.
-        errors = config_errors(self.kind, self.config) if self.kind in CHANNEL_KINDS else []
+        errors = {}
+        if self.kind in CHANNEL_KINDS and (problems := config_errors(self.kind, self.config)):
+            errors["config"] = problems
+        if problems := group_by_errors(self.group_by):
+            errors["group_by"] = problems
         if errors:
-            raise ValidationError({"config": errors})
+            raise ValidationError(errors)
 
 
 class InhibitRule(TimeStamped):

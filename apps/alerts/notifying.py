@@ -20,7 +20,7 @@ from django.db.models import Q
 from apps.alerts.domain import grouping as g
 from apps.alerts.domain.channels import ChannelKind
 from apps.alerts.domain.delivery import DeliveryStatus
-from apps.alerts.domain.states import AlertState
+from apps.alerts.domain.states import AlertState, ack_in_force
 from apps.alerts.domain.templates import TemplateRefused, render_annotations
 from apps.alerts.domain.webhook import NotifiedAlert
 from apps.alerts.models import Alert, Delivery, NotificationChannel, NotificationGroup
@@ -33,8 +33,12 @@ DELIVERY_SEND = "apps.alerts.tasks.delivery_send"
 ALERTMANAGER_KEY = "alertmanager"
 
 
-def notifiable(alert: Alert) -> bool:
-    return alert.state == AlertState.FIRING and not (alert.silenced or alert.inhibited or alert.acknowledged)
+def notifiable(alert: Alert, now: dt.datetime) -> bool:
+    """Firing, and neither silenced, inhibited nor acknowledged (as of the round's `now`)."""
+    muted = (
+        alert.silenced or alert.inhibited or ack_in_force(alert.acknowledged_at, alert.ack_expires_at, now)
+    )
+    return alert.state == AlertState.FIRING and not muted
 
 
 def annotations(alert: Alert) -> dict[str, str]:
@@ -92,10 +96,10 @@ def _alerts(channel: NotificationChannel, told_firing: Iterable[str]) -> list[Al
     return [*firing.values(), *resolved.values()]
 
 
-def _group_alert(alert: Alert) -> g.GroupAlert | None:
+def _group_alert(alert: Alert, now: dt.datetime) -> g.GroupAlert | None:
     if alert.state == AlertState.RESOLVED:
         return g.GroupAlert(alert.fingerprint, alert.labels, g.RESOLVED)
-    return g.GroupAlert(alert.fingerprint, alert.labels, g.FIRING) if notifiable(alert) else None
+    return g.GroupAlert(alert.fingerprint, alert.labels, g.FIRING) if notifiable(alert, now) else None
 
 
 def _told_firing(groups: Iterable[NotificationGroup]) -> set[str]:
@@ -107,8 +111,9 @@ def _notify_groups(channel: NotificationChannel, *, now: dt.datetime) -> int:
         group.key: group for group in NotificationGroup.objects.select_for_update().filter(channel=channel)
     }
     alerts = {a.fingerprint: a for a in _alerts(channel, _told_firing(groups.values()))}
-    members = [ga for a in alerts.values() if (ga := _group_alert(a)) is not None]
-    split = g.split(members, channel.group_by or ["..."])
+    members = [ga for a in alerts.values() if (ga := _group_alert(a, now)) is not None]
+    # [] groups every alert together, as in Alertmanager; ["..."] sends each on its own.
+    split = g.split(members, channel.group_by)
     timing = g.Timing(
         group_wait_s=channel.group_wait_s,
         group_interval_s=channel.group_interval_s,
@@ -144,7 +149,7 @@ def _forward(channel: NotificationChannel, *, now: dt.datetime) -> int:
     row = NotificationGroup.objects.select_for_update().filter(channel=channel, key=ALERTMANAGER_KEY).first()
     sent = row.sent if row else {}
     alerts = _alerts(channel, _told_firing([row] if row else []))
-    firing = [a for a in alerts if notifiable(a)]
+    firing = [a for a in alerts if notifiable(a, now)]
     resolved = [a for a in alerts if a.state == AlertState.RESOLVED]
     firing_now = {a.fingerprint for a in firing}
     changed = firing_now != {fp for fp, s in sent.items() if s == g.FIRING} or bool(resolved)

@@ -90,13 +90,13 @@ def webhook_preview(*, channel: NotificationChannel, now: dt.datetime) -> dict[s
     (no silence in force now, not inhibited, not acknowledged)."""
     firing = list(alert_list().filter(state=AlertState.FIRING))
     silences = silences_in_force(now=now)
-    loud = [a for a in firing if notifiable(a) and not m.is_silenced(a.labels, silences, now)]
+    loud = [a for a in firing if notifiable(a, now) and not m.is_silenced(a.labels, silences, now)]
     external_url = settings.MOC_PUBLIC_URL
     return webhook_payload(
         [notified(a) for a in loud],
         receiver=channel.name,
         external_url=external_url,
-        group_by=channel.group_by or ["alertname"],
+        group_by=channel.group_by,
         max_alerts=channel.config.get("max_alerts", 0),
     )
 

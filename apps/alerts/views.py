@@ -19,10 +19,11 @@ from django.views.generic import DetailView
 
 from apps.alerts import delivering, reports, selectors, services, sources
 from apps.alerts.domain.catalog import CATALOG
+from apps.alerts.domain.grouping import ALL_LABELS
 from apps.alerts.domain.matchers import format_matchers
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
 from apps.alerts.forms import AcknowledgeForm, AlertRuleForm, SilenceForm
-from apps.alerts.models import GROUP_BY_EACH, Alert, AlertRule, NotificationChannel, Silence
+from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
 from apps.core.domain.errors import Conflict
 from apps.core.pages import FilteredListView, message_refusal
 
@@ -282,7 +283,7 @@ class NotificationChannelDetailView(DetailView):
         context.update(
             deliveries=selectors.channel_deliveries(self.object),
             can_test=_may(self.request, "alerts.change_notificationchannel"),
-            each_alone=self.object.group_by == [GROUP_BY_EACH],
+            each_alone=self.object.group_by == [ALL_LABELS],
         )
         return context
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.alerts.domain.rules import alert_labels, fingerprint
 from apps.alerts.domain.states import AlertState
-from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
+from apps.alerts.models import Alert, AlertRule, Delivery, InhibitRule, NotificationChannel, Silence
 
 
 class AlertRuleFactory(factory.django.DjangoModelFactory):
@@ -17,7 +17,7 @@ class AlertRuleFactory(factory.django.DjangoModelFactory):
         model = AlertRule
 
     name = factory.Sequence(lambda n: f"GpuHot{n}")
-    metric = "gpu_temperature_celsius"
+    metric = "DCGM_FI_DEV_GPU_TEMP"
     op = ">"
     threshold = 85.0
     for_seconds = 60
@@ -62,3 +62,24 @@ class NotificationChannelFactory(factory.django.DjangoModelFactory):
     config = factory.LazyFunction(lambda: {"url": "https://hooks.example.com/moc/secret-token"})
     enabled = True
     send_resolved = True
+
+
+class InhibitRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = InhibitRule
+
+    name = factory.Sequence(lambda n: f"node down mutes devices {n}")
+    source_matchers = factory.LazyFunction(lambda: [{"label": "alertname", "op": "=", "value": "NodeDown"}])
+    target_matchers = factory.LazyFunction(lambda: [{"label": "device", "op": "=~", "value": ".+"}])
+    equal = factory.LazyFunction(lambda: ["node"])
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Delivery
+
+    channel = factory.SubFactory(NotificationChannelFactory)
+    group_key = "g"
+    status = "delivered"
+    firing = 1
+    body = "{}"

@@ -5,8 +5,23 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.alerts.domain.states import AlertState
-from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
-from tests.alerts.factories import AlertFactory, AlertRuleFactory, NotificationChannelFactory, SilenceFactory
+from apps.alerts.models import (
+    Alert,
+    AlertRule,
+    Delivery,
+    InhibitRule,
+    NotificationChannel,
+    NotificationGroup,
+    Silence,
+)
+from tests.alerts.factories import (
+    AlertFactory,
+    AlertRuleFactory,
+    DeliveryFactory,
+    InhibitRuleFactory,
+    NotificationChannelFactory,
+    SilenceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +40,46 @@ def test_the_changelist_loads_with_a_search(admin_client_: Client, model: type) 
     assert len(response.context["cl"].result_list) == 1
 
 
+@pytest.mark.parametrize(
+    "model", [AlertRule, Alert, Silence, NotificationChannel, InhibitRule, NotificationGroup, Delivery]
+)
+def test_every_alerting_table_has_an_admin_page_that_loads(admin_client_: Client, model: type) -> None:
+    delivery = DeliveryFactory()
+    NotificationGroup.objects.create(channel=delivery.channel, key="k", first_seen_at=delivery.created_at)
+    InhibitRuleFactory()
+    SilenceFactory()
+    AlertFactory()
+
+    changelist = admin_client_.get(reverse(f"admin:alerts_{model._meta.model_name}_changelist"))
+    row = model.objects.first()
+    change = admin_client_.get(reverse(f"admin:alerts_{model._meta.model_name}_change", args=[row.pk]))
+
+    assert (changelist.status_code, change.status_code) == (200, 200)
+    assert len(changelist.context["cl"].result_list) >= 1
+
+
+@pytest.mark.parametrize("model", [Alert, Delivery, NotificationGroup])
+def test_rows_moc_writes_cannot_be_added_by_hand(admin_client_: Client, model: type) -> None:
+    assert admin_client_.get(reverse(f"admin:alerts_{model._meta.model_name}_add")).status_code == 403
+
+
+def test_a_delivery_cannot_be_edited_by_hand(admin_client_: Client) -> None:
+    delivery = DeliveryFactory(status="failed")
+
+    admin_client_.post(
+        reverse("admin:alerts_delivery_change", args=[delivery.pk]), {"status": "delivered", "body": "{}"}
+    )
+
+    assert Delivery.objects.get(pk=delivery.pk).status == "failed"
+
+
+def test_the_rule_form_picks_channels_side_by_side(admin_client_: Client) -> None:
+    response = admin_client_.get(reverse("admin:alerts_alertrule_add"))
+
+    assert "channels" in response.context["adminform"].form.fields
+    assert 'class="selectfilter"' in response.content.decode()
+
+
 def test_the_alert_changelist_filters_by_state(admin_client_: Client) -> None:
     AlertFactory(series={"n": "1"}, state=AlertState.RESOLVED)
     firing = AlertFactory(series={"n": "2"})
@@ -34,10 +89,25 @@ def test_the_alert_changelist_filters_by_state(admin_client_: Client) -> None:
     assert list(response.context["cl"].result_list) == [firing]
 
 
+def test_the_rule_changelist_filters_by_kind(admin_client_: Client) -> None:
+    AlertRuleFactory()
+    event = AlertRuleFactory(kind="event", event="job_failed", metric="", threshold=None)
+
+    response = admin_client_.get(reverse("admin:alerts_alertrule_changelist"), {"kind__exact": "event"})
+
+    assert list(response.context["cl"].result_list) == [event]
+
+
 def test_the_admin_refuses_a_channel_with_a_bad_webhook_url(admin_client_: Client) -> None:
     response = admin_client_.post(
         reverse("admin:alerts_notificationchannel_add"),
-        {"name": "ops", "kind": "webhook", "config": '{"url": "nope"}', "enabled": "on"},
+        {
+            "name": "ops",
+            "kind": "webhook",
+            "config": '{"url": "nope"}',
+            "enabled": "on",
+            "group_by": '["alertname"]',
+        },
     )
 
     assert response.status_code == 200
@@ -45,22 +115,56 @@ def test_the_admin_refuses_a_channel_with_a_bad_webhook_url(admin_client_: Clien
     assert not NotificationChannel.objects.exists()
 
 
+def test_the_admin_refuses_a_channel_with_a_bad_group_by(admin_client_: Client) -> None:
+    response = admin_client_.post(
+        reverse("admin:alerts_notificationchannel_add"),
+        {
+            "name": "ops",
+            "kind": "log",
+            "config": "{}",
+            "group_by": '["node name"]',
+            "group_wait_s": "30",
+            "group_interval_s": "300",
+            "repeat_interval_s": "14400",
+        },
+    )
+
+    assert "group_by" in response.context["adminform"].form.errors
+
+
+def _rule_form(**fields: str) -> dict[str, str]:
+    return {
+        "name": "GpuHot",
+        "kind": "threshold",
+        "metric": "DCGM_FI_DEV_GPU_TEMP",
+        "op": ">",
+        "threshold": "85",
+        "for_seconds": "0",
+        "keep_firing_seconds": "0",
+        "severity": "warning",
+        "matchers": "[]",
+        **fields,
+    }
+
+
 def test_the_admin_refuses_a_rule_with_a_bad_regex(admin_client_: Client) -> None:
     response = admin_client_.post(
         reverse("admin:alerts_alertrule_add"),
-        {
-            "name": "GpuHot",
-            "metric": "gpu_temperature_celsius",
-            "op": ">",
-            "threshold": "85",
-            "for_seconds": "0",
-            "severity": "warning",
-            "matchers": '[{"label": "node", "op": "=~", "value": "("}]',
-        },
+        _rule_form(matchers='[{"label": "node", "op": "=~", "value": "("}]'),
     )
 
     assert "matchers" in response.context["adminform"].form.errors
 
 
-def test_alerts_cannot_be_added_by_hand(admin_client_: Client) -> None:
-    assert admin_client_.get(reverse("admin:alerts_alert_add")).status_code == 403
+def test_the_admin_refuses_a_rule_over_an_unknown_metric(admin_client_: Client) -> None:
+    response = admin_client_.post(reverse("admin:alerts_alertrule_add"), _rule_form(metric="gpu_temp"))
+
+    assert "unknown metric" in response.context["adminform"].form.errors["metric"][0]
+    assert not AlertRule.objects.exists()
+
+
+def test_the_admin_saves_a_rule_the_catalogue_knows(admin_client_: Client) -> None:
+    response = admin_client_.post(reverse("admin:alerts_alertrule_add"), _rule_form())
+
+    assert response.status_code == 302
+    assert AlertRule.objects.get().metric == "DCGM_FI_DEV_GPU_TEMP"

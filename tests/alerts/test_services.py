@@ -1,4 +1,4 @@
-"""Writing alerts: observations through the state machine, acknowledging, silences."""
+"""Writing alerts by people: acknowledging, silences (evaluation: test_evaluating.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from apps.alerts import services
+from apps.alerts import services, signals
 from apps.alerts.domain.states import AlertState
 from apps.alerts.models import Alert, Silence
 from apps.core.domain.roles import Role
@@ -18,132 +18,47 @@ from tests.alerts.factories import AlertFactory, AlertRuleFactory, SilenceFactor
 
 pytestmark = pytest.mark.django_db
 
-T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
-SERIES = {"node": "gpu-01", "gpu": "0"}
+HOUR = dt.timedelta(hours=1)
 
 
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def rule() -> Any:
-    return AlertRuleFactory(name="GpuHot", op=">", threshold=85.0, for_seconds=60, severity="critical")
-
-
-def test_a_quiet_value_opens_no_alert(rule: Any) -> None:
-    assert services.alert_observe(rule=rule, series=SERIES, value=70.0, now=T0) is None
-    assert not Alert.objects.exists()
-
-
-def test_a_breaching_value_opens_a_pending_alert_with_the_rules_labels(rule: Any) -> None:
-    alert = services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-
-    assert (alert.state, alert.started_at, alert.value) == (AlertState.PENDING, T0, 90.0)
-    assert alert.labels == {**SERIES, "alertname": "GpuHot", "severity": "critical"}
-
-
-def test_the_alert_fires_once_the_condition_held_for_the_duration(rule: Any) -> None:
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=92.0, now=at(60))
-
-    assert (alert.state, alert.fired_at, alert.value) == (AlertState.FIRING, at(60), 92.0)
-    assert Alert.objects.count() == 1
-
-
-def test_the_alert_stays_pending_before_the_duration(rule: Any) -> None:
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=90.0, now=at(59))
-
-    assert alert.state == AlertState.PENDING
-
-
-def test_a_pending_alert_resolves_when_the_condition_stops(rule: Any) -> None:
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=80.0, now=at(30))
-
-    assert (alert.state, alert.fired_at, alert.resolved_at) == (AlertState.RESOLVED, None, at(30))
-
-
-def test_a_firing_alert_resolves_when_the_condition_stops(rule: Any) -> None:
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=at(60))
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=80.0, now=at(120))
-
-    assert Alert.objects.get(pk=alert.pk).state == AlertState.RESOLVED
-
-
-def test_a_new_breach_after_resolving_is_a_new_alert(rule: Any) -> None:
-    first = services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-    services.alert_observe(rule=rule, series=SERIES, value=80.0, now=at(30))
-
-    second = services.alert_observe(rule=rule, series=SERIES, value=90.0, now=at(90))
-
-    assert second.pk != first.pk
-    assert second.state == AlertState.PENDING
-
-
-def test_each_series_gets_its_own_alert(rule: Any) -> None:
-    services.alert_observe(rule=rule, series={"node": "gpu-01"}, value=90.0, now=T0)
-    services.alert_observe(rule=rule, series={"node": "gpu-02"}, value=90.0, now=T0)
-
-    assert Alert.objects.count() == 2
-
-
-def test_a_firing_alert_keeps_firing_when_the_rules_duration_is_raised(rule: Any) -> None:
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=at(60))
-    rule.for_seconds = 3600
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=90.0, now=at(120))
-
-    assert alert.state == AlertState.FIRING
-
-
-def test_a_rule_without_a_duration_fires_on_the_first_breach() -> None:
-    rule = AlertRuleFactory(for_seconds=0)
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=99.0, now=T0)
-
-    assert (alert.state, alert.fired_at) == (AlertState.FIRING, T0)
-
-
-def test_series_the_rules_matchers_exclude_are_ignored() -> None:
-    rule = AlertRuleFactory(for_seconds=0, matchers=[{"label": "node", "op": "=~", "value": "cpu-.*"}])
-
-    assert services.alert_observe(rule=rule, series=SERIES, value=99.0, now=T0) is None
-
-
-def test_disabling_a_rule_resolves_its_open_alerts(rule: Any) -> None:
-    services.alert_observe(rule=rule, series=SERIES, value=90.0, now=T0)
-    rule.enabled = False
-
-    alert = services.alert_observe(rule=rule, series=SERIES, value=99.0, now=at(10))
-
-    assert alert.state == AlertState.RESOLVED
-
-
-def test_acknowledging_records_who_and_when(make_user: Callable[..., Any]) -> None:
+def test_acknowledging_records_who_when_and_why(make_user: Callable[..., Any]) -> None:
     person = make_user(Role.OPERATOR, "ada")
     alert = AlertFactory()
+    until = timezone.now() + dt.timedelta(hours=1)
 
-    alert = services.alert_acknowledge(alert=alert, user=person)
+    alert = services.alert_acknowledge(alert=alert, user=person, comment="on it", expires_at=until)
 
-    assert (alert.acknowledged_by, alert.acknowledged_at is not None) == (person, True)
+    assert (alert.acknowledged_by, alert.ack_comment, alert.ack_expires_at) == (person, "on it", until)
+    assert alert.acknowledged is True
 
 
-def test_acknowledging_twice_keeps_the_first(make_user: Callable[..., Any]) -> None:
+def test_acknowledging_again_replaces_who_the_comment_and_the_expiry(make_user: Callable[..., Any]) -> None:
     first, second = make_user(Role.OPERATOR, "ada"), make_user(Role.OPERATOR, "bob")
     alert = AlertFactory()
-    services.alert_acknowledge(alert=alert, user=first)
+    services.alert_acknowledge(alert=alert, user=first, comment="looking", expires_at=timezone.now() + HOUR)
 
-    alert = services.alert_acknowledge(alert=alert, user=second)
+    alert = services.alert_acknowledge(alert=alert, user=second, comment="fan ordered")
 
-    assert alert.acknowledged_by == first
+    assert (alert.acknowledged_by, alert.ack_comment, alert.ack_expires_at) == (second, "fan ordered", None)
+
+
+def test_an_acknowledgement_that_expired_no_longer_counts(make_user: Callable[..., Any]) -> None:
+    alert = AlertFactory(
+        acknowledged_at=timezone.now() - HOUR, ack_expires_at=timezone.now() - dt.timedelta(1)
+    )
+
+    assert alert.acknowledged is False
+
+
+def test_acknowledging_until_a_past_time_names_the_expires_at_field(make_user: Callable[..., Any]) -> None:
+    alert = AlertFactory()
+
+    with pytest.raises(ValidationError) as caught:
+        services.alert_acknowledge(
+            alert=alert, user=make_user(Role.OPERATOR), expires_at=timezone.now() - HOUR
+        )
+
+    assert list(caught.value.message_dict) == ["expires_at"]
 
 
 def test_acknowledging_a_resolved_alert_is_a_conflict(make_user: Callable[..., Any]) -> None:
@@ -151,6 +66,95 @@ def test_acknowledging_a_resolved_alert_is_a_conflict(make_user: Callable[..., A
 
     with pytest.raises(services.Conflict):
         services.alert_acknowledge(alert=alert, user=make_user(Role.OPERATOR))
+
+
+def test_unacknowledging_clears_the_acknowledgement(make_user: Callable[..., Any]) -> None:
+    person = make_user(Role.OPERATOR)
+    alert = services.alert_acknowledge(
+        alert=AlertFactory(), user=person, comment="x", expires_at=timezone.now() + HOUR
+    )
+
+    alert = services.alert_unacknowledge(alert=alert, user=person)
+
+    assert (alert.acknowledged_by, alert.acknowledged_at, alert.ack_comment, alert.ack_expires_at) == (
+        None,
+        None,
+        "",
+        None,
+    )
+
+
+def test_unacknowledging_a_resolved_alert_is_a_conflict(make_user: Callable[..., Any]) -> None:
+    alert = AlertFactory(state=AlertState.RESOLVED, acknowledged_at=timezone.now())
+
+    with pytest.raises(services.Conflict):
+        services.alert_unacknowledge(alert=alert, user=make_user(Role.OPERATOR))
+
+
+def test_every_acknowledgement_change_tells_the_live_view(make_user: Callable[..., Any]) -> None:
+    person = make_user(Role.OPERATOR)
+    alert = AlertFactory()
+    heard: list[tuple[int, str]] = []
+
+    def listen(sender: Any, alert: Alert, **kwargs: Any) -> None:
+        heard.append((alert.pk, alert.ack_comment))
+
+    signals.alert_changed.connect(listen)
+    try:
+        services.alert_acknowledge(alert=alert, user=person, comment="on it")
+        services.alert_unacknowledge(alert=alert, user=person)
+        services.alert_unacknowledge(alert=alert, user=person)  # nothing left to take back
+    finally:
+        signals.alert_changed.disconnect(listen)
+
+    assert heard == [(alert.pk, "on it"), (alert.pk, "")]
+
+
+def test_a_silence_from_an_alert_matches_its_labels_but_severity() -> None:
+    alert = AlertFactory(rule=AlertRuleFactory(name="GpuHot"), series={"node": "gpu-01", "gpu": "0"})
+
+    silence = services.silence_from_alert(
+        alert=alert, user=None, ends_at=timezone.now() + HOUR, comment="fan"
+    )
+
+    assert silence.matchers == [
+        {"label": "alertname", "op": "=", "value": "GpuHot"},
+        {"label": "gpu", "op": "=", "value": "0"},
+        {"label": "node", "op": "=", "value": "gpu-01"},
+    ]
+    assert (silence.alert, silence.expire_on_resolve) == (alert, True)
+
+
+def test_a_silence_from_an_alert_marks_it_silenced_and_tells_the_live_view() -> None:
+    alert = AlertFactory(series={"node": "gpu-01"})
+    other = AlertFactory(series={"node": "gpu-02"})
+    heard: list[int] = []
+
+    def listen(sender: Any, alert: Alert, **kwargs: Any) -> None:
+        heard.append(alert.pk)
+
+    signals.alert_changed.connect(listen)
+    try:
+        services.silence_from_alert(alert=alert, user=None, ends_at=timezone.now() + HOUR, comment="fan")
+    finally:
+        signals.alert_changed.disconnect(listen)
+
+    alert.refresh_from_db()
+    other.refresh_from_db()
+    assert (alert.silenced, other.silenced, heard) == (True, False, [alert.pk])
+
+
+def test_a_silence_that_ends_on_resolve_needs_its_alert() -> None:
+    with pytest.raises(ValidationError) as caught:
+        services.silence_create(
+            created_by=None,
+            matchers=[{"label": "node", "op": "=", "value": "gpu-01"}],
+            ends_at=timezone.now() + HOUR,
+            comment="x",
+            expire_on_resolve=True,
+        )
+
+    assert list(caught.value.message_dict) == ["expire_on_resolve"]
 
 
 def test_a_silence_starts_now_unless_told_otherwise() -> None:

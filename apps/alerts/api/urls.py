@@ -8,3 +8,5 @@ def register(router: DefaultRouter) -> None:
     router.register("alerts", views.AlertViewSet, basename="alert")
     router.register("silences", views.SilenceViewSet, basename="silence")
     router.register("notification-channels", views.NotificationChannelViewSet, basename="notificationchannel")
+    router.register("inhibit-rules", views.InhibitRuleViewSet, basename="inhibitrule")
+    router.register("alert-metrics", views.AlertMetricViewSet, basename="alertmetric")

@@ -18,6 +18,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from apps.alerts.domain.matchers import LABEL_NAME
+
 ALL_LABELS = "..."
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -117,3 +119,16 @@ def plan(alerts: Sequence[GroupAlert], state: GroupState | None, timing: Timing,
     changed = set(firing) != told_firing
     interval = timing.group_interval_s if changed else timing.repeat_interval_s
     return Plan(content, due=_passed(now, state.last_sent_at, interval), drop=False, sent=sent)
+
+
+def group_by_errors(value: object) -> list[str]:
+    """What is wrong with a channel's group_by: a list of label names, or ["..."]."""
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        return ['must be a list of label names, or ["..."] for each alert on its own']
+    if ALL_LABELS in value:
+        return [] if value == [ALL_LABELS] else ['"..." groups each alert alone and stands by itself']
+    bad = [x for x in value if not LABEL_NAME.fullmatch(x)]
+    errors = [f"{x!r} is not a label name" for x in bad]
+    if len(set(value)) != len(value):
+        errors.append("names a label twice")
+    return errors

@@ -6,6 +6,7 @@ pending alert whose condition stops before the duration is resolved without ever
 Resolved is final: the next time the condition holds is a new alert.
 """
 
+import datetime as dt
 from enum import StrEnum
 
 from apps.core.domain.statemachine import StateMachine
@@ -29,3 +30,10 @@ ALERT = StateMachine(
 )
 
 OPEN = frozenset({A.PENDING.value, A.FIRING.value})
+
+
+def ack_in_force(
+    acknowledged_at: dt.datetime | None, expires_at: dt.datetime | None, now: dt.datetime
+) -> bool:
+    """Whether an acknowledgement mutes its alert at `now`: given, and not expired."""
+    return acknowledged_at is not None and (expires_at is None or expires_at > now)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 Client = Callable[[Role | None], APIClient]
 
-RULE = {"name": "GpuHot", "metric": "gpu_temperature_celsius", "op": ">", "threshold": 85, "for_seconds": 60}
+RULE = {"name": "GpuHot", "metric": "DCGM_FI_DEV_GPU_TEMP", "op": ">", "threshold": 85, "for_seconds": 60}
 CHANNEL = {"name": "ops", "kind": "webhook", "config": {"url": "https://hooks.example.com/x"}}
 
 
@@ -25,16 +25,23 @@ def silence_body() -> dict:
     return {"matchers": [{"label": "node", "op": "=", "value": "gpu-01"}], "ends_at": ends, "comment": "fans"}
 
 
-@pytest.mark.parametrize(
-    "url", ["/api/v1/alert-rules/", "/api/v1/alerts/", "/api/v1/silences/", "/api/v1/notification-channels/"]
-)
+LISTS = [
+    "/api/v1/alert-rules/",
+    "/api/v1/alerts/",
+    "/api/v1/alerts/history/",
+    "/api/v1/silences/",
+    "/api/v1/notification-channels/",
+    "/api/v1/inhibit-rules/",
+    "/api/v1/alert-metrics/",
+]
+
+
+@pytest.mark.parametrize("url", LISTS)
 def test_anonymous_callers_read_nothing(client_as: Client, url: str) -> None:
     assert client_as(None).get(url).status_code in {401, 403}
 
 
-@pytest.mark.parametrize(
-    "url", ["/api/v1/alert-rules/", "/api/v1/alerts/", "/api/v1/silences/", "/api/v1/notification-channels/"]
-)
+@pytest.mark.parametrize("url", LISTS)
 def test_a_viewer_reads_every_alerting_list(client_as: Client, url: str) -> None:
     assert client_as(Role.VIEWER).get(url).status_code == 200
 
@@ -118,3 +125,44 @@ def test_a_viewer_key_of_an_operator_cannot_silence(key_client: Callable[..., AP
 
 def test_an_admins_key_creates_a_channel(key_client: Callable[..., APIClient]) -> None:
     assert key_client(Role.ADMIN).post("/api/v1/notification-channels/", CHANNEL).status_code == 201
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 200), (Role.ADMIN, 200)])
+def test_operators_and_admins_unacknowledge_alerts(client_as: Client, role: Role, status: int) -> None:
+    alert = AlertFactory()
+
+    assert client_as(role).post(f"/api/v1/alerts/{alert.pk}/unacknowledge/").status_code == status
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 201), (Role.ADMIN, 201)])
+def test_operators_and_admins_silence_an_alert(client_as: Client, role: Role, status: int) -> None:
+    alert = AlertFactory()
+    body = {"duration_s": 600, "comment": "fans"}
+
+    assert (
+        client_as(role).post(f"/api/v1/alerts/{alert.pk}/silence/", body, format="json").status_code == status
+    )
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 201)])
+def test_only_admins_send_a_test_notification(client_as: Client, role: Role, status: int) -> None:
+    channel = NotificationChannelFactory(kind="log", config={})
+
+    assert client_as(role).post(f"/api/v1/notification-channels/{channel.pk}/test/").status_code == status
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR])
+def test_everyone_with_a_role_previews_rules(client_as: Client, role: Role) -> None:
+    rule = AlertRuleFactory()
+    client = client_as(role)
+
+    assert client.post("/api/v1/alert-rules/preview/", RULE, format="json").status_code == 200
+    assert client.get(f"/api/v1/alert-rules/{rule.pk}/preview/").status_code == 200
+
+
+def test_a_viewer_cannot_read_a_channels_secret_either(client_as: Client) -> None:
+    channel = NotificationChannelFactory(config={"url": "https://x.io/a", "secret": "0123456789abcdef-key"})
+
+    response = client_as(Role.VIEWER).get(f"/api/v1/notification-channels/{channel.pk}/")
+
+    assert "0123456789abcdef-key" not in response.content.decode()

@@ -1,19 +1,23 @@
-"""/api/v1/notification-channels/: admins configure where notifications go."""
+"""/api/v1/notification-channels/: admins configure where notifications go, see each channel's
+deliveries, and send a test; a signing secret is never shown."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.alerts.models import NotificationChannel
 from apps.core.domain.roles import Role
-from tests.alerts.factories import AlertFactory, NotificationChannelFactory
+from tests.alerts.factories import AlertFactory, DeliveryFactory, NotificationChannelFactory
 
 pytestmark = pytest.mark.django_db
 
 CHANNELS = "/api/v1/notification-channels/"
+SECRET = "s3cret-signing-key-0123456789"
 Client = Callable[[Role | None], APIClient]
 
 
@@ -22,17 +26,101 @@ def admin_api(client_as: Client) -> APIClient:
     return client_as(Role.ADMIN)
 
 
-def test_an_admin_creates_a_webhook_channel(admin_api: APIClient) -> None:
+def test_an_admin_creates_a_webhook_channel_with_its_grouping(admin_api: APIClient) -> None:
     response = admin_api.post(
-        CHANNELS, {"name": "ops", "kind": "webhook", "config": {"url": "https://hooks.example.com/x"}}
+        CHANNELS,
+        {
+            "name": "ops",
+            "kind": "webhook",
+            "config": {"url": "https://hooks.example.com/x"},
+            "group_by": ["alertname", "node"],
+            "group_wait_s": 10,
+        },
+        format="json",
     )
 
     assert response.status_code == 201
-    assert NotificationChannel.objects.get().config == {"url": "https://hooks.example.com/x"}
+    channel = NotificationChannel.objects.get()
+    assert (channel.config, channel.group_by, channel.group_wait_s) == (
+        {"url": "https://hooks.example.com/x"},
+        ["alertname", "node"],
+        10,
+    )
+
+
+def test_the_secret_is_never_in_a_response(admin_api: APIClient) -> None:
+    created = admin_api.post(
+        CHANNELS,
+        {
+            "name": "ops",
+            "kind": "webhook",
+            "config": {"url": "https://hooks.example.com/x", "secret": SECRET},
+        },
+        format="json",
+    )
+    pk = created.json()["id"]
+
+    responses = [created, admin_api.get(f"{CHANNELS}{pk}/"), admin_api.get(CHANNELS)]
+
+    assert NotificationChannel.objects.get().config["secret"] == SECRET
+    assert all(SECRET not in r.content.decode() for r in responses)
+    assert created.json()["secret_set"] is True
+    assert created.json()["config"] == {"url": "https://hooks.example.com/x"}
+
+
+def test_a_config_without_the_secret_keeps_it_and_an_empty_one_removes_it(admin_api: APIClient) -> None:
+    channel = NotificationChannelFactory(config={"url": "https://a.example.com/", "secret": SECRET})
+
+    admin_api.patch(f"{CHANNELS}{channel.pk}/", {"config": {"url": "https://b.example.com/"}}, format="json")
+    channel.refresh_from_db()
+    kept = channel.config
+    admin_api.patch(
+        f"{CHANNELS}{channel.pk}/", {"config": {"url": "https://b.example.com/", "secret": ""}}, format="json"
+    )
+    channel.refresh_from_db()
+
+    assert kept == {"url": "https://b.example.com/", "secret": SECRET}
+    assert channel.config == {"url": "https://b.example.com/"}
+
+
+def test_a_template_that_reaches_for_python_internals_names_the_config_field(admin_api: APIClient) -> None:
+    response = admin_api.post(
+        CHANNELS,
+        {
+            "name": "ops",
+            "kind": "webhook",
+            "config": {"url": "https://hooks.example.com/x", "template": "{{ ''.__class__.__mro__ }}"},
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["config"]
+    assert not NotificationChannel.objects.exists()
+
+
+@pytest.mark.parametrize("group_by", [["alertname", "no-dash"], ["...", "node"], "node", [1]])
+def test_a_bad_group_by_names_the_group_by_field(admin_api: APIClient, group_by: object) -> None:
+    response = admin_api.post(
+        CHANNELS, {"name": "ops", "kind": "log", "config": {}, "group_by": group_by}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["group_by"]
+
+
+def test_each_alert_alone_is_a_group_by(admin_api: APIClient) -> None:
+    response = admin_api.post(
+        CHANNELS, {"name": "ops", "kind": "log", "config": {}, "group_by": ["..."]}, format="json"
+    )
+
+    assert response.status_code == 201
 
 
 def test_a_webhook_with_a_bad_url_names_the_config_field(admin_api: APIClient) -> None:
-    response = admin_api.post(CHANNELS, {"name": "ops", "kind": "webhook", "config": {"url": "ftp://x/"}})
+    response = admin_api.post(
+        CHANNELS, {"name": "ops", "kind": "webhook", "config": {"url": "ftp://x/"}}, format="json"
+    )
 
     assert response.status_code == 400
     body = response.json()
@@ -41,7 +129,7 @@ def test_a_webhook_with_a_bad_url_names_the_config_field(admin_api: APIClient) -
 
 
 def test_an_email_channel_without_addresses_names_the_config_field(admin_api: APIClient) -> None:
-    response = admin_api.post(CHANNELS, {"name": "mail", "kind": "email", "config": {}})
+    response = admin_api.post(CHANNELS, {"name": "mail", "kind": "email", "config": {}}, format="json")
 
     assert response.status_code == 400
     assert response.json()["fields"] == {"config": ["to: is required for email channels"]}
@@ -50,7 +138,7 @@ def test_an_email_channel_without_addresses_names_the_config_field(admin_api: AP
 def test_changing_the_kind_checks_the_existing_config(admin_api: APIClient) -> None:
     channel = NotificationChannelFactory(kind="webhook", config={"url": "https://x.io/"})
 
-    response = admin_api.patch(f"{CHANNELS}{channel.pk}/", {"kind": "email"})
+    response = admin_api.patch(f"{CHANNELS}{channel.pk}/", {"kind": "email"}, format="json")
 
     assert response.status_code == 400
     assert list(response.json()["fields"]) == ["config"]
@@ -80,3 +168,35 @@ def test_the_preview_is_an_alertmanager_payload_of_the_firing_alerts(client_as: 
 
     assert (body["version"], body["status"], body["receiver"]) == ("4", "firing", "ops")
     assert [a["fingerprint"] for a in body["alerts"]] == [alert.fingerprint]
+
+
+def test_a_channels_deliveries_are_paginated_latest_first(client_as: Client) -> None:
+    channel = NotificationChannelFactory()
+    older = DeliveryFactory(channel=channel, status="failed", error="HTTP 500")
+    newer = DeliveryFactory(channel=channel)
+    DeliveryFactory()  # another channel's
+    type(older).objects.filter(pk=older.pk).update(created_at=timezone.now() - dt.timedelta(hours=1))
+
+    body = client_as(Role.VIEWER).get(f"{CHANNELS}{channel.pk}/deliveries/").json()
+
+    assert body["count"] == 2
+    assert [d["id"] for d in body["results"]] == [newer.pk, older.pk]
+    assert body["results"][1]["error"] == "HTTP 500"
+
+
+def test_a_test_notification_is_sent_now_and_recorded(admin_api: APIClient) -> None:
+    channel = NotificationChannelFactory(kind="log", config={})
+
+    response = admin_api.post(f"{CHANNELS}{channel.pk}/test/")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["test"], body["status"], body["channel"]) == (True, "delivered", channel.pk)
+    assert channel.deliveries.count() == 1
+
+
+def test_an_operator_cannot_send_a_test(client_as: Client) -> None:
+    channel = NotificationChannelFactory(kind="log", config={})
+
+    assert client_as(Role.OPERATOR).post(f"{CHANNELS}{channel.pk}/test/").status_code == 403
+    assert not channel.deliveries.exists()

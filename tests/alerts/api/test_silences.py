@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from apps.alerts.models import Silence
 from apps.core.domain.roles import Role
-from tests.alerts.factories import SilenceFactory
+from tests.alerts.factories import AlertFactory, SilenceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +120,74 @@ def test_silences_filter_by_status(client_as: Client) -> None:
     response = client_as(Role.VIEWER).get(SILENCES, {"status": "active"})
 
     assert [s["id"] for s in response.json()["results"]] == [active.pk]
+
+
+def test_matchers_may_be_written_in_alertmanagers_text_form(operator_api: APIClient) -> None:
+    response = operator_api.post(
+        SILENCES, {"matchers": 'node=~"gpu-0[12]"', "ends_at": in_hours(1), "comment": "fans"}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["matchers"] == [{"label": "node", "op": "=~", "value": "gpu-0[12]"}]
+
+
+def test_a_silence_matching_everything_names_the_matchers_field(operator_api: APIClient) -> None:
+    response = operator_api.post(
+        SILENCES, {"matchers": 'node=~".*"', "ends_at": in_hours(1), "comment": "x"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "silence everything" in response.json()["fields"]["matchers"][0]
+
+
+def test_a_silence_made_for_an_alert_can_end_when_it_resolves(operator_api: APIClient) -> None:
+    alert = AlertFactory(series={"node": "gpu-01"})
+
+    response = operator_api.post(
+        SILENCES,
+        {
+            "matchers": 'node="gpu-01"',
+            "ends_at": in_hours(1),
+            "comment": "reboot",
+            "alert": alert.pk,
+            "expire_on_resolve": True,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["alert"], response.json()["expire_on_resolve"]) == (alert.pk, True)
+
+
+def test_expire_on_resolve_without_an_alert_names_the_field(operator_api: APIClient) -> None:
+    response = operator_api.post(
+        SILENCES,
+        {"matchers": 'node="gpu-01"', "ends_at": in_hours(1), "comment": "x", "expire_on_resolve": True},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["expire_on_resolve"]
+
+
+def test_a_new_silence_marks_the_open_alerts_it_matches(operator_api: APIClient) -> None:
+    matched = AlertFactory(series={"node": "gpu-01"})
+    other = AlertFactory(series={"node": "gpu-02"})
+
+    operator_api.post(
+        SILENCES, {"matchers": 'node="gpu-01"', "ends_at": in_hours(1), "comment": "x"}, format="json"
+    )
+
+    matched.refresh_from_db()
+    other.refresh_from_db()
+    assert (matched.silenced, other.silenced) == (True, False)
+
+
+def test_expiring_a_silence_unmarks_its_alerts(operator_api: APIClient) -> None:
+    alert = AlertFactory(series={"node": "gpu-01"}, silenced=True)
+    silence = SilenceFactory()
+
+    operator_api.post(f"{SILENCES}{silence.pk}/expire/")
+
+    alert.refresh_from_db()
+    assert alert.silenced is False

@@ -325,7 +325,7 @@ def test_a_key_cannot_revoke_keys(key_client: Callable[..., APIClient]) -> None:
 
 
 MODEL = ("/api/v1/registered-models/", {"name": "llama-3.1-8b"})
-RULE = ("/api/v1/alert-rules/", {"name": "gpu-hot", "metric": "gpu_temperature_celsius", "threshold": 85})
+RULE = ("/api/v1/alert-rules/", {"name": "gpu-hot", "metric": "DCGM_FI_DEV_GPU_TEMP", "threshold": 85})
 
 
 @pytest.mark.django_db

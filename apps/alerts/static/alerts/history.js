@@ -7,6 +7,7 @@
   if (!source || !Plotly) return;
   var summary = JSON.parse(source.textContent);
   var CONFIG = { displayModeBar: false, responsive: true };
+  document.getElementById("history-per-day").textContent = "";  // the no-JavaScript placeholder
   var perDay = summary.rules.map(function (r) {
     return { type: "bar", name: r.name, x: summary.dates, y: r.per_day };
   });
