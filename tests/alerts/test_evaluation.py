@@ -76,11 +76,21 @@ def test_a_breach_opens_a_pending_alert_with_the_alert_labels() -> None:
 
 
 def test_a_pending_alert_fires_once_the_condition_held_for_the_duration() -> None:
-    just_short = one(evaluate_rule(rule(), [Sample(GPU0, 90.0)], opened(AlertState.PENDING, 0, 0), at(59.9)))
-    held = one(evaluate_rule(rule(), [Sample(GPU0, 91.0)], opened(AlertState.PENDING, 0, 59.9), at(60)))
+    too_short = one(evaluate_rule(rule(), [Sample(GPU0, 90.0)], opened(AlertState.PENDING, 0, 0), at(58.9)))
+    held = one(evaluate_rule(rule(), [Sample(GPU0, 91.0)], opened(AlertState.PENDING, 0, 58.9), at(60)))
 
-    assert just_short.state == AlertState.PENDING
+    assert too_short.state == AlertState.PENDING
     assert (held.state, held.value, held.breach) == (AlertState.FIRING, 91.0, True)
+
+
+def test_an_evaluation_a_little_early_still_fires_a_held_condition() -> None:
+    """Beat's evaluations are not stamped on an exact grid: at a 5 s interval, "for 10 s" must fire
+    on the third evaluation even when it came a few milliseconds before 10 s (seen trying MOC)."""
+    third = one(
+        evaluate_rule(rule(for_s=10), [Sample(GPU0, 90.0)], opened(AlertState.PENDING, 0, 5), at(9.998))
+    )
+
+    assert third.state == AlertState.FIRING
 
 
 def test_a_rule_without_a_duration_fires_at_once() -> None:

@@ -19,6 +19,12 @@ from apps.alerts.domain.rules import Op, ThresholdRule, alert_labels, breaches, 
 from apps.alerts.domain.states import AlertState
 
 
+# Evaluations come from beat every MOC_ALERT_EVAL_S, each a little late by the queue: "for 10 s" at a
+# 5 s interval would otherwise need a fourth evaluation whenever the third came 10 ms early of 10 s
+# (seen trying it). Prometheus avoids this by stamping evaluations on an exact grid; MOC allows this slack.
+TICK_SLACK_S = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One series of a metric now: its labels and its value."""
@@ -105,7 +111,7 @@ def _next_state(rule: RuleSpec, alert: OpenAlert | None, breach: bool, now: dt.d
         if alert.state == AlertState.FIRING:
             return AlertState.FIRING
         held = (now - alert.started_at).total_seconds()
-        return AlertState.FIRING if held >= rule.for_s else AlertState.PENDING
+        return AlertState.FIRING if held + TICK_SLACK_S >= rule.for_s else AlertState.PENDING
     return AlertState.FIRING if _kept_firing(rule, alert, now) else AlertState.RESOLVED
 
 
