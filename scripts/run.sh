@@ -332,6 +332,9 @@ fi
 # The starter alert rules (GPU hot, node down, …): only those absent by name, so an edited or
 # deleted one stays as its admin left it... until deleted ones come back; disable rather than delete.
 python manage.py alerts_defaults || warn "could not create the starter alert rules; MOC runs without them"
+# Seen now: after a long stop the node still reads online with an old heartbeat, and beat's first
+# sweep would call it lost (NodeLost, its placements lost) before its workers register again.
+python manage.py fleet_devices --touch >/dev/null || warn "could not mark this node seen"
 
 python manage.py nginx_conf "$NGINX_DIR" --listen "$MOC_LISTEN:$MOC_PORT" \
   --web "127.0.0.1:$MOC_WEB_PORT" --ws "127.0.0.1:$MOC_WS_PORT"

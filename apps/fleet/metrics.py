@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from apps.core import redis_clients
 from apps.fleet import telemetry
-from apps.fleet.domain.states import DeviceHealth
+from apps.fleet.domain.states import DeviceHealth, NodeState
 
 MIB = 1024 * 1024
 DEVICE_LABELS = ("node", "gpu", "device", "uuid", "model_name", "simulated")
@@ -143,16 +143,25 @@ def _labels(node: str, device: Mapping[str, Any]) -> list[str]:
 
 
 def heartbeat_families(now: datetime) -> list[Metric]:
-    """Seconds since each node's last heartbeat (from the database: every node that ever sent one,
-    offline ones included, so a rule on the age sees a lost node's age grow)."""
+    """Seconds since each node's last heartbeat (from the database), for the nodes MOC still counts
+    as online or draining.
+
+    A node the sweep marked offline (MOC_NODE_OFFLINE_AFTER_S) leaves the gauge: from then on it is
+    a lost node (the node_offline signal, the NodeLost alert), not a late one, so a rule on the age
+    (NodeDown) resolves instead of firing beside NodeLost for ever, a retired machine included.
+    """
     age = GaugeMetricFamily(
         "moc_node_heartbeat_age_seconds",
-        "Seconds since the node's workers last sent a heartbeat.",
+        "Seconds since the node's workers last sent a heartbeat (nodes not marked offline).",
         labels=["node"],
     )
     # The model is looked up when called: this module is imported by processes that record the
     # counters below before Django's apps are loaded (the sampler's and relay's metrics files).
-    nodes = apps.get_model("fleet", "Node").objects.exclude(last_heartbeat_at=None)
+    nodes = (
+        apps.get_model("fleet", "Node")
+        .objects.exclude(last_heartbeat_at=None)
+        .exclude(state=NodeState.OFFLINE)
+    )
     for name, at in nodes.values_list("name", "last_heartbeat_at"):
         age.add_metric([name], max(0.0, (now - at).total_seconds()))
     return [age] if age.samples else []

@@ -1,5 +1,5 @@
 """The fleet's gauges alert rules watch: each device's memory in use as a share of its memory, and
-each node's heartbeat age (from the database)."""
+each node's heartbeat age (from the database, for the nodes not marked offline)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.fleet import registration
+from apps.fleet.domain.states import NodeState
 from tests.fleet.factories import NodeFactory
 from tests.fleet.test_metrics import GPU0, samples, send, sim_gpu, value
+from tests.fleet.test_registration import INFO
 from tests.procs import RedisServer
 
 pytestmark = pytest.mark.django_db
@@ -52,3 +55,23 @@ def test_the_heartbeat_age_is_there_with_redis_away(settings: object, scrape: Ca
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # type: ignore[attr-defined]
 
     assert value(scrape(), HEARTBEAT, node="box-a") == pytest.approx(300, abs=5)
+
+
+def test_a_node_marked_offline_leaves_the_heartbeat_gauge_and_comes_back_when_it_registers(
+    scrape: Callable[[], str],
+) -> None:
+    """Late is NodeDown's business, lost is NodeLost's: once the sweep marks the node offline its age
+    is no longer exported, so a rule on it resolves rather than firing for ever beside NodeLost."""
+    now = timezone.now()
+    NodeFactory(name="box-a", last_heartbeat_at=now - timedelta(seconds=300))
+    NodeFactory(name="box-b", last_heartbeat_at=now - timedelta(seconds=40), state=NodeState.DRAINING)
+    assert value(scrape(), HEARTBEAT, node="box-a") == pytest.approx(300, abs=5)
+
+    assert registration.nodes_mark_offline(now=now) == ["box-a"]
+
+    text = scrape()
+    assert samples(text, HEARTBEAT, node="box-a") == []
+    assert value(text, HEARTBEAT, node="box-b") == pytest.approx(40, abs=5)  # draining is still up
+
+    registration.node_register(name="box-a", info=INFO, devices=[])  # its worker started again
+    assert value(scrape(), HEARTBEAT, node="box-a") == pytest.approx(0, abs=5)

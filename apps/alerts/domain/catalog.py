@@ -67,7 +67,8 @@ _SPECS = (
     ),
     MetricSpec(
         "moc_node_heartbeat_age_seconds",
-        "Seconds since the node's workers last sent a heartbeat.",
+        "Seconds since the node's workers last sent a heartbeat (nodes not marked offline: a lost "
+        "node is the NodeLost event).",
         "s",
         ("node",),
         "Nodes",

@@ -4,6 +4,11 @@ Only what is absent by name is created, so a second run (the run command calls i
 changes nothing, and a rule an admin edited or disabled is left as it is. Every rule is checked
 as the admin and the API check it (full_clean: the metric catalogue, matcher labels) before it is
 saved. No channels are attached: where notifications go is each site's choice.
+
+A node has two rules and one page per outage: NodeDown (warning) while its heartbeat is late but MOC
+still counts it online, NodeLost (critical, the event) once the sweep marks it offline, which also
+takes it off the heartbeat gauge. NodeLost mutes NodeDown and the node's device alerts.
+GpuBusy (info) is the one a newcomer sees fire on a simulated GPU: a fine-tune drives it to ~95%.
 """
 
 from __future__ import annotations
@@ -44,15 +49,20 @@ THRESHOLD_RULES: list[dict[str, Any]] = [
         "placements will not fit and a load may fail. Move or unload a model.",
     },
     {
+        # Three heartbeats missed (every MOC_NODE_HEARTBEAT_S, 10 s), for a minute: a run command
+        # restarted re-registers its node within seconds, so its pending alert resolves unseen. With
+        # the default MOC_NODE_OFFLINE_AFTER_S (60 s) the sweep marks the node offline first: the
+        # node leaves the gauge and NodeLost speaks alone. NodeDown speaks where that bound is longer.
         "name": "NodeDown",
         "metric": "moc_node_heartbeat_age_seconds",
         "op": ">",
-        "threshold": 60,
-        "for_seconds": 0,
-        "severity": Severity.CRITICAL,
+        "threshold": 30,
+        "for_seconds": 60,
+        "severity": Severity.WARNING,
         "summary": "Node {{ labels.node }} sent no heartbeat for {{ value }} s",
-        "description": "The workers of node {{ labels.node }} have not sent a heartbeat for over a "
-        "minute: the node is down or cut off, and its devices' alerts are muted meanwhile.",
+        "description": "The workers of node {{ labels.node }} have sent no heartbeat for over 90 s, "
+        "but MOC does not count the node lost yet (MOC_NODE_OFFLINE_AFTER_S). Check its worker "
+        "processes and its network; NodeLost follows if it stays silent.",
     },
     {
         "name": "DeviceUnhealthy",
@@ -65,6 +75,17 @@ THRESHOLD_RULES: list[dict[str, Any]] = [
         "summary": f"{_DEVICE} is {{{{ labels.health }}}}",
         "description": f"{_DEVICE} reports {{{{ labels.health }}}}: it takes no new work until it "
         "is healthy again. See the device's page for the reason.",
+    },
+    {
+        "name": "GpuBusy",
+        "metric": "DCGM_FI_DEV_GPU_UTIL",
+        "op": ">",
+        "threshold": 90,
+        "for_seconds": 60,
+        "severity": Severity.INFO,
+        "summary": f"{_DEVICE} is {{{{ value }}}}% busy",
+        "description": f"{_DEVICE} has been over 90% busy for a minute: it is fully used, as it "
+        "should be while a job trains on it. Placements served from it may answer slower meanwhile.",
     },
     {
         "name": "DeploymentP99High",
@@ -120,8 +141,9 @@ EVENT_RULES: list[dict[str, Any]] = [
         "event": EventKind.NODE_LOST,
         "severity": Severity.CRITICAL,
         "summary": "Node {{ labels.node }} was lost",
-        "description": "Node {{ labels.node }} stopped sending heartbeats and was marked lost; its "
-        "placements are being moved.",
+        "description": "Node {{ labels.node }} sent no heartbeat for MOC_NODE_OFFLINE_AFTER_S and was "
+        "marked offline: its devices are unavailable and its placements are being moved. It comes "
+        "back when its workers start again.",
     },
     {
         "name": "PlacementLost",
@@ -141,11 +163,19 @@ EVENT_RULES: list[dict[str, Any]] = [
     },
 ]
 
+# One outage, one page: while NodeLost fires for a node, its NodeDown and its devices' alerts are
+# muted (matchers are ANDed, so these are two rules).
 INHIBIT_RULES: list[dict[str, Any]] = [
     {
         "name": "node down mutes its devices",
         "source_matchers": [{"label": "alertname", "op": "=~", "value": "NodeDown|NodeLost"}],
         "target_matchers": [{"label": "device", "op": "=~", "value": ".+"}],
+        "equal": ["node"],
+    },
+    {
+        "name": "node lost mutes its NodeDown",
+        "source_matchers": [{"label": "alertname", "op": "=", "value": "NodeLost"}],
+        "target_matchers": [{"label": "alertname", "op": "=", "value": "NodeDown"}],
         "equal": ["node"],
     },
 ]
@@ -162,9 +192,7 @@ def default_inhibit_rules() -> list[InhibitRule]:
 
 
 class Command(BaseCommand):
-    help = (
-        "Create the starter alert rules and inhibit rule that are absent by name (--dry-run: only say which)."
-    )
+    help = "Create the starter alert rules and inhibit rules absent by name (--dry-run: only say which)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

@@ -1,6 +1,9 @@
 """Show the devices this node offers under the current MOC_DEVICES, or their queue names.
 
-scripts/run.sh uses `--queues` to start one worker per device when MOC_DEVICE_QUEUES is unset.
+scripts/run.sh uses `--queues` to start one worker per device when MOC_DEVICE_QUEUES is unset, and
+`--touch` just before it starts them: a node stopped for longer than MOC_NODE_OFFLINE_AFTER_S still
+reads online with an old heartbeat, and beat's first sweep would call it lost (a NodeLost alert, its
+placements lost) in the seconds before its workers register again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.domain.queues import device_queue
 from apps.fleet.agent import open_node_backend
+from apps.fleet.registration import node_heartbeat
 
 
 class Command(BaseCommand):
@@ -19,8 +23,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--queues", action="store_true", help="Print the device queues, comma-separated")
+        parser.add_argument(
+            "--touch",
+            action="store_true",
+            help="Mark this node seen now (when it is registered), so its workers have the offline "
+            "window to register on a restart",
+        )
 
-    def handle(self, *args: Any, queues: bool = False, **options: Any) -> None:
+    def handle(self, *args: Any, queues: bool = False, touch: bool = False, **options: Any) -> None:
+        if touch:
+            state = node_heartbeat(name=settings.MOC_NODE_NAME)
+            self.stdout.write(f"node {settings.MOC_NODE_NAME}: {state or 'not registered yet'}")
+            return
         backend, reason = open_node_backend()
         try:
             devices = backend.devices()
