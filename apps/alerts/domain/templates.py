@@ -1,13 +1,14 @@
 """Operator-written templates: a rule's summary and description, and a webhook channel's body.
 
-They are Jinja, rendered in jinja2's ImmutableSandboxedEnvironment (Alertmanager renders Go
-templates with full access, #1496). Three guards, as for chat templates
-(apps/models/domain/chat_template.py): the parsed template is read first and refused when it
-names anything starting with "_" (`''.__class__`, `cycler.__init__.__globals__`,
-`self._TemplateReference__context`, `map(attribute='__class__')`) or loads another template; the
-sandbox refuses at run time what a reading cannot see (`mro`, an attribute name built from pieces)
-and any change to the values passed in; and the work is bounded: `*`, `**` and `range` refuse
-results past MAX_OUTPUT_CHARS, and the output is cut off at MAX_OUTPUT_CHARS while it is written.
+They are Jinja, rendered in MOC's bounded sandbox (apps/core/domain/sandbox.py, shared with chat
+templates; Alertmanager renders Go templates with full access, #1496): a template that names a
+Python internal or loads another template is refused on reading; the immutable sandbox refuses at
+run time what a reading cannot see and any change to the values passed in; and the work is
+bounded — a value past MAX_VALUE_CHARS (a width, a repetition, a concatenation, a list that would
+print as more) is refused before it is made, a number past MAX_NUMBER_BITS too, `range` stops at
+MAX_RANGE, the output at MAX_OUTPUT_CHARS, and a render past RENDER_BUDGET_S of CPU is stopped.
+So a template that depends on the data (`{% if labels.node == "gpu-07" %}<loops>{% endif %}`),
+which passes the check on save, still cannot hang the beat that renders it.
 
 A missing label renders empty (ChainableUndefined): `{{ labels.node }}` on an alert without a
 node reads "", and `{{ commonLabels.node.x }}` too, never an error in a notification.
@@ -18,24 +19,33 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import ChainableUndefined
+
+from apps.core.domain.sandbox import Limits, Sandbox, TemplateRefused
+
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "SAMPLE_ANNOTATION_CONTEXT",
+    "SAMPLE_PAYLOAD",
+    "TemplateRefused",
+    "annotation_errors",
+    "format_value",
+    "render_annotations",
+    "render_body",
+    "template_errors",
+]
 
 MAX_TEMPLATE_CHARS = 20_000
 MAX_OUTPUT_CHARS = 64 * 1024  # a notification body; receivers refuse far less
+# Any value a template makes or prints: room for a big group's whole payload (`payload|tojson`
+# before it is cut down), far below what could tie up a worker's memory.
+MAX_VALUE_CHARS = 4_000_000
 MAX_RANGE = 1_000
 MAX_NUMBER_BITS = 4_096
+RENDER_BUDGET_S = 0.5  # CPU seconds per text; a real one renders in well under a millisecond
 ERROR_CHARS = 200
-
-
-class TemplateRefused(ValueError):
-    """The template is not one MOC renders, or its render was refused; args[0] says why."""
-
 
 # A sample group for template_errors: what a body template sees (Alertmanager's webhook payload).
 SAMPLE_PAYLOAD: dict[str, Any] = {
@@ -61,128 +71,35 @@ SAMPLE_PAYLOAD: dict[str, Any] = {
     ],
 }
 
-_LOADS = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
-# Filters and tests whose arguments name an attribute to read.
-_ATTRIBUTE_FILTERS = frozenset(
-    {"attr", "map", "sort", "selectattr", "rejectattr", "groupby", "sum", "unique", "min", "max"}
-)
-
 
 def _tojson(value: Any, indent: int | None = None) -> str:
     """JSON text of `value` (a body is JSON, not HTML: nothing is escaped for a page)."""
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
 
-def _range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > MAX_RANGE:
-        raise TemplateRefused(f"range of {len(numbers):,} numbers, more than {MAX_RANGE:,}")
-    return numbers
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | list | tuple | dict) else 0
-
-
-def _too_big_power(operator: str, left: Any, right: Any) -> bool:
-    if operator != "**" or not isinstance(left, int) or not isinstance(right, int):
-        return False
-    return abs(left) > 1 and left.bit_length() * right > MAX_NUMBER_BITS
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with `*` and `**` refusing results past the output bound."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for a, b in ((left, right), (right, left)):
-                if isinstance(b, int) and _size(a) * b > MAX_OUTPUT_CHARS:
-                    raise TemplateRefused(f"makes a value of more than {MAX_OUTPUT_CHARS:,} items")
-        if _too_big_power(operator, left, right):
-            raise TemplateRefused(f"makes a number of more than {MAX_NUMBER_BITS:,} bits")
-        return super().call_binop(context, operator, left, right)
-
-
-def _environment() -> _Sandbox:
-    env = _Sandbox(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=True)
-    del env.globals["lipsum"]  # text without end, and a way to reach globals
-    env.globals["range"] = _range
-    env.filters["tojson"] = _tojson
-    return env
-
-
-_ENV = _environment()
-
-
-def _private(node: nodes.Node) -> bool:
-    """A constant text naming something private: "_x", or a dotted path with a private part."""
-    return (
-        isinstance(node, nodes.Const)
-        and isinstance(node.value, str)
-        and any(part.startswith("_") for part in node.value.split("."))
-    )
-
-
-def _node_problem(node: nodes.Node) -> str | None:
-    if isinstance(node, _LOADS):
-        return "loads another template, which a notification template may not"
-    if isinstance(node, nodes.Name) and node.name.startswith("_"):
-        return f"names {node.name!r}, a Python internal"
-    if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
-        return f"reads the attribute {node.attr!r}, a Python internal"
-    if isinstance(node, nodes.Getitem) and _private(node.arg):
-        return "reads an item starting with '_', a Python internal"
-    if (
-        isinstance(node, nodes.Filter | nodes.Test)
-        and node.name in _ATTRIBUTE_FILTERS
-        and (any(map(_private, node.args)) or any(_private(k.value) for k in node.kwargs))
-    ):
-        return "reads an attribute starting with '_', a Python internal"
-    return None
-
-
-def _read_problem(source: str) -> str | None:
-    """Why `source` is refused on reading alone, or None."""
-    if len(source) > MAX_TEMPLATE_CHARS:
-        return f"the template is {len(source):,} characters, more than {MAX_TEMPLATE_CHARS:,}"
-    try:
-        tree = _ENV.parse(source)
-    except TemplateError as exc:
-        return f"does not parse: {exc}"
-    for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, *_LOADS)):
-        if (problem := _node_problem(node)) is not None:
-            line = getattr(node, "lineno", None)
-            return f"{problem} (line {line})" if line else problem
-    return None
-
-
-@lru_cache(maxsize=128)
-def _compiled(source: str) -> Any:
-    if (problem := _read_problem(source)) is not None:
-        raise TemplateRefused(problem)
-    return _ENV.from_string(source)
+_ENV = Sandbox(
+    noun="template",
+    limits=Limits(
+        template_chars=MAX_TEMPLATE_CHARS,
+        output_chars=MAX_OUTPUT_CHARS,
+        value_chars=MAX_VALUE_CHARS,
+        range=MAX_RANGE,
+        number_bits=MAX_NUMBER_BITS,
+    ),
+    undefined=ChainableUndefined,
+    filters={"tojson": _tojson},
+    keep_trailing_newline=True,
+)
 
 
 def _render(source: str, context: Mapping[str, Any]) -> str:
     """`source` rendered over `context`; TemplateRefused for any refusal or failure."""
-    template = _compiled(source)
-    parts: list[str] = []
-    size = 0
-    try:
-        for piece in template.generate(dict(context)):
-            size += len(piece)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateRefused(f"wrote more than {MAX_OUTPUT_CHARS:,} characters")
-            parts.append(piece)
-    except TemplateRefused:
-        raise
-    except SecurityError as exc:
-        raise TemplateRefused(f"reached for what the sandbox forbids: {exc}") from exc
-    except Exception as exc:  # a template is code: whatever it raises is the template's failure
-        raise TemplateRefused(f"failed: {type(exc).__name__}: {exc}"[:ERROR_CHARS]) from exc
-    return "".join(parts)
+    return _ENV.render(source, context, budget_s=RENDER_BUDGET_S)
+
+
+def _reason(exc: TemplateRefused) -> str:
+    """The refusal as a field's message: "reads the attribute …", the field names the template."""
+    return str(exc).removeprefix("the template ")[:ERROR_CHARS]
 
 
 def format_value(value: float | None) -> str:
@@ -192,12 +109,50 @@ def format_value(value: float | None) -> str:
     return f"{value:g}"
 
 
+# A sample alert for annotation_errors: what a rule's summary and description see — every label a
+# metric or an event gives (a real alert has some of them; the others render empty), its value as
+# text and as a number.
+SAMPLE_ANNOTATION_CONTEXT: dict[str, Any] = {
+    "labels": {
+        "alertname": "GpuHot",
+        "severity": "warning",
+        "node": "gpu-01",
+        "gpu": "0",
+        "device": "0",
+        "uuid": "GPU-00000000-0000-0000-0000-000000000000",
+        "model_name": "NVIDIA H100 80GB HBM3",
+        "simulated": "false",
+        "health": "ok",
+        "state": "running",
+        "placement": "1",
+        "deployment": "chat",
+        "release": "1",
+        "model": "llama",
+        "version": "1",
+        "job": "1",
+        "kind": "fine_tune",
+        "queue": "gpu",
+        "error_class": "RuntimeError",
+        "check": "smoke",
+    },
+    "value": "91.5",
+    "raw_value": 91.5,
+}
+
+
+def _annotation_context(labels: Mapping[str, str], value: float | None) -> dict[str, Any]:
+    return {"labels": dict(labels), "value": format_value(value), "raw_value": value}
+
+
 def render_annotations(
     summary: str, description: str, labels: Mapping[str, str], value: float | None
 ) -> dict[str, str]:
-    """An alert's summary and description with `{{ labels.<name> }}` and `{{ value }}` filled in
-    (empty texts are left out). Never raises: a template error keeps the raw text and says why."""
-    context = {"labels": dict(labels), "value": format_value(value), "raw_value": value}
+    """An alert's summary and description filled in (empty texts are left out). They see
+    `labels` (the alert's labels: `{{ labels.node }}`), `value` (the value as people read it,
+    text: "91.5", "" when there is none) and `raw_value` (the number itself, a float or None:
+    `{{ (raw_value * 100)|round(1) }} %`). Never raises, and never runs past the sandbox's bounds:
+    a template error or refusal keeps the raw text and says why."""
+    context = _annotation_context(labels, value)
     annotations = {}
     for name, text in (("summary", summary), ("description", description)):
         if not text:
@@ -205,19 +160,34 @@ def render_annotations(
         try:
             annotations[name] = _render(text, context)
         except TemplateRefused as exc:
-            annotations[name] = f"{text} (template error: {exc})"
+            annotations[name] = f"{text} (template error: {_reason(exc)})"
     return annotations
 
 
+def annotation_errors(source: str) -> list[str]:
+    """What is wrong with a rule's summary or description: it does not parse, reaches for Python
+    internals, or fails or is refused when rendered over a sample alert (SAMPLE_ANNOTATION_CONTEXT:
+    `labels`, `value`, `raw_value`). Empty when it is fine. Messages name no field: the caller's
+    field (summary, description) is the template."""
+    if not isinstance(source, str):
+        return ["must be text"]
+    try:
+        _render(source, SAMPLE_ANNOTATION_CONTEXT)
+    except TemplateRefused as exc:
+        return [_reason(exc)]
+    return []
+
+
 def template_errors(source: str) -> list[str]:
-    """What is wrong with a body template: it does not parse, reaches for Python internals, or
-    fails or is refused when rendered over a sample group. Empty when it is fine."""
+    """What is wrong with a notification body template: it does not parse, reaches for Python
+    internals, or fails or is refused when rendered over a sample group (SAMPLE_PAYLOAD). Empty
+    when it is fine; each message starts "template: ", the channel config's field."""
     if not isinstance(source, str):
         return ["template: must be text"]
     try:
         render_body(source, SAMPLE_PAYLOAD)
     except TemplateRefused as exc:
-        return [f"template: {exc}"]
+        return [f"template: {_reason(exc)}"]
     return []
 
 
