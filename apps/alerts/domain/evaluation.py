@@ -18,7 +18,6 @@ from apps.alerts.domain.matchers import Matcher, matches_all
 from apps.alerts.domain.rules import Op, ThresholdRule, alert_labels, breaches, fingerprint
 from apps.alerts.domain.states import AlertState
 
-
 # Evaluations come from beat every MOC_ALERT_EVAL_S, each a little late by the queue: "for 10 s" at a
 # 5 s interval would otherwise need a fourth evaluation whenever the third came 10 ms early of 10 s
 # (seen trying it). Prometheus avoids this by stamping evaluations on an exact grid; MOC allows this slack.
