@@ -20,7 +20,7 @@ from apps.alerts.domain import grouping as g
 from apps.alerts.domain.delivery import DeliveryStatus, retry_delay_s
 from apps.alerts.domain.webhook import NotifiedAlert
 from apps.alerts.models import Delivery, NotificationChannel
-from apps.alerts.notifying import DELIVERY_SEND, delivery_create
+from apps.alerts.notifying import DELIVERY_SEND, delivery_create, delivery_failed
 from apps.alerts.senders import Outcome
 from apps.alerts.senders.registry import sender
 from apps.core import audit
@@ -85,6 +85,8 @@ def _record(delivery: Delivery, outcome: Outcome, *, now: dt.datetime) -> None:
     )
     for name, value in changes.items():
         setattr(delivery, name, value)
+    if delivery.status == DeliveryStatus.FAILED:
+        delivery_failed(delivery, now=now)  # its group tells again next round
     if not outcome.ok:
         log.warning(
             "delivery %s to %s failed (attempt %s): %s",
@@ -133,5 +135,5 @@ def channel_test(*, channel: NotificationChannel, user: Any) -> Delivery:
             Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
                 status=DeliveryStatus.FAILED, next_attempt_at=None
             )
-            delivery.status = DeliveryStatus.FAILED
+            delivery.refresh_from_db()
     return delivery

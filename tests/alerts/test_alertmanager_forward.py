@@ -3,6 +3,7 @@ is read back from its API v2, and ends there once it resolves."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from django.utils import timezone
 from apps.alerts import delivering, notifying
 from apps.alerts.domain.delivery import DeliveryStatus
 from apps.alerts.domain.states import AlertState
-from apps.alerts.models import Delivery
+from apps.alerts.models import Alert, Delivery
 from tests.alerts.factories import AlertFactory, AlertRuleFactory, NotificationChannelFactory
 
 BINARY = "/usr/bin/prometheus-alertmanager"
@@ -70,8 +71,8 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _forward(channel) -> Delivery:  # type: ignore[no-untyped-def]
-    assert notifying.notify(now=timezone.now()) == 1
+def _forward(channel, now: dt.datetime | None = None) -> Delivery:  # type: ignore[no-untyped-def]
+    assert notifying.notify(now=now or timezone.now()) == 1
     delivery = delivering.delivery_attempt(Delivery.objects.filter(channel=channel).latest("id").pk)
     assert delivery.status == DeliveryStatus.DELIVERED, delivery.error
     return delivery
@@ -95,3 +96,40 @@ def test_an_alert_is_forwarded_and_ends_when_it_resolves(alertmanager: str) -> N
     alert.save()
     _forward(channel)
     assert httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "true"}, timeout=5).json() == []
+
+
+def _active(alertmanager: str) -> list[dict]:  # type: ignore[type-arg]
+    return list(httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "true"}, timeout=5).json())
+
+
+def test_a_retry_long_after_the_delivery_was_made_still_posts_a_firing_alert(alertmanager: str) -> None:
+    channel = NotificationChannelFactory(kind="alertmanager", config={"url": alertmanager})
+    rule = AlertRuleFactory()
+    rule.channels.add(channel)
+    alert = AlertFactory(rule=rule, series={"node": "gpu-01"})
+
+    # Made 20 minutes ago (Alertmanager was away), sent now: endsAt is worked out at the send.
+    _forward(channel, now=timezone.now() - dt.timedelta(minutes=20))
+
+    [active] = _active(alertmanager)
+    assert active["labels"] == alert.labels
+    assert active["status"]["state"] == "active"
+
+
+def test_a_muted_alert_is_still_forwarded_saying_why(alertmanager: str, admin_user) -> None:  # type: ignore[no-untyped-def]
+    channel = NotificationChannelFactory(kind="alertmanager", config={"url": alertmanager})
+    rule = AlertRuleFactory()
+    rule.channels.add(channel)
+    alert = AlertFactory(rule=rule, series={"node": "gpu-01"}, annotations={"summary": "hot"})
+    _forward(channel)
+
+    Alert.objects.filter(pk=alert.pk).update(acknowledged_by=admin_user, acknowledged_at=timezone.now())
+    _forward(channel)  # a change: posted at once, not left to time out
+
+    [active] = _active(alertmanager)
+    assert active["labels"] == alert.labels  # the same alert there: no label added
+    assert active["annotations"] == {"summary": "hot", "moc_muted": "acknowledged"}
+
+    Alert.objects.filter(pk=alert.pk).update(state=AlertState.RESOLVED, resolved_at=timezone.now())
+    _forward(channel)
+    assert _active(alertmanager) == []

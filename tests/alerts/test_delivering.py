@@ -176,3 +176,15 @@ def test_a_channel_test_is_sent_at_once_and_audited(admin_user) -> None:  # type
 
     assert (delivery.status, delivery.test) == (DeliveryStatus.DELIVERED, True)
     assert json.loads(hook.requests[0].body)["alerts"][0]["labels"]["alertname"] == "MocTestNotification"
+
+
+def test_a_failed_channel_test_returns_the_delivery_as_saved(admin_user) -> None:  # type: ignore[no-untyped-def]
+    with receiver() as hook:
+        url = hook.url  # closed once the receiver stops
+    channel = NotificationChannelFactory(config={"url": url})
+
+    delivery = delivering.channel_test(channel=channel, user=admin_user)
+
+    saved = Delivery.objects.get(pk=delivery.pk)
+    assert (delivery.status, delivery.next_attempt_at) == (DeliveryStatus.FAILED, None)
+    assert (saved.status, saved.next_attempt_at, saved.error) == (delivery.status, None, delivery.error)

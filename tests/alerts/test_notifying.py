@@ -14,8 +14,9 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.alerts import delivering, notifying
+from apps.alerts import delivering, notifying, raising
 from apps.alerts.domain.delivery import DeliveryStatus
+from apps.alerts.domain.events import EventKind
 from apps.alerts.domain.states import AlertState
 from apps.alerts.domain.webhook import ZERO_TIME, rfc3339
 from apps.alerts.evaluating import mutes_refresh
@@ -352,8 +353,10 @@ def test_a_resolved_alert_is_told_beside_those_still_firing(t0: dt.datetime) -> 
     assert _told(latest) == {stays.fingerprint: "firing", goes.fingerprint: "resolved"}
     assert (latest.firing, latest.resolved, _payload(latest)["status"]) == (1, 1, "firing")
 
-    # Told once: afterwards the group is unchanged (only the repeat, without the resolved one).
+    # Told once: afterwards the group is unchanged (only the repeat, without the resolved one,
+    # once the notification that told it was delivered).
     assert notifying.notify(now=_at(t0, 600)) == 0
+    Delivery.objects.filter(channel=channel).update(status=DeliveryStatus.DELIVERED)
     assert notifying.notify(now=_at(t0, 300 + 3600)) == 1
     assert _told(_deliveries(channel)[-1]) == {stays.fingerprint: "firing"}
 
@@ -431,3 +434,222 @@ def test_group_by_each_gives_one_delivery_per_alert(t0: dt.datetime) -> None:
         [sent] = _payload(delivery)["alerts"]
         assert _payload(delivery)["groupLabels"] == sent["labels"]
     assert len({d.group_key for d in deliveries}) == 3
+
+
+# (8) event alerts are told at least once (review 16a #1)
+
+
+def _job_failed_rule(channel: NotificationChannel) -> AlertRule:
+    return _rule(
+        channel,
+        name="JobFailed",
+        kind="event",
+        event=EventKind.JOB_FAILED.value,
+        metric="",
+        threshold=None,
+        for_seconds=0,
+    )
+
+
+def _rounds(t0: dt.datetime, seconds: range, events: dict[int, str]) -> None:
+    """Beat's rounds every 15 s from t0 (event alerts resolved, then notify, then the deliveries
+    sent); a job fails at each second named in `events`."""
+    for s in seconds:
+        if s in events:
+            raising.event_raise(
+                event=EventKind.JOB_FAILED, labels={"job": events[s], "kind": "train"}, now=_at(t0, s)
+            )
+        raising.event_alerts_resolve(now=_at(t0, s))
+        mutes_refresh(now=_at(t0, s))
+        notifying.notify(now=_at(t0, s))
+        for pk in Delivery.objects.filter(status=DeliveryStatus.PENDING).values_list("pk", flat=True):
+            assert delivering.delivery_attempt(pk).status == DeliveryStatus.DELIVERED
+
+
+def _jobs_told(channel: NotificationChannel) -> list[dict[str, str]]:
+    """Per delivery: job -> status as told."""
+    return [{a["labels"]["job"]: a["status"] for a in _payload(d)["alerts"]} for d in _deliveries(channel)]
+
+
+def test_two_job_failures_two_minutes_apart_are_both_notified(t0: dt.datetime) -> None:
+    with receiver() as hook:
+        channel = _channel(config={"url": hook.url})  # group_wait 30, group_interval 300: the defaults
+        _job_failed_rule(channel)
+
+        _rounds(t0, range(0, 1200, 15), {0: "1", 120: "2"})
+
+    told = _jobs_told(channel)
+    assert [t for t in told if t.get("2") == "firing"], told
+    assert [t for t in told if t.get("1") == "firing"], told
+    # The second joined the notified group: told group_wait after it fired, not group_interval.
+    assert told == [{"1": "firing"}, {"2": "firing", "1": "resolved"}, {"2": "resolved"}]
+    assert len(hook.requests) == 3
+
+
+def test_with_a_long_group_wait_each_event_is_still_told(t0: dt.datetime) -> None:
+    with receiver() as hook:
+        channel = _channel(config={"url": hook.url}, group_wait_s=120)
+        _job_failed_rule(channel)
+
+        _rounds(t0, range(0, 1200, 15), {0: "1", 300: "2"})
+
+    told = _jobs_told(channel)
+    # Each resolved (60 s) before its group_wait passed: told once, as resolved with its start.
+    assert told == [{"1": "resolved"}, {"2": "resolved"}]
+    [first] = _payload(_deliveries(channel)[0])["alerts"]
+    assert first["startsAt"] == rfc3339(_at(t0, 0))
+
+
+def test_an_event_that_resolved_while_rounds_were_skipped_is_told(t0: dt.datetime) -> None:
+    with receiver() as hook:
+        channel = _channel(config={"url": hook.url}, group_wait_s=0)
+        _job_failed_rule(channel)
+        raising.event_raise(event=EventKind.JOB_FAILED, labels={"job": "7", "kind": "train"}, now=t0)
+
+        # No round ran until the alert resolved (the lock was held): that round still tells it.
+        _rounds(t0, range(90, 300, 15), {})
+
+    assert _jobs_told(channel) == [{"7": "resolved"}]
+
+
+# (9) muted, vanished (review 16a #6) and a round that fails (#8)
+
+
+def test_an_acknowledged_alert_told_firing_is_told_resolved(t0: dt.datetime, admin_user: Any) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=300)
+    alert = _firing(_rule(channel))
+    assert notifying.notify(now=t0) == 1
+    Alert.objects.filter(pk=alert.pk).update(acknowledged_by=admin_user, acknowledged_at=t0)
+    assert notifying.notify(now=_at(t0, 600)) == 0  # acknowledging is no change, no repeat
+
+    _resolve(alert, _at(t0, 900))
+
+    assert notifying.notify(now=_at(t0, 900)) == 1
+    assert _told(_deliveries(channel)[-1]) == {alert.fingerprint: "resolved"}
+
+
+def test_an_acknowledgement_is_not_a_change_that_resends_the_group(t0: dt.datetime, admin_user: Any) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=300, repeat_interval_s=3600)
+    rule = _rule(channel)
+    acked, _other = _firing(rule, node="gpu-01"), _firing(rule, node="gpu-02")
+    assert notifying.notify(now=t0) == 1
+
+    Alert.objects.filter(pk=acked.pk).update(acknowledged_by=admin_user, acknowledged_at=t0)
+
+    assert [notifying.notify(now=_at(t0, s)) for s in (300, 600, 3000)] == [0, 0, 0]
+
+
+@override_settings(MOC_PUBLIC_URL=PUBLIC_URL)
+def test_alerts_of_a_deleted_rule_are_told_resolved_from_what_the_group_remembers(t0: dt.datetime) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=300)
+    rule = _rule(channel)
+    alert = _firing(rule)
+    assert notifying.notify(now=t0) == 1
+    rule.delete()
+
+    assert notifying.notify(now=_at(t0, 300)) == 1
+
+    [told] = _payload(_deliveries(channel)[-1])["alerts"]
+    assert (told["status"], told["labels"], told["fingerprint"]) == (
+        "resolved",
+        alert.labels,
+        alert.fingerprint,
+    )
+    assert told["startsAt"] == rfc3339(alert.fired_at)
+    assert told["endsAt"] == rfc3339(_at(t0, 300))
+    assert told["annotations"] == {"summary": "hot"}
+    assert notifying.notify(now=_at(t0, 600)) == 0
+    assert not NotificationGroup.objects.filter(channel=channel).exists()
+
+
+def test_alerts_of_a_rule_the_channel_was_taken_off_are_told_resolved(t0: dt.datetime) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=300)
+    rule = _rule(channel)
+    alert = _firing(rule)
+    assert notifying.notify(now=t0) == 1
+    rule.channels.remove(channel)
+
+    assert notifying.notify(now=_at(t0, 300)) == 1
+    assert _told(_deliveries(channel)[-1]) == {alert.fingerprint: "resolved"}
+
+
+def test_a_group_remembered_in_the_older_shape_is_still_read(t0: dt.datetime) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=300)
+    alert = _firing(_rule(channel))
+    assert notifying.notify(now=t0) == 1
+    NotificationGroup.objects.filter(channel=channel).update(sent={alert.fingerprint: "firing"})
+
+    _resolve(alert, _at(t0, 60))
+
+    assert notifying.notify(now=_at(t0, 300)) == 1
+    assert _told(_deliveries(channel)[-1]) == {alert.fingerprint: "resolved"}
+
+
+def test_a_channel_whose_round_fails_does_not_stop_the_others(t0: dt.datetime) -> None:
+    broken, fine = _channel(group_wait_s=0), _channel(group_wait_s=0)
+    _firing(_rule(broken, fine))
+    NotificationChannel.objects.filter(pk=broken.pk).update(group_by=5)  # bad data, past validation
+
+    assert notifying.notify(now=t0) == 1
+    assert _deliveries(broken) == []
+    assert len(_deliveries(fine)) == 1
+
+
+# (10) deliveries: superseded, failed (review 16a #3, #5)
+
+
+def test_a_newer_delivery_of_a_group_supersedes_the_pending_one_and_tells_its_resolutions(
+    t0: dt.datetime,
+) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=300)
+    rule = _rule(channel)
+    goes = _firing(rule, node="gpu-01")
+    assert notifying.notify(now=t0) == 1
+    _resolve(goes, _at(t0, 10))
+    assert notifying.notify(now=_at(t0, 300)) == 1  # tells it resolved; never sent (receiver down)
+    comes = _firing(rule, node="gpu-02")
+
+    assert notifying.notify(now=_at(t0, 600)) == 1
+
+    first, second, third = _deliveries(channel)
+    assert (first.status, first.error) == (DeliveryStatus.FAILED, f"superseded by delivery {second.pk}")
+    assert (second.status, second.error) == (DeliveryStatus.FAILED, f"superseded by delivery {third.pk}")
+    assert third.status == DeliveryStatus.PENDING
+    assert _told(third) == {comes.fingerprint: "firing", goes.fingerprint: "resolved"}
+    with receiver() as hook:
+        Delivery.objects.filter(channel=channel).update(channel=_channel(config={"url": hook.url}))
+        assert delivering.delivery_attempt(second.pk).status == DeliveryStatus.FAILED
+    assert hook.requests == []
+
+
+@override_settings(MOC_ALERT_DELIVERY_ATTEMPTS=1)
+def test_a_delivery_that_failed_is_told_again_next_round(t0: dt.datetime) -> None:
+    with receiver() as hook:
+        url = hook.url  # closed once the receiver stops
+    channel = _channel(config={"url": url}, group_wait_s=0, group_interval_s=300, repeat_interval_s=3600)
+    alert = _firing(_rule(channel))
+    assert notifying.notify(now=t0) == 1
+    [failed] = _deliveries(channel)
+    assert delivering.delivery_attempt(failed.pk).status == DeliveryStatus.FAILED
+
+    assert notifying.notify(now=_at(t0, 15)) == 1  # not after repeat_interval
+    assert _told(_deliveries(channel)[-1]) == {alert.fingerprint: "firing"}
+
+
+@override_settings(MOC_ALERT_DELIVERY_ATTEMPTS=1)
+def test_a_resolution_whose_delivery_failed_is_told_again(t0: dt.datetime) -> None:
+    with receiver() as hook:
+        url = hook.url
+    channel = _channel(config={"url": url}, group_wait_s=0, group_interval_s=300)
+    alert = _firing(_rule(channel))
+    assert notifying.notify(now=t0) == 1
+    Delivery.objects.filter(channel=channel).update(status=DeliveryStatus.DELIVERED)
+    _resolve(alert, _at(t0, 60))
+    assert notifying.notify(now=_at(t0, 300)) == 1
+    assert notifying.notify(now=_at(t0, 315)) == 0
+    assert not NotificationGroup.objects.filter(channel=channel).exists()  # told: dropped
+
+    assert delivering.delivery_attempt(_deliveries(channel)[-1].pk).status == DeliveryStatus.FAILED
+
+    assert notifying.notify(now=_at(t0, 330)) == 1
+    assert _told(_deliveries(channel)[-1]) == {alert.fingerprint: "resolved"}

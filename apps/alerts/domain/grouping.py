@@ -2,12 +2,20 @@
 group's notification tells, and when it is due (group_wait, group_interval, repeat_interval).
 
 A channel's `group_by` labels split its alerts into groups; ["..."] puts each alert on its own.
-A group's notification tells its firing alerts, and (with send_resolved) the resolved alerts that
-its last notification told as firing. It is due:
+A group's notification tells its loud firing alerts (not silenced, inhibited nor acknowledged), and
+(with send_resolved) the resolved alerts that it told as firing. It is due:
 - first, group_wait after the group was first seen (more alerts may join meanwhile);
-- after a change (an alert started firing, or one stopped), group_interval after the last one;
+- after a change (a loud alert it did not tell started firing, or, with send_resolved, one it told
+  resolved), group_interval after the last one; muting an alert it told is no change;
 - unchanged and still firing, repeat_interval after the last one.
-A group with nothing firing and nothing resolved left to tell is dropped.
+An alert it told as firing and that is muted since stays remembered as firing, so its resolution
+is still told. A group with nothing to tell and nothing remembered as firing is dropped.
+
+Event alerts (a job failed) fire once and resolve on their own a minute later, so Alertmanager's
+timers could let one go untold. Each is told at least once: one that joins a group that was
+notified is due group_wait after it fired (not group_interval), and one that resolved before it
+was told is told once, as resolved with its start (as firing, where resolutions are not sent).
+Until then the group remembers it as PENDING.
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from apps.alerts.domain.matchers import LABEL_NAME
 
 ALL_LABELS = "..."
 FIRING = "firing"
 RESOLVED = "resolved"
+PENDING = "pending"  # an event alert the group saw but has not told yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,8 @@ class GroupAlert:
     fingerprint: str
     labels: Mapping[str, str]
     status: str  # FIRING or RESOLVED
+    muted: bool = False  # silenced, inhibited or acknowledged (when it resolved, for a resolved one)
+    event_at: dt.datetime | None = None  # an event alert: when it fired; None for a threshold alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +53,8 @@ class Timing:
 
 @dataclass(frozen=True, slots=True)
 class GroupState:
-    """What a group's last notification told: when it was first seen and last notified, and each
-    alert's status then (fingerprint -> FIRING / RESOLVED)."""
+    """What a group's notifications told: when it was first seen and last notified, and each
+    alert's status as told (fingerprint -> FIRING / RESOLVED, or PENDING: an event not told yet)."""
 
     first_seen_at: dt.datetime
     last_sent_at: dt.datetime | None
@@ -56,8 +67,8 @@ class Plan:
 
     alerts: tuple[GroupAlert, ...]  # what a notification now would tell
     due: bool  # notify now
-    drop: bool  # nothing left to tell: forget the group
-    sent: dict[str, str]  # the group's `sent` once notified
+    drop: bool  # nothing left to tell or remember: forget the group
+    sent: dict[str, str]  # the group's `sent` after this round (notified or not)
 
     @property
     def firing(self) -> int:
@@ -97,28 +108,80 @@ def _passed(now: dt.datetime, since: dt.datetime, seconds: float) -> bool:
     return (now - since).total_seconds() >= seconds
 
 
-def plan(alerts: Sequence[GroupAlert], state: GroupState | None, timing: Timing, now: dt.datetime) -> Plan:
-    """What to do with a group now. `alerts` are its notifiable firing alerts and any resolved
-    ones (those its last notification did not tell as firing are ignored); `state` is None for a
-    group never seen before."""
-    told_firing = {fp for fp, status in (state.sent if state else {}).items() if status == FIRING}
+def _ordered(alerts: Iterable[GroupAlert]) -> tuple[GroupAlert, ...]:
+    return tuple(sorted(alerts, key=lambda a: (a.status != FIRING, a.fingerprint)))
+
+
+def plan(
+    alerts: Sequence[GroupAlert],
+    state: GroupState | None,
+    timing: Timing,
+    now: dt.datetime,
+    *,
+    unconfirmed: frozenset[str] = frozenset(),
+) -> Plan:
+    """What to do with a group now.
+
+    `alerts` are its firing alerts (muted ones flagged) and resolved ones: those it told as firing,
+    event alerts not told yet, and those in `unconfirmed`; `state` is None for a group never seen
+    before. `unconfirmed` are the fingerprints of the group's deliveries still being sent, which a
+    new notification replaces: their resolutions are told again in it (they never make it due)."""
+    told = dict(state.sent) if state else {}
+    told_firing = {fp for fp, status in told.items() if status == FIRING}
     firing = {a.fingerprint: a for a in alerts if a.status == FIRING}
-    resolved = {
-        a.fingerprint: a
-        for a in alerts
-        if a.status == RESOLVED and a.fingerprint in told_firing and a.fingerprint not in firing
+    loud = {fp: a for fp, a in firing.items() if not a.muted}
+    kept = {fp for fp, a in firing.items() if a.muted and fp in told_firing}
+    gone = {a.fingerprint: a for a in alerts if a.status == RESOLVED and a.fingerprint not in firing}
+    resolving = {fp: a for fp, a in gone.items() if fp in told_firing}
+    untold = {
+        fp: a
+        for fp, a in gone.items()
+        if a.event_at is not None
+        and not a.muted
+        and fp not in told_firing
+        and fp not in unconfirmed
+        and told.get(fp, PENDING) == PENDING
     }
-    told = [*firing.values(), *(resolved.values() if timing.send_resolved else ())]
-    content = tuple(sorted(told, key=lambda a: (a.status != FIRING, a.fingerprint)))
-    sent = {a.fingerprint: a.status for a in content}
-    if not firing and not (resolved and timing.send_resolved):
+    retold = {
+        fp: a for fp, a in gone.items() if fp in unconfirmed and fp not in told_firing and fp not in untold
+    }
+    told_resolved = resolving if timing.send_resolved else {}
+    # An event that resolved untold is told as it ended; as firing where resolutions are not sent.
+    event_status = RESOLVED if timing.send_resolved else FIRING
+    content = [
+        *loud.values(),
+        *told_resolved.values(),
+        *(replace(a, status=event_status) for a in untold.values()),
+    ]
+    fresh = [
+        a.event_at
+        for a in [*loud.values(), *untold.values()]
+        if a.event_at and a.fingerprint not in told_firing
+    ]
+    if not content and not kept:
         return Plan(alerts=(), due=False, drop=True, sent={})
     if state is None or state.last_sent_at is None:
         since = state.first_seen_at if state else now
-        return Plan(content, due=_passed(now, since, timing.group_wait_s), drop=False, sent=sent)
-    changed = set(firing) != told_firing
-    interval = timing.group_interval_s if changed else timing.repeat_interval_s
-    return Plan(content, due=_passed(now, state.last_sent_at, interval), drop=False, sent=sent)
+        due = _passed(now, since, timing.group_wait_s)
+    else:
+        changed = bool(loud.keys() - told_firing) or bool(told_resolved)
+        interval = timing.group_interval_s if changed else timing.repeat_interval_s
+        due = _passed(now, state.last_sent_at, interval) or bool(
+            fresh and _passed(now, min(fresh), timing.group_wait_s)
+        )
+    if not (due and content):
+        # Not yet: remember the events seen, so one that resolves meanwhile is still told.
+        seen = {fp for fp, a in loud.items() if a.event_at is not None and fp not in told_firing}
+        sent = {**told, **dict.fromkeys(seen | untold.keys(), PENDING)}
+        return Plan(_ordered(content), due=False, drop=False, sent=sent)
+    if timing.send_resolved:
+        content.extend(retold.values())
+    sent = {
+        **dict.fromkeys(kept, FIRING),
+        **dict.fromkeys(loud, FIRING),
+        **{fp: RESOLVED for fp in [*told_resolved, *untold, *(retold if timing.send_resolved else ())]},
+    }
+    return Plan(_ordered(content), due=True, drop=False, sent=sent)
 
 
 def group_by_errors(value: object) -> list[str]:

@@ -1,7 +1,11 @@
 """Forwarding to an Alertmanager over its API v2 (`POST /api/v2/alerts`), so teams that route with
 Alertmanager keep doing so. Alertmanager groups, waits and repeats itself: MOC posts every alert
 that fires while it fires (an alert not posted again before its endsAt passes is resolved by
-Alertmanager) and a resolved one once, with endsAt its resolution."""
+Alertmanager) and a resolved one once, with endsAt its resolution.
+
+A firing alert's endsAt is set when each attempt is sent, not when the Delivery is made: the
+body kept on the Delivery leaves it out, so a retry minutes later never posts an endsAt already
+past (which Alertmanager would take as a resolution of an alert that still fires)."""
 
 from __future__ import annotations
 
@@ -32,20 +36,30 @@ def compose(
     *,
     now: dt.datetime,
 ) -> str:
-    """API v2 postableAlerts."""
-    postable = [
-        {
+    """API v2 postableAlerts; a firing one without its endsAt (`send` sets it)."""
+    postable = []
+    for a in alerts:
+        one = {
             "labels": dict(a.labels),
             "annotations": dict(a.annotations),
             "startsAt": rfc3339(a.starts_at),
-            "endsAt": rfc3339(a.ends_at if a.status == "resolved" and a.ends_at else firing_ends_at(now)),
             "generatorURL": a.generator_url,
         }
-        for a in alerts
-    ]
+        if a.status == "resolved" and a.ends_at:
+            one["endsAt"] = rfc3339(a.ends_at)
+        postable.append(one)
     return json.dumps(postable, ensure_ascii=False)
+
+
+def with_ends(body: str, now: dt.datetime) -> str:
+    """The body as sent at `now`: each firing alert (one without endsAt) ends four resends ahead."""
+    ends = rfc3339(firing_ends_at(now))
+    return json.dumps(
+        [{**a, "endsAt": a.get("endsAt") or ends} for a in json.loads(body)], ensure_ascii=False
+    )
 
 
 def send(channel: NotificationChannel, body: str, *, timeout_s: float, now: dt.datetime) -> Outcome:
     url = channel.config["url"].rstrip("/") + API_PATH
-    return post(url, body.encode(), headers={"Content-Type": "application/json"}, timeout_s=timeout_s)
+    raw = with_ends(body, now).encode()
+    return post(url, raw, headers={"Content-Type": "application/json"}, timeout_s=timeout_s)
