@@ -61,7 +61,7 @@ def _evaluable(rule: AlertRule) -> bool:
 def rules_evaluate(*, now: dt.datetime) -> int:
     """Evaluate every threshold rule at `now`; a disabled rule (or one whose metric left the
     catalogue) resolves its open alerts. Then refresh the mute flags. How many alerts were
-    opened or moved."""
+    opened or moved. A rule whose evaluation fails is logged and skipped (its writes undone)."""
     rules = list(AlertRule.objects.filter(kind=RuleKind.THRESHOLD))
     live = [r for r in rules if _evaluable(r)]
     samples = sources.current({r.metric for r in live}) if live else {}
@@ -71,8 +71,13 @@ def rules_evaluate(*, now: dt.datetime) -> int:
     silences = selectors.silences_in_force(now=now)
     changed = 0
     for rule in rules:
-        if _evaluable(rule) or rule.pk in with_open:
+        if not (_evaluable(rule) or rule.pk in with_open):
+            continue
+        try:
             changed += _rule_evaluate(rule.pk, samples, silences, now)
+        except Exception:
+            # Its transaction rolled back: this rule is left as it was, and the others go on.
+            log.exception("alerts: evaluating rule %s (%s) failed", rule.pk, rule.name)
     mutes_refresh(now=now)
     return changed
 
@@ -95,13 +100,20 @@ def _rule_evaluate(
     else:
         decisions = resolve_all(open_alerts)
     changed = 0
+    kept: list[Alert] = []
     for decision in decisions:
         alert = alerts.get(decision.fingerprint)
         if alert is None:
             _open(rule, decision, silences, now)
             changed += 1
+        elif decision.state == alert.state:
+            if _refresh(rule, alert, decision, now):
+                kept.append(alert)
         else:
-            changed += _apply(rule, alert, decision, now)
+            changed += _move(rule, alert, decision, now)
+    if kept:
+        # One statement for every alert that only got a new value or breach (rows locked above).
+        Alert.objects.bulk_update(kept, list(_REFRESHED))
     return changed
 
 
@@ -126,19 +138,39 @@ def _open(rule: AlertRule, decision: Decision, silences: list[m.Silence], now: d
     return alert
 
 
-def _apply(rule: AlertRule, alert: Alert, decision: Decision, now: dt.datetime) -> int:
-    """Write one decision on an open alert (locked); 1 when it moved, else 0."""
-    changes: dict[str, Any] = {}
+# What a round writes on an open alert that stays in its state.
+_REFRESHED = ("value", "last_breach_at", "peak_value", "updated_at")
+
+
+def _figures(rule: AlertRule, alert: Alert, decision: Decision, now: dt.datetime) -> dict[str, Any]:
+    """The value, last breach and peak a decision gives an open alert."""
+    figures: dict[str, Any] = {}
     if decision.value is not None:
-        changes["value"] = decision.value
+        figures["value"] = decision.value
     if decision.breach and decision.value is not None:
-        changes["last_breach_at"] = now
+        figures["last_breach_at"] = now
         threshold = rule.threshold if rule.threshold is not None else decision.value
-        changes["peak_value"] = peak(rule.op, threshold, alert.peak_value, decision.value)
-    if decision.state == alert.state:
-        if changes:
-            Alert.objects.filter(pk=alert.pk, state=alert.state).update(**changes, updated_at=now)
-        return 0
+        figures["peak_value"] = peak(rule.op, threshold, alert.peak_value, decision.value)
+    return figures
+
+
+def _refresh(rule: AlertRule, alert: Alert, decision: Decision, now: dt.datetime) -> bool:
+    """Set on `alert` the figures that moved (not written here); whether any did."""
+    moved = {
+        name: value
+        for name, value in _figures(rule, alert, decision, now).items()
+        if getattr(alert, name) != value
+    }
+    if not moved:
+        return False
+    for name, value in {**moved, "updated_at": now}.items():
+        setattr(alert, name, value)
+    return True
+
+
+def _move(rule: AlertRule, alert: Alert, decision: Decision, now: dt.datetime) -> int:
+    """Move an open alert (locked) to the decision's state; 1 when it moved, else 0."""
+    changes = _figures(rule, alert, decision, now)
     if decision.state == AlertState.FIRING:
         value = decision.value if decision.value is not None else alert.value
         annotations = render_annotations(rule.summary, rule.description, alert.labels, value)
@@ -180,18 +212,23 @@ def _silences_end_resolved(now: dt.datetime) -> None:
     """End now each unexpired silence that was to end when its alert resolved, and did."""
     due = Silence.objects.filter(expire_on_resolve=True, alert__state=AlertState.RESOLVED, ends_at__gt=now)
     for silence in due.select_for_update(of=("self",)):
-        _silence_end(silence, now)
+        silence_end(silence=silence, now=now)
+        log.info("silence %s ended: its alert %s resolved", silence.pk, silence.alert_id)
 
 
-def _silence_end(silence: Silence, now: dt.datetime) -> None:
-    # As services.silence_expire, at `now` (this module is below services: services calls mutes_refresh).
+def silence_end(*, silence: Silence, now: dt.datetime) -> Silence:
+    """End an unexpired silence at `now` (one not started yet ends as it starts), audited. The one
+    way a silence is ended: by a person (services.silence_expire) or by its alert resolving. The
+    caller refreshes the mute flags."""
     changes: dict[str, Any] = {"ends_at": now}
-    if silence.starts_at > now:  # not started yet: it ends before it starts
+    if silence.starts_at > now:
         changes["starts_at"] = now
     old_end = silence.ends_at
     Silence.objects.filter(pk=silence.pk).update(**changes, updated_at=now)
+    for name, value in changes.items():
+        setattr(silence, name, value)
     audit.record("expire", silence, changes={"ends_at": [old_end.isoformat(), now.isoformat()]})
-    log.info("silence %s ended: its alert %s resolved", silence.pk, silence.alert_id)
+    return silence
 
 
-__all__ = ["mutes_refresh", "rule_spec", "rules_evaluate"]
+__all__ = ["mutes_refresh", "rule_spec", "rules_evaluate", "silence_end"]

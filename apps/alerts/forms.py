@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from apps.alerts.domain.catalog import CATALOG, GROUPS
 from apps.alerts.domain.matchers import format_matchers, parse_matchers
-from apps.alerts.domain.templates import template_errors
+from apps.alerts.domain.rules import Op, RuleKind
+from apps.alerts.domain.templates import annotation_errors
 from apps.alerts.models import AlertRule, NotificationChannel
 
 DURATIONS = [
@@ -107,15 +108,22 @@ class MatchersTextField(forms.CharField):
         return _read_matchers(text) if text.strip() else []
 
 
+# What each kind of rule leaves blank: the fields of the other kind, as a new rule has them.
+EVENT_BLANKS: dict[str, Any] = {"metric": "", "op": Op.GT.value, "threshold": None, "for_seconds": 0}
+THRESHOLD_BLANKS: dict[str, Any] = {"event": ""}
+
+
 class AlertRuleForm(forms.ModelForm):
     """The rule editor: the model checks the metric, event, threshold and matchers against the
-    catalogue (domain.catalog.rule_errors); this form checks the annotation templates."""
+    catalogue (domain.catalog.rule_errors); this form checks the annotation templates over a sample
+    alert, and blanks the other kind's fields (the editor hides them, so a value left there from
+    before the kind changed could only be refused on a field nobody sees)."""
 
     metric = forms.ChoiceField(choices=metric_choices, required=False, help_text="Threshold rules")
     matchers = MatchersTextField(
         required=False,
         help_text='Which series the rule watches, e.g. node="gpu-01", device=~"0|1"; empty watches all.',
-        widget=forms.TextInput(attrs={"size": 60, "list": "matcher-values"}),
+        widget=forms.TextInput(attrs={"size": 60}),
     )
     channels = forms.ModelMultipleChoiceField(
         queryset=NotificationChannel.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
@@ -143,9 +151,17 @@ class AlertRuleForm(forms.ModelForm):
 
     def _template(self, field: str) -> str:
         source = self.cleaned_data.get(field, "")
-        if problems := template_errors(source):
+        if problems := annotation_errors(source):
             raise forms.ValidationError(problems)
         return source
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        blanks = EVENT_BLANKS if data.get("kind") == RuleKind.EVENT.value else THRESHOLD_BLANKS
+        for name, blank in blanks.items():
+            data[name] = blank
+            self.errors.pop(name, None)  # a hidden field's own complaint (e.g. "not a number") goes too
+        return data
 
     def clean_summary(self) -> str:
         return self._template("summary")

@@ -4,7 +4,9 @@ MOC stores device temperature, utilisation, power and memory in use (fleet Telem
 readings and one-minute rollups) and each release's serving minute (deployments ServingMinute).
 Rows are averaged into buckets sized so a range gives at most about MAX_SNAPSHOTS snapshot times
 (the fleet history's bucket sizes), one query per table, and each series is labelled exactly as
-its live series on /metrics is, so a rule's matchers select the same series in both.
+its live series on /metrics is, so a rule's matchers select the same series in both. Telemetry
+is averaged by the database (a day of raw readings is 8,640 rows a device): the web process gets
+one row per device and bucket.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Avg, Func, Value
+from django.db.models.functions import ExtractHour, ExtractMinute, ExtractSecond, Floor, Trunc
 
 from apps.alerts.domain.evaluation import Sample
 from apps.deployments.models import ServingMinute
@@ -66,11 +70,15 @@ def snapshots(metric: str, *, since: datetime, until: datetime) -> Snapshots | N
         # A device's series stays on /metrics while its latest reading is fresh (stale_after_s);
         # a rollup row stands for its whole minute.
         hold_s = max(stale_after_s(), MINUTE_S, finest_s)
-        return _assemble(_telemetry_rows(metric, since, until), since, until, bucket_s, hold_s)
+        return _assemble(_telemetry_rows(metric, since, until, bucket_s), since, until, bucket_s, hold_s)
     if metric in _SERVING:
         bucket_s = bucket_for(until - since, finest_s=MINUTE_S, max_points=MAX_SNAPSHOTS)
         # A minute without a request has no row and the live figure no sample: nothing is held over.
-        return _assemble(_serving_rows(metric, since, until), since, until, bucket_s, hold_s=0)
+        series = {
+            key: downsample(rows, metrics=["value"], bucket_s=bucket_s)["value"]
+            for key, rows in _serving_rows(metric, since, until).items()
+        }
+        return _assemble(series, since, until, bucket_s, hold_s=0)
     return None
 
 
@@ -78,16 +86,44 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
 
-def _telemetry_rows(metric: str, since: datetime, until: datetime) -> Rows:
+# To bucket a time in SQL: the unit it is truncated to, and the part below it counted in buckets.
+# Each bucket size divides its unit and the unit a day, so the buckets start where downsample's
+# (whole multiples of the size since the epoch) do.
+_UNITS: tuple[tuple[int, str, type[Func], int], ...] = (
+    (60, "minute", ExtractSecond, 1),
+    (3600, "hour", ExtractMinute, 60),
+    (86400, "day", ExtractHour, 3600),
+)
+
+
+def _bucketed(bucket_s: int) -> dict[str, Func]:
+    """The expressions that place a row's `at` in its bucket: the UTC unit it falls in (`unit`) and
+    which bucket of that unit (`slot`); the bucket starts at unit + slot * bucket_s."""
+    for unit_s, kind, extract, part_s in _UNITS:
+        if bucket_s <= unit_s:
+            if unit_s % bucket_s or bucket_s % part_s:
+                break
+            return {
+                "unit": Trunc("at", kind, tzinfo=UTC),
+                "slot": Floor(extract("at", tzinfo=UTC) / Value(bucket_s // part_s)),
+            }
+    raise ValueError(f"no SQL bucketing for {bucket_s} s buckets")
+
+
+def _telemetry_rows(metric: str, since: datetime, until: datetime, bucket_s: int) -> Rows:
+    """Each device's mean of the metric's column per bucket (bucket start, mean), averaged in SQL."""
     column = _TELEMETRY[metric]
     rows = (
         TelemetrySample.objects.filter(at__gte=since, at__lt=until, **{f"{column}__isnull": False})
-        .order_by("device_id", "at")
-        .values_list("device_id", "at", column)
+        .annotate(**_bucketed(bucket_s))
+        .values("device_id", "unit", "slot")
+        .annotate(mean=Avg(column))
+        .order_by("device_id", "unit", "slot")
+        .values_list("device_id", "unit", "slot", "mean")
     )
     by_device: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
-    for device_id, at, value in rows.iterator(chunk_size=5000):
-        by_device[device_id].append((at, float(value)))
+    for device_id, unit, slot, mean in rows.iterator(chunk_size=5000):
+        by_device[device_id].append((unit + timedelta(seconds=int(slot) * bucket_s), float(mean)))
     out: Rows = {}
     for device in Device.objects.filter(pk__in=by_device).select_related("node"):
         points = by_device[device.pk]
@@ -130,14 +166,14 @@ def _serving_rows(metric: str, since: datetime, until: datetime) -> Rows:
 
 
 def _assemble(series: Rows, since: datetime, until: datetime, bucket_s: int, hold_s: float) -> Snapshots:
-    """One snapshot per bucket start from `since` to `until`: each series' mean over the bucket,
-    or its last bucket's mean while that is at most `hold_s` older."""
+    """One snapshot per bucket start from `since` to `until`: each series' mean over the bucket
+    (`series` holds them by bucket start, in time order), or its last bucket's mean while that is
+    at most `hold_s` older."""
     first = since - timedelta(seconds=int(since.timestamp()) % bucket_s, microseconds=since.microsecond)
     times = _grid(first, until, bucket_s)
     snaps: dict[datetime, list[Sample]] = {t: [] for t in times}
-    for key, rows in series.items():
+    for key, points in series.items():
         labels = dict(key)
-        (points,) = downsample(rows, metrics=["value"], bucket_s=bucket_s).values()
         for t, value in _held(points, times, hold_s):
             snaps[t].append(Sample(labels=labels, value=value))
     return [(t, snaps[t]) for t in times]

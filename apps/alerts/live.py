@@ -1,20 +1,24 @@
-"""The bell in the top bar and the toast, live: every alert change is announced on the channel-layer
-group `alerts` (apps.alerts.consumers relays it to each logged-in page).
+"""The bell in the top bar and the toasts, live: what changed is announced on the Redis pub/sub channel
+CHANNEL and fanned out by each websocket process's relay (apps/fleet/relay.py, as telemetry is).
+
+What it costs: one Redis PUBLISH per batch of changes, whatever the number of open pages. Each web
+(ASGI) process holds one subscription to CHANNEL and hands the text, encoded once here, to its local
+sockets in memory (apps.alerts.consumers). The bell is on every page of every logged-in user, which
+is the broadcast case DESIGN.md ("Live fan-out") measured: per-client channel-layer sends would cost
+one Redis message per open tab per change.
 
 signals.alert_changed is sent inside the transaction that changed the alert; the receiver marks the
 alert once that commits. A publisher thread per process collects what was marked for GAP_S (one
-evaluation tick changes many alerts at once) and sends the batch: one `alerts.changed` message per
-changed alert (those that just started firing first, at most BATCH_MAX), each carrying the count the
-bell shows, read once per batch. Messages are encoded once, here; consumers send the text unchanged.
-
-Why not a relay like telemetry's: a handful of messages a minute, far below what the layer carries
-(DESIGN.md, "Live fan-out").
+evaluation round changes many alerts at once) and sends one `alerts.changed` message for the batch:
+{"firing": <the bell's count, read once>, "new": [at most TOASTS_MAX toasts of alerts that just
+started firing]}. The count announced last is kept in Redis (COUNT_KEY); `count_announce`, called
+at the end of every evaluation round, publishes the count again when it has moved since, so a change
+that sent no signal (an acknowledgement that expired) reaches the bell within one round.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 import time
@@ -28,20 +32,22 @@ from apps.alerts import selectors, signals
 from apps.alerts.domain.states import AlertState
 from apps.alerts.models import Alert
 from apps.core import events
+from apps.core.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
 
-GROUP = "alerts"
+# The pub/sub channel every websocket process's relay subscribes to, and the relay's metrics label.
+CHANNEL = "moc:alerts"
+STREAM = "alerts"
+# The count last announced (count_announce publishes when the count differs from it).
+COUNT_KEY = "moc:alerts:count"
+COUNT_KEY_TTL_S = 24 * 3600
 CHANGED = "alerts.changed"
+COUNT = "alerts.count"
 # Marks within this long of the first are sent together.
 GAP_S = 0.25
-# At most this many messages per batch (the last carries the count like every other).
-BATCH_MAX = 20
-
-
-def encode(event_type: str, payload: dict[str, Any]) -> str:
-    """The standard envelope (apps.core.events), as the text every client is sent unchanged."""
-    return json.dumps({"type": event_type, "payload": payload}, separators=(",", ":"))
+# At most this many toasts per message (more alerts starting at once: the bell's count says so).
+TOASTS_MAX = 5
 
 
 def newly_fired(alert: Alert, now: dt.datetime) -> bool:
@@ -56,34 +62,58 @@ def newly_fired(alert: Alert, now: dt.datetime) -> bool:
     )
 
 
-def alert_payload(alert: Alert, *, firing: int, now: dt.datetime) -> dict[str, Any]:
-    """What the bell and the toast need of one changed alert, with the bell's count."""
+def toast(alert: Alert) -> dict[str, Any]:
+    """What a toast shows of an alert that just started firing, and where it leads."""
     return {
         "id": alert.pk,
-        "state": alert.state,
         "alertname": alert.rule.name,
         "severity": alert.rule.severity,
         "summary": alert.annotations.get("summary") or alert.rule.condition,
         "url": alert.get_absolute_url(),
-        "new": newly_fired(alert, now),
-        "firing": firing,
     }
 
 
-def batch_messages(alert_ids: set[int], *, now: dt.datetime) -> list[str]:
-    """The encoded messages for the alerts marked in one batch: those that started firing first."""
+def batch_payload(alert_ids: set[int], *, now: dt.datetime) -> dict[str, Any]:
+    """The one message of a batch: the bell's count, and toasts for the marked alerts that just
+    started firing (the latest first)."""
     firing = selectors.firing_count(now=now)
-    alerts = list(Alert.objects.select_related("rule").filter(pk__in=alert_ids))
-    payloads = [alert_payload(a, firing=firing, now=now) for a in alerts]
-    payloads.sort(key=lambda p: (not p["new"], p["id"]))
-    if not payloads:
-        # The marked alerts are gone (rolled back, pruned): the count may still have moved.
-        payloads = [{"id": None, "firing": firing, "new": False}]
-    return [encode(CHANGED, p) for p in payloads[:BATCH_MAX]]
+    fresh = Alert.objects.select_related("rule").filter(pk__in=alert_ids, state=AlertState.FIRING)
+    fresh = fresh.order_by("-fired_at", "-pk")
+    new = [toast(a) for a in fresh if newly_fired(a, now)][:TOASTS_MAX]
+    return {"firing": firing, "new": new}
+
+
+def announce(payload: dict[str, Any]) -> bool:
+    """Publish one `alerts.changed` message (and remember its count as the last announced); False
+    when Redis is down (pages re-read the count when they reconnect)."""
+    text = events.encode(CHANGED, payload)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.set(COUNT_KEY, payload["firing"], ex=COUNT_KEY_TTL_S)
+        pipe.publish(CHANNEL, text)
+        pipe.execute()
+    except Exception as exc:  # Redis is down: the database still has the truth
+        log.warning("could not announce an alert change: %s", exc)
+        return False
+    return True
+
+
+def count_announce() -> None:
+    """Publish the bell's count when it differs from the count announced last (kept in Redis), so an
+    acknowledgement that expired, or any change that sent no signal, reaches the bell within one
+    evaluation round. Never raises: it ends every round (apps.alerts.tasks)."""
+    try:
+        firing = selectors.firing_count(now=timezone.now())
+        last = redis_client().getset(COUNT_KEY, firing)
+    except Exception as exc:
+        log.warning("could not compare the bell's count with the last announced: %s", exc)
+        return
+    if last is None or int(last) != firing:
+        announce({"firing": firing, "new": []})
 
 
 class Publisher:
-    """The process's sender: a daemon thread that sends what was marked, a batch at a time."""
+    """The process's sender: a daemon thread that sends what was marked, one message a batch."""
 
     def __init__(self, gap_s: float = GAP_S) -> None:
         self.gap_s = gap_s
@@ -105,12 +135,9 @@ class Publisher:
             marked, self._marked = self._marked, set()
         return marked
 
-    def publish(self, alert_ids: set[int]) -> int:
-        """Send the batch's messages; how many went out (0 when the layer is down)."""
-        sent = 0
-        for text in batch_messages(alert_ids, now=timezone.now()):
-            sent += events.publish(GROUP, CHANGED, {"text": text})
-        return sent
+    def publish(self, alert_ids: set[int]) -> bool:
+        """Send the batch's message; False when Redis is down."""
+        return announce(batch_payload(alert_ids, now=timezone.now()))
 
     def run_once(self) -> None:
         """One batch. Never raises: this thread is the process's only publisher, so a failure (the
@@ -128,7 +155,7 @@ class Publisher:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            time.sleep(self.gap_s)  # let the rest of the tick's changes arrive
+            time.sleep(self.gap_s)  # let the rest of the round's changes arrive
             self._wake.clear()
             self.run_once()
 

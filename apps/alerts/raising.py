@@ -167,16 +167,24 @@ def event_alerts_resolve(*, now: dt.datetime) -> int:
     resolved = 0
     for rule in AlertRule.objects.filter(kind=RuleKind.EVENT, alerts__state__in=OPEN).distinct():
         quiet_s = max(rule.keep_firing_seconds, EVENT_FIRING_MIN_S)
+        cutoff = now - dt.timedelta(seconds=quiet_s) if rule.enabled else None
         due = rule.alerts.filter(state__in=OPEN)
-        if rule.enabled:
-            due = due.filter(last_breach_at__lte=now - dt.timedelta(seconds=quiet_s))
-        for alert in due:
-            resolved += _resolve(alert, now)
+        if cutoff is not None:
+            due = due.filter(last_breach_at__lte=cutoff)
+        for alert_id in due.order_by("pk").values_list("pk", flat=True):
+            resolved += _resolve(alert_id, cutoff, now)
     return resolved
 
 
 @transaction.atomic
-def _resolve(alert: Alert, now: dt.datetime) -> int:
+def _resolve(alert_id: int, cutoff: dt.datetime | None, now: dt.datetime) -> int:
+    """Resolve one open event alert, unless an event bumped it past `cutoff` since it was found due
+    (it is re-read under the lock _bump takes; None: resolve whatever its last event)."""
+    alert = Alert.objects.select_for_update().filter(pk=alert_id, state__in=OPEN).first()
+    if alert is None:
+        return 0
+    if cutoff is not None and alert.last_breach_at is not None and alert.last_breach_at > cutoff:
+        return 0
     if not transition(alert, AlertState.RESOLVED, machine=ALERT, resolved_at=now):
         return 0
     signals.alert_changed.send(sender=Alert, alert=alert)

@@ -168,16 +168,8 @@ def silence_update(*, silence: Silence, **changes: Any) -> Silence:
 def silence_expire(*, silence: Silence) -> Silence:
     """End a silence now; one that had not started yet ends before it starts."""
     now = timezone.now()
-    status = silence_status(silence.starts_at, silence.ends_at, now)
-    if status is SilenceStatus.EXPIRED:
+    if silence_status(silence.starts_at, silence.ends_at, now) is SilenceStatus.EXPIRED:
         raise Conflict("The silence has already expired.")
-    changes = {"ends_at": now}
-    if status is SilenceStatus.PENDING:
-        changes["starts_at"] = now
-    old_end = silence.ends_at
-    Silence.objects.filter(pk=silence.pk).update(**changes, updated_at=now)
-    for name, value in changes.items():
-        setattr(silence, name, value)
-    audit.record("expire", silence, changes={"ends_at": [old_end.isoformat(), now.isoformat()]})
+    evaluating.silence_end(silence=silence, now=now)
     evaluating.mutes_refresh(now=now)
     return silence

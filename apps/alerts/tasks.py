@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import LockError
 
-from apps.alerts import delivering, evaluating, notifying, raising
+from apps.alerts import delivering, evaluating, live, notifying, raising
 from apps.alerts.domain.states import AlertState
 from apps.alerts.models import Alert, Delivery
 from apps.core.delivery import DurableTask
@@ -45,12 +46,27 @@ def alerts_evaluate() -> dict[str, int] | None:
 
 
 def evaluation_round(*, now: dt.datetime) -> dict[str, int]:
-    """Threshold rules, event alerts' resolution, breakers, mute flags, then notifications."""
-    counts = {"threshold": evaluating.rules_evaluate(now=now)}
-    counts["events_resolved"] = raising.event_alerts_resolve(now=now)
-    counts["breakers"] = raising.breakers_check(now=now)
-    evaluating.mutes_refresh(now=now)  # again: the event alerts just raised or resolved count too
-    counts["deliveries"] = notifying.notify(now=now)
+    """Threshold rules, event alerts' resolution, breakers, mute flags, notifications, then the
+    bell's count. Each step runs whatever the others did: one that fails is logged and counted in
+    "failed", and the rest of the round goes on (each step's own transactions undo its half-writes)."""
+    steps: tuple[tuple[str, Callable[[], int | None]], ...] = (
+        ("threshold", lambda: evaluating.rules_evaluate(now=now)),
+        ("events_resolved", lambda: raising.event_alerts_resolve(now=now)),
+        ("breakers", lambda: raising.breakers_check(now=now)),
+        ("mutes", lambda: evaluating.mutes_refresh(now=now)),  # again: event alerts just raised count too
+        ("deliveries", lambda: notifying.notify(now=now)),
+        ("count", live.count_announce),  # reaches the bell even when no alert_changed was sent
+    )
+    counts: dict[str, int] = {"failed": 0}
+    for name, step in steps:
+        try:
+            done = step()
+        except Exception:
+            log.exception("alerts: the evaluation round's %s step failed; the round goes on", name)
+            counts["failed"] += 1
+        else:
+            if done is not None:
+                counts[name] = done
     return counts
 
 

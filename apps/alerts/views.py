@@ -13,19 +13,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import DetailView
 
 from apps.alerts import delivering, reports, selectors, services, sources
-from apps.alerts.domain.catalog import CATALOG
+from apps.alerts.domain.catalog import CATALOG, allowed_labels
+from apps.alerts.domain.events import EventKind
 from apps.alerts.domain.grouping import ALL_LABELS
 from apps.alerts.domain.matchers import format_matchers
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
 from apps.alerts.forms import AcknowledgeForm, AlertRuleForm, SilenceForm
 from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
 from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView, message_refusal
+from apps.core.pages import FilteredListView, back_url, filters_given, message_refusal
 
 HISTORY_DAYS = 30
 # The alerts page shows alerts resolved this recently unless filtered.
@@ -36,15 +36,9 @@ def _may(request: HttpRequest, perm: str) -> bool:
     return bool(request.user.has_perm(perm))
 
 
-def _back(request: HttpRequest, default: str) -> str:
-    """Where a button's form asked to go back to (the list it was on), if it is a page of ours."""
-    target = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
-    return target if target and safe else default
-
-
 class AlertListView(FilteredListView):
-    """Firing, then pending, then resolved in the last day (all of them through the state filter)."""
+    """Firing, then pending, then resolved in the last day (all of them through the state filter).
+    Which list it is depends on the filters asked for, never on the page number."""
 
     queryset = selectors.alert_list()
     filterset_class = AlertFilter
@@ -54,7 +48,7 @@ class AlertListView(FilteredListView):
 
     def get_queryset(self) -> QuerySet[Alert]:
         queryset = super().get_queryset()
-        if not self.filterset.is_bound:
+        if not filters_given(self.request):
             return selectors.alerts_page(now=timezone.now(), resolved_hours=RESOLVED_HOURS)
         return queryset
 
@@ -106,7 +100,7 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
         message_refusal(request, exc)
     else:
         messages.success(request, "Acknowledged: others can see you are on it, and repeats are muted.")
-    return redirect(_back(request, alert.get_absolute_url()))
+    return redirect(back_url(request, alert.get_absolute_url()))
 
 
 @require_POST
@@ -157,6 +151,11 @@ def _catalog_json() -> dict[str, dict[str, Any]]:
     }
 
 
+def _event_labels_json() -> dict[str, list[str]]:
+    """The labels an event rule's matchers may name, by event: the editor's hints."""
+    return {e.value: list(allowed_labels(kind="event", metric="", event=e.value) or ()) for e in EventKind}
+
+
 def _rule_editor(request: HttpRequest, rule: AlertRule | None) -> HttpResponse:
     form = AlertRuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and form.is_valid():
@@ -167,6 +166,7 @@ def _rule_editor(request: HttpRequest, rule: AlertRule | None) -> HttpResponse:
         "form": form,
         "rule": rule,
         "catalog": _catalog_json(),
+        "event_labels": _event_labels_json(),
         "section": "alerts",
         "tab": "rules",
     }

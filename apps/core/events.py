@@ -8,6 +8,7 @@ live updates are a convenience on top of the database, which clients re-read on 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -21,6 +22,12 @@ log = logging.getLogger(__name__)
 
 # The Overview's feed of recent activity: every audited write (apps/core/audit.py).
 ACTIVITY_GROUP = "activity"
+
+
+def encode(event_type: str, payload: dict[str, Any]) -> str:
+    """The envelope as compact JSON text: what a publisher that encodes once (apps.jobs.live,
+    apps.alerts.live) hands every client unchanged."""
+    return json.dumps({"type": event_type, "payload": payload}, separators=(",", ":"))
 
 
 def publish(group: str, event_type: str, payload: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import ListView
 
 from apps.core.domain.errors import Conflict
@@ -21,6 +22,22 @@ def ids_param(request: HttpRequest, name: str) -> list[int]:
     hold, at most POLL_IDS_MAX of them; anything else ("x", "²", 30 digits) is left out."""
     values = request.GET.getlist(name)[:POLL_IDS_MAX]
     return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 18]
+
+
+def back_url(request: HttpRequest, fallback: str) -> str:
+    """Where a button's form asked to go back to (its `next`: the page it was on) when that is a
+    page of this site, over HTTPS when the request came so; else `fallback`."""
+    target = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and safe else fallback
+
+
+def filters_given(request: HttpRequest) -> bool:
+    """Whether a list page was asked for some filter (its `page` is not one: page 2 of a list is the
+    same list as page 1)."""
+    return any(v for k, v in request.GET.items() if k != "page")
 
 
 def message_refusal(request: HttpRequest, exc: ValidationError | Conflict) -> None:
@@ -54,7 +71,7 @@ class FilteredListView(ListView):
         params.pop("page", None)
         context.update(
             filter=self.filterset,
-            filtered=any(v for k, v in self.request.GET.items() if k != "page"),
+            filtered=filters_given(self.request),
             querystring=params.urlencode(),
             section=self.section,
         )

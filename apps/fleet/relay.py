@@ -9,6 +9,9 @@ get the message cut down to those, encoded once per distinct subscription.
 Each client has a bounded queue drained by its own task, so one slow reader never holds up
 the others; when its queue overflows, what it has not read is dropped and it is told to
 re-read the snapshot (`resync`), which it would also do on seeing the gap in `seq`.
+
+Other broadcasts ride the same machinery on their own pub/sub channel: `relay(channel, stream)`
+gives the loop's relay of that channel (the alerts bell, apps/alerts/live.py, is one).
 """
 
 from __future__ import annotations
@@ -35,11 +38,6 @@ RECONNECT_MAX_S = 5.0
 SUBSCRIBE_WAIT_S = 5.0
 
 
-_CLIENTS = metrics.WS_CLIENTS.labels(stream=STREAM)
-_SENT = metrics.WS_MESSAGES_SENT.labels(stream=STREAM)
-_DROPPED = metrics.WS_MESSAGES_DROPPED.labels(stream=STREAM)
-
-
 def resync_text(reason: str) -> str:
     return encode({"type": "resync", "reason": reason})
 
@@ -52,10 +50,14 @@ class Client:
     """
 
     def __init__(
-        self, send: Callable[[dict[str, Any]], Awaitable[None]], devices: frozenset[int] | None
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        devices: frozenset[int] | None,
+        stream: str = STREAM,
     ) -> None:
         self.send = send
-        self.devices = devices  # None: every device
+        self.devices = devices  # None: every device (and every message of another stream)
+        self._dropped = metrics.WS_MESSAGES_DROPPED.labels(stream=stream)
         self.queue: asyncio.Queue[str] = asyncio.Queue(CLIENT_QUEUE)
         self.task: asyncio.Task[None] | None = None
 
@@ -71,7 +73,7 @@ class Client:
             dropped = self.queue.qsize()
             while not self.queue.empty():
                 self.queue.get_nowait()
-            _DROPPED.inc(dropped + 1)
+            self._dropped.inc(dropped + 1)
             self.queue.put_nowait(resync_text("messages dropped: the client read too slowly"))
             return False
         return True
@@ -98,17 +100,21 @@ def cut_to(message: dict[str, Any], devices: frozenset[int]) -> str | None:
 
 
 class Relay:
-    """The process's subscriber and its local clients (one per event loop)."""
+    """The process's subscriber to one channel and its local clients (one per event loop)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, channel: str = CHANNEL, stream: str = STREAM) -> None:
         self.url = url
+        self.channel = channel
+        self.stream = stream
+        self._clients = metrics.WS_CLIENTS.labels(stream=stream)
+        self._sent = metrics.WS_MESSAGES_SENT.labels(stream=stream)
         self.clients: set[Client] = set()
         self.task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
     def add(self, client: Client) -> None:
         self.clients.add(client)
-        _CLIENTS.inc()
+        self._clients.inc()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -125,7 +131,7 @@ class Relay:
     def remove(self, client: Client) -> None:
         if client in self.clients:
             self.clients.discard(client)
-            _CLIENTS.dec()
+            self._clients.dec()
         client.close()
 
     def dispatch(self, text: str) -> None:
@@ -148,7 +154,7 @@ class Relay:
             if cut is not None:
                 queued += client.offer(cut)
         if queued:
-            _SENT.inc(queued)
+            self._sent.inc(queued)
 
     def broadcast_resync(self, reason: str) -> None:
         text = resync_text(reason)
@@ -162,7 +168,7 @@ class Relay:
             conn = aioredis.Redis.from_url(self.url, health_check_interval=30)
             pubsub = conn.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(self.channel)
                 self.subscribed.set()
                 if not first:
                     # Whatever was published while we were away is gone: clients re-read.
@@ -176,7 +182,7 @@ class Relay:
                         self.dispatch(data.decode() if isinstance(data, bytes) else data)
             except (aioredis.RedisError, OSError) as exc:
                 self.subscribed.clear()
-                log.warning("telemetry relay lost Redis (%s); retrying in %.1f s", exc, delay)
+                log.warning("%s relay lost Redis (%s); retrying in %.1f s", self.stream, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
             finally:
@@ -186,13 +192,15 @@ class Relay:
         self.subscribed.clear()
 
 
-_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
+_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Relay]] = weakref.WeakKeyDictionary()
 
 
-def relay() -> Relay:
-    """This event loop's relay (an ASGI server runs one loop per process)."""
+def relay(channel: str = CHANNEL, stream: str = STREAM) -> Relay:
+    """This event loop's relay of `channel` (an ASGI server runs one loop per process); telemetry's
+    unless told otherwise."""
     loop = asyncio.get_running_loop()
-    found = _relays.get(loop)
+    relays = _relays.setdefault(loop, {})
+    found = relays.get(channel)
     if found is None:
-        found = _relays[loop] = Relay(settings.REDIS_URL)
+        found = relays[channel] = Relay(settings.REDIS_URL, channel, stream)
     return found

@@ -19,7 +19,6 @@ fan-out"); coalescing here keeps it there however fast a runner reports.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -182,11 +181,6 @@ def snapshot(job: Job) -> dict[str, Any]:
     return job_update(job, Cursor(), points_max=SNAPSHOT_POINTS, lines_max=LOG_TAIL)
 
 
-def encode(event_type: str, payload: dict[str, Any]) -> str:
-    """The standard envelope (apps.core.events), as the text every client is sent unchanged."""
-    return json.dumps({"type": event_type, "payload": payload}, separators=(",", ":"))
-
-
 class Publisher:
     """The process's sender: a daemon thread that publishes marked jobs as they come due."""
 
@@ -219,9 +213,9 @@ class Publisher:
         payload = job_update(job, cursor)
         if job.terminal:
             del self.cursors[job_id]
-        sent = events.publish(job_group(job_id), UPDATE, {"text": encode(UPDATE, payload)})
+        sent = events.publish(job_group(job_id), UPDATE, {"text": events.encode(UPDATE, payload)})
         if sent:
-            events.publish(LIST_GROUP, ROW, {"text": encode(ROW, job_row(job))})
+            events.publish(LIST_GROUP, ROW, {"text": events.encode(ROW, job_row(job))})
         return sent
 
     def _ensure_thread(self) -> None:

@@ -18,11 +18,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.domain.errors import Conflict
-from apps.core.pages import FilteredListView, ids_param, message_refusal
+from apps.core.pages import FilteredListView, back_url, ids_param, message_refusal
 from apps.fleet.models import Device, Node
 from apps.models.models import ModelVersion
 from apps.serving import inference, placing, selectors
@@ -152,11 +151,7 @@ def placements_live(request: HttpRequest) -> HttpResponse:
 
 def _back(request: HttpRequest, fallback: str) -> HttpResponse:
     """Back to the page the button was on (its `next`) when that is a page of this site."""
-    target = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return redirect(target if safe and target else fallback)
+    return redirect(back_url(request, fallback))
 
 
 def _load(request: HttpRequest, *, version: ModelVersion, device: Device | None) -> None:

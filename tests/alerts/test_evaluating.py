@@ -377,3 +377,74 @@ def test_silence_rows_of_a_pruned_alert_are_kept(settings: Any) -> None:
     silence.refresh_from_db()
     assert silence.alert is None
     assert Silence.objects.filter(pk=silence.pk).exists()
+
+
+def test_a_rule_whose_evaluation_fails_does_not_stop_another_rules_alert(
+    gpus: list[Device], t0: dt.datetime
+) -> None:
+    broken = hot_rule(name="Broken", for_seconds=0)
+    # A matcher no API or form accepts, as an old row or a direct write may hold: matching it raises.
+    AlertRule.objects.filter(pk=broken.pk).update(matchers=[{"label": "gpu", "op": "=~", "value": "("}])
+    hot_rule(name="GpuHot", for_seconds=0)
+    report(gpus, [90.0, 40.0])
+
+    assert evaluating.rules_evaluate(now=t0) == 1
+
+    assert [(a.rule.name, a.state) for a in Alert.objects.all()] == [("GpuHot", AlertState.FIRING)]
+
+
+def test_a_round_over_many_firing_alerts_of_one_rule_writes_them_in_one_statement(
+    t0: dt.datetime, django_assert_max_num_queries: Any
+) -> None:
+    devices = simulated_node("bigbox", gpus=50)
+    rule = hot_rule(for_seconds=0)
+    report(devices, [90.0] * 50)
+    evaluating.rules_evaluate(now=t0)
+    assert rule.alerts.filter(state=AlertState.FIRING).count() == 50
+    report(devices, [91.0 + i for i in range(50)])
+
+    with django_assert_max_num_queries(20):
+        assert evaluating.rules_evaluate(now=later(t0, 15)) == 0
+
+    alerts = {a.labels["gpu"]: a for a in rule.alerts.all()}
+    assert {(a.value, a.peak_value, a.last_breach_at) for a in [alerts["0"], alerts["49"]]} == {
+        (91.0, 91.0, later(t0, 15)),
+        (140.0, 140.0, later(t0, 15)),
+    }
+    assert all(a.state == AlertState.FIRING for a in alerts.values())
+
+
+def test_an_alert_whose_figures_did_not_move_is_not_written(gpus: list[Device], t0: dt.datetime) -> None:
+    rule = hot_rule(for_seconds=0, keep_firing_seconds=600)
+    report(gpus, [90.0, 40.0])
+    evaluating.rules_evaluate(now=t0)
+    report(gpus, [80.0, 40.0])  # below: kept firing, a new value
+    evaluating.rules_evaluate(now=later(t0, 15))
+    written = rule.alerts.get().updated_at
+
+    evaluating.rules_evaluate(now=later(t0, 30))  # the same reading again
+
+    alert = rule.alerts.get()
+    assert (alert.state, alert.value, alert.last_breach_at, alert.updated_at) == (
+        AlertState.FIRING,
+        80.0,
+        t0,
+        written,
+    )
+
+
+def test_a_failing_step_of_the_round_does_not_skip_the_others(gpus: list[Device], t0: dt.datetime) -> None:
+    channel = NotificationChannelFactory(group_wait_s=0)
+    hot_rule(for_seconds=0).channels.add(channel)
+    # An inhibit rule whose matcher raises when matched (a direct write): the mute refresh fails.
+    InhibitRule.objects.create(
+        name="broken", source_matchers=[], target_matchers=[{"label": "gpu", "op": "=~", "value": "("}]
+    )
+    report(gpus, [90.0, 40.0])
+
+    counts = tasks.evaluation_round(now=t0)
+
+    assert counts["failed"] == 2  # the mute refresh inside the threshold step, and its own step
+    assert Alert.objects.get().state == AlertState.FIRING
+    assert counts["deliveries"] == 1
+    assert Delivery.objects.filter(channel=channel).count() == 1

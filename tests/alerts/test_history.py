@@ -3,6 +3,7 @@ serving minutes as the live per-release figures, bounded work, and no history wh
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,6 +87,51 @@ def test_a_range_of_a_week_is_bounded_in_snapshots_and_queries(django_assert_max
 
     assert snaps is not None
     assert 100 < len(snaps) <= history.MAX_SNAPSHOTS
+
+
+@pytest.mark.parametrize(
+    ("span", "every_s", "bucket_s"),
+    [(timedelta(hours=6), 7, 30), (timedelta(days=1), 29, 60), (timedelta(days=7), 197, 600)],
+)
+def test_the_database_averages_each_bucket_as_the_readings_mean(
+    span: timedelta, every_s: int, bucket_s: int
+) -> None:
+    """Readings at odd times (fractions of a second, across bucket edges) of two devices: each
+    snapshot holds each device's plain mean of the readings in its bucket (the bucket starting at a
+    whole multiple of its size since the epoch), and the database hands over one row per device and
+    bucket, not the readings."""
+    node = NodeFactory(name="gpu-box-2")
+    devices = [DeviceFactory(node=node, index=i, uuid=f"SIM-hist-{i}") for i in range(2)]
+    since = START + timedelta(seconds=3.5)  # not on a bucket edge: the first bucket starts before it
+    until = since + span
+    readings = [
+        (device, since + timedelta(seconds=n * every_s + 0.25 * (n % 4)), 40.0 + (n * 7 + i * 13) % 50)
+        for i, device in enumerate(devices)
+        for n in range(int(span.total_seconds() // every_s))
+    ]
+    TelemetrySample.objects.bulk_create(
+        TelemetrySample(device=device, at=at, temperature_c=value) for device, at, value in readings
+    )
+    sums: dict[tuple[str, datetime], list[float]] = defaultdict(list)
+    for device, at, value in readings:
+        start = datetime.fromtimestamp(int(at.timestamp()) // bucket_s * bucket_s, tz=UTC)
+        sums[(device.uuid, start)].append(value)
+    expected = {key: sum(values) / len(values) for key, values in sums.items()}
+
+    snaps = history.snapshots("DCGM_FI_DEV_GPU_TEMP", since=since, until=until)
+
+    assert snaps is not None
+    assert snaps[1][0] - snaps[0][0] == timedelta(seconds=bucket_s)
+    got = {(s.labels["uuid"], at): s.value for at, samples in snaps for s in samples}
+    assert {key: got.get(key) for key in expected} == pytest.approx(expected)
+    # The only other samples are a last mean held over an empty bucket (the one `until` cuts short).
+    step = timedelta(seconds=bucket_s)
+    held = {(uuid, at): got[(uuid, at - step)] for uuid, at in set(got) - set(expected)}
+    assert {key: got[key] for key in held} == held
+    assert len(held) <= len(devices)
+    assert {dict(s.labels)["node"] for _, samples in snaps for s in samples} == {"gpu-box-2"}
+    fetched = history._telemetry_rows("DCGM_FI_DEV_GPU_TEMP", since, until, bucket_s)
+    assert sum(len(points) for points in fetched.values()) <= len(snaps) * len(devices)
 
 
 def test_serving_minutes_give_each_release_its_figures_as_live() -> None:

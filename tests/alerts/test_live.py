@@ -1,12 +1,14 @@
-"""The bell's websocket through the real ASGI application and the channels_redis layer: the count on
-connect, a message when an alert starts firing, and refusals."""
+"""The bell's websocket through the real ASGI application, the relay and a real Redis: the count on
+connect, one message per batch of changes (the count and the toasts), one Redis subscription per
+process whatever the number of sockets, the count re-announced when it moved without a signal, and
+refusals."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,8 +20,10 @@ from django.utils import timezone
 from apps.alerts import live, raising, selectors, services
 from apps.alerts.consumers import CLOSE_FORBIDDEN
 from apps.alerts.domain.events import EventKind
+from apps.alerts.models import Alert
 from apps.core.consumers import CLOSE_UNAUTHENTICATED
 from apps.core.domain.roles import Role
+from apps.core.redis_clients import redis_client
 from moc_site.asgi import application
 from tests.alerts.factories import AlertFactory, AlertRuleFactory
 from tests.wsclient import LOCAL_ORIGIN, WebsocketCommunicator, session_cookie
@@ -40,6 +44,24 @@ async def _next_of(communicator: WebsocketCommunicator, kind: str, timeout: floa
         if message is not None and message["type"] == kind:
             return message
     raise AssertionError(f"no {kind} within {timeout} s")
+
+
+@pytest.fixture
+def announced() -> Iterator[Callable[[float], list[dict[str, Any]]]]:
+    """What is published on the bell's Redis channel from now on: a call waits `quiet` seconds past
+    the last message and returns the decoded messages received since the previous call."""
+    pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(live.CHANNEL)
+
+    def read(quiet: float = 0.5) -> list[dict[str, Any]]:
+        got = []
+        while (item := pubsub.get_message(timeout=quiet)) is not None:
+            got.append(json.loads(item["data"]))
+        return got
+
+    read(0.2)  # the subscription's confirmation
+    yield read
+    pubsub.close()
 
 
 def test_an_anonymous_socket_is_refused() -> None:
@@ -89,9 +111,10 @@ def test_a_viewer_gets_the_count_then_hears_an_alert_start_firing(make_user: Cal
 
     assert count["payload"] == {"firing": 1}
     payload = changed["payload"]
-    assert (payload["alertname"], payload["state"], payload["new"]) == (rule.name, "firing", True)
     assert payload["firing"] == 2
-    assert payload["url"] == f"/alerts/{payload['id']}/"
+    (toast,) = payload["new"]
+    assert (toast["alertname"], toast["severity"]) == (rule.name, rule.severity)
+    assert toast["url"] == f"/alerts/{toast['id']}/"
 
 
 def test_an_acknowledgement_lowers_the_count_without_a_new_toast(make_user: Callable[..., object]) -> None:
@@ -114,7 +137,7 @@ def test_an_acknowledgement_lowers_the_count_without_a_new_toast(make_user: Call
 
     payload = async_to_sync(go)()["payload"]
 
-    assert (payload["id"], payload["firing"], payload["new"]) == (alert.pk, 0, False)
+    assert payload == {"firing": 0, "new": []}
 
 
 def test_the_count_leaves_out_muted_and_acknowledged_alerts() -> None:
@@ -129,12 +152,74 @@ def test_the_count_leaves_out_muted_and_acknowledged_alerts() -> None:
     assert selectors.firing_count(now=now) == 2  # the plain one and the one whose ack expired
 
 
-def test_one_batch_of_changes_sends_those_that_started_firing_first() -> None:
-    old = AlertFactory(series={"n": "1"}, fired_at=timezone.now() - dt.timedelta(hours=2))
-    new = AlertFactory(series={"n": "2"}, fired_at=timezone.now())
+def test_a_batch_toasts_only_the_alerts_that_just_started_firing_latest_first() -> None:
+    now = timezone.now()
+    old = AlertFactory(series={"n": "1"}, fired_at=now - dt.timedelta(hours=2))
+    new = AlertFactory(series={"n": "2"}, fired_at=now - dt.timedelta(seconds=5))
+    newer = AlertFactory(series={"n": "3"}, fired_at=now)
+    acked = AlertFactory(series={"n": "4"}, fired_at=now, acknowledged_at=now)
 
-    texts = live.batch_messages({old.pk, new.pk}, now=timezone.now())
+    payload = live.batch_payload({old.pk, new.pk, newer.pk, acked.pk}, now=now)
 
-    payloads = [json.loads(t)["payload"] for t in texts]
-    assert [(p["id"], p["new"]) for p in payloads] == [(new.pk, True), (old.pk, False)]
-    assert {p["firing"] for p in payloads} == {2}
+    assert payload["firing"] == 3
+    assert [t["id"] for t in payload["new"]] == [newer.pk, new.pk]
+
+
+def test_one_batch_of_changes_is_one_redis_message_with_at_most_five_toasts(
+    announced: Callable[[float], list[dict[str, Any]]],
+) -> None:
+    alerts = [AlertFactory(series={"n": str(n)}, fired_at=timezone.now()) for n in range(20)]
+
+    assert live.Publisher().publish({a.pk for a in alerts})
+
+    (message,) = announced(0.5)
+    assert message["type"] == live.CHANGED
+    assert message["payload"]["firing"] == 20
+    assert len(message["payload"]["new"]) == live.TOASTS_MAX
+
+
+def test_every_socket_of_a_process_hears_a_batch_through_one_redis_subscription(
+    make_user: Callable[..., object],
+) -> None:
+    headers = [session_cookie(make_user(Role.VIEWER)), LOCAL_ORIGIN]
+
+    async def go() -> tuple[int, list[dict[str, Any]]]:
+        sockets = [WebsocketCommunicator(application, "/ws/alerts/", headers=headers) for _ in range(3)]
+        for socket in sockets:
+            assert (await socket.connect(timeout=5))[0]
+            await _next_of(socket, "alerts.count")
+        subscribers = dict(await sync_to_async(redis_client().pubsub_numsub)(live.CHANNEL))
+        await sync_to_async(live.announce)({"firing": 7, "new": []})
+        heard = [await _next_of(socket, "alerts.changed") for socket in sockets]
+        for socket in sockets:
+            await socket.disconnect()
+        return subscribers[live.CHANNEL.encode()], heard
+
+    subscribers, heard = async_to_sync(go)()
+
+    assert subscribers == 1  # not one per socket, nor one per client on the channel layer
+    assert [m["payload"] for m in heard] == [{"firing": 7, "new": []}] * 3
+
+
+def test_an_acknowledgement_that_expires_reaches_the_bell_at_the_next_round(
+    announced: Callable[[float], list[dict[str, Any]]],
+) -> None:
+    now = timezone.now()
+    alert = AlertFactory(acknowledged_at=now, ack_expires_at=now + dt.timedelta(hours=1))
+    live.count_announce()
+    assert [m["payload"] for m in announced(0.3)] == [{"firing": 0, "new": []}]
+    live.count_announce()  # nothing moved: nothing sent
+    assert announced(0.3) == []
+
+    # The acknowledgement runs out: no signal is sent, the next round's count_announce tells.
+    Alert.objects.filter(pk=alert.pk).update(ack_expires_at=now - dt.timedelta(seconds=1))
+    live.count_announce()
+
+    assert [m["payload"] for m in announced(0.3)] == [{"firing": 1, "new": []}]
+
+
+def test_count_announce_survives_redis_being_down(settings: Any) -> None:
+    AlertFactory()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    live.count_announce()  # logged, never raised: it ends every evaluation round

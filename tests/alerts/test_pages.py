@@ -515,3 +515,91 @@ def test_the_editor_suggests_label_values_of_a_catalogue_metric(page_as: Callabl
     assert isinstance(ok.json()["labels"], dict)
     assert bad.status_code == 400
     assert "metric" in bad.json()
+
+
+def test_page_two_of_the_alerts_page_is_page_two_of_the_same_list(page_as: Callable[[Role], Client]) -> None:
+    rule = AlertRuleFactory()
+    for n in range(51):  # open: a page of 50, and one on page 2
+        AlertFactory(rule=rule, series={"node": f"gpu-{n:02d}"})
+    _resolved(72, rule=rule, series={"node": "long-ago"})  # not in the default list
+    client = page_as(Role.VIEWER)
+
+    first = client.get(reverse("alerts:list"))
+    second = client.get(reverse("alerts:list"), {"page": "2"})
+
+    assert first.context["paginator"].count == second.context["paginator"].count == 51
+    assert "long-ago" not in second.content.decode()
+    assert second.context["filtered"] is False
+
+
+EVENT_RULE = {
+    **RULE,
+    "name": "JobFailed",
+    "kind": "event",
+    "event": "job_failed",
+    "matchers": 'kind="fine_tune"',
+}
+
+
+def test_an_event_rule_saved_with_threshold_fields_left_from_before_keeps_none_of_them(
+    page_as: Callable[[Role], Client],
+) -> None:
+    # The editor hides the metric, comparison, threshold and "for" of an event rule; what was typed
+    # there before the kind changed (even a threshold that is not a number) is blanked, not refused
+    # on a field nobody can see.
+    response = page_as(Role.ADMIN).post(reverse("alerts:rule_create"), {**EVENT_RULE, "threshold": "x"})
+
+    rule = AlertRule.objects.get()
+    assert response.status_code == 302, response.context["form"].errors
+    assert (rule.kind, rule.event, rule.metric, rule.threshold, rule.for_seconds) == (
+        "event",
+        "job_failed",
+        "",
+        None,
+        0,
+    )
+
+
+def test_a_threshold_rule_edited_from_an_event_rule_loses_its_event(
+    page_as: Callable[[Role], Client],
+) -> None:
+    rule = AlertRuleFactory(name="JobFailed", kind="event", event="job_failed", metric="", threshold=None)
+    edit = reverse("alerts:rule_edit", args=[rule.pk])
+
+    response = page_as(Role.ADMIN).post(edit, {**RULE, "event": "job_failed"})
+
+    assert response.status_code == 302, response.context["form"].errors
+    rule.refresh_from_db()
+    assert (rule.kind, rule.event, rule.metric) == ("threshold", "", "DCGM_FI_DEV_GPU_TEMP")
+
+
+def test_the_editor_hints_the_labels_of_each_event(page_as: Callable[[Role], Client]) -> None:
+    response = page_as(Role.ADMIN).get(reverse("alerts:rule_create"))
+
+    hints = response.context["event_labels"]
+    assert {"job", "kind", "queue", "alertname", "severity"} <= set(hints["job_failed"])
+    assert 'id="alert-event-labels"' in response.content.decode()
+
+
+def test_a_summary_may_use_the_raw_value(page_as: Callable[[Role], Client]) -> None:
+    # Checked over a sample alert (labels, value, raw_value), not over a webhook body's payload.
+    summary = "{{ labels.node }} at {{ (raw_value * 100)|round(1) }} %"
+
+    response = page_as(Role.ADMIN).post(reverse("alerts:rule_create"), {**RULE, "summary": summary})
+
+    assert response.status_code == 302, response.context["form"].errors
+    assert AlertRule.objects.get().summary == summary
+
+
+def test_acknowledging_over_https_never_sends_you_back_over_http(make_user: Callable[..., Any]) -> None:
+    alert = AlertFactory()
+    client = Client()
+    client.force_login(make_user(Role.OPERATOR))
+
+    response = client.post(
+        reverse("alerts:acknowledge", args=[alert.pk]),
+        {"expires": "1", "next": "http://testserver/alerts/"},
+        secure=True,
+    )
+
+    assert response["Location"] == alert.get_absolute_url()

@@ -300,3 +300,28 @@ def test_a_failed_verification_names_its_failed_required_checks(
         "version": str(version.number),
         "check": "health,rollback",
     }
+
+
+def test_an_alert_bumped_after_the_sweep_found_it_due_stays_firing() -> None:
+    """An event that lands between event_alerts_resolve reading what is due and resolving it (here:
+    while the first due alert resolves, the other one's job fails again) keeps that alert open."""
+    event_rule(keep_firing_seconds=0)
+    raising.event_raise(event=EventKind.JOB_FAILED, labels=FAILED_JOB, now=T0)
+    raising.event_raise(event=EventKind.JOB_FAILED, labels={**FAILED_JOB, "job": "8"}, now=T0)
+    bumped: list[str] = []
+
+    def fail_the_other_again(sender: Any, *, alert: Alert, **kwargs: Any) -> None:
+        if alert.state == AlertState.RESOLVED and not bumped:
+            other = "8" if alert.labels["job"] == "7" else "7"
+            bumped.append(other)
+            raising.event_raise(event=EventKind.JOB_FAILED, labels={**FAILED_JOB, "job": other}, now=at(60))
+
+    signals.alert_changed.connect(fail_the_other_again, dispatch_uid="test-raising-race")
+    try:
+        assert raising.event_alerts_resolve(now=at(60)) == 1
+    finally:
+        signals.alert_changed.disconnect(dispatch_uid="test-raising-race")
+
+    (other,) = Alert.objects.filter(labels__job=bumped[0])
+    assert (other.state, other.occurrences, other.last_breach_at) == (AlertState.FIRING, 2, at(60))
+    assert raising.event_alerts_resolve(now=at(120)) == 1

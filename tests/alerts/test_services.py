@@ -265,3 +265,20 @@ def test_expiring_an_expired_silence_is_a_conflict() -> None:
 
     with pytest.raises(services.Conflict):
         services.silence_expire(silence=silence)
+
+
+def test_one_silence_end_serves_a_person_and_the_alert_resolving() -> None:
+    """evaluating.silence_end is the one way a silence ends (services.silence_expire and the end of
+    an expire-on-resolve silence call it): at `now`, a pending one as it starts, on the row and the
+    object the caller holds."""
+    now = timezone.now()
+    pending = SilenceFactory(starts_at=now + HOUR, ends_at=now + 2 * HOUR)
+    active = SilenceFactory()
+
+    for silence in (pending, active):
+        assert services.evaluating.silence_end(silence=silence, now=now) is silence
+
+    assert (pending.starts_at, pending.ends_at, active.ends_at) == (now, now, now)
+    pending.refresh_from_db()
+    active.refresh_from_db()
+    assert (pending.starts_at, pending.ends_at, active.ends_at) == (now, now, now)

@@ -17,7 +17,7 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from apps.alerts import raising
 from apps.alerts.domain.events import EventKind
 from apps.alerts.domain.states import AlertState
-from apps.alerts.models import Alert
+from apps.alerts.models import Alert, AlertRule
 from apps.core.domain.roles import Role
 from apps.fleet.models import TelemetrySample
 from tests.alerts.factories import AlertFactory, AlertRuleFactory
@@ -237,3 +237,62 @@ def test_the_rule_editor_previews_the_stored_day_on_a_chart(
     assert drawn["shapes"] == ["line:85", "rect:span"]  # the threshold, and where it would have fired
     assert not Alert.objects.exists()  # a preview saves nothing
     assert errors == []
+
+
+def test_the_rule_editor_clears_the_other_kinds_fields_hints_event_labels_and_adds_matchers(
+    page: Page, asgi_server: str, make_user: Callable[..., object]
+) -> None:
+    if not _preview_endpoint_exists():
+        pytest.skip("POST /api/v1/alert-rules/preview/ is not routed yet (the API helper builds it)")
+    errors = console_errors(page)
+    log_in(page, asgi_server, make_user, Role.ADMIN, "/alerts/rules/new/")
+    page.get_by_label("Name").fill("JobFailed")
+    metric = page.locator("select[name=metric]")
+    metric.select_option("DCGM_FI_DEV_GPU_TEMP")
+
+    # A preview refused by the API reads as "field: why", not as the error body's keys.
+    page.get_by_role("button", name="Preview the last day").click()
+    result = page.locator("#rule-preview-result")
+    expect(result).to_contain_text("threshold:", timeout=10_000)
+    expect(result).not_to_contain_text("[object Object]")
+
+    # Switching to an event rule empties the metric (hidden now: the server would refuse it).
+    page.locator("select[name=kind]").select_option("event")
+    expect(page.locator("#field-metric")).to_be_hidden()
+    assert metric.input_value() == ""
+    page.locator("select[name=event]").select_option("job_failed")
+    expect(page.locator("#matcher-labels")).to_contain_text("queue")
+
+    # A matcher added from the suggestion box goes after those typed, never in their place.
+    page.locator("input[name=matchers]").fill('kind="fine_tune"')
+    page.locator("#matcher-suggest").fill('queue="default"')
+    page.locator("#matcher-suggest").press("Enter")
+    assert page.locator("input[name=matchers]").input_value() == 'kind="fine_tune", queue="default"'
+    assert page.url.endswith("/alerts/rules/new/")  # Enter there did not submit the form
+
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/alerts/rules/\d+/$"))
+    rule = AlertRule.objects.get(name="JobFailed")
+    assert (rule.kind, rule.event, rule.metric, rule.threshold) == ("event", "job_failed", "", None)
+    assert rule.matchers == [
+        {"label": "kind", "op": "=", "value": "fine_tune"},
+        {"label": "queue", "op": "=", "value": "default"},
+    ]
+    assert [e for e in errors if "status of 400" not in e] == []  # the preview's refusal, as intended
+
+
+def test_the_rule_editor_never_hides_a_field_that_holds_an_error(
+    page: Page, asgi_server: str, make_user: Callable[..., object]
+) -> None:
+    log_in(page, asgi_server, make_user, Role.ADMIN, "/alerts/rules/new/")
+    page.get_by_label("Name").fill("NoEvent")
+    page.locator("select[name=kind]").select_option("event")
+    expect(page.locator("#field-event")).to_be_visible()
+    page.get_by_role("button", name="Save").click()  # an event rule without its event
+
+    box = page.locator("#field-event")
+    expect(box.locator(".error")).to_contain_text("required")
+    expect(box).to_be_visible()
+    # Back to a threshold rule: the event box holds an error, so it stays in sight.
+    page.locator("select[name=kind]").select_option("threshold")
+    expect(box).to_be_visible()

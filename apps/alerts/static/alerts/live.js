@@ -1,8 +1,9 @@
 // The bell in the top bar and the toasts, on every page, from /ws/alerts/ (apps/alerts/consumers.py,
-// payloads: apps/alerts/live.py). The bell shows the alerts firing that nobody acknowledged or
-// muted; an alert that just started firing (payload.new) shows a toast for 8 s linking to it, once
-// per browser tab. Reconnects by itself, backing off up to 30 s; the server sends the count on
-// every (re)connect, so nothing is missed for long.
+// payloads: apps/alerts/live.py). Every message carries the bell's count: the alerts firing that
+// nobody acknowledged or muted; `alerts.changed` also lists the alerts that just started firing
+// (payload.new), each shown as a toast for 8 s linking to it, once per browser tab. Reconnects by
+// itself, backing off up to 30 s; the server sends the count on every (re)connect, so on `resync`
+// (the server dropped messages this tab read too slowly) the tab reconnects.
 (function () {
   "use strict";
   var bell = document.getElementById("alert-bell");
@@ -32,7 +33,7 @@
   }
 
   function toast(p) {
-    if (!p.new || p.id == null || seen().indexOf(p.id) !== -1) return;
+    if (!p || p.id == null || seen().indexOf(p.id) !== -1) return;
     remember(p.id);
     var box = document.createElement("a");
     box.className = "toast " + (p.severity === "critical" ? "bad" : "warn");
@@ -55,9 +56,10 @@
     ws.onmessage = function (ev) {
       var msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (msg.type === "resync") { ws.close(); return; }
       if (!msg.payload) return;
       showCount(msg.payload.firing);
-      if (msg.type === "alerts.changed") toast(msg.payload);
+      if (msg.type === "alerts.changed") (msg.payload.new || []).forEach(toast);
     };
     ws.onclose = function (ev) {
       if (ev.code === 4401 || ev.code === 4403) return; // logged out, or not allowed: no retry

@@ -1,6 +1,8 @@
-// The rule editor (apps/alerts/templates/alerts/rule_form.html): shows the fields of the rule's kind,
-// the chosen metric's help, unit and labels (the catalogue, apps/alerts/domain/catalog.py), suggests
-// matchers from the labels' current values (GET /alerts/rules/label-values/), and previews the
+// The rule editor (apps/alerts/templates/alerts/rule_form.html): shows the fields of the rule's kind
+// (and clears the other kind's when the kind changes; a field with an error always stays shown),
+// the chosen metric's help, unit and labels (the catalogue, apps/alerts/domain/catalog.py) or the
+// chosen event's labels, suggests matchers from a metric's labels' current values
+// (GET /alerts/rules/label-values/; a picked one is added to the matchers), and previews the
 // unsaved rule: POST /api/v1/alert-rules/preview/ replays it over the last day of stored samples,
 // drawn with Plotly (each series, the threshold, a band where an alert would have fired) and listed.
 (function () {
@@ -9,18 +11,49 @@
   var source = document.getElementById("alert-catalog");
   if (!form || !source) return;
   var catalog = JSON.parse(source.textContent);
-  var THRESHOLD_ONLY = ["metric", "op", "threshold", "for_seconds", "matchers"];
+  var eventLabels = JSON.parse(document.getElementById("alert-event-labels").textContent);
+  var THRESHOLD_ONLY = ["metric", "op", "threshold", "for_seconds"];
   var EVENT_ONLY = ["event"];
+  // What a field of the other kind is reset to when the kind changes (as a new rule has it).
+  var BLANK = { metric: "", op: ">", threshold: "", for_seconds: "0", event: "" };
 
   function field(name) { return form.elements.namedItem(name); }
   function box(name) { return document.getElementById("field-" + name); }
   function csrf() { return form.elements.namedItem("csrfmiddlewaretoken").value; }
 
+  function isEvent() { return field("kind").value === "event"; }
+
+  // A box holding an error is never hidden: the error would be invisible and "Save" seem to do nothing.
+  function hide(name, hidden) {
+    var b = box(name);
+    if (b) b.hidden = hidden && !b.querySelector(".error");
+  }
+
   function showKind() {
-    var event = field("kind").value === "event";
-    THRESHOLD_ONLY.forEach(function (n) { if (box(n) && n !== "matchers") box(n).hidden = event; });
-    EVENT_ONLY.forEach(function (n) { if (box(n)) box(n).hidden = !event; });
+    var event = isEvent();
+    THRESHOLD_ONLY.forEach(function (n) { hide(n, event); });
+    EVENT_ONLY.forEach(function (n) { hide(n, !event); });
     document.getElementById("rule-preview").hidden = event;
+  }
+
+  // The kind changed: the other kind's fields are emptied (the server refuses them, and blanks them).
+  function changeKind() {
+    (isEvent() ? THRESHOLD_ONLY : EVENT_ONLY).forEach(function (n) {
+      var el = field(n);
+      if (el) el.value = BLANK[n];
+    });
+    showKind();
+    showLabels();
+  }
+
+  function showEvent() {
+    var names = eventLabels[field("event").value];
+    document.getElementById("matcher-values").textContent = "";
+    document.getElementById("matcher-labels").textContent = names ? "Labels: " + names.join(", ") : "";
+  }
+
+  function showLabels() {
+    if (isEvent()) showEvent(); else showMetric();
   }
 
   function showMetric() {
@@ -47,6 +80,30 @@
         });
       })
       .catch(function () {});
+  }
+
+  // A suggestion picked (or typed out whole), or what was typed there when it is left, is added to
+  // the matchers, never put in their place.
+  function addMatcher(ev) {
+    var suggest = document.getElementById("matcher-suggest");
+    var picked = suggest.value.trim();
+    var known = Array.prototype.some.call(document.getElementById("matcher-values").options,
+      function (o) { return o.value === picked; });
+    if (!picked || (ev.type === "input" && !known)) return;
+    var matchers = field("matchers");
+    var text = matchers.value.trim().replace(/,\s*$/, "");
+    matchers.value = text ? text + ", " + picked : picked;
+    suggest.value = "";
+  }
+
+  // The API's error body ({error, detail, fields: {field: [messages]}}), as a sentence.
+  function problem(body) {
+    var fields = body && body.fields;
+    var names = fields ? Object.keys(fields) : [];
+    if (names.length) {
+      return names.map(function (k) { return k + ": " + [].concat(fields[k]).join(" "); }).join(" · ");
+    }
+    return (body && body.detail) || "The preview was refused.";
   }
 
   function minutes(s) { return Math.round(s / 60); }
@@ -138,12 +195,7 @@
     })
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (res) {
-        if (!res.ok) {
-          say(result, Object.keys(res.body).map(function (k) {
-            return k + ": " + [].concat(res.body[k]).join(" ");
-          }).join(" · "), "error");
-          return;
-        }
+        if (!res.ok) { say(result, problem(res.body), "error"); return; }
         if (!res.body.history) { say(result, res.body.reason || "MOC keeps no history of this metric.", "muted"); return; }
         list(result, res.body);
         draw(res.body, payload.threshold);
@@ -151,9 +203,15 @@
       .catch(function () { say(result, "The preview could not be read; try again.", "error"); });
   }
 
-  field("kind").addEventListener("change", showKind);
+  field("kind").addEventListener("change", changeKind);
   field("metric").addEventListener("change", showMetric);
+  field("event").addEventListener("change", showEvent);
+  document.getElementById("matcher-suggest").addEventListener("input", addMatcher);
+  document.getElementById("matcher-suggest").addEventListener("change", addMatcher);
+  document.getElementById("matcher-suggest").addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter") { ev.preventDefault(); addMatcher(ev); } // add it, do not submit the form
+  });
   document.getElementById("rule-preview").addEventListener("click", preview);
   showKind();
-  if (field("metric").value) showMetric();
+  if (isEvent() || field("metric").value) showLabels();
 })();
