@@ -402,7 +402,8 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "moc@localhost")
 if MOC_ALERT_EVAL_S <= 0 or MOC_ALERT_DELIVERY_ATTEMPTS < 1 or MOC_ALERT_DELIVERY_TIMEOUT_S <= 0:
     raise ImproperlyConfigured(
-        "MOC_ALERT_EVAL_S and MOC_ALERT_DELIVERY_TIMEOUT_S must be above 0 and MOC_ALERT_DELIVERY_ATTEMPTS at least 1"
+        "MOC_ALERT_EVAL_S and MOC_ALERT_DELIVERY_TIMEOUT_S must be above 0, "
+        "MOC_ALERT_DELIVERY_ATTEMPTS at least 1"
     )
 
 # --- auth -----------------------------------------------------------------------------

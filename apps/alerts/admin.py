@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.http import HttpRequest
 
+from apps.alerts import services
+from apps.alerts.domain.channels import SECRET, with_kept_secret, without_secret
 from apps.alerts.models import (
     Alert,
     AlertRule,
@@ -15,6 +19,7 @@ from apps.alerts.models import (
     NotificationGroup,
     Silence,
 )
+from apps.core.domain.errors import Conflict
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -89,8 +94,49 @@ class AlertAdmin(admin.ModelAdmin):
         return False
 
 
+def _silence_save(silence: Silence, *, changed: list[str], created_by: Any) -> Silence:
+    """Write a silence edited in the admin through the services, as the API and the pages do: the
+    same checks (an end in the future, an alert for expire-on-resolve, not expired yet) and the
+    alerts' silenced flags refreshed at once, so no notification slips out meanwhile."""
+    if silence.pk is None:
+        return services.silence_create(
+            created_by=created_by,
+            matchers=silence.matchers,
+            starts_at=silence.starts_at,
+            ends_at=silence.ends_at,
+            comment=silence.comment,
+            alert=silence.alert,
+            expire_on_resolve=silence.expire_on_resolve,
+        )
+    return services.silence_update(silence=silence, **{name: getattr(silence, name) for name in changed})
+
+
+class SilenceAdminForm(forms.ModelForm):
+    """Checks an edit with the services before the admin saves it: their refusals become the
+    form's errors instead of a server error."""
+
+    class Meta:
+        model = Silence
+        fields = ["matchers", "starts_at", "ends_at", "comment", "created_by", "alert", "expire_on_resolve"]
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            # A dry run: the services' own checks, then everything rolled back; the admin saves next.
+            with transaction.atomic():
+                _silence_save(self.instance, changed=self.changed_data, created_by=self.instance.created_by)
+                transaction.set_rollback(True)
+        except ValidationError as exc:
+            self._update_errors(exc)
+        except Conflict as exc:
+            self.add_error(None, str(exc))
+
+
 @admin.register(Silence)
 class SilenceAdmin(admin.ModelAdmin):
+    form = SilenceAdminForm
     list_display = ["id", "matchers_text", "starts_at", "ends_at", "status", "created_by", "comment"]
     list_filter = ["created_by", "expire_on_resolve"]
     search_fields = ["comment", "created_by__username"]
@@ -99,16 +145,61 @@ class SilenceAdmin(admin.ModelAdmin):
     raw_id_fields = ["alert"]
 
     def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
-        if not change and obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        saved = _silence_save(obj, changed=form.changed_data, created_by=obj.created_by or request.user)
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+
+class NotificationChannelAdminForm(forms.ModelForm):
+    """The config without its signing secret, which is write-only here as in the API: a config
+    saved without "secret" keeps the one set (unless the kind changes), "secret": "" removes it."""
+
+    class Meta:
+        model = NotificationChannel
+        fields = [
+            "name",
+            "kind",
+            "config",
+            "enabled",
+            "send_resolved",
+            "group_by",
+            "group_wait_s",
+            "group_interval_s",
+            "repeat_interval_s",
+        ]
+        help_texts = {
+            "config": 'Settings for the kind, e.g. {"url": "https://…"}. A webhook\'s signing "secret" is '
+            'never shown: leave it out to keep it, give a new one to replace it, "secret": "" to remove it.'
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and isinstance(self.instance.config, dict):
+            self.initial["config"] = without_secret(self.instance.config)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if isinstance(cleaned.get("config"), dict):
+            saved = self.instance.config if self.instance.pk is not None else None
+            cleaned["config"] = with_kept_secret(
+                cleaned["config"], saved=saved, same_kind=cleaned.get("kind") == self.instance.kind
+            )
+        return cleaned
 
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
+    form = NotificationChannelAdminForm
     list_display = ["name", "kind", "enabled", "send_resolved", "group_by", "updated_at"]
     list_filter = ["kind", "enabled", "send_resolved"]
     search_fields = ["name"]
+    readonly_fields = ["signing"]
+
+    @admin.display(description="Signing secret")
+    def signing(self, channel: NotificationChannel) -> str:
+        if channel.pk is not None and channel.config.get(SECRET):
+            return "set: webhook bodies are signed (the secret is never shown)"
+        return "none"
 
 
 @admin.register(InhibitRule)

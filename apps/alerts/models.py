@@ -11,6 +11,7 @@ from apps.alerts.domain.channels import ChannelKind, config_errors, redact_confi
 from apps.alerts.domain.delivery import DeliveryStatus
 from apps.alerts.domain.events import EVENT_LABELS, EventKind
 from apps.alerts.domain.grouping import group_by_errors
+from apps.alerts.domain.inhibition import equal_errors
 from apps.alerts.domain.matchers import (
     SilenceStatus,
     format_matchers,
@@ -332,8 +333,8 @@ class InhibitRule(TimeStamped):
         for field in ("source_matchers", "target_matchers"):
             if problems := matcher_errors(getattr(self, field), require_one=True):
                 errors[field] = problems
-        if not isinstance(self.equal, list) or not all(isinstance(x, str) for x in self.equal):
-            errors["equal"] = ["must be a list of label names"]
+        if problems := equal_errors(self.equal):
+            errors["equal"] = problems
         if errors:
             raise ValidationError(errors)
 
@@ -364,6 +365,9 @@ class Delivery(models.Model):
     """One notification to one channel, with its attempts: what was sent and what came back."""
 
     moc_write_role = None  # written by the notifier
+    # A templated webhook body can carry the receiver's key (PagerDuty's routing_key), and viewers
+    # read the audit log: a test send made from a request is recorded without it.
+    moc_audit_redact = ("body",)
 
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
     group_key = models.CharField(max_length=64, blank=True)

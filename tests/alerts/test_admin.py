@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.alerts.domain.states import AlertState
 from apps.alerts.models import (
@@ -14,6 +18,7 @@ from apps.alerts.models import (
     NotificationGroup,
     Silence,
 )
+from apps.core.models import AuditEvent
 from tests.alerts.factories import (
     AlertFactory,
     AlertRuleFactory,
@@ -168,3 +173,124 @@ def test_the_admin_saves_a_rule_the_catalogue_knows(admin_client_: Client) -> No
 
     assert response.status_code == 302
     assert AlertRule.objects.get().metric == "DCGM_FI_DEV_GPU_TEMP"
+
+
+SIGNING_KEY = "s3cret-signing-key-0123456789"
+
+
+def _channel_form(channel: NotificationChannel, config: str) -> dict[str, object]:
+    return {
+        "name": channel.name,
+        "kind": channel.kind,
+        "config": config,
+        "enabled": "on",
+        "send_resolved": "on",
+        "group_by": json.dumps(channel.group_by),
+        "group_wait_s": channel.group_wait_s,
+        "group_interval_s": channel.group_interval_s,
+        "repeat_interval_s": channel.repeat_interval_s,
+    }
+
+
+def test_the_channel_form_never_shows_the_signing_secret_and_keeps_it_on_save(admin_client_: Client) -> None:
+    channel = NotificationChannelFactory(config={"url": "https://a.example.com/", "secret": SIGNING_KEY})
+    url = reverse("admin:alerts_notificationchannel_change", args=[channel.pk])
+
+    page = admin_client_.get(url).content.decode()
+    saved = admin_client_.post(url, _channel_form(channel, '{"url": "https://b.example.com/"}'))
+    channel.refresh_from_db()
+
+    assert SIGNING_KEY not in page
+    assert "webhook bodies are signed" in page
+    assert saved.status_code == 302
+    assert channel.config == {"url": "https://b.example.com/", "secret": SIGNING_KEY}
+
+
+def test_an_empty_secret_in_the_channel_form_removes_it(admin_client_: Client) -> None:
+    channel = NotificationChannelFactory(config={"url": "https://a.example.com/", "secret": SIGNING_KEY})
+    url = reverse("admin:alerts_notificationchannel_change", args=[channel.pk])
+
+    admin_client_.post(url, _channel_form(channel, '{"url": "https://a.example.com/", "secret": ""}'))
+    channel.refresh_from_db()
+
+    assert channel.config == {"url": "https://a.example.com/"}
+
+
+def _silence_form(ends_at: dt.datetime, **extra: object) -> dict[str, object]:
+    start = timezone.localtime() - dt.timedelta(minutes=1)
+    end = timezone.localtime(ends_at)
+    return {
+        "matchers": '[{"label": "node", "op": "=", "value": "gpu-01"}]',
+        "starts_at_0": start.strftime("%Y-%m-%d"),
+        "starts_at_1": start.strftime("%H:%M:%S"),
+        "ends_at_0": end.strftime("%Y-%m-%d"),
+        "ends_at_1": end.strftime("%H:%M:%S"),
+        "comment": "maintenance",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"ends_at": -dt.timedelta(seconds=30)}, "ends_at"),
+        ({"ends_at": dt.timedelta(hours=1), "expire_on_resolve": "on"}, "expire_on_resolve"),
+    ],
+)
+def test_a_silence_added_in_the_admin_gets_the_services_checks(
+    admin_client_: Client, form: dict[str, object], field: str
+) -> None:
+    ends_at = timezone.now() + form.pop("ends_at")
+
+    response = admin_client_.post(reverse("admin:alerts_silence_add"), _silence_form(ends_at, **form))
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not Silence.objects.exists()
+
+
+def test_a_silence_added_in_the_admin_mutes_its_alerts_at_once(admin_client_: Client) -> None:
+    alert = AlertFactory()
+
+    response = admin_client_.post(
+        reverse("admin:alerts_silence_add"), _silence_form(timezone.now() + dt.timedelta(hours=1))
+    )
+
+    assert response.status_code == 302
+    alert.refresh_from_db()
+    silence = Silence.objects.get()
+    assert alert.silenced
+    assert silence.created_by is not None
+    assert AuditEvent.objects.filter(action="create", content_type__model="silence").exists()
+
+
+def test_an_expired_silence_cannot_be_changed_in_the_admin(admin_client_: Client) -> None:
+    silence = SilenceFactory(
+        starts_at=timezone.now() - dt.timedelta(hours=2), ends_at=timezone.now() - dt.timedelta(hours=1)
+    )
+
+    response = admin_client_.post(
+        reverse("admin:alerts_silence_change", args=[silence.pk]),
+        _silence_form(timezone.now() + dt.timedelta(hours=1)),
+    )
+
+    assert response.status_code == 200
+    assert "expired" in str(response.context["adminform"].form.non_field_errors())
+    assert Silence.objects.get(pk=silence.pk).ends_at == silence.ends_at
+
+
+def test_an_inhibit_rules_equal_takes_only_label_names_in_the_admin(admin_client_: Client) -> None:
+    response = admin_client_.post(
+        reverse("admin:alerts_inhibitrule_add"),
+        {
+            "name": "node-down-mutes-devices",
+            "source_matchers": '[{"label": "alertname", "op": "=", "value": "NodeDown"}]',
+            "target_matchers": '[{"label": "device", "op": "=~", "value": ".+"}]',
+            "equal": '["node", "not a label"]',
+            "enabled": "on",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["equal"] == ["'not a label' is not a label name"]
+    assert not InhibitRule.objects.exists()

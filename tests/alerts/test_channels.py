@@ -1,10 +1,20 @@
-"""What each kind of notification channel's config must say (pure)."""
+"""What each kind of notification channel's config must say, and what of it is shown to whom."""
 
 from __future__ import annotations
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
-from apps.alerts.domain.channels import config_errors, redact_config
+from apps.alerts.domain.channels import (
+    HIDDEN,
+    config_errors,
+    redact_config,
+    redact_url,
+    with_kept_secret,
+    without_secret,
+)
+from tests.alerts.factories import NotificationChannelFactory
 
 
 @pytest.mark.parametrize(
@@ -56,7 +66,7 @@ def test_redacting_a_webhook_keeps_only_scheme_and_host() -> None:
     assert shown == {"url": "https://hooks.example.com/…", "max_alerts": 5}
 
 
-def test_redacting_leaves_other_kinds_alone() -> None:
+def test_redacting_leaves_settings_without_keys_alone() -> None:
     assert redact_config("email", {"to": ["a@b.io"]}) == {"to": ["a@b.io"]}
 
 
@@ -69,11 +79,57 @@ def test_a_webhook_template_and_secret_are_checked() -> None:
     assert errors[1] == "secret: must be text of at least 16 characters"
 
 
-def test_redacting_hides_the_secret_and_keeps_the_template() -> None:
-    config = {"url": "https://h.example.com/x", "template": "{{ status }}", "secret": "s" * 20}
+def test_redacting_hides_the_secret_and_the_template() -> None:
+    # A receiver that wants its key in the body (PagerDuty's routing_key) gets it from the template.
+    config = {"url": "https://h.example.com/x", "template": '{"routing_key": "R0UT1NG"}', "secret": "s" * 20}
 
     assert redact_config("webhook", config) == {
         "url": "https://h.example.com/…",
-        "template": "{{ status }}",
+        "template": HIDDEN,
         "secret": "…",
     }
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "shown"),
+    [
+        ("alertmanager", "http://user:pw@am.example:9093", "http://…@am.example:9093"),
+        ("alertmanager", "https://am.example/prefix?token=t0k", "https://am.example/prefix?…"),
+        ("alertmanager", "http://am.example:9093", "http://am.example:9093"),
+        ("webhook", "https://u:pw@h.example.com:8443/T0/x?t=1", "https://…@h.example.com:8443/…"),
+    ],
+)
+def test_a_url_is_shown_without_credentials_for_every_kind(kind: str, url: str, shown: str) -> None:
+    assert redact_url(kind, url) == shown
+    assert redact_config(kind, {"url": url}) == {"url": shown}
+
+
+def test_the_secret_is_left_out_of_an_editors_view_and_kept_when_they_save_without_it() -> None:
+    saved = {"url": "https://h.example.com/x", "secret": "s" * 20}
+    shown = without_secret(saved)
+
+    assert shown == {"url": "https://h.example.com/x"}
+    assert with_kept_secret(shown, saved=saved, same_kind=True) == saved
+    assert with_kept_secret({**shown, "secret": ""}, saved=saved, same_kind=True) == shown
+    assert with_kept_secret({**shown, "secret": "n" * 20}, saved=saved, same_kind=True)["secret"] == "n" * 20
+    assert with_kept_secret(shown, saved=saved, same_kind=False) == shown
+    assert with_kept_secret(shown, saved=None, same_kind=False) == shown
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["alerts:channels", "alerts:channel_detail"])
+def test_viewers_pages_show_no_url_credentials_and_no_template(
+    client: Client, viewer: object, page: str
+) -> None:
+    am = NotificationChannelFactory(kind="alertmanager", config={"url": "http://user:pw@am.example:9093"})
+    hook = NotificationChannelFactory(
+        config={"url": "https://h.example.com/x", "template": '{"routing_key": "R0UT1NG"}'}
+    )
+    client.force_login(viewer)
+
+    pages = [reverse(page)] if page == "alerts:channels" else [reverse(page, args=[c.pk]) for c in (am, hook)]
+    html = "".join(client.get(url).content.decode() for url in pages)
+
+    assert "am.example:9093" in html
+    assert "pw@" not in html
+    assert "R0UT1NG" not in html

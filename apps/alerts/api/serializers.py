@@ -10,11 +10,19 @@ from rest_framework import serializers
 
 from apps.alerts import reports
 from apps.alerts.domain.catalog import rule_errors
-from apps.alerts.domain.channels import config_errors, redact_config
+from apps.alerts.domain.channels import (
+    HIDDEN,
+    SECRET,
+    config_errors,
+    redact_config,
+    with_kept_secret,
+    without_secret,
+)
 from apps.alerts.domain.grouping import group_by_errors
-from apps.alerts.domain.matchers import LABEL_NAME, MatchOp, format_matchers, matcher_errors, parse_matchers
+from apps.alerts.domain.inhibition import equal_errors
+from apps.alerts.domain.matchers import MatchOp, format_matchers, matcher_errors, parse_matchers
 from apps.alerts.domain.rules import RuleKind
-from apps.alerts.domain.templates import template_errors
+from apps.alerts.domain.templates import annotation_errors
 from apps.alerts.models import (
     CHANNEL_KINDS,
     OP_CHOICES,
@@ -29,8 +37,13 @@ from apps.alerts.models import (
 from apps.core.api.permissions import request_has_perm
 from apps.core.api.serializers import UserBriefSerializer
 
-# A channel's signing key is write-only: never shown, even to admins (they may replace it).
-SECRET = "secret"
+# Who sees a channel's whole config (the signing secret aside) and what its deliveries sent.
+CHANGE_CHANNEL = "alerts.change_notificationchannel"
+
+
+def _may_change_channels(serializer: serializers.Serializer) -> bool:
+    request = serializer.context.get("request")
+    return request is not None and request_has_perm(request, CHANGE_CHANNEL)
 
 
 class AlertRuleBriefSerializer(serializers.ModelSerializer):
@@ -97,7 +110,7 @@ def _current(serializer: serializers.Serializer, attrs: dict[str, Any], name: st
 def _text_template_errors(attrs: dict[str, Any]) -> dict[str, list[str]]:
     errors = {}
     for name in ("summary", "description"):
-        if problems := template_errors(attrs.get(name) or ""):
+        if problems := annotation_errors(attrs.get(name) or ""):
             errors[name] = [p.removeprefix("template: ") for p in problems]
     return errors
 
@@ -357,11 +370,8 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: NotificationChannel) -> dict[str, Any]:
         data = super().to_representation(instance)
-        config = {k: v for k, v in instance.config.items() if k != SECRET}
-        request = self.context.get("request")
-        if request is None or not request_has_perm(request, "alerts.change_notificationchannel"):
-            config = redact_config(instance.kind, config)
-        data["config"] = config
+        config = without_secret(instance.config)
+        data["config"] = config if _may_change_channels(self) else redact_config(instance.kind, config)
         return data
 
     def validate_group_by(self, value: Any) -> Any:
@@ -372,22 +382,15 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         kind = _current(self, attrs, "kind", None)
         if "config" in attrs and isinstance(attrs["config"], dict):
-            attrs["config"] = self._with_kept_secret(attrs["config"], kind)
+            attrs["config"] = with_kept_secret(
+                attrs["config"],
+                saved=self.instance.config if self.instance is not None else None,
+                same_kind=self.instance is not None and kind == self.instance.kind,
+            )
         config = _current(self, attrs, "config", None)
         if kind in CHANNEL_KINDS and (errors := config_errors(kind, config)):
             raise serializers.ValidationError({"config": errors})
         return attrs
-
-    def _with_kept_secret(self, config: dict[str, Any], kind: str | None) -> dict[str, Any]:
-        """A new config without a secret keeps the saved one (the admin never saw it); "" drops it."""
-        config = dict(config)
-        if config.get(SECRET) == "":
-            del config[SECRET]
-            return config
-        saved = self.instance.config.get(SECRET) if self.instance is not None else None
-        if SECRET not in config and saved and kind == self.instance.kind:
-            config[SECRET] = saved
-        return config
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -411,6 +414,16 @@ class DeliverySerializer(serializers.ModelSerializer):
             "delivered_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "body": {"help_text": f'What was sent; "{HIDDEN}" to those who may not change the channel'}
+        }
+
+    def to_representation(self, instance: Delivery) -> dict[str, Any]:
+        # A templated webhook body can carry the receiver's key (PagerDuty's routing_key).
+        data = super().to_representation(instance)
+        if not _may_change_channels(self):
+            data["body"] = HIDDEN
+        return data
 
 
 class InhibitRuleSerializer(serializers.ModelSerializer):
@@ -445,8 +458,8 @@ class InhibitRuleSerializer(serializers.ModelSerializer):
         return format_matchers(rule.target_matchers)
 
     def validate_equal(self, value: list[str]) -> list[str]:
-        if bad := [x for x in value if not LABEL_NAME.fullmatch(x)]:
-            raise serializers.ValidationError([f"{x!r} is not a label name" for x in bad])
+        if errors := equal_errors(value):
+            raise serializers.ValidationError(errors)
         return value
 
 

@@ -6,7 +6,7 @@ from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -18,6 +18,7 @@ from apps.alerts.domain.catalog import CATALOG, MetricSpec
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
 from apps.alerts.models import AlertRule, Silence
 from apps.core.api.commands import ServiceWriteMixin
+from apps.serving.api.serializers import ErrorBody
 
 _PREVIEW = OpenApiResponse(
     OpenApiTypes.OBJECT,
@@ -31,19 +32,37 @@ _HISTORY = OpenApiResponse(
     "per_day, firing_s, median_firing_s, last_fired_at}]}, most fired first",
 )
 
+_REFUSALS = {
+    400: OpenApiResponse(ErrorBody, description="Bad input: `fields` names each field and what is wrong"),
+    403: OpenApiResponse(ErrorBody, description="Your role may not do this"),
+    409: OpenApiResponse(ErrorBody, description="Its state forbids it now (`detail` says why)"),
+}
 
-def _crud(noun: str) -> dict[str, Any]:
+
+def _refusals(*codes: int) -> dict[int, OpenApiResponse]:
+    """The error answers an action documents besides its success (MOC's one error body)."""
+    return {code: _REFUSALS[code] for code in codes}
+
+
+def _crud(noun: str, output: type[serializers.Serializer]) -> dict[str, Any]:
+    article = "an" if noun[0] in "aeiou" else "a"
     return {
         "list": extend_schema(summary=f"List {noun}s"),
         "retrieve": extend_schema(summary=f"One {noun}"),
-        "create": extend_schema(summary=f"Create a {noun}"),
-        "update": extend_schema(summary=f"Replace a {noun}"),
-        "partial_update": extend_schema(summary=f"Change some fields of a {noun}"),
-        "destroy": extend_schema(summary=f"Delete a {noun}"),
+        "create": extend_schema(
+            summary=f"Create {article} {noun}", responses={201: output, **_refusals(400, 403)}
+        ),
+        "update": extend_schema(
+            summary=f"Replace {article} {noun}", responses={200: output, **_refusals(400, 403)}
+        ),
+        "partial_update": extend_schema(
+            summary=f"Change some fields of {article} {noun}", responses={200: output, **_refusals(400, 403)}
+        ),
+        "destroy": extend_schema(summary=f"Delete {article} {noun}", responses={204: None, **_refusals(403)}),
     }
 
 
-@extend_schema_view(**_crud("alert rule"))
+@extend_schema_view(**_crud("alert rule", s.AlertRuleSerializer))
 class AlertRuleViewSet(viewsets.ModelViewSet):
     """Threshold rules over the catalogue's metrics, and event rules. Admins configure them;
     everyone reads and previews them."""
@@ -58,7 +77,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=s.RulePreviewInput,
-        responses=_PREVIEW,
+        responses={200: _PREVIEW, **_refusals(400)},
         summary="What an unsaved threshold rule would have fired over the last day",
     )
     @action(detail=False, methods=["post"], filter_backends=[])
@@ -69,7 +88,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=None,
-        responses=_PREVIEW,
+        responses={200: _PREVIEW, **_refusals(400)},
         summary="What this threshold rule would have fired over the last day",
     )
     @action(detail=True, methods=["get"], url_path="preview", filter_backends=[])
@@ -144,7 +163,7 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=s.AcknowledgeInput,
-        responses=s.AlertSerializer,
+        responses={200: s.AlertSerializer, **_refusals(400, 403, 409)},
         summary="Say you are handling it: repeats are muted until it resolves or the acknowledgement expires",
     )
     @action(detail=True, methods=["post"])
@@ -154,14 +173,18 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
         alert = services.alert_acknowledge(alert=self.get_object(), user=request.user, **data.validated_data)
         return self._answer(alert)
 
-    @extend_schema(request=None, responses=s.AlertSerializer, summary="Take back the acknowledgement")
+    @extend_schema(
+        request=None,
+        responses={200: s.AlertSerializer, **_refusals(403, 409)},
+        summary="Take back the acknowledgement",
+    )
     @action(detail=True, methods=["post"])
     def unacknowledge(self, request: Request, pk: str | None = None) -> Response:
         return self._answer(services.alert_unacknowledge(alert=self.get_object(), user=request.user))
 
     @extend_schema(
         request=s.AlertSilenceInput,
-        responses={201: s.SilenceSerializer},
+        responses={201: s.SilenceSerializer, **_refusals(400, 403)},
         summary="Silence this alert's label set (severity aside), by default until it resolves",
     )
     @action(detail=True, methods=["post"])
@@ -175,7 +198,7 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[s.HistoryQuery],
-        responses=_HISTORY,
+        responses={200: _HISTORY, **_refusals(400)},
         summary="What fired over the last days: per rule, how often and how long, per day",
     )
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
@@ -188,6 +211,14 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
 @extend_schema_view(
     list=extend_schema(summary="Silences: those in force first"),
     retrieve=extend_schema(summary="One silence"),
+    update=extend_schema(
+        summary="Replace a silence that has not expired",
+        responses={200: s.SilenceSerializer, **_refusals(400, 403, 409)},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a silence that has not expired",
+        responses={200: s.SilenceSerializer, **_refusals(400, 403, 409)},
+    ),
 )
 class SilenceViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     """Silences mute notifications for matching alerts for a while. Expire one instead of deleting it."""
@@ -196,6 +227,7 @@ class SilenceViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.SilenceSerializer
     create_input = update_input = s.SilenceInput
     create_summary = "Silence alerts whose labels match, from now (or starts_at) to ends_at"
+    create_refusals = _refusals(400, 403)
     filterset_class = SilenceFilter
     search_fields = ["comment"]
     ordering_fields = ["starts_at", "ends_at", "created_at"]
@@ -207,14 +239,18 @@ class SilenceViewSet(ServiceWriteMixin, viewsets.ReadOnlyModelViewSet):
     def update_with(self, obj: Silence, data: dict[str, Any]) -> Silence:
         return services.silence_update(silence=obj, **data)
 
-    @extend_schema(request=None, responses=s.SilenceSerializer, summary="End the silence now")
+    @extend_schema(
+        request=None,
+        responses={200: s.SilenceSerializer, **_refusals(403, 409)},
+        summary="End the silence now",
+    )
     @action(detail=True, methods=["post"])
     def expire(self, request: Request, pk: str | None = None) -> Response:
         silence = services.silence_expire(silence=self.get_object())
         return Response(s.SilenceSerializer(silence).data)
 
 
-@extend_schema_view(**_crud("notification channel"))
+@extend_schema_view(**_crud("notification channel", s.NotificationChannelSerializer))
 class NotificationChannelViewSet(viewsets.ModelViewSet):
     """Where alert notifications go. Admins configure them; the config is checked per kind and its
     signing secret is never shown."""
@@ -227,7 +263,8 @@ class NotificationChannelViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         responses=s.WebhookPayloadSerializer,
-        summary="The Alertmanager-format payload this channel would get now for firing, unsilenced alerts",
+        summary="The firing, unsilenced alerts this channel would be told about now, as an Alertmanager "
+        "webhook (version 4) payload, whatever the channel's kind or template",
     )
     @action(detail=True, methods=["get"], filter_backends=[])
     def preview(self, request: Request, pk: str | None = None) -> Response:
@@ -237,20 +274,22 @@ class NotificationChannelViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[], serializer_class=s.DeliverySerializer)
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
         page = self.paginate_queryset(selectors.delivery_list().filter(channel=self.get_object()))
-        return self.get_paginated_response(s.DeliverySerializer(page, many=True).data)
+        context = self.get_serializer_context()
+        return self.get_paginated_response(s.DeliverySerializer(page, many=True, context=context).data)
 
     @extend_schema(
         request=None,
-        responses={201: s.DeliverySerializer},
+        responses={201: s.DeliverySerializer, **_refusals(403)},
         summary="Send a test notification now; the delivery says what came back",
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         delivery = delivering.channel_test(channel=self.get_object(), user=request.user)
-        return Response(s.DeliverySerializer(delivery).data, status=status.HTTP_201_CREATED)
+        data = s.DeliverySerializer(delivery, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema_view(**_crud("inhibit rule"))
+@extend_schema_view(**_crud("inhibit rule", s.InhibitRuleSerializer))
 class InhibitRuleViewSet(viewsets.ModelViewSet):
     """While an alert matching the source fires, alerts matching the target that share the `equal`
     labels are muted (a node that is down mutes its devices). Admins configure them."""

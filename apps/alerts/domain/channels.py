@@ -29,6 +29,9 @@ class ChannelKind(StrEnum):
 LOG_LEVELS = ("info", "warning", "error")
 MIN_SECRET_CHARS = 16
 REDACTED = "…"
+HIDDEN = "(hidden: may hold a key)"
+# A webhook's signing key: write-only, see without_secret.
+SECRET = "secret"
 _KEYS = {
     ChannelKind.WEBHOOK: ({"url"}, {"max_alerts", "template", "secret"}),
     ChannelKind.EMAIL: ({"to"}, set()),
@@ -56,9 +59,7 @@ def config_errors(kind: str, config: Any) -> list[str]:
         errors += _address_errors(config["to"])
     if "template" in config:
         errors += template_errors(config["template"])
-    if "secret" in config and not (
-        isinstance(config["secret"], str) and len(config["secret"]) >= MIN_SECRET_CHARS
-    ):
+    if SECRET in config and not (isinstance(config[SECRET], str) and len(config[SECRET]) >= MIN_SECRET_CHARS):
         errors.append(f"secret: must be text of at least {MIN_SECRET_CHARS} characters")
     if "level" in config and config["level"] not in LOG_LEVELS:
         errors.append(f"level: must be one of {', '.join(LOG_LEVELS)}")
@@ -86,16 +87,51 @@ def _address_errors(value: Any) -> list[str]:
     return [f"to: {a!r} is not an email address" for a in bad]
 
 
+def redact_url(kind: str, url: str) -> str:
+    """A channel URL as shown to people who may not change the channel. Credentials in it
+    (`http://user:pw@host`, the only way to reach a basic-auth Alertmanager) become "…@"; a
+    webhook keeps only its scheme and host, since receivers put tokens in paths and queries
+    (Slack, Teams); an Alertmanager URL keeps its path (a route prefix) but not its query."""
+    if not _http_url(url):
+        return REDACTED
+    parts = urlsplit(url)
+    _, at, host = parts.netloc.rpartition("@")
+    shown = f"{parts.scheme}://{REDACTED + at if at else ''}{host}"
+    if kind == ChannelKind.WEBHOOK:
+        return f"{shown}/{REDACTED}"
+    return shown + parts.path + (f"?{REDACTED}" if parts.query else "")
+
+
 def redact_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config as shown to people who may not change it: a webhook URL keeps only its
-    scheme and host, since paths and queries often carry tokens, and a signing secret is hidden.
-    A template is shown as it is (it is how the body is made, not a key)."""
-    if kind != ChannelKind.WEBHOOK:
-        return config
+    """The config as shown to people who may not change the channel: URLs without credentials
+    (see redact_url), and neither the signing secret nor a webhook's body template, which is where
+    receivers that want their key in the body (PagerDuty's routing_key, Opsgenie) get it."""
     shown = dict(config)
-    if _http_url(config.get("url")):
-        parts = urlsplit(config["url"])
-        shown["url"] = f"{parts.scheme}://{parts.hostname}/{REDACTED}"
-    if "secret" in config:
-        shown["secret"] = REDACTED
+    if isinstance(config.get("url"), str):
+        shown["url"] = redact_url(kind, config["url"])
+    if "template" in config:
+        shown["template"] = HIDDEN
+    if SECRET in config:
+        shown[SECRET] = REDACTED
     return shown
+
+
+def without_secret(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as shown to those who may change it: everything but the signing secret, which is
+    write-only (never shown, not even to admins, who may replace it)."""
+    return {key: value for key, value in config.items() if key != SECRET}
+
+
+def with_kept_secret(
+    config: dict[str, Any], *, saved: dict[str, Any] | None, same_kind: bool
+) -> dict[str, Any]:
+    """A config written by someone who never saw the secret (see without_secret): without a
+    "secret" it keeps the `saved` config's one, unless the kind changes; "secret": "" removes it."""
+    config = dict(config)
+    if config.get(SECRET) == "":
+        del config[SECRET]
+        return config
+    kept = (saved or {}).get(SECRET)
+    if SECRET not in config and kept and same_kind:
+        config[SECRET] = kept
+    return config

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from apps.alerts.domain.matchers import Matcher, matches_all
+from apps.alerts.domain.matchers import LABEL_NAME, Matcher, matches_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +33,12 @@ def inhibited(
             if all(source.get(name, "") == labels.get(name, "") for name in rule.equal):
                 return True
     return False
+
+
+def equal_errors(value: object) -> list[str]:
+    """What is wrong with an inhibit rule's `equal`: it lists label names (the admin and the API)."""
+    if not isinstance(value, list):
+        return ["must be a list of label names"]
+    return [
+        f"{x!r} is not a label name" for x in value if not (isinstance(x, str) and LABEL_NAME.fullmatch(x))
+    ]

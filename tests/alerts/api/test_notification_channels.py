@@ -4,14 +4,17 @@ deliveries, and send a test; a signing secret is never shown."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.alerts.models import NotificationChannel
+from apps.alerts.domain.channels import HIDDEN
+from apps.alerts.models import Delivery, NotificationChannel
 from apps.core.domain.roles import Role
+from apps.core.models import AuditEvent
 from tests.alerts.factories import AlertFactory, DeliveryFactory, NotificationChannelFactory
 
 pytestmark = pytest.mark.django_db
@@ -200,3 +203,50 @@ def test_an_operator_cannot_send_a_test(client_as: Client) -> None:
 
     assert client_as(Role.OPERATOR).post(f"{CHANNELS}{channel.pk}/test/").status_code == 403
     assert not channel.deliveries.exists()
+
+
+def test_a_viewer_sees_no_credentials_in_an_alertmanager_url(client_as: Client) -> None:
+    channel = NotificationChannelFactory(
+        kind="alertmanager", config={"url": "http://user:pw@am.example:9093"}
+    )
+
+    listed = client_as(Role.VIEWER).get(CHANNELS)
+    one = client_as(Role.VIEWER).get(f"{CHANNELS}{channel.pk}/").json()
+
+    assert one["config"] == {"url": "http://…@am.example:9093"}
+    assert "user:pw" not in listed.content.decode()
+
+
+def test_a_webhook_template_is_shown_only_to_those_who_may_change_the_channel(client_as: Client) -> None:
+    template = '{"routing_key": "R0UT1NG-KEY", "summary": "{{ status }}"}'
+    channel = NotificationChannelFactory(config={"url": "https://events.example.com/", "template": template})
+
+    seen = {
+        role: client_as(role).get(f"{CHANNELS}{channel.pk}/").json()["config"]["template"]
+        for role in (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
+    }
+
+    assert seen == {Role.VIEWER: HIDDEN, Role.OPERATOR: HIDDEN, Role.ADMIN: template}
+
+
+def test_a_deliverys_body_is_shown_only_to_those_who_may_change_the_channel(client_as: Client) -> None:
+    channel = NotificationChannelFactory()
+    DeliveryFactory(channel=channel, body='{"routing_key": "R0UT1NG-KEY"}')
+
+    def body(role: Role) -> str:
+        return client_as(role).get(f"{CHANNELS}{channel.pk}/deliveries/").json()["results"][0]["body"]
+
+    assert (body(Role.VIEWER), body(Role.ADMIN)) == (HIDDEN, '{"routing_key": "R0UT1NG-KEY"}')
+
+
+def test_a_test_sends_body_stays_out_of_the_audit_log(admin_api: APIClient) -> None:
+    channel = NotificationChannelFactory(kind="log", config={})
+
+    response = admin_api.post(f"{CHANNELS}{channel.pk}/test/")
+
+    delivery = Delivery.objects.get(pk=response.json()["id"])
+    row = AuditEvent.objects.get(action="create", content_type__model="delivery", object_id=str(delivery.pk))
+    assert "MocTestNotification" in delivery.body
+    assert response.json()["body"] == delivery.body
+    assert row.changes["body"] == ["***", "***"]
+    assert "MocTestNotification" not in json.dumps(row.changes)
