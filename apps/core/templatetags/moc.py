@@ -30,7 +30,7 @@ def pretty_json(value: Any) -> str:
     """A JSON value indented for reading; plain strings stay as they are."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
 
 
 @register.filter

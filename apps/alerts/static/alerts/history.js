@@ -14,11 +14,14 @@
   Plotly.newPlot("history-per-day", perDay, {
     barmode: "stack", margin: { t: 10, r: 10, b: 40, l: 40 }, yaxis: { title: "alerts fired" },
   }, CONFIG);
+  // Hours read badly for alerts that fired for a minute or two: minutes below two hours in all.
+  var longest = Math.max.apply(null, summary.rules.map(function (r) { return r.firing_s; }).concat([0]));
+  var unit = longest >= 7200 ? { s: 3600, title: "hours firing" } : { s: 60, title: "minutes firing" };
   Plotly.newPlot("history-firing", [{
     type: "bar", orientation: "h",
     y: summary.rules.map(function (r) { return r.name; }),
-    x: summary.rules.map(function (r) { return r.firing_s / 3600; }),
+    x: summary.rules.map(function (r) { return r.firing_s / unit.s; }),
   }], {
-    margin: { t: 10, r: 10, b: 40, l: 160 }, xaxis: { title: "hours firing" }, yaxis: { autorange: "reversed" },
+    margin: { t: 10, r: 10, b: 40, l: 160 }, xaxis: { title: unit.title }, yaxis: { autorange: "reversed" },
   }, CONFIG);
 })();

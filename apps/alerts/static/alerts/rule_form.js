@@ -138,8 +138,18 @@
     var Plotly = window.Plotly;
     if (!Plotly) return;
     chart.hidden = false;
+    // Name each series by the labels that tell it from the others (all of them when it is alone
+    // would crowd the chart out: a device's uuid and model name are long).
+    var varying = {};
+    data.series.forEach(function (s) {
+      Object.keys(s.labels).forEach(function (k) {
+        if (data.series.some(function (o) { return o.labels[k] !== s.labels[k]; })) varying[k] = true;
+      });
+    });
     var traces = data.series.map(function (s) {
-      var name = Object.keys(s.labels).map(function (k) { return k + "=" + s.labels[k]; }).join(", ");
+      var keys = Object.keys(s.labels).filter(function (k) { return varying[k]; });
+      if (!keys.length) keys = Object.keys(s.labels).filter(function (k) { return k === "node" || k === "device" || k === "deployment"; });
+      var name = keys.map(function (k) { return k + "=" + s.labels[k]; }).join(", ");
       return {
         x: s.points.map(function (p) { return p[0]; }), y: s.points.map(function (p) { return p[1]; }),
         mode: "lines", name: name || data.metric,
@@ -157,6 +167,7 @@
     });
     Plotly.react(chart, traces, {
       margin: { t: 10, r: 10, b: 40, l: 50 }, shapes: shapes, showlegend: traces.length <= 12,
+      legend: { orientation: "h", y: -0.2 },
       xaxis: { type: "date" }, yaxis: { title: data.metric },
     }, { displayModeBar: false, responsive: true });
   }
