@@ -329,8 +329,8 @@ if [[ ${MOC_DEMO_MODELS:-yes} == yes ]]; then
   python manage.py models_demo || warn "could not make the demo models; MOC runs without them"
   python manage.py datasets_demo || warn "could not make the demo datasets; MOC runs without them"
 fi
-# The starter alert rules (GPU hot, node down, …): only those absent by name, so an edited or
-# deleted one stays as its admin left it... until deleted ones come back; disable rather than delete.
+# The starter alert rules (GPU hot, node down, …), only those absent by name: an edited or disabled
+# starter is left as it is, a deleted one comes back at the next start (disable it instead).
 python manage.py alerts_defaults || warn "could not create the starter alert rules; MOC runs without them"
 # Seen now: after a long stop the node still reads online with an old heartbeat, and beat's first
 # sweep would call it lost (NodeLost, its placements lost) before its workers register again.

@@ -49,7 +49,12 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ReadOnlyAdmin):
+    """Shown, and deleted if need be, never edited here: MOC opens, fires, resolves and mutes alerts,
+    and people acknowledge them on the pages or the API, which record who did and tell the live
+    view. A "Save" would write back every column as this page read it, undoing what the evaluator
+    or an operator changed meanwhile."""
+
     list_display = [
         "rule",
         "state",
@@ -66,32 +71,6 @@ class AlertAdmin(admin.ModelAdmin):
     search_fields = ["fingerprint", "rule__name"]
     date_hierarchy = "started_at"
     list_select_related = ["rule", "acknowledged_by"]
-    # MOC opens, fires, resolves and mutes alerts; people acknowledge them on the pages or the API,
-    # which record who did and tell the live view.
-    readonly_fields = [
-        "rule",
-        "fingerprint",
-        "labels",
-        "state",
-        "annotations",
-        "value",
-        "fired_value",
-        "peak_value",
-        "started_at",
-        "fired_at",
-        "resolved_at",
-        "last_breach_at",
-        "occurrences",
-        "silenced",
-        "inhibited",
-        "acknowledged_by",
-        "acknowledged_at",
-        "ack_comment",
-        "ack_expires_at",
-    ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
 
 def _silence_save(silence: Silence, *, changed: list[str], created_by: Any) -> Silence:
@@ -143,6 +122,11 @@ class SilenceAdmin(admin.ModelAdmin):
     date_hierarchy = "starts_at"
     list_select_related = ["created_by"]
     raw_id_fields = ["alert"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        # Expired, never deleted (as in the API and the pages): the record stays, and expiring
+        # refreshes the alerts' silenced flags at once, which a delete here would not.
+        return False
 
     def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
         saved = _silence_save(obj, changed=form.changed_data, created_by=obj.created_by or request.user)

@@ -41,7 +41,7 @@ def _claim(delivery: Delivery, now: dt.datetime) -> bool:
     claimed = (
         Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(attempts=F("attempts") + 1, next_attempt_at=now + lease)
+        .update(attempts=F("attempts") + 1, next_attempt_at=now + lease, error="")
     )
     return claimed == 1
 

@@ -3,7 +3,9 @@
 rules_evaluate reads every watched metric once (sources.current, as /metrics reads it), then, in
 one transaction per rule holding the rule's row and its open alerts, applies what
 domain.evaluation decided: opens, fires, keeps and resolves alerts. mutes_refresh then marks each
-open alert silenced or inhibited. Every alert opened and every state or flag moved is announced
+open alert silenced or inhibited; a silence or inhibit rule whose matchers cannot be matched (a
+regular expression that does not compile, written past validation or before it) is left out with a
+warning, not a failure of every mute. Every alert opened and every state or flag moved is announced
 with signals.alert_changed (inside the transaction; receivers publish on commit). A mere new value
 is not: the live view and the notifier care about moves, not every reading.
 """
@@ -28,11 +30,11 @@ from apps.alerts.domain.evaluation import (
     peak,
     resolve_all,
 )
-from apps.alerts.domain.inhibition import InhibitSpec, inhibited
+from apps.alerts.domain.inhibition import inhibited
 from apps.alerts.domain.rules import RuleKind
 from apps.alerts.domain.states import ALERT, OPEN, AlertState
 from apps.alerts.domain.templates import render_annotations
-from apps.alerts.models import Alert, AlertRule, InhibitRule, Silence
+from apps.alerts.models import Alert, AlertRule, Silence
 from apps.core import audit
 from apps.core.transitions import transition
 
@@ -78,7 +80,11 @@ def rules_evaluate(*, now: dt.datetime) -> int:
         except Exception:
             # Its transaction rolled back: this rule is left as it was, and the others go on.
             log.exception("alerts: evaluating rule %s (%s) failed", rule.pk, rule.name)
-    mutes_refresh(now=now)
+    try:
+        mutes_refresh(now=now)
+    except Exception:
+        # The rules' writes are committed and counted; the round's own mute step tries again.
+        log.exception("alerts: refreshing the mute flags after the threshold rules failed")
     return changed
 
 
@@ -191,10 +197,7 @@ def mutes_refresh(*, now: dt.datetime) -> None:
     _silences_end_resolved(now)
     alerts = list(Alert.objects.filter(state__in=OPEN))
     silences = selectors.silences_in_force(now=now)
-    rules = [
-        InhibitSpec(m.to_matchers(r.source_matchers), m.to_matchers(r.target_matchers), tuple(r.equal))
-        for r in InhibitRule.objects.filter(enabled=True)
-    ]
+    rules = selectors.inhibit_specs()
     firing = [a.labels for a in alerts if a.state == AlertState.FIRING]
     for alert in alerts:
         flags = {

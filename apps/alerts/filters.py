@@ -4,6 +4,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from apps.alerts import selectors
 from apps.alerts.domain.matchers import SilenceStatus
 from apps.alerts.domain.states import ALERT
 from apps.alerts.models import (
@@ -35,9 +36,7 @@ class AlertFilter(FilterSet):
 
     def filter_acknowledged(self, queryset: QuerySet[Alert], name: str, value: bool) -> QuerySet[Alert]:
         # An acknowledgement that expired no longer counts (Alert.acknowledged).
-        current = Q(acknowledged_at__isnull=False) & (
-            Q(ack_expires_at__isnull=True) | Q(ack_expires_at__gt=timezone.now())
-        )
+        current = selectors.acknowledged_q(timezone.now())
         return queryset.filter(current) if value else queryset.exclude(current)
 
     def filter_muted(self, queryset: QuerySet[Alert], name: str, value: bool) -> QuerySet[Alert]:

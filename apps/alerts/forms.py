@@ -11,7 +11,6 @@ from django.utils import timezone
 from apps.alerts.domain.catalog import CATALOG, GROUPS
 from apps.alerts.domain.matchers import format_matchers, parse_matchers
 from apps.alerts.domain.rules import Op, RuleKind
-from apps.alerts.domain.templates import annotation_errors
 from apps.alerts.models import AlertRule, NotificationChannel
 
 DURATIONS = [
@@ -114,10 +113,10 @@ THRESHOLD_BLANKS: dict[str, Any] = {"event": ""}
 
 
 class AlertRuleForm(forms.ModelForm):
-    """The rule editor: the model checks the metric, event, threshold and matchers against the
-    catalogue (domain.catalog.rule_errors); this form checks the annotation templates over a sample
-    alert, and blanks the other kind's fields (the editor hides them, so a value left there from
-    before the kind changed could only be refused on a field nobody sees)."""
+    """The rule editor: the model checks the rule (AlertRule.clean: the metric, event, threshold and
+    matchers against the catalogue, the annotation templates over a sample alert); this form blanks
+    the other kind's fields (the editor hides them, so a value left there from before the kind
+    changed could only be refused on a field nobody sees)."""
 
     metric = forms.ChoiceField(choices=metric_choices, required=False, help_text="Threshold rules")
     matchers = MatchersTextField(
@@ -149,12 +148,6 @@ class AlertRuleForm(forms.ModelForm):
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3, "cols": 60})}
 
-    def _template(self, field: str) -> str:
-        source = self.cleaned_data.get(field, "")
-        if problems := annotation_errors(source):
-            raise forms.ValidationError(problems)
-        return source
-
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         blanks = EVENT_BLANKS if data.get("kind") == RuleKind.EVENT.value else THRESHOLD_BLANKS
@@ -162,9 +155,3 @@ class AlertRuleForm(forms.ModelForm):
             data[name] = blank
             self.errors.pop(name, None)  # a hidden field's own complaint (e.g. "not a number") goes too
         return data
-
-    def clean_summary(self) -> str:
-        return self._template("summary")
-
-    def clean_description(self) -> str:
-        return self._template("description")

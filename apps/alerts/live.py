@@ -104,7 +104,8 @@ def count_announce() -> None:
     evaluation round. Never raises: it ends every round (apps.alerts.tasks)."""
     try:
         firing = selectors.firing_count(now=timezone.now())
-        last = redis_client().getset(COUNT_KEY, firing)
+        # SET … GET, not GETSET: the key keeps its TTL whether or not the count moved.
+        last = redis_client().set(COUNT_KEY, firing, ex=COUNT_KEY_TTL_S, get=True)
     except Exception as exc:
         log.warning("could not compare the bell's count with the last announced: %s", exc)
         return

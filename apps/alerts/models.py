@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -7,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.alerts.domain.catalog import rule_errors
-from apps.alerts.domain.channels import ChannelKind, config_errors, redact_config
+from apps.alerts.domain.channels import ChannelKind, config_errors, redact_config, without_secret
 from apps.alerts.domain.delivery import DeliveryStatus
 from apps.alerts.domain.events import EVENT_LABELS, EventKind
 from apps.alerts.domain.grouping import group_by_errors
@@ -20,6 +23,7 @@ from apps.alerts.domain.matchers import (
 )
 from apps.alerts.domain.rules import RULE_LABELS, Op, RuleKind, Severity
 from apps.alerts.domain.states import ALERT, OPEN, ack_in_force
+from apps.alerts.domain.templates import annotation_errors
 from apps.core.domain.roles import Role
 from apps.core.models import TimeStamped
 
@@ -35,6 +39,28 @@ CHANNEL_KIND_CHOICES = [
 RULE_KIND_CHOICES = [(k.value, k.value.capitalize()) for k in RuleKind]
 EVENT_CHOICES = [(e.value, EVENT_LABELS[e]) for e in EventKind]
 DELIVERY_STATUS_CHOICES = [(d.value, d.value.capitalize()) for d in DeliveryStatus]
+
+
+def rule_problems(
+    *,
+    kind: str,
+    metric: str,
+    event: str,
+    threshold: float | None,
+    matchers: Sequence[Any],
+    summary: str,
+    description: str,
+) -> dict[str, list[str]]:
+    """What is wrong with a rule, by field: what the catalogue knows (the metric or event exists
+    and has the matchers' labels, a threshold rule has its threshold) and whether its summary and
+    description render over a sample alert. The one check AlertRule.clean() (admin, pages) and the
+    API's serializer (DRF never calls clean()) both make, so nothing either refuses is saved by
+    the other. The matchers' own shape is checked apart (matcher_errors)."""
+    errors = rule_errors(kind=kind, metric=metric, event=event, threshold=threshold, matchers=matchers)
+    for field, text in (("summary", summary), ("description", description)):
+        if problems := annotation_errors(text or ""):
+            errors.setdefault(field, []).extend(problems)
+    return errors
 
 
 class AlertRule(TimeStamped):
@@ -103,13 +129,14 @@ class AlertRule(TimeStamped):
         errors: dict[str, list[str]] = {}
         if problems := matcher_errors(self.matchers, require_one=False):
             errors["matchers"] = problems
-        # What the catalogue knows: the metric or event exists and has the matchers' labels.
-        named = rule_errors(
+        named = rule_problems(
             kind=self.kind,
             metric=self.metric,
             event=self.event,
             threshold=self.threshold,
             matchers=[] if problems else self.matchers,
+            summary=self.summary,
+            description=self.description,
         )
         for field, messages in named.items():
             errors.setdefault(field, []).extend(messages)
@@ -250,6 +277,10 @@ class Silence(TimeStamped):
         return format_matchers(self.matchers)
 
 
+# Who sees a channel's whole config (the signing secret aside) and what its deliveries sent.
+CHANGE_CHANNEL = "alerts.change_notificationchannel"
+
+
 def default_group_by() -> list[str]:
     return ["alertname"]
 
@@ -291,9 +322,11 @@ class NotificationChannel(TimeStamped):
     def get_absolute_url(self) -> str:
         return reverse("alerts:channel_detail", args=[self.pk])
 
-    @property
-    def shown_config(self) -> dict:
-        return redact_config(self.kind, self.config)
+    def shown_config(self, *, may_change: bool) -> dict[str, Any]:
+        """The config as people see it (the API, the pages): never the signing secret; the rest
+        whole to those who may change the channel, redacted to the others (redact_config)."""
+        config = without_secret(self.config)
+        return config if may_change else redact_config(self.kind, config)
 
     def clean(self) -> None:
         # An unknown kind is reported by the field's own choices check.

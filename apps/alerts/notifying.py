@@ -383,9 +383,12 @@ def delivery_create(
     delivery.save()
     if not test:
         # Never sent after a newer notification of its group (which tells again what it carried).
+        # One a worker is sending now is left to finish, or a receiver that got it would be shown
+        # it "failed": claimed (its lease runs) with no failed attempt behind it (which leaves an
+        # error; a retry waiting for its time has one, and is superseded).
         Delivery.objects.filter(
             channel=channel, group_key=key, status=DeliveryStatus.PENDING, test=False, pk__lt=delivery.pk
-        ).update(
+        ).exclude(attempts__gt=0, next_attempt_at__gt=now, error="").update(
             status=DeliveryStatus.FAILED, error=f"superseded by delivery {delivery.pk}", next_attempt_at=None
         )
     if delivery.status == DeliveryStatus.PENDING and not test:

@@ -30,6 +30,7 @@ from apps.core.redis_clients import redis_client
 from apps.core.transitions import transition
 from apps.serving.domain.breaker import Breaker, BreakerState
 from apps.serving.domain.states import PLACEMENT_ACTIVE
+from apps.serving.metrics import placement_labels
 from apps.serving.models import Placement
 from apps.serving.resilience import Breakers
 
@@ -189,17 +190,6 @@ def _resolve(alert_id: int, cutoff: dt.datetime | None, now: dt.datetime) -> int
         return 0
     signals.alert_changed.send(sender=Alert, alert=alert)
     return 1
-
-
-def placement_labels(placement: Placement) -> dict[str, str]:
-    """A placement's labels, as serving's /metrics names them (apps/serving/metrics.py)."""
-    return {
-        "placement": str(placement.pk),
-        "model": placement.version.model.name,
-        "version": str(placement.version.number),
-        "node": placement.device.node.name,
-        "device": f"{placement.device.kind}{placement.device.index}",
-    }
 
 
 def breakers_check(*, now: dt.datetime) -> int:

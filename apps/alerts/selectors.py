@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import logging
+from collections.abc import Hashable
 from typing import Any
 
 from django.conf import settings
@@ -11,13 +12,20 @@ from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.alerts import reports
 from apps.alerts.domain import matchers as m
+from apps.alerts.domain.inhibition import InhibitSpec, equal_errors
 from apps.alerts.domain.rules import SEVERITY_RANK
 from apps.alerts.domain.states import OPEN, AlertState
 from apps.alerts.domain.webhook import webhook_payload
 from apps.alerts.models import Alert, AlertRule, Delivery, InhibitRule, NotificationChannel, Silence
 from apps.alerts.notifying import notifiable, notified
 
+log = logging.getLogger(__name__)
+_WARNED: set[Hashable] = set()  # the unusable silences and inhibit rules this process has logged
+
+# The history's span when none is asked for (less when alerts are pruned sooner).
+HISTORY_DAYS = 30
 # Firing first, then pending, then resolved.
 _STATE_RANK = {AlertState.FIRING.value: 0, AlertState.PENDING.value: 1, AlertState.RESOLVED.value: 2}
 
@@ -73,16 +81,49 @@ def inhibit_rule_list() -> QuerySet[InhibitRule]:
 
 
 def silences_in_force(*, now: dt.datetime) -> list[m.Silence]:
-    """Silences active at `now`, as the domain's plain values."""
-    rows = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
-    return [m.Silence(m.to_matchers(s.matchers), s.starts_at, s.ends_at) for s in rows]
+    """Silences active at `now`, as the domain's plain values. One whose matchers cannot be matched
+    (a regular expression that does not compile, written around the checks) is left out with a
+    warning once a process, rather than failing the match of every alert against every silence."""
+    usable = []
+    for row in Silence.objects.filter(starts_at__lte=now, ends_at__gt=now).order_by("pk"):
+        if problems := m.matcher_errors(row.matchers, require_one=False):
+            _warn_once(("silence", row.pk), "alerts: silence %s is left out: %s", row.pk, "; ".join(problems))
+            continue
+        usable.append(m.Silence(m.to_matchers(row.matchers), row.starts_at, row.ends_at))
+    return usable
 
 
-def mark_silenced(alerts: Iterable[Alert], *, now: dt.datetime) -> None:
-    """Set `silenced` on each alert: whether it is open and a silence in force mutes it."""
-    silences = silences_in_force(now=now)
-    for alert in alerts:
-        alert.silenced = alert.is_open and m.is_silenced(alert.labels, silences, now)
+def inhibit_specs() -> list[InhibitSpec]:
+    """The enabled inhibit rules as the domain's values; one whose matchers or `equal` cannot be
+    used is left out, with a warning once a process, and the others still inhibit."""
+    specs = []
+    for rule in InhibitRule.objects.filter(enabled=True).order_by("pk"):
+        problems = [
+            *(f"source {p}" for p in m.matcher_errors(rule.source_matchers, require_one=False)),
+            *(f"target {p}" for p in m.matcher_errors(rule.target_matchers, require_one=False)),
+            *(f"equal: {p}" for p in equal_errors(rule.equal)),
+        ]
+        if problems:
+            _warn_once(
+                ("inhibit rule", rule.pk),
+                "alerts: inhibit rule %s (%s) is left out: %s",
+                rule.pk,
+                rule.name,
+                "; ".join(problems),
+            )
+            continue
+        specs.append(
+            InhibitSpec(
+                m.to_matchers(rule.source_matchers), m.to_matchers(rule.target_matchers), tuple(rule.equal)
+            )
+        )
+    return specs
+
+
+def _warn_once(key: Hashable, message: str, *args: object) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message, *args)
 
 
 def webhook_preview(*, channel: NotificationChannel, now: dt.datetime) -> dict[str, Any]:
@@ -121,15 +162,18 @@ def overview_cards() -> list[dict]:
     ]
 
 
+def acknowledged_q(now: dt.datetime) -> Q:
+    """Alerts whose acknowledgement is in force at `now`: given and not expired (the query form
+    of states.ack_in_force, which Alert.acknowledged uses)."""
+    return Q(acknowledged_at__isnull=False) & (Q(ack_expires_at__isnull=True) | Q(ack_expires_at__gt=now))
+
+
 def firing_count(*, now: dt.datetime) -> int:
     """The bell's count: alerts firing that nothing mutes (silence, inhibition) and nobody is on
     (an acknowledgement that has not expired)."""
-    acknowledged = Q(acknowledged_at__isnull=False) & (
-        Q(ack_expires_at__isnull=True) | Q(ack_expires_at__gt=now)
-    )
     return (
         Alert.objects.filter(state=AlertState.FIRING, silenced=False, inhibited=False)
-        .exclude(acknowledged)
+        .exclude(acknowledged_q(now))
         .count()
     )
 
@@ -160,3 +204,13 @@ def alert_deliveries(alert: Alert, *, limit: int = 50) -> QuerySet[Delivery]:
 
 def channel_deliveries(channel: NotificationChannel, *, limit: int = 50) -> QuerySet[Delivery]:
     return channel.deliveries.order_by("-created_at", "-id")[:limit]
+
+
+def history_days_most() -> int:
+    """The longest history span there is: alerts older than MOC_ALERT_RETENTION_DAYS are pruned,
+    and the report charts DAYS_MAX days at most."""
+    return min(settings.MOC_ALERT_RETENTION_DAYS, reports.DAYS_MAX)
+
+
+def history_days_default() -> int:
+    return min(HISTORY_DAYS, history_days_most())

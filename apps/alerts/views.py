@@ -17,17 +17,16 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import DetailView
 
 from apps.alerts import delivering, reports, selectors, services, sources
-from apps.alerts.domain.catalog import CATALOG, allowed_labels
+from apps.alerts.domain.catalog import CATALOG, allowed_labels, spec_dict
 from apps.alerts.domain.events import EventKind
 from apps.alerts.domain.grouping import ALL_LABELS
 from apps.alerts.domain.matchers import format_matchers
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
 from apps.alerts.forms import AcknowledgeForm, AlertRuleForm, SilenceForm
-from apps.alerts.models import Alert, AlertRule, NotificationChannel, Silence
+from apps.alerts.models import CHANGE_CHANNEL, Alert, AlertRule, NotificationChannel, Silence
 from apps.core.domain.errors import Conflict
 from apps.core.pages import FilteredListView, back_url, filters_given, message_refusal
 
-HISTORY_DAYS = 30
 # The alerts page shows alerts resolved this recently unless filtered.
 RESOLVED_HOURS = 24
 
@@ -139,16 +138,7 @@ class AlertRuleDetailView(DetailView):
 
 
 def _catalog_json() -> dict[str, dict[str, Any]]:
-    return {
-        s.name: {
-            "help": s.help,
-            "unit": s.unit,
-            "labels": list(s.labels),
-            "group": s.group,
-            "history": s.history,
-        }
-        for s in CATALOG.values()
-    }
+    return {spec.name: spec_dict(spec) for spec in CATALOG.values()}
 
 
 def _event_labels_json() -> dict[str, list[str]]:
@@ -269,9 +259,17 @@ class NotificationChannelListView(FilteredListView):
     section = "alerts"
     extra_context = {"tab": "channels"}
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        may_change = _may(self.request, CHANGE_CHANNEL)
+        for channel in context["object_list"]:  # the page's rows, which the template then lists
+            channel.shown = channel.shown_config(may_change=may_change)
+        return context
+
 
 class NotificationChannelDetailView(DetailView):
-    """A channel: its settings (secrets redacted), grouping, and its last deliveries."""
+    """A channel: its settings (whole but the signing secret to those who may change it, redacted
+    to the others, as in the API), grouping, and its last deliveries."""
 
     queryset = selectors.notification_channel_list()
     template_name = "alerts/channel_detail.html"
@@ -280,9 +278,11 @@ class NotificationChannelDetailView(DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
+        may_change = _may(self.request, CHANGE_CHANNEL)
         context.update(
+            config=self.object.shown_config(may_change=may_change),
             deliveries=selectors.channel_deliveries(self.object),
-            can_test=_may(self.request, "alerts.change_notificationchannel"),
+            can_test=may_change,
             each_alone=self.object.group_by == [ALL_LABELS],
         )
         return context
@@ -290,7 +290,7 @@ class NotificationChannelDetailView(DetailView):
 
 @require_POST
 def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
-    if not _may(request, "alerts.change_notificationchannel"):
+    if not _may(request, CHANGE_CHANNEL):
         raise PermissionDenied
     channel = get_object_or_404(NotificationChannel, pk=pk)
     delivery = delivering.channel_test(channel=channel, user=request.user)
@@ -304,7 +304,7 @@ def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @permission_required("alerts.view_alert", raise_exception=True)
 def history(request: HttpRequest) -> HttpResponse:
-    summary = reports.history_summary(days=HISTORY_DAYS, now=timezone.now())
+    summary = reports.history_summary(days=selectors.history_days_default(), now=timezone.now())
     rows = [{**r, "last_fired": parse_datetime(r["last_fired_at"])} for r in summary["rules"]]
     return render(
         request,

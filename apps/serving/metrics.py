@@ -26,6 +26,19 @@ class BreakerCollector(Collector):
         yield from breaker_families()
 
 
+def placement_labels(placement: Placement) -> dict[str, str]:
+    """A placement's labels, on its series here and on the alerts raised about it (apps/alerts/raising.py):
+    one spelling, so a silence or inhibit rule written for one matches the other. Wants its
+    version's model and its device's node loaded (select_related)."""
+    return {
+        "placement": str(placement.pk),
+        "model": placement.version.model.name,
+        "version": str(placement.version.number),
+        "node": placement.device.node.name,
+        "device": f"{placement.device.kind}{placement.device.index}",
+    }
+
+
 def breaker_families() -> list[Metric]:
     """Each active placement's circuit breaker: 1 on the series of its state, 0 on the others, and
     how many times it opened. Read from the database (which placements) and Redis (their breakers)."""
@@ -52,13 +65,8 @@ def breaker_families() -> list[Metric]:
     )
     for p in placements:
         breaker = breakers.get(p.pk) or Breaker()
-        values = [
-            str(p.pk),
-            p.version.model.name,
-            str(p.version.number),
-            p.device.node.name,
-            f"{p.device.kind}{p.device.index}",
-        ]
+        named = placement_labels(p)
+        values = [named[name] for name in labels]
         for s in BreakerState:
             state.add_metric([*values, s.value], 1.0 if breaker.state == s else 0.0)
         opened.add_metric(values, breaker.opened_count)

@@ -68,6 +68,37 @@ def test_rows_moc_writes_cannot_be_added_by_hand(admin_client_: Client, model: t
     assert admin_client_.get(reverse(f"admin:alerts_{model._meta.model_name}_add")).status_code == 403
 
 
+def test_an_alert_cannot_be_saved_over_what_moc_wrote_meanwhile(admin_client_: Client) -> None:
+    alert = AlertFactory(state=AlertState.FIRING)
+    url = reverse("admin:alerts_alert_change", args=[alert.pk])
+
+    page = admin_client_.get(url).content.decode()
+    admin_client_.post(url, {"state": AlertState.RESOLVED, "silenced": "on"})
+
+    assert 'name="_save"' not in page
+    assert Alert.objects.filter(pk=alert.pk, state=AlertState.FIRING, silenced=False).exists()
+    assert not AuditEvent.objects.filter(content_type__model="alert", action="update").exists()
+
+
+def test_an_alert_can_still_be_deleted_in_the_admin(admin_client_: Client) -> None:
+    alert = AlertFactory()
+
+    admin_client_.post(reverse("admin:alerts_alert_delete", args=[alert.pk]), {"post": "yes"})
+
+    assert not Alert.objects.exists()
+
+
+def test_a_silence_is_expired_never_deleted_in_the_admin(admin_client_: Client) -> None:
+    silence = SilenceFactory()
+
+    response = admin_client_.post(reverse("admin:alerts_silence_delete", args=[silence.pk]), {"post": "yes"})
+    changelist = admin_client_.get(reverse("admin:alerts_silence_changelist"))
+
+    assert response.status_code == 403
+    assert Silence.objects.filter(pk=silence.pk).exists()
+    assert "delete_selected" not in changelist.content.decode()
+
+
 def test_a_delivery_cannot_be_edited_by_hand(admin_client_: Client) -> None:
     delivery = DeliveryFactory(status="failed")
 
@@ -165,6 +196,25 @@ def test_the_admin_refuses_a_rule_over_an_unknown_metric(admin_client_: Client) 
     response = admin_client_.post(reverse("admin:alerts_alertrule_add"), _rule_form(metric="gpu_temp"))
 
     assert "unknown metric" in response.context["adminform"].form.errors["metric"][0]
+    assert not AlertRule.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "why"),
+    [
+        ("summary", "{{ ''.__class__.__mro__ }}", "a Python internal"),
+        ("description", "{% for i in range(10**9) %}{{ i }}{% endfor %}", "more than"),
+        ("summary", "{{ labels.node ", "does not parse"),
+    ],
+)
+def test_the_admin_refuses_annotations_the_api_and_the_editor_refuse(
+    admin_client_: Client, field: str, text: str, why: str
+) -> None:
+    response = admin_client_.post(reverse("admin:alerts_alertrule_add"), _rule_form(**{field: text}))
+
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field]
+    assert why in errors[field][0]
     assert not AlertRule.objects.exists()
 
 

@@ -433,18 +433,41 @@ def test_an_alert_whose_figures_did_not_move_is_not_written(gpus: list[Device], 
     )
 
 
-def test_a_failing_step_of_the_round_does_not_skip_the_others(gpus: list[Device], t0: dt.datetime) -> None:
+def test_a_silence_or_inhibit_rule_that_cannot_be_matched_is_left_out_and_the_others_still_mute(
+    t0: dt.datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    gpus = simulated_node("trio", gpus=3)
     channel = NotificationChannelFactory(group_wait_s=0)
     hot_rule(for_seconds=0).channels.add(channel)
-    # An inhibit rule whose matcher raises when matched (a direct write): the mute refresh fails.
+    # Rows whose regular expression does not compile (direct writes, or saved before validation).
     InhibitRule.objects.create(
         name="broken", source_matchers=[], target_matchers=[{"label": "gpu", "op": "=~", "value": "("}]
     )
-    report(gpus, [90.0, 40.0])
+    SilenceFactory(matchers=[{"label": "gpu", "op": "=~", "value": "["}], starts_at=later(t0, -60))
+    # And sound ones: GPU 0 firing mutes GPU 1 on the same node; GPU 2 is silenced.
+    InhibitRule.objects.create(
+        name="gpu 0 mutes gpu 1",
+        source_matchers=[{"label": "gpu", "op": "=", "value": "0"}],
+        target_matchers=[{"label": "gpu", "op": "=", "value": "1"}],
+        equal=["node"],
+    )
+    SilenceFactory(matchers=[{"label": "gpu", "op": "=", "value": "2"}], starts_at=later(t0, -60))
+    report(gpus, [90.0, 91.0, 92.0])
 
-    counts = tasks.evaluation_round(now=t0)
+    with caplog.at_level("WARNING", logger="apps.alerts.selectors"):
+        counts = tasks.evaluation_round(now=t0)
+        tasks.evaluation_round(now=later(t0, 15))
 
-    assert counts["failed"] == 2  # the mute refresh inside the threshold step, and its own step
-    assert Alert.objects.get().state == AlertState.FIRING
-    assert counts["deliveries"] == 1
-    assert Delivery.objects.filter(channel=channel).count() == 1
+    assert counts["failed"] == 0
+    assert counts["threshold"] == 3
+    flags = {a.labels["gpu"]: (a.state, a.silenced, a.inhibited) for a in Alert.objects.all()}
+    assert flags == {
+        "0": (AlertState.FIRING, False, False),
+        "1": (AlertState.FIRING, False, True),
+        "2": (AlertState.FIRING, True, False),
+    }
+    assert Delivery.objects.filter(channel=channel).count() == 1  # GPU 0 alone is told
+    left_out = [r.getMessage() for r in caplog.records if "is left out" in r.getMessage()]
+    assert len(left_out) == 2  # once each, not every round
+    assert any("inhibit rule" in text and "broken" in text for text in left_out)
+    assert any(text.startswith("alerts: silence ") and "regular expression" in text for text in left_out)

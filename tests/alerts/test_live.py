@@ -223,3 +223,14 @@ def test_count_announce_survives_redis_being_down(settings: Any) -> None:
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
     live.count_announce()  # logged, never raised: it ends every evaluation round
+
+
+def test_the_last_announced_count_keeps_its_expiry_when_the_count_stays(
+    announced: Callable[[float], list[dict[str, Any]]],
+) -> None:
+    AlertFactory()
+    live.count_announce()
+    live.count_announce()  # the same count: nothing announced, the key rewritten
+
+    assert [m["payload"] for m in announced(0.3)] == [{"firing": 1, "new": []}]
+    assert 0 < redis_client().ttl(live.COUNT_KEY) <= live.COUNT_KEY_TTL_S

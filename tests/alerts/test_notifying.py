@@ -21,6 +21,7 @@ from apps.alerts.domain.states import AlertState
 from apps.alerts.domain.webhook import ZERO_TIME, rfc3339
 from apps.alerts.evaluating import mutes_refresh
 from apps.alerts.models import Alert, AlertRule, Delivery, NotificationChannel, NotificationGroup
+from apps.alerts.senders import Outcome
 from apps.core.models import OutboxMessage
 from tests.alerts.factories import (
     AlertFactory,
@@ -620,6 +621,35 @@ def test_a_newer_delivery_of_a_group_supersedes_the_pending_one_and_tells_its_re
         Delivery.objects.filter(channel=channel).update(channel=_channel(config={"url": hook.url}))
         assert delivering.delivery_attempt(second.pk).status == DeliveryStatus.FAILED
     assert hook.requests == []
+
+
+def test_a_delivery_being_sent_is_not_superseded_and_a_retry_waiting_is(t0: dt.datetime) -> None:
+    channel = _channel(group_wait_s=0, group_interval_s=10)
+    rule = _rule(channel)
+    _firing(rule, node="gpu-01")
+    assert notifying.notify(now=t0) == 1
+    [sending] = _deliveries(channel)
+    assert delivering._claim(sending, t0)  # a worker took it and is posting it now
+    sending.attempts += 1
+
+    _firing(rule, node="gpu-02")
+    assert notifying.notify(now=_at(t0, 15)) == 1
+    delivering._record(sending, Outcome(ok=True, status=200), now=_at(t0, 16))  # the receiver got it
+
+    sending.refresh_from_db()
+    assert (sending.status, sending.error) == (DeliveryStatus.DELIVERED, "")
+    # The newer one, claimed in its turn, fails once and waits for its retry: a newer one supersedes it.
+    waiting = _deliveries(channel)[-1]
+    assert delivering._claim(waiting, _at(t0, 16))
+    waiting.attempts += 1
+    delivering._record(waiting, Outcome(ok=False, error="HTTP 503: busy"), now=_at(t0, 17))
+    _firing(rule, node="gpu-03")
+    assert notifying.notify(now=_at(t0, 30)) == 1
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.error) == (
+        DeliveryStatus.FAILED,
+        f"superseded by delivery {_deliveries(channel)[-1].pk}",
+    )
 
 
 @override_settings(MOC_ALERT_DELIVERY_ATTEMPTS=1)

@@ -346,6 +346,39 @@ def test_the_channels_page_shows_only_the_host_of_a_webhook(page_as: Callable[[R
     assert "secret-token" not in content
 
 
+HOOK = "https://hooks.example.com/T0/secret-token"
+
+
+@pytest.mark.parametrize(
+    ("role", "whole"), [(Role.VIEWER, False), (Role.OPERATOR, False), (Role.ADMIN, True)]
+)
+def test_the_channel_pages_show_the_whole_config_to_those_who_may_change_it(
+    page_as: Callable[[Role], Client], role: Role, whole: bool
+) -> None:
+    channel = NotificationChannelFactory(
+        config={"url": HOOK, "template": "{{ status }}", "secret": "k3y-0123"}
+    )
+    client = page_as(role)
+
+    listed = client.get(reverse("alerts:channels")).content.decode()
+    shown = client.get(channel.get_absolute_url()).content.decode()
+
+    for content in (listed, shown):
+        assert (HOOK in content) == whole
+        assert "k3y-0123" not in content
+    assert ("{{ status }}" in shown) == whole
+    assert "&quot;secret&quot;" not in shown  # the key itself, not only its value
+
+
+def test_the_silence_form_labels_only_the_fields_people_fill_in(page_as: Callable[[Role], Client]) -> None:
+    alert = AlertFactory()
+
+    content = page_as(Role.OPERATOR).get(reverse("alerts:silences"), {"alert": alert.pk}).content.decode()
+
+    assert f'type="hidden" name="alert" value="{alert.pk}"' in content
+    assert "<label>Alert " not in content
+
+
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR, Role.ADMIN])
 def test_every_alerting_page_renders_real_rows_for_each_role(
     page_as: Callable[[Role], Client], role: Role
@@ -469,6 +502,7 @@ def test_the_editor_offers_the_catalogues_metrics_grouped(page_as: Callable[[Rol
         ({"matchers": 'deployment="chat"'}, "matchers", "deployment"),
         ({"threshold": ""}, "threshold", ""),
         ({"summary": "{{ labels.__class__ }}"}, "summary", "Python internal"),
+        ({"description": "{{ labels.node "}, "description", "does not parse"),
         ({"matchers": "node"}, "matchers", "cannot read a matcher"),
     ],
 )

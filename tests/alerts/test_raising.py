@@ -215,6 +215,17 @@ def test_a_silence_in_force_mutes_the_new_alert_at_once() -> None:
     assert alert.silenced
 
 
+def test_a_silence_that_cannot_be_matched_does_not_stop_new_alerts() -> None:
+    event_rule()
+    now = dt.datetime.now(dt.UTC)
+    SilenceFactory(matchers=[{"label": "queue", "op": "=~", "value": "(gpu"}])  # does not compile
+    SilenceFactory(matchers=[{"label": "queue", "op": "=", "value": "cpu"}])  # sound, matches another queue
+
+    (alert,) = raising.event_raise(event=EventKind.JOB_FAILED, labels=FAILED_JOB, now=now)
+
+    assert (alert.state, alert.silenced) == (AlertState.FIRING, False)
+
+
 # The receivers, on the real services' moves
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from apps.alerts import selectors
 from apps.alerts.domain.states import AlertState
+from apps.alerts.models import Alert
 from tests.alerts.factories import AlertFactory, AlertRuleFactory, NotificationChannelFactory, SilenceFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,16 +49,6 @@ def test_silences_in_force_leaves_out_expired_and_pending_ones() -> None:
     assert len(selectors.silences_in_force(now=now)) == 1
 
 
-def test_mark_silenced_flags_only_matching_alerts() -> None:
-    SilenceFactory(matchers=[{"label": "node", "op": "=", "value": "gpu-01"}])
-    muted = AlertFactory(series={"node": "gpu-01"})
-    loud = AlertFactory(series={"node": "gpu-02"})
-
-    selectors.mark_silenced([muted, loud], now=timezone.now())
-
-    assert (muted.silenced, loud.silenced) == (True, False)
-
-
 @override_settings(MOC_PUBLIC_URL="https://moc.example.com")
 def test_the_webhook_preview_holds_firing_alerts_no_silence_mutes() -> None:
     SilenceFactory(matchers=[{"label": "node", "op": "=", "value": "gpu-01"}])
@@ -83,10 +74,22 @@ def test_the_overview_card_counts_firing_alerts() -> None:
     assert (card["value"], card["hint"]) == ("1", "1 critical · 1 pending · 1 silence active")
 
 
-def test_mark_silenced_leaves_resolved_alerts_unmarked() -> None:
-    SilenceFactory(matchers=[{"label": "node", "op": "=", "value": "gpu-01"}])
-    resolved = AlertFactory(series={"node": "gpu-01"}, state=AlertState.RESOLVED)
+def test_an_acknowledgement_counts_until_it_expires() -> None:
+    now = timezone.now()
+    AlertFactory(series={"n": "1"}, acknowledged_at=now, ack_expires_at=None)
+    AlertFactory(series={"n": "2"}, acknowledged_at=now, ack_expires_at=now + dt.timedelta(hours=1))
+    lapsed = AlertFactory(
+        series={"n": "3"}, acknowledged_at=now, ack_expires_at=now - dt.timedelta(seconds=1)
+    )
+    never = AlertFactory(series={"n": "4"})
 
-    selectors.mark_silenced([resolved], now=timezone.now())
+    in_force = Alert.objects.filter(selectors.acknowledged_q(now))
 
-    assert resolved.silenced is False
+    assert set(Alert.objects.exclude(pk__in=in_force)) == {lapsed, never}
+    assert selectors.firing_count(now=now) == 2
+
+
+@pytest.mark.parametrize(("retention", "default", "most"), [(90, 30, 90), (7, 7, 7), (400, 30, 90)])
+def test_the_history_span_stays_within_what_is_kept(retention: int, default: int, most: int) -> None:
+    with override_settings(MOC_ALERT_RETENTION_DAYS=retention):
+        assert (selectors.history_days_default(), selectors.history_days_most()) == (default, most)

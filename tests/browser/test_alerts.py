@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable
 
 import pytest
-from django.urls import Resolver404, resolve
 from django.utils import timezone
 from playwright.sync_api import ConsoleMessage, Page, expect
 
@@ -184,19 +183,9 @@ def test_the_history_page_charts_what_fired(
     assert errors == []
 
 
-def _preview_endpoint_exists() -> bool:
-    try:
-        resolve("/api/v1/alert-rules/preview/")
-    except Resolver404:
-        return False
-    return True
-
-
 def test_the_rule_editor_previews_the_stored_day_on_a_chart(
     page: Page, asgi_server: str, make_user: Callable[..., object]
 ) -> None:
-    if not _preview_endpoint_exists():
-        pytest.skip("POST /api/v1/alert-rules/preview/ is not routed yet (the API helper builds it)")
     errors = console_errors(page)
     now = timezone.now().replace(second=0, microsecond=0)
     hot = sim_device()
@@ -242,8 +231,6 @@ def test_the_rule_editor_previews_the_stored_day_on_a_chart(
 def test_the_rule_editor_clears_the_other_kinds_fields_hints_event_labels_and_adds_matchers(
     page: Page, asgi_server: str, make_user: Callable[..., object]
 ) -> None:
-    if not _preview_endpoint_exists():
-        pytest.skip("POST /api/v1/alert-rules/preview/ is not routed yet (the API helper builds it)")
     errors = console_errors(page)
     log_in(page, asgi_server, make_user, Role.ADMIN, "/alerts/rules/new/")
     page.get_by_label("Name").fill("JobFailed")

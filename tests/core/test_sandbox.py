@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import tracemalloc
@@ -115,3 +116,69 @@ def test_filters_globals_and_undefined_are_the_callers() -> None:
         env.render("{{ 'hi'|shout|center(20000) }}", {}, budget_s=0.2)
     with pytest.raises(TemplateRefused, match="'a' is undefined"):
         sandbox().render("{{ a.b }}", {}, budget_s=0.2)
+
+
+@pytest.mark.parametrize(
+    ("source", "refusal"),
+    [
+        # an indent is written on every line, once per level
+        (
+            "{{ [[1, 2], [3, 4]]|tojson(3000000)|length }}",
+            "passes tojson an indent of 3,000,000, more than 16",
+        ),
+        ("{{ [[1, 2], [3, 4]]|tojson(indent=3000000)|length }}", "an indent of 3,000,000"),
+        # a wrapstring is written between every two lines
+        (
+            "{% set w = 'x' * 9000 %}{{ ('a ' * 2000)|wordwrap(1, true, w)|length }}",
+            "makes a value of 36,",
+        ),
+        (
+            "{% set w = 'x' * 9000 %}{{ ('a ' * 2000)|wordwrap(width=1, wrapstring=w)|length }}",
+            "more than 10,000",
+        ),
+        # rel and target are written in every link
+        (
+            "{% set r = 'x' * 9000 %}{{ ('a.com ' * 1600)|urlize(rel=r, target=r)|length }}",
+            "more than 10,000",
+        ),
+        # each scheme is tried on each word
+        (
+            "{{ ('a ' * 2000)|urlize(extra_schemes=['ab:'] * 1000)|length }}",
+            "repeated for each of its 2,001 words: 2,005,000, more than 10,000",
+        ),
+    ],
+)
+def test_an_argument_a_filter_repeats_per_line_word_or_link_is_refused_before_it_is_made(
+    source: str, refusal: str
+) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateRefused, match=refusal):
+            render(source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 5_000_000
+
+
+def test_json_laid_out_deeper_than_the_bound_is_refused_whoever_gives_tojson() -> None:
+    def own_tojson(value: object, indent: int | None = None) -> str:
+        return json.dumps(value, indent=indent)
+
+    # 1,000 items 20 levels down: 3,040 characters compact, 320,000 laid out 16 a level
+    deep = "{% set ns = namespace(x=[0] * 1000) %}{% for i in range(20) %}{% set ns.x = [ns.x] %}{% endfor %}"
+    for env in (sandbox(), sandbox(filters={"tojson": own_tojson})):
+        assert env.render(deep + "{{ ns.x|tojson|length }}", {}, budget_s=0.2) == "3040"
+        with pytest.raises(TemplateRefused, match="lays out JSON of more than 10,000 characters"):
+            env.render(deep + "{{ ns.x|tojson(16)|length }}", {}, budget_s=0.2)
+        with pytest.raises(TemplateRefused, match="an indent of 17, more than 16"):
+            env.render("{{ [1]|tojson(' ' * 17) }}", {}, budget_s=0.2)
+
+
+def test_filters_that_repeat_an_argument_still_render_what_real_templates_ask() -> None:
+    assert render("{{ {'a': [1]}|tojson(2)|length }}") == "22"
+    assert render("{{ 'one two three'|wordwrap(7, wrapstring='|') }}") == "one two|three"
+    assert render("{{ 'see www.moc.io'|urlize(target='_blank', extra_schemes=['ftp:']) }}") == (
+        'see <a href="https://www.moc.io" rel="noopener" target="_blank">www.moc.io</a>'
+    )

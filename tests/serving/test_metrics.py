@@ -13,6 +13,7 @@ from apps.core.redis_clients import redis_client
 from apps.serving.domain.breaker import BreakerConfig
 from apps.serving.domain.errors import ErrorClass
 from apps.serving.domain.states import PlacementState
+from apps.serving.metrics import placement_labels
 from apps.serving.resilience import Breakers
 from tests.fleet.test_metrics import samples, value
 from tests.serving.factories import PlacementFactory
@@ -41,6 +42,15 @@ def test_placements_that_ended_leave_the_breaker_series(scrape: Callable[[], str
     ended = PlacementFactory(state=PlacementState.UNLOADED)
 
     assert samples(scrape(), "moc_placement_breaker_state", placement=str(ended.pk)) == []
+
+
+def test_the_breaker_series_carry_the_labels_placement_alerts_carry(scrape: Callable[[], str]) -> None:
+    placement = PlacementFactory(state=PlacementState.LOADED)
+
+    (opened,) = samples(scrape(), "moc_placement_breaker_opened", placement=str(placement.pk))
+
+    assert opened.labels == placement_labels(placement)  # raising.breakers_check labels its alerts so
+    assert set(opened.labels) == {"placement", "model", "version", "node", "device"}
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)")

@@ -3,27 +3,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.alerts import reports
+from apps.alerts import selectors
 from apps.alerts.domain.catalog import rule_errors
 from apps.alerts.domain.channels import (
     HIDDEN,
     SECRET,
     config_errors,
-    redact_config,
     with_kept_secret,
-    without_secret,
 )
 from apps.alerts.domain.grouping import group_by_errors
 from apps.alerts.domain.inhibition import equal_errors
 from apps.alerts.domain.matchers import MatchOp, format_matchers, matcher_errors, parse_matchers
 from apps.alerts.domain.rules import RuleKind
-from apps.alerts.domain.templates import annotation_errors
 from apps.alerts.models import (
+    CHANGE_CHANNEL,
     CHANNEL_KINDS,
     OP_CHOICES,
     SEVERITY_CHOICES,
@@ -33,12 +30,10 @@ from apps.alerts.models import (
     InhibitRule,
     NotificationChannel,
     Silence,
+    rule_problems,
 )
 from apps.core.api.permissions import request_has_perm
 from apps.core.api.serializers import UserBriefSerializer
-
-# Who sees a channel's whole config (the signing secret aside) and what its deliveries sent.
-CHANGE_CHANNEL = "alerts.change_notificationchannel"
 
 
 def _may_change_channels(serializer: serializers.Serializer) -> bool:
@@ -107,14 +102,6 @@ def _current(serializer: serializers.Serializer, attrs: dict[str, Any], name: st
     return getattr(serializer.instance, name, default) if serializer.instance is not None else default
 
 
-def _text_template_errors(attrs: dict[str, Any]) -> dict[str, list[str]]:
-    errors = {}
-    for name in ("summary", "description"):
-        if problems := annotation_errors(attrs.get(name) or ""):
-            errors[name] = [p.removeprefix("template: ") for p in problems]
-    return errors
-
-
 class AlertRuleSerializer(serializers.ModelSerializer):
     matchers = MatchersField(
         required=False,
@@ -161,14 +148,17 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         return rule.matchers_text
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        errors = rule_errors(
+        # The model's own check (AlertRule.clean), which DRF does not call; the matchers' shape is
+        # MatchersField's.
+        errors = rule_problems(
             kind=_current(self, attrs, "kind", RuleKind.THRESHOLD.value),
             metric=_current(self, attrs, "metric", ""),
             event=_current(self, attrs, "event", ""),
             threshold=_current(self, attrs, "threshold", None),
             matchers=_current(self, attrs, "matchers", []),
+            summary=_current(self, attrs, "summary", ""),
+            description=_current(self, attrs, "description", ""),
         )
-        errors.update(_text_template_errors(attrs))
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -370,8 +360,7 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: NotificationChannel) -> dict[str, Any]:
         data = super().to_representation(instance)
-        config = without_secret(instance.config)
-        data["config"] = config if _may_change_channels(self) else redact_config(instance.kind, config)
+        data["config"] = instance.shown_config(may_change=_may_change_channels(self))
         return data
 
     def validate_group_by(self, value: Any) -> Any:
@@ -480,16 +469,26 @@ class AlertMetricSerializer(serializers.Serializer):
 
 
 class HistoryQuery(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, default=30)
+    # No field default: DRF would run validate_days on it, refusing a plain GET whenever
+    # MOC_ALERT_RETENTION_DAYS is under it. validate() fills it in, within the bound.
+    days = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text=f"How many days back; {selectors.HISTORY_DAYS} (or MOC_ALERT_RETENTION_DAYS when less) "
+        "if not given",
+    )
 
     def validate_days(self, value: int) -> int:
-        # Alerts older than MOC_ALERT_RETENTION_DAYS are pruned; the report charts DAYS_MAX at most.
-        most = min(settings.MOC_ALERT_RETENTION_DAYS, reports.DAYS_MAX)
+        most = selectors.history_days_most()
         if value > most:
             raise serializers.ValidationError(
                 f"at most {most} (MOC_ALERT_RETENTION_DAYS: older alerts are pruned)"
             )
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs.setdefault("days", selectors.history_days_default())
+        return attrs
 
 
 class WebhookPayloadSerializer(serializers.Serializer):

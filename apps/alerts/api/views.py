@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from apps.alerts import delivering, evaluating, previewing, reports, selectors, services, sources
 from apps.alerts.api import serializers as s
-from apps.alerts.domain.catalog import CATALOG, MetricSpec
+from apps.alerts.domain.catalog import CATALOG, MetricSpec, spec_dict
 from apps.alerts.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter, SilenceFilter
 from apps.alerts.models import AlertRule, Silence
 from apps.core.api.commands import ServiceWriteMixin
@@ -106,14 +106,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
 
 
 def _metric(spec: MetricSpec, values: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "name": spec.name,
-        "help": spec.help,
-        "unit": spec.unit,
-        "labels": list(spec.labels),
-        "group": spec.group,
-        "history": spec.history,
-    }
+    row = spec_dict(spec)
     if values:
         row["values"] = sources.label_values(spec.name)
     return row

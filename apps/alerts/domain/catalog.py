@@ -36,6 +36,18 @@ class MetricSpec:
     history: bool
 
 
+def spec_dict(spec: MetricSpec) -> dict[str, Any]:
+    """A metric as JSON (the API's metric catalogue, the rule editor's hints)."""
+    return {
+        "name": spec.name,
+        "help": spec.help,
+        "unit": spec.unit,
+        "labels": list(spec.labels),
+        "group": spec.group,
+        "history": spec.history,
+    }
+
+
 _SPECS = (
     MetricSpec(
         "DCGM_FI_DEV_GPU_TEMP", "Device temperature (degrees C).", "°C", DEVICE_LABELS, "Devices", True

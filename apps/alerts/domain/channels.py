@@ -1,9 +1,9 @@
 """Notification channels: the kinds and what each one's config must say.
 
-- webhook: {"url": "http(s)://…", "max_alerts": <int ≥ 0, optional; 0 = all>}
-  receives Alertmanager's webhook payload (see webhook.py)
+- webhook: {"url": "http(s)://…", "max_alerts": <int ≥ 0, optional; 0 = all>,
   "template": <a Jinja template of the body, optional; rendered sandboxed>,
   "secret": <a key, optional; signs each body with HMAC-SHA256 in X-MOC-Signature>}
+  receives Alertmanager's webhook payload (see webhook.py), or its template rendered over it
 - email: {"to": ["ops@example.com", …]}
 - alertmanager: {"url": "http://alertmanager:9093"}: alerts are posted to its API v2
 - log: {"level": "info" | "warning" | "error", optional}; writes to MOC's log

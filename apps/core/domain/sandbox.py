@@ -14,9 +14,13 @@ limits, extra filters and globals, how a missing name renders), guards three way
   `'a' * 300000000` there and keep it in the cached code); the operators (`*`, `**`, `+`, `%`,
   `~`), calls, filters and literals refuse a value past `Limits.value_chars` (or a number past
   `Limits.number_bits`) *before* making it: a width (`center(n)`, `"%0nd"`, `"{:n}"`) is checked
-  against the bound, and a container is measured by the text it would print as, so a list of
-  references to one big text, or lists nested in each other, cannot print or compare as gigabytes;
-  `range` stops at `Limits.range`; `lipsum` is gone.
+  against the bound, an argument a filter copies once per line, word or link of its subject
+  (tojson's indent, wordwrap's wrapstring, urlize's rel and target) is bounded against the subject's
+  size, and a container is measured by the text it would print as, so a list of references to one
+  big text, or lists nested in each other, cannot print or compare as gigabytes; `range` stops at
+  `Limits.range`; `lipsum` is gone. What a filter makes in proportion to its subject alone (an
+  escape: urlize's "&#34;" for `"`, tojson's "\\u003c" for `<`) is checked on its result, at most a
+  few times a value already within the bound.
 - time: a render that runs past its CPU budget is stopped (`_within_budget`), so nested loops that
   write nothing end too.
 
@@ -25,6 +29,7 @@ Pure Python, no Django.
 
 from __future__ import annotations
 
+import inspect
 import re
 import string
 import sys
@@ -92,6 +97,12 @@ _WIDTH_CALLS = frozenset(
         "do_slice",
     }
 )
+# Filters that copy an argument once per line, word or link of their subject (`_check_repeats`).
+_REPEATING = frozenset({"tojson", "wordwrap", "urlize"})
+MAX_JSON_INDENT = 16  # characters a level in tojson's layout: real templates use 2 to 4
+# What str.splitlines ends a line at: wordwrap wraps each of those lines on its own.
+_LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+_SPACES = re.compile(r"\s+")  # what urlize splits its text into words at
 # Filters that never print their subject: a big list passed in may be counted, sorted, sliced.
 _STRUCTURAL = frozenset(
     {
@@ -189,6 +200,43 @@ def _text_size(value: Any, limit: int) -> int:
         return total
 
     return size(value)
+
+
+def _json_size(value: Any, indent: int, limit: int) -> int:
+    """About how many characters `value` prints as in JSON laid out `indent` characters a level,
+    counted without printing it and given up once past `limit`: each item of a list or dict starts
+    its own line, indented once for every level it is nested at, so a deep or long value laid out
+    is much more than its compact text. A container met again at the same depth is looked up."""
+    seen: dict[tuple[int, int], int] = {}
+
+    def size(item: Any, depth: int) -> int:
+        if not isinstance(item, dict | list | tuple):
+            return _text_size(item, limit)
+        if (known := seen.get((id(item), depth))) is not None:
+            return known
+        line = 4 + (depth + 1) * indent  # newline, indent, ", ", ": "
+        total = 2 + depth * indent
+        for key, child in item.items() if isinstance(item, dict) else enumerate(item):
+            total += line + size(child, depth + 1) + (size(key, depth + 1) if isinstance(item, dict) else 0)
+            if total > limit:
+                break
+        seen[(id(item), depth)] = total
+        return total
+
+    return size(value, 0)
+
+
+def _arguments(
+    signature: inspect.Signature, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A call's arguments by parameter name, defaults included; none when they do not fit (the
+    call itself then fails, with the filter's own message)."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return {}
+    bound.apply_defaults()
+    return bound.arguments
 
 
 class _Generator(CodeGenerator):
@@ -354,6 +402,43 @@ class Sandbox(ImmutableSandboxedEnvironment):
         elif name == "do_format" and isinstance(subject, str):
             self._check_format(subject)
 
+    def _check_repeats(self, name: str, subject: Any, arguments: Mapping[str, Any]) -> None:
+        """Refuses, before the filter runs, an argument it copies once per line, word or link of its
+        subject when the copies together would be past the value bound (each argument alone is
+        within it): tojson's indent (on every line, once per level), wordwrap's wrapstring (between
+        lines), urlize's rel and target (in every link) and its extra schemes (each tried on every
+        word, in a loop the time budget cannot stop)."""
+        limit = self.limits.value_chars
+        if name == "tojson":
+            indent = arguments.get("indent")
+            width = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else None
+            if width is None:
+                return
+            if width > MAX_JSON_INDENT:
+                raise self.refused(f"passes tojson an indent of {width:,}, more than {MAX_JSON_INDENT}")
+            if _json_size(subject, max(width, 0), limit) > limit:
+                raise self.refused(f"lays out JSON of more than {limit:,} characters")
+        elif name == "wordwrap" and isinstance(subject, str):
+            width, wrapstring = arguments.get("width"), arguments.get("wrapstring")
+            wrap = self.newline_sequence if wrapstring is None else str(wrapstring)
+            if isinstance(width, int) and width > 0:
+                # Two lines in a row hold more than `width` of the text: the second's first word did
+                # not fit on the first. Each of splitlines' lines is wrapped (and joined) on its own.
+                paragraphs = sum(map(subject.count, _LINE_BREAKS)) + 1
+                lines = min(len(subject), 2 * len(subject) // width) + 3 * paragraphs
+                self._bounded(len(subject) + lines * len(wrap))
+        elif name == "urlize":
+            text = str(subject)  # within the bound: _check_growth measured it
+            words = _SPACES.subn("", text)[1] + 1
+            attributes = len(str(arguments.get("rel") or "")) + len(str(arguments.get("target") or ""))
+            # an attribute's character is at most five escaped ("&#34;"); each scheme is tried on each word
+            size = len(text) + words * (5 * attributes + _size(arguments.get("extra_schemes")))
+            if size > limit:
+                raise self.refused(
+                    f"passes urlize a rel, target or extra schemes repeated for each of its {words:,} "
+                    f"words: {size:,}, more than {limit:,}"
+                )
+
     # -- what the compiled template calls --------------------------------------------------------
 
     def _range(self, *args: int) -> range:
@@ -370,12 +455,16 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def _bounded_filter(self, name: str, f: Callable[..., Any]) -> Callable[..., Any]:
         prints = name not in _STRUCTURAL
+        # by the name templates call it by: a caller's own tojson (alerts') is checked as jinja's is
+        signature = inspect.signature(f) if name in _REPEATING else None
 
         @wraps(f)  # keeps jinja's pass_context/pass_eval_context mark
         def bounded(*args: Any, **kwargs: Any) -> Any:
             values = [a for a in args if not isinstance(a, EvalContext | Context | Environment)]
             if values:
                 self._check_growth(f.__name__, values[0], [*values[1:], *kwargs.values()], prints=prints)
+                if signature is not None:
+                    self._check_repeats(name, values[0], _arguments(signature, args, kwargs))
             result = f(*args, **kwargs)
             self._bounded_text(result)
             return result

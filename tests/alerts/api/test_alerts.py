@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -245,3 +246,18 @@ def test_a_history_span_out_of_range_names_the_days_field(client_as: Client, day
 
     assert response.status_code == 400
     assert list(response.json()["fields"]) == ["days"]
+
+
+def test_a_plain_history_request_fits_a_short_retention(client_as: Client, settings: Any) -> None:
+    settings.MOC_ALERT_RETENTION_DAYS = 7
+
+    plain = client_as(Role.VIEWER).get(f"{ALERTS}history/")
+    longer = client_as(Role.VIEWER).get(f"{ALERTS}history/", {"days": 8})
+
+    assert (plain.status_code, plain.json()["days"]) == (200, 7)
+    assert longer.status_code == 400
+    assert longer.json()["fields"]["days"][0].startswith("at most 7 ")
+
+
+def test_a_plain_history_request_spans_thirty_days(client_as: Client) -> None:
+    assert client_as(Role.VIEWER).get(f"{ALERTS}history/").json()["days"] == 30
