@@ -106,6 +106,32 @@ def test_loops_that_write_nothing_are_stopped_at_the_budget_and_the_trace_is_put
         sys.settrace(None)
 
 
+def test_the_budget_holds_when_python_is_called_from_outside_the_template_mid_render() -> None:
+    """Python calls into other code in the middle of a render: an object's __del__, a garbage
+    collector callback (hypothesis installs one). The stop raised there used to be swallowed as
+    "unraisable", turning tracing off, and the template then ran on unbounded (seen in the full suite)."""
+    calls = []
+
+    def note() -> None:
+        calls.append(1)
+
+    class Left:
+        def __del__(self) -> None:
+            if not calls:  # the first one outlasts the budget, then calls into Python
+                spin_until = time.thread_time() + 0.3
+                while time.thread_time() < spin_until:
+                    pass
+            note()
+
+    loops = (
+        "{% for a in range(50) %}{% for b in range(50) %}{% for c in range(50) %}"
+        "{% set x = make() %}{% endfor %}{% endfor %}{% endfor %}"
+    )
+    with pytest.raises(TemplateRefused, match="took longer than 0.2 s of CPU"):
+        render(loops, make=Left)
+    assert calls  # __del__ did run in the middle
+
+
 def test_filters_globals_and_undefined_are_the_callers() -> None:
     env = sandbox(
         undefined=ChainableUndefined, filters={"shout": lambda s: f"{s}!"}, globals={"answer": lambda: 42}
